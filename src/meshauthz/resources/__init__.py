@@ -1,0 +1,1 @@
+"""Kubernetes and Istio manifests: loading with positions, typed models, validation."""

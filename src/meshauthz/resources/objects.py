@@ -1,0 +1,144 @@
+"""Loaded objects: each keeps its typed content and where it was written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from meshauthz.errors import Location
+from meshauthz.resources.istio import (
+    AuthorizationPolicySpec,
+    PeerAuthenticationSpec,
+    RequestAuthenticationSpec,
+)
+from meshauthz.resources.k8s import ContainerPort, ServiceSpec
+from meshauthz.resources.meshconfig import MeshConfig
+from meshauthz.resources.yamlload import Document, Path
+
+DRY_RUN_ANNOTATION = "istio.io/dry-run"
+
+
+@dataclass(slots=True, eq=False)
+class Resource:
+    kind: str
+    api_version: str
+    name: str
+    namespace: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    doc: Document = field(repr=False)
+    base: Path = field(repr=False)  # this object's path inside its document
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    @property
+    def line(self) -> int:
+        return self.location().line or self.doc.line
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    def location(self, *path: str | int) -> Location:
+        """Where ``path`` (relative to the object, e.g. "spec", "rules", 0) is written."""
+        return self.doc.location(self.base + tuple(path))
+
+
+@dataclass(slots=True, eq=False)
+class AuthorizationPolicy(Resource):
+    spec: AuthorizationPolicySpec = field(default_factory=AuthorizationPolicySpec)
+
+    @property
+    def dry_run(self) -> bool:
+        # Istio parses the annotation as a Go boolean (strconv.ParseBool).
+        return self.annotations.get(DRY_RUN_ANNOTATION, "") in (
+            "1",
+            "t",
+            "T",
+            "TRUE",
+            "true",
+            "True",
+        )
+
+
+@dataclass(slots=True, eq=False)
+class RequestAuthentication(Resource):
+    spec: RequestAuthenticationSpec = field(default_factory=RequestAuthenticationSpec)
+
+
+@dataclass(slots=True, eq=False)
+class PeerAuthentication(Resource):
+    spec: PeerAuthenticationSpec = field(default_factory=PeerAuthenticationSpec)
+
+
+@dataclass(slots=True, eq=False)
+class Namespace(Resource):
+    pass
+
+
+@dataclass(slots=True, eq=False)
+class ServiceAccount(Resource):
+    pass
+
+
+@dataclass(slots=True, eq=False)
+class Workload(Resource):
+    """A Pod, or a controller that makes pods (their template is what counts)."""
+
+    pod_labels: dict[str, str] = field(default_factory=dict)
+    service_account: str = "default"
+    ports: tuple[ContainerPort, ...] = ()
+    ip: str | None = None
+    template_path: Path = ()  # the pod template's path relative to the object
+
+
+@dataclass(slots=True, eq=False)
+class Service(Resource):
+    spec: ServiceSpec = field(default_factory=ServiceSpec)
+
+
+@dataclass(slots=True, eq=False)
+class Gateway(Resource):
+    flavor: Literal["istio", "gateway-api"] = "istio"
+    selector: dict[str, str] = field(default_factory=dict)  # Istio Gateway only
+    gateway_class: str = ""  # Gateway API only
+
+
+@dataclass(slots=True, eq=False)
+class Skipped:
+    kind: str
+    api_version: str
+    name: str
+    namespace: str
+    location: Location
+
+
+@dataclass(slots=True)
+class Manifests:
+    """Everything loaded from a set of paths."""
+
+    authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)
+    request_authentications: list[RequestAuthentication] = field(default_factory=list)
+    peer_authentications: list[PeerAuthentication] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    service_accounts: list[ServiceAccount] = field(default_factory=list)
+    workloads: list[Workload] = field(default_factory=list)
+    services: list[Service] = field(default_factory=list)
+    gateways: list[Gateway] = field(default_factory=list)
+    mesh_config: MeshConfig = field(default_factory=MeshConfig)
+    skipped: list[Skipped] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    def all(self) -> list[Resource]:
+        return [
+            *self.namespaces,
+            *self.service_accounts,
+            *self.workloads,
+            *self.services,
+            *self.gateways,
+            *self.peer_authentications,
+            *self.request_authentications,
+            *self.authorization_policies,
+        ]

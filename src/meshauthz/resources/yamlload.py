@@ -1,0 +1,276 @@
+"""YAML and JSON documents as plain data, with the line of every field.
+
+Kubernetes turns YAML into JSON before anything reads it, so a document here
+becomes plain dicts, lists, strings, numbers, booleans and None. Alongside,
+``Document.positions`` maps each path (a tuple of keys and list indexes) to the
+line and column where it is written, so later errors can point at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from meshauthz.errors import InputError, Location
+
+try:  # the C parser is much faster; the pure one is a fallback
+    from yaml import CSafeLoader as _Loader
+except ImportError:  # pragma: no cover - depends on how PyYAML was built
+    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
+
+Path = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 32 * 1024 * 1024
+MAX_NODES_PER_DOCUMENT = 2_000_000  # bounds alias expansion ("billion laughs")
+MAX_DEPTH = 200
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(slots=True)
+class Document:
+    """One YAML document of a file."""
+
+    file: str
+    index: int  # 0-based position in the file's stream
+    line: int  # 1-based line where the document's content starts
+    data: Any
+    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def location(self, path: Path = ()) -> Location:
+        """The nearest known position of ``path`` (or of its closest parent)."""
+        p = tuple(path)
+        while True:
+            pos = self.positions.get(p)
+            if pos is not None:
+                return Location(self.file, pos[0], pos[1])
+            if not p:
+                return Location(self.file, self.line)
+            p = p[:-1]
+
+
+def read_source(path: str) -> tuple[str, str]:
+    """Read a file (or stdin for ``-``) as text; returns (display name, text)."""
+    import sys
+
+    display = "<stdin>" if path == "-" else path
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError("no such file or directory", location=Location(display)) from None
+    except IsADirectoryError:
+        raise InputError("is a directory", location=Location(display)) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror or e}", location=Location(display)) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise InputError(
+            f"file is larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB limit for a manifest",
+            location=Location(display),
+        )
+    return display, decode_text(raw, display)
+
+
+def decode_text(raw: bytes, display: str) -> str:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encoding = "utf-16"
+    else:
+        encoding = "utf-8-sig"
+        if b"\x00" in raw:
+            offset = raw.index(b"\x00")
+            raise InputError(
+                f"not a text file (NUL byte at offset {offset})",
+                location=Location(display, raw.count(b"\n", 0, offset) + 1),
+            )
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise InputError(
+            f"not a UTF-8 text file (invalid byte 0x{raw[e.start]:02x} at offset {e.start})",
+            location=Location(display, line),
+        ) from None
+
+
+def parse_documents(text: str, file: str) -> list[Document]:
+    """Parse a multi-document YAML (or JSON) stream. Empty documents are dropped."""
+    docs: list[Document] = []
+    try:
+        for index, node in enumerate(_compose_all(text)):
+            if node is None:
+                continue
+            builder = _Builder(file)
+            data = builder.build(node, (), 0)
+            if data is None:
+                continue
+            docs.append(Document(file, index, node.start_mark.line + 1, data, builder.positions))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        problem = e.problem or "invalid YAML"
+        context = f" ({e.context})" if e.context else ""
+        loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
+        if file.endswith(".json"):
+            return _parse_json_fallback(text, file, f"YAML syntax error: {problem}{context}", loc)
+        raise InputError(f"YAML syntax error: {problem}{context}", location=loc) from None
+    except yaml.YAMLError as e:
+        raise InputError(f"YAML error: {e}", location=Location(file)) from None
+    except RecursionError:
+        raise InputError("document is nested too deeply", location=Location(file)) from None
+    return docs
+
+
+def _compose_all(text: str) -> Iterator[yaml.Node | None]:
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            yield loader.get_node()
+    finally:
+        loader.dispose()
+
+
+def _parse_json_fallback(text: str, file: str, yaml_message: str, loc: Location) -> list[Document]:
+    """JSON that YAML cannot read (tabs in odd places); lines are then unknown."""
+
+    def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise InputError(f"duplicate key {k!r}", location=Location(file))
+            out[k] = v
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=no_duplicates)
+    except json.JSONDecodeError as e:
+        raise InputError(
+            f"JSON syntax error: {e.msg}", location=Location(file, e.lineno, e.colno)
+        ) from None
+    except RecursionError:
+        raise InputError("document is nested too deeply", location=Location(file)) from None
+    del yaml_message, loc
+    return [Document(file, 0, 1, data, {})] if data is not None else []
+
+
+_constructor = yaml.constructor.SafeConstructor()
+
+
+class _Builder:
+    """Turns a composed node tree into plain data and records positions."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.positions: dict[Path, tuple[int, int]] = {}
+        self.nodes = 0
+
+    def _loc(self, node: yaml.Node) -> Location:
+        return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES_PER_DOCUMENT:
+            raise InputError(
+                "document expands to too many values (aliases nested too deeply?)",
+                location=self._loc(node),
+            )
+        if depth > MAX_DEPTH:
+            raise InputError("document is nested too deeply", location=self._loc(node))
+        if path not in self.positions:
+            self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        raise InputError("unsupported YAML node", location=self._loc(node))  # pragma: no cover
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            value = _constructor.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as e:
+            raise InputError(
+                f"cannot read value: {e.problem or e}", location=self._loc(node)
+            ) from None
+        finally:
+            _constructor.constructed_objects.clear()
+        # Kubernetes reads YAML as JSON: dates stay strings, bytes become base64.
+        if isinstance(value, datetime.date | datetime.datetime):
+            return node.value
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode("ascii")
+        return value
+
+    def _key(self, node: yaml.Node) -> str:
+        if not isinstance(node, yaml.ScalarNode):
+            raise InputError("a mapping key must be a plain value", location=self._loc(node))
+        value = self._scalar(node)
+        if value is None:
+            return "null"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return value if isinstance(value, str) else node.value
+
+    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        merged: list[yaml.MappingNode] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                merged.extend(self._merge_sources(value_node))
+                continue
+            key = self._key(key_node)
+            if key in out:
+                first = self.positions.get((*path, key), (0, 0))[0]
+                raise InputError(
+                    f"duplicate key {key!r} (first defined at line {first})",
+                    location=self._loc(key_node),
+                    field=_dotted((*path, key)),
+                )
+            # A field's position is where its key is written.
+            self.positions[(*path, key)] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            out[key] = self.build(value_node, (*path, key), depth + 1)
+        for source in merged:  # explicit keys win over merged ones
+            for key_node, value_node in source.value:
+                key = self._key(key_node)
+                if key not in out:
+                    self.positions.setdefault(
+                        (*path, key), (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    )
+                    out[key] = self.build(value_node, (*path, key), depth + 1)
+        return out
+
+    def _merge_sources(self, node: yaml.Node) -> list[yaml.MappingNode]:
+        if isinstance(node, yaml.MappingNode):
+            return [node]
+        if isinstance(node, yaml.SequenceNode) and all(
+            isinstance(n, yaml.MappingNode) for n in node.value
+        ):
+            return list(node.value)
+        raise InputError(
+            "a merge key (<<) needs a mapping or a list of mappings", location=self._loc(node)
+        )
+
+
+def _dotted(path: Path) -> str:
+    """spec.rules[0].to: the way Kubernetes names a field in its errors."""
+    out = ""
+    for p in path:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            out += f".{p}" if out else p
+    return out
+
+
+dotted = _dotted
