@@ -112,6 +112,18 @@ def load(
     return LoadResult(loader.manifests, loader.findings)
 
 
+def load_documents(
+    docs: Iterable[Document], *, default_namespace: str = "default"
+) -> LoadResult:
+    """Type already-parsed documents (for callers that build documents themselves)."""
+    loader = _Loader(default_namespace)
+    for doc in docs:
+        if doc.file not in loader.manifests.files:
+            loader.manifests.files.append(doc.file)
+        loader.document(doc)
+    return LoadResult(loader.manifests, loader.findings)
+
+
 def load_mesh_config_file(path: str) -> MeshConfig:
     display, text = read_source(path)
     docs = parse_documents(text, display)
@@ -497,4 +509,4 @@ def _explain(data: Any, sub: Path, err: Any) -> tuple[Path, str]:
     return tuple(path), str(err.get("msg", "invalid value"))
 
 
-__all__ = ["LoadResult", "collect_files", "load", "load_mesh_config_file"]
+__all__ = ["LoadResult", "collect_files", "load", "load_documents", "load_mesh_config_file"]
