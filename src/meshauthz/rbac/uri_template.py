@@ -1,0 +1,168 @@
+"""Envoy's uri_template path matcher (envoy.path.match.uri_template).
+
+A template such as ``/v1/{bucket}/**.m3u8`` is validated with Envoy's rules
+and turned into an RE2 pattern fully matched against the path without its
+query and fragment:
+
+- ``*`` (and a bare ``{name}``) matches one non-empty path segment;
+- ``**`` matches zero or more characters across segments (``/`` included),
+  and no glob may follow it;
+- ``{name=...}`` captures a sequence of literals and globs;
+- literals are RFC 3986 pchars without ``*`` and ``=``; a literal suffix may
+  follow the last segment's glob (``/**.m3u8``);
+- at most 5 variables, names ``[a-zA-Z][a-zA-Z0-9_]*`` of 1..16 chars, unique.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import re2
+
+_PCHARS = "a-zA-Z0-9-._~%!$&'()+,;:@"
+_PATH_GLOB = f"[{_PCHARS}]+"
+_TEXT_GLOB = f"[{_PCHARS}/]*"
+_LITERAL = re2.compile(f"[{_PCHARS}]+")
+_VAR_NAME = re2.compile("[a-zA-Z][a-zA-Z0-9_]*")
+_PRINTABLE = re2.compile("/[[:graph:]]*")
+_MAX_VARS = 5
+_MAX_VAR_NAME = 16
+
+
+class UriTemplateError(ValueError):
+    pass
+
+
+def _escape(literal: str) -> str:
+    # Envoy escapes only these; the other pchars have no meaning in RE2.
+    for ch in "$()+.":
+        literal = literal.replace(ch, "\\" + ch)
+    return literal
+
+
+def _literal(text: str) -> tuple[str, str]:
+    lit = text.split("/", 1)[0]
+    if not _LITERAL.fullmatch(lit):
+        raise UriTemplateError(f"invalid literal {lit!r}")
+    return lit, text[len(lit) :]
+
+
+def _operator(text: str) -> tuple[str, str]:
+    if text.startswith("**"):
+        return "**", text[2:]
+    if text.startswith("*"):
+        return "*", text[1:]
+    raise UriTemplateError("invalid operator")
+
+
+def _variable(text: str) -> tuple[tuple[str, list[str]], str]:
+    if len(text) < 2 or text[0] != "{":
+        raise UriTemplateError("invalid variable")
+    if "}" not in text[1:]:
+        raise UriTemplateError("unmatched variable bracket")
+    body, rest = text[1:].split("}", 1)
+    name, eq, pattern = body.partition("=")
+    if not _VAR_NAME.fullmatch(name):
+        raise UriTemplateError(f"invalid variable name {name!r}")
+    parts: list[str] = []
+    if eq:
+        if not pattern:
+            raise UriTemplateError("empty variable match")
+        while pattern:
+            part, pattern = _operator(pattern) if pattern[0] == "*" else _literal(pattern)
+            parts.append(part)
+            if pattern:
+                if pattern[0] != "/" or len(pattern) == 1:
+                    raise UriTemplateError("invalid variable match")
+                pattern = pattern[1:]
+    return (name, parts), rest
+
+
+Segment = Any  # "*" | "**" | ("lit", str) | (name, [parts])
+
+
+def _parse(template: str) -> tuple[list[Segment], str]:
+    if not _PRINTABLE.fullmatch(template):
+        raise UriTemplateError(f"invalid pattern {template!r}")
+    rest = template[1:]
+    segments: list[Segment] = []
+    suffix = ""
+    while rest:
+        if rest[0] == "*":
+            seg, rest = _operator(rest)
+        elif rest[0] == "{":
+            seg, rest = _variable(rest)
+        else:
+            lit, rest = _literal(rest)
+            seg = ("lit", lit)
+        segments.append(seg)
+        if rest:
+            if rest == "/":
+                segments.append(("lit", ""))
+                break
+            if rest[0] == "/":
+                rest = rest[1:]
+            else:
+                suffix, rest = _literal(rest)
+                if rest:
+                    raise UriTemplateError("prefix match not supported")
+                break
+    return segments, suffix
+
+
+def _validate(segments: list[Segment]) -> None:
+    names: set[str] = set()
+    seen_text_glob = False
+    for seg in segments:
+        if isinstance(seg, str):
+            if seen_text_glob:
+                raise UriTemplateError("glob after text glob")
+            seen_text_glob = seg == "**"
+        elif seg[0] != "lit":
+            name, parts = seg
+            if len(names) >= _MAX_VARS:
+                raise UriTemplateError("exceeded variable count limit")
+            if not 1 <= len(name) <= _MAX_VAR_NAME:
+                raise UriTemplateError("invalid variable length")
+            if name in names:
+                raise UriTemplateError(f"repeated variable name {name!r}")
+            names.add(name)
+            if not parts and seen_text_glob:
+                raise UriTemplateError("implicit variable path glob after text glob")
+            for part in parts:
+                if part in ("*", "**"):
+                    if seen_text_glob:
+                        raise UriTemplateError("glob after text glob")
+                    seen_text_glob = part == "**"
+
+
+def _glob(op: str) -> str:
+    return _PATH_GLOB if op == "*" else _TEXT_GLOB
+
+
+def _regex(seg: Segment) -> str:
+    if isinstance(seg, str):
+        return _glob(seg)
+    if seg[0] == "lit":
+        return _escape(seg[1])
+    name, parts = seg
+    inner = "/".join(_glob(p) if p in ("*", "**") else _escape(p) for p in parts) or _PATH_GLOB
+    return f"(?P<{name}>{inner})"
+
+
+@functools.lru_cache(maxsize=4096)
+def compile_uri_template(template: str) -> Any:
+    """The compiled RE2 regex for a template; raises UriTemplateError if Envoy would."""
+    segments, suffix = _parse(template)
+    _validate(segments)
+    return re2.compile("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
+
+
+def strip_query_and_fragment(path: str) -> str:
+    """Envoy's PathUtil::removeQueryAndFragment: cut at the first '?' or '#'."""
+    return path.partition("?")[0].partition("#")[0]
+
+
+def uri_template_matches(template: str, path: str) -> bool:
+    return compile_uri_template(template).fullmatch(strip_query_and_fragment(path)) is not None
