@@ -1,0 +1,56 @@
+"""Entry point: the command group, and the guard that turns bugs into exit 3."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from meshauthz import __version__
+from meshauthz.cli.validate import validate_command
+from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="meshauthz")
+def cli() -> None:
+    """Istio's authorization, without a cluster: validate, build, check and explain
+    AuthorizationPolicies exactly as Istio and Envoy would."""
+
+
+cli.add_command(validate_command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="meshauthz", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_INPUT)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_INPUT)
+    except MeshauthzError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(EXIT_INPUT)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as e:  # a bug: say so plainly, keep the details for a report
+        click.echo(
+            f"internal error in meshauthz: {type(e).__name__}: {e} (this is a bug; "
+            "set MESHAUTHZ_DEBUG=1 for the details to report)",
+            err=True,
+        )
+        if os.environ.get("MESHAUTHZ_DEBUG"):
+            click.echo(traceback.format_exc(), err=True)
+        sys.exit(EXIT_INTERNAL)
+
+
+if __name__ == "__main__":
+    main()
