@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from meshauthz.resources.istio import StrMap
 
@@ -74,8 +74,10 @@ class PodIP(K8s):
 
 
 class PodStatus(K8s):
-    pod_ip: str = ""
-    pod_ips: Annotated[tuple[PodIP, ...], BeforeValidator(_none_is_empty)] = ()
+    pod_ip: str = Field(default="", alias="podIP")
+    pod_ips: Annotated[tuple[PodIP, ...], BeforeValidator(_none_is_empty)] = Field(
+        default=(), alias="podIPs"
+    )
 
 
 class ControllerSpec(K8s):
@@ -103,7 +105,7 @@ class ServicePort(K8s):
 class ServiceSpec(K8s):
     selector: StrMap = {}
     ports: Annotated[tuple[ServicePort, ...], BeforeValidator(_none_is_empty)] = ()
-    cluster_ip: str = ""
+    cluster_ip: str = Field(default="", alias="clusterIP")
     type: str = "ClusterIP"
 
 
