@@ -1,0 +1,298 @@
+"""The request format of ``check --request`` and of test suites.
+
+A request file holds one request or a list. Fields are friendly: ``from`` may
+name a workload, ``to`` a workload or Service. They are resolved against the
+mesh (``resolve.py``) into the Request that the filters see. The JSON schema
+is ``meshauthz/schemas/request.schema.json``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshauthz.errors import InputError, Location
+from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
+
+_FIELDS = {
+    "from",
+    "remoteIP",
+    "to",
+    "port",
+    "protocol",
+    "method",
+    "path",
+    "host",
+    "headers",
+    "jwt",
+    "jwtLocation",
+    "token",
+    "sni",
+    "name",
+}
+_FROM_FIELDS = {"principal", "namespace", "ip", "plaintext", "workload"}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSpec:
+    workload: str | None = None  # "namespace/name" of a workload in the manifests
+    principal: str | None = None  # "td/ns/x/sa/y" (a leading spiffe:// is accepted)
+    namespace: str | None = None
+    ip: str | None = None
+    plaintext: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JwtLocation:
+    header: str | None = None
+    prefix: str = ""
+    param: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    source: SourceSpec
+    to: str  # "namespace/name" with an optional ":port"
+    port: int | None = None
+    protocol: str | None = None  # "http" | "tcp"; None: from the Service port
+    remote_ip: str | None = None
+    method: str = "GET"
+    path: str = "/"
+    host: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    jwt: dict[str, Any] | None = None
+    jwt_location: JwtLocation | None = None
+    token: str | None = None
+    sni: str | None = None
+    name: str | None = None
+    location: Location | None = field(default=None, compare=False)
+
+
+def load_request_file(path: str) -> list[RequestSpec]:
+    """Read a YAML or JSON file holding one request or a list of requests."""
+    display, text = read_source(path)
+    docs = parse_documents(text, display)
+    if not docs:
+        raise InputError("the request file is empty", location=Location(display, 1))
+    out: list[RequestSpec] = []
+    for doc in docs:
+        if isinstance(doc.data, list):
+            out.extend(parse_request(doc, (i,)) for i in range(len(doc.data)))
+        else:
+            out.append(parse_request(doc, ()))
+    return out
+
+
+def request_from_data(data: Any, file: str = "<request>") -> RequestSpec:
+    """Parse a request given as plain data (positions unknown)."""
+    return parse_request(Document(file, 0, 1, data, {}), ())
+
+
+def parse_request(doc: Document, base: Path) -> RequestSpec:
+    data: Any = doc.data
+    for p in base:
+        data = data[p]
+    return _Parser(doc, base).request(data)
+
+
+class _Parser:
+    def __init__(self, doc: Document, base: Path) -> None:
+        self.doc = doc
+        self.base = base
+
+    def fail(self, path: Path, message: str) -> InputError:
+        return InputError(
+            message, location=self.doc.location(self.base + path), field=dotted(path) or None
+        )
+
+    def string(self, value: Any, path: Path, *, empty_ok: bool = False) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_kind(value)}")
+        if not value and not empty_ok:
+            raise self.fail(path, "must not be empty")
+        return value
+
+    def ip(self, value: Any, path: Path) -> str:
+        s = self.string(value, path)
+        try:
+            return str(ipaddress.ip_address(s))
+        except ValueError:
+            raise self.fail(path, f"not an IP address: {s!r}") from None
+
+    def request(self, data: Any) -> RequestSpec:
+        if not isinstance(data, dict):
+            raise self.fail((), f"a request must be a mapping, got {_kind(data)}")
+        unknown = sorted(set(data) - _FIELDS)
+        if unknown:
+            raise self.fail(
+                (unknown[0],),
+                f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FIELDS))}',
+            )
+        if "from" not in data:
+            raise self.fail(
+                (),
+                'a request needs "from" (a workload "namespace/name", or {principal, namespace, ip}, or {plaintext: true, ip})',
+            )
+        if "to" not in data:
+            raise self.fail(
+                (),
+                'a request needs "to" (a workload or Service "namespace/name", optionally ":port")',
+            )
+        to = self.string(data["to"], ("to",))
+        target = to.rsplit(":", 1)[0]
+        if target.count("/") != 1 or not all(target.split("/")):
+            raise self.fail(
+                ("to",), f'expected "namespace/name" or "namespace/name:port", got {to!r}'
+            )
+        port = None
+        if ":" in to:
+            port = self.port(to.rsplit(":", 1)[1], ("to",))
+        if "port" in data:
+            port = self.port(data["port"], ("port",))
+        protocol = None
+        if data.get("protocol") is not None:
+            protocol = self.string(data["protocol"], ("protocol",)).lower()
+            if protocol not in ("http", "tcp"):
+                raise self.fail(
+                    ("protocol",), f'expected "http" or "tcp", got {data["protocol"]!r}'
+                )
+        method = self.string(data.get("method", "GET"), ("method",))
+        path = self.string(data.get("path", "/"), ("path",))
+        host = self.string(data["host"], ("host",)) if data.get("host") is not None else None
+        sni = (
+            self.string(data["sni"], ("sni",), empty_ok=True)
+            if data.get("sni") is not None
+            else None
+        )
+        remote_ip = (
+            self.ip(data["remoteIP"], ("remoteIP",)) if data.get("remoteIP") is not None else None
+        )
+        jwt = None
+        if data.get("jwt") is not None:
+            if not isinstance(data["jwt"], dict):
+                raise self.fail(("jwt",), f"expected a mapping of claims, got {_kind(data['jwt'])}")
+            jwt = data["jwt"]
+        token = self.string(data["token"], ("token",)) if data.get("token") is not None else None
+        if jwt is not None and token is not None:
+            raise self.fail(
+                ("token",), 'give either "jwt" (claims) or "token" (a raw JWT), not both'
+            )
+        name = self.string(data["name"], ("name",)) if data.get("name") is not None else None
+        return RequestSpec(
+            source=self.source(data["from"]),
+            to=to.rsplit(":", 1)[0] if ":" in to else to,
+            port=port,
+            protocol=protocol,
+            remote_ip=remote_ip,
+            method=method,
+            path=path,
+            host=host,
+            headers=self.headers(data.get("headers")),
+            jwt=jwt,
+            jwt_location=self.jwt_location(data.get("jwtLocation")),
+            token=token,
+            sni=sni,
+            name=name,
+            location=self.doc.location(self.base),
+        )
+
+    def port(self, value: Any, path: Path) -> int:
+        if isinstance(value, str) and value.isdigit():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
+        return value
+
+    def source(self, value: Any) -> SourceSpec:
+        if isinstance(value, str):
+            if value.count("/") != 1 or not all(value.split("/")):
+                raise self.fail(("from",), f'expected a workload "namespace/name", got {value!r}')
+            return SourceSpec(workload=value)
+        if not isinstance(value, dict):
+            raise self.fail(("from",), f"expected a workload name or a mapping, got {_kind(value)}")
+        unknown = sorted(set(value) - _FROM_FIELDS)
+        if unknown:
+            raise self.fail(
+                ("from", unknown[0]),
+                f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FROM_FIELDS))}',
+            )
+        plaintext = value.get("plaintext", False)
+        if not isinstance(plaintext, bool):
+            raise self.fail(("from", "plaintext"), f"expected true or false, got {plaintext!r}")
+        ip = self.ip(value["ip"], ("from", "ip")) if value.get("ip") is not None else None
+        principal = value.get("principal")
+        if principal is not None:
+            principal = self.string(principal, ("from", "principal"))
+            if plaintext:
+                raise self.fail(
+                    ("from", "principal"),
+                    "a plaintext caller has no principal (no client certificate)",
+                )
+        namespace = (
+            self.string(value["namespace"], ("from", "namespace"))
+            if value.get("namespace") is not None
+            else None
+        )
+        workload = value.get("workload")
+        if workload is not None:
+            workload = self.string(workload, ("from", "workload"))
+        return SourceSpec(
+            workload=workload, principal=principal, namespace=namespace, ip=ip, plaintext=plaintext
+        )
+
+    def headers(self, value: Any) -> tuple[tuple[str, str], ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, dict):
+            raise self.fail(
+                ("headers",), f"expected a mapping of header names to values, got {_kind(value)}"
+            )
+        out: list[tuple[str, str]] = []
+        for name, v in value.items():
+            items = v if isinstance(v, list) else [v]
+            for i, item in enumerate(items):
+                p: Path = ("headers", name, i) if isinstance(v, list) else ("headers", name)
+                out.append((name.lower(), self.string(item, p, empty_ok=True)))
+        return tuple(out)
+
+    def jwt_location(self, value: Any) -> JwtLocation | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(("jwtLocation",), f"expected a mapping, got {_kind(value)}")
+        unknown = sorted(set(value) - {"header", "prefix", "param"})
+        if unknown:
+            raise self.fail(
+                ("jwtLocation", unknown[0]),
+                f'unknown field "{unknown[0]}"; use header (with prefix) or param',
+            )
+        header = value.get("header")
+        param = value.get("param")
+        if (header is None) == (param is None):
+            raise self.fail(("jwtLocation",), 'give exactly one of "header" or "param"')
+        if header is not None:
+            prefix = value.get("prefix", "")
+            return JwtLocation(
+                header=self.string(header, ("jwtLocation", "header")).lower(),
+                prefix=self.string(prefix, ("jwtLocation", "prefix"), empty_ok=True),
+            )
+        if "prefix" in value:
+            raise self.fail(
+                ("jwtLocation", "prefix"), "a prefix applies to a header, not a query parameter"
+            )
+        return JwtLocation(param=self.string(param, ("jwtLocation", "param")))
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f'a string ("{value}")'
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "null" if value is None else type(value).__name__
