@@ -63,9 +63,16 @@ def test_every_authorization_policy_field_is_read(write):
     spec = p.spec
     assert spec.action == "DENY" and spec.selector.match_labels == {"app": "httpbin"}
     src = spec.rules[0].from_[0].source
-    assert src.principals == ("cluster.local/ns/a/sa/b",) and src.not_remote_ip_blocks == ("5.6.7.8",)
+    assert src.principals == ("cluster.local/ns/a/sa/b",) and src.not_remote_ip_blocks == (
+        "5.6.7.8",
+    )
     op = spec.rules[0].to[0].operation
-    assert (op.hosts, op.not_ports, op.methods, op.not_paths) == (("a.com",), ("81",), ("GET",), ("/b",))
+    assert (op.hosts, op.not_ports, op.methods, op.not_paths) == (
+        ("a.com",),
+        ("81",),
+        ("GET",),
+        ("/b",),
+    )
     cond = spec.rules[0].when[0]
     assert (cond.key, cond.values, cond.not_values) == ("request.headers[x-a]", ("1",), ("2",))
 
@@ -227,7 +234,9 @@ metadata: {name: kgw, namespace: foo}
 spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTTP}]}
 """
     m = load([write("x.yaml", text)]).manifests
-    assert m.namespaces[0].labels == {"istio-injection": "enabled"} and m.namespaces[0].namespace == ""
+    assert (
+        m.namespaces[0].labels == {"istio-injection": "enabled"} and m.namespaces[0].namespace == ""
+    )
     assert m.service_accounts[0].key == "foo/sa"
     ports = m.services[0].spec.ports
     assert (ports[0].name, ports[0].target_port) == ("http-web", 8080)
@@ -240,7 +249,11 @@ spec: {gatewayClassName: istio, listeners: [{name: http, port: 80, protocol: HTT
 def test_mesh_config_from_configmap_and_defaults(write):
     m = load([write("a.yaml", POLICY)]).manifests
     mc = m.mesh_config
-    assert (mc.root_namespace, mc.trust_domain, mc.path_normalization) == ("istio-system", "cluster.local", "BASE")
+    assert (mc.root_namespace, mc.trust_domain, mc.path_normalization) == (
+        "istio-system",
+        "cluster.local",
+        "BASE",
+    )
     text = """\
 apiVersion: v1
 kind: ConfigMap
@@ -259,7 +272,11 @@ data:
         port: 8000
 """
     mc = load([write("cm.yaml", text)]).manifests.mesh_config
-    assert (mc.root_namespace, mc.trust_domain, mc.trust_domain_aliases) == ("mesh-root", "td1", ("old-td",))
+    assert (mc.root_namespace, mc.trust_domain, mc.trust_domain_aliases) == (
+        "mesh-root",
+        "td1",
+        ("old-td",),
+    )
     assert mc.path_normalization == "MERGE_SLASHES"
     p = mc.provider("ext")
     assert p is not None and p.kind == "envoyExtAuthzHttp" and p.config["port"] == 8000
@@ -275,17 +292,26 @@ def test_standalone_mesh_config_file(write):
 
 def test_kind_list_as_printed_by_kubectl(write):
     items = [
-        {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-         "metadata": {"name": f"p{i}", "namespace": "foo", "resourceVersion": "1", "uid": "u"},
-         "spec": {}, "status": {"validationMessages": []}}
+        {
+            "apiVersion": "security.istio.io/v1",
+            "kind": "AuthorizationPolicy",
+            "metadata": {"name": f"p{i}", "namespace": "foo", "resourceVersion": "1", "uid": "u"},
+            "spec": {},
+            "status": {"validationMessages": []},
+        }
         for i in range(3)
     ]
-    text = json.dumps({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}, indent=1)
+    text = json.dumps(
+        {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {}}, indent=1
+    )
     r = load([write("list.json", text)])
     assert r.findings == []
     names = [p.name for p in r.manifests.authorization_policies]
     assert names == ["p0", "p1", "p2"]
-    assert r.manifests.authorization_policies[2].location().line > r.manifests.authorization_policies[1].location().line
+    assert (
+        r.manifests.authorization_policies[2].location().line
+        > r.manifests.authorization_policies[1].location().line
+    )
 
 
 def test_helm_template_output_with_source_comments_and_empty_documents(write):
@@ -346,7 +372,10 @@ spec:
 def test_directories_are_walked_recursively_and_suites_skipped(write, tmp_path):
     write("a/one.yaml", POLICY)
     write("a/b/two.yml", POLICY.replace("name: p1", "name: p2"))
-    write("a/b/c/three.json", json.dumps({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "s"}}))
+    write(
+        "a/b/c/three.json",
+        json.dumps({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "s"}}),
+    )
     write("a/suite.test.yaml", "cases: []\n")
     write("a/notes.txt", "not a manifest")
     write("a/.hidden/x.yaml", "{")
@@ -366,7 +395,10 @@ def test_stdin(monkeypatch):
 def test_other_kinds_are_skipped_and_listed(write):
     text = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs}\n"
     m = load([write("s.yaml", text)]).manifests
-    assert [(s.kind, s.name, s.location.line) for s in m.skipped] == [("Secret", "s", 1), ("VirtualService", "vs", 5)]
+    assert [(s.kind, s.name, s.location.line) for s in m.skipped] == [
+        ("Secret", "s", 1),
+        ("VirtualService", "vs", 5),
+    ]
 
 
 def test_the_seed_example_loads_completely():
@@ -374,7 +406,10 @@ def test_the_seed_example_loads_completely():
     assert sorted(w.key for w in m.workloads) == ["default/backend", "default/frontend"]
     front = next(w for w in m.workloads if w.name == "frontend")
     assert front.service_account == "frontend"
-    assert sorted(p.name for p in m.authorization_policies) == ["allow-frontend-get-data", "deny-all-backend"]
+    assert sorted(p.name for p in m.authorization_policies) == [
+        "allow-frontend-get-data",
+        "deny-all-backend",
+    ]
     assert sorted(s.name for s in m.services) == ["backend", "frontend"]
 
 

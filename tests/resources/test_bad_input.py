@@ -1,0 +1,147 @@
+"""Bad input: a clear message with file and line, a documented exit code, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from meshauthz.cli.main import main
+from meshauthz.resources.yamlload import MAX_FILE_BYTES
+
+GOOD = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: p, namespace: foo}
+spec:
+  rules:
+  - to:
+    - operation:
+        methods: ["GET"]
+"""
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(exc.value.code or 0), out, err
+
+
+def test_valid_input_exits_0(capsys, write):
+    code, out, _ = run(capsys, "validate", write("p.yaml", GOOD))
+    assert code == 0 and "valid: 0 errors" in out
+
+
+def test_yaml_syntax_error(capsys, write):
+    path = write("bad.yaml", GOOD + "  - [unclosed\n")
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2
+    assert f"{path}:10:" in err and "YAML syntax error" in err
+
+
+def test_wrong_type_names_field_and_line(capsys, write):
+    path = write("p.yaml", GOOD.replace('["GET"]', "GET"))
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 1
+    assert f"{path}:8:9: error[schema]" in out
+    assert 'spec.rules[0].to[0].operation.methods: expected a list, got a string ("GET")' in out
+
+
+def test_unknown_field_as_strict_field_validation_reports_it(capsys, write):
+    path = write("p.yaml", GOOD.replace("methods:", "method:"))
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 1
+    assert f"{path}:8:9:" in out and 'unknown field "method"' in out
+    assert "spec.rules[0].to[0].operation.method" in out
+
+
+def test_duplicate_key(capsys, write):
+    path = write("p.yaml", GOOD.replace("  rules:", "  action: DENY\n  action: ALLOW\n  rules:"))
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2
+    assert f"{path}:6:3:" in err and "duplicate key 'action' (first defined at line 5)" in err
+
+
+def test_empty_file(capsys, write):
+    path = write("empty.yaml", "")
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2 and f"{path}:1:" in err and "empty" in err
+
+
+def test_comments_only_file_is_empty_too(capsys, write):
+    code, _, err = run(capsys, "validate", write("c.yaml", "# nothing\n---\n"))
+    assert code == 2 and "empty" in err
+
+
+def test_file_that_is_not_text(capsys, write):
+    path = write("bin.yaml", b"apiVersion: v1\n\x00\x01\x02\xff")
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2 and f"{path}:2:" in err and "not a text file" in err
+
+
+def test_invalid_utf8(capsys, write):
+    path = write(
+        "latin1.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: caf\xe9}\n".encode("latin-1"),
+    )
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2 and f"{path}:3:" in err and "not a UTF-8 text file" in err
+
+
+def test_very_large_file(capsys, write):
+    path = write("big.yaml", b"# " + b"x" * MAX_FILE_BYTES + b"\n")
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2 and path in err and "larger than the 32 MiB limit" in err
+
+
+def test_alias_bomb_is_refused_quickly(capsys, write):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    code, _, err = run(capsys, "validate", write("bomb.yaml", "\n".join(lines) + "\n"))
+    assert code == 2 and "too many values" in err
+
+
+def test_missing_path(capsys, tmp_path):
+    path = str(tmp_path / "nope")
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2 and f"{path}: no such file or directory" in err
+
+
+def test_document_that_is_not_an_object(capsys, write):
+    path = write("list.yaml", GOOD + "---\n- just\n- a list\n")
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 1 and f"{path}:10:1: error[not-an-object]" in out
+
+
+def test_json_output_for_input_errors(capsys, write):
+    path = write("bad.yaml", "a: [\n")
+    code, out, _ = run(capsys, "validate", "-o", "json", path)
+    assert code == 2
+    err = json.loads(out)["error"]
+    assert err["file"] == path and err["line"] == 2 and "YAML syntax error" in err["message"]
+
+
+def test_json_output_shape(capsys, write):
+    path = write("p.yaml", GOOD.replace('["GET"]', "GET"))
+    code, out, _ = run(capsys, "validate", "-o", "json", path)
+    doc = json.loads(out)
+    assert code == 1 and doc["valid"] is False
+    assert doc["summary"] == {"errors": 1, "warnings": 0, "files": 1, "objects": 0, "skipped": 0}
+    (f,) = doc["findings"]
+    assert f == {
+        "severity": "error",
+        "code": "schema",
+        "message": 'expected a list, got a string ("GET")',
+        "file": path,
+        "line": 8,
+        "column": 9,
+        "resource": {"kind": "AuthorizationPolicy", "namespace": "foo", "name": "p"},
+        "field": "spec.rules[0].to[0].operation.methods",
+    }
+
+
+def test_bad_flag_is_a_usage_error(capsys):
+    code, _, err = run(capsys, "validate", "--no-such-flag", "x")
+    assert code == 2 and "No such option" in err
