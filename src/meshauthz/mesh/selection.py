@@ -1,0 +1,367 @@
+"""Which policies apply to a workload, as istiod selects them.
+
+Mirrors, in our own code:
+
+* ``pilot/pkg/model/policyattachment.go`` ``WorkloadPolicyMatcher.ShouldAttachPolicy``
+  (``should_attach``): selector vs targetRefs, Gateway API workloads, waypoints;
+* ``pilot/pkg/model/authorization.go`` ``ListAuthorizationPolicies``: candidates
+  only from the root namespace, the workload's namespace and (waypoint chains)
+  the Service's namespace, in that order;
+* ``pilot/pkg/model/authentication.go`` ``getConfigsForWorkload``: for
+  RequestAuthentication and PeerAuthentication the order is the workload's
+  namespace first, then the root namespace, then the Service's; a
+  PeerAuthentication is chosen by its selector alone (it has no targetRef), and
+  a later namespace- or mesh-level PeerAuthentication in a namespace that
+  already has one is dropped from the store (``addPeerAuthentication``);
+* within a namespace, istiod's store order: creation time, then name, then
+  namespace (``sortConfigByCreationTime``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from meshauthz.mesh.labels import subset_of
+from meshauthz.mesh.snapshot import (
+    GATEWAY_NAME_LABEL,
+    WAYPOINT_GATEWAY_CLASS,
+    MeshService,
+    MeshSnapshot,
+    MeshWorkload,
+)
+from meshauthz.resources.istio import PolicyTargetReference, WorkloadSelector
+from meshauthz.resources.objects import (
+    AuthorizationPolicy,
+    PeerAuthentication,
+    RequestAuthentication,
+)
+
+PolicyKind = Literal["AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication"]
+Policy = AuthorizationPolicy | RequestAuthentication | PeerAuthentication
+ReasonKind = Literal["mesh-wide", "namespace-wide", "selector", "target-ref"]
+Registry = Literal["Kubernetes", "External"]
+
+# features.EnableSelectorBasedK8sGatewayPolicy (ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY).
+DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY = True
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRef:
+    """ServiceInfoForPolicyMatcher: the Service of a waypoint's service chain."""
+
+    name: str
+    namespace: str
+    registry: Registry = "Kubernetes"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMatcher:
+    """WorkloadPolicyMatcher: what istiod knows about the proxy when it selects."""
+
+    namespace: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    is_waypoint: bool = False
+    services: tuple[ServiceRef, ...] = ()
+    root_namespace: str = ""
+
+    @staticmethod
+    def for_workload(
+        w: MeshWorkload, *, root_namespace: str, service: MeshService | None = None
+    ) -> PolicyMatcher:
+        services = (ServiceRef(service.name, service.namespace),) if service is not None else ()
+        return PolicyMatcher(w.namespace, w.labels, w.is_waypoint, services, root_namespace)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectionReason:
+    """Why a policy applies.
+
+    * ``mesh-wide``: in the root namespace, no (or an empty) selector;
+    * ``namespace-wide``: in the workload's namespace, no (or an empty) selector;
+    * ``selector``: ``matched_labels`` are the selector's labels, all on the workload
+      (a root-namespace selector matches workloads of every namespace);
+    * ``target-ref``: ``target_ref`` names the workload's Gateway, the waypoint's
+      GatewayClass, or the Service/ServiceEntry of a waypoint chain.
+    """
+
+    kind: ReasonKind
+    detail: str
+    matched_labels: Mapping[str, str] = field(default_factory=dict)
+    target_ref: PolicyTargetReference | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedPolicy:
+    policy: Policy
+    reason: SelectionReason
+
+    @property
+    def key(self) -> str:
+        return self.policy.key
+
+    @property
+    def action(self) -> str | None:
+        """The AuthorizationPolicy action (ALLOW when unset), else None."""
+        if isinstance(self.policy, AuthorizationPolicy):
+            return self.policy.spec.action
+        return None
+
+
+def target_refs(
+    target_ref: PolicyTargetReference | None, refs: Sequence[PolicyTargetReference]
+) -> tuple[PolicyTargetReference, ...]:
+    """``GetTargetRefs``: ``targetRefs``, or the legacy ``targetRef`` when that is empty."""
+    if refs:
+        return tuple(refs)
+    return (target_ref,) if target_ref is not None else ()
+
+
+def canonical_group(group: str) -> str:
+    """``config.CanonicalGroup``: the core group "" is spelled "core"."""
+    return group or "core"
+
+
+def _is(ref: PolicyTargetReference, group: str, kind: str) -> bool:
+    return canonical_group(ref.group) == canonical_group(group) and ref.kind == kind
+
+
+def _selector_reason(
+    matcher: PolicyMatcher, policy_namespace: str, selector: WorkloadSelector | None
+) -> SelectionReason | None:
+    labels = dict(selector.match_labels) if selector is not None else {}
+    if not subset_of(labels, matcher.labels):
+        return None
+    if labels:
+        where = (
+            " (root namespace: every namespace)"
+            if policy_namespace == matcher.root_namespace
+            else ""
+        )
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        return SelectionReason("selector", f"selector matches labels {shown}{where}", labels)
+    empty = " (empty selector)" if selector is not None else ""
+    if matcher.root_namespace and policy_namespace == matcher.root_namespace:
+        return SelectionReason("mesh-wide", f"no selector in the root namespace{empty}")
+    return SelectionReason("namespace-wide", f"no selector in namespace {policy_namespace}{empty}")
+
+
+def should_attach(
+    matcher: PolicyMatcher,
+    policy_namespace: str,
+    selector: WorkloadSelector | None,
+    refs: Sequence[PolicyTargetReference],
+    *,
+    selector_based_k8s_gateway_policy: bool = DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY,
+) -> SelectionReason | None:
+    """``ShouldAttachPolicy``: the reason the policy attaches, or None.
+
+    ``refs`` are the policy's effective targetRefs (see ``target_refs``).
+    """
+    gateway_name = matcher.labels.get(GATEWAY_NAME_LABEL)
+    # Not a Gateway API workload (sidecar, Istio gateway): selector only, and a
+    # policy with any targetRef is ignored altogether.
+    if gateway_name is None:
+        if refs:
+            return None
+        return _selector_reason(matcher, policy_namespace, selector)
+    # Gateway API workload without targetRefs: waypoints never; gateways by
+    # selector when the feature flag is on.
+    if not refs:
+        if matcher.is_waypoint or not selector_based_k8s_gateway_policy:
+            return None
+        return _selector_reason(matcher, policy_namespace, selector)
+    for ref in refs:
+        if matcher.is_waypoint and _is(ref, "", "Service"):
+            for svc in matcher.services:
+                if (
+                    ref.name == svc.name
+                    and policy_namespace == svc.namespace
+                    and svc.registry == "Kubernetes"
+                ):
+                    return SelectionReason(
+                        "target-ref", f"targetRef to Service {svc.namespace}/{svc.name}", {}, ref
+                    )
+        if matcher.is_waypoint and _is(ref, "networking.istio.io", "ServiceEntry"):
+            for svc in matcher.services:
+                if (
+                    ref.name == svc.name
+                    and policy_namespace == svc.namespace
+                    and svc.registry == "External"
+                ):
+                    return SelectionReason(
+                        "target-ref",
+                        f"targetRef to ServiceEntry {svc.namespace}/{svc.name}",
+                        {},
+                        ref,
+                    )
+        if (
+            policy_namespace == matcher.root_namespace
+            and matcher.is_waypoint
+            and _is(ref, "gateway.networking.k8s.io", "GatewayClass")
+            and ref.name == WAYPOINT_GATEWAY_CLASS
+        ):
+            return SelectionReason(
+                "target-ref",
+                f"targetRef to GatewayClass {WAYPOINT_GATEWAY_CLASS} in the root namespace",
+                {},
+                ref,
+            )
+        if matcher.namespace != policy_namespace:
+            continue
+        if ref.namespace not in ("", matcher.namespace):
+            continue
+        if _is(ref, "gateway.networking.k8s.io", "Gateway") and ref.name == gateway_name:
+            return SelectionReason(
+                "target-ref", f"targetRef to Gateway {matcher.namespace}/{gateway_name}", {}, ref
+            )
+    return None
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def peer_authentication_store(snapshot: MeshSnapshot) -> list[PeerAuthentication]:
+    """The PeerAuthentications istiod keeps (``addPeerAuthentication``): in store
+    order, a namespace- or mesh-level one (no or empty selector) in a namespace
+    that already has one is dropped."""
+    seen: set[str] = set()
+    kept: list[PeerAuthentication] = []
+    for pa in snapshot.peer_authentications:
+        sel = pa.spec.selector
+        if sel is None or not sel.match_labels:
+            if pa.namespace in seen:
+                continue
+            seen.add(pa.namespace)
+        kept.append(pa)
+    return kept
+
+
+def dropped_peer_authentications(snapshot: MeshSnapshot) -> list[PeerAuthentication]:
+    kept = {id(p) for p in peer_authentication_store(snapshot)}
+    return [p for p in snapshot.peer_authentications if id(p) not in kept]
+
+
+def list_policies(
+    snapshot: MeshSnapshot,
+    matcher: PolicyMatcher,
+    kind: PolicyKind = "AuthorizationPolicy",
+    *,
+    selector_based_k8s_gateway_policy: bool = DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY,
+) -> list[SelectedPolicy]:
+    """The policies of ``kind`` that apply for ``matcher``, in istiod's order."""
+    root = snapshot.root_namespace
+    matcher = PolicyMatcher(
+        matcher.namespace, matcher.labels, matcher.is_waypoint, matcher.services, root
+    )
+    pool: Sequence[Policy]
+    if kind == "AuthorizationPolicy":
+        lookup = [root, matcher.namespace]
+        pool = snapshot.authorization_policies
+    elif kind == "RequestAuthentication":
+        lookup = [matcher.namespace, root]
+        pool = snapshot.request_authentications
+    elif kind == "PeerAuthentication":
+        lookup = [matcher.namespace, root]
+        pool = peer_authentication_store(snapshot)
+    else:
+        raise ValueError(f"unknown policy kind {kind!r}")
+    lookup += [s.namespace for s in matcher.services]
+    out: list[SelectedPolicy] = []
+    for ns in dict.fromkeys(lookup):
+        for p in pool:
+            if p.namespace != ns:
+                continue
+            reason: SelectionReason | None
+            if isinstance(p, PeerAuthentication):
+                reason = _selector_reason(matcher, ns, p.spec.selector)
+                if reason is not None and reason.kind == "selector" and ns == root:
+                    reason = SelectionReason(
+                        "selector",
+                        reason.detail
+                        + "; ignored when composing: a PeerAuthentication with a selector "
+                        "in the root namespace has no effect",
+                        reason.matched_labels,
+                    )
+            else:
+                reason = should_attach(
+                    matcher,
+                    ns,
+                    p.spec.selector,
+                    target_refs(p.spec.target_ref, p.spec.target_refs),
+                    selector_based_k8s_gateway_policy=selector_based_k8s_gateway_policy,
+                )
+            if reason is not None:
+                out.append(SelectedPolicy(p, reason))
+    return out
+
+
+def select_policies(
+    snapshot: MeshSnapshot,
+    workload: str | MeshWorkload,
+    kind: PolicyKind = "AuthorizationPolicy",
+    *,
+    service: str | MeshService | None = None,
+    selector_based_k8s_gateway_policy: bool = DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY,
+) -> list[SelectedPolicy]:
+    """The policies of ``kind`` that apply to ``workload`` ("ns/name" or a
+    MeshWorkload), each with its reason, in istiod's order.
+
+    ``service`` is only meaningful for a waypoint: the Service whose chain is
+    being built (policies with a Service targetRef attach to that chain only).
+    Sidecars and gateways are selected without a Service, as istiod does
+    (``authz.NewBuilder``).
+    """
+    w = snapshot.workload(workload)
+    svc = snapshot.service(service) if service is not None else None
+    matcher = PolicyMatcher.for_workload(w, root_namespace=snapshot.root_namespace, service=svc)
+    return list_policies(
+        snapshot,
+        matcher,
+        kind,
+        selector_based_k8s_gateway_policy=selector_based_k8s_gateway_policy,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ByAction:
+    """``AuthorizationPoliciesResult``: the selected AuthorizationPolicies by action,
+    each list in selection order."""
+
+    custom: tuple[SelectedPolicy, ...] = ()
+    deny: tuple[SelectedPolicy, ...] = ()
+    allow: tuple[SelectedPolicy, ...] = ()
+    audit: tuple[SelectedPolicy, ...] = ()
+
+
+def by_action(selected: Sequence[SelectedPolicy]) -> ByAction:
+    groups: dict[str, list[SelectedPolicy]] = {"CUSTOM": [], "DENY": [], "ALLOW": [], "AUDIT": []}
+    for s in selected:
+        if s.action in groups:
+            groups[s.action].append(s)
+    return ByAction(
+        tuple(groups["CUSTOM"]),
+        tuple(groups["DENY"]),
+        tuple(groups["ALLOW"]),
+        tuple(groups["AUDIT"]),
+    )
+
+
+__all__ = [
+    "DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY",
+    "ByAction",
+    "PolicyKind",
+    "PolicyMatcher",
+    "SelectedPolicy",
+    "SelectionReason",
+    "ServiceRef",
+    "by_action",
+    "canonical_group",
+    "dropped_peer_authentications",
+    "list_policies",
+    "peer_authentication_store",
+    "select_policies",
+    "should_attach",
+    "target_refs",
+]
