@@ -1,0 +1,464 @@
+"""AuthorizationPolicies of one workload -> the Envoy filters istiod builds.
+
+Mirrors ``pilot/pkg/security/authz/builder/builder.go``. The policies are
+split by action; CUSTOM policies become, per provider (in sorted order), an
+RBAC filter whose shadow rules mark matching requests and an ext_authz filter
+gated on that mark (or a deny-all RBAC filter when the provider is unusable).
+AUDIT, DENY and ALLOW policies each become one RBAC filter (actions LOG, DENY,
+ALLOW), dry-run policies going to its shadow rules. The result lists the
+filters in the order a proxy runs them: CUSTOM, AUDIT, DENY, ALLOW (on an HTTP
+chain istiod puts the JWT filter between CUSTOM and the others).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from meshauthz.build import rule as r
+from meshauthz.build.extauthz import (
+    EXT_AUTHZ_MATCH_PREFIX,
+    EXT_AUTHZ_SHADOW_STAT_PREFIX,
+    ExtAuthzFilter,
+    ResolvedProvider,
+    ServiceRegistry,
+    ext_authz_filter,
+    resolve_providers,
+)
+from meshauthz.build.rule import Problem
+from meshauthz.build.trustdomain import TrustDomainBundle
+from meshauthz.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
+from meshauthz.rbac.serialize import filter_to_dict
+from meshauthz.resources.meshconfig import ExtensionProvider, MeshConfig
+from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
+
+TCP_STAT_PREFIX = "tcp."
+SHADOW_ALLOW_STAT_PREFIX = "istio_dry_run_allow_"
+SHADOW_DENY_STAT_PREFIX = "istio_dry_run_deny_"
+BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
+
+Stage = Literal["CUSTOM", "AUDIT", "DENY", "ALLOW"]
+Target = Literal["rules", "shadow_rules"]
+Filter = HttpRbacFilter | NetworkRbacFilter | ExtAuthzFilter
+
+
+class Chain(enum.Enum):
+    """The filter chain being built."""
+
+    HTTP = "http"  # HTTP filters in the HTTP connection manager
+    TCP = "tcp"  # network filters
+    # HTTP filters built with TCP rules (istiod's BuildTCPRulesAsHTTPFilter)
+    HTTP_FOR_TCP = "http-for-tcp"
+
+    @property
+    def for_tcp(self) -> bool:
+        return self is not Chain.HTTP
+
+    @property
+    def network(self) -> bool:
+        return self is Chain.TCP
+
+
+@dataclass(frozen=True, slots=True)
+class BuildOptions:
+    """What istiod knows besides the policies.
+
+    ``trust_domains``: the mesh trust domain followed by its aliases (empty:
+    no bundle, as in istiod's builder tests). ``known_services``: the service
+    registry that CUSTOM providers' services are looked up in.
+    ``use_filter_state``: match peer identities on the filter state set by
+    HBONE (waypoints) instead of the TLS peer certificate.
+    ``multiple_custom_providers``: PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS.
+    """
+
+    trust_domains: tuple[str, ...] = ()
+    extension_providers: tuple[ExtensionProvider, ...] = ()
+    known_services: ServiceRegistry = ()
+    use_filter_state: bool = False
+    multiple_custom_providers: bool = False
+
+    @classmethod
+    def from_mesh_config(
+        cls,
+        mesh: MeshConfig,
+        known_services: ServiceRegistry = (),
+        *,
+        use_filter_state: bool = False,
+        multiple_custom_providers: bool = False,
+    ) -> BuildOptions:
+        return cls(
+            trust_domains=(mesh.trust_domain, *mesh.trust_domain_aliases),
+            extension_providers=mesh.extension_providers,
+            known_services=known_services,
+            use_filter_state=use_filter_state,
+            multiple_custom_providers=multiple_custom_providers,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where one AuthorizationPolicy went in a filter."""
+
+    policy: str  # namespace/name
+    target: Target
+    names: tuple[str, ...]  # the Envoy policy names generated from it
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltFilter:
+    filter: Filter
+    stage: Stage
+    provider: str | None = None  # CUSTOM only
+    placements: tuple[Placement, ...] = ()
+    # Envoy policy name -> (namespace/name, rule index or None for a rule-less policy)
+    sources: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+
+    def to_dict(self, style: Literal["camel", "snake"] = "camel") -> dict[str, Any]:
+        if isinstance(self.filter, ExtAuthzFilter):
+            return self.filter.to_dict(style)
+        return filter_to_dict(self.filter, style)
+
+
+@dataclass(slots=True)
+class BuildResult:
+    filters: list[BuiltFilter] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def envoy_filters(self) -> list[Filter]:
+        return [f.filter for f in self.filters]
+
+    def stage(self, stage: Stage) -> list[BuiltFilter]:
+        return [f for f in self.filters if f.stage == stage]
+
+    def to_dicts(self, style: Literal["camel", "snake"] = "camel") -> list[dict[str, Any]]:
+        return [f.to_dict(style) for f in self.filters]
+
+
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _dry_run(p: AuthorizationPolicy, problems: list[Problem]) -> bool:
+    """The dry-run annotation read as Go's strconv.ParseBool; unparseable is enforced."""
+    if DRY_RUN_ANNOTATION not in p.annotations:
+        return False
+    v = p.annotations[DRY_RUN_ANNOTATION]
+    if v in _GO_TRUE:
+        return True
+    if v not in _GO_FALSE:
+        problems.append(
+            Problem(
+                "error",
+                f"failed to parse the value of {DRY_RUN_ANNOTATION}: {v!r} is not a boolean; "
+                "the policy is enforced",
+                _key(p),
+                None,
+                p.location("metadata", "annotations", DRY_RUN_ANNOTATION),
+            )
+        )
+    return False
+
+
+def _key(p: AuthorizationPolicy) -> str:
+    return f"{p.namespace}/{p.name}"
+
+
+@dataclass(slots=True)
+class _RuleSet:
+    """The policies of one RBAC rule set being filled, with their provenance."""
+
+    policies: dict[str, Policy] = field(default_factory=dict)
+    sources: dict[str, tuple[str, int | None]] = field(default_factory=dict)
+    placements: list[Placement] = field(default_factory=list)
+
+    def rbac(self, action: Action, suffix: str = "") -> RBAC:
+        return RBAC(action, tuple((n + suffix, p) for n, p in self.policies.items()))
+
+
+def _fill(
+    target: _RuleSet,
+    policy: AuthorizationPolicy,
+    action: Action,
+    name_prefix: str,
+    placement_target: Target,
+    dry_run: bool,
+    chain: Chain,
+    options: BuildOptions,
+    bundle: TrustDomainBundle,
+    problems: list[Problem],
+) -> None:
+    """Translate every rule of one policy into ``target``."""
+    key = _key(policy)
+    names: list[str] = []
+    rules = policy.spec.rules
+    for i, rule in enumerate(rules):
+        name = f"{name_prefix}ns[{policy.namespace}]-policy[{policy.name}]-rule[{i}]"
+        loc = policy.location("spec", "rules", i)
+        if rule is None:  # pragma: no cover - the loader does not produce these
+            problems.append(Problem("error", f"skipped nil rule {name}", key, i, loc))
+            continue
+        try:
+            model = r.new_model(policy, i, rule)
+        except r.InvalidRule as e:
+            problems.append(Problem("error", f"skipped invalid rule {name}: {e}", key, i, loc))
+            continue
+        r.migrate_trust_domain(model, bundle)
+        try:
+            generated = r.generate(
+                model,
+                policy,
+                i,
+                action,
+                for_tcp=chain.for_tcp,
+                use_authenticated=not options.use_filter_state,
+                problems=problems,
+            )
+        except r.RuleDropped as e:
+            where = "TCP" if chain.for_tcp else "HTTP"
+            problems.append(
+                Problem(
+                    "info",
+                    f"skipped rule {name} on {where} filter chain: {e}",
+                    key,
+                    i,
+                    loc,
+                )
+            )
+            continue
+        target.policies[name] = generated
+        target.sources[name] = (key, i)
+        names.append(name)
+    if not rules:
+        name = f"{name_prefix}ns[{policy.namespace}]-policy[{policy.name}]-rule[0]"
+        target.policies[name] = r.match_never(policy)
+        target.sources[name] = (key, None)
+        names.append(name)
+    target.placements.append(Placement(key, placement_target, tuple(names), dry_run))
+
+
+def _shadow_prefix(shadow: RBAC | None) -> str:
+    # With no shadow rules istiod reads the action of a nil rule set: ALLOW.
+    action = shadow.action if shadow is not None else Action.ALLOW
+    if action is Action.ALLOW:
+        return SHADOW_ALLOW_STAT_PREFIX
+    if action is Action.DENY:
+        return SHADOW_DENY_STAT_PREFIX
+    return ""
+
+
+def _rbac_filter(
+    chain: Chain,
+    rules: RBAC | None,
+    shadow: RBAC | None,
+    shadow_prefix: str,
+) -> HttpRbacFilter | NetworkRbacFilter:
+    if chain.network:
+        return NetworkRbacFilter(
+            stat_prefix=TCP_STAT_PREFIX,
+            rules=rules,
+            shadow_rules=shadow,
+            shadow_rules_stat_prefix=shadow_prefix,
+        )
+    return HttpRbacFilter(rules=rules, shadow_rules=shadow, shadow_rules_stat_prefix=shadow_prefix)
+
+
+def _build_action(
+    policies: Sequence[AuthorizationPolicy],
+    stage: Stage,
+    action: Action,
+    chain: Chain,
+    options: BuildOptions,
+    bundle: TrustDomainBundle,
+    problems: list[Problem],
+) -> BuiltFilter | None:
+    if not policies:
+        return None
+    enforce, shadow = _RuleSet(), _RuleSet()
+    has_enforce = has_shadow = False
+    for p in policies:
+        dry = _dry_run(p, problems)
+        has_shadow |= dry
+        has_enforce |= not dry
+        target = shadow if dry else enforce
+        _fill(
+            target,
+            p,
+            action,
+            "",
+            "shadow_rules" if dry else "rules",
+            dry,
+            chain,
+            options,
+            bundle,
+            problems,
+        )
+    rules = enforce.rbac(action) if has_enforce else None
+    shadow_rules = shadow.rbac(action) if has_shadow else None
+    flt = _rbac_filter(chain, rules, shadow_rules, _shadow_prefix(shadow_rules))
+    return BuiltFilter(
+        flt,
+        stage,
+        placements=(*enforce.placements, *shadow.placements),
+        sources={**enforce.sources, **shadow.sources},
+    )
+
+
+def _custom_prefix(provider: str) -> str:
+    return f"{EXT_AUTHZ_MATCH_PREFIX}-{provider}-" if provider else f"{EXT_AUTHZ_MATCH_PREFIX}-"
+
+
+def _bad_custom(chain: Chain, provider: str, rules: _RuleSet) -> BuiltFilter:
+    """Deny every request that a CUSTOM rule of an unusable provider matches."""
+    placements = tuple(
+        Placement(pl.policy, "rules", tuple(n + BAD_CUSTOM_SUFFIX for n in pl.names), pl.dry_run)
+        for pl in rules.placements
+    )
+    flt = _rbac_filter(chain, rules.rbac(Action.DENY, BAD_CUSTOM_SUFFIX), None, "")
+    return BuiltFilter(
+        flt,
+        "CUSTOM",
+        provider,
+        placements,
+        {n + BAD_CUSTOM_SUFFIX: s for n, s in rules.sources.items()},
+    )
+
+
+def _build_custom(
+    policies: Sequence[AuthorizationPolicy],
+    chain: Chain,
+    options: BuildOptions,
+    bundle: TrustDomainBundle,
+    problems: list[Problem],
+) -> list[BuiltFilter]:
+    if not policies:
+        return []
+    resolved = resolve_providers(options.extension_providers, options.known_services)
+    enforce: dict[str, _RuleSet] = {}
+    dry_runs: dict[str, _RuleSet] = {}
+    for p in policies:
+        provider = p.spec.provider.name if p.spec.provider is not None else ""
+        enforce.setdefault(provider, _RuleSet())
+        dry_runs.setdefault(provider, _RuleSet())
+        dry = _dry_run(p, problems)
+        # Enforced CUSTOM rules go to the shadow rules (they only mark the
+        # request for ext_authz); dry-run ones to the enforced rules (sic).
+        target = dry_runs[provider] if dry else enforce[provider]
+        _fill(
+            target,
+            p,
+            Action.DENY,
+            _custom_prefix(provider),
+            "rules" if dry else "shadow_rules",
+            dry,
+            chain,
+            options,
+            bundle,
+            problems,
+        )
+    providers = sorted(enforce)
+    out: list[BuiltFilter] = []
+    if len(providers) > 1 and not options.multiple_custom_providers:
+        problems.append(
+            Problem(
+                "error",
+                "multiple CUSTOM authorization providers per workload requires the "
+                "PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS feature flag, found "
+                f"{len(providers)} providers: {providers}; every request a CUSTOM rule "
+                "matches is denied",
+            )
+        )
+        return [_bad_custom(chain, prov, enforce[prov]) for prov in providers]
+    for prov in providers:
+        rp = resolved.get(prov)
+        error = _provider_error(rp, prov, resolved)
+        if error is not None:
+            problems.append(
+                Problem(
+                    "error",
+                    f"failed to process CUSTOM action for provider {prov}, will generate "
+                    f"deny configs: {error}",
+                    provider=prov,
+                )
+            )
+            out.append(_bad_custom(chain, prov, enforce[prov]))
+            continue
+        assert rp is not None
+        ext = ext_authz_filter(rp, prov, chain.network)
+        if ext is None:
+            problems.append(
+                Problem(
+                    "info",
+                    f"ignored CUSTOM action with HTTP provider on TCP filter chain for "
+                    f"provider {prov}",
+                    provider=prov,
+                )
+            )
+            continue
+        dry = dry_runs[prov]
+        rbac_filter = _rbac_filter(
+            chain,
+            dry.rbac(Action.DENY) if dry.policies else None,
+            enforce[prov].rbac(Action.DENY),
+            EXT_AUTHZ_SHADOW_STAT_PREFIX,
+        )
+        out.append(
+            BuiltFilter(
+                rbac_filter,
+                "CUSTOM",
+                prov,
+                (*enforce[prov].placements, *dry.placements),
+                {**enforce[prov].sources, **dry.sources},
+            )
+        )
+        out.append(BuiltFilter(ext, "CUSTOM", prov))
+    return out
+
+
+def _provider_error(
+    rp: ResolvedProvider | None, name: str, resolved: dict[str, ResolvedProvider]
+) -> str | None:
+    if rp is None:
+        return f"available providers are {sorted(resolved)} but found {name!r}"
+    if rp.errors:
+        return f"found errors in provider {name}: " + "; ".join(rp.errors)
+    return None
+
+
+def build(
+    policies: Sequence[AuthorizationPolicy],
+    chain: Chain = Chain.HTTP,
+    options: BuildOptions | None = None,
+) -> BuildResult:
+    """The filters istiod builds for a workload from the policies that apply
+    to it (already selected, in istiod's order)."""
+    options = options or BuildOptions()
+    bundle = TrustDomainBundle(options.trust_domains)
+    result = BuildResult()
+    by_action: dict[str, list[AuthorizationPolicy]] = {
+        "CUSTOM": [],
+        "AUDIT": [],
+        "DENY": [],
+        "ALLOW": [],
+    }
+    for p in policies:
+        by_action[p.spec.action].append(p)
+    result.filters.extend(
+        _build_custom(by_action["CUSTOM"], chain, options, bundle, result.problems)
+    )
+    for stage, action in (("AUDIT", Action.LOG), ("DENY", Action.DENY), ("ALLOW", Action.ALLOW)):
+        built = _build_action(
+            by_action[stage],
+            stage,
+            action,
+            chain,
+            options,
+            bundle,
+            result.problems,  # type: ignore[arg-type]
+        )
+        if built is not None:
+            result.filters.append(built)
+    return result
