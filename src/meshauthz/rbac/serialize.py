@@ -240,6 +240,8 @@ def parse_string_matcher(raw: Any, path: str = "") -> StringMatcher:
     kind = m.oneof(_STRING_KINDS, "string matcher")
     assert kind is not None
     ignore_case = m.get_bool("ignore_case")
+    if kind == "safe_regex" and ignore_case:  # Envoy 1.40 rejects this at load
+        raise RbacConfigError(m.path_of("ignore_case"), "ignore_case has no effect for safe_regex")
     if kind == "safe_regex":
         return StringMatcher("safe_regex", _parse_regex(m.get(kind), m.path_of(kind)), ignore_case)
     value = m.get_str(kind, min_len=0 if kind == "exact" else 1)
@@ -607,10 +609,13 @@ def parse_network_rbac(
         et = {v: k for k, v in _ENFORCEMENT.items()}.get(et, et)
     if et not in _ENFORCEMENT:
         raise RbacConfigError(m.path_of("enforcement_type"), f"unknown enforcement type {et!r}")
+    rules, shadow = _maybe_rbac(m, "rules"), _maybe_rbac(m, "shadow_rules")
+    check_network_rules(rules, m.path_of("rules"))
+    check_network_rules(shadow, m.path_of("shadow_rules"))
     return NetworkRbacFilter(
         stat_prefix=m.get_str("stat_prefix", min_len=1),
-        rules=_maybe_rbac(m, "rules"),
-        shadow_rules=_maybe_rbac(m, "shadow_rules"),
+        rules=rules,
+        shadow_rules=shadow,
         shadow_rules_stat_prefix=m.get_str("shadow_rules_stat_prefix"),
         enforcement_type=et,
         name=name,
@@ -639,6 +644,28 @@ def _parse_typed(raw: Any, path: str, name: str | None) -> RbacFilter:
     if type_url == NETWORK_FILTER_TYPE:
         return parse_network_rbac(body, path, name or NETWORK_FILTER_NAME)
     raise RbacConfigError(path, f"not an RBAC filter: @type {type_url!r}")
+
+
+def check_network_rules(rbac: RBAC | None, where: str) -> None:
+    """Envoy's network RBAC filter rejects header rules at config load."""
+    if rbac is None:
+        return
+
+    def walk(node: Any, path: str) -> None:
+        match node:
+            case PermHeader() | IdHeader():
+                raise RbacConfigError(path, "header rules are not supported by the network filter")
+            case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
+                for i, s in enumerate(subs):
+                    walk(s, f"{path}[{i}]")
+            case PermNot(rule=sub) | IdNot(id=sub):
+                walk(sub, path + ".not")
+
+    for name, pol in rbac.policies:
+        for i, p in enumerate(pol.permissions):
+            walk(p, f'{where}.policies["{name}"].permissions[{i}]')
+        for i, p in enumerate(pol.principals):
+            walk(p, f'{where}.policies["{name}"].principals[{i}]')
 
 
 # --- writing ---------------------------------------------------------------------
