@@ -74,7 +74,8 @@ class HeaderMatcher:
 @dataclass(frozen=True, slots=True)
 class CidrRange:
     address_prefix: str
-    prefix_len: int | None = None  # None: the full length of the address family
+    # None (unset) is 0 in Envoy, i.e. the whole address family (verified, 1.40)
+    prefix_len: int | None = None
 
 
 ValueKind = Literal["null", "double", "string", "bool", "present", "list", "or"]
