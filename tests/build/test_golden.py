@@ -223,6 +223,7 @@ def _run(
     # istiod's test runs only the CUSTOM builder when a mesh config is given.
     policies = [p for p in policies if (p.spec.action == "CUSTOM") == (provider is not None)]
     options = BuildOptions(
+        # builder_test.go leaves the bundle empty unless the case sets one.
         trust_domains=trust_domains,
         extension_providers=(provider,) if provider else (),
         known_services=KNOWN_SERVICES,

@@ -31,7 +31,7 @@ from meshauthz.build.rule import Problem
 from meshauthz.build.trustdomain import TrustDomainBundle
 from meshauthz.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
 from meshauthz.rbac.serialize import filter_to_dict
-from meshauthz.resources.meshconfig import ExtensionProvider, MeshConfig
+from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
 from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
 
 TCP_STAT_PREFIX = "tcp."
@@ -65,15 +65,17 @@ class Chain(enum.Enum):
 class BuildOptions:
     """What istiod knows besides the policies.
 
-    ``trust_domains``: the mesh trust domain followed by its aliases (empty:
-    no bundle, as in istiod's builder tests). ``known_services``: the service
+    ``trust_domains``: the mesh trust domain followed by its aliases. The
+    default is Istio's default mesh (``cluster.local``, no aliases). An empty
+    tuple is the zero bundle of istiod's builder tests: there a principal in
+    ``cluster.local`` is rewritten to nothing, so its field disappears. ``known_services``: the service
     registry that CUSTOM providers' services are looked up in.
     ``use_filter_state``: match peer identities on the filter state set by
     HBONE (waypoints) instead of the TLS peer certificate.
     ``multiple_custom_providers``: PILOT_ENABLE_MULTIPLE_CUSTOM_AUTHZ_PROVIDERS.
     """
 
-    trust_domains: tuple[str, ...] = ()
+    trust_domains: tuple[str, ...] = (DEFAULT_TRUST_DOMAIN,)
     extension_providers: tuple[ExtensionProvider, ...] = ()
     known_services: ServiceRegistry = ()
     use_filter_state: bool = False
