@@ -494,8 +494,9 @@ def _gateway_deployment(g: Gateway) -> dict[str, Any]:
     """What istiod's deployment controller would create for a managed Gateway:
     name and service account ``<name>-<class>`` (no suffix for waypoint and
     east-west classes) unless overridden by annotation, pod labels from the
-    template (the Gateway's own labels, then the gateway-name, class and managed
-    labels)."""
+    template (defaults, the Gateway's own labels, then the gateway-name, class and
+    managed labels), as in pilot/pkg/config/kube/gatewaycommon/testdata/deployment/
+    simple.yaml, manual-sa.yaml and waypoint.yaml."""
     suffix = _MANAGED_CLASSES[g.gateway_class]
     default = f"{g.name}-{g.gateway_class}" if suffix else g.name
     name = g.annotations.get(NAME_OVERRIDE_ANNOTATION) or default
@@ -505,9 +506,8 @@ def _gateway_deployment(g: Gateway) -> dict[str, Any]:
         "sidecar.istio.io/inject": "false",
         "service.istio.io/canonical-name": name,
         "service.istio.io/canonical-revision": "latest",
+        "istio.io/dataplane-mode": "none",
     }
-    if waypoint:
-        labels["istio.io/dataplane-mode"] = "none"
     labels.update(g.labels)
     labels.update(
         {
