@@ -15,6 +15,7 @@ from meshauthz.build import BuildOptions, Chain, Problem, TrustDomainBundle, bui
 from meshauthz.build import matchers as m
 from meshauthz.build.rule import _request_principal
 from meshauthz.rbac.model import (
+    RBAC,
     Action,
     IdAnd,
     IdAuthenticated,
@@ -41,8 +42,8 @@ def _policies(tmp_path: Path, text: str) -> list[AuthorizationPolicy]:
 
 
 def _only_policy(result_filter: object) -> tuple[str, Policy]:
-    rules = result_filter.rules  # type: ignore[attr-defined]
-    assert rules is not None and len(rules.policies) == 1
+    rules = getattr(result_filter, "rules", None)
+    assert isinstance(rules, RBAC) and len(rules.policies) == 1
     return rules.policies[0]
 
 

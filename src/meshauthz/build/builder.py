@@ -400,10 +400,10 @@ def _build_custom(
                 )
             )
             continue
-        dry = dry_runs[prov]
+        dry_set = dry_runs[prov]
         rbac_filter = _rbac_filter(
             chain,
-            dry.rbac(Action.DENY) if dry.policies else None,
+            dry_set.rbac(Action.DENY) if dry_set.policies else None,
             enforce[prov].rbac(Action.DENY),
             EXT_AUTHZ_SHADOW_STAT_PREFIX,
         )
@@ -412,8 +412,8 @@ def _build_custom(
                 rbac_filter,
                 "CUSTOM",
                 prov,
-                (*enforce[prov].placements, *dry.placements),
-                {**enforce[prov].sources, **dry.sources},
+                (*enforce[prov].placements, *dry_set.placements),
+                {**enforce[prov].sources, **dry_set.sources},
             )
         )
         out.append(BuiltFilter(ext, "CUSTOM", prov))
@@ -451,15 +451,14 @@ def build(
     result.filters.extend(
         _build_custom(by_action["CUSTOM"], chain, options, bundle, result.problems)
     )
-    for stage, action in (("AUDIT", Action.LOG), ("DENY", Action.DENY), ("ALLOW", Action.ALLOW)):
+    stages: tuple[tuple[Stage, Action], ...] = (
+        ("AUDIT", Action.LOG),
+        ("DENY", Action.DENY),
+        ("ALLOW", Action.ALLOW),
+    )
+    for stage, action in stages:
         built = _build_action(
-            by_action[stage],
-            stage,
-            action,
-            chain,
-            options,
-            bundle,
-            result.problems,  # type: ignore[arg-type]
+            by_action[stage], stage, action, chain, options, bundle, result.problems
         )
         if built is not None:
             result.filters.append(built)
