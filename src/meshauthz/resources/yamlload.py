@@ -27,7 +27,9 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 Path = tuple[str | int, ...]
 
 MAX_FILE_BYTES = 32 * 1024 * 1024
-MAX_NODES_PER_DOCUMENT = 2_000_000  # bounds alias expansion ("billion laughs")
+# Bounds alias expansion ("billion laughs"): without aliases a document cannot
+# have more values than its text has characters.
+BASE_NODE_ALLOWANCE = 100_000
 MAX_DEPTH = 200
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -108,7 +110,7 @@ def parse_documents(text: str, file: str) -> list[Document]:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            builder = _Builder(file)
+            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text))
             data = builder.build(node, (), 0)
             if data is None:
                 continue
@@ -166,8 +168,9 @@ _constructor = yaml.constructor.SafeConstructor()
 class _Builder:
     """Turns a composed node tree into plain data and records positions."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, max_nodes: int) -> None:
         self.file = file
+        self.max_nodes = max_nodes
         self.positions: dict[Path, tuple[int, int]] = {}
         self.nodes = 0
 
@@ -176,7 +179,7 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
         self.nodes += 1
-        if self.nodes > MAX_NODES_PER_DOCUMENT:
+        if self.nodes > self.max_nodes:
             raise InputError(
                 "document expands to too many values (aliases nested too deeply?)",
                 location=self._loc(node),
