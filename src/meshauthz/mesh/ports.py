@@ -185,10 +185,11 @@ def resolve_target(snapshot: MeshSnapshot, ref: str) -> Target:
     svc = snapshot.find_service(name_ref)
     if svc is not None and port is not None and svc.port(port) is not None:
         return _via_service(snapshot, svc, port)
-    w = snapshot.find_workload(name_ref)
-    if w is not None:
-        return Target(w, port, "workload")
-    snapshot.workload(name_ref)  # raises "ambiguous" when several kinds share the name
+    try:
+        return Target(snapshot.workload(name_ref), port, "workload")
+    except LookupFailed as e:
+        if e.code == "ambiguous":
+            raise
     if svc is None:
         raise LookupFailed(f"no workload or service {name_ref}", code="not-found")
     return _via_service(snapshot, svc, port)
