@@ -98,3 +98,24 @@ def test_cases_file_is_complete() -> None:
         "TestValidateRequestAuthentication": 29,
         "TestValidatePeerAuthentication": 9,
     }
+
+
+def _authn_crd_params() -> list[Any]:
+    path = HERE / "istio_crd_authn.yaml"
+    params = []
+    for doc in parse_documents(path.read_text(), str(path)):
+        expect = doc.data.pop("_expect")
+        doc.data.pop("_err", None)
+        ident = f"{doc.data['kind']}-{expect}-{doc.data['metadata']['name']}"
+        params.append(pytest.param(doc, expect, id=ident))
+    return params
+
+
+@pytest.mark.parametrize(("doc", "expect"), _authn_crd_params())
+def test_crd_authn(doc: Document, expect: str) -> None:
+    """Istio's reqauth/peerauth CRD documents (copied into istio_crd_authn.yaml)."""
+    _, findings = check_documents([doc])
+    if expect == "valid":
+        assert not errors(findings), show(findings)
+    else:
+        assert errors(findings), "expected a rejection"

@@ -365,6 +365,11 @@ def check_ports(
             report.error("invalid-port", f"{where}[{k}]: bad port {v!r} (want 0-65535)", *path, k)
 
 
+def is_valid_literal(segment: str) -> bool:
+    """A path segment that may sit next to a template: RFC 3986 pchars (no '*')."""
+    return _PCHAR_LITERAL.fullmatch(segment) is not None
+
+
 def path_template_error(path: str) -> str | None:
     """Istio's path template rules for {*} and {**}."""
     has_template = MATCH_ONE in path or MATCH_ANY in path
@@ -378,7 +383,7 @@ def path_template_error(path: str) -> str | None:
             continue
         if "{" in segment or "}" in segment:
             return f"path {trimmed!r} contains '{{' or '}}' outside a {{*}} or {{**}} template"
-        if has_template and not _PCHAR_LITERAL.fullmatch(segment):
+        if has_template and not is_valid_literal(segment):
             return f"path {trimmed!r} has a segment that is not a valid literal: {segment!r}"
     return None
 

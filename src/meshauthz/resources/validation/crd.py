@@ -37,6 +37,8 @@ class Node:
     max_properties: int | None = None
     min_properties: int | None = None
     cel: tuple[CelRule, ...] = ()
+    # CEL rules of the form self.all(key, ...): checked per key, reported at that key.
+    key_cel: tuple[CelRule, ...] = ()
     # Code used for a minLength violation when it coincides with an Istio webhook check.
     min_length_code: str = "too-short"
 
@@ -72,13 +74,9 @@ _LABEL_MAP = Node(
         ),
     ),
     max_properties=4096,
-    cel=(
-        (
-            lambda m: all("*" not in k for k in m),
-            "selector-wildcard",
-            "wildcards are not allowed in a label key",
-        ),
-        (lambda m: all(k != "" for k in m), "selector-empty-key", "a label key must not be empty"),
+    key_cel=(
+        (lambda k: "*" not in k, "selector-wildcard", "wildcards are not allowed in a label key"),
+        (lambda k: k != "", "selector-empty-key", "a label key must not be empty"),
     ),
 )
 _SELECTOR = Node(props={"matchLabels": _LABEL_MAP})
@@ -302,6 +300,10 @@ def _walk(node: Node, value: Any, path: FieldPath, report: Report) -> None:
                 f"{where} must have at least {node.min_properties} entry when it is set",
                 *path,
             )
+        for key in value:
+            for rule, code, message in node.key_cel:
+                if not rule(key):
+                    report.error(code, f"{field_name((*path, key))}: {message}", *path, key)
         for key, sub in value.items():
             child = node.props.get(key, node.values)
             if child is not None and sub is not None:
