@@ -53,8 +53,9 @@ class JwtLocation:
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     source: SourceSpec
-    to: str  # "namespace/name" with an optional ":port"
-    port: int | None = None
+    to: str  # "namespace/name" of a workload or Service
+    to_port: int | None = None  # the ":port" written after "to" (a Service port)
+    port: int | None = None  # the port the workload receives on
     protocol: str | None = None  # "http" | "tcp"; None: from the Service port
     remote_ip: str | None = None
     method: str = "GET"
@@ -145,11 +146,8 @@ class _Parser:
             raise self.fail(
                 ("to",), f'expected "namespace/name" or "namespace/name:port", got {to!r}'
             )
-        port = None
-        if ":" in to:
-            port = self.port(to.rsplit(":", 1)[1], ("to",))
-        if "port" in data:
-            port = self.port(data["port"], ("port",))
+        to_port = self.port(to.rsplit(":", 1)[1], ("to",)) if ":" in to else None
+        port = self.port(data["port"], ("port",)) if data.get("port") is not None else None
         protocol = None
         if data.get("protocol") is not None:
             protocol = self.string(data["protocol"], ("protocol",)).lower()
@@ -181,7 +179,8 @@ class _Parser:
         name = self.string(data["name"], ("name",)) if data.get("name") is not None else None
         return RequestSpec(
             source=self.source(data["from"]),
-            to=to.rsplit(":", 1)[0] if ":" in to else to,
+            to=target,
+            to_port=to_port,
             port=port,
             protocol=protocol,
             remote_ip=remote_ip,
