@@ -29,7 +29,11 @@ sni: backend.default
 """,
     )
     (r,) = load_request_file(path)
-    assert r.source.workload == "default/frontend" and (r.to, r.to_port, r.port) == ("default/backend", 80, None)
+    assert r.source.workload == "default/frontend" and (r.to, r.to_port, r.port) == (
+        "default/backend",
+        80,
+        None,
+    )
     assert (r.method, r.path, r.remote_ip, r.sni) == (
         "POST",
         "/api/v1/data?x=1",

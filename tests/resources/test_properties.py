@@ -9,10 +9,10 @@ from typing import Any
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from meshauthz.resources.validation import validate
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.resources.loader import load_documents
+from meshauthz.resources.validation import validate
 from meshauthz.resources.yamlload import Document, parse_documents
 
 scalars = st.one_of(

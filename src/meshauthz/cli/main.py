@@ -9,6 +9,8 @@ import traceback
 import click
 
 from meshauthz import __version__
+from meshauthz.cli.build_cmd import build_command
+from meshauthz.cli.check import check_command, explain_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
 
@@ -21,6 +23,9 @@ def cli() -> None:
 
 
 cli.add_command(validate_command)
+cli.add_command(check_command)
+cli.add_command(explain_command)
+cli.add_command(build_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,9 +112,7 @@ def load(
     return LoadResult(loader.manifests, loader.findings)
 
 
-def load_documents(
-    docs: Iterable[Document], *, default_namespace: str = "default"
-) -> LoadResult:
+def load_documents(docs: Iterable[Document], *, default_namespace: str = "default") -> LoadResult:
     """Type already-parsed documents (for callers that build documents themselves)."""
     loader = _Loader(default_namespace)
     for doc in docs:

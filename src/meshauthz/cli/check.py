@@ -1,0 +1,268 @@
+"""``meshauthz check`` and ``meshauthz explain``: decide requests as Envoy would."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
+from meshauthz.decide.decision import Decision
+from meshauthz.decide.engine import Decider
+from meshauthz.decide.request import Request, resolve
+from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
+from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
+from meshauthz.mesh import MeshSnapshot, select_policies
+
+
+def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option(
+            "--request",
+            "request_file",
+            metavar="FILE",
+            help="A request file (YAML or JSON; one request or a list).",
+        ),
+        click.option("--from", "from_", metavar="NS/NAME", help="The calling workload."),
+        click.option(
+            "--principal",
+            help="The caller's mTLS identity instead of a workload, e.g. cluster.local/ns/a/sa/b.",
+        ),
+        click.option(
+            "--plaintext", is_flag=True, help="The caller sends no client certificate (no mTLS)."
+        ),
+        click.option("--source-ip", metavar="IP", help="The caller's address."),
+        click.option("--remote-ip", metavar="IP", help="The client address after X-Forwarded-For."),
+        click.option(
+            "--to",
+            metavar="NS/NAME[:PORT]",
+            help="The destination workload or Service (a Service port after ':').",
+        ),
+        click.option("--port", type=int, help="The port the destination workload receives on."),
+        click.option(
+            "--protocol", type=click.Choice(["http", "tcp"]), help="Default: from the Service port."
+        ),
+        click.option("--method", default=None, help="Default GET."),
+        click.option(
+            "--path",
+            default=None,
+            help="As sent, before normalization; may carry a query. Default /.",
+        ),
+        click.option(
+            "--host", help="The Host header. Default: the destination Service's hostname."
+        ),
+        click.option(
+            "-H",
+            "--header",
+            "headers",
+            multiple=True,
+            metavar="'NAME: VALUE'",
+            help="A request header (repeatable).",
+        ),
+        click.option(
+            "--jwt-claims",
+            metavar="JSON",
+            help="Claims of a JWT the client presents (taken as validly signed).",
+        ),
+        click.option("--sni", help="The TLS server name."),
+        click.option(
+            "--ext-authz",
+            type=click.Choice(["deny", "allow"]),
+            default="deny",
+            show_default=True,
+            help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
+        ),
+        MESH_CONFIG_OPTION,
+        MANIFEST_OPTION,
+        FORMAT_OPTION,
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
+    if o["request_file"]:
+        flags = [
+            k
+            for k in (
+                "from_",
+                "principal",
+                "to",
+                "port",
+                "method",
+                "path",
+                "host",
+                "jwt_claims",
+                "sni",
+            )
+            if o[k]
+        ]
+        if flags or o["headers"] or o["plaintext"]:
+            raise click.UsageError("give either --request FILE or request flags, not both")
+        return load_request_file(o["request_file"])
+    if not o["to"]:
+        raise click.UsageError(
+            "give --to (and --from or --principal or --plaintext), or --request FILE"
+        )
+    source: Any
+    if o["from_"] and not (o["principal"] or o["plaintext"] or o["source_ip"]):
+        source = o["from_"]
+    else:
+        source = {}
+        if o["from_"]:
+            source["workload"] = o["from_"]
+        if o["principal"]:
+            source["principal"] = o["principal"]
+        if o["plaintext"]:
+            source["plaintext"] = True
+        if o["source_ip"]:
+            source["ip"] = o["source_ip"]
+        if not source:
+            raise click.UsageError("give --from NS/NAME, --principal ID or --plaintext")
+    data: dict[str, Any] = {"from": source, "to": o["to"]}
+    for key, flag in (
+        ("port", "port"),
+        ("protocol", "protocol"),
+        ("method", "method"),
+        ("path", "path"),
+        ("host", "host"),
+        ("sni", "sni"),
+        ("remoteIP", "remote_ip"),
+    ):
+        if o[flag] is not None:
+            data[key] = o[flag]
+    if o["headers"]:
+        hdrs: dict[str, list[str]] = {}
+        for h in o["headers"]:
+            name, sep, value = h.partition(":")
+            if not sep or not name.strip():
+                raise click.UsageError(f"-H expects 'NAME: VALUE', got {h!r}")
+            hdrs.setdefault(name.strip(), []).append(value.strip())
+        data["headers"] = hdrs
+    if o["jwt_claims"]:
+        try:
+            claims = json.loads(o["jwt_claims"])
+        except json.JSONDecodeError as e:
+            raise click.UsageError(f"--jwt-claims is not JSON: {e.msg}") from None
+        if not isinstance(claims, dict):
+            raise click.UsageError("--jwt-claims must be a JSON object of claims")
+        data["jwt"] = claims
+    return [request_from_data(data, "<command line>")]
+
+
+def decide_all(
+    o: dict[str, Any], trace: bool, explain: bool = False
+) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
+    fmt = o["fmt"]
+    snapshot = load_mesh(o["paths"], o["mesh_config"], fmt)
+    try:
+        specs = specs_from_options(o)
+        requests = [resolve(s, snapshot) for s in specs]
+    except MeshauthzError as e:
+        report_input_error(e, fmt)
+        sys.exit(EXIT_INPUT)
+    decider = Decider(snapshot, ext_authz=o["ext_authz"])
+    single = not o["request_file"] or len(requests) == 1
+    return (
+        snapshot,
+        [(r, decider.decide(r, trace=trace, explain=explain)) for r in requests],
+        single,
+    )
+
+
+def describe_request(r: Request) -> str:
+    who = r.source_workload or r.source_principal or "a plaintext caller"
+    if r.source_workload and r.plaintext:
+        who += " (plaintext)"
+    what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
+    return f"{what} from {who} to {r.destination.key} port {r.port}"
+
+
+@click.command("check")
+@request_options
+@click.option(
+    "--expect", type=click.Choice(["allow", "deny"]), help="Exit 1 unless every decision is this."
+)
+@click.option("--trace", "show_trace", is_flag=True, help="Also print the evaluation trace.")
+def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
+    """Decide a request (or a file of requests) as Istio's Envoy would.
+
+    Exit 0 when it ran; with --expect, 1 when a decision differs.
+    """
+    _, results, single = decide_all(o, trace=True)
+    if o["fmt"] == "json":
+        docs = [d.to_json() for _, d in results]
+        emit_json(docs[0] if single else docs)
+    else:
+        for r, d in results:
+            click.echo(f"{d.verdict} ({d.status}) {describe_request(r)}")
+            click.echo(f"  {d.reason}")
+            if d.policy:
+                click.echo(f"  policy: {d.policy} rule {d.rule}")
+            for dr in d.dry_run:
+                click.echo(
+                    f"  dry-run {dr.stage}: {dr.result}"
+                    + (f" by {dr.policy} rule {dr.rule}" if dr.policy else "")
+                )
+            if d.audit:
+                click.echo(f"  audited by {d.audit_policy}")
+            if show_trace:
+                for t in d.trace:
+                    where = f" ({t.file}:{t.line})" if t.file else ""
+                    click.echo(f"    [{t.stage}] {t.message}{where}")
+    if expect is not None and any(d.verdict != expect.upper() for _, d in results):
+        sys.exit(EXIT_FAILED)
+    sys.exit(EXIT_OK)
+
+
+@click.command("explain")
+@request_options
+def explain_command(**o: Any) -> None:
+    """Explain a decision: which policies apply and why, and per rule what
+    matched or the first clause that failed."""
+    snapshot, results, single = decide_all(o, trace=True, explain=True)
+
+    out = []
+    for r, d in results:
+        selected = select_policies(snapshot, r.destination, "AuthorizationPolicy")
+        applied = [
+            {
+                "policy": s.key,
+                "action": s.action,
+                "why": s.reason.kind,
+                "detail": s.reason.detail,
+                "file": s.policy.file,
+                "line": s.policy.line,
+            }
+            for s in selected
+        ]
+        out.append((r, d, applied))
+    if o["fmt"] == "json":
+        docs = [{**d.to_json(), "applicable": applied} for _, d, applied in out]
+        emit_json(docs[0] if single else docs)
+        sys.exit(EXIT_OK)
+    for r, d, applied in out:
+        click.echo(f"{describe_request(r)}")
+        click.echo(f"=> {d.verdict} ({d.status}): {d.reason}")
+        if applied:
+            click.echo(f"policies that apply to {r.destination.key}:")
+            for a in applied:
+                click.echo(
+                    f"  {a['action']:<6} {a['policy']} ({a['detail']}; {a['file']}:{a['line']})"
+                )
+        else:
+            click.echo(f"no AuthorizationPolicy applies to {r.destination.key}")
+        click.echo("evaluation:")
+        for t in d.trace:
+            where = f" ({t.file}:{t.line})" if t.file else ""
+            dry = " [dry-run]" if t.dry_run else ""
+            click.echo(f"  [{t.stage}]{dry} {t.message}{where}")
+    sys.exit(EXIT_OK)
+
+
+__all__ = ["check_command", "explain_command", "report_input_error"]

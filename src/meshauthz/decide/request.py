@@ -1,0 +1,124 @@
+"""The resolved request: what the destination's Envoy sees.
+
+``resolve`` turns the friendly request format (``request_spec``) into this,
+using the mesh: a workload caller gives its principal, namespace and address;
+a Service destination gives the workload and the port it receives on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from meshauthz.decide.jwt import JwtPresented
+from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.errors import InputError
+from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
+
+# The address of a caller given only by identity (documentation range, RFC 5737).
+DEFAULT_SOURCE_IP = "192.0.2.10"
+
+Protocol = Literal["http", "tcp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    destination: MeshWorkload
+    port: int
+    protocol: Protocol
+    source_principal: str | None  # "td/ns/x/sa/y" without spiffe://; None: no client certificate
+    source_namespace: str | None
+    source_ip: str
+    remote_ip: str
+    source_workload: str | None = None
+    method: str = "GET"
+    path: str = "/"
+    host: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    jwt: JwtPresented | None = None
+    sni: str = ""
+    name: str | None = None
+
+    @property
+    def plaintext(self) -> bool:
+        return self.source_principal is None
+
+
+def _namespace_of(principal: str) -> str | None:
+    parts = principal.split("/")
+    for i, p in enumerate(parts[:-1]):
+        if p == "ns":
+            return parts[i + 1]
+    return None
+
+
+def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
+    """Resolve names against the mesh. Raises InputError naming what is missing."""
+    src = spec.source
+    principal: str | None = None
+    namespace: str | None = None
+    ip: str | None = src.ip
+    workload_key: str | None = None
+    if src.workload is not None:
+        w = snapshot.workload(src.workload)
+        workload_key = w.key
+        principal = w.identity.principal
+        namespace = w.namespace
+        ip = ip or w.address
+    if src.principal is not None:
+        principal = src.principal.removeprefix("spiffe://")
+        namespace = _namespace_of(principal)
+    if src.namespace is not None:
+        namespace = src.namespace
+    if src.plaintext:
+        principal = None
+    ip = ip or DEFAULT_SOURCE_IP
+
+    if spec.port is not None:
+        target = resolve_target(snapshot, spec.to)
+        port: int | None = spec.port
+    else:
+        target = resolve_target(snapshot, f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to)
+        port = target.port
+    dest = target.workload
+    if port is None:
+        ports = inbound_ports(snapshot, dest)
+        declared = sorted({p.port for p in ports} | {p.container_port for p in dest.ports})
+        if len(declared) != 1:
+            listed = ", ".join(map(str, declared)) or "none declared"
+            raise InputError(
+                f"{dest.key} receives on several ports or none ({listed}): give the port "
+                f'("port" in a request file, --port on the command line)',
+                location=spec.location,
+                field="port",
+            )
+        port = declared[0]
+    protocol: Protocol
+    if spec.protocol is not None:
+        protocol = "tcp" if spec.protocol == "tcp" else "http"
+    else:
+        listener = inbound_port(snapshot, dest, port).listener
+        protocol = "tcp" if listener == "tcp" else "http"
+
+    host = spec.host
+    if host is None:
+        svc = target.service or next(iter(snapshot.services_for(dest)), None)
+        host = svc.hostname if svc is not None else dest.name
+    jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
+    return Request(
+        destination=dest,
+        port=port,
+        protocol=protocol,
+        source_principal=principal,
+        source_namespace=namespace,
+        source_ip=ip,
+        remote_ip=spec.remote_ip or ip,
+        source_workload=workload_key,
+        method=spec.method,
+        path=spec.path,
+        host=host,
+        headers=spec.headers,
+        jwt=jwt,
+        sni=spec.sni or "",
+        name=spec.name,
+    )
