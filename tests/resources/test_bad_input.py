@@ -145,3 +145,11 @@ def test_json_output_shape(capsys, write):
 def test_bad_flag_is_a_usage_error(capsys):
     code, _, err = run(capsys, "validate", "--no-such-flag", "x")
     assert code == 2 and "No such option" in err
+
+
+def test_verbose_lists_skipped_kinds(capsys, write):
+    path = write("s.yaml", GOOD + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\n")
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 0 and "(1 skipped; -v lists them)" in out
+    code, out, _ = run(capsys, "validate", "-v", path)
+    assert code == 0 and f"{path}:10:1: skipped Secret default/s (v1)" in out
