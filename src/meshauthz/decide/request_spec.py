@@ -53,7 +53,7 @@ class JwtLocation:
 @dataclass(frozen=True, slots=True)
 class RequestSpec:
     source: SourceSpec
-    to: str  # "namespace/name" of a workload or Service
+    to: str  # "namespace/name" of a workload or Service, or a Service hostname
     to_port: int | None = None  # the ":port" written after "to" (a Service port)
     port: int | None = None  # the port the workload receives on
     protocol: str | None = None  # "http" | "tcp"; None: from the Service port
@@ -142,9 +142,11 @@ class _Parser:
             )
         to = self.string(data["to"], ("to",))
         target = to.rsplit(":", 1)[0]
-        if target.count("/") != 1 or not all(target.split("/")):
+        is_host = "/" not in target and "." in target  # <svc>.<ns>.svc.cluster.local
+        if not is_host and (target.count("/") != 1 or not all(target.split("/"))):
             raise self.fail(
-                ("to",), f'expected "namespace/name" or "namespace/name:port", got {to!r}'
+                ("to",),
+                f'expected "namespace/name" or a Service hostname, optionally with ":port", got {to!r}',
             )
         to_port = self.port(to.rsplit(":", 1)[1], ("to",)) if ":" in to else None
         port = self.port(data["port"], ("port",)) if data.get("port") is not None else None
