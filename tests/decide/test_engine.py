@@ -173,6 +173,25 @@ def test_remote_ip_blocks_use_the_address_after_xff(tmp_path):
     ds = decider(tmp_path, remote)
     assert decide(ds, remoteIP="203.0.113.9").verdict == "DENY"
     assert decide(ds, remoteIP="198.51.100.1").verdict == "ALLOW"
+    # Without remoteIP the sidecar takes the last X-Forwarded-For entry
+    # (use_remote_address false, 0 trusted hops; tests/decide/test_http.py, real Envoy).
+    xff = {"x-forwarded-for": "198.51.100.1, 203.0.113.9"}
+    assert decide(ds, headers=xff).verdict == "DENY"
+    assert decide(ds, headers={"x-forwarded-for": "203.0.113.9, 198.51.100.1"}).verdict == "ALLOW"
+
+
+def test_a_host_header_is_the_authority(tmp_path):
+    hosts = policy(
+        "hosts",
+        """\
+        selector: {matchLabels: {app: api}}
+        rules: [{to: [{operation: {hosts: [api.example.com]}}]}]
+        """,
+    )
+    ds = decider(tmp_path, hosts)
+    assert decide(ds, headers={"Host": "API.example.com"}).verdict == "ALLOW"  # hosts ignore case
+    assert decide(ds, host="api.example.com").verdict == "ALLOW"
+    assert decide(ds).verdict == "DENY"  # default host: api.ns.svc.cluster.local
 
 
 def test_dry_run_is_reported_and_not_enforced(tmp_path):

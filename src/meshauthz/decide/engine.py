@@ -25,7 +25,7 @@ from meshauthz.decide.decision import (
     DryRunResult,
     TraceStep,
 )
-from meshauthz.decide.http import normalize_path
+from meshauthz.decide.http import SIDECAR_INBOUND_XFF, normalize_path, remote_address
 from meshauthz.decide.jwt import JWT_FILTER, Provider, apply_providers, build_providers
 from meshauthz.decide.request import Request
 from meshauthz.mesh import (
@@ -226,18 +226,31 @@ class _Run:
                 self.step(
                     "normalization", f"path normalized ({p.normalization}): {r.path!r} -> {path!r}"
                 )
+            # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
+            host = next((v for n, v in r.headers if n == "host"), r.host)
+            user = [(n, v) for n, v in r.headers if n != "host"]
             headers = [
-                (":authority", r.host),
+                (":authority", host),
                 (":method", r.method),
                 (":path", path),
                 (":scheme", "http"),
-                *r.headers,
+                *user,
             ]
-            if r.remote_ip != r.source_ip and not any(n == "x-forwarded-for" for n, _ in r.headers):
+            xff = [v for n, v in user if n == "x-forwarded-for"]
+            if r.remote_ip is not None and not xff:
                 headers.append(("x-forwarded-for", r.remote_ip))
+        remote_ip = r.remote_ip
+        if remote_ip is None:
+            xff_values = [v for n, v in (headers or []) if n == "x-forwarded-for"]
+            remote_ip = remote_address(
+                r.source_ip,
+                xff_values,
+                SIDECAR_INBOUND_XFF.xff_num_trusted_hops,
+                SIDECAR_INBOUND_XFF.use_remote_address,
+            )
         self.inp_args: dict[str, Any] = dict(
             direct_remote_ip=r.source_ip,
-            remote_ip=r.remote_ip,
+            remote_ip=remote_ip,
             source_ip=r.source_ip,
             destination_ip=p.workload.address,
             destination_port=p.port,

@@ -29,7 +29,7 @@ class Request:
     source_principal: str | None  # "td/ns/x/sa/y" without spiffe://; None: no client certificate
     source_namespace: str | None
     source_ip: str
-    remote_ip: str
+    remote_ip: str | None  # None: from X-Forwarded-For as the sidecar computes it
     source_workload: str | None = None
     method: str = "GET"
     path: str = "/"
@@ -112,7 +112,7 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         source_principal=principal,
         source_namespace=namespace,
         source_ip=ip,
-        remote_ip=spec.remote_ip or ip,
+        remote_ip=spec.remote_ip,
         source_workload=workload_key,
         method=spec.method,
         path=spec.path,
