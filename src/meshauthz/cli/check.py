@@ -12,11 +12,22 @@ import click
 from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
 from meshauthz.decide.decision import Decision
-from meshauthz.decide.engine import Decider
+from meshauthz.decide.config_dump import ChainInfo, load_config_dump, resolve_for_dump
+from meshauthz.decide.engine import Decider, run_prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot, select_policies
+
+# -f is required unless check reads a config dump (checked in decide_all).
+_MANIFESTS = click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    metavar="PATH",
+    help="Manifests: a file, a directory or '-' (repeatable); optional with --config-dump.",
+)
 
 
 def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,7 +51,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--to",
             metavar="NS/NAME[:PORT]",
-            help="The destination workload or Service (a Service port after ':').",
+            help="The destination workload or Service (a Service port after ':'); with --config-dump also :PORT.",
         ),
         click.option("--port", type=int, help="The port the destination workload receives on."),
         click.option(
@@ -77,7 +88,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
         ),
         MESH_CONFIG_OPTION,
-        MANIFEST_OPTION,
+        _MANIFESTS,
         FORMAT_OPTION,
     ]
     for o in reversed(opts):
@@ -159,6 +170,8 @@ def decide_all(
     o: dict[str, Any], trace: bool, explain: bool = False
 ) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
     fmt = o["fmt"]
+    if not o["paths"]:
+        raise click.UsageError("Missing option '-f' / '--filename'.")
     snapshot = load_mesh(o["paths"], o["mesh_config"], fmt)
     try:
         specs = specs_from_options(o)
@@ -175,6 +188,51 @@ def decide_all(
     )
 
 
+def decide_with_dump(
+    o: dict[str, Any],
+) -> tuple[list[tuple[Request, Decision]], bool, list[ChainInfo | None]]:
+    """check --config-dump: the requests against the proxy the dump comes from."""
+    fmt = o["fmt"]
+    if o["mesh_config"] and not o["paths"]:
+        raise click.UsageError("--mesh-config needs -f; with --config-dump the dump holds the proxy's settings")
+    snapshot = load_mesh(o["paths"], o["mesh_config"], fmt) if o["paths"] else None
+    try:
+        dump = load_config_dump(o["config_dump"])
+        if not o["request_file"]:
+            to, port = o["to"], o["port"]
+            if to is not None and to.startswith(":"):
+                if port is not None:
+                    raise click.UsageError("give the port once: --to :PORT or --port")
+                if not to[1:].isdigit() or not 0 < int(to[1:]) < 65536:
+                    raise click.UsageError(f"--to :PORT expects a port number 1-65535, got {to!r}")
+                to, port = None, int(to[1:])
+            if to is None and port is None:
+                raise click.UsageError("give the port: --to :PORT or --port N (with --config-dump)")
+            o = {**o, "to": to or dump.workload.key, "port": port}
+        specs = specs_from_options(o)
+        out: list[tuple[Request, Decision]] = []
+        where: list[ChainInfo | None] = []
+        for s in specs:
+            request, hint = resolve_for_dump(s, dump, snapshot)
+            chain = dump.chain_for(request, hint)
+            d = run_prepared(chain.prepared, chain.request, ext_authz=o["ext_authz"], trace=True)
+            out.append((chain.request, d))
+            where.append(chain.info)
+    except MeshauthzError as e:
+        report_input_error(e, fmt)
+        sys.exit(EXIT_INPUT)
+    return out, not o["request_file"] or len(out) == 1, where
+
+
+def describe_chain(c: ChainInfo) -> str:
+    kind = "passthrough filter chain" if c.passthrough else "filter chain"
+    s = f"config dump: listener {c.listener}, {kind} {c.chain} ({c.protocol.upper()}, {c.mtls}"
+    s += f", path normalization {c.normalization})" if c.normalization else ")"
+    if c.not_evaluated:
+        s += "; not evaluated: " + ", ".join(c.not_evaluated)
+    return s
+
+
 def describe_request(r: Request) -> str:
     who = r.source_workload or r.source_principal or "a plaintext caller"
     if r.source_workload and r.plaintext:
@@ -189,19 +247,39 @@ def describe_request(r: Request) -> str:
     "--expect", type=click.Choice(["allow", "deny"]), help="Exit 1 unless every decision is this."
 )
 @click.option("--trace", "show_trace", is_flag=True, help="Also print the evaluation trace.")
+@click.option(
+    "--config-dump",
+    metavar="FILE",
+    help="Decide against this Envoy config dump (a live pod's /config_dump JSON, '-' for stdin) "
+    "instead of the filters built from the manifests.",
+)
 def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     """Decide a request (or a file of requests) as Istio's Envoy would.
 
+    With --config-dump FILE, decide against the filters of that proxy's config
+    dump (its inbound listener's filter chain for the port): -f is then
+    optional, the caller is --principal ID or --plaintext (or --from with -f),
+    and the destination is the dump's pod: --to :PORT or --port N.
+
     Exit 0 when it ran; with --expect, 1 when a decision differs.
     """
-    _, results, single = decide_all(o, trace=True)
+    if o["config_dump"]:
+        results, single, where = decide_with_dump(o)
+    else:
+        _, results, single = decide_all(o, trace=True)
+        where = [None] * len(results)
     if o["fmt"] == "json":
-        docs = [d.to_json() for _, d in results]
+        docs = [
+            d.to_json() | ({"configDump": w.to_json()} if w else {})
+            for (_, d), w in zip(results, where, strict=True)
+        ]
         emit_json(docs[0] if single else docs)
     else:
-        for r, d in results:
+        for (r, d), w in zip(results, where, strict=True):
             click.echo(f"{d.verdict} ({d.status}) {describe_request(r)}")
             click.echo(f"  {d.reason}")
+            if w is not None:
+                click.echo(f"  {describe_chain(w)}")
             if d.policy:
                 click.echo(f"  policy: {d.policy} rule {d.rule}")
             for dr in d.dry_run:
@@ -227,42 +305,55 @@ def explain_command(**o: Any) -> None:
     matched or the first clause that failed."""
     snapshot, results, single = decide_all(o, trace=True, explain=True)
 
-    out = []
-    for r, d in results:
-        selected = select_policies(snapshot, r.destination, "AuthorizationPolicy")
-        applied = [
-            {
-                "policy": s.key,
-                "action": s.action,
-                "why": s.reason.kind,
-                "detail": s.reason.detail,
-                "file": s.policy.file,
-                "line": s.policy.line,
-            }
-            for s in selected
-        ]
-        out.append((r, d, applied))
     if o["fmt"] == "json":
-        docs = [{**d.to_json(), "applicable": applied} for _, d, applied in out]
+        docs = [{**d.to_json(), "applicable": applicable_policies(snapshot, r)} for r, d in results]
         emit_json(docs[0] if single else docs)
         sys.exit(EXIT_OK)
-    for r, d, applied in out:
-        click.echo(f"{describe_request(r)}")
-        click.echo(f"=> {d.verdict} ({d.status}): {d.reason}")
-        if applied:
-            click.echo(f"policies that apply to {r.destination.key}:")
-            for a in applied:
-                click.echo(
-                    f"  {a['action']:<6} {a['policy']} ({a['detail']}; {a['file']}:{a['line']})"
-                )
-        else:
-            click.echo(f"no AuthorizationPolicy applies to {r.destination.key}")
-        click.echo("evaluation:")
-        for t in d.trace:
-            where = f" ({t.file}:{t.line})" if t.file else ""
-            dry = " [dry-run]" if t.dry_run else ""
-            click.echo(f"  [{t.stage}]{dry} {t.message}{where}")
+    for r, d in results:
+        for line in explain_lines(snapshot, r, d):
+            click.echo(line)
     sys.exit(EXIT_OK)
 
 
-__all__ = ["check_command", "explain_command", "report_input_error"]
+def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, Any]]:
+    """The AuthorizationPolicies that apply to the request's destination, and why."""
+    return [
+        {
+            "policy": s.key,
+            "action": s.action,
+            "why": s.reason.kind,
+            "detail": s.reason.detail,
+            "file": s.policy.file,
+            "line": s.policy.line,
+        }
+        for s in select_policies(snapshot, r.destination, "AuthorizationPolicy")
+    ]
+
+
+def explain_lines(snapshot: MeshSnapshot, r: Request, d: Decision) -> list[str]:
+    """``explain``'s text for one decision (decided with ``explain=True``)."""
+    lines = [describe_request(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    applied = applicable_policies(snapshot, r)
+    if applied:
+        lines.append(f"policies that apply to {r.destination.key}:")
+        for a in applied:
+            lines.append(
+                f"  {a['action']:<6} {a['policy']} ({a['detail']}; {a['file']}:{a['line']})"
+            )
+    else:
+        lines.append(f"no AuthorizationPolicy applies to {r.destination.key}")
+    lines.append("evaluation:")
+    for t in d.trace:
+        where = f" ({t.file}:{t.line})" if t.file else ""
+        dry = " [dry-run]" if t.dry_run else ""
+        lines.append(f"  [{t.stage}]{dry} {t.message}{where}")
+    return lines
+
+
+__all__ = [
+    "applicable_policies",
+    "check_command",
+    "explain_command",
+    "explain_lines",
+    "report_input_error",
+]

@@ -1,0 +1,219 @@
+"""``meshauthz test``: run ``*.test.yaml`` suites of expected decisions, for CI."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from meshauthz.cli.check import applicable_policies, explain_lines
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_input_error
+from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
+from meshauthz.suite.junit import junit_xml
+from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
+from meshauthz.suite.watch import watch
+
+
+def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
+    """Why a case failed: what differs, then what ``explain`` says."""
+    lines = list(c.mismatches)
+    if c.outcome == "error":
+        return [c.error or "unusable case"]
+    if s.snapshot is not None and c.request is not None and c.explained is not None:
+        lines.extend(explain_lines(s.snapshot, c.request, c.explained))
+    return lines
+
+
+def _where(c: CaseResult) -> str:
+    loc = c.case.location
+    return f"{loc.file}:{loc.line}" if loc.line else loc.file
+
+
+def exit_code(result: RunResult) -> int:
+    if result.unusable or result.count("error"):
+        return EXIT_INPUT
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def summary_line(result: RunResult) -> str:
+    line = f"{result.count('pass')} passed, {result.count('fail')} failed"
+    errors = result.count("error") + len(result.unusable)
+    if errors:
+        line += f", {errors} unusable"
+    return line
+
+
+def print_text(result: RunResult, verbose: bool, coverage: bool) -> None:
+    for s in result.suites:
+        if s.error is not None:
+            click.echo(f"ERROR {s.file}: {s.error}")
+            continue
+        if s.findings:
+            click.echo(f"ERROR {s.file}: Istio would reject these objects:")
+            for f in s.findings:
+                click.echo(f"  {f.to_text()}")
+            continue
+        for c in s.cases:
+            if c.outcome == "pass":
+                if verbose:
+                    assert c.decision is not None
+                    click.echo(f"PASS {_where(c)}: {s.name}: {c.case.name} ({c.decision.verdict})")
+                continue
+            label = "FAIL" if c.outcome == "fail" else "ERROR"
+            click.echo(f"{label} {_where(c)}: {s.name}: {c.case.name}")
+            for line in failure_lines(s, c):
+                click.echo(f"    {line}")
+    if coverage and result.coverage is not None:
+        for line in result.coverage.text_lines():
+            click.echo(line)
+    click.echo(summary_line(result))
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    suites = []
+    for s in result.suites:
+        doc: dict[str, Any] = {
+            "file": s.file,
+            "name": s.name,
+            "passed": s.count("pass"),
+            "failed": s.count("fail"),
+            "error": None,
+            "findings": [f.to_json() for f in s.findings],
+            "cases": [],
+        }
+        if s.error is not None:
+            doc["error"] = error_json(s.error)["error"]
+        elif s.findings:
+            doc["error"] = {
+                "code": "invalid",
+                "message": "Istio would reject these objects",
+                "file": s.file,
+                "line": None,
+                "column": None,
+                "field": None,
+            }
+        for c in s.cases:
+            case: dict[str, Any] = {
+                "name": c.case.name,
+                "file": c.case.location.file,
+                "line": c.case.location.line,
+                "result": c.outcome,
+                "expect": c.case.expect.to_json(),
+                "actual": None,
+                "mismatches": c.mismatches,
+                "error": c.error,
+            }
+            if c.decision is not None:
+                d = c.decision
+                case["actual"] = {
+                    "decision": d.verdict,
+                    "status": d.status,
+                    "stage": d.stage,
+                    "policy": d.policy,
+                    "rule": d.rule,
+                    "reason": d.reason,
+                }
+            if c.outcome == "fail" and c.explained is not None and c.request is not None:
+                assert s.snapshot is not None
+                case["explain"] = {
+                    **c.explained.to_json(),
+                    "applicable": applicable_policies(s.snapshot, c.request),
+                    "text": explain_lines(s.snapshot, c.request, c.explained),
+                }
+            doc["cases"].append(case)
+        suites.append(doc)
+    out: dict[str, Any] = {
+        "ok": result.ok,
+        "summary": {
+            "passed": result.count("pass"),
+            "failed": result.count("fail"),
+            "errors": result.count("error") + len(result.unusable),
+            "cases": sum(len(s.cases) for s in result.suites),
+            "suites": len(result.suites),
+        },
+        "suites": suites,
+    }
+    if result.coverage is not None:
+        out["coverage"] = result.coverage.to_json()
+    return out
+
+
+def write_junit(result: RunResult, path: str) -> None:
+    by_case = {id(c): s for s in result.suites for c in s.cases}
+    data = junit_xml(result, lambda c: failure_lines(by_case[id(c)], c))
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: str | None) -> int:
+    try:
+        result = run_paths(paths, coverage=coverage)
+    except MeshauthzError as e:
+        report_input_error(e, fmt)
+        return EXIT_INPUT
+    if fmt == "json":
+        emit_json(result_json(result))
+    else:
+        print_text(result, verbose, coverage)
+    if junit:
+        try:
+            write_junit(result, junit)
+        except OSError as e:
+            click.echo(
+                f"error: {junit}: cannot write the JUnit report: {e.strerror or e}", err=True
+            )
+            return EXIT_INPUT
+    return exit_code(result)
+
+
+@click.command("test")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@FORMAT_OPTION
+@click.option("--coverage", is_flag=True, help="Report which policy rules the cases exercised.")
+@click.option("--junit", metavar="FILE", help="Also write a JUnit XML report to FILE.")
+@click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
+@click.option("--watch", "watch_mode", is_flag=True, help="Rerun whenever a watched file changes.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.05),
+    default=0.5,
+    show_default=True,
+    help="With --watch: seconds between checks for changes.",
+)
+def test_command(
+    paths: tuple[str, ...],
+    fmt: str,
+    coverage: bool,
+    junit: str | None,
+    verbose: bool,
+    watch_mode: bool,
+    interval: float,
+) -> None:
+    """Run test suites (*.test.yaml files, or directories holding them): each
+    case's request is decided and compared with what it expects.
+
+    Exit 0 when every case passes, 1 when one fails, 2 on unusable input.
+    """
+    args = list(paths)
+    if not watch_mode:
+        sys.exit(run_once(args, fmt, verbose, coverage, junit))
+
+    def again() -> None:
+        run_once(args, fmt, verbose, coverage, junit)
+        click.echo(f"watching {len(args)} path(s) for changes; Ctrl-C to stop", err=True)
+
+    def changed(files: list[str]) -> None:
+        shown = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
+        click.echo(f"\n--- changed: {shown}; rerunning", err=True)
+
+    try:
+        watch(args, again, interval=interval, on_change=changed)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_OK)
+
+
+__all__ = ["result_json", "run_once", "test_command"]

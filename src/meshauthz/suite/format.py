@@ -1,0 +1,329 @@
+"""The test-suite file format: ``*.test.yaml`` files of expected decisions.
+
+A suite names the manifests it tests (``resources``: files, directories or
+globs, relative to the suite file), optionally the mesh config (``mesh``), and
+``cases``: a request in the format of ``check --request`` and the expected
+outcome. The JSON schema is ``meshauthz/schemas/suite.schema.json``.
+
+```yaml
+resources: [.]
+mesh: {rootNamespace: istio-system, trustDomain: cluster.local}
+cases:
+  - name: frontend reads data
+    request: {from: default/frontend, to: default/backend, path: /api/v1/data}
+    expect: DENY
+  - name: pinned
+    request: {from: default/frontend, to: default/backend}
+    expect: {decision: DENY, status: 403, policy: default/deny-all-backend, rule: 0}
+```
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshauthz.decide.request_spec import RequestSpec, parse_request
+from meshauthz.errors import InputError, Location
+from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX
+from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
+from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
+
+_SUITE_FIELDS = {"name", "description", "resources", "mesh", "cases"}
+_CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
+_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule"}
+_MESH_FIELDS = {
+    "rootNamespace",
+    "trustDomain",
+    "trustDomainAliases",
+    "pathNormalization",
+    "extensionProviders",
+}
+_VERDICTS = ("ALLOW", "DENY")
+_STAGES = ("mTLS", "normalization", "CUSTOM", "JWT", "DENY", "ALLOW", "default", "error")
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Expectation:
+    """What a case expects. Fields left unset are not checked; ``policy`` and
+    ``rule`` may be pinned to None (no policy decided)."""
+
+    decision: str
+    status: int | str | None = None
+    stage: str | None = None
+    policy: str | None = _UNSET
+    rule: int | None = _UNSET
+
+    @property
+    def pins_policy(self) -> bool:
+        return self.policy is not _UNSET
+
+    @property
+    def pins_rule(self) -> bool:
+        return self.rule is not _UNSET
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"decision": self.decision}
+        if self.status is not None:
+            out["status"] = self.status
+        if self.stage is not None:
+            out["stage"] = self.stage
+        if self.pins_policy:
+            out["policy"] = self.policy
+        if self.pins_rule:
+            out["rule"] = self.rule
+        return out
+
+    def describe(self) -> str:
+        parts = [self.decision]
+        if self.status is not None:
+            parts.append(f"status {self.status}")
+        if self.stage is not None:
+            parts.append(f"stage {self.stage}")
+        if self.pins_policy:
+            parts.append(f"policy {self.policy or 'none'}")
+        if self.pins_rule:
+            parts.append(f"rule {'none' if self.rule is None else self.rule}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    name: str
+    request: RequestSpec
+    expect: Expectation
+    location: Location
+    ext_authz: str | None = None  # "allow" | "deny": the CUSTOM provider's assumed answer
+
+
+@dataclass(slots=True)
+class Suite:
+    file: str
+    name: str
+    resources: list[str]  # the manifest files and directories, resolved
+    cases: list[Case]
+    mesh: MeshConfig | None = None
+    description: str | None = None
+    location: Location | None = None
+    resource_patterns: list[str] = field(default_factory=list)
+
+
+def find_suites(paths: list[str]) -> list[str]:
+    """Suite files under ``paths``: files as given, directories searched
+    recursively (hidden directories skipped) for ``*.test.yaml``."""
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(
+                    os.path.join(root, f) for f in sorted(files) if f.endswith(TEST_SUITE_SUFFIX)
+                )
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise InputError("no such file or directory", location=Location(p))
+    seen: set[str] = set()
+    unique = []
+    for f in out:
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
+
+
+def load_suite(path: str) -> Suite:
+    """Read and check one suite file. Raises InputError naming file, line and field."""
+    display, text = read_source(path)
+    docs = parse_documents(text, display)
+    if not docs:
+        raise InputError("the suite file is empty", location=Location(display, 1))
+    if len(docs) > 1:
+        raise InputError(
+            "a suite file holds one YAML document",
+            location=Location(display, docs[1].line),
+        )
+    return _SuiteParser(docs[0], path).suite()
+
+
+class _SuiteParser:
+    def __init__(self, doc: Document, path: str) -> None:
+        self.doc = doc
+        self.path = path
+        self.base_dir = os.path.dirname(path) or "."
+
+    def fail(self, path: Path, message: str) -> InputError:
+        return InputError(message, location=self.doc.location(path), field=dotted(path) or None)
+
+    def check_fields(self, data: dict[str, Any], known: set[str], path: Path) -> None:
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise self.fail(
+                (*path, unknown[0]),
+                f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(known))}',
+            )
+
+    def suite(self) -> Suite:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            raise self.fail((), "a suite must be a mapping with resources and cases")
+        self.check_fields(data, _SUITE_FIELDS, ())
+        if "resources" not in data:
+            raise self.fail((), 'a suite needs "resources": manifest files, directories or globs')
+        patterns = data["resources"]
+        if isinstance(patterns, str):
+            patterns = [patterns]
+            resources = self.resources(patterns, single=True)
+        else:
+            resources = self.resources(patterns, single=False)
+        mesh = self.mesh(data["mesh"]) if data.get("mesh") is not None else None
+        cases_raw = data.get("cases")
+        if not isinstance(cases_raw, list) or not cases_raw:
+            raise self.fail(("cases",), 'a suite needs "cases": a non-empty list')
+        cases = [self.case(c, i) for i, c in enumerate(cases_raw)]
+        seen: dict[str, int] = {}
+        for i, c in enumerate(cases):
+            if c.name in seen:
+                raise self.fail(
+                    ("cases", i, "name"),
+                    f"duplicate case name {c.name!r} (also case {seen[c.name]})",
+                )
+            seen[c.name] = i
+        name = data.get("name")
+        if name is not None and not isinstance(name, str):
+            raise self.fail(("name",), "expected a string")
+        description = data.get("description")
+        if description is not None and not isinstance(description, str):
+            raise self.fail(("description",), "expected a string")
+        default_name = os.path.basename(self.path).removesuffix(TEST_SUITE_SUFFIX)
+        return Suite(
+            file=self.doc.file,
+            name=name or default_name,
+            resources=resources,
+            cases=cases,
+            mesh=mesh,
+            description=description,
+            location=self.doc.location(()),
+            resource_patterns=list(patterns),
+        )
+
+    def resources(self, patterns: Any, *, single: bool) -> list[str]:
+        if not isinstance(patterns, list) or not patterns:
+            raise self.fail(("resources",), "expected a path or a non-empty list of paths")
+        out: list[str] = []
+        for i, pat in enumerate(patterns):
+            p: Path = ("resources",) if single else ("resources", i)
+            if not isinstance(pat, str) or not pat:
+                raise self.fail(p, "expected a path (a file, directory or glob)")
+            full = pat if os.path.isabs(pat) else os.path.join(self.base_dir, pat)
+            full = os.path.normpath(full)
+            if glob.has_magic(pat):
+                hits = sorted(glob.glob(full, recursive=True))
+                # A glob such as *.yaml would match suites too: they are not manifests.
+                hits = [
+                    h
+                    for h in hits
+                    if os.path.isdir(h)
+                    or (h.endswith(MANIFEST_SUFFIXES) and not h.endswith(TEST_SUITE_SUFFIX))
+                ]
+                if not hits:
+                    raise self.fail(p, f"the glob {pat!r} matches no manifest")
+                out.extend(hits)
+            elif os.path.exists(full):
+                out.append(full)
+            else:
+                raise self.fail(p, f"no such file or directory: {pat!r} (relative to the suite)")
+        seen: set[str] = set()
+        return [f for f in out if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+
+    def mesh(self, data: Any) -> MeshConfig:
+        if not isinstance(data, dict):
+            raise self.fail(("mesh",), "expected a mapping (rootNamespace, trustDomain, ...)")
+        self.check_fields(data, _MESH_FIELDS, ("mesh",))
+        data = dict(data)
+        pn = data.get("pathNormalization")
+        if isinstance(pn, str):  # shorthand: pathNormalization: MERGE_SLASHES
+            data["pathNormalization"] = {"normalization": pn}
+        try:
+            return mesh_config_from_data(data, lambda p: self.doc.location(("mesh", *p)))
+        except MeshConfigError as e:
+            raise self.fail(("mesh", *e.path), str(e)) from None
+
+    def case(self, data: Any, i: int) -> Case:
+        base: Path = ("cases", i)
+        if not isinstance(data, dict):
+            raise self.fail(base, "a case must be a mapping with name, request and expect")
+        self.check_fields(data, _CASE_FIELDS, base)
+        for key in ("name", "request", "expect"):
+            if key not in data:
+                raise self.fail(base, f'a case needs "{key}"')
+        name = data["name"]
+        if not isinstance(name, str) or not name:
+            raise self.fail((*base, "name"), "expected a non-empty string")
+        try:
+            request = parse_request(self.doc, (*base, "request"))
+        except InputError as e:  # name the field from the top of the suite
+            prefix = dotted((*base, "request"))
+            raise InputError(
+                e.message,
+                location=e.location,
+                field=f"{prefix}.{e.field}" if e.field else prefix,
+            ) from None
+        ext = data.get("extAuthz")
+        if ext is not None and ext not in ("allow", "deny"):
+            raise self.fail((*base, "extAuthz"), f'expected "allow" or "deny", got {ext!r}')
+        return Case(
+            name=name,
+            request=request,
+            expect=self.expect(data["expect"], (*base, "expect")),
+            location=self.doc.location(base),
+            ext_authz=ext,
+        )
+
+    def expect(self, data: Any, path: Path) -> Expectation:
+        if isinstance(data, str):
+            return Expectation(self.verdict(data, path))
+        if not isinstance(data, dict):
+            raise self.fail(path, "expected ALLOW, DENY or a mapping with decision")
+        self.check_fields(data, _EXPECT_FIELDS, path)
+        if "decision" not in data:
+            raise self.fail(path, 'an expectation needs "decision": ALLOW or DENY')
+        verdict = self.verdict(data["decision"], (*path, "decision"))
+        status = data.get("status")
+        if status is not None:
+            if isinstance(status, bool) or not isinstance(status, int | str):
+                raise self.fail(
+                    (*path, "status"),
+                    'expected an HTTP status (200, 403, 401, ...), "connection reset" or "connected"',
+                )
+            if isinstance(status, str) and status.isdigit():
+                status = int(status)
+        stage = data.get("stage")
+        if stage is not None and stage not in _STAGES:
+            raise self.fail((*path, "stage"), f"expected one of {', '.join(_STAGES)}")
+        policy = data.get("policy", _UNSET)
+        if (
+            policy is not _UNSET
+            and policy is not None
+            and (
+                not isinstance(policy, str) or policy.count("/") != 1 or not all(policy.split("/"))
+            )
+        ):
+            raise self.fail((*path, "policy"), 'expected "namespace/name" (or null for none)')
+        rule = data.get("rule", _UNSET)
+        if (
+            rule is not _UNSET
+            and rule is not None
+            and (isinstance(rule, bool) or not isinstance(rule, int) or rule < 0)
+        ):
+            raise self.fail((*path, "rule"), "expected a rule index (0, 1, ...) or null")
+        return Expectation(verdict, status, stage, policy, rule)
+
+    def verdict(self, value: Any, path: Path) -> str:
+        if not isinstance(value, str) or value.upper() not in _VERDICTS:
+            raise self.fail(path, f"expected ALLOW or DENY, got {value!r}")
+        return value.upper()
