@@ -1,0 +1,37 @@
+"""Istio's own integration tests (istio/istio tests/integration/security
+authz_test.go and jwt_test.go), ported as ``meshauthz test`` suites: one suite
+per Istio test function, each naming its source; meshauthz must pass them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meshauthz.suite import find_suites, run_files
+
+HERE = Path(__file__).parent
+SUITES = find_suites([str(HERE)])
+
+
+def _failures(path: str) -> list[str]:
+    (s,) = run_files([path]).suites
+    assert s.error is None, str(s.error)
+    assert not s.findings, [f.to_text() for f in s.findings]
+    return [f"{c.case.name}: {'; '.join(c.mismatches) or c.error}" for c in s.cases if not c.passed]
+
+
+def test_every_suite_names_its_source():
+    assert len(SUITES) >= 16
+    for path in SUITES:
+        head = Path(path).read_text().splitlines()[0]
+        assert head.startswith("# Ported from istio/istio tests/integration/security/"), path
+        assert head.endswith(Path(path).name.removesuffix(".test.yaml")), path
+
+
+@pytest.mark.parametrize(
+    "path", SUITES, ids=[Path(p).name.removesuffix(".test.yaml") for p in SUITES]
+)
+def test_istio_suite_passes(path: str):
+    assert _failures(path) == []
