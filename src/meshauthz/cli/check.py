@@ -9,10 +9,10 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
+from meshauthz.cli.common import MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
-from meshauthz.decide.decision import Decision
 from meshauthz.decide.config_dump import ChainInfo, load_config_dump, resolve_for_dump
+from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, run_prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
@@ -194,7 +194,9 @@ def decide_with_dump(
     """check --config-dump: the requests against the proxy the dump comes from."""
     fmt = o["fmt"]
     if o["mesh_config"] and not o["paths"]:
-        raise click.UsageError("--mesh-config needs -f; with --config-dump the dump holds the proxy's settings")
+        raise click.UsageError(
+            "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
+        )
     snapshot = load_mesh(o["paths"], o["mesh_config"], fmt) if o["paths"] else None
     try:
         dump = load_config_dump(o["config_dump"])

@@ -147,6 +147,31 @@ class Decider:
             )
 
 
+def run_prepared(
+    prepared: Prepared,
+    request: Request,
+    *,
+    ext_authz: ExtAuthzAssumption = "deny",
+    trace: bool = False,
+    explain: bool = False,
+) -> Decision:
+    """Decide ``request`` against a chain prepared elsewhere (e.g. read from a
+    proxy's config dump by ``meshauthz.decide.config_dump``), as ``decide`` does."""
+    try:
+        run = _Run(prepared, request, trace or explain, ext_authz)
+        run.explain = explain
+        return run.run()
+    except Exception as e:  # fail closed, and say so
+        return Decision(
+            verdict="DENY",
+            status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,
+            stage="error",
+            reason=f"meshauthz hit an internal error and denies (fail closed): {type(e).__name__}: {e}",
+            error=f"{type(e).__name__}: {e}",
+            request=request_summary(request),
+        )
+
+
 def request_summary(r: Request) -> dict[str, Any]:
     return {
         "from": {
@@ -382,7 +407,7 @@ class _Run:
         r = self.r
         headers = [h for h in (self.headers or []) if not h[0].startswith(":")]
         outcome = apply_providers(self.p.jwt_providers, r.jwt, headers, path, method=r.method)
-        names = ", ".join(s.key for s in self.p.jwt_rules)
+        names = ", ".join(s.key for s in self.p.jwt_rules) or str(self.p.notes.get("jwt_source"))
         if not outcome.decided:
             return self.deny(
                 "JWT",
@@ -413,6 +438,8 @@ class _Run:
     # --- mapping Envoy policy names back to the user's policies -------------------
 
     def empty_rule(self, policy: str, rule: int | None) -> bool:
+        if (policy, rule) in self.p.notes.get("empty_rules", ()):  # e.g. from a config dump
+            return True
         for s in self.p.selected:
             if s.key == policy and rule is not None:
                 rules = s.policy.spec.rules  # type: ignore[union-attr]
@@ -432,7 +459,7 @@ class _Run:
         return src[0], src[1], envoy_policy
 
     def locate_custom(self, envoy_policy: str) -> tuple[str | None, int | None, str | None]:
-        for stage in self.p.custom:
+        for stage in (*self.p.custom, *self.p.rest):
             if envoy_policy in stage.built.sources:
                 return self.locate(stage.built, envoy_policy)
         return None, None, envoy_policy
