@@ -682,3 +682,24 @@ def test_istioctl_config_dump_from_istio():
 def test_parse_rejects_non_dump_shapes():
     with pytest.raises(ConfigDumpError):
         parse_config_dump([1, 2, 3], "x.json")
+
+
+def test_rbac_filter_delivered_by_ecds(capsys, tmp_path):
+    dump = make_dump("seed")
+    ecds = []
+    for i, c in enumerate(vi_chains(dump)):
+        for f in c["filters"]:
+            for h in f.get("typed_config", {}).get("http_filters", []):
+                if h["name"] == "envoy.filters.http.rbac" and "DENY" in json.dumps(h):
+                    name = f"deny-{i}"
+                    ecds.append(
+                        {"ecds_filter": {"name": name, "typed_config": h.pop("typed_config")}}
+                    )
+                    h["name"] = name
+                    h["config_discovery"] = {"config_source": {"ads": {}}, "type_urls": []}
+    dump["configs"].append(
+        {"@type": "type.googleapis.com/envoy.admin.v3.EcdsConfigDump", "ecds_filters": ecds}
+    )
+    path = write_dump(tmp_path, dump)
+    d = check_json(capsys, "--config-dump", path, "--principal", FRONTEND, "--to", ":80")
+    assert (d["decision"], d["stage"], d["policy"]) == ("DENY", "DENY", "default/deny-all-backend")
