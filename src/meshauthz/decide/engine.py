@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from meshauthz.build import BuildOptions, BuildResult, BuiltFilter, Chain, build
 from meshauthz.build.extauthz import ExtAuthzFilter
+from meshauthz.decide import fast
 from meshauthz.decide.decision import (
     DENIED_BODY,
     STATUS_FORBIDDEN,
@@ -86,6 +87,7 @@ class Decider:
         mc = snapshot.mesh_config
         known = {(s.namespace, s.hostname) for s in snapshot.services}
         self.options = BuildOptions.from_mesh_config(mc, known_services=known)
+        self._fast_chains: dict[tuple[str, int, str], Any] = {}  # fast.chain_for
 
     def prepare(
         self, workload: MeshWorkload, port: int, protocol: Literal["http", "tcp"]
@@ -145,6 +147,24 @@ class Decider:
                 error=f"{type(e).__name__}: {e}",
                 request=request_summary(request),
             )
+
+    # --- the fast path (meshauthz.decide.fast) ------------------------------------------
+
+    def prepare_request(self, request: Request) -> fast.PreparedRequest:
+        """Do a request's per-request work once; decide it with ``decide_prepared``."""
+        return fast.prepare_request(self, request)
+
+    def decide_prepared(
+        self, pr: fast.PreparedRequest, *, trace: bool = False
+    ) -> fast.FastDecision | Decision:
+        """``decide``'s verdict, stage, policy and rule, without building a Decision;
+        with ``trace``, the full Decision (as ``decide(pr.request, trace=True)``)."""
+        if trace:
+            return self.decide(pr.request, trace=True)
+        try:
+            return pr.run(pr.args)
+        except Exception:  # fail closed, as decide does
+            return fast.ERROR
 
 
 def run_prepared(

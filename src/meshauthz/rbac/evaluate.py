@@ -9,12 +9,14 @@ whose nodes point at the model nodes and therefore at their notes.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from .matchers import (
     InputFn,
+    ascii_lower,
     compile_cidr,
     compile_header,
     compile_metadata,
@@ -52,8 +54,10 @@ from .model import (
     PermUriTemplate,
     PermUrlPath,
     Policy,
+    StringMatcher,
 )
 from .serialize import check_network_rules
+from .uri_template import strip_query_and_fragment
 
 # --- the request as the filter sees it ---------------------------------------------
 
@@ -106,6 +110,7 @@ class RbacInput:
     # derived once, read by the matchers
     header_map: dict[str, list[str]] = field(init=False, repr=False)
     path: str | None = field(init=False, repr=False)
+    url_path: str | None = field(init=False, repr=False)  # path without query and fragment
     ip_direct: tuple[int, int] | None = field(init=False, repr=False)
     ip_remote: tuple[int, int] | None = field(init=False, repr=False)
     ip_source: tuple[int, int] | None = field(init=False, repr=False)
@@ -118,6 +123,7 @@ class RbacInput:
         self.header_map = hm
         paths = hm.get(":path")
         self.path = paths[0] if paths else None
+        self.url_path = strip_query_and_fragment(self.path) if self.path is not None else None
         self.ip_direct = _ip(self.direct_remote_ip)
         self.ip_remote = _ip(self.remote_ip) if self.remote_ip else self.ip_direct
         self.ip_source = _ip(self.source_ip) if self.source_ip else self.ip_direct
@@ -127,9 +133,17 @@ class RbacInput:
 # --- compiling the tree ------------------------------------------------------------
 
 
+def _true(inp: RbacInput) -> bool:
+    """``any``, and any combination that is always true (recognized by identity)."""
+    return True
+
+
 # Small arities get dedicated closures: generator expressions cost more than
 # the matchers themselves on the hot path.
 def _all(fns: list[InputFn]) -> InputFn:
+    fns = [f for f in fns if f is not _true]  # And(any, x) is x
+    if not fns:
+        return _true
     if len(fns) == 1:
         return fns[0]
     if len(fns) == 2:
@@ -150,6 +164,8 @@ def _all(fns: list[InputFn]) -> InputFn:
 
 
 def _any(fns: list[InputFn]) -> InputFn:
+    if any(f is _true for f in fns):  # Or(any, x) is any
+        return _true
     if len(fns) == 1:
         return fns[0]
     if len(fns) == 2:
@@ -167,6 +183,108 @@ def _any(fns: list[InputFn]) -> InputFn:
         return False
 
     return any_fn
+
+
+# --- fused alternatives ----------------------------------------------------------------
+# An Or of many plain string matchers on the same input (Istio's lists of
+# methods, paths and principals) is one set lookup or one startswith on a
+# tuple instead of a closure per value. Matchers are pure, so an Or's result
+# does not depend on the order of its alternatives.
+
+
+def _plain(m: StringMatcher | None) -> str | None:
+    """The matcher's kind if it is an exact or prefix match without ignore_case."""
+    if m is None or m.ignore_case or m.kind not in ("exact", "prefix"):
+        return None
+    return m.kind
+
+
+def _fusion_key(node: Any) -> tuple[Any, ...] | None:
+    """Alternatives with the same key can be fused; None: not fusable."""
+    match node:
+        case PermHeader(header=h) | IdHeader(header=h):
+            if h.invert_match or h.treat_missing_header_as_empty:
+                return None
+            if h.kind == "string" and _plain(h.string) == "exact":
+                return ("header", ascii_lower(h.name))
+            if h.kind == "exact" and h.value != "":  # "" accepts any value
+                return ("header", ascii_lower(h.name))
+        case PermUrlPath(path=m) | IdUrlPath(path=m):
+            if _plain(m) is not None:
+                return ("url_path",)
+        case IdAuthenticated(principal_name=m):
+            if _plain(m) == "exact":
+                return ("authenticated",)
+    return None
+
+
+def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
+    if key[0] == "header":
+        name = key[1]
+        values = frozenset(
+            n.header.string.value if n.header.kind == "string" else n.header.value for n in nodes
+        )
+
+        def header_in(inp: RbacInput) -> bool:
+            vs = inp.header_map.get(name)
+            if vs is None:
+                return False
+            for v in vs:  # noqa: SIM110
+                if v in values:
+                    return True
+            return False
+
+        return header_in
+    if key[0] == "url_path":
+        exact = frozenset(n.path.value for n in nodes if n.path.kind == "exact")
+        prefixes = tuple(n.path.value for n in nodes if n.path.kind == "prefix")
+        if not exact:
+
+            def path_prefix(inp: RbacInput) -> bool:
+                p = inp.url_path
+                return p is not None and p.startswith(prefixes)
+
+            return path_prefix
+
+        def path_in(inp: RbacInput) -> bool:
+            p = inp.url_path
+            return p is not None and (p in exact or p.startswith(prefixes))
+
+        return path_in
+    names = frozenset(n.principal_name.value for n in nodes)
+
+    def principal_in(inp: RbacInput) -> bool:
+        # each alternative tries URI SANs, DNS SANs, then the subject (_authenticated)
+        p = inp.peer
+        if p is None:
+            return False
+        for u in p.uri_sans:
+            if u in names:
+                return True
+        for d in p.dns_sans:
+            if d in names:
+                return True
+        return p.subject in names
+
+    return principal_in
+
+
+def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for n in nodes:
+        key = _fusion_key(n)
+        if key is not None:
+            groups.setdefault(key, []).append(n)
+    fns: list[InputFn] = []
+    done: set[tuple[Any, ...]] = set()
+    for n in nodes:
+        key = _fusion_key(n)
+        if key is None or len(groups[key]) == 1:
+            fns.append(compile_node(n))
+        elif key not in done:
+            done.add(key)
+            fns.append(_fused(key, groups[key]))
+    return _any(fns)
 
 
 def _authenticated(node: IdAuthenticated) -> InputFn:
@@ -190,15 +308,15 @@ def compile_node(node: Any) -> InputFn:
     """A Permission or Principal node as a closure."""
     match node:
         case PermAny() | IdAny():
-            return lambda inp: True
+            return _true
         case PermAnd(rules=rules):
             return _all([compile_node(r) for r in rules])
         case IdAnd(ids=ids):
             return _all([compile_node(r) for r in ids])
         case PermOr(rules=rules):
-            return _any([compile_node(r) for r in rules])
+            return _compile_alternatives(rules)
         case IdOr(ids=ids):
-            return _any([compile_node(r) for r in ids])
+            return _compile_alternatives(ids)
         case PermNot(rule=sub) | IdNot(id=sub):
             f = compile_node(sub)
             return lambda inp: not f(inp)
@@ -243,11 +361,175 @@ def compile_node(node: Any) -> InputFn:
 
 
 def compile_policy(p: Policy) -> InputFn:
-    perms = _any([compile_node(x) for x in p.permissions]) if p.permissions else None
-    ids = _any([compile_node(x) for x in p.principals]) if p.principals else None
+    perms = _compile_alternatives(p.permissions) if p.permissions else None
+    ids = _compile_alternatives(p.principals) if p.principals else None
     if perms is None or ids is None:  # Envoy rejects such a policy; it can never match
         return lambda inp: False
-    return lambda inp: perms(inp) and ids(inp)
+    return _all([perms, ids])
+
+
+# --- policies as Python source -------------------------------------------------------
+
+
+def _intern(s: str) -> str:
+    """Interned, a set lookup that hits compares identities (str subclasses are left as they are)."""
+    return sys.intern(s) if type(s) is str else s
+
+
+class PythonEmitter:
+    """Policies as Python expressions over an ``RbacInput`` named ``inp``, for
+    callers that compile many policies into one function (meshauthz.decide.fast).
+
+    The expressions mean exactly what ``compile_node``/``compile_policy`` mean:
+    the same fusions (a set lookup for an Or of exact values), And/Or/Not as
+    Python's short-circuit operators, and every other leaf as a call of its
+    compiled closure. Matchers are pure, so the operands of an And (nested Ands
+    flattened) are ordered cheapest first: path, then headers, then the peer,
+    then calls, keeping the order of equals. Constants (sets, tuples, closures)
+    are named ``c<i>``, per-request reads (``inp.url_path``, a header's values,
+    the peer's only URI SAN) ``v<i>``: ``prologue()`` assigns the reads,
+    ``constants()`` gives the values to bind to the constant names. Strings in
+    sets are interned: a caller that interns the strings it reads makes hits
+    identity comparisons.
+    """
+
+    def __init__(self) -> None:
+        self._consts: dict[str, Any] = {}
+        self._const_ids: dict[int, str] = {}
+        self._reads: dict[str, str] = {}  # source -> variable
+
+    def constant(self, value: Any) -> str:
+        name = self._const_ids.get(id(value))
+        if name is None:
+            name = self._const_ids[id(value)] = f"c{len(self._consts)}"
+            self._consts[name] = value
+        return name
+
+    def read(self, source: str) -> str:
+        var = self._reads.get(source)
+        if var is None:
+            var = self._reads[source] = f"v{len(self._reads)}"
+        return var
+
+    def constants(self) -> dict[str, Any]:
+        return dict(self._consts)
+
+    def prologue(self) -> list[str]:
+        """Assignments of the reads, in order (a later read may use an earlier one)."""
+        return [f"{var} = {src}" for src, var in self._reads.items()]
+
+    def policy(self, p: Policy) -> str:
+        if not p.permissions or not p.principals:  # as compile_policy: never matches
+            return "False"
+        return self._and([self._alternatives(p.permissions), self._alternatives(p.principals)])[1]
+
+    # Terms are (cost, expression, the operands if it is an And).
+    _Term = tuple[int, str, tuple[tuple[int, str], ...] | None]
+
+    @staticmethod
+    def _and(terms: list[_Term]) -> _Term:
+        flat: list[tuple[int, str]] = []
+        for cost, expr, ops in terms:
+            if ops is not None:
+                flat.extend(ops)
+            elif expr != "True":
+                flat.append((cost, expr))
+        if not flat:
+            return 0, "True", None
+        if len(flat) == 1:
+            return flat[0][0], flat[0][1], None
+        flat.sort(key=lambda t: t[0])  # stable: equals keep their order
+        expr = "(" + " and ".join(e for _, e in flat) + ")"
+        return sum(c for c, _ in flat), expr, tuple(flat)
+
+    def _alternatives(self, nodes: tuple[Any, ...]) -> _Term:
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for n in nodes:
+            key = _fusion_key(n)
+            if key is not None:
+                groups.setdefault(key, []).append(n)
+        terms: list[PythonEmitter._Term] = []
+        done: set[tuple[Any, ...]] = set()
+        for n in nodes:
+            key = _fusion_key(n)
+            if key is None:
+                terms.append(self._node(n))
+            elif key not in done:
+                done.add(key)
+                terms.append(self._fused(key, groups[key]))
+        if any(t[1] == "True" for t in terms):
+            return 0, "True", None
+        if not terms:
+            return 0, "False", None
+        if len(terms) == 1:
+            return terms[0]
+        return sum(t[0] for t in terms), "(" + " or ".join(t[1] for t in terms) + ")", None
+
+    def _fused(self, key: tuple[Any, ...], nodes: list[Any]) -> _Term:
+        if key[0] == "header":
+            values = self.constant(
+                frozenset(
+                    _intern(n.header.string.value if n.header.kind == "string" else n.header.value)
+                    for n in nodes
+                )
+            )
+            hm = self.read("inp.header_map")
+            h = self.read(f"{hm}.get({key[1]!r})")
+            # the usual single value without a call; several: any of them
+            one = self.read(f"{h}[0] if {h} is not None and len({h}) == 1 else None")
+            expr = (
+                f"({one} in {values} if {one} is not None "
+                f"else ({h} is not None and not {values}.isdisjoint({h})))"
+            )
+            return 2, expr, None
+        if key[0] == "url_path":
+            up = self.read("inp.url_path")
+            exact = frozenset(_intern(n.path.value) for n in nodes if n.path.kind == "exact")
+            prefixes = tuple(n.path.value for n in nodes if n.path.kind == "prefix")
+            tests = []
+            if exact:
+                tests.append(
+                    f"{up} == {self.constant(next(iter(exact)))}"
+                    if len(exact) == 1
+                    else f"{up} in {self.constant(exact)}"
+                )
+            if prefixes:
+                arg = prefixes[0] if len(prefixes) == 1 else prefixes
+                tests.append(f"{up}.startswith({self.constant(arg)})")
+            return 1, f"({up} is not None and ({' or '.join(tests)}))", None
+        names = self.constant(frozenset(_intern(n.principal_name.value) for n in nodes))
+        peer = self.read("inp.peer")
+        # the usual peer: one URI SAN, no DNS SAN; each alternative tries the
+        # URI SANs, the DNS SANs, then the subject (_authenticated)
+        uri = self.read(
+            f"{peer}.uri_sans[0] if {peer} is not None and len({peer}.uri_sans) == 1 "
+            f"and not {peer}.dns_sans else None"
+        )
+        subject = self.read(f"{peer}.subject if {peer} is not None else None")
+        expr = (
+            f"(({uri} in {names} or {subject} in {names}) if {uri} is not None "
+            f"else ({peer} is not None and (not {names}.isdisjoint({peer}.uri_sans) or "
+            f"not {names}.isdisjoint({peer}.dns_sans) or {subject} in {names})))"
+        )
+        return 3, expr, None
+
+    def _node(self, node: Any) -> _Term:
+        match node:
+            case PermAny() | IdAny():
+                return 0, "True", None
+            case PermAnd(rules=subs) | IdAnd(ids=subs):
+                return self._and([self._node(s) for s in subs])
+            case PermOr(rules=subs) | IdOr(ids=subs):
+                return self._alternatives(subs)
+            case PermNot(rule=sub) | IdNot(id=sub):
+                cost, expr, _ = self._node(sub)
+                return cost, f"(not {expr})", None
+            case PermDestinationPort(port=port) if type(port) is int:
+                return 1, f"({self.read('inp.destination_port')} == {port!r})", None
+        key = _fusion_key(node)
+        if key is not None:
+            return self._fused(key, [node])
+        return 10, f"{self.constant(compile_node(node))}(inp)", None
 
 
 # --- traces ------------------------------------------------------------------------
@@ -335,6 +617,11 @@ class CompiledRbac:
         # results are immutable: build each possible one once
         self._results = {n: self._result(n is not None, n, None) for n, *_ in ordered}
         self._results[None] = self._result(False, None, None)
+
+    @property
+    def matchers(self) -> tuple[tuple[str, InputFn], ...]:
+        """The compiled policies in Envoy's order: (name, fn(RbacInput) -> matched)."""
+        return tuple((name, fn) for name, _, fn in self._policies)
 
     def matched_policy(self, inp: RbacInput) -> str | None:
         for name, _, fn in self._policies:
@@ -425,6 +712,11 @@ class CompiledFilter:
         self._meta_ns = "envoy.filters.http.rbac" if self._is_http else "envoy.filters.network.rbac"
         self._engine = compile_rbac(f.rules) if f.rules is not None else None
         self._shadow = compile_rbac(f.shadow_rules) if f.shadow_rules is not None else None
+
+    @property
+    def engine(self) -> CompiledRbac | None:
+        """The enforced rules' engine (None: shadow rules only)."""
+        return self._engine
 
     def evaluate(self, inp: RbacInput, trace: bool = False) -> FilterResult:
         f = self.filter

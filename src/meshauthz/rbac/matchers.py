@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import re2
 
 from .model import CidrRange, HeaderMatcher, MetadataMatcher, StringMatcher, ValueMatcher
-from .uri_template import compile_uri_template, strip_query_and_fragment
+from .uri_template import compile_uri_template
 
 if TYPE_CHECKING:
     from .evaluate import RbacInput
@@ -150,12 +150,13 @@ def compile_cidr(c: CidrRange) -> Callable[[tuple[int, int] | None], bool]:
 
 
 def url_path_fn(m: StringMatcher) -> InputFn:
-    """PathMatcher: the :path header without query and fragment; no :path, no match."""
+    """PathMatcher: the :path header without query and fragment (``inp.url_path``);
+    no :path, no match."""
     fn = compile_string(m)
 
     def path_fn(inp: RbacInput) -> bool:
-        p = inp.path
-        return p is not None and fn(strip_query_and_fragment(p))
+        p = inp.url_path
+        return p is not None and fn(p)
 
     return path_fn
 
@@ -164,7 +165,7 @@ def uri_template_fn(template: str) -> InputFn:
     full = compile_uri_template(template).fullmatch
 
     def tpl_fn(inp: RbacInput) -> bool:
-        return full(strip_query_and_fragment(inp.path or "")) is not None
+        return full(inp.url_path or "") is not None
 
     return tpl_fn
 

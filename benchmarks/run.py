@@ -1,0 +1,312 @@
+"""meshauthz's decision speed, side by side with the engines a Python user would reach for.
+
+Usage::
+
+    .venv/bin/pip install -e '.[bench]'     # the peers (cedarpy, casbin, regorus, regopy)
+    .venv/bin/python benchmarks/run.py [--requests N] [--policies N] [--quick] [--no-peers]
+
+What it measures, in one run, for two scenarios:
+
+(a) ``seed``: the bundled example (examples/seed): random requests between its
+    two workloads (and strangers), backend under the tutorial's DENY-all and
+    ALLOW policies, frontend under none;
+(b) ``mesh``: a generated mesh (benchmarks/meshgen.py, fixed seed, written to a
+    temporary directory and read through meshauthz's real loader): 1,000
+    workloads, one ALLOW policy each (3 rules of 5 principals, 2 methods and a
+    path prefix) and a mesh-wide DENY on paths with prefix /admin; random
+    requests, about half of them allowed.
+
+For each scenario and each engine: the decisions per second over all requests
+(warm: after one pass), and the median and 99th percentile of single-decision
+latency (each call timed on its own with ``time.perf_counter_ns``; the timer's
+own cost, shown on the last line, is included). meshauthz is timed on its fast
+path: ``Decider.prepare_request`` once per request, then
+``Decider.decide_prepared`` (verdict, stage, policy and rule; no trace). Each
+peer likewise prepares its native request once and is timed on its decision
+call. For the mesh, also the time to build and compile the filters of one
+workload (``Decider.prepare`` plus the fast chain), on fresh deciders.
+
+Before any timing, every engine's verdict is checked against meshauthz's on
+every request, and meshauthz's fast path against its full ``Decider.decide``
+on a sample; a disagreement aborts with a message (exit status 2). A peer
+whose package is missing is reported as unavailable, not faked.
+
+Targets (the issue "Speed, measured in benchmarks/"): median single decision
+<= 1 us on the seed and <= 3 us on the mesh; >= 5x faster per call than every
+peer; filters for one workload of the mesh built in < 20 ms.
+
+``--quick`` (a few hundred requests, a 50-policy mesh) keeps the script from
+rotting (tests/bench/test_run.py); its numbers mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import meshgen  # noqa: E402
+import peers as peer_engines  # noqa: E402
+
+from meshauthz.decide.engine import Decider  # noqa: E402
+from meshauthz.decide.fast import as_fast, chain_for  # noqa: E402
+from meshauthz.decide.request import resolve  # noqa: E402
+from meshauthz.decide.request_spec import request_from_data  # noqa: E402
+from meshauthz.mesh import build_snapshot  # noqa: E402
+from meshauthz.resources.loader import load  # noqa: E402
+
+EXAMPLES = HERE.parent / "examples"
+TARGETS = {"seed": 1.0, "mesh": 3.0}  # median microseconds
+BUILD_TARGET_MS = 20.0
+PEER_RATIO_TARGET = 5.0
+
+
+class Disagreement(SystemExit):
+    def __init__(self, message: str) -> None:
+        print(f"ABORT: {message}", file=sys.stderr)
+        super().__init__(2)
+
+
+@dataclass
+class Timing:
+    engine: str
+    median_us: float
+    p99_us: float
+    per_second: float
+
+
+@dataclass
+class Scenario:
+    name: str
+    requests: list[meshgen.Req]
+    decider: Decider
+    prepared: list[Any]
+    allowed: list[bool]
+    model: dict[str, meshgen.DestinationPolicies]
+    notes: list[str] = field(default_factory=list)
+
+
+# --- setting up --------------------------------------------------------------------------
+
+
+def _scenario(name: str, paths: list[str], reqs: list[meshgen.Req], port: int) -> Scenario:
+    result = load(paths)
+    snapshot = build_snapshot(result.manifests)
+    decider = Decider(snapshot)
+    specs: dict[meshgen.Req, Any] = {}
+    requests = []
+    for r in reqs:
+        req = specs.get(r)
+        if req is None:
+            data = {"from": {"principal": r.principal}, "to": r.destination, "port": port}
+            data |= {"method": r.method, "path": r.path}
+            req = specs[r] = resolve(request_from_data(data), snapshot)
+        requests.append(req)
+    prepared = [decider.prepare_request(r) for r in requests]
+    decisions = [decider.decide_prepared(p) for p in prepared]
+    # the fast path against the full engine, on a sample
+    for i in range(0, len(requests), max(1, len(requests) // 2000)):
+        full = as_fast(decider.decide(requests[i]))
+        if full != decisions[i]:
+            raise Disagreement(
+                f"{name}: meshauthz's fast path says {decisions[i]} but Decider.decide says "
+                f"{full} for {reqs[i]}"
+            )
+    model = meshgen.logical_policies(snapshot, sorted({r.destination for r in reqs}))
+    allowed = [d.allowed for d in decisions]
+    for r, a in zip(reqs, allowed, strict=True):
+        if model[r.destination].decide(r) != a:
+            raise Disagreement(f"{name}: the logical model disagrees with meshauthz on {r}")
+    return Scenario(name, reqs, decider, prepared, allowed, model)
+
+
+def seed_scenario(n: int) -> Scenario:
+    return _scenario("seed", [str(EXAMPLES / "seed")], meshgen.seed_requests(n), 80)
+
+
+def mesh_scenario(n: int, policies: int, directory: Path) -> tuple[Scenario, Path]:
+    rules = meshgen.generate_mesh(directory, policies)
+    s = _scenario(
+        f"mesh ({policies} policies)", [str(directory)], meshgen.mesh_requests(rules, n), 8080
+    )
+    return s, directory
+
+
+# --- timing --------------------------------------------------------------------------------
+
+
+def time_engine(name: str, decide: Callable[[Any], Any], prepared: list[Any]) -> Timing:
+    for p in prepared:  # warm up
+        decide(p)
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = time.perf_counter()
+        for p in prepared:
+            decide(p)
+        elapsed = time.perf_counter() - t0
+        clock = time.perf_counter_ns
+        lat = []
+        append = lat.append
+        for p in prepared:
+            t = clock()
+            decide(p)
+            append(clock() - t)
+    finally:
+        gc.enable()
+    lat.sort()
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    return Timing(name, statistics.median(lat) / 1000, p99 / 1000, len(prepared) / elapsed)
+
+
+def timer_cost() -> float:
+    clock = time.perf_counter_ns
+    lat = []
+    for _ in range(10000):
+        t = clock()
+        lat.append(clock() - t)
+    return statistics.median(lat) / 1000
+
+
+def run_peers(s: Scenario, skip: bool) -> tuple[list[Timing], list[str]]:
+    timings: list[Timing] = []
+    notes: list[str] = []
+    for cls in peer_engines.PEERS:
+        if skip:
+            notes.append(f"{cls.name}: skipped (--no-peers)")
+            continue
+        try:
+            t0 = time.perf_counter()
+            peer = cls(s.model)
+            setup = time.perf_counter() - t0
+        except peer_engines.Unavailable as e:
+            notes.append(f"{cls.name}: unavailable: {e} (pip install -e '.[bench]')")
+            continue
+        prepared = [peer.prepare(r) for r in s.requests]
+        for r, p, want in zip(s.requests, prepared, s.allowed, strict=True):
+            got = peer.decide(p)
+            if got is not want:
+                raise Disagreement(
+                    f"{s.name}: {cls.name} says {'ALLOW' if got else 'DENY'} but meshauthz says "
+                    f"{'ALLOW' if want else 'DENY'} for {r}"
+                )
+        notes.append(f"{cls.name}: agrees on all {len(prepared)} requests (setup {setup:.2f} s)")
+        timings.append(time_engine(cls.name, peer.decide, prepared))
+    return timings, notes
+
+
+def build_time(directory: Path, samples: int) -> list[float]:
+    """Milliseconds to build and compile one workload's filters, on fresh deciders."""
+    snapshot = build_snapshot(load([str(directory)]).manifests)
+    workloads = sorted(snapshot.workloads, key=lambda w: w.key)
+    step = max(1, len(workloads) // samples)
+    out = []
+    for w in workloads[::step][:samples]:
+        d = Decider(snapshot)
+        t0 = time.perf_counter()
+        p = d.prepare(w, 8080, "http")
+        chain_for(d, p)
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+# --- the report ----------------------------------------------------------------------------
+
+
+def table(name: str, timings: list[Timing]) -> list[str]:
+    base = timings[0]
+    lines = [
+        f"{name}",
+        f"  {'engine':<18} {'median µs':>10} {'p99 µs':>10} {'decisions/s':>13} {'x meshauthz':>12}",
+    ]
+    for t in timings:
+        ratio = t.median_us / base.median_us if base.median_us else float("inf")
+        lines.append(
+            f"  {t.engine:<18} {t.median_us:>10.2f} {t.p99_us:>10.2f} {t.per_second:>13,.0f} {ratio:>11.1f}x"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--requests", type=int, default=None, help="requests per scenario (100000)")
+    ap.add_argument("--policies", type=int, default=None, help="ALLOW policies in the mesh (1000)")
+    ap.add_argument("--quick", action="store_true", help="a few hundred requests, a small mesh")
+    ap.add_argument("--no-peers", action="store_true", help="time meshauthz only")
+    args = ap.parse_args(argv)
+    n = args.requests or (300 if args.quick else 100_000)
+    policies = args.policies or (50 if args.quick else 1000)
+
+    print(
+        f"meshauthz decision benchmark: {n} requests per scenario; Python "
+        f"{platform.python_version()} on {platform.machine()}"
+    )
+    results: list[tuple[Scenario, list[Timing]]] = []
+    peers_ok: dict[str, bool] = {}
+    with tempfile.TemporaryDirectory(prefix="meshauthz-bench-") as tmp:
+        scenarios = [seed_scenario(n)]
+        mesh, directory = mesh_scenario(n, policies, Path(tmp) / "mesh")
+        scenarios.append(mesh)
+        builds = build_time(directory, 5 if args.quick else 20)
+        for s in scenarios:
+            ours = time_engine("meshauthz", s.decider.decide_prepared, s.prepared)
+            theirs, notes = run_peers(s, args.no_peers)
+            s.notes = notes
+            results.append((s, [ours, *theirs]))
+
+    out: list[str] = []
+    for s, timings in results:
+        allowed = sum(s.allowed)
+        out.append("")
+        out += table(
+            f"{s.name}: {len(s.requests)} requests, {allowed / len(s.allowed):.0%} allowed", timings
+        )
+        out += [f"  {note}" for note in s.notes]
+    build_median = statistics.median(builds)
+    out.append("")
+    out.append(
+        f"build: filters for one workload of the mesh (Decider.prepare + fast chain), "
+        f"median {build_median:.2f} ms, max {max(builds):.2f} ms over {len(builds)} workloads"
+    )
+    out.append(
+        f"timer: perf_counter_ns itself costs {timer_cost():.3f} µs per sample (included above)"
+    )
+    out.append("")
+    out.append("targets:")
+    for s, timings in results:
+        ours = timings[0]
+        key = "seed" if s.name == "seed" else "mesh"
+        goal = TARGETS[key]
+        out.append(
+            f"  {key}: median {ours.median_us:.2f} µs <= {goal} µs: "
+            f"{'met' if ours.median_us <= goal else 'NOT met'}"
+        )
+        for t in timings[1:]:
+            ratio = t.median_us / ours.median_us
+            ok = ratio >= PEER_RATIO_TARGET
+            peers_ok[t.engine] = peers_ok.get(t.engine, True) and ok
+            out.append(
+                f"  {key}: {ratio:.1f}x faster than {t.engine} (>= {PEER_RATIO_TARGET:g}x): "
+                f"{'met' if ok else 'NOT met'}"
+            )
+    out.append(
+        f"  build: {build_median:.2f} ms < {BUILD_TARGET_MS:g} ms: "
+        f"{'met' if build_median < BUILD_TARGET_MS else 'NOT met'}"
+    )
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

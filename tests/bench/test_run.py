@@ -1,0 +1,30 @@
+"""benchmarks/run.py still runs (--quick: a few hundred requests, a small mesh).
+
+Not a timed test: it checks that the script works and that every engine it
+finds agrees with meshauthz; the peers are optional (the `bench` extra) and are
+reported as unavailable when absent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+
+def test_benchmark_script_runs_quick():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--requests", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "ABORT" not in out + proc.stderr
+    for heading in ("seed: 200 requests", "mesh (50 policies): 200 requests", "build:", "targets:"):
+        assert heading in out, out
+    for peer in ("cedarpy", "pycasbin", "regorus (RVM)", "regopy (bundle)"):
+        # each peer either agreed on every request and was timed, or is said to be missing
+        assert f"{peer}: agrees on all 200 requests" in out or f"{peer}: unavailable" in out, out
