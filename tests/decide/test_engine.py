@@ -343,3 +343,25 @@ def test_destination_forms(tmp_path, to):
         else decide(ds, to=to, path="/data")
     )
     assert d.verdict == "ALLOW" and d.request["port"] == 8080
+
+
+@pytest.mark.parametrize(
+    ("method", "status"),
+    [
+        ("GET", 200),
+        ("PURGE", 200),
+        ("MKCALENDAR", 200),
+        ("method-prefix-x", 400),  # found by tests/envoy: Envoy 1.40's HTTP/1 codec refuses it
+        ("get", 400),
+        ("M-SEARCH", 400),
+        ("CONNECT", 400),
+        ("QUERY", 400),  # without a Content-Type
+    ],
+)
+def test_http1_codec_refuses_unknown_methods_before_any_filter(tmp_path, method, status):
+    ds = decider(tmp_path)
+    d = decide(ds, method=method)
+    assert (d.status, d.stage if status == 400 else "ok") == (
+        status,
+        "normalization" if status == 400 else "ok",
+    )

@@ -304,3 +304,15 @@ def test_live_envoy_agrees() -> None:
             if live_joined != join_header_values(row["values"]):
                 mismatches.append(f"join {row!r}: envoy {live_joined!r}")
     assert not mismatches, "\n".join(mismatches[:20])
+
+
+def test_check_method_matches_envoy_1_40_http1_codec():
+    # Recorded with tests/envoy's harness against Envoy 1.40 (HTTP/1.1).
+    from meshauthz.decide.http import check_method
+
+    for m in ("GET", "HEAD", "PATCH", "PROPFIND", "SOURCE", "UNLINK"):
+        assert check_method(m) is None
+    for m in ("FOO", "get", "Get", "M-SEARCH", "PRI", "CONNECT", "QUERY"):
+        refused = check_method(m)
+        assert refused is not None and refused.rejected_status == 400
+    assert check_method("QUERY", [("Content-Type", "text/plain")]) is None

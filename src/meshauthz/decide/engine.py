@@ -26,7 +26,12 @@ from meshauthz.decide.decision import (
     DryRunResult,
     TraceStep,
 )
-from meshauthz.decide.http import SIDECAR_INBOUND_XFF, normalize_path, remote_address
+from meshauthz.decide.http import (
+    SIDECAR_INBOUND_XFF,
+    check_method,
+    normalize_path,
+    remote_address,
+)
 from meshauthz.decide.jwt import JWT_FILTER, Provider, apply_providers, build_providers
 from meshauthz.decide.request import Request
 from meshauthz.mesh import (
@@ -258,11 +263,15 @@ class _Run:
         headers: list[tuple[str, str]] | None = None
         path = r.path
         if self.http:
-            norm = normalize_path(r.path, p.normalization)  # type: ignore[arg-type]
+            norm = check_method(r.method, r.headers) or normalize_path(
+                r.path,
+                p.normalization,  # type: ignore[arg-type]
+            )
             if norm.path is None:
                 return self.deny(
                     "normalization",
-                    f"Envoy rejects the path {r.path!r} with {norm.rejected_status} before any filter",
+                    f"Envoy rejects the request ({norm.reason}) with {norm.rejected_status} "
+                    "before any filter",
                     status=norm.rejected_status or 400,
                     body=None,
                 )

@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from meshauthz.decide.http import normalize_path
+from meshauthz.decide.http import check_method, normalize_path
 from meshauthz.decide.request import Request
 from meshauthz.rbac.evaluate import PeerCertificate, PythonEmitter, RbacInput
 from meshauthz.rbac.model import (
@@ -265,7 +265,7 @@ def prepare_request(decider: Decider, r: Request) -> PreparedRequest:
         headers: list[tuple[str, str]] | None = None
         if r.protocol == "http":
             path = normalize_path(r.path, p.normalization).path  # type: ignore[arg-type]
-            if path is None:
+            if path is None or check_method(r.method, r.headers) is not None:
                 return PreparedRequest(r, _const(PATH_REJECTED), None, None)
             headers = [
                 (":authority", r.host),

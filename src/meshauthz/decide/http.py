@@ -139,6 +139,65 @@ _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 _ESCAPED = frozenset('"<>`^{|}')
 
 
+# Request methods Envoy 1.40's HTTP/1.1 codec accepts (checked against the
+# binary by tests/envoy): any other token, including lowercase spellings,
+# M-SEARCH and PRI, is refused with 400 before any filter runs.
+HTTP1_METHODS = frozenset(
+    [
+        "GET",
+        "HEAD",
+        "POST",
+        "PUT",
+        "DELETE",
+        "OPTIONS",
+        "TRACE",
+        "PATCH",
+        "COPY",
+        "LOCK",
+        "MKCOL",
+        "MOVE",
+        "PROPFIND",
+        "PROPPATCH",
+        "SEARCH",
+        "UNLOCK",
+        "BIND",
+        "REBIND",
+        "UNBIND",
+        "ACL",
+        "REPORT",
+        "MKACTIVITY",
+        "CHECKOUT",
+        "MERGE",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "PURGE",
+        "MKCALENDAR",
+        "LINK",
+        "UNLINK",
+        "SOURCE",
+        "QUERY",
+    ]
+)
+
+
+def check_method(method: str, headers: Iterable[tuple[str, str]] = ()) -> NormalizedPath | None:
+    """The HTTP/1.1 codec's verdict on the method of a request with a path
+    target: None if the request reaches the filters, else Envoy's refusal.
+
+    CONNECT needs an authority target (``host:port``), so with a path it is
+    refused (``http1.invalid_url``); QUERY needs a Content-Type header."""
+    if method == "CONNECT":
+        return NormalizedPath.reject(400, "CONNECT needs an authority (host:port) target")
+    if method not in HTTP1_METHODS:
+        return NormalizedPath.reject(
+            400, f"the HTTP/1.1 codec does not accept the method {method!r}"
+        )
+    if method == "QUERY" and not any(n.lower() == "content-type" for n, _ in headers):
+        return NormalizedPath.reject(400, "a QUERY request needs a Content-Type header")
+    return None
+
+
 def normalize_path(path: str, mode: PathNormalization) -> NormalizedPath:
     """The ``:path`` Envoy 1.40 hands to the filters for the HTTP/1.1 target ``path``.
 
