@@ -365,3 +365,11 @@ def test_http1_codec_refuses_unknown_methods_before_any_filter(tmp_path, method,
         status,
         "normalization" if status == 400 else "ok",
     )
+
+
+def test_head_denial_has_no_body(tmp_path):
+    # found by tests/envoy (examples corpus): Envoy answers HEAD with headers only
+    ds = decider(tmp_path, ALLOW_GET_DATA)
+    d = decide(ds, method="HEAD", path="/data")
+    assert (d.status, d.body) == (403, None)
+    assert decide(ds, method="GET", path="/other").body == "RBAC: access denied"

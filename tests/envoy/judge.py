@@ -120,13 +120,16 @@ def expected(decision: Decision, metadata: Mapping[str, Any], http: bool) -> Obs
     common = dict(metadata.get("envoy.common", {}))
     if decision.allowed:
         if http:
-            return Observed(200, "ok", "direct_response", rbac, common)
+            body = "" if decision.request.get("method") == "HEAD" else "ok"
+            return Observed(200, body, "direct_response", rbac, common)
         return Observed(CONNECTED, None, None, rbac, common)
     details = None
     if decision.stage in RBAC_STAGES:
         details = f"rbac_access_denied_matched_policy[{decision.envoy_policy or 'none'}]"
-    status = decision.status
-    return Observed(status, decision.body, details, rbac, common)
+    body = decision.body
+    if http and body is None and decision.stage in RBAC_STAGES:
+        body = ""  # HEAD: headers only
+    return Observed(decision.status, body, details, rbac, common)
 
 
 def ext_authz_denied(decision: Decision) -> bool:

@@ -536,7 +536,8 @@ class _Run:
             policy=policy,
             rule=rule,
             envoy_policy=envoy_policy,
-            body=body if self.http else None,
+            # a response to HEAD has no body (Envoy 1.40 sends the headers only)
+            body=body if self.http and self.r.method != "HEAD" else None,
             dry_run=tuple(self.dry_run),
             audit=self.audit,
             audit_policy=self.audit_policy,
