@@ -28,7 +28,9 @@ from meshauthz.decide.decision import (
 )
 from meshauthz.decide.http import (
     SIDECAR_INBOUND_XFF,
+    XffSettings,
     check_method,
+    gateway_xff,
     normalize_path,
     remote_address,
 )
@@ -80,6 +82,9 @@ class Prepared:
     normalization: str
     principal_prefix: str = "spiffe://"
     notes: dict[str, Any] = field(default_factory=dict)
+    # How the HCM derives the remote address from X-Forwarded-For: a gateway's
+    # settings differ from a sidecar's (decide/http.py, gateway_xff).
+    xff: XffSettings = SIDECAR_INBOUND_XFF
 
 
 class Decider:
@@ -129,6 +134,11 @@ class Decider:
             jwt_providers=providers,
             mtls_mode=effective_mtls_mode(self.snapshot, workload, port),
             normalization=self.snapshot.mesh_config.path_normalization,
+            xff=(
+                gateway_xff(self.snapshot.mesh_config.gateway_num_trusted_proxies)
+                if workload.proxy == "gateway"
+                else SIDECAR_INBOUND_XFF
+            ),
         )
         self._cache[key] = prepared
         return prepared
@@ -299,8 +309,8 @@ class _Run:
             remote_ip = remote_address(
                 r.source_ip,
                 xff_values,
-                SIDECAR_INBOUND_XFF.xff_num_trusted_hops,
-                SIDECAR_INBOUND_XFF.use_remote_address,
+                p.xff.xff_num_trusted_hops,
+                p.xff.use_remote_address,
             )
         self.inp_args: dict[str, Any] = dict(
             direct_remote_ip=r.source_ip,

@@ -34,6 +34,10 @@ class MeshConfig:
     extension_providers: tuple[ExtensionProvider, ...] = ()
     # DEFAULT in MeshConfig means BASE (Istio's documented default).
     path_normalization: PathNormalization = "BASE"
+    # defaultConfig.gatewayTopology.numTrustedProxies: the X-Forwarded-For hops a
+    # gateway trusts (istiod sets it as the gateway HCM's xff_num_trusted_hops).
+    # A pod's proxy.istio.io/config annotation can override it; not read.
+    gateway_num_trusted_proxies: int = 0
     location: Location | None = None
     source_fields: dict[str, Location] = field(default_factory=dict, compare=False)
 
@@ -106,12 +110,30 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
                 f"unknown normalization {norm!r}; one of {', '.join(_NORMALIZATIONS)}",
                 ("pathNormalization", "normalization"),
             )
+    trusted = 0
+    dc = data.get("defaultConfig")
+    if dc is not None:
+        if not isinstance(dc, dict):
+            raise MeshConfigError("expected a mapping", ("defaultConfig",))
+        topo = dc.get("gatewayTopology")
+        if topo is not None:
+            if not isinstance(topo, dict):
+                raise MeshConfigError("expected a mapping", ("defaultConfig", "gatewayTopology"))
+            n = topo.get("numTrustedProxies")
+            if n is not None:
+                if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < 2**32:
+                    raise MeshConfigError(
+                        f"expected a non-negative number, got {n!r}",
+                        ("defaultConfig", "gatewayTopology", "numTrustedProxies"),
+                    )
+                trusted = n
     return MeshConfig(
         root_namespace=root,
         trust_domain=td,
         trust_domain_aliases=tuple(aliases_raw),
         extension_providers=tuple(providers),
         path_normalization="BASE" if norm == "DEFAULT" else norm,
+        gateway_num_trusted_proxies=trusted,
         location=loc(),
     )
 
