@@ -164,7 +164,8 @@ def _decision_vs_metadata(decision: Decision, got: Observed) -> list[str]:
     """The Decision's dry-run results and audit flag against Envoy's metadata."""
     diffs = []
     envoy_dry: dict[str, tuple[Any, Any]] = {}
-    for prefix, stage in (("istio_dry_run_allow_", "ALLOW"), ("istio_dry_run_deny_", "DENY")):
+    stages = (("istio_dry_run_allow_", "ALLOW"), ("istio_dry_run_deny_", "DENY"), ("", "AUDIT"))
+    for prefix, stage in stages:  # AUDIT (LOG) shadow rules have no stat prefix
         res = got.rbac.get(prefix + "shadow_engine_result")
         if res is not None:
             envoy_dry[stage] = (res, got.rbac.get(prefix + "shadow_effective_policy_id"))
