@@ -27,6 +27,8 @@ def long_mode() -> bool:
 def envoy_usable() -> None:
     reason = unusable_reason()
     if reason is not None:
+        if os.environ.get("MESHAUTHZ_REQUIRE_ENVOY", "") not in ("", "0"):
+            pytest.fail(f"real Envoy required (MESHAUTHZ_REQUIRE_ENVOY) but unusable: {reason}")
         pytest.skip(f"real Envoy conformance skipped: {reason}")
 
 
