@@ -11,6 +11,7 @@ import click
 from meshauthz import __version__
 from meshauthz.cli.build_cmd import build_command
 from meshauthz.cli.check import check_command, explain_command
+from meshauthz.cli.mesh_cmd import mesh_group
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
@@ -28,6 +29,7 @@ cli.add_command(check_command)
 cli.add_command(explain_command)
 cli.add_command(build_command)
 cli.add_command(test_command)
+cli.add_command(mesh_group)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,852 @@
+"""A sidecar's Envoy configuration, as istiod would push it, from meshauthz's build.
+
+Per workload the control plane writes (``MeshPlan.config_dir``):
+
+* ``bootstrap.json``: node, admin on the workload's loopback address, and
+  file-based dynamic resources (LDS, CDS; secrets by SDS; the authorization
+  filters by ECDS), each a ``DiscoveryResponse`` file that Envoy watches and
+  reloads when it is replaced by a rename;
+* ``lds.json``: per inbound port a listener (the part of istiod's
+  ``virtualInbound`` for that port): TLS inspector, an mTLS filter chain
+  (transport ``tls``; client certificate required, validated against the
+  mesh root, URI SAN in the trust domain) unless the port is DISABLE, and a
+  plaintext chain unless it is STRICT (a STRICT port resets plaintext
+  callers: no chain matches). HTTP ports get an HTTP connection manager with
+  istiod's inbound settings (path normalization per mesh config, XFCC with
+  the peer URI, ``use_remote_address: false``) and the filters in istiod's
+  order: the JWT filter from RequestAuthentications, then the AUDIT, DENY
+  and ALLOW RBAC filters that ``meshauthz.build`` builds; TCP ports get the
+  network RBAC filters before ``tcp_proxy``; auto-detected ports (no declared
+  protocol) get both, chosen by ALPN (mTLS) or the HTTP inspector (plaintext),
+  as in ``filterchain_options.go``. Outbound: an HTTP listener per Service
+  port number (routes by Host to ``<svc>.<ns>.svc.<domain>`` and its short
+  forms, as istiod's per-port route configurations) and a TCP listener per
+  TCP Service port;
+* ``cds.json``: ``inbound|<port>||`` clusters to the application, and
+  ``outbound|<port>||<host>`` clusters to the destination sidecars, with mTLS
+  from the caller's certificate (SAN checked against the destinations'
+  identities) or plaintext for endpoints that are not mTLS-capable (no
+  sidecar, or a DISABLE port: Istio's auto-mTLS), with Istio's default retry
+  policy on the routes;
+* ``ecds-*.json``: the HTTP authorization filters themselves. The listener
+  names four filter slots (JWT, AUDIT, DENY, ALLOW) whose configuration comes
+  by ECDS, so a policy change reaches existing connections at their next
+  request and no listener is drained (a slot with nothing to enforce holds an
+  RBAC filter without rules, or a JWT filter without providers, both no-ops).
+  istiod instead inlines the filters and omits empty ones; the decisions are
+  the same;
+* ``sds-default.json`` / ``sds-rootca.json``: the workload certificate and
+  the mesh root (mode 0600).
+
+Not reproduced: Istio's own filters (``istio.metadata_exchange``,
+``istio_authn``, ``istio.stats``, ``istio.alpn``) do not exist in upstream
+Envoy; the client's ALPN (``istio-http/1.1`` for HTTP, ``istio-peer-exchange``
+and ``istio`` for TCP) is set on the outbound cluster instead of by
+``istio.alpn``. CUSTOM (ext_authz) policies are not run (no provider).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from meshauthz.build import BuildOptions, Chain, build
+from meshauthz.decide.jwt import Provider, build_providers
+from meshauthz.mesh import (
+    MeshSnapshot,
+    MeshWorkload,
+    effective_mtls,
+    inbound_port,
+    select_policies,
+    service_port_protocol,
+)
+from meshauthz.mesh.ports import resolve_target_port
+from meshauthz.mesh.protocol import listener_protocol
+from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
+
+T = "type.googleapis.com/"
+LISTENER_T = T + "envoy.config.listener.v3.Listener"
+CLUSTER_T = T + "envoy.config.cluster.v3.Cluster"
+SECRET_T = T + "envoy.extensions.transport_sockets.tls.v3.Secret"
+EXT_CONFIG_T = T + "envoy.config.core.v3.TypedExtensionConfig"
+HTTP_RBAC_T = T + "envoy.extensions.filters.http.rbac.v3.RBAC"
+JWT_T = T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
+HCM_T = T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+SLOTS = ("jwt", "audit", "deny", "allow")  # istiod's order after CUSTOM
+SLOT_STAGE = {"audit": "AUDIT", "deny": "DENY", "allow": "ALLOW"}
+MTLS_HTTP_ALPNS = ["istio-http/1.0", "istio-http/1.1", "istio-h2"]
+CLIENT_HTTP_ALPN = ["istio-http/1.1", "istio"]
+CLIENT_TCP_ALPN = ["istio-peer-exchange", "istio"]
+
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "listener": "%ACCESS_LOG_TYPE%",
+    "method": "%REQ(:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "authority": "%REQ(:AUTHORITY)%",
+    "code": "%RESPONSE_CODE%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "termination": "%CONNECTION_TERMINATION_DETAILS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "peer": "%DOWNSTREAM_PEER_URI_SAN%",
+    "remote": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "local": "%DOWNSTREAM_LOCAL_ADDRESS%",
+    "tls": "%DOWNSTREAM_TLS_VERSION%",
+    "rbac": "%DYNAMIC_METADATA(envoy.filters.http.rbac)%",
+    "network_rbac": "%DYNAMIC_METADATA(envoy.filters.network.rbac)%",
+    "jwt": "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "probe": "%REQ(X-MESHAUTHZ-PROBE)%",
+}
+
+
+# --------------------------------------------------------------------------- files
+
+
+def write_atomic(path: Path, data: Any, *, private: bool = False) -> bool:
+    """Write JSON by temp file + rename (what Envoy's file watch expects).
+    Returns False (and writes nothing) when the content is unchanged."""
+    text = json.dumps(data, indent=1, sort_keys=True)
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return True
+
+
+def discovery(resources: list[dict[str, Any]], version: str) -> dict[str, Any]:
+    return {"version_info": version, "resources": resources}
+
+
+def _addr(ip: str, port: int) -> dict[str, Any]:
+    return {"socket_address": {"address": ip, "port_value": port}}
+
+
+def _file_source(path: Path) -> dict[str, Any]:
+    return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+
+def bootstrap(plan: MeshPlan, w: WorkloadPlan) -> dict[str, Any]:
+    cfg = plan.config_dir(w)
+    return {
+        "node": {
+            "id": f"sidecar~{w.ip}~{w.name}.{w.namespace}~{w.namespace}.svc.cluster.local",
+            "cluster": f"{w.name}.{w.namespace}",
+            "metadata": {"NAMESPACE": w.namespace, "SERVICE_ACCOUNT": w.service_account},
+        },
+        "admin": {
+            "address": _addr(w.ip, w.admin_port),
+            "access_log": [
+                {
+                    "name": "envoy.access_loggers.file",
+                    "typed_config": {
+                        "@type": T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                        "path": os.devnull,
+                    },
+                }
+            ],
+        },
+        "dynamic_resources": {
+            "lds_config": _file_source(cfg / "lds.json"),
+            "cds_config": _file_source(cfg / "cds.json"),
+        },
+    }
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def secrets_files(
+    cert_pem: bytes, key_pem: bytes, root_pem: bytes, version: str
+) -> dict[str, dict[str, Any]]:
+    default = {
+        "@type": SECRET_T,
+        "name": "default",
+        "tls_certificate": {
+            "certificate_chain": {"inline_bytes": _b64(cert_pem)},
+            "private_key": {"inline_bytes": _b64(key_pem)},
+        },
+    }
+    root = {
+        "@type": SECRET_T,
+        "name": "ROOTCA",
+        "validation_context": {"trusted_ca": {"inline_bytes": _b64(root_pem)}},
+    }
+    return {
+        "sds-default.json": discovery([default], version),
+        "sds-rootca.json": discovery([root], version),
+    }
+
+
+def _b64(b: bytes) -> str:
+    import base64
+
+    return base64.b64encode(b).decode()
+
+
+def _sds(plan: MeshPlan, w: WorkloadPlan, name: str) -> dict[str, Any]:
+    f = "sds-default.json" if name == "default" else "sds-rootca.json"
+    return {"name": name, "sds_config": _file_source(plan.config_dir(w) / f)}
+
+
+def _trust_prefixes(snapshot: MeshSnapshot) -> list[dict[str, Any]]:
+    mc = snapshot.mesh_config
+    return [
+        {"san_type": "URI", "matcher": {"prefix": f"spiffe://{td}/"}}
+        for td in (mc.trust_domain, *mc.trust_domain_aliases)
+    ]
+
+
+def _downstream_tls(plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": T + "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_params": {
+                    "tls_minimum_protocol_version": "TLSv1_2",
+                    "tls_maximum_protocol_version": "TLSv1_3",
+                },
+                "tls_certificate_sds_secret_configs": [_sds(plan, w, "default")],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": _trust_prefixes(snapshot)
+                    },
+                    "validation_context_sds_secret_config": _sds(plan, w, "ROOTCA"),
+                },
+            },
+        },
+    }
+
+
+def _upstream_tls(
+    plan: MeshPlan, w: WorkloadPlan, sans: list[str], alpn: list[str], sni: str
+) -> dict[str, Any]:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": T + "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": sni,
+            "common_tls_context": {
+                "alpn_protocols": alpn,
+                "tls_certificate_sds_secret_configs": [_sds(plan, w, "default")],
+                "combined_validation_context": {
+                    "default_validation_context": {
+                        "match_typed_subject_alt_names": [
+                            {"san_type": "URI", "matcher": {"exact": s}} for s in sans
+                        ]
+                    },
+                    "validation_context_sds_secret_config": _sds(plan, w, "ROOTCA"),
+                },
+            },
+        },
+    }
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _fake_jwks() -> str:
+    """What istiod inlines when it cannot fetch a jwksUri (``CreateFakeJwks``): a
+    valid public key that signs nothing, so every token of the issuer fails."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from jwt.algorithms import RSAAlgorithm
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    jwk = json.loads(RSAAlgorithm.to_jwk(key))
+    jwk["kid"] = "meshauthz-fake"
+    return json.dumps({"keys": [jwk]})
+
+
+_FAKE_JWKS: list[str] = []
+
+
+def jwt_filter_config(providers: list[Provider], jwks_texts: list[str]) -> dict[str, Any]:
+    """The jwt_authn configuration istiod writes (``convertToEnvoyJwtConfig``) for
+    these providers (see ``meshauthz.decide.jwt``): ``origins-N`` providers,
+    ``requires_any`` with ``allow_missing``, ``bypass_cors_preflight``, and the
+    JWKS inlined (``jwks_texts``, per provider; a jwksUri that was not resolved
+    gets istiod's fake JWKS)."""
+    out: dict[str, Any] = {}
+    for p, jwks in zip(providers, jwks_texts, strict=True):
+        d: dict[str, Any] = {
+            "issuer": p.issuer,
+            "forward": p.forward,
+            "payload_in_metadata": "payload",
+            "normalize_payload_in_metadata": {
+                "space_delimited_claims": list(p.space_delimited_claims)
+            },
+        }
+        if not jwks:
+            if not _FAKE_JWKS:
+                _FAKE_JWKS.append(_fake_jwks())
+            jwks = _FAKE_JWKS[0]
+        d["local_jwks"] = {"inline_string": jwks}
+        if p.audiences:
+            d["audiences"] = list(p.audiences)
+        defaults = p.headers == (("authorization", "Bearer "),) and p.params == ("access_token",)
+        if not defaults:
+            if p.headers:
+                d["from_headers"] = [{"name": n, "value_prefix": v} for n, v in p.headers]
+            if p.params:
+                d["from_params"] = list(p.params)
+            if p.cookies:
+                d["from_cookies"] = list(p.cookies)
+        out[p.name] = d
+    if not out:
+        return {"@type": JWT_T}
+    inner = [
+        {"requires_any": {"requirements": [{"provider_name": n}, {"allow_missing": {}}]}}
+        for n in out
+    ]
+    req = (
+        inner[0]
+        if len(inner) == 1
+        else {
+            "requires_any": {
+                "requirements": [{"provider_name": n} for n in out]
+                + [{"requires_all": {"requirements": inner}}]
+            }
+        }
+    )
+    return {
+        "@type": JWT_T,
+        "providers": out,
+        "rules": [{"match": {"prefix": "/"}, "requires": req}],
+        "bypass_cors_preflight": True,
+    }
+
+
+def authz_filters(
+    snapshot: MeshSnapshot, mw: MeshWorkload, chain: Chain
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The RBAC filters ``meshauthz build`` gives for the workload, and problems."""
+    selected = select_policies(snapshot, mw, "AuthorizationPolicy")
+    known = {(s.namespace, s.hostname) for s in snapshot.services}
+    options = BuildOptions.from_mesh_config(snapshot.mesh_config, known_services=known)
+    result = build([s.policy for s in selected], chain, options)  # type: ignore[misc]
+    notes = [p.message for p in result.problems if p.severity != "info"]
+    out = []
+    for bf in result.filters:
+        if bf.stage == "CUSTOM":
+            notes.append("CUSTOM policies are not run by the local mesh (no ext_authz provider)")
+            continue
+        out.append({"stage": bf.stage, **bf.to_dict("snake")})
+    return out, notes
+
+
+def ecds_resources(
+    snapshot: MeshSnapshot, mw: MeshWorkload
+) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Slot name -> typed_config of the HTTP authorization filters."""
+    built, notes = authz_filters(snapshot, mw, Chain.HTTP)
+    slots: dict[str, dict[str, Any]] = {
+        s: {"@type": HTTP_RBAC_T} for s in ("audit", "deny", "allow")
+    }
+    for f in built:
+        slot = f["stage"].lower()
+        slots[slot] = f["typed_config"]
+    ras = select_policies(snapshot, mw, "RequestAuthentication")
+    providers = build_providers([s.policy for s in ras]) if ras else []
+    rules = [r for s in ras for r in s.policy.spec.jwt_rules]  # type: ignore[union-attr]
+    rules.sort(key=lambda r: r.issuer)  # as build_providers orders them
+    slots["jwt"] = jwt_filter_config(providers, [r.jwks for r in rules])
+    for p in providers:
+        if p.keys is None and p.jwks_uri:
+            notes.append(
+                f"JWT issuer {p.issuer}: jwksUri {p.jwks_uri} has no local JWKS "
+                "(mesh up --jwks URI=FILE); tokens of this issuer are rejected"
+            )
+    return slots, notes
+
+
+def slot_name(slot: str) -> str:
+    return f"meshauthz.{slot}"
+
+
+def _ecds_filter(plan: MeshPlan, w: WorkloadPlan, slot: str) -> dict[str, Any]:
+    type_url = JWT_T if slot == "jwt" else HTTP_RBAC_T
+    return {
+        "name": slot_name(slot),
+        "config_discovery": {
+            "config_source": _file_source(plan.config_dir(w) / f"ecds-{slot}.json"),
+            "type_urls": [type_url],
+        },
+    }
+
+
+def _access_log(plan: MeshPlan, w: WorkloadPlan, direction: str) -> list[dict[str, Any]]:
+    fmt = {"direction": direction, "workload": w.key, **ACCESS_LOG_FORMAT}
+    return [
+        {
+            "name": "envoy.access_loggers.file",
+            "typed_config": {
+                "@type": T + "envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                "path": str(plan.access_log(w)),
+                "log_format": {"json_format": fmt},
+            },
+        }
+    ]
+
+
+def _path_options(snapshot: MeshSnapshot) -> dict[str, Any]:
+    mode = snapshot.mesh_config.path_normalization
+    return {
+        "normalize_path": mode != "NONE",
+        "merge_slashes": mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"),
+        "path_with_escaped_slashes_action": (
+            "UNESCAPE_AND_FORWARD" if mode == "DECODE_AND_MERGE_SLASHES" else "KEEP_UNCHANGED"
+        ),
+    }
+
+
+def _inbound_hcm(
+    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot, port: int
+) -> dict[str, Any]:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": HCM_T,
+            "stat_prefix": f"inbound_{port}",
+            "codec_type": "AUTO",
+            "use_remote_address": False,
+            "forward_client_cert_details": "APPEND_FORWARD",
+            "set_current_client_cert_details": {"subject": True, "dns": True, "uri": True},
+            "server_name": "istio-envoy",
+            "normalize_path": True,
+            **_path_options(snapshot),
+            "route_config": {
+                "name": f"inbound|{port}||",
+                "validate_clusters": False,
+                "virtual_hosts": [
+                    {
+                        "name": f"inbound|http|{port}",
+                        "domains": ["*"],
+                        "routes": [
+                            {
+                                "name": "default",
+                                "match": {"prefix": "/"},
+                                "route": {"cluster": f"inbound|{port}||", "timeout": "0s"},
+                            }
+                        ],
+                    }
+                ],
+            },
+            "http_filters": [
+                *(_ecds_filter(plan, w, s) for s in SLOTS),
+                {
+                    "name": "envoy.filters.http.router",
+                    "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"},
+                },
+            ],
+            "access_log": _access_log(plan, w, "inbound"),
+        },
+    }
+
+
+def _tcp_filters(
+    plan: MeshPlan, w: WorkloadPlan, rbac: list[dict[str, Any]], cluster: str, stat: str
+) -> list[dict[str, Any]]:
+    return [
+        *({"name": f["name"], "typed_config": f["typed_config"]} for f in rbac),
+        {
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": stat,
+                "cluster": cluster,
+                "access_log": _access_log(plan, w, "inbound-tcp"),
+            },
+        },
+    ]
+
+
+def inbound_listener(
+    plan: MeshPlan,
+    w: WorkloadPlan,
+    snapshot: MeshSnapshot,
+    mw: MeshWorkload,
+    port: int,
+    tcp_rbac: list[dict[str, Any]],
+) -> dict[str, Any]:
+    kind = inbound_port(snapshot, mw, port).listener  # http, tcp or auto
+    mode = effective_mtls(snapshot, mw).mode_for_port(port)
+    cluster = f"inbound|{port}||"
+    http = lambda: [_inbound_hcm(plan, w, snapshot, port)]  # noqa: E731
+    tcp = lambda: _tcp_filters(plan, w, tcp_rbac, cluster, f"inbound_tcp_{port}")  # noqa: E731
+    chains: list[dict[str, Any]] = []
+    tls = _downstream_tls(plan, w, snapshot)
+    if mode != "DISABLE":
+        if kind == "auto":
+            chains.append(
+                {
+                    "name": f"{port}-mtls-http",
+                    "filter_chain_match": {
+                        "transport_protocol": "tls",
+                        "application_protocols": MTLS_HTTP_ALPNS,
+                    },
+                    "transport_socket": tls,
+                    "filters": http(),
+                }
+            )
+            chains.append(
+                {
+                    "name": f"{port}-mtls-tcp",
+                    "filter_chain_match": {"transport_protocol": "tls"},
+                    "transport_socket": tls,
+                    "filters": tcp(),
+                }
+            )
+        else:
+            chains.append(
+                {
+                    "name": f"{port}-mtls",
+                    "filter_chain_match": {"transport_protocol": "tls"},
+                    "transport_socket": tls,
+                    "filters": http() if kind == "http" else tcp(),
+                }
+            )
+    if mode != "STRICT":
+        if kind == "auto":
+            chains.append(
+                {
+                    "name": f"{port}-plaintext-http",
+                    "filter_chain_match": {
+                        "transport_protocol": "raw_buffer",
+                        "application_protocols": ["http/1.1", "h2c"],
+                    },
+                    "filters": http(),
+                }
+            )
+            chains.append(
+                {
+                    "name": f"{port}-plaintext-tcp",
+                    "filter_chain_match": {"transport_protocol": "raw_buffer"},
+                    "filters": tcp(),
+                }
+            )
+        else:
+            chains.append(
+                {
+                    "name": f"{port}-plaintext",
+                    # DISABLE: Istio has no TLS chain; whatever arrives is read as plaintext.
+                    **(
+                        {"filter_chain_match": {"transport_protocol": "raw_buffer"}}
+                        if mode == "PERMISSIVE"
+                        else {}
+                    ),
+                    "filters": http() if kind == "http" else tcp(),
+                }
+            )
+    listener_filters: list[dict[str, Any]] = [
+        {
+            "name": "envoy.filters.listener.tls_inspector",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"
+            },
+        }
+    ]
+    if kind == "auto":
+        listener_filters.append(
+            {
+                "name": "envoy.filters.listener.http_inspector",
+                "typed_config": {
+                    "@type": T + "envoy.extensions.filters.listener.http_inspector.v3.HttpInspector"
+                },
+            }
+        )
+    return {
+        "@type": LISTENER_T,
+        "name": f"inbound|{port}",
+        "address": _addr(*w.inbound_address(port)),
+        "listener_filters": listener_filters,
+        "listener_filters_timeout": "1s",
+        "continue_on_listener_filters_timeout": True,
+        "filter_chains": chains,
+        "access_log": _access_log(plan, w, "inbound-listener"),
+    }
+
+
+# --------------------------------------------------------------------------- outbound
+
+
+def service_hosts(snapshot: MeshSnapshot, svc_ns: str, svc_name: str, caller_ns: str) -> list[str]:
+    """The names a caller can use for a Service, as istiod's route domains:
+    the FQDN, ``name.ns.svc``, ``name.ns`` and, in the same namespace, ``name``."""
+    fqdn = snapshot.service_hostname(svc_name, svc_ns)
+    names = [fqdn, f"{svc_name}.{svc_ns}.svc", f"{svc_name}.{svc_ns}"]
+    if caller_ns == svc_ns:
+        names.append(svc_name)
+    return names
+
+
+def _retry_policy() -> dict[str, Any]:
+    # istiod's default retry policy (route/retry: DefaultPolicy), plus resets
+    # before any request byte was sent (a pooled connection closed by the peer).
+    return {
+        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,"
+        "retriable-status-codes,reset-before-request",
+        "num_retries": 2,
+        "retriable_status_codes": [503],
+        "retry_host_predicate": [
+            {
+                "name": "envoy.retry_host_predicates.previous_hosts",
+                "typed_config": {
+                    "@type": T
+                    + "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"
+                },
+            }
+        ],
+        "host_selection_retry_max_attempts": "5",
+    }
+
+
+def _endpoints(
+    plan: MeshPlan, snapshot: MeshSnapshot, svc_ns: str, svc_name: str, sp_port: int
+) -> list[tuple[WorkloadPlan, int, bool, str]]:
+    """(workload, address port, mTLS?, spiffe id) per endpoint of a Service port."""
+    svc = snapshot.service(f"{svc_ns}/{svc_name}")
+    sp = svc.port(sp_port)
+    out = []
+    if sp is None:
+        return out
+    for mw in snapshot.workloads_for(svc):
+        wp = plan.workloads.get(mw.key)
+        if wp is None:
+            continue
+        tp = resolve_target_port(mw, sp)
+        if tp is None or tp not in wp.inbound:
+            continue
+        mtls = wp.sidecar and effective_mtls(snapshot, mw).mode_for_port(tp) != "DISABLE"
+        out.append((wp, wp.inbound[tp], mtls, mw.identity.spiffe_uri))
+    return out
+
+
+def outbound_cluster(
+    plan: MeshPlan,
+    w: WorkloadPlan,
+    snapshot: MeshSnapshot,
+    svc_ns: str,
+    svc_name: str,
+    sp_port: int,
+    http: bool,
+) -> dict[str, Any]:
+    host = snapshot.service_hostname(svc_name, svc_ns)
+    eps = _endpoints(plan, snapshot, svc_ns, svc_name, sp_port)
+    sans = sorted({e[3] for e in eps if e[2]})
+    lb = [
+        {
+            "endpoint": {"address": _addr(wp.ip, port)},
+            "metadata": {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": "istio"}}}
+            if mtls
+            else {},
+        }
+        for wp, port, mtls, _ in eps
+    ]
+    alpn = CLIENT_HTTP_ALPN if http else CLIENT_TCP_ALPN
+    sni = f"outbound_.{sp_port}_._.{host}"
+    return {
+        "@type": CLUSTER_T,
+        "name": f"outbound|{sp_port}||{host}",
+        "type": "STATIC",
+        "connect_timeout": "2s",
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": f"outbound|{sp_port}||{host}",
+            "endpoints": [{"lb_endpoints": lb}] if lb else [],
+        },
+        "upstream_bind_config": {"source_address": {"address": w.ip, "port_value": 0}},
+        "transport_socket_matches": [
+            {
+                "name": "tlsMode-istio",
+                "match": {"tlsMode": "istio"},
+                "transport_socket": _upstream_tls(plan, w, sans, alpn, sni),
+            },
+            {
+                "name": "tlsMode-disabled",
+                "match": {},
+                "transport_socket": {
+                    "name": "envoy.transport_sockets.raw_buffer",
+                    "typed_config": {
+                        "@type": T + "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
+                    },
+                },
+            },
+        ],
+    }
+
+
+def _outbound_http_listener(
+    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot, port: int, caller_ns: str
+) -> dict[str, Any]:
+    vhosts = []
+    for svc in snapshot.services:
+        sp = svc.port(port)
+        if sp is None or sp.protocol != "TCP":
+            continue
+        if listener_protocol(service_port_protocol(sp)) == "tcp":
+            continue
+        names = service_hosts(snapshot, svc.namespace, svc.name, caller_ns)
+        domains = [*names, *(f"{n}:{port}" for n in names)]
+        if svc.cluster_ip:
+            domains += [svc.cluster_ip, f"{svc.cluster_ip}:{port}"]
+        vhosts.append(
+            {
+                "name": f"{svc.hostname}:{port}",
+                "domains": sorted(set(domains)),
+                "routes": [
+                    {
+                        "name": "default",
+                        "match": {"prefix": "/"},
+                        "route": {
+                            "cluster": f"outbound|{port}||{svc.hostname}",
+                            "timeout": "0s",
+                            "retry_policy": _retry_policy(),
+                        },
+                    }
+                ],
+            }
+        )
+    return {
+        "@type": LISTENER_T,
+        "name": f"outbound|{port}",
+        "address": _addr(w.ip, w.outbound_http[port]),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": HCM_T,
+                            "stat_prefix": f"outbound_{port}",
+                            "codec_type": "AUTO",
+                            "route_config": {
+                                "name": str(port),
+                                "validate_clusters": False,
+                                "virtual_hosts": vhosts,
+                            },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": T
+                                        + "envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                }
+                            ],
+                            "access_log": _access_log(plan, w, "outbound"),
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+def _outbound_tcp_listener(
+    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot, target: str
+) -> dict[str, Any]:
+    ref, _, port = target.rpartition(":")
+    ns, name = ref.split("/")
+    host = snapshot.service_hostname(name, ns)
+    return {
+        "@type": LISTENER_T,
+        "name": f"outbound|{port}||{host}",
+        "address": _addr(w.ip, w.outbound_tcp[target]),
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.tcp_proxy",
+                        "typed_config": {
+                            "@type": T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                            "stat_prefix": f"outbound_{port}_{host}",
+                            "cluster": f"outbound|{port}||{host}",
+                            "access_log": _access_log(plan, w, "outbound-tcp"),
+                        },
+                    }
+                ]
+            }
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- all files
+
+
+def sidecar_files(
+    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot
+) -> tuple[dict[str, Any], list[str]]:
+    """File name -> content of everything but the secrets, and problems to report."""
+    mw = snapshot.workload(w.key)
+    version = "1"
+    ecds, notes = ecds_resources(snapshot, mw)
+    tcp_built, tcp_notes = authz_filters(snapshot, mw, Chain.TCP)
+    notes += [n for n in tcp_notes if n not in notes]
+    listeners = [inbound_listener(plan, w, snapshot, mw, p, tcp_built) for p in sorted(w.inbound)]
+    listeners += [
+        _outbound_http_listener(plan, w, snapshot, p, w.namespace) for p in sorted(w.outbound_http)
+    ]
+    listeners += [_outbound_tcp_listener(plan, w, snapshot, t) for t in sorted(w.outbound_tcp)]
+    clusters = [
+        {
+            "@type": CLUSTER_T,
+            "name": f"inbound|{p}||",
+            "type": "STATIC",
+            "connect_timeout": "2s",
+            "load_assignment": {
+                "cluster_name": f"inbound|{p}||",
+                "endpoints": [
+                    {"lb_endpoints": [{"endpoint": {"address": _addr(w.ip, w.app_ports[p])}}]}
+                ],
+            },
+        }
+        for p in sorted(w.inbound)
+    ]
+    seen: set[str] = set()
+    for svc in snapshot.services:
+        for sp in svc.ports:
+            if sp.protocol != "TCP":
+                continue
+            is_http = listener_protocol(service_port_protocol(sp)) != "tcp"
+            c = outbound_cluster(plan, w, snapshot, svc.namespace, svc.name, sp.port, is_http)
+            if c["name"] not in seen:
+                seen.add(c["name"])
+                clusters.append(c)
+    files: dict[str, Any] = {
+        f"ecds-{slot}.json": discovery(
+            [{"@type": EXT_CONFIG_T, "name": slot_name(slot), "typed_config": cfg}], version
+        )
+        for slot, cfg in ecds.items()
+    }
+    files["cds.json"] = discovery(clusters, version)
+    files["lds.json"] = discovery(listeners, version)
+    return files, notes
+
+
+__all__ = [
+    "ACCESS_LOG_FORMAT",
+    "SLOTS",
+    "authz_filters",
+    "bootstrap",
+    "jwt_filter_config",
+    "secrets_files",
+    "service_hosts",
+    "sidecar_files",
+    "write_atomic",
+]
