@@ -124,3 +124,29 @@ def test_mesh_config_reads_num_trusted_proxies():
     with pytest.raises(MeshConfigError) as e:
         mesh_config_from_data({"defaultConfig": {"gatewayTopology": {"numTrustedProxies": -1}}})
     assert e.value.path == ("defaultConfig", "gatewayTopology", "numTrustedProxies")
+
+
+@pytest.mark.parametrize("trusted", [None, 1])
+@pytest.mark.parametrize("to", [GATEWAY, "ns/api:80"])
+@pytest.mark.parametrize(
+    "xff", ["172.17.72.46", "172.17.72.46, 10.0.0.1", "10.0.0.1, 172.17.72.46"]
+)
+def test_the_fast_path_takes_the_same_remote_address(tmp_path, trusted, to, xff):
+    docs = [MESH] + ([_mesh_config(trusted)] if trusted is not None else [])
+    (tmp_path / "m.yaml").write_text("\n---\n".join(docs))
+    snap = build_snapshot(load([str(tmp_path / "m.yaml")]).manifests)
+    req = {
+        "from": {"ip": "203.0.113.10", "plaintext": True},
+        "to": to,
+        "headers": {"x-forwarded-for": xff},
+    }
+    r = resolve(request_from_data(req), snap)
+    d = Decider(snap)
+    full = d.decide(r)
+    fast = d.decide_prepared(d.prepare_request(r))
+    assert (fast.verdict, fast.stage, fast.policy, fast.rule) == (
+        full.verdict,
+        full.stage,
+        full.policy,
+        full.rule,
+    )

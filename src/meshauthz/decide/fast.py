@@ -38,7 +38,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from meshauthz.decide.http import check_method, normalize_path
+from meshauthz.decide.http import check_method, normalize_path, remote_address
 from meshauthz.decide.request import Request
 from meshauthz.rbac.evaluate import PeerCertificate, PythonEmitter, RbacInput
 from meshauthz.rbac.model import (
@@ -274,11 +274,17 @@ def prepare_request(decider: Decider, r: Request) -> PreparedRequest:
                 (":scheme", "http"),
                 *r.headers,
             ]
-            if r.remote_ip != r.source_ip and not any(n == "x-forwarded-for" for n, _ in r.headers):
+            if r.remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in r.headers):
                 headers.append(("x-forwarded-for", r.remote_ip))
+        remote_ip = r.remote_ip
+        if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
+            xff = [v for n, v in (headers or ()) if n == "x-forwarded-for"]
+            remote_ip = remote_address(
+                r.source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
+            )
         inp = RbacInput(
             direct_remote_ip=r.source_ip,
-            remote_ip=r.remote_ip,
+            remote_ip=remote_ip,
             source_ip=r.source_ip,
             destination_ip=p.workload.address,
             destination_port=p.port,
