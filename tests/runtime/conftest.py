@@ -97,6 +97,7 @@ def mesh_runner(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
     def up(directory: Path, **kw: Any) -> Mesh:
         state = tmp_path / f"state-{len(started)}"
         started.append(state)
+        kw.setdefault("owner_pid", os.getpid())  # nothing outlives a killed test run
         plan = supervisor.up(str(directory), state_dir=str(state), timeout=60, **kw)
         doc = supervisor.read_json(state / "pids.json") or {}
         pids.extend(p for p in doc.values() if isinstance(p, int))

@@ -108,3 +108,46 @@ def test_seed_fixed_directory_and_identities(mesh_runner, tmp_path: Path) -> Non
         "spiffe://cluster.local/ns/default/sa/frontend"
     ]
     c.verify_directly_issued_by(ca.root_cert)
+
+
+def test_certificates_rotate_without_disruption(mesh_runner, tmp_path: Path) -> None:
+    """Short-lived workload certificates are reissued at half-life and pushed by SDS;
+    requests keep working across the rotation."""
+    d = copy_example("seed-fixed", tmp_path / "rot")
+    mesh = mesh_runner(d, cert_ttl_seconds=4)
+    key = mesh.state / "config" / "default.frontend" / "cert-chain.pem"
+    first = key.read_bytes()
+    deadline = time.monotonic() + 8
+    while key.read_bytes() == first and time.monotonic() < deadline:
+        assert mesh.status("default/frontend", BACKEND + "/api/v1/data") == 200
+        time.sleep(0.1)
+    assert key.read_bytes() != first, "certificate not rotated"
+    time.sleep(0.5)
+    r = mesh.curl("default/frontend", BACKEND + "/api/v1/data")
+    assert r.status == 200
+    log = (mesh.state / "logs" / "controlplane.log").read_text()
+    assert "rotated certificate of default/frontend" in log
+
+
+def test_mesh_goes_down_with_its_owner(mesh_runner, tmp_path: Path) -> None:
+    """A mesh started for a process that dies (a test run that is killed) stops itself."""
+    import subprocess
+    import sys
+
+    from meshauthz.runtime import supervisor
+
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        mesh = mesh_runner(copy_example("seed", tmp_path / "own"), owner_pid=owner.pid)
+        pids = [p for p in (supervisor.read_json(mesh.state / "pids.json") or {}).values()]
+    finally:
+        owner.kill()
+        owner.wait()
+    ints = [p for p in pids if isinstance(p, int)]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        mesh.state.exists() or any(supervisor._alive(p) for p in ints)
+    ):
+        time.sleep(0.1)
+    assert not mesh.state.exists()
+    assert not [p for p in ints if supervisor._alive(p)]

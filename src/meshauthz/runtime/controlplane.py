@@ -176,6 +176,16 @@ def config_rejections(ip: str, admin_port: int) -> dict[str, int]:
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def port_open(ip: str, port: int, timeout: float = 0.5) -> bool:
     try:
         socket.create_connection((ip, port), timeout).close()
@@ -199,6 +209,7 @@ class ControlPlane:
         self.generation = 0
         self.snapshot: MeshSnapshot | None = None
         self.stopping = False
+        self.remove_state = False
         self.notes: dict[str, list[str]] = {}
         self.last_error: str | None = None
         self.last_applied: float | None = None
@@ -442,6 +453,12 @@ class ControlPlane:
                     self.log(f"{c.name} exited ({c.proc and c.proc.returncode}); restarting")
                     c.start()
                     self.write_pids()
+            owner = self.plan.owner_pid
+            if owner is not None and not _pid_alive(owner):
+                self.log(f"owner process {owner} is gone: taking the mesh down")
+                self.stopping = True
+                self.remove_state = True
+                break
             if time.monotonic() - last_status > 5:
                 self.write_status("ready")
                 last_status = time.monotonic()
@@ -478,6 +495,10 @@ def main(argv: list[str] | None = None) -> int:
     cp.shutdown()
     with contextlib.suppress(Exception):
         cp.write_status("stopped")
+    if cp.remove_state:
+        import shutil
+
+        shutil.rmtree(plan.state, ignore_errors=True)
     return 0
 
 

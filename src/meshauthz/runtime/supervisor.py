@@ -41,7 +41,10 @@ def mesh_dir(name: str | None, state_dir: str | None) -> Path:
     if not found:
         raise MeshError(f"no mesh is up (nothing under {root}); run: meshauthz mesh up DIR")
     if len(found) > 1:
-        names = ", ".join(p.name for p in found)
+        running = [p for p in found if is_running(p)]
+        if len(running) == 1:
+            return running[0]
+        names = ", ".join(p.name for p in (running or found))
         raise MeshError(f"several meshes are up ({names}): choose one with --name")
     return found[0]
 
@@ -86,6 +89,7 @@ def up(
     cert_ttl_seconds: int = 3600,
     jwks: dict[str, str] | None = None,
     timeout: float = 90.0,
+    owner_pid: int | None = None,
 ) -> MeshPlan:
     """Bring a mesh up; returns its plan once every process is ready."""
     src = Path(manifests)
@@ -115,6 +119,7 @@ def up(
         cert_ttl_seconds=cert_ttl_seconds,
         jwks=jwks,
     )
+    plan.owner_pid = owner_pid
     plan.log_dir().mkdir(parents=True, exist_ok=True)
     plan.save()
     log = (plan.log_dir() / "controlplane.out").open("ab")
