@@ -151,3 +151,12 @@ def test_mesh_goes_down_with_its_owner(mesh_runner, tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not mesh.state.exists()
     assert not [p for p in ints if supervisor._alive(p)]
+
+
+def test_seed_where_the_workload_ports_cannot_be_bound(mesh_runner, tmp_path: Path, monkeypatch):
+    """Without the right to bind port 80 (not root), sidecars listen on free ports; the
+    Service names still lead there and the decisions are the same."""
+    monkeypatch.setenv("MESHAUTHZ_MESH_FREE_PORTS", "1")
+    mesh = mesh_runner(copy_example("seed-fixed", tmp_path / "free"))
+    assert mesh.plan.workload("default/backend").inbound[80] != 80
+    assert statuses(mesh) == [200, 403, 403, 403]

@@ -73,7 +73,10 @@ class PortAllocator:
         raise OSError(f"no free port on {ip}")
 
     def preferred(self, ip: str, port: int) -> int:
-        """``port`` itself when it can be bound on ``ip``, else a free one."""
+        """``port`` itself when it can be bound on ``ip``, else a free one
+        (always a free one with ``MESHAUTHZ_MESH_FREE_PORTS=1``)."""
+        if os.environ.get("MESHAUTHZ_MESH_FREE_PORTS", "") not in ("", "0"):
+            return self.free(ip)
         if (ip, port) not in self.taken and 0 < port < 65536 and _bindable(ip, port):
             self.taken.add((ip, port))
             return port
