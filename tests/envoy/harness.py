@@ -75,6 +75,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 RESET = "connection reset"
+CLIENT_PORTS = (10000, 32000)  # the client sockets' source ports
 CONNECTED = "connected"
 META_HEADER = "x-mz-meta"
 
@@ -146,6 +147,20 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all held open until each is known)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 # --- certificates -----------------------------------------------------------------
@@ -420,10 +435,11 @@ class Envoy:
         self.sites = {s.name: s for s in sites}
         if len(self.sites) != len(sites):
             raise ValueError("site names must be unique")
-        for s in sites:
-            s.port = s.port or free_port()
-        self.admin_port = free_port()
-        self.echo_port = free_port()
+        # every port at once, so that none is handed out twice
+        ports = free_ports(len(sites) + 2)
+        for s, port in zip(sites, ports, strict=False):
+            s.port = s.port or port
+        self.admin_port, self.echo_port = ports[-2:]
         self.log_path = workdir / "access.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
@@ -575,7 +591,8 @@ class Envoy:
 
     def _next_port(self) -> int:
         with self._port_lock:
-            return 20000 + next(self._ports) % 40000
+            # below Linux's ephemeral range (32768-60999), where listeners get theirs
+            return CLIENT_PORTS[0] + next(self._ports) % (CLIENT_PORTS[1] - CLIENT_PORTS[0])
 
     def _connect(self, probe: Probe) -> tuple[socket.socket, str]:
         site = self.sites[probe.site]
