@@ -249,28 +249,7 @@ def new_model(record: AuthorizationPolicy, index: int, rule: Rule) -> RuleModel:
 
     model = RuleModel()
     for j, frm in enumerate(rule.from_):
-        fields: list[_Field] = []
-        src = frm.source
-        if src is not None:
-            for name, key, kind in _SOURCE_FIELDS:
-                vals = getattr(src, _snake(name))
-                nots = getattr(src, _snake(_not(name)))
-                if not vals and not nots:
-                    continue
-                p = (*base, "from", j, "source")
-                fields.append(
-                    _Field(
-                        key,
-                        kind,
-                        _values(vals),
-                        _values(nots),
-                        "from",
-                        f"source.{name}",
-                        f"source.{_not(name)}",
-                        (*p, name),
-                        (*p, _not(name)),
-                    )
-                )
+        fields = _clause_fields(frm.source, _SOURCE_FIELDS, "from", "source", (*base, "from", j))
         model.principals.append(fields + base_prin)
         model.principal_paths.append(((*base, "from", j), "from"))
     if not rule.from_:
@@ -278,28 +257,9 @@ def new_model(record: AuthorizationPolicy, index: int, rule: Rule) -> RuleModel:
         model.principal_paths.append((base, None))
 
     for j, to in enumerate(rule.to):
-        fields = []
-        op = to.operation
-        if op is not None:
-            for name, key, kind in _OPERATION_FIELDS:
-                vals = getattr(op, name)
-                nots = getattr(op, _snake(_not(name)))
-                if not vals and not nots:
-                    continue
-                p = (*base, "to", j, "operation")
-                fields.append(
-                    _Field(
-                        key,
-                        kind,
-                        _values(vals),
-                        _values(nots),
-                        "to",
-                        f"operation.{name}",
-                        f"operation.{_not(name)}",
-                        (*p, name),
-                        (*p, _not(name)),
-                    )
-                )
+        fields = _clause_fields(
+            to.operation, _OPERATION_FIELDS, "to", "operation", (*base, "to", j)
+        )
         model.permissions.append(fields + base_perm)
         model.permission_paths.append(((*base, "to", j), "to"))
     if not rule.to:
@@ -604,3 +564,32 @@ def match_never(record: AuthorizationPolicy) -> Policy:
         (IdNot(IdAny(note=note), note=note),),
         note=note,
     )
+
+
+def _clause_fields(
+    obj: Any, table: Any, section: str, holder: str, path: tuple[str | int, ...]
+) -> list[_Field]:
+    """The set fields of one ``from.source`` or ``to.operation``, in ``table`` order."""
+    fields: list[_Field] = []
+    if obj is None:
+        return fields
+    p = (*path, holder)
+    for name, key, kind in table:
+        vals = getattr(obj, _snake(name))
+        nots = getattr(obj, _snake(_not(name)))
+        if not vals and not nots:
+            continue
+        fields.append(
+            _Field(
+                key,
+                kind,
+                _values(vals),
+                _values(nots),
+                section,
+                f"{holder}.{name}",
+                f"{holder}.{_not(name)}",
+                (*p, name),
+                (*p, _not(name)),
+            )
+        )
+    return fields
