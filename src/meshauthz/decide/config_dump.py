@@ -74,7 +74,7 @@ from meshauthz.decide.jwt import (
     Provider,
     parse_jwks,
 )
-from meshauthz.decide.request import DEFAULT_SOURCE_IP, Request
+from meshauthz.decide.request import Request, resolve_source
 from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
@@ -968,14 +968,6 @@ def _workload(node: Mapping[str, Any], file: str) -> MeshWorkload:
 # --------------------------------------------------------------------------- the request
 
 
-def _namespace_of(principal: str) -> str | None:
-    parts = principal.split("/")
-    for i, p in enumerate(parts[:-1]):
-        if p == "ns":
-            return parts[i + 1]
-    return None
-
-
 def resolve_for_dump(
     spec: RequestSpec, dump: ConfigDump, snapshot: MeshSnapshot | None
 ) -> tuple[Request, Protocol | None]:
@@ -986,30 +978,13 @@ def resolve_for_dump(
     a caller given as a workload and, when ``to`` names a workload or Service in
     them, a Service port (mapped to its target port), the protocol and the host,
     as ``check -f`` does. Otherwise the port is the port the proxy receives on."""
-    src = spec.source
-    principal: str | None = None
-    namespace: str | None = None
-    ip = src.ip
-    workload_key: str | None = None
-    if src.workload is not None:
-        if snapshot is None:
-            raise InputError(
-                f"the caller {src.workload} is a workload: give the manifests that define it "
-                "(-f), or its identity (--principal, from.principal) or --plaintext",
-                location=spec.location,
-                field="from",
-            )
-        w = snapshot.workload(src.workload)
-        workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
-        ip = ip or w.address
-    if src.principal is not None:
-        principal = src.principal.removeprefix("spiffe://")
-        namespace = _namespace_of(principal)
-    if src.namespace is not None:
-        namespace = src.namespace
-    if src.plaintext:
-        principal = None
-    ip = ip or DEFAULT_SOURCE_IP
+    source = resolve_source(spec, snapshot)
+    principal, namespace, ip, workload_key = (
+        source.principal,
+        source.namespace,
+        source.ip,
+        source.workload,
+    )
 
     target = None
     if snapshot is not None and spec.to != dump.workload.key:

@@ -150,18 +150,11 @@ class Decider:
         as not reached), so every applicable policy's rules are explained."""
         try:
             prepared = self.prepare(request.destination, request.port, request.protocol)
-            run = _Run(prepared, request, trace or explain, self.ext_authz)
-            run.explain = explain
-            return run.run()
         except Exception as e:  # fail closed, and say so
-            return Decision(
-                verdict="DENY",
-                status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,
-                stage="error",
-                reason=f"meshauthz hit an internal error and denies (fail closed): {type(e).__name__}: {e}",
-                error=f"{type(e).__name__}: {e}",
-                request=request_summary(request),
-            )
+            return _internal_error(request, e)
+        return run_prepared(
+            prepared, request, ext_authz=self.ext_authz, trace=trace, explain=explain
+        )
 
     # --- the fast path (meshauthz.decide.fast) ------------------------------------------
 
@@ -197,14 +190,18 @@ def run_prepared(
         run.explain = explain
         return run.run()
     except Exception as e:  # fail closed, and say so
-        return Decision(
-            verdict="DENY",
-            status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,
-            stage="error",
-            reason=f"meshauthz hit an internal error and denies (fail closed): {type(e).__name__}: {e}",
-            error=f"{type(e).__name__}: {e}",
-            request=request_summary(request),
-        )
+        return _internal_error(request, e)
+
+
+def _internal_error(request: Request, e: Exception) -> Decision:
+    return Decision(
+        verdict="DENY",
+        status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,
+        stage="error",
+        reason=f"meshauthz hit an internal error and denies (fail closed): {type(e).__name__}: {e}",
+        error=f"{type(e).__name__}: {e}",
+        request=request_summary(request),
+    )
 
 
 def request_summary(r: Request) -> dict[str, Any]:

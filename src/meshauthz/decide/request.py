@@ -52,18 +52,31 @@ def _namespace_of(principal: str) -> str | None:
     return None
 
 
-def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
-    """Resolve names against the mesh. Raises InputError naming what is missing."""
+@dataclass(frozen=True, slots=True)
+class ResolvedSource:
+    principal: str | None
+    namespace: str | None
+    ip: str
+    workload: str | None
+
+
+def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> ResolvedSource:
+    """The caller: a workload gives its identity and address; explicit fields win."""
     src = spec.source
     principal: str | None = None
     namespace: str | None = None
     ip: str | None = src.ip
     workload_key: str | None = None
     if src.workload is not None:
+        if snapshot is None:
+            raise InputError(
+                f"the caller {src.workload} is a workload: give the manifests that define it "
+                "(-f), or its identity (--principal, from.principal) or --plaintext",
+                location=spec.location,
+                field="from",
+            )
         w = snapshot.workload(src.workload)
-        workload_key = w.key
-        principal = w.identity.principal
-        namespace = w.namespace
+        workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
         ip = ip or w.address
     if src.principal is not None:
         principal = src.principal.removeprefix("spiffe://")
@@ -72,7 +85,18 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         namespace = src.namespace
     if src.plaintext:
         principal = None
-    ip = ip or DEFAULT_SOURCE_IP
+    return ResolvedSource(principal, namespace, ip or DEFAULT_SOURCE_IP, workload_key)
+
+
+def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
+    """Resolve names against the mesh. Raises InputError naming what is missing."""
+    source = resolve_source(spec, snapshot)
+    principal, namespace, ip, workload_key = (
+        source.principal,
+        source.namespace,
+        source.ip,
+        source.workload,
+    )
 
     if spec.port is not None:
         target = resolve_target(snapshot, spec.to)
