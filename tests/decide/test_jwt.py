@@ -378,7 +378,7 @@ def test_two_providers_in_separate_locations():
 
 
 def test_claims_skip_the_signature_but_not_the_other_checks():
-    # The brief: claims are taken as validly signed; issuer, audience and time
+    # The request format: claims are taken as validly signed; issuer, audience and time
     # checks are Envoy's (authenticator.cc startVerify order).
     r = [rule(audiences=["aud1"], jwksUri="https://idp/jwks", jwks="")]
     claims = {
