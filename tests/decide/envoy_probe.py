@@ -49,18 +49,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from tests.envoy_process import EnvoyProcess, envoy_binary, free_port
 
 HERE = Path(__file__).resolve().parent
 CORPUS = HERE / "path_corpus.jsonl"
@@ -90,20 +86,6 @@ function envoy_on_request(handle)
   }, path)
 end
 """
-
-
-def envoy_binary() -> str | None:
-    """The Envoy executable: next to this interpreter first, then on PATH."""
-    beside = Path(sys.executable).parent / "envoy"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("envoy")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _hcm(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +179,7 @@ class Envoy:
         self.admin_port = free_port()
         self.mode_ports = {m: free_port() for m in MODES}
         self.xff_ports = {s: free_port() for s in XFF_SETTINGS}
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = EnvoyProcess(binary, workdir)
 
     def bootstrap(self) -> dict[str, Any]:
         listeners = [
@@ -218,51 +200,15 @@ class Envoy:
         }
 
     def start(self, timeout: float = 20.0) -> None:
-        cfg = self.workdir / "envoy.json"
-        cfg.write_text(json.dumps(self.bootstrap()))
-        log = (self.workdir / "envoy.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "-c",
-                str(cfg),
-                "--disable-hot-restart",
-                "--concurrency",
-                "1",
-                "-l",
-                "warning",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        self.process.start(
+            self.bootstrap(), self.admin_port, args=["--concurrency", "1"], timeout=timeout
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.admin_port}/ready"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}: {self.log_tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"envoy not ready after {timeout}s: {self.log_tail()}")
 
     def log_tail(self) -> str:
-        p = self.workdir / "envoy.log"
-        return p.read_text(errors="replace")[-2000:] if p.exists() else ""
+        return self.process.log_tail(2000)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
+        self.process.stop()
 
 
 @contextlib.contextmanager

