@@ -23,9 +23,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.mesh import build_snapshot, select_policies
 from meshauthz.resources.loader import load
+from meshauthz.translate import BuildOptions, Chain, build
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"

@@ -1,6 +1,6 @@
 """Corpus 1: every golden output of istiod's builder tests, run in a real Envoy.
 
-Each case of ``tests/build/test_golden.py`` (istio's builder_test.go) is built
+Each case of ``tests/translate/test_golden.py`` (istio's builder_test.go) is built
 by meshauthz with the test's settings and must equal the golden files (that is
 checked here again); the golden files themselves, as they are, are loaded into
 one Envoy, one listener per case. Every request below is sent to every case
@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 import yaml
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
-from tests.build.test_golden import HTTP_CASES, TCP_CASES, TESTDATA, _applies
+from meshauthz.translate import BuildOptions, Chain, build
 from tests.envoy_process import free_port
+from tests.translate.test_golden import HTTP_CASES, TCP_CASES, TESTDATA, _applies
 
 from .harness import Probe, Site, running
 from .judge import compare, decide, expected, prepared_from_build, request_for

@@ -32,11 +32,11 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.jwt import DEFAULT_SPACE_DELIMITED_CLAIMS, normalize_payload
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
+from meshauthz.translate import BuildOptions, Chain, build
 
 from .conftest import LONG_CASES, long_mode
 from .harness import Probe, Site, running

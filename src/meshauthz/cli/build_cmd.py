@@ -9,11 +9,11 @@ from typing import Any
 import click
 import yaml
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import emit_json, report_input_error
 from meshauthz.errors import EXIT_INPUT, EXIT_OK, MeshauthzError
 from meshauthz.mesh import PolicyMatcher, inbound_port, list_policies, select_policies
+from meshauthz.translate import BuildOptions, Chain, build
 
 
 @click.command("build")

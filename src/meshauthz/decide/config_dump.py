@@ -54,16 +54,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from meshauthz.build.builder import BAD_CUSTOM_SUFFIX, BuildResult, BuiltFilter, Stage
-from meshauthz.build.extauthz import (
-    EXT_AUTHZ_MATCH_PREFIX,
-    EXT_AUTHZ_SHADOW_STAT_PREFIX,
-    HTTP_EXT_AUTHZ_NAME,
-    HTTP_EXT_AUTHZ_TYPE,
-    NETWORK_EXT_AUTHZ_NAME,
-    NETWORK_EXT_AUTHZ_TYPE,
-    ExtAuthzFilter,
-)
 from meshauthz.decide.engine import Prepared, PreparedStage
 from meshauthz.decide.http import PathNormalization
 from meshauthz.decide.jwt import (
@@ -94,6 +84,16 @@ from meshauthz.rbac.model import (
     Policy,
 )
 from meshauthz.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
+from meshauthz.translate.builder import BAD_CUSTOM_SUFFIX, BuildResult, BuiltFilter, Stage
+from meshauthz.translate.extauthz import (
+    EXT_AUTHZ_MATCH_PREFIX,
+    EXT_AUTHZ_SHADOW_STAT_PREFIX,
+    HTTP_EXT_AUTHZ_NAME,
+    HTTP_EXT_AUTHZ_TYPE,
+    NETWORK_EXT_AUTHZ_NAME,
+    NETWORK_EXT_AUTHZ_TYPE,
+    ExtAuthzFilter,
+)
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 VIRTUAL_INBOUND = "virtualInbound"

@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from meshauthz.build import BuildOptions, BuildResult, BuiltFilter, Chain, build
-from meshauthz.build.extauthz import ExtAuthzFilter
 from meshauthz.decide import fast
 from meshauthz.decide.decision import (
     DENIED_BODY,
@@ -53,6 +51,8 @@ from meshauthz.rbac.evaluate import (
     compile_filter,
 )
 from meshauthz.rbac.model import HttpRbacFilter, NetworkRbacFilter, Note
+from meshauthz.translate import BuildOptions, BuildResult, BuiltFilter, Chain, build
+from meshauthz.translate.extauthz import ExtAuthzFilter
 
 ExtAuthzAssumption = Literal["deny", "allow"]
 _RBAC_META = ("envoy.filters.http.rbac", "envoy.filters.network.rbac")

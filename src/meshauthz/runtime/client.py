@@ -30,12 +30,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from meshauthz.build.builder import SHADOW_ALLOW_STAT_PREFIX, SHADOW_DENY_STAT_PREFIX
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import MeshSnapshot, inbound_port
 from meshauthz.mesh.ports import resolve_target_port, service_port_protocol
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
+from meshauthz.translate.builder import SHADOW_ALLOW_STAT_PREFIX, SHADOW_DENY_STAT_PREFIX
 
 USER_AGENT = "curl/8.5.0 (meshauthz mesh curl)"
 RESET = "connection reset"

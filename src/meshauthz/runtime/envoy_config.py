@@ -15,7 +15,7 @@ Per workload the control plane writes (``MeshPlan.config_dir``):
   istiod's inbound settings (path normalization per mesh config, XFCC with
   the peer URI, ``use_remote_address: false``) and the filters in istiod's
   order: the JWT filter from RequestAuthentications, then the AUDIT, DENY
-  and ALLOW RBAC filters that ``meshauthz.build`` builds; TCP ports get the
+  and ALLOW RBAC filters that ``meshauthz.translate`` builds; TCP ports get the
   network RBAC filters before ``tcp_proxy``; auto-detected ports (no declared
   protocol) get both, chosen by ALPN (mTLS) or the HTTP inspector (plaintext),
   as in ``filterchain_options.go``. Outbound: an HTTP listener per Service
@@ -53,7 +53,6 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.decide.jwt import Provider, build_providers
 from meshauthz.mesh import (
     MeshSnapshot,
@@ -66,6 +65,7 @@ from meshauthz.mesh import (
 from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
+from meshauthz.translate import BuildOptions, Chain, build
 
 T = "type.googleapis.com/"
 LISTENER_T = T + "envoy.config.listener.v3.Listener"

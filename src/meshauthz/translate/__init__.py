@@ -1,6 +1,6 @@
 """Istio AuthorizationPolicies -> Envoy RBAC and ext_authz filters, as istiod builds them."""
 
-from meshauthz.build.builder import (
+from meshauthz.translate.builder import (
     BuildOptions,
     BuildResult,
     BuiltFilter,
@@ -8,9 +8,9 @@ from meshauthz.build.builder import (
     Placement,
     build,
 )
-from meshauthz.build.extauthz import ExtAuthzFilter, ServiceRegistry
-from meshauthz.build.rule import Problem
-from meshauthz.build.trustdomain import TrustDomainBundle
+from meshauthz.translate.extauthz import ExtAuthzFilter, ServiceRegistry
+from meshauthz.translate.rule import Problem
+from meshauthz.translate.trustdomain import TrustDomainBundle
 
 __all__ = [
     "BuildOptions",

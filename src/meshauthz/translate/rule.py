@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshauthz.build import matchers as m
-from meshauthz.build.trustdomain import TrustDomainBundle
 from meshauthz.errors import Location
 from meshauthz.rbac.model import (
     Action,
@@ -53,6 +51,8 @@ from meshauthz.rbac.model import (
 )
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
+from meshauthz.translate import matchers as m
+from meshauthz.translate.trustdomain import TrustDomainBundle
 
 PEER_PRINCIPAL_FILTER_STATE = "io.istio.peer_principal"
 

@@ -17,8 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from meshauthz.build import rule as r
-from meshauthz.build.extauthz import (
+from meshauthz.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
+from meshauthz.rbac.serialize import filter_to_dict
+from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
+from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
+from meshauthz.translate import rule as r
+from meshauthz.translate.extauthz import (
     EXT_AUTHZ_MATCH_PREFIX,
     EXT_AUTHZ_SHADOW_STAT_PREFIX,
     ExtAuthzFilter,
@@ -27,12 +31,8 @@ from meshauthz.build.extauthz import (
     ext_authz_filter,
     resolve_providers,
 )
-from meshauthz.build.rule import Problem
-from meshauthz.build.trustdomain import TrustDomainBundle
-from meshauthz.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
-from meshauthz.rbac.serialize import filter_to_dict
-from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
-from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
+from meshauthz.translate.rule import Problem
+from meshauthz.translate.trustdomain import TrustDomainBundle
 
 TCP_STAT_PREFIX = "tcp."
 SHADOW_ALLOW_STAT_PREFIX = "istio_dry_run_allow_"

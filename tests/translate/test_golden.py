@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from meshauthz.build import BuildOptions, Chain, build
 from meshauthz.resources.loader import load
 from meshauthz.resources.meshconfig import ExtensionProvider
 from meshauthz.resources.objects import AuthorizationPolicy
+from meshauthz.translate import BuildOptions, Chain, build
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 TESTDATA = SHARED / "conformance/istio/pilot/pkg/security/authz/builder/testdata"

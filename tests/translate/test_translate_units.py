@@ -11,9 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from meshauthz.build import BuildOptions, Chain, Problem, TrustDomainBundle, build
-from meshauthz.build import matchers as m
-from meshauthz.build.rule import _request_principal
 from meshauthz.rbac.model import (
     RBAC,
     Action,
@@ -31,6 +28,9 @@ from meshauthz.rbac.model import (
 from meshauthz.resources.loader import load
 from meshauthz.resources.meshconfig import ExtensionProvider
 from meshauthz.resources.objects import AuthorizationPolicy
+from meshauthz.translate import BuildOptions, Chain, Problem, TrustDomainBundle, build
+from meshauthz.translate import matchers as m
+from meshauthz.translate.rule import _request_principal
 
 
 def _policies(tmp_path: Path, text: str) -> list[AuthorizationPolicy]:
