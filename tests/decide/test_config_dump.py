@@ -25,8 +25,8 @@ from meshauthz.decide.config_dump import (
     load_config_dump,
     parse_config_dump,
 )
-from meshauthz.decide.jwt import build_providers
-from meshauthz.rbac.serialize import parse_filter
+from meshauthz.envoy.jwt_authn import build_providers
+from meshauthz.envoy.rbac.serialize import parse_filter
 from meshauthz.resources.istio import JWTRule
 from tests.conftest import EXAMPLES
 from tests.decide.config_dump_fixture import (

@@ -20,15 +20,14 @@ import pytest
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.fast import FastDecision, as_fast, compile_chain
 from meshauthz.decide.request import Request
-from meshauthz.mesh import build_snapshot
-from meshauthz.rbac.evaluate import (
+from meshauthz.envoy.rbac.evaluate import (
     PeerCertificate,
     PythonEmitter,
     RbacInput,
     compile_policy,
     compile_rbac,
 )
-from meshauthz.rbac.model import (
+from meshauthz.envoy.rbac.model import (
     RBAC,
     Action,
     CidrRange,
@@ -50,6 +49,7 @@ from meshauthz.rbac.model import (
     Policy,
     StringMatcher,
 )
+from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
 from tests.conftest import CONFORMANCE, EXAMPLES, REPO
 

@@ -1,4 +1,4 @@
-"""meshauthz.decide.http against Envoy 1.40.
+"""meshauthz.envoy.hcm against Envoy 1.40.
 
 Expectations come from two places only:
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from meshauthz.decide import http
-from meshauthz.decide.http import (
+from meshauthz.envoy import hcm as http
+from meshauthz.envoy.hcm import (
     SIDECAR_INBOUND_XFF,
     NormalizedPath,
     gateway_xff,
@@ -302,7 +302,7 @@ def test_live_envoy_agrees() -> None:
 
 def test_check_method_matches_envoy_1_40_http1_codec():
     # Recorded with tests/envoy's harness against Envoy 1.40 (HTTP/1.1).
-    from meshauthz.decide.http import check_method
+    from meshauthz.envoy.hcm import check_method
 
     for m in ("GET", "HEAD", "PATCH", "PROPFIND", "SOURCE", "UNLINK"):
         assert check_method(m) is None

@@ -26,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from meshauthz.decide.jwt import (
+from meshauthz.envoy.jwt_authn import (
     JWT_REQUEST_SCHEMA,
     JwtOutcome,
     JwtPresented,

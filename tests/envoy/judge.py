@@ -31,9 +31,9 @@ from typing import Any, Literal
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, Prepared, PreparedStage, _Run
 from meshauthz.decide.request import Request
+from meshauthz.envoy.rbac.evaluate import compile_filter
+from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.mesh import MeshSnapshot, MeshWorkload
-from meshauthz.rbac.evaluate import compile_filter
-from meshauthz.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.translate import BuildResult
 
 from .harness import CONNECTED, RESET, Observed, Probe

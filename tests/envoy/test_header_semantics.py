@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from meshauthz.rbac.evaluate import RbacInput, evaluate_filter
-from meshauthz.rbac.serialize import parse_filter
+from meshauthz.envoy.rbac.evaluate import RbacInput, evaluate_filter
+from meshauthz.envoy.rbac.serialize import parse_filter
 
 from .harness import Probe, Site, running
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshauthz.rbac.evaluate import RbacInput, compile_filter, evaluate
-from meshauthz.rbac.model import RBAC, Action, IdAny, PermAny, PermNot, Policy
-from meshauthz.rbac.serialize import parse_filter
+from meshauthz.envoy.rbac.evaluate import RbacInput, compile_filter, evaluate
+from meshauthz.envoy.rbac.model import RBAC, Action, IdAny, PermAny, PermNot, Policy
+from meshauthz.envoy.rbac.serialize import parse_filter
 
 BOTH = Policy((PermAny(),), (IdAny(),))
 NONE = Policy((PermNot(PermAny()),), (IdAny(),))

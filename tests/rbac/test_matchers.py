@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from meshauthz.rbac.evaluate import PeerCertificate, RbacInput, compile_node
-from meshauthz.rbac.serialize import parse_permission, parse_principal
+from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput, compile_node
+from meshauthz.envoy.rbac.serialize import parse_permission, parse_principal
 
 
 def perm(d: dict[str, Any], **inp: Any) -> bool:

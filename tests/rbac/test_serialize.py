@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from meshauthz.rbac.errors import RbacConfigError
-from meshauthz.rbac.model import HttpRbacFilter, NetworkRbacFilter
-from meshauthz.rbac.serialize import filter_to_dict, parse_filter, parse_permission
+from meshauthz.envoy.rbac.errors import RbacConfigError
+from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
+from meshauthz.envoy.rbac.serialize import filter_to_dict, parse_filter, parse_permission
 
 GOLDEN = Path("/work/shared/conformance/istio/pilot/pkg/security/authz/builder/testdata")
 HTTP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from meshauthz.rbac.model import (
+from meshauthz.envoy.rbac.model import (
     RBAC,
     Action,
     IdAnd,

@@ -55,8 +55,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from meshauthz.decide.engine import Prepared, PreparedStage
-from meshauthz.decide.http import PathNormalization
-from meshauthz.decide.jwt import (
+from meshauthz.decide.request import Request, resolve_source
+from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.envoy.hcm import PathNormalization
+from meshauthz.envoy.jwt_authn import (
     DEFAULT_HEADER,
     DEFAULT_PARAM,
     JWT_FILTER,
@@ -64,13 +66,8 @@ from meshauthz.decide.jwt import (
     Provider,
     parse_jwks,
 )
-from meshauthz.decide.request import Request, resolve_source
-from meshauthz.decide.request_spec import RequestSpec
-from meshauthz.errors import InputError, Location
-from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
-from meshauthz.mesh.snapshot import Identity, LookupFailed
-from meshauthz.rbac.evaluate import compile_filter
-from meshauthz.rbac.model import (
+from meshauthz.envoy.rbac.evaluate import compile_filter
+from meshauthz.envoy.rbac.model import (
     RBAC,
     Action,
     HttpRbacFilter,
@@ -83,7 +80,10 @@ from meshauthz.rbac.model import (
     PermNot,
     Policy,
 )
-from meshauthz.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
+from meshauthz.envoy.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
+from meshauthz.errors import InputError, Location
+from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
+from meshauthz.mesh.snapshot import Identity, LookupFailed
 from meshauthz.translate.builder import BAD_CUSTOM_SUFFIX, BuildResult, BuiltFilter, Stage
 from meshauthz.translate.extauthz import (
     EXT_AUTHZ_MATCH_PREFIX,
@@ -1024,7 +1024,7 @@ def resolve_for_dump(
             svc = target.service or next(iter(snapshot.services_for(target.workload)), None)
         host = svc.hostname if svc is not None else (target.workload.name if target else None)
         host = host or str(dump.workload.labels.get("app") or dump.workload.name)
-    from meshauthz.decide.jwt import JwtPresented
+    from meshauthz.envoy.jwt_authn import JwtPresented
 
     return (
         Request(

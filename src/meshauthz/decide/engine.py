@@ -24,7 +24,8 @@ from meshauthz.decide.decision import (
     DryRunResult,
     TraceStep,
 )
-from meshauthz.decide.http import (
+from meshauthz.decide.request import Request
+from meshauthz.envoy.hcm import (
     SIDECAR_INBOUND_XFF,
     XffSettings,
     check_method,
@@ -32,16 +33,8 @@ from meshauthz.decide.http import (
     normalize_path,
     remote_address,
 )
-from meshauthz.decide.jwt import JWT_FILTER, Provider, apply_providers, build_providers
-from meshauthz.decide.request import Request
-from meshauthz.mesh import (
-    MeshSnapshot,
-    MeshWorkload,
-    SelectedPolicy,
-    effective_mtls_mode,
-    select_policies,
-)
-from meshauthz.rbac.evaluate import (
+from meshauthz.envoy.jwt_authn import JWT_FILTER, Provider, apply_providers, build_providers
+from meshauthz.envoy.rbac.evaluate import (
     CompiledFilter,
     FilterResult,
     MatchTrace,
@@ -50,7 +43,14 @@ from meshauthz.rbac.evaluate import (
     RbacInput,
     compile_filter,
 )
-from meshauthz.rbac.model import HttpRbacFilter, NetworkRbacFilter, Note
+from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter, Note
+from meshauthz.mesh import (
+    MeshSnapshot,
+    MeshWorkload,
+    SelectedPolicy,
+    effective_mtls_mode,
+    select_policies,
+)
 from meshauthz.translate import BuildOptions, BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.extauthz import ExtAuthzFilter
 
@@ -83,7 +83,7 @@ class Prepared:
     principal_prefix: str = "spiffe://"
     notes: dict[str, Any] = field(default_factory=dict)
     # How the HCM derives the remote address from X-Forwarded-For: a gateway's
-    # settings differ from a sidecar's (decide/http.py, gateway_xff).
+    # settings differ from a sidecar's (envoy/hcm.py, gateway_xff).
     xff: XffSettings = SIDECAR_INBOUND_XFF
 
 

@@ -21,7 +21,7 @@ destination's chain, compiled once per destination and port
 (``compile_chain``): for the chains istiod builds without CUSTOM and JWT,
 one generated function that tries the DENY filters' policies, then the ALLOW
 filter's, each an ``if`` on a Python expression
-(``meshauthz.rbac.evaluate.PythonEmitter``), and returns a decision built in
+(``meshauthz.envoy.rbac.evaluate.PythonEmitter``), and returns a decision built in
 advance. The verdict, stage, policy and rule are those ``decide`` gives
 (tests/decide/test_fast.py compares both on random requests).
 
@@ -38,10 +38,10 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from meshauthz.decide.http import check_method, normalize_path, remote_address
 from meshauthz.decide.request import Request
-from meshauthz.rbac.evaluate import PeerCertificate, PythonEmitter, RbacInput
-from meshauthz.rbac.model import (
+from meshauthz.envoy.hcm import check_method, normalize_path, remote_address
+from meshauthz.envoy.rbac.evaluate import PeerCertificate, PythonEmitter, RbacInput
+from meshauthz.envoy.rbac.model import (
     Action,
     IdAnd,
     IdMetadata,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from meshauthz.decide.jwt import JwtPresented
 from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 

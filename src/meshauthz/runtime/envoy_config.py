@@ -53,7 +53,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from meshauthz.decide.jwt import Provider, build_providers
+from meshauthz.envoy.jwt_authn import Provider, build_providers
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -278,7 +278,7 @@ _FAKE_JWKS: list[str] = []
 
 def jwt_filter_config(providers: list[Provider], jwks_texts: list[str]) -> dict[str, Any]:
     """The jwt_authn configuration istiod writes (``convertToEnvoyJwtConfig``) for
-    these providers (see ``meshauthz.decide.jwt``): ``origins-N`` providers,
+    these providers (see ``meshauthz.envoy.jwt_authn``): ``origins-N`` providers,
     ``requires_any`` with ``allow_missing``, ``bypass_cors_preflight``, and the
     JWKS inlined (``jwks_texts``, per provider; a jwksUri that was not resolved
     gets istiod's fake JWKS)."""

@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from meshauthz.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
-from meshauthz.rbac.serialize import filter_to_dict
+from meshauthz.envoy.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
+from meshauthz.envoy.rbac.serialize import filter_to_dict
 from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
 from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
 from meshauthz.translate import rule as r

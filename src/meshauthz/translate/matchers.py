@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from meshauthz.rbac.model import (
+from meshauthz.envoy.rbac.model import (
     CidrRange,
     HeaderMatcher,
     MetadataMatcher,

@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshauthz.errors import Location
-from meshauthz.rbac.model import (
+from meshauthz.envoy.rbac.model import (
     Action,
     IdAnd,
     IdAny,
@@ -49,6 +48,7 @@ from meshauthz.rbac.model import (
     StringMatcher,
     ValueMatcher,
 )
+from meshauthz.errors import Location
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.translate import matchers as m
