@@ -19,7 +19,7 @@ from meshauthz.cli.output import emit_json
 from meshauthz.errors import EXIT_FAILED
 from meshauthz.runtime import client, supervisor
 from meshauthz.runtime.controlplane import load_snapshot
-from meshauthz.runtime.plan import MeshPlan
+from meshauthz.runtime.plan import MeshPlan, state_root
 
 
 def _which(f: Any) -> Any:
@@ -99,7 +99,7 @@ def up_command(
 def _which_flag(plan: MeshPlan) -> str:
     return (
         f"--name {plan.name}"
-        if plan.state.parent == supervisor.state_root()
+        if plan.state.parent == state_root()
         else (f"--state-dir {plan.state}")
     )
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from meshauthz.errors import InputError, Location
 from meshauthz.resources import objects as o
-from meshauthz.resources.findings import Finding
+from meshauthz.resources.findings import Finding, Severity
 from meshauthz.resources.istio import (
     AuthorizationPolicySpec,
     PeerAuthenticationSpec,
@@ -261,7 +261,7 @@ class _Loader:
                 )
             if extra:
                 return
-            model_cls, rec_cls, target = {
+            kinds: dict[str, tuple[type[BaseModel], Any, list[Any]]] = {
                 "AuthorizationPolicy": (
                     AuthorizationPolicySpec,
                     o.AuthorizationPolicy,
@@ -277,10 +277,11 @@ class _Loader:
                     o.PeerAuthentication,
                     m.peer_authentications,
                 ),
-            }[kind]
+            }
+            model_cls, rec_cls, target = kinds[kind]
             parsed = self.model(doc, base, ("spec",), spec, model_cls, ident)
             if parsed is not None:
-                target.append(rec_cls(**common, spec=parsed))  # type: ignore[arg-type]
+                target.append(rec_cls(**common, spec=parsed))
             return
 
         if group == "" and kind == "Namespace":
@@ -302,10 +303,8 @@ class _Loader:
                 cj = self.model(doc, base, ("spec",), spec, CronJobSpec, ident)
                 if cj is None:
                     return
-                template, tpath = (
-                    cj.job_template.spec.template,
-                    ("spec", "jobTemplate", "spec", "template"),
-                )
+                tpath: Path = ("spec", "jobTemplate", "spec", "template")
+                template = cj.job_template.spec.template
             else:
                 ctl = self.model(doc, base, ("spec",), spec, ControllerSpec, ident)
                 if ctl is None:
@@ -431,14 +430,14 @@ class _Loader:
         kind: str = "",
         namespace: str = "",
         name: str = "",
-        severity: str = "error",
+        severity: Severity = "error",
     ) -> None:
         self.findings.append(
             Finding(
                 severity,
                 code,
                 message,
-                doc.location(path),  # type: ignore[arg-type]
+                doc.location(path),
                 kind,
                 namespace,
                 name,

@@ -7,7 +7,7 @@ MeshConfig file; fields not given take Istio's defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 from meshauthz.errors import Location
 
@@ -132,7 +132,7 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
         trust_domain=td,
         trust_domain_aliases=tuple(aliases_raw),
         extension_providers=tuple(providers),
-        path_normalization="BASE" if norm == "DEFAULT" else norm,
+        path_normalization=_path_normalization(norm),
         gateway_num_trusted_proxies=trusted,
         location=loc(),
     )
@@ -146,3 +146,13 @@ def _type_name(v: Any) -> str:
         list: "a list",
         dict: "a mapping",
     }.get(type(v), type(v).__name__)
+
+
+def _path_normalization(norm: str) -> PathNormalization:
+    """Istio's DEFAULT is BASE; the others were checked against _NORMALIZATIONS."""
+    if norm == "DEFAULT":
+        return "BASE"
+    for mode in get_args(PathNormalization):
+        if mode == norm:
+            return cast(PathNormalization, mode)
+    raise AssertionError(norm)

@@ -64,7 +64,7 @@ class PortAllocator:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             try:
                 s.bind((ip, 0))
-                port = s.getsockname()[1]
+                port: int = s.getsockname()[1]
             finally:
                 s.close()
             if (ip, port) not in self.taken:

@@ -51,9 +51,10 @@ def mesh_dir(name: str | None, state_dir: str | None) -> Path:
 
 def read_json(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _alive(pid: int) -> bool:

@@ -46,4 +46,5 @@ def junit_xml(result: RunResult, explain: Callable[[CaseResult], list[str]]) -> 
     root.set("failures", str(failures))
     root.set("errors", str(errors))
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    xml: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return xml + b"\n"

@@ -28,7 +28,8 @@ class Note:
 
 
 def _note() -> Note | None:
-    return field(default=None, compare=False, repr=False)  # type: ignore[return-value]
+    # dataclasses' field() is typed to return the field's value type, so this checks
+    return field(default=None, compare=False, repr=False)
 
 
 # --- leaf matchers (envoy.type.matcher.v3) ---------------------------------

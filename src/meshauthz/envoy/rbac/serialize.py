@@ -263,7 +263,7 @@ _HEADER_KINDS = {
 def parse_header_matcher(raw: Any, path: str = "") -> HeaderMatcher:
     m = _Msg(raw, path, ("name", *_HEADER_KINDS, "invert_match", "treat_missing_header_as_empty"))
     name = m.get_str("name", min_len=1)
-    common = {
+    common: dict[str, Any] = {
         "invert_match": m.get_bool("invert_match"),
         "treat_missing_header_as_empty": m.get_bool("treat_missing_header_as_empty"),
     }
@@ -664,8 +664,8 @@ def check_network_rules(rbac: RBAC | None, where: str) -> None:
     for name, pol in rbac.policies:
         for i, p in enumerate(pol.permissions):
             walk(p, f'{where}.policies["{name}"].permissions[{i}]')
-        for i, p in enumerate(pol.principals):
-            walk(p, f'{where}.policies["{name}"].principals[{i}]')
+        for i, q in enumerate(pol.principals):
+            walk(q, f'{where}.policies["{name}"].principals[{i}]')
 
 
 # --- writing ---------------------------------------------------------------------
@@ -728,6 +728,7 @@ class _Writer:
             case "present":
                 return self.obj(("present_match", v.present))
             case "double":
+                d: dict[str, Any]
                 if v.double_range is not None:
                     start, end = v.double_range
                     d = {"range": {"start": _double(start), "end": _double(end)}}
@@ -743,7 +744,7 @@ class _Writer:
         raise AssertionError(v.kind)
 
     def metadata(self, m: MetadataMatcher) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "filter": m.filter,
             "path": [{"key": k} for k in m.path],
             "value": self.value(m.value),

@@ -89,6 +89,7 @@ def _parse(template: str) -> tuple[list[Segment], str]:
     segments: list[Segment] = []
     suffix = ""
     while rest:
+        seg: Segment
         if rest[0] == "*":
             seg, rest = _operator(rest)
         elif rest[0] == "{":
