@@ -1,4 +1,9 @@
-"""Shared test helpers: where Istio's conformance data and the examples are."""
+"""Shared test helpers: where Istio's conformance data and the examples are.
+
+Istio's test data is copied into tests/conformance/istio (with Istio's LICENSE
+and the commit it comes from in its README), so a fresh clone runs every
+conformance test; a test whose data is missing fails, it never skips.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-CONFORMANCE = SHARED / "conformance" / "istio"
+CONFORMANCE = REPO / "tests" / "conformance" / "istio"
 EXAMPLES = REPO / "examples"
 
 

@@ -11,8 +11,9 @@ import yaml
 from meshauthz.envoy.rbac.errors import RbacConfigError
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.envoy.rbac.serialize import filter_to_dict, parse_filter, parse_permission
+from tests.conftest import CONFORMANCE
 
-GOLDEN = Path("/work/shared/conformance/istio/pilot/pkg/security/authz/builder/testdata")
+GOLDEN = CONFORMANCE / "pilot/pkg/security/authz/builder/testdata"
 HTTP_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
 
 
@@ -25,7 +26,7 @@ def _rbac_goldens() -> list[Path]:
     return out
 
 
-GOLDENS = _rbac_goldens() if GOLDEN.is_dir() else []
+GOLDENS = _rbac_goldens()
 
 
 @pytest.mark.skipif(not GOLDENS, reason="Istio golden files not available")

@@ -20,9 +20,9 @@ from meshauthz.resources.loader import load
 from meshauthz.resources.meshconfig import ExtensionProvider
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.translate import BuildOptions, Chain, build
+from tests.conftest import CONFORMANCE
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-TESTDATA = SHARED / "conformance/istio/pilot/pkg/security/authz/builder/testdata"
+TESTDATA = CONFORMANCE / "pilot/pkg/security/authz/builder/testdata"
 
 PROXY_NAMESPACE = "foo"
 PROXY_LABELS = {"app": "httpbin", "version": "v1"}
@@ -214,8 +214,6 @@ def _run(
     trust_domains: tuple[str, ...],
     provider: ExtensionProvider | None,
 ) -> None:
-    if not TESTDATA.is_dir():
-        pytest.skip(f"golden data not found at {TESTDATA}")
     base = TESTDATA / ("tcp" if chain is Chain.TCP else "http")
     loaded = load([str(base / input)])
     assert not loaded.errors

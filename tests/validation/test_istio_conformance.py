@@ -28,8 +28,6 @@ def _crd_documents(name: str) -> list[Document]:
 
 
 def _crd_params(name: str) -> list[Any]:
-    if not (CRD_TESTDATA / name).exists():  # pragma: no cover - shared data missing
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{name} not found"))]
     return [pytest.param(doc, id=doc.data["metadata"]["name"]) for doc in _crd_documents(name)]
 
 

@@ -8,10 +8,10 @@ from meshauthz.resources.findings import Finding
 from meshauthz.resources.loader import LoadResult, load_documents
 from meshauthz.resources.validation import validate
 from meshauthz.resources.yamlload import Document, parse_documents
+from tests.conftest import CONFORMANCE
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-CRD_TESTDATA = SHARED / "conformance/istio/pkg/config/validation/testdata/crds"
+CRD_TESTDATA = CONFORMANCE / "pkg/config/validation/testdata/crds"
 HERE = Path(__file__).resolve().parent
 
 
