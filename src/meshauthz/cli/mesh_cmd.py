@@ -1,6 +1,6 @@
 """``meshauthz mesh``: run the manifests for real, a local mesh of Envoy sidecars.
 
-mesh up DIR [--name N] [--state-dir D] [--cert-ttl S] [--jwks URI=FILE]...
+mesh up DIR [--name N] [--state-dir D] [--cert-ttl S] [--jwks URI=FILE]... [--run-commands]
 mesh status | mesh logs [NS/WORKLOAD] | mesh down
 mesh curl --from NS/WORKLOAD URL [-X M] [-H 'k: v']... [--jwt T] [-d DATA] [--plaintext]
 mesh token --issuer I --sub S [--aud A]... [--claim k=v]... | mesh token --jwks
@@ -55,6 +55,12 @@ def mesh_group() -> None:
     metavar="URI=FILE",
     help="A local JWKS file for a RequestAuthentication jwksUri (repeatable).",
 )
+@click.option(
+    "--run-commands",
+    is_flag=True,
+    help="Run the commands of the manifests' mesh.meshauthz.io/command annotations "
+    "(as argv, without a shell, as you); without it, mesh up refuses such manifests.",
+)
 @click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for ready.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
 def up_command(
@@ -63,6 +69,7 @@ def up_command(
     state_dir: str | None,
     cert_ttl: int,
     jwks: tuple[str, ...],
+    run_commands: bool,
     timeout: float,
     fmt: str,
 ) -> None:
@@ -81,6 +88,7 @@ def up_command(
         cert_ttl_seconds=cert_ttl,
         jwks=mapping,
         timeout=timeout,
+        run_commands=run_commands,
     )
     if fmt == "json":
         emit_json(_describe(plan))
@@ -169,13 +177,17 @@ def _print_plan(plan: MeshPlan) -> None:
 @_which
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
 def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
-    """What runs where, and the control plane's state."""
+    """What runs where, and the control plane's state. Exit 1 when the control plane
+    is not running or the last change of the manifests was not applied."""
     plan = _plan(name, state_dir)
-    if fmt == "json":
-        emit_json(_describe(plan))
-        return
     status = supervisor.read_json(plan.state / "status.json") or {}
     running = supervisor.is_running(plan.state)
+    healthy = running and status.get("state") == "ready" and not status.get("lastError")
+    if fmt == "json":
+        emit_json(_describe(plan))
+        if not healthy:
+            sys.exit(EXIT_FAILED)
+        return
     applied = status.get("lastApplied")
     when = time.strftime("%H:%M:%S", time.localtime(applied)) if applied else "never"
     click.echo(
@@ -189,19 +201,22 @@ def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
     _print_plan(plan)
     for _key, c in sorted(status.get("certificates", {}).items()):
         click.echo(f"  certificate {c['spiffe']} valid until {c['notAfter']}")
-    if not running:
+    if not healthy:
         sys.exit(EXIT_FAILED)
 
 
 @mesh_group.command("down")
 @_which
 def down_command(name: str | None, state_dir: str | None) -> None:
-    """Stop everything the mesh started and remove its state directory."""
+    """Stop everything the mesh started and remove its state directory (only a
+    directory mesh up created; only processes it recorded that are still the same)."""
     state = supervisor.mesh_dir(name, state_dir)
     if not state.exists():
         raise supervisor.MeshError(f"no mesh at {state}")
-    killed = supervisor.down(state)
-    extra = f" ({len(killed)} process(es) had to be killed)" if killed else ""
+    result = supervisor.down(state)
+    for s in result.skipped:
+        click.echo(f"warning: stale pids.json entry {s}", err=True)
+    extra = f" ({len(result.killed)} process(es) had to be killed)" if result.killed else ""
     click.echo(f"mesh {state.name} is down; removed {state}{extra}")
 
 

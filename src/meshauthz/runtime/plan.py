@@ -9,6 +9,11 @@ ports, recorded here; its application listens on free ports behind it.
 
 The plan is written to ``plan.json`` in the mesh's state directory and read
 back by every ``mesh`` command and by the control plane.
+
+A state directory is created by ``create_state_dir`` (new or empty, mode 0700)
+and marked with a file holding a random id that the plan records too; only a
+directory whose marker and plan agree is ever removed (``remove_state_dir``),
+so no mistyped name or path can make ``mesh down`` delete anything else.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import contextlib
 import json
 import os
 import random
+import secrets
+import shutil
 import socket
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,8 +31,8 @@ from typing import Any
 
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, service_port_protocol
 from meshauthz.mesh.protocol import listener_protocol
+from meshauthz.resources.validation.workload import COMMAND_ANNOTATION
 
-COMMAND_ANNOTATION = "mesh.meshauthz.io/command"
 INJECT_ANNOTATION = "sidecar.istio.io/inject"
 INJECT_LABEL = "sidecar.istio.io/inject"
 
@@ -131,6 +138,10 @@ class MeshPlan:
     # When set, the control plane takes the mesh down as soon as this process is
     # gone (tests: nothing outlives the test run, even one that is killed).
     owner_pid: int | None = None
+    # The id in the state directory's marker file (see ``create_state_dir``).
+    state_id: str = ""
+    # ``mesh up --run-commands``: run the workloads' command annotations.
+    run_commands: bool = False
 
     @property
     def state(self) -> Path:
@@ -167,6 +178,44 @@ class MeshPlan:
                 w[f] = {int(p): v for p, v in w[f].items()}
             wls[k] = WorkloadPlan(**w)
         return cls(**data, workloads=wls)
+
+
+STATE_MARKER = ".meshauthz-mesh-state"
+
+
+def create_state_dir(path: Path) -> str:
+    """Make ``path`` (absent or empty) a mesh's state directory; returns the random id
+    written to its marker, for the plan to record. Raises FileExistsError when ``path``
+    holds anything."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.is_symlink() or any(path.iterdir()):
+        raise FileExistsError(str(path))
+    os.chmod(path, 0o700)
+    state_id = secrets.token_hex(16)
+    with (path / STATE_MARKER).open("x") as f:
+        f.write(json.dumps({"meshauthzMeshState": state_id}))
+    return state_id
+
+
+def is_mesh_state(path: Path) -> bool:
+    """``path`` is a state directory meshauthz created: its marker and its plan
+    hold the same id."""
+    try:
+        if path.is_symlink() or not path.is_dir():
+            return False
+        marker = json.loads((path / STATE_MARKER).read_text()).get("meshauthzMeshState")
+        planned = json.loads((path / "plan.json").read_text()).get("state_id")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(marker, str) and len(marker) >= 32 and marker == planned
+
+
+def remove_state_dir(path: Path) -> bool:
+    """Remove a mesh's state directory, and nothing that is not one; True when removed."""
+    if not is_mesh_state(path):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
 
 
 def _annotations(w: MeshWorkload) -> dict[str, str]:
@@ -265,11 +314,15 @@ def make_plan(
 
 __all__ = [
     "COMMAND_ANNOTATION",
+    "STATE_MARKER",
     "MeshPlan",
     "PortAllocator",
     "WorkloadPlan",
+    "create_state_dir",
     "has_sidecar",
+    "is_mesh_state",
     "make_plan",
+    "remove_state_dir",
     "state_root",
     "workload_ports",
 ]

@@ -1,10 +1,14 @@
 """Starting and stopping a local mesh: ``mesh up`` / ``mesh down`` behind the CLI.
 
-``up`` writes the plan into a fresh state directory, starts the control plane
+``up`` creates a fresh state directory (marked as a mesh's, see
+``plan.create_state_dir``), writes the plan into it, starts the control plane
 detached (a new session: it and everything it starts form one process group)
 and waits, bounded, until its ``status.json`` says ready (or failed). ``down``
 sends SIGTERM to the group, waits, sends SIGKILL to what is left (the group
-and every PID recorded in ``pids.json``), then removes the state directory.
+and every process recorded in ``pids.json``), then removes the state
+directory. It signals only processes that still have the identity recorded
+when they were started, and the group only when its leader is one of them;
+it removes only a directory marked as a mesh's state.
 """
 
 from __future__ import annotations
@@ -12,26 +16,60 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.runtime.controlplane import load_snapshot
-from meshauthz.runtime.plan import MeshPlan, make_plan, state_root
+from meshauthz.runtime import pids
+from meshauthz.runtime.controlplane import ManifestError, load_snapshot
+from meshauthz.runtime.plan import (
+    COMMAND_ANNOTATION,
+    STATE_MARKER,
+    MeshPlan,
+    create_state_dir,
+    is_mesh_state,
+    make_plan,
+    remove_state_dir,
+    state_root,
+)
 
 
 class MeshError(MeshauthzError):
     pass
 
 
+# A name is one directory under the state home: no separators, no "..".
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise MeshError(
+            f"--name {name!r}: a mesh name is 1 to 63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/' and no '..')"
+        )
+    return name
+
+
+def default_name(manifests: Path) -> str:
+    """The manifests directory's name, made a valid mesh name."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", manifests.resolve().name)
+    base = re.sub(r"\.{2,}", ".", base).lstrip("._-")[:63]
+    return base or "mesh"
+
+
 def mesh_dir(name: str | None, state_dir: str | None) -> Path:
     """The state directory of a mesh: ``--state-dir``, else ``<state root>/<name>``,
     else the only mesh under the state root."""
+    if name:
+        check_name(name)
     if state_dir:
         return Path(state_dir).resolve()
     root = state_root()
@@ -77,9 +115,14 @@ def _alive(pid: int) -> bool:
 
 
 def is_running(state: Path) -> bool:
-    pids = read_json(state / "pids.json") or {}
-    cp = pids.get("controlplane")
-    return isinstance(cp, int) and _alive(cp)
+    """The mesh's control plane runs (the process recorded, not just its PID)."""
+    cp = pids.read(state / "pids.json").processes.get("controlplane")
+    return cp is not None and pids.is_alive(cp)
+
+
+def recorded_pids(state: Path) -> list[int]:
+    """The PIDs ``pids.json`` records (for tests checking nothing is left)."""
+    return [r.pid for r in pids.read(state / "pids.json").processes.values()]
 
 
 def up(
@@ -91,27 +134,39 @@ def up(
     jwks: dict[str, str] | None = None,
     timeout: float = 90.0,
     owner_pid: int | None = None,
+    run_commands: bool = False,
 ) -> MeshPlan:
-    """Bring a mesh up; returns its plan once every process is ready."""
+    """Bring a mesh up; returns its plan once every process is ready. Commands from
+    the manifests' ``mesh.meshauthz.io/command`` annotations run only with
+    ``run_commands``."""
     src = Path(manifests)
     if not src.exists():
         raise MeshError(f"{manifests}: no such file or directory")
-    mesh_name = name or src.resolve().name
+    mesh_name = check_name(name) if name else default_name(src)
     state = mesh_dir(mesh_name, state_dir)
-    if (state / "plan.json").exists():
-        if is_running(state):
+    if state.exists() or state.is_symlink():
+        if is_mesh_state(state):
+            if is_running(state):
+                raise MeshError(
+                    f"mesh {mesh_name} is already up (state {state}); run: meshauthz mesh down"
+                    + (f" --name {mesh_name}" if not state_dir else f" --state-dir {state}")
+                )
+            down(state)  # what a mesh that died left behind
+        elif not state.is_dir() or state.is_symlink() or any(state.iterdir()):
             raise MeshError(
-                f"mesh {mesh_name} is already up (state {state}); run: meshauthz mesh down"
-                + (f" --name {mesh_name}" if not state_dir else f" --state-dir {state}")
+                f"{state} exists and is not a mesh's state directory: mesh up uses a new or "
+                "empty directory, so that mesh down never removes anything else"
             )
-        shutil.rmtree(state, ignore_errors=True)
     for uri, f in (jwks or {}).items():
         if not Path(f).is_file():
             raise MeshError(f"--jwks {uri}={f}: no such file")
     jwks = {u: str(Path(f).resolve()) for u, f in (jwks or {}).items()}
-    snapshot = load_snapshot(manifests, jwks)  # refuses manifests Istio would reject
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(state, 0o700)
+    try:
+        snapshot = load_snapshot(manifests, jwks)
+    except ManifestError as e:
+        raise MeshError(
+            f"mesh {mesh_name} not started: Istio would reject these manifests:\n{e}"
+        ) from e
     plan = make_plan(
         snapshot,
         name=mesh_name,
@@ -120,7 +175,13 @@ def up(
         cert_ttl_seconds=cert_ttl_seconds,
         jwks=jwks,
     )
+    check_commands(plan, run_commands)
+    try:
+        plan.state_id = create_state_dir(state)
+    except FileExistsError:
+        raise MeshError(f"{state} is no longer empty; mesh {mesh_name} not started") from None
     plan.owner_pid = owner_pid
+    plan.run_commands = run_commands
     plan.log_dir().mkdir(parents=True, exist_ok=True)
     plan.save()
     log = (plan.log_dir() / "controlplane.out").open("ab")
@@ -135,7 +196,10 @@ def up(
         )
     finally:
         log.close()
-    (state / "pids.json").write_text(json.dumps({"controlplane": proc.pid, "pgid": proc.pid}))
+    # Unless the control plane has already written its own, fuller record.
+    pids.write(
+        state / "pids.json", pids.record({"controlplane": proc.pid}, proc.pid), exclusive=True
+    )
     deadline = time.monotonic() + timeout
     while True:
         status = read_json(state / "status.json") or {}
@@ -152,6 +216,25 @@ def up(
         time.sleep(0.05)
 
 
+def check_commands(plan: MeshPlan, run_commands: bool) -> None:
+    """Commands from manifests run only when asked for, and only as argv (no shell)."""
+    commands = {k: w.command for k, w in sorted(plan.workloads.items()) if w.command}
+    if commands and not run_commands:
+        listed = "; ".join(f"{k} asks to run {c!r}" for k, c in commands.items())
+        raise MeshError(
+            f"{listed} (annotation {COMMAND_ANNOTATION}): mesh up runs commands from "
+            "manifests only with --run-commands (then without a shell, as the user "
+            "running the mesh)"
+        )
+    for k, c in commands.items():
+        try:
+            argv = shlex.split(c)
+        except ValueError as e:
+            raise MeshError(f"{k}: annotation {COMMAND_ANNOTATION} {c!r}: {e}") from None
+        if not argv:
+            raise MeshError(f"{k}: annotation {COMMAND_ANNOTATION} is empty")
+
+
 def _tail(path: Path, n: int = 4000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -159,38 +242,84 @@ def _tail(path: Path, n: int = 4000) -> str:
         return "(no log)"
 
 
-def down(state: Path, *, timeout: float = 10.0, keep_state: bool = False) -> list[int]:
-    """Stop every process of the mesh and remove its state. Returns PIDs that were
-    still alive and had to be killed."""
-    pids = read_json(state / "pids.json") or {}
-    pgid = pids.get("pgid")
-    all_pids = [p for p in pids.values() if isinstance(p, int)]
-    if isinstance(pgid, int):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGTERM)
-    for p in all_pids:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(p, signal.SIGTERM)
-    deadline = time.monotonic() + timeout / 2
-    while time.monotonic() < deadline and (
-        any(_alive(p) for p in all_pids) or (isinstance(pgid, int) and _group_alive(pgid))
-    ):
-        time.sleep(0.05)
-    killed = []
-    if isinstance(pgid, int) and _group_alive(pgid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-    for p in all_pids:
-        if _alive(p):
-            killed.append(p)
+@dataclass
+class DownResult:
+    killed: list[int] = field(default_factory=list)  # needed SIGKILL
+    skipped: list[str] = field(default_factory=list)  # stale records, never signalled
+    removed: bool = False
+
+
+def down(state: Path, *, timeout: float = 10.0, keep_state: bool = False) -> DownResult:
+    """Stop every process of the mesh and remove its state directory.
+
+    Only processes whose recorded identity still holds are signalled (a stale entry
+    is reported in ``skipped``); the process group only while its leader is the
+    recorded control plane; the directory only when it is marked as a mesh's state
+    (otherwise MeshError, and nothing is signalled)."""
+    out = DownResult()
+    if not state.exists() and not state.is_symlink():
+        return out
+    if not is_mesh_state(state):
+        raise MeshError(
+            f"{state} is not the state directory of a mesh meshauthz started (no matching "
+            f"{STATE_MARKER} marker and plan.json): nothing was stopped or removed"
+        )
+    record = pids.read(state / "pids.json")
+    ours: list[pids.ProcessIdentity] = []
+    for name, rec in sorted(record.processes.items()):
+        now = pids.identify(rec.pid)
+        if now == rec:
+            ours.append(rec)
+        elif now is not None:
+            out.skipped.append(
+                f"{name}: pid {rec.pid} is now another process ({now.describe()}); not signalled"
+            )
+    out.skipped += [f"{n}: {why}; not signalled" for n, why in sorted(record.unverifiable.items())]
+    leader = next((r for r in ours if r.pid == record.pgid), None)
+    group = record.pgid if leader is not None else None
+
+    def signal_group(sig: int) -> None:
+        if group is None or leader is None:
+            return
+        # The leader is still the recorded control plane; or it has exited and its PID is
+        # free while members of its group remain (Linux reuses no PID that is a live
+        # group's ID), so they are the ones it started.
+        if pids.is_alive(leader) or (pids.identify(group) is None and _group_alive(group)):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(p, signal.SIGKILL)
+                os.killpg(group, sig)
+
+    def remaining() -> list[pids.ProcessIdentity]:
+        for r in ours:
+            _reap(r.pid)
+        return [r for r in ours if pids.is_alive(r)]
+
+    def busy() -> bool:
+        return bool(remaining()) or (group is not None and _group_alive(group))
+
+    signal_group(signal.SIGTERM)
+    for r in ours:
+        pids.send_signal(r, signal.SIGTERM)
     deadline = time.monotonic() + timeout / 2
-    while time.monotonic() < deadline and any(_alive(p) for p in all_pids):
+    while time.monotonic() < deadline and busy():
+        time.sleep(0.05)
+    if group is not None and _group_alive(group):
+        signal_group(signal.SIGKILL)
+    for r in remaining():
+        if pids.send_signal(r, signal.SIGKILL):
+            out.killed.append(r.pid)
+    deadline = time.monotonic() + timeout / 2
+    while time.monotonic() < deadline and busy():
         time.sleep(0.05)
     if not keep_state:
-        shutil.rmtree(state, ignore_errors=True)
-    return killed
+        out.removed = remove_state_dir(state)
+    return out
+
+
+def _reap(pid: int) -> None:
+    """Collect a child of ours that exited (the control plane, when started by this
+    process), so that it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -205,9 +334,9 @@ def _group_alive(pgid: int) -> bool:
         for d in os.listdir("/proc"):
             if not d.isdigit():
                 continue
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, ValueError):
                 stat = Path(f"/proc/{d}/stat").read_text()
-                rest = stat.split(") ", 1)[1].split()
+                rest = stat[stat.rindex(")") + 2 :].split()
                 if int(rest[2]) == pgid and rest[0] != "Z":
                     return True
         return False
@@ -215,4 +344,15 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-__all__ = ["MeshError", "down", "is_running", "mesh_dir", "read_json", "up"]
+__all__ = [
+    "DownResult",
+    "MeshError",
+    "check_commands",
+    "check_name",
+    "down",
+    "is_running",
+    "mesh_dir",
+    "read_json",
+    "recorded_pids",
+    "up",
+]

@@ -65,6 +65,9 @@ invalid-output-claim-to-header                  error     claim or header empty,
                                                           name
 invalid-timeout                                 error     JWT timeout not a duration >= 1ms in
                                                           whole milliseconds
+mesh-command-annotation                         warning   a workload asks 'meshauthz mesh up' to
+                                                          run a command (only with
+                                                          --run-commands)
 port-level-mtls-without-selector                error     portLevelMtls without selector labels
 empty-port-level-mtls                           error     portLevelMtls present but empty
 too-many-items                                  error     a CRD maxItems / maxProperties limit
@@ -92,6 +95,7 @@ from meshauthz.resources.validation.authn import (
 from meshauthz.resources.validation.authz import validate_authorization_policy
 from meshauthz.resources.validation.crd import validate_crd
 from meshauthz.resources.validation.report import Report, raw_object
+from meshauthz.resources.validation.workload import validate_workload
 
 
 def validate_resource(resource: Resource) -> list[Finding]:
@@ -111,7 +115,8 @@ def validate_resource(resource: Resource) -> list[Finding]:
 
 def validate(manifests: Manifests) -> list[Finding]:
     """Istio's validation of every AuthorizationPolicy, RequestAuthentication and
-    PeerAuthentication in ``manifests``, in load order."""
+    PeerAuthentication in ``manifests``, in load order, then meshauthz's notes
+    about workloads."""
     findings: list[Finding] = []
     for resource in (
         *manifests.peer_authentications,
@@ -119,6 +124,10 @@ def validate(manifests: Manifests) -> list[Finding]:
         *manifests.authorization_policies,
     ):
         findings.extend(validate_resource(resource))
+    for workload in manifests.workloads:
+        report = Report(workload)
+        validate_workload(workload, report)
+        findings.extend(report.findings)
     return findings
 
 
