@@ -96,14 +96,12 @@ def mesh_runner(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
         started.append(state)
         kw.setdefault("owner_pid", os.getpid())  # nothing outlives a killed test run
         plan = supervisor.up(str(directory), state_dir=str(state), timeout=60, **kw)
-        doc = supervisor.read_json(state / "pids.json") or {}
-        pids.extend(p for p in doc.values() if isinstance(p, int))
+        pids.extend(supervisor.recorded_pids(state))
         return Mesh(directory, plan)
 
     yield up
     for state in started:
-        doc = supervisor.read_json(state / "pids.json") or {}
-        pids.extend(p for p in doc.values() if isinstance(p, int))
+        pids.extend(supervisor.recorded_pids(state))
         supervisor.down(state, timeout=10)
     left = [p for p in set(pids) if supervisor._alive(p)]
     assert not left, f"processes left running after mesh down: {left}"

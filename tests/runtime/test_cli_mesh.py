@@ -90,9 +90,11 @@ def test_cli_round_trip(env: dict[str, str], tmp_path: Path) -> None:
     amb = run(env, "status", check=False)
     assert amb.returncode != 0 and "several meshes are up" in amb.stderr
 
-    pids = json.loads((tmp_path / "state" / "seed" / "pids.json").read_text())
+    pids = supervisor.recorded_pids(tmp_path / "state" / "seed")
+    assert len(pids) == 5  # the control plane, two Envoys, two applications
     down = run(env, "down", "--name", "seed")
     assert "mesh seed is down" in down.stdout
+    assert down.stderr == ""  # every recorded process was the mesh's: nothing stale
     assert not (tmp_path / "state" / "seed").exists()
-    assert not any(supervisor._alive(p) for p in pids.values() if isinstance(p, int))
+    assert not any(supervisor._alive(p) for p in pids)
     run(env, "down", "--name", "fixed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -76,6 +78,10 @@ def test_rejected_manifests_keep_the_running_configuration(mesh_runner, tmp_path
         status = supervisor.read_json(mesh.state / "status.json") or {}
         time.sleep(0.05)
     assert "expected a list" in status["lastError"]
+    # mesh status says so, and fails, until a change is applied again.
+    st = mesh_status(mesh.state)
+    assert st.returncode == 1
+    assert "last change NOT applied" in st.stdout and "expected a list" in st.stdout
     # The Envoys still enforce the last good configuration.
     from meshauthz.runtime.controlplane import load_snapshot
 
@@ -83,6 +89,17 @@ def test_rejected_manifests_keep_the_running_configuration(mesh_runner, tmp_path
     snap = load_snapshot(str(good))
     assert mesh.status("default/frontend", BACKEND, snapshot=snap) == 200
     assert mesh.status("default/frontend", BACKEND, method="POST", snapshot=snap) == 403
+    mesh.put("allow-frontend-get-data.yaml", (good / "allow-frontend-get-data.yaml").read_text())
+    mesh.wait_for(lambda: mesh_status(mesh.state).returncode, 0)
+
+
+def mesh_status(state: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meshauthz.cli.main", "mesh", "status", "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_up_refuses_manifests_istio_would_reject(tmp_path: Path) -> None:

@@ -139,11 +139,11 @@ def test_mesh_goes_down_with_its_owner(mesh_runner, tmp_path: Path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         mesh = mesh_runner(copy_example("seed", tmp_path / "own"), owner_pid=owner.pid)
-        pids = [p for p in (supervisor.read_json(mesh.state / "pids.json") or {}).values()]
+        ints = supervisor.recorded_pids(mesh.state)
     finally:
         owner.kill()
         owner.wait()
-    ints = [p for p in pids if isinstance(p, int)]
+    assert len(ints) == 5  # the control plane, two Envoys, two applications
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (
         mesh.state.exists() or any(supervisor._alive(p) for p in ints)

@@ -49,7 +49,7 @@ from meshauthz.resources.validation import validate
 from meshauthz.runtime import envoy_config as ec
 from meshauthz.runtime import pids
 from meshauthz.runtime.ca import CertificateAuthority, WorkloadCert, write_private
-from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, remove_state_dir
+from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, is_mesh_state, remove_state_dir
 
 POLL_INTERVAL = 0.1
 READY_TIMEOUT = 60.0
@@ -223,7 +223,7 @@ class ControlPlane:
 
     def log(self, msg: str) -> None:
         ts = datetime.datetime.now().isoformat(timespec="milliseconds")
-        with self.log_path.open("a") as f:
+        with contextlib.suppress(OSError), self.log_path.open("a") as f:  # never stop a shutdown
             f.write(f"{ts} {msg}\n")
 
     def write_status(self, state: str, **extra: Any) -> None:
@@ -475,6 +475,11 @@ class ControlPlane:
                 self.remove_state = True
                 break
             if time.monotonic() - last_pids > 1:
+                if not is_mesh_state(self.state):
+                    # Removed under it: mesh down could no longer find these processes.
+                    self.log(f"state directory {self.state} is gone: taking the mesh down")
+                    self.stopping = True
+                    break
                 self.write_pids()
                 last_pids = time.monotonic()
             if time.monotonic() - last_status > 5:
@@ -511,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cp.log("stopping")
     cp.shutdown()
-    with contextlib.suppress(Exception):
-        cp.write_status("stopped")
+    if is_mesh_state(plan.state):  # not recreated when it was removed
+        with contextlib.suppress(Exception):
+            cp.write_status("stopped")
     if cp.remove_state:
         remove_state_dir(plan.state)
     return 0

@@ -68,7 +68,7 @@ def default_name(manifests: Path) -> str:
 def mesh_dir(name: str | None, state_dir: str | None) -> Path:
     """The state directory of a mesh: ``--state-dir``, else ``<state root>/<name>``,
     else the only mesh under the state root."""
-    if name:
+    if name is not None:
         check_name(name)
     if state_dir:
         return Path(state_dir).resolve()
@@ -142,7 +142,7 @@ def up(
     src = Path(manifests)
     if not src.exists():
         raise MeshError(f"{manifests}: no such file or directory")
-    mesh_name = check_name(name) if name else default_name(src)
+    mesh_name = check_name(name) if name is not None else default_name(src)
     state = mesh_dir(mesh_name, state_dir)
     if state.exists() or state.is_symlink():
         if is_mesh_state(state):
