@@ -217,6 +217,8 @@ def down_command(name: str | None, state_dir: str | None) -> None:
     for s in result.skipped:
         click.echo(f"warning: stale pids.json entry {s}", err=True)
     extra = f" ({len(result.killed)} process(es) had to be killed)" if result.killed else ""
+    if not result.removed:
+        raise supervisor.MeshError(f"mesh {state.name} is down, but {state} could not be removed")
     click.echo(f"mesh {state.name} is down; removed {state}{extra}")
 
 

@@ -289,9 +289,7 @@ def down(state: Path, *, timeout: float = 10.0, keep_state: bool = False) -> Dow
                 os.killpg(group, sig)
 
     def remaining() -> list[pids.ProcessIdentity]:
-        for r in ours:
-            _reap(r.pid)
-        return [r for r in ours if pids.is_alive(r)]
+        return [r for r in ours if pids.is_alive(r)]  # a zombie is not alive
 
     def busy() -> bool:
         return bool(remaining()) or (group is not None and _group_alive(group))
@@ -313,13 +311,6 @@ def down(state: Path, *, timeout: float = 10.0, keep_state: bool = False) -> Dow
     if not keep_state:
         out.removed = remove_state_dir(state)
     return out
-
-
-def _reap(pid: int) -> None:
-    """Collect a child of ours that exited (the control plane, when started by this
-    process), so that it does not linger as a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
 
 
 def _group_alive(pgid: int) -> bool:
