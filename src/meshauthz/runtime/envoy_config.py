@@ -165,7 +165,12 @@ class TlsMaterial:
 
 
 def _named(resources: list[Resource]) -> dict[str, Resource]:
-    return {r["name"]: r for r in resources}
+    out: dict[str, Resource] = {}
+    for r in resources:
+        if r["name"] in out:
+            raise ValueError(f"two resources named {r['name']!r}")
+        out[r["name"]] = r
+    return out
 
 
 def _addr(ip: str, port: int) -> dict[str, Any]:
