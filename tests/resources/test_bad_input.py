@@ -153,3 +153,45 @@ def test_verbose_lists_skipped_kinds(capsys, write):
     assert code == 0 and "(1 skipped; -v lists them)" in out
     code, out, _ = run(capsys, "validate", "-v", path)
     assert code == 0 and f"{path}:10:1: skipped Secret default/s (v1)" in out
+
+
+NAMESPACE_WITH_LABEL = (
+    "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n  labels: {{x: {}}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("!!int x", "'x' is not a valid !!int"),
+        ("!!bool maybe", "'maybe' is not a valid !!bool"),
+        ("!!timestamp x", "'x' is not a valid !!timestamp"),
+        ("!!float zz", "'zz' is not a valid !!float"),
+        ("!!python/tuple [1]", "unsupported YAML tag !!python/tuple on a list"),
+        ("!!str [a]", "unsupported YAML tag !!str on a list"),
+        ("!!set {a}", "unsupported YAML tag !!set on a mapping"),
+        ("!foo bar", "unsupported YAML tag !foo"),
+    ],
+)
+def test_explicit_yaml_tags_that_do_not_fit_are_input_errors(capsys, write, value, message):
+    path = write("ns.yaml", NAMESPACE_WITH_LABEL.format(value))
+    code, _, err = run(capsys, "validate", path)
+    assert code == 2
+    assert f"{path}:5:15:" in err and message in err
+
+
+def test_deeply_nested_jwt_claims_are_a_usage_error(capsys):
+    deep = '{"a":' * 5000 + "1" + "}" * 5000
+    code, _, err = run(
+        capsys,
+        "check",
+        "-f",
+        "examples/seed",
+        "--from",
+        "default/frontend",
+        "--to",
+        "default/backend",
+        "--jwt-claims",
+        deep,
+    )
+    assert code == 2 and "--jwt-claims is nested too deeply" in err

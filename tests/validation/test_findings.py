@@ -67,3 +67,27 @@ spec:
     assert [(f.code, f.field, f.location.line) for f in findings] == [
         ("selector-wildcard", "spec.selector.matchLabels.app*", 7)
     ]
+
+
+def test_an_object_defined_twice_is_an_error_naming_both_places(tmp_path) -> None:
+    from meshauthz.resources.loader import load
+    from meshauthz.resources.validation import validate
+
+    policy = (
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: p, namespace: foo}\nspec:\n  action: DENY\n  rules: [{}]\n"
+    )
+    (tmp_path / "a.yaml").write_text(policy)
+    (tmp_path / "b.yaml").write_text(policy.replace("DENY", "AUDIT"))
+    # the same name in another API group's kind, or another namespace, is another object
+    (tmp_path / "c.yaml").write_text(policy.replace("namespace: foo", "namespace: bar"))
+    loaded = load([str(tmp_path)])
+    dups = [f for f in validate(loaded.manifests) if f.code == "duplicate-object"]
+    assert len(dups) == 1
+    (d,) = dups
+    assert d.severity == "error" and (d.kind, d.namespace, d.name) == (
+        "AuthorizationPolicy",
+        "foo",
+        "p",
+    )
+    assert d.location.file.endswith("b.yaml") and f"{tmp_path / 'a.yaml'}:1" in d.message

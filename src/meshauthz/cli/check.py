@@ -160,6 +160,8 @@ def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
             claims = json.loads(o["jwt_claims"])
         except json.JSONDecodeError as e:
             raise click.UsageError(f"--jwt-claims is not JSON: {e.msg}") from None
+        except RecursionError:
+            raise click.UsageError("--jwt-claims is nested too deeply") from None
         if not isinstance(claims, dict):
             raise click.UsageError("--jwt-claims must be a JSON object of claims")
         data["jwt"] = claims

