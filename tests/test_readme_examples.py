@@ -8,7 +8,8 @@ file, such as ``--junit report.xml``, leaves nothing in the repository), with
 the installed ``meshauthz`` (the one beside ``sys.executable``; in CI
 ``.ci/run``'s ``.venv/bin/meshauthz``) first on PATH. Its standard output and
 standard error, interleaved as on a terminal, must be the README's lines
-exactly: no normalisation. ``$ echo $?`` shows the previous command's exit code.
+exactly: no normalisation. ``$ echo $?`` shows the previous command's exit code;
+any other command that is not ``meshauthz ...`` fails the test.
 
 The quick-start block at the top (commands without ``$``) is run too: each of
 its ``meshauthz`` commands must succeed.
@@ -43,7 +44,7 @@ ECHO_STATUS = "echo $?"
 # test_seed_mesh.py (the seed's four cases, and the edit that fixes it).
 MESH = re.compile(r"(^|[\s(])meshauthz mesh\s")
 
-# Files that are not the repository's: the venv, caches, build output.
+# Not the repository's own files: the venv, caches, the egg-info of an editable install.
 NOT_COPIED = shutil.ignore_patterns(
     ".git",
     ".venv",
@@ -68,7 +69,6 @@ class Step:
 class Block:
     line: int  # README line of the opening fence
     steps: tuple[Step, ...]
-    lines: tuple[str, ...]  # the block's text, for messages
 
 
 def fenced_blocks(text: str) -> list[tuple[int, list[str]]]:
@@ -123,7 +123,7 @@ def parse_example(start: int, body: list[str]) -> Block:
         while output and not output[-1].strip():
             output.pop()
         steps.append(Step(n, command, tuple(output)))
-    return Block(start, tuple(steps), tuple(body))
+    return Block(start, tuple(steps))
 
 
 def examples() -> list[Block]:
@@ -230,6 +230,15 @@ def test_readme_example(block: Block, checkout: Path) -> None:
                         f"the exit code of `$ {previous.args[2]}`; it printed:\n{previous.stdout}",
                     )
                 )
+            continue
+        if not step.command.startswith("meshauthz "):
+            # Only the project's own command is run: a README example of another
+            # tool (kubectl, curl) would reach outside this machine's copy.
+            failures.append(
+                f"README.md:{step.line}: $ {step.command}\n"
+                "not a meshauthz command: this test runs only `meshauthz ...` and `echo $?`"
+            )
+            previous = None
             continue
         previous = run(step.command, checkout)
         if previous.stdout != expected:
