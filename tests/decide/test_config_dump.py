@@ -11,6 +11,7 @@ meshauthz builds, so both must give the same answer.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import subprocess
@@ -25,9 +26,10 @@ from meshauthz.decide.config_dump import (
     load_config_dump,
     parse_config_dump,
 )
-from meshauthz.envoy.jwt_authn import build_providers
+from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.rbac.serialize import parse_filter
 from meshauthz.resources.istio import JWTRule
+from meshauthz.translate.requestauthn import jwt_authentication
 from tests.conftest import EXAMPLES
 from tests.decide.config_dump_fixture import (
     FIXTURES,
@@ -456,9 +458,9 @@ def test_jwt_filter_in_the_dump(capsys, tmp_path):
     assert any(t["stage"] == "JWT" and "accepted" in t["message"] for t in good["trace"])
 
 
-def test_jwt_providers_equal_those_built_from_the_request_authentication():
-    from meshauthz.decide.config_dump import _jwt_providers
-
+def test_jwt_filter_read_from_a_dump_equals_the_one_built_from_the_request_authentication():
+    """istiod's JSON for two rules with jwksUri (remote JWKS through a cluster)
+    reads back as the filter meshauthz builds from the RequestAuthentication."""
     rules = [
         JWTRule.model_validate(
             {
@@ -472,31 +474,38 @@ def test_jwt_providers_equal_those_built_from_the_request_authentication():
             {"issuer": "a", "jwksUri": "https://a.example/jwks", "audiences": ["x"]}
         ),
     ]
-    built = build_providers(rules)
-
-    def provider(p: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "issuer": p.issuer,
-            "audiences": list(p.audiences),
-            "remote_jwks": {
-                "http_uri": {"uri": p.jwks_uri, "cluster": "outbound|443||x", "timeout": "5s"}
-            },
-            "payload_in_metadata": "payload",
-            "normalize_payload_in_metadata": {
-                "space_delimited_claims": list(p.space_delimited_claims)
-            },
-        }
-        if p.forward:
-            out["forward"] = True
-        if p.headers != (("authorization", "Bearer "),):
-            out["from_headers"] = [{"name": n, "value_prefix": v} for n, v in p.headers]
-        return out
+    built = jwt_authentication(rules)
+    assert built is not None
 
     def any_of(name: str) -> dict[str, Any]:
         return {"requires_any": {"requirements": [{"provider_name": name}, {"allow_missing": {}}]}}
 
     config = {
-        "providers": {p.name: provider(p) for p in reversed(built)},
+        "providers": {
+            "origins-1": {
+                "issuer": "b",
+                "remote_jwks": {
+                    "http_uri": {
+                        "uri": "https://b.example/jwks",
+                        "cluster": "outbound|443||b.example",
+                        "timeout": "5s",
+                    }
+                },
+                "forward": True,
+                "from_headers": [{"name": "X-Jwt", "value_prefix": "T "}],
+                "payload_in_metadata": "payload",
+                "normalize_payload_in_metadata": {
+                    "space_delimited_claims": ["permission", "scope"]
+                },
+            },
+            "origins-0": {
+                "issuer": "a",
+                "audiences": ["x"],
+                "remoteJwks": {"httpUri": {"uri": "https://a.example/jwks"}},
+                "payloadInMetadata": "payload",
+                "normalizePayloadInMetadata": {"spaceDelimitedClaims": ["permission", "scope"]},
+            },
+        },
         "rules": [
             {
                 "match": {"prefix": "/"},
@@ -517,10 +526,48 @@ def test_jwt_providers_equal_those_built_from_the_request_authentication():
         ],
         "bypass_cors_preflight": True,
     }
-    assert _jwt_providers(config, "jwt", "dump.json") == built
-    config["rules"][0]["requires"] = any_of("origins-0")
-    with pytest.raises(ConfigDumpError, match="not the one istiod builds"):
-        _jwt_providers(config, "jwt", "dump.json")
+    read = jwt_authn.from_json(config)
+    assert read.rules == built.rules and read.bypass_cors_preflight
+    for name in ("origins-0", "origins-1"):
+        got, want = read.provider(name), built.provider(name)
+        assert got is not None and want is not None and got.remote_jwks is not None
+        assert got == dataclasses.replace(want, remote_jwks=got.remote_jwks)
+        assert got.remote_jwks.uri == want.jwks_location
+
+
+def test_jwt_filter_the_evaluator_does_not_model_is_refused(capsys, tmp_path):
+    dump = make_dump("seed-fixed")
+    jwt_filter = {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"p": {"issuer": "i", "local_jwks": {"inline_string": "{}"}}},
+            "rules": [
+                {
+                    "match": {"prefix": "/"},
+                    "requires": {
+                        "requires_any": {
+                            "requirements": [
+                                {"provider_name": "p"},
+                                {"allow_missing_or_failed": {}},
+                            ]
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            hf = f.get("typed_config", {}).get("http_filters")
+            if hf is not None:
+                hf.insert(1, jwt_filter)
+    path = write_dump(tmp_path, dump)
+    code, _, err = run(
+        capsys, "check", "--config-dump", path, "--principal", FRONTEND, "--to", ":80"
+    )
+    assert code == 2
+    assert "jwt_authn filter: allow_missing_or_failed is not supported" in err
 
 
 # ---------------------------------------------------------------- errors
