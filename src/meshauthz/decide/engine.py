@@ -419,9 +419,8 @@ class _Run:
     def run_ext_authz(self, bf: BuiltFilter) -> Decision | None:
         f = bf.filter
         assert isinstance(f, ExtAuthzFilter)
-        ns = "envoy.filters.network.rbac" if f.is_network else "envoy.filters.http.rbac"
-        marked = self.metadata.get(ns, {}).get("istio_ext_authz_shadow_effective_policy_id", "")
-        if not (isinstance(marked, str) and marked.startswith(f.metadata_prefix)):
+        marked = f.gate_value(self.metadata)
+        if not f.calls_service(self.metadata):
             self.step(
                 "CUSTOM", f"no CUSTOM policy of provider {bf.provider} matched: not sent to it"
             )

@@ -71,14 +71,20 @@ class ExtAuthzFilter:
         fem = self.typed_config.get("filterEnabledMetadata", {})
         return str(fem.get("value", {}).get("stringMatch", {}).get("prefix", ""))
 
-    def calls_service(self, metadata: Mapping[str, Any]) -> bool:
-        """Whether the filter calls its service, given the dynamic metadata so far
-        (filter name -> its values). Only a string prefix gate is modelled."""
-        if "filterEnabledMetadata" not in self.typed_config:
-            return True
-        value: Any = metadata.get(self.metadata_filter, {})
+    def gate_value(self, metadata: Mapping[str, Any]) -> Any:
+        """The dynamic metadata value ``filter_enabled_metadata`` looks at (None: absent),
+        given the metadata so far (filter name -> its values)."""
+        value: Any = metadata.get(self.metadata_filter)
         for key in self.metadata_path:
             value = value.get(key) if isinstance(value, Mapping) else None
+        return value
+
+    def calls_service(self, metadata: Mapping[str, Any]) -> bool:
+        """Whether the filter calls its service, given the dynamic metadata so far.
+        Only a string prefix gate is modelled."""
+        if "filterEnabledMetadata" not in self.typed_config:
+            return True
+        value = self.gate_value(metadata)
         return isinstance(value, str) and value.startswith(self.metadata_prefix)
 
     def to_dict(self, style: Literal["camel", "snake"] = "camel") -> dict[str, Any]:
