@@ -399,6 +399,45 @@ def test_path_normalization_comes_from_the_hcm(capsys, tmp_path):
     assert merged["configDump"]["pathNormalization"] == "MERGE_SLASHES"
 
 
+def test_xff_settings_and_path_options_come_from_the_hcm(tmp_path):
+    from meshauthz.decide.request import Request
+    from meshauthz.envoy.hcm import PathOptions, XffSettings
+
+    dump = make_dump("seed-fixed")
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            if f["name"] == "envoy.filters.network.http_connection_manager":
+                f["typed_config"]["use_remote_address"] = True
+                f["typed_config"]["xff_num_trusted_hops"] = 2
+    loaded = load_config_dump(write_dump(tmp_path, dump))
+    r = Request(
+        destination=loaded.workload,
+        port=80,
+        protocol="http",
+        source_principal="cluster.local/ns/default/sa/frontend",
+        source_namespace=None,
+        source_ip="10.0.0.9",
+        remote_ip=None,
+    )
+    p = loaded.chain_for(r, None).prepared
+    assert p.xff == XffSettings(use_remote_address=True, xff_num_trusted_hops=2)
+    assert p.path_options == PathOptions(True, False, "KEEP_UNCHANGED")
+
+
+def test_path_options_outside_istiods_modes_are_refused(capsys, tmp_path):
+    # The real-Envoy path corpus covers istiod's four modes only.
+    dump = make_dump("seed-fixed")
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            if f["name"] == "envoy.filters.network.http_connection_manager":
+                f["typed_config"]["path_with_escaped_slashes_action"] = "REJECT_REQUEST"
+    path = write_dump(tmp_path, dump)
+    code, _, err = run(
+        capsys, "check", "--config-dump", path, "--principal", FRONTEND, "--to", ":80"
+    )
+    assert code == 2 and "none of istiod's pathNormalization modes" in err
+
+
 def test_jwt_filter_in_the_dump(capsys, tmp_path):
     """A jwt_authn filter written as istiod writes it (``convertToEnvoyJwtConfig``:
     one provider ``origins-0``, requires_any {provider, allow_missing})."""
