@@ -582,3 +582,135 @@ def test_real_envoy(tmp_path):
                     assert ours.metadata == (md or None), name
         finally:
             envoy.close()
+
+
+# ------------------------------------------------- beyond istiod's shape (Envoy 1.40)
+
+
+def _general_config() -> JwtAuthentication:
+    """Forms the evaluator takes from any jwt_authn config, not only istiod's:
+    rules by path prefix (one without a requirement), a provider required
+    alone, a requires_all, its own metadata key, no CORS bypass."""
+    return jwt_authn.from_json(
+        {
+            "providers": {
+                "a": {
+                    "issuer": "A",
+                    "local_jwks": {"inline_string": JWKS},
+                    "payload_in_metadata": "claims",
+                },
+                "b": {
+                    "issuer": "B",
+                    "local_jwks": {"inline_string": JWKS},
+                    "from_headers": [{"name": "x-b"}],
+                    "payload_in_metadata": "b_claims",
+                    "forward": True,
+                },
+            },
+            "rules": [
+                {"match": {"prefix": "/open"}},
+                {
+                    "match": {"prefix": "/both"},
+                    "requires": {
+                        "requires_all": {
+                            "requirements": [{"provider_name": "a"}, {"provider_name": "b"}]
+                        }
+                    },
+                },
+                {"match": {"prefix": "/"}, "requires": {"provider_name": "a"}},
+            ],
+        }
+    )
+
+
+def _general_cases() -> list[tuple[str, str, str, list[tuple[str, str]]]]:
+    A, B = mint(A_CLAIMS), mint(B_CLAIMS)
+    preflight = [("Origin", "http://x"), ("Access-Control-Request-Method", "GET")]
+    return [
+        ("open-junk", "GET", "/open/x", bearer("junk")),
+        ("a-missing", "GET", "/a", []),
+        ("a-good", "GET", "/a?x=1", bearer(A)),
+        ("a-wrong-issuer", "GET", "/a", bearer(B)),
+        ("preflight", "OPTIONS", "/a", preflight),
+        ("both", "GET", "/both", [*bearer(A), ("x-b", B)]),
+        ("both-missing-b", "GET", "/both", bearer(A)),
+    ]
+
+
+def test_general_config_offline():
+    cfg = _general_config()
+    assert jwt_authn.unsupported(cfg) is None
+    out = {
+        name: apply_jwt_authn(cfg, None, h, path, method=m) for name, m, path, h in _general_cases()
+    }
+    assert out["open-junk"].reason == "no_requirement"
+    assert (out["a-missing"].status, out["a-missing"].body) == (401, "Jwt is missing")
+    assert out["a-good"].metadata == {"claims": A_CLAIMS}
+    assert out["a-wrong-issuer"].body == "Jwt issuer is not configured"
+    assert out["preflight"].status == 401
+    assert out["both"].metadata == {"claims": A_CLAIMS, "b_claims": B_CLAIMS}
+    assert out["both-missing-b"].status == 401
+
+
+def test_general_config_through_a_real_envoy(tmp_path):
+    exe = require_envoy("jwt_authn beyond istiod's shape against a real Envoy")
+    cfg = _general_config()
+    envoy = _Envoy(cfg, exe, tmp_path)
+    try:
+        for name, method, path, headers in _general_cases():
+            status, body, md = envoy.request(method, path, headers)
+            ours = apply_jwt_authn(cfg, None, headers, path, method=method)
+            assert (ours.status or 200, ours.body or "") == (status, body), name
+            if status == 200:
+                assert ours.metadata == (md or None), name
+    finally:
+        envoy.close()
+
+
+def test_json_round_trip_and_unsupported_forms():
+    cfg = _general_config()
+    assert jwt_authn.from_json(jwt_authn.to_json(cfg)) == cfg
+    camel = jwt_authn.from_json(
+        {
+            "providers": {
+                "p": {
+                    "issuer": "i",
+                    "fromHeaders": [{"name": "x", "valuePrefix": "T "}],
+                    "fromCookies": ["c"],
+                    "localJwks": {"filename": "/etc/jwks.json"},
+                    "normalizePayloadInMetadata": {"spaceDelimitedClaims": ["s"]},
+                }
+            },
+            "requirementMap": {"r": {"providerName": "p"}},
+            "bypassCorsPreflight": True,
+        }
+    )
+    p = camel.providers[0]
+    assert p.from_headers == (jwt_authn.HeaderLocation("x", "T "),)
+    assert (p.from_cookies, p.local_jwks_filename, p.jwks_location) == (
+        ("c",),
+        "/etc/jwks.json",
+        "/etc/jwks.json",
+    )
+    assert camel.requirement_map == (("r", jwt_authn.ProviderName("p")),)
+    assert jwt_authn.from_json(jwt_authn.to_json(camel)) == camel
+
+    def why(requires: dict[str, Any]) -> str | None:
+        return jwt_authn.unsupported(
+            jwt_authn.from_json(
+                {
+                    "providers": {"p": {}},
+                    "rules": [{"match": {"prefix": "/"}, "requires": requires}],
+                }
+            )
+        )
+
+    assert why({"allow_missing": {}}) == "allow_missing outside requires_any is not supported"
+    assert why({"requires_any": {"requirements": [{"allow_missing_or_failed": {}}]}})
+    assert "not configured" in str(why({"provider_name": "q"}))
+    with pytest.raises(jwt_authn.JwtConfigError, match="path prefix"):
+        jwt_authn.from_json({"rules": [{"match": {"path": "/x"}}]})
+    with pytest.raises(jwt_authn.JwtConfigError, match="not supported"):
+        jwt_authn.from_json(
+            {"rules": [{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {}}}]}
+        )
