@@ -77,6 +77,7 @@ from meshauthz.envoy.listener import (
     Listener,
     select_chain,
 )
+from meshauthz.envoy.proto_json import get as _get
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import (
     RBAC,
@@ -132,17 +133,6 @@ Protocol = Literal["http", "tcp"]
 
 class ConfigDumpError(InputError):
     """A config dump that cannot be read, or holds nothing for the request."""
-
-
-def _get(d: Any, snake: str, default: Any = None) -> Any:
-    """A field in snake_case or its camelCase JSON name."""
-    if not isinstance(d, Mapping):
-        return default
-    if snake in d:
-        return d[snake]
-    head, *rest = snake.split("_")
-    camel = head + "".join(p[:1].upper() + p[1:] for p in rest)
-    return d.get(camel, default)
 
 
 # --------------------------------------------------------------------------- reading
