@@ -21,7 +21,7 @@ SNAKE = {
 }
 
 
-def test_reads_either_spelling_and_writes_both():
+def test_reads_either_spelling_and_writes_both() -> None:
     flt = ExtAuthzFilter.from_json(SNAKE)
     assert flt.name == HTTP_EXT_AUTHZ_NAME and not flt.is_network
     assert flt.failure_mode_allow
@@ -38,7 +38,7 @@ def test_reads_either_spelling_and_writes_both():
     assert net.name == NETWORK_EXT_AUTHZ_NAME and net.is_network
 
 
-def test_calls_the_service_only_when_the_metadata_gate_matches():
+def test_calls_the_service_only_when_the_metadata_gate_matches() -> None:
     flt = ExtAuthzFilter.from_json(SNAKE)
     key = "istio_ext_authz_shadow_effective_policy_id"
     marked = {"envoy.filters.http.rbac": {key: "istio-ext-authz-p-ns[a]-policy[b]-rule[0]"}}

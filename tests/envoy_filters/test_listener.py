@@ -62,7 +62,13 @@ def picked(c: Connection) -> tuple[str, str, tuple[str, ...]] | None:
     return chain.name, chain.match.transport_protocol, chain.match.application_protocols
 
 
-def test_listener_filter_predicates():
+def picked_some(c: Connection) -> tuple[str, str, tuple[str, ...]]:
+    got = picked(c)
+    assert got is not None
+    return got
+
+
+def test_listener_filter_predicates() -> None:
     # istiod disables the HTTP inspector on ports it knows are HTTP (80 here).
     assert VI.listener_filter_runs(TLS_INSPECTOR, 80)
     assert not VI.listener_filter_runs(HTTP_INSPECTOR, 80)
@@ -71,30 +77,30 @@ def test_listener_filter_predicates():
     assert not VI.listener_filter_runs("envoy.filters.listener.none", 80)
 
 
-def test_the_port_level_wins_and_is_never_left():
-    assert picked(conn(80, "tls", ("istio-http/1.1",)))[:2] == ("0.0.0.0_80", "tls")
-    assert picked(conn(80, "raw_buffer"))[:2] == ("0.0.0.0_80", "raw_buffer")
+def test_the_port_level_wins_and_is_never_left() -> None:
+    assert picked_some(conn(80, "tls", ("istio-http/1.1",)))[:2] == ("0.0.0.0_80", "tls")
+    assert picked_some(conn(80, "raw_buffer"))[:2] == ("0.0.0.0_80", "raw_buffer")
     # An ALPN no port-80 chain lists: the chain without application_protocols
     # under the port would be taken; there is none for tls, and no fallback
     # to the catch-all chains.
     assert picked(conn(80, "tls", ("h2",))) is None
 
 
-def test_catch_all_chains_by_transport_then_alpn():
+def test_catch_all_chains_by_transport_then_alpn() -> None:
     assert picked(conn(9000, "tls", ("istio-http/1.1",))) == (
         "virtualInbound-catchall-http",
         "tls",
         ("istio-http/1.0", "istio-http/1.1", "istio-h2"),
     )
-    assert picked(conn(9000, "tls", ("istio-peer-exchange", "istio")))[2] == (
+    assert picked_some(conn(9000, "tls", ("istio-peer-exchange", "istio")))[2] == (
         "istio-peer-exchange",
         "istio",
     )
-    assert picked(conn(9000, "raw_buffer", ("http/1.1",)))[0] == "virtualInbound-catchall-http"
+    assert picked_some(conn(9000, "raw_buffer", ("http/1.1",)))[0] == "virtualInbound-catchall-http"
     assert picked(conn(9000, "raw_buffer")) == ("virtualInbound", "raw_buffer", ())
 
 
-def test_default_chain_when_nothing_matches():
+def test_default_chain_when_nothing_matches() -> None:
     only_tls = Listener(
         "l", None, "INBOUND", (), VI.filter_chains[-2:], None
     )  # port 80 chains only
@@ -104,7 +110,7 @@ def test_default_chain_when_nothing_matches():
     assert select_chain(with_default, conn(81, "raw_buffer")) == (-1, default)
 
 
-def test_server_names_exact_then_longest_wildcard():
+def test_server_names_exact_then_longest_wildcard() -> None:
     chains = tuple(
         FilterChain.from_json({"name": n, "filter_chain_match": {"server_names": sn}})
         for n, sn in (
@@ -127,7 +133,7 @@ def test_server_names_exact_then_longest_wildcard():
     assert name("other.org") == "none"
 
 
-def test_predicates_from_json():
+def test_predicates_from_json() -> None:
     p = predicate_from_json(
         {
             "and_match": {

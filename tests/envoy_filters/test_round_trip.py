@@ -77,7 +77,9 @@ def mesh_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str,
     return snapshot, files
 
 
-def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(mesh_files) -> None:
+def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(
+    mesh_files: tuple[Any, dict[str, Any]],
+) -> None:
     snapshot, files = mesh_files
     seen = 0
     for key, out in files.items():
@@ -96,7 +98,7 @@ def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(mesh_files) -
     assert seen == 1  # the backend
 
 
-def test_the_runtime_listeners_and_hcms_read_back(mesh_files) -> None:
+def test_the_runtime_listeners_and_hcms_read_back(mesh_files: tuple[Any, dict[str, Any]]) -> None:
     snapshot, files = mesh_files
     hcms = 0
     for out in files.values():

@@ -44,7 +44,7 @@ class _RA:
         self.spec = RequestAuthenticationSpec.model_validate({"jwtRules": list(rules)})
 
 
-def test_providers_sorted_by_issuer_across_policies():
+def test_providers_sorted_by_issuer_across_policies() -> None:
     # policy_applier_test.go TestJwtFilter "Multi JWTs policy": foo's rule,
     # an empty policy, bar's rule => origins-0 is bar, origins-1 is foo.
     ras = [
@@ -64,7 +64,7 @@ def test_providers_sorted_by_issuer_across_policies():
     assert all(p.payload_in_metadata == "payload" for p in cfg.providers)
 
 
-def test_requirement_and_cors():
+def test_requirement_and_cors() -> None:
     # convertToEnvoyJwtConfig: one provider => requires_any{P, allow_missing};
     # several => requires_any{P0, P1, requires_all{any{Pi, allow_missing}...}}.
     one = jwt_authentication([rule()])
@@ -93,13 +93,15 @@ def test_requirement_and_cors():
         (("custom1", "custom2"), ("custom1", "custom2", "permission", "scope")),
     ],
 )
-def test_space_delimited_claims_always_include_scope_and_permission(given, expected):
+def test_space_delimited_claims_always_include_scope_and_permission(
+    given: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
     cfg = jwt_authentication([rule(spaceDelimitedClaims=list(given))])
     assert cfg is not None
     assert cfg.providers[0].space_delimited_claims == expected
 
 
-def test_locations_are_the_rules():
+def test_locations_are_the_rules() -> None:
     cfg = jwt_authentication([rule(fromHeaders=[{"name": "X-T", "prefix": "T "}])])
     assert cfg is not None
     p = cfg.providers[0]
@@ -110,7 +112,7 @@ def test_locations_are_the_rules():
     assert (p.from_headers, p.from_params, p.from_cookies) == ((), (), ())
 
 
-def test_no_rules_no_filter():
+def test_no_rules_no_filter() -> None:
     # policy_applier.go JwtFilter: no JWT rules => no jwt_authn filter at all.
     assert jwt_authentication([]) is None
     assert jwt_authentication([_RA()]) is None
@@ -118,7 +120,7 @@ def test_no_rules_no_filter():
     assert (o.status, o.reason, o.metadata) == (None, "no_filter", None)
 
 
-def test_unresolved_jwks_uri_gets_istiods_fake_jwks_in_the_local_mesh():
+def test_unresolved_jwks_uri_gets_istiods_fake_jwks_in_the_local_mesh() -> None:
     # CreateFakeJwks: a valid key that verifies nothing.
     cfg = jwt_authentication([rule(jwks="", jwksUri="https://x/jwks")], unresolved_jwks="fake")
     assert cfg is not None
