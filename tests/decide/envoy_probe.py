@@ -1,6 +1,6 @@
 """Ask a real Envoy what its HTTP connection manager does to a request.
 
-This module is both a library for the live tests in ``test_http.py`` and the
+This module is both a library for the live tests in ``tests/envoy_filters/test_hcm.py`` and the
 script that regenerates the corpora ``path_corpus.jsonl`` (path normalization) and
 ``header_corpus.jsonl`` (remote address from X-Forwarded-For, joined repeated
 headers)::

@@ -11,6 +11,7 @@ meshauthz builds, so both must give the same answer.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import subprocess
@@ -25,9 +26,10 @@ from meshauthz.decide.config_dump import (
     load_config_dump,
     parse_config_dump,
 )
-from meshauthz.envoy.jwt_authn import build_providers
+from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.rbac.serialize import parse_filter
 from meshauthz.resources.istio import JWTRule
+from meshauthz.translate.requestauthn import jwt_authentication
 from tests.conftest import EXAMPLES
 from tests.decide.config_dump_fixture import (
     FIXTURES,
@@ -397,6 +399,45 @@ def test_path_normalization_comes_from_the_hcm(capsys, tmp_path):
     assert merged["configDump"]["pathNormalization"] == "MERGE_SLASHES"
 
 
+def test_xff_settings_and_path_options_come_from_the_hcm(tmp_path):
+    from meshauthz.decide.request import Request
+    from meshauthz.envoy.hcm import PathOptions, XffSettings
+
+    dump = make_dump("seed-fixed")
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            if f["name"] == "envoy.filters.network.http_connection_manager":
+                f["typed_config"]["use_remote_address"] = True
+                f["typed_config"]["xff_num_trusted_hops"] = 2
+    loaded = load_config_dump(write_dump(tmp_path, dump))
+    r = Request(
+        destination=loaded.workload,
+        port=80,
+        protocol="http",
+        source_principal="cluster.local/ns/default/sa/frontend",
+        source_namespace=None,
+        source_ip="10.0.0.9",
+        remote_ip=None,
+    )
+    p = loaded.chain_for(r, None).prepared
+    assert p.xff == XffSettings(use_remote_address=True, xff_num_trusted_hops=2)
+    assert p.path_options == PathOptions(True, False, "KEEP_UNCHANGED")
+
+
+def test_path_options_outside_istiods_modes_are_refused(capsys, tmp_path):
+    # The real-Envoy path corpus covers istiod's four modes only.
+    dump = make_dump("seed-fixed")
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            if f["name"] == "envoy.filters.network.http_connection_manager":
+                f["typed_config"]["path_with_escaped_slashes_action"] = "REJECT_REQUEST"
+    path = write_dump(tmp_path, dump)
+    code, _, err = run(
+        capsys, "check", "--config-dump", path, "--principal", FRONTEND, "--to", ":80"
+    )
+    assert code == 2 and "none of istiod's pathNormalization modes" in err
+
+
 def test_jwt_filter_in_the_dump(capsys, tmp_path):
     """A jwt_authn filter written as istiod writes it (``convertToEnvoyJwtConfig``:
     one provider ``origins-0``, requires_any {provider, allow_missing})."""
@@ -456,9 +497,9 @@ def test_jwt_filter_in_the_dump(capsys, tmp_path):
     assert any(t["stage"] == "JWT" and "accepted" in t["message"] for t in good["trace"])
 
 
-def test_jwt_providers_equal_those_built_from_the_request_authentication():
-    from meshauthz.decide.config_dump import _jwt_providers
-
+def test_jwt_filter_read_from_a_dump_equals_the_one_built_from_the_request_authentication():
+    """istiod's JSON for two rules with jwksUri (remote JWKS through a cluster)
+    reads back as the filter meshauthz builds from the RequestAuthentication."""
     rules = [
         JWTRule.model_validate(
             {
@@ -472,31 +513,38 @@ def test_jwt_providers_equal_those_built_from_the_request_authentication():
             {"issuer": "a", "jwksUri": "https://a.example/jwks", "audiences": ["x"]}
         ),
     ]
-    built = build_providers(rules)
-
-    def provider(p: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "issuer": p.issuer,
-            "audiences": list(p.audiences),
-            "remote_jwks": {
-                "http_uri": {"uri": p.jwks_uri, "cluster": "outbound|443||x", "timeout": "5s"}
-            },
-            "payload_in_metadata": "payload",
-            "normalize_payload_in_metadata": {
-                "space_delimited_claims": list(p.space_delimited_claims)
-            },
-        }
-        if p.forward:
-            out["forward"] = True
-        if p.headers != (("authorization", "Bearer "),):
-            out["from_headers"] = [{"name": n, "value_prefix": v} for n, v in p.headers]
-        return out
+    built = jwt_authentication(rules)
+    assert built is not None
 
     def any_of(name: str) -> dict[str, Any]:
         return {"requires_any": {"requirements": [{"provider_name": name}, {"allow_missing": {}}]}}
 
     config = {
-        "providers": {p.name: provider(p) for p in reversed(built)},
+        "providers": {
+            "origins-1": {
+                "issuer": "b",
+                "remote_jwks": {
+                    "http_uri": {
+                        "uri": "https://b.example/jwks",
+                        "cluster": "outbound|443||b.example",
+                        "timeout": "5s",
+                    }
+                },
+                "forward": True,
+                "from_headers": [{"name": "X-Jwt", "value_prefix": "T "}],
+                "payload_in_metadata": "payload",
+                "normalize_payload_in_metadata": {
+                    "space_delimited_claims": ["permission", "scope"]
+                },
+            },
+            "origins-0": {
+                "issuer": "a",
+                "audiences": ["x"],
+                "remoteJwks": {"httpUri": {"uri": "https://a.example/jwks"}},
+                "payloadInMetadata": "payload",
+                "normalizePayloadInMetadata": {"spaceDelimitedClaims": ["permission", "scope"]},
+            },
+        },
         "rules": [
             {
                 "match": {"prefix": "/"},
@@ -517,10 +565,48 @@ def test_jwt_providers_equal_those_built_from_the_request_authentication():
         ],
         "bypass_cors_preflight": True,
     }
-    assert _jwt_providers(config, "jwt", "dump.json") == built
-    config["rules"][0]["requires"] = any_of("origins-0")
-    with pytest.raises(ConfigDumpError, match="not the one istiod builds"):
-        _jwt_providers(config, "jwt", "dump.json")
+    read = jwt_authn.from_json(config)
+    assert read.rules == built.rules and read.bypass_cors_preflight
+    for name in ("origins-0", "origins-1"):
+        got, want = read.provider(name), built.provider(name)
+        assert got is not None and want is not None and got.remote_jwks is not None
+        assert got == dataclasses.replace(want, remote_jwks=got.remote_jwks)
+        assert got.remote_jwks.uri == want.jwks_location
+
+
+def test_jwt_filter_the_evaluator_does_not_model_is_refused(capsys, tmp_path):
+    dump = make_dump("seed-fixed")
+    jwt_filter = {
+        "name": "envoy.filters.http.jwt_authn",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+            "providers": {"p": {"issuer": "i", "local_jwks": {"inline_string": "{}"}}},
+            "rules": [
+                {
+                    "match": {"prefix": "/"},
+                    "requires": {
+                        "requires_any": {
+                            "requirements": [
+                                {"provider_name": "p"},
+                                {"allow_missing_or_failed": {}},
+                            ]
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    for c in vi_chains(dump):
+        for f in c["filters"]:
+            hf = f.get("typed_config", {}).get("http_filters")
+            if hf is not None:
+                hf.insert(1, jwt_filter)
+    path = write_dump(tmp_path, dump)
+    code, _, err = run(
+        capsys, "check", "--config-dump", path, "--principal", FRONTEND, "--to", ":80"
+    )
+    assert code == 2
+    assert "jwt_authn filter: allow_missing_or_failed is not supported" in err
 
 
 # ---------------------------------------------------------------- errors

@@ -4,8 +4,8 @@ DENY, ALLOW, dry-run, TCP, and failing closed.
 Each expectation follows from behaviour pinned elsewhere against Istio's data
 or a real Envoy: the filter order (listener_builder.go: CUSTOM, authn, authz;
 golden deny-and-allow), TCP broadening (golden tcp/*), JWT outcomes
-(tests/decide/test_jwt.py, real Envoy), path normalization
-(tests/decide/test_http.py, real Envoy) and the RBAC engine (tests/rbac).
+(tests/envoy_filters/test_jwt_authn.py, real Envoy), path normalization
+(tests/envoy_filters/test_hcm.py, real Envoy) and the RBAC engine (tests/envoy_filters/rbac).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def test_remote_ip_blocks_use_the_address_after_xff(tmp_path):
     assert decide(ds, remoteIP="203.0.113.9").verdict == "DENY"
     assert decide(ds, remoteIP="198.51.100.1").verdict == "ALLOW"
     # Without remoteIP the sidecar takes the last X-Forwarded-For entry
-    # (use_remote_address false, 0 trusted hops; tests/decide/test_http.py, real Envoy).
+    # (use_remote_address false, 0 trusted hops; tests/envoy_filters/test_hcm.py, real Envoy).
     xff = {"x-forwarded-for": "198.51.100.1, 203.0.113.9"}
     assert decide(ds, headers=xff).verdict == "DENY"
     assert decide(ds, headers={"x-forwarded-for": "203.0.113.9, 198.51.100.1"}).verdict == "ALLOW"

@@ -2,7 +2,7 @@
 true`` and ``xff_num_trusted_hops = gatewayTopology.numTrustedProxies``
 (gateway.go ``buildGatewayConnectionManager``), sidecars ``use_remote_address:
 false`` and no trusted hops (envoy/hcm.py; both pinned against Envoy in
-tests/decide/test_http.py). So X-Forwarded-For decides ``remoteIpBlocks`` on a
+tests/envoy_filters/test_hcm.py). So X-Forwarded-For decides ``remoteIpBlocks`` on a
 gateway only when the mesh trusts proxies in front of it: Istio's own
 integration tests set ``numTrustedProxies: 1`` for exactly that
 (tests/integration/security/main_test.go, TestAuthz_IngressGateway).

@@ -69,6 +69,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from meshauthz.envoy.hcm import HcmOptions, XffSettings
+from meshauthz.translate.hcm import path_options
 from tests.envoy_process import EnvoyProcess, envoy_binary
 
 RESET = "connection reset"
@@ -315,16 +317,7 @@ def _hcm(site: Site, ca: TestCA, log_path: Path) -> dict[str, Any]:
             },
         }
     )
-    mode = site.normalization
-    opts: dict[str, Any] = {
-        "normalize_path": mode != "NONE",
-        "merge_slashes": mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"),
-        "path_with_escaped_slashes_action": (
-            "UNESCAPE_AND_FORWARD" if mode == "DECODE_AND_MERGE_SLASHES" else "KEEP_UNCHANGED"
-        ),
-        "use_remote_address": site.xff[0],
-        "xff_num_trusted_hops": site.xff[1],
-    }
+    opts = HcmOptions(path_options(site.normalization), XffSettings(*site.xff)).to_json()
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {

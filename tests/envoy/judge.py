@@ -35,6 +35,7 @@ from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.mesh import MeshSnapshot, MeshWorkload
 from meshauthz.translate import BuildResult
+from meshauthz.translate.hcm import path_options
 
 from .harness import CONNECTED, RESET, Observed, Probe
 
@@ -70,6 +71,7 @@ def prepared_from_build(
         rest=rest,
         port=base.port if port is None else port,
         normalization=base.normalization if normalization is None else normalization,
+        path_options=base.path_options if normalization is None else path_options(normalization),
     )
 
 

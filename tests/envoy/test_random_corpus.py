@@ -33,10 +33,11 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from meshauthz.decide.engine import Decider
-from meshauthz.envoy.jwt_authn import DEFAULT_SPACE_DELIMITED_CLAIMS, normalize_payload
+from meshauthz.envoy.jwt_authn import normalize_payload
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
 from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate.requestauthn import DEFAULT_SPACE_DELIMITED_CLAIMS
 
 from .conftest import LONG_CASES, long_mode
 from .harness import Probe, Site, running

@@ -28,9 +28,11 @@ What is read, and how Envoy uses it:
 * on an HTTP chain, the ``http_connection_manager``'s ``http_filters`` in
   order: RBAC (``envoy.filters.http.rbac``), ``ext_authz`` and ``jwt_authn``
   (also when delivered by ECDS), and the HCM's path options
-  (``normalize_path``, ``merge_slashes``, ``path_with_escaped_slashes_action``),
-  mapped back to Istio's ``pathNormalization`` mode; on a TCP chain the
-  network RBAC and ``ext_authz`` filters before ``tcp_proxy``;
+  (``normalize_path``, ``merge_slashes``, ``path_with_escaped_slashes_action``)
+  and XFF settings (``use_remote_address``, ``xff_num_trusted_hops``); the path
+  options are shown as the Istio ``pathNormalization`` mode istiod sets them
+  for; on a TCP chain the network RBAC and ``ext_authz`` filters before
+  ``tcp_proxy``;
 * the bootstrap's node metadata (``NAME``, ``NAMESPACE``, ``LABELS``,
   ``INSTANCE_IPS``, ``SERVICE_ACCOUNT``) for the workload's name and address.
 
@@ -50,22 +52,32 @@ import ipaddress
 import json
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from meshauthz.decide.engine import Prepared, PreparedStage
 from meshauthz.decide.request import Request, resolve_source
 from meshauthz.decide.request_spec import RequestSpec
-from meshauthz.envoy.hcm import PathNormalization
-from meshauthz.envoy.jwt_authn import (
-    DEFAULT_HEADER,
-    DEFAULT_PARAM,
-    JWT_FILTER,
-    PAYLOAD_KEY,
-    Provider,
-    parse_jwks,
+from meshauthz.envoy import jwt_authn
+from meshauthz.envoy.ext_authz import (
+    HTTP_EXT_AUTHZ_NAME,
+    HTTP_EXT_AUTHZ_TYPE,
+    NETWORK_EXT_AUTHZ_NAME,
+    NETWORK_EXT_AUTHZ_TYPE,
+    ExtAuthzFilter,
 )
+from meshauthz.envoy.hcm import HCM_NAME, HCM_TYPE, HcmConfigError, HcmOptions
+from meshauthz.envoy.jwt_authn import JWT_FILTER, JWT_TYPE, JwtAuthentication
+from meshauthz.envoy.listener import (
+    HTTP_INSPECTOR,
+    TLS_INSPECTOR,
+    Connection,
+    FilterChain,
+    Listener,
+    select_chain,
+)
+from meshauthz.envoy.proto_json import get as _get
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import (
     RBAC,
@@ -85,30 +97,12 @@ from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 from meshauthz.mesh.snapshot import Identity, LookupFailed
 from meshauthz.translate.builder import BAD_CUSTOM_SUFFIX, BuildResult, BuiltFilter, Stage
-from meshauthz.translate.extauthz import (
-    EXT_AUTHZ_MATCH_PREFIX,
-    EXT_AUTHZ_SHADOW_STAT_PREFIX,
-    HTTP_EXT_AUTHZ_NAME,
-    HTTP_EXT_AUTHZ_TYPE,
-    NETWORK_EXT_AUTHZ_NAME,
-    NETWORK_EXT_AUTHZ_TYPE,
-    ExtAuthzFilter,
-)
+from meshauthz.translate.extauthz import EXT_AUTHZ_MATCH_PREFIX, EXT_AUTHZ_SHADOW_STAT_PREFIX
+from meshauthz.translate.hcm import path_mode
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 VIRTUAL_INBOUND = "virtualInbound"
-HCM_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
-    "HttpConnectionManager"
-)
-HCM_NAME = "envoy.filters.network.http_connection_manager"
-JWT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
-TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
-HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
-DOWNSTREAM_TLS_TYPE = (
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext"
-)
 # ALPN an Istio client sidecar offers (pilot/pkg/networking/core/cluster_tls.go):
 # HTTP over mTLS, TCP over mTLS; a plaintext HTTP/1.1 request as the HTTP
 # inspector sees it.
@@ -139,31 +133,6 @@ Protocol = Literal["http", "tcp"]
 
 class ConfigDumpError(InputError):
     """A config dump that cannot be read, or holds nothing for the request."""
-
-
-def _get(d: Any, snake: str, default: Any = None) -> Any:
-    """A field in snake_case or its camelCase JSON name."""
-    if not isinstance(d, Mapping):
-        return default
-    if snake in d:
-        return d[snake]
-    head, *rest = snake.split("_")
-    camel = head + "".join(p[:1].upper() + p[1:] for p in rest)
-    return d.get(camel, default)
-
-
-def _camel_keys(v: Any) -> Any:
-    if isinstance(v, Mapping):
-        out = {}
-        for k, x in v.items():
-            if isinstance(k, str) and not k.startswith("@") and "_" in k:
-                head, *rest = k.split("_")
-                k = head + "".join(p[:1].upper() + p[1:] for p in rest)
-            out[k] = _camel_keys(x)
-        return out
-    if isinstance(v, list):
-        return [_camel_keys(x) for x in v]
-    return v
 
 
 # --------------------------------------------------------------------------- reading
@@ -214,28 +183,24 @@ class DumpChain:
 @dataclass(slots=True)
 class ConfigDump:
     file: str
-    listeners: list[tuple[str, dict[str, Any]]]  # (name, Listener), dump order
+    listeners: list[Listener]  # dump order
     ecds: dict[str, dict[str, Any]]  # ECDS filter name -> typed_config
     workload: MeshWorkload
-    _cache: dict[tuple[int, str], Prepared] = field(default_factory=dict)
+    _cache: dict[tuple[str, int, str], Prepared] = field(default_factory=dict)
 
     @property
     def listener_names(self) -> list[str]:
-        return [n for n, _ in self.listeners]
+        return [lis.name for lis in self.listeners]
 
     # --- the listener and the chain -------------------------------------------------
 
-    def listener_for(self, port: int) -> tuple[str, dict[str, Any]]:
-        for name, lis in self.listeners:
-            if name == VIRTUAL_INBOUND:
-                return name, lis
-        for name, lis in self.listeners:
-            addr = _get(_get(lis, "address"), "socket_address") or {}
-            if (
-                _get(lis, "traffic_direction") == "INBOUND"
-                and _int(_get(addr, "port_value")) == port
-            ):
-                return name, lis
+    def listener_for(self, port: int) -> Listener:
+        for lis in self.listeners:
+            if lis.name == VIRTUAL_INBOUND:
+                return lis
+        for lis in self.listeners:
+            if lis.traffic_direction == "INBOUND" and lis.port == port:
+                return lis
         present = ", ".join(self.listener_names) or "none"
         raise ConfigDumpError(
             f"no inbound listener for port {port}: the dump has no {VIRTUAL_INBOUND} listener "
@@ -247,21 +212,21 @@ class ConfigDump:
     def chain_for(self, request: Request, protocol_hint: Protocol | None) -> DumpChain:
         """The filter chain ``request`` lands on, prepared for the engine."""
         port = request.port
-        lname, lis = self.listener_for(port)
-        chains = list(_get(lis, "filter_chains") or [])
-        default = _get(lis, "default_filter_chain")
+        lis = self.listener_for(port)
+        lname = lis.name
         proto = protocol_hint or request.protocol
-        tls_on = _inspector_enabled(lis, TLS_INSPECTOR, port)
-        http_on = _inspector_enabled(lis, HTTP_INSPECTOR, port)
+        tls_on = lis.listener_filter_runs(TLS_INSPECTOR, port)
+        http_on = lis.listener_filter_runs(HTTP_INSPECTOR, port)
 
-        def conn(mtls: bool) -> _Conn:
+        def conn(mtls: bool) -> Connection:
+            alpn: tuple[str, ...]
             if mtls:
                 alpn = MTLS_HTTP_ALPN if proto == "http" else MTLS_TCP_ALPN
                 transport = "tls" if tls_on else "raw_buffer"
             else:
                 alpn = PLAINTEXT_HTTP_ALPN if (proto == "http" and http_on) else ()
                 transport = "raw_buffer"
-            return _Conn(
+            return Connection(
                 port=port,
                 ip=request.destination.address,
                 sni=request.sni,
@@ -271,47 +236,46 @@ class ConfigDump:
             )
 
         mtls_caller = not request.plaintext
-        chosen = _select(chains, default, conn(mtls_caller))
+        chosen = select_chain(lis, conn(mtls_caller))
         mode = "PERMISSIVE"
         if chosen is None:
-            other = _select(chains, default, conn(not mtls_caller))
+            other = select_chain(lis, conn(not mtls_caller))
             if other is None:
+                described = (
+                    "; ".join(c.describe(i) for i, c in enumerate(lis.filter_chains)) or "none"
+                )
                 raise ConfigDumpError(
                     f"no filter chain of listener {lname} accepts a connection to port {port} "
-                    f"(neither mTLS nor plaintext); filter chains: {_describe_chains(chains)}",
+                    f"(neither mTLS nor plaintext); filter chains: {described}",
                     location=Location(self.file),
                     field="port",
                 )
             chosen = other
             mode = "DISABLE" if mtls_caller else "STRICT"
         index, chain = chosen
-        terminates = _terminates_mtls(chain)
-        if mode == "PERMISSIVE" and mtls_caller and not terminates:
+        if mode == "PERMISSIVE" and mtls_caller and not chain.requires_client_certificate:
             mode = "DISABLE"  # the chain does not ask for a client certificate
-        key = (id(chain), mode)
+        key = (lname, index, mode)
         prepared = self._cache.get(key)
-        not_evaluated: tuple[str, ...]
         if prepared is None:
             prepared = self._prepare(lname, index, chain, request, mode)
             self._cache[key] = prepared
-        not_evaluated = tuple(prepared.notes.get("not_evaluated", ()))
-        fcm = _get(chain, "filter_chain_match") or {}
         info = ChainInfo(
             file=self.file,
             listener=lname,
-            chain=str(_get(chain, "name") or f"filter_chains[{index}]"),
+            chain=chain.name or f"filter_chains[{index}]",
             index=index,
-            transport=str(_get(fcm, "transport_protocol") or ""),
-            application_protocols=tuple(_get(fcm, "application_protocols") or ()),
+            transport=chain.match.transport_protocol,
+            application_protocols=chain.match.application_protocols,
             protocol=prepared.protocol,
-            passthrough=_get(fcm, "destination_port") is None,
+            passthrough=chain.match.destination_port is None,
             mtls={
                 "PERMISSIVE": "mTLS" if mtls_caller else "plaintext",
                 "STRICT": "mTLS required",
                 "DISABLE": "mTLS disabled",
             }[mode],
             normalization=prepared.normalization if prepared.protocol == "http" else None,
-            not_evaluated=not_evaluated,
+            not_evaluated=prepared.not_evaluated,
         )
         req = request
         if req.protocol != prepared.protocol:
@@ -322,10 +286,10 @@ class ConfigDump:
     # --- one chain -> Prepared ---------------------------------------------------------
 
     def _prepare(
-        self, lname: str, index: int, chain: Mapping[str, Any], request: Request, mode: str
+        self, lname: str, index: int, chain: FilterChain, request: Request, mode: str
     ) -> Prepared:
         where = f"{lname}.filter_chains[{index}]"
-        filters = list(_get(chain, "filters") or [])
+        filters = list(chain.filters)
         hcm_at = next(
             (
                 i
@@ -334,16 +298,14 @@ class ConfigDump:
             ),
             None,
         )
-        notes: dict[str, Any] = {
-            "config_dump": self.file,
-            "jwt_source": "the jwt_authn filter in the config dump",
-        }
-        providers: list[Provider] = []
+        jwt: JwtAuthentication | None = None
+        options = HcmOptions()
         normalization = "NONE"
         if hcm_at is not None:
             protocol: Protocol = "http"
             hcm = self._typed(filters[hcm_at], f"{where}.filters[{hcm_at}]")
-            normalization = _normalization(hcm, f"{where}.filters[{hcm_at}].typed_config")
+            options = self._hcm_options(hcm, f"{where}.filters[{hcm_at}].typed_config")
+            normalization = path_mode(options.path) or "NONE"
             items, not_evaluated = self._http_items(
                 list(_get(hcm, "http_filters") or []),
                 f"{where}.filters[{hcm_at}].typed_config.http_filters",
@@ -351,26 +313,26 @@ class ConfigDump:
         else:
             protocol = "tcp"
             items, not_evaluated = self._network_items(filters, f"{where}.filters")
-        notes["not_evaluated"] = not_evaluated
         stages: list[PreparedStage | None] = []
         for item in items:
             if item is None:
                 stages.append(None)
                 continue
-            if isinstance(item, list):
-                providers = item
+            if isinstance(item, JwtAuthentication):
+                jwt = item
                 stages.append(None)
                 continue
             compiled = None
             if isinstance(item.filter, HttpRbacFilter | NetworkRbacFilter):
                 compiled = compile_filter(item.filter)
             stages.append(PreparedStage(item, compiled))
-        custom, rest = _split(stages, [isinstance(i, list) for i in items], where, self.file)
+        custom, rest = _split(
+            stages, [isinstance(i, JwtAuthentication) for i in items], where, self.file
+        )
         empty: set[tuple[str, int | None]] = set()
         if protocol == "http":
             for s in (*custom, *rest):
                 empty |= _empty_rules(s.built)
-        notes["empty_rules"] = empty
         return Prepared(
             workload=self.workload,
             port=request.port,
@@ -380,11 +342,32 @@ class ConfigDump:
             custom=custom,
             rest=rest,
             jwt_rules=[],
-            jwt_providers=providers,
+            jwt=jwt,
             mtls_mode=mode,
             normalization=normalization,
-            notes=notes,
+            path_options=options.path,
+            xff=options.xff,
+            jwt_source="the jwt_authn filter in the config dump",
+            empty_rules=frozenset(empty),
+            not_evaluated=tuple(not_evaluated),
         )
+
+    def _hcm_options(self, hcm: Mapping[str, Any], where: str) -> HcmOptions:
+        try:
+            options = HcmOptions.from_json(hcm)
+        except HcmConfigError as e:
+            raise ConfigDumpError(str(e), location=Location(self.file), field=where) from None
+        # Only istiod's four modes are evaluated: the real-Envoy path corpus
+        # (tests/decide/path_corpus.jsonl) covers no other combination.
+        why = options.path.unmodelled()
+        if why is not None or path_mode(options.path) is None:
+            raise ConfigDumpError(
+                f"{why}: they are none of istiod's pathNormalization modes; meshauthz models "
+                "only those four",
+                location=Location(self.file),
+                field=where,
+            )
+        return options
 
     def _typed(self, f: Mapping[str, Any], where: str) -> dict[str, Any]:
         tc = _get(f, "typed_config")
@@ -407,8 +390,8 @@ class ConfigDump:
 
     def _http_items(
         self, http_filters: list[Any], where: str
-    ) -> tuple[list[BuiltFilter | list[Provider] | None], list[str]]:
-        items: list[BuiltFilter | list[Provider] | None] = []
+    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[str]]:
+        items: list[BuiltFilter | JwtAuthentication | None] = []
         others: list[tuple[int, str]] = []
         for j, f in enumerate(http_filters):
             name = str(_get(f, "name") or "")
@@ -422,7 +405,7 @@ class ConfigDump:
             elif t == HTTP_EXT_AUTHZ_TYPE:
                 items.append(_ext_authz(self._typed(f, path), HTTP_EXT_AUTHZ_NAME))
             elif t == JWT_TYPE or (t is None and name == JWT_FILTER):
-                items.append(_jwt_providers(self._typed(f, path), path, self.file))
+                items.append(self._jwt(self._typed(f, path), path))
             else:
                 others.append((len(items), name))
         # Filters after the last authorization filter cannot change the decision.
@@ -431,8 +414,8 @@ class ConfigDump:
 
     def _network_items(
         self, filters: list[Any], where: str
-    ) -> tuple[list[BuiltFilter | list[Provider] | None], list[str]]:
-        items: list[BuiltFilter | list[Provider] | None] = []
+    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[str]]:
+        items: list[BuiltFilter | JwtAuthentication | None] = []
         others: list[tuple[int, str]] = []
         for j, f in enumerate(filters):
             name = str(_get(f, "name") or "")
@@ -456,6 +439,22 @@ class ConfigDump:
             raise ConfigDumpError(e.message, location=Location(self.file), field=e.field) from None
         return _built_rbac(flt)
 
+    def _jwt(self, tc: dict[str, Any], path: str) -> JwtAuthentication:
+        try:
+            cfg = jwt_authn.from_json(tc, path)
+        except jwt_authn.JwtConfigError as e:
+            raise ConfigDumpError(
+                f"jwt_authn filter: {e.message}", location=Location(self.file), field=e.field
+            ) from None
+        why = jwt_authn.unsupported(cfg)
+        if why is None and cfg.requirement_map:
+            why = "requirement_map is selected by per-route configuration, which is not read"
+        if why is not None:
+            raise ConfigDumpError(
+                f"jwt_authn filter: {why}", location=Location(self.file), field=path
+            )
+        return cfg
+
 
 def _type_of(f: Any, ecds: Mapping[str, Mapping[str, Any]]) -> str | None:
     tc = _get(f, "typed_config")
@@ -465,12 +464,11 @@ def _type_of(f: Any, ecds: Mapping[str, Mapping[str, Any]]) -> str | None:
     return t if isinstance(t, str) else None
 
 
-def _int(v: Any) -> int | None:
-    if isinstance(v, Mapping):  # a wrapper type written as {"value": N}
-        v = v.get("value")
-    if isinstance(v, str) and v.isdigit():
-        return int(v)
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+def _ip(s: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(s)
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- filters
@@ -550,13 +548,12 @@ def _empty_rules(bf: BuiltFilter) -> set[tuple[str, int | None]]:
 
 
 def _ext_authz(tc: Mapping[str, Any], name: str) -> BuiltFilter:
-    camel = _camel_keys(tc)
-    flt = ExtAuthzFilter(name, camel)
+    flt = ExtAuthzFilter.from_json(tc, name)
     prefix = flt.metadata_prefix
     provider = ""
     if prefix.startswith(EXT_AUTHZ_MATCH_PREFIX + "-") and prefix.endswith("-"):
         provider = prefix[len(EXT_AUTHZ_MATCH_PREFIX) + 1 : -1]
-    return BuiltFilter(replace(flt, provider=provider), "CUSTOM", provider)
+    return BuiltFilter(flt, "CUSTOM", provider)
 
 
 def _split(
@@ -580,279 +577,6 @@ def _split(
     while n < len(flat) and flat[n].built.stage == "CUSTOM":
         n += 1
     return flat[:n], flat[n:]
-
-
-# --------------------------------------------------------------------------- JWT
-
-
-def _jwt_providers(tc: Mapping[str, Any], where: str, file: str) -> list[Provider]:
-    """The providers of a jwt_authn filter written as istiod writes it
-    (``convertToEnvoyJwtConfig``), in the order of its requirement."""
-
-    def fail(msg: str) -> ConfigDumpError:
-        return ConfigDumpError(
-            f"jwt_authn filter: {msg}; meshauthz evaluates the filter istiod builds from "
-            "RequestAuthentications",
-            location=Location(file),
-            field=where,
-        )
-
-    providers = _get(tc, "providers") or {}
-    rules = _get(tc, "rules") or []
-    if not isinstance(providers, Mapping) or not isinstance(rules, list):
-        raise fail("providers must be an object and rules a list")
-    for unsupported in ("requirement_map", "filter_state_rules"):
-        if _get(tc, unsupported):
-            raise fail(f"{unsupported} is not supported")
-    if not _get(tc, "bypass_cors_preflight"):
-        raise fail("bypass_cors_preflight is not set")
-    if len(rules) != 1 or _get(_get(rules[0], "match"), "prefix") != "/":
-        raise fail('expected one rule matching the prefix "/"')
-    order = _requirement_order(_get(rules[0], "requires"))
-    if order is None or sorted(order) != sorted(providers):
-        raise fail("the requirement is not the one istiod builds over its providers")
-    return [_provider(n, providers[n], fail) for n in order]
-
-
-def _requirement_order(req: Any) -> list[str] | None:
-    def pair(r: Any) -> str | None:
-        reqs = _get(_get(r, "requires_any"), "requirements")
-        if (
-            isinstance(reqs, list)
-            and len(reqs) == 2
-            and isinstance(_get(reqs[0], "provider_name"), str)
-            and _get(reqs[1], "allow_missing") is not None
-        ):
-            return str(_get(reqs[0], "provider_name"))
-        return None
-
-    single = pair(req)
-    if single is not None:
-        return [single]
-    reqs = _get(_get(req, "requires_any"), "requirements")
-    if not isinstance(reqs, list) or len(reqs) < 3:
-        return None
-    names = [_get(r, "provider_name") for r in reqs[:-1]]
-    inner = _get(_get(reqs[-1], "requires_all"), "requirements")
-    if not all(isinstance(n, str) for n in names) or not isinstance(inner, list):
-        return None
-    if [pair(r) for r in inner] != names:
-        return None
-    return [str(n) for n in names]
-
-
-def _provider(name: str, p: Any, fail: Any) -> Provider:
-    payload = _get(p, "payload_in_metadata")
-    if payload != PAYLOAD_KEY:
-        raise fail(f"provider {name}: payload_in_metadata is {payload!r}, not {PAYLOAD_KEY!r}")
-    headers = tuple(
-        (str(_get(h, "name", "")).lower(), str(_get(h, "value_prefix") or ""))
-        for h in _get(p, "from_headers") or ()
-    )
-    params = tuple(str(x) for x in _get(p, "from_params") or ())
-    cookies = tuple(str(x) for x in _get(p, "from_cookies") or ())
-    if not headers and not params and not cookies:
-        headers, params = (DEFAULT_HEADER,), (DEFAULT_PARAM,)
-    claims = _get(_get(p, "normalize_payload_in_metadata"), "space_delimited_claims") or ()
-    keys = None
-    error = None
-    uri = ""
-    local, remote = _get(p, "local_jwks"), _get(p, "remote_jwks")
-    if local is not None:
-        inline = _get(local, "inline_string")
-        if isinstance(inline, str):
-            keys, error = parse_jwks(inline)
-        else:
-            uri = str(_get(local, "filename") or "a local JWKS source that is not inline")
-    elif remote is not None:
-        uri = str(_get(_get(remote, "http_uri"), "uri") or "")
-    return Provider(
-        name=name,
-        issuer=str(_get(p, "issuer") or ""),
-        audiences=tuple(str(a) for a in _get(p, "audiences") or ()),
-        headers=headers,
-        params=params,
-        cookies=cookies,
-        forward=bool(_get(p, "forward")),
-        space_delimited_claims=tuple(sorted({str(c) for c in claims})),
-        jwks_uri=uri,
-        keys=keys,
-        jwks_error=error,
-    )
-
-
-# --------------------------------------------------------------------------- HCM
-
-
-_ESCAPED_SLASHES_KEEP = ("KEEP_UNCHANGED", "IMPLEMENTATION_SPECIFIC_DEFAULT", 0, 1, None)
-
-
-def _normalization(hcm: Mapping[str, Any], where: str) -> PathNormalization:
-    """istiod's pathNormalization mode from the HCM options it sets for it."""
-    normalize = bool(_get(hcm, "normalize_path", False))
-    merge = bool(_get(hcm, "merge_slashes", False))
-    esc = _get(hcm, "path_with_escaped_slashes_action")
-    keep = esc in _ESCAPED_SLASHES_KEEP
-    decode = esc in ("UNESCAPE_AND_FORWARD", 4)
-    if not normalize and not merge and keep:
-        return "NONE"
-    if normalize and not merge and keep:
-        return "BASE"
-    if normalize and merge and keep:
-        return "MERGE_SLASHES"
-    if normalize and merge and decode:
-        return "DECODE_AND_MERGE_SLASHES"
-    raise ConfigDumpError(
-        f"the HTTP connection manager's path options (normalize_path={normalize}, "
-        f"merge_slashes={merge}, path_with_escaped_slashes_action={esc}) are none of "
-        "istiod's pathNormalization modes; meshauthz models only those four",
-        field=where,
-    )
-
-
-# --------------------------------------------------------------------------- chain matching
-
-
-@dataclass(frozen=True, slots=True)
-class _Conn:
-    port: int
-    ip: str
-    sni: str
-    transport: str
-    alpn: tuple[str, ...]
-    source_ip: str
-
-
-def _ip(s: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(s)
-    except ValueError:
-        return None
-
-
-def _best_prefix(ranges: Any, ip: str) -> int | None:
-    """The longest of ``ranges`` holding ``ip``; None if none does."""
-    addr = _ip(ip)
-    best: int | None = None
-    for r in ranges or ():
-        prefix = _get(r, "address_prefix")
-        plen = _int(_get(r, "prefix_len")) or 0
-        try:
-            net = ipaddress.ip_network(f"{prefix}/{plen}", strict=False)
-        except ValueError:
-            continue
-        if addr is not None and addr.version == net.version and addr in net:
-            best = plen if best is None else max(best, plen)
-    return best
-
-
-Cand = tuple[int, Mapping[str, Any], Mapping[str, Any]]  # (index, chain, its match)
-
-
-def _narrow_ranges(cands: list[Cand], key: str, ip: str) -> list[Cand]:
-    scored = [(c, _best_prefix(_get(c[2], key), ip)) for c in cands if _get(c[2], key)]
-    hits = [(c, s) for c, s in scored if s is not None]
-    if hits:
-        top = max(s for _, s in hits)
-        return [c for c, s in hits if s == top]
-    return [c for c in cands if not _get(c[2], key)]
-
-
-def _select(
-    chains: Sequence[Mapping[str, Any]], default: Any, conn: _Conn
-) -> tuple[int, Mapping[str, Any]] | None:
-    """Envoy's filter chain lookup: at each level the most specific branch that
-    matches, and no way back once a branch is taken."""
-    cands: list[Cand] = [(i, c, _get(c, "filter_chain_match") or {}) for i, c in enumerate(chains)]
-
-    ports = [c for c in cands if _int(_get(c[2], "destination_port")) == conn.port]
-    cands = ports or [c for c in cands if not _int(_get(c[2], "destination_port"))]
-    cands = _narrow_ranges(cands, "prefix_ranges", conn.ip)
-
-    named = [c for c in cands if _get(c[2], "server_names")]
-    exact = [c for c in named if conn.sni and conn.sni in _get(c[2], "server_names")]
-    if exact:
-        cands = exact
-    else:
-        best, wild = 0, []
-        for c in named:
-            for n in _get(c[2], "server_names"):
-                if n.startswith("*.") and conn.sni.endswith(n[1:]) and len(n) >= best:
-                    if len(n) > best:
-                        best, wild = len(n), []
-                    wild.append(c)
-        cands = wild or [c for c in cands if not _get(c[2], "server_names")]
-
-    tp = [c for c in cands if _get(c[2], "transport_protocol") == conn.transport]
-    cands = tp or [c for c in cands if not _get(c[2], "transport_protocol")]
-
-    for a in conn.alpn:
-        hit = [c for c in cands if a in (_get(c[2], "application_protocols") or ())]
-        if hit:
-            cands = hit
-            break
-    else:
-        cands = [c for c in cands if not _get(c[2], "application_protocols")]
-
-    cands = _narrow_ranges(cands, "direct_source_prefix_ranges", conn.source_ip)
-    src = _ip(conn.source_ip)
-    local = src is not None and (src.is_loopback or conn.source_ip == conn.ip)
-    want = ("SAME_IP_OR_LOOPBACK", 1) if local else ("EXTERNAL", 2)
-    typed = [c for c in cands if _get(c[2], "source_type") in want]
-    cands = typed or [c for c in cands if _get(c[2], "source_type") in (None, "ANY", 0)]
-    cands = _narrow_ranges(cands, "source_prefix_ranges", conn.source_ip)
-    cands = [c for c in cands if not _get(c[2], "source_ports")]  # the client port is unknown
-    if cands:
-        return cands[0][0], cands[0][1]
-    if isinstance(default, Mapping):
-        return -1, default
-    return None
-
-
-def _predicate(p: Any, port: int) -> bool:
-    """A ListenerFilterChainMatchPredicate, on the destination port only."""
-    if _get(p, "any_match"):
-        return True
-    if (r := _get(p, "destination_port_range")) is not None:
-        return (_int(_get(r, "start")) or 0) <= port < (_int(_get(r, "end")) or 0)
-    if (o := _get(p, "or_match")) is not None:
-        return any(_predicate(x, port) for x in _get(o, "rules") or ())
-    if (a := _get(p, "and_match")) is not None:
-        return all(_predicate(x, port) for x in _get(a, "rules") or ())
-    if (n := _get(p, "not_match")) is not None:
-        return not _predicate(n, port)
-    return False
-
-
-def _inspector_enabled(lis: Mapping[str, Any], name: str, port: int) -> bool:
-    for f in _get(lis, "listener_filters") or ():
-        if _get(f, "name") == name:
-            disabled = _get(f, "filter_disabled")
-            return disabled is None or not _predicate(disabled, port)
-    return False
-
-
-def _terminates_mtls(chain: Mapping[str, Any]) -> bool:
-    ts = _get(chain, "transport_socket")
-    tc = _get(ts, "typed_config")
-    return _get(tc, "@type") == DOWNSTREAM_TLS_TYPE and bool(_get(tc, "require_client_certificate"))
-
-
-def _describe_chains(chains: Sequence[Mapping[str, Any]]) -> str:
-    out = []
-    for i, c in enumerate(chains):
-        m = _get(c, "filter_chain_match") or {}
-        bits = [
-            f"port {_int(_get(m, 'destination_port'))}"
-            if _get(m, "destination_port")
-            else "any port"
-        ]
-        if _get(m, "transport_protocol"):
-            bits.append(str(_get(m, "transport_protocol")))
-        if _get(m, "application_protocols"):
-            bits.append("alpn " + "/".join(_get(m, "application_protocols")))
-        out.append(f"{_get(c, 'name') or f'[{i}]'} ({', '.join(bits)})")
-    return "; ".join(out) or "none"
 
 
 # --------------------------------------------------------------------------- loading
@@ -906,7 +630,7 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
             "(the output of the admin endpoint /config_dump)",
             location=Location(file),
         )
-    listeners: list[tuple[str, dict[str, Any]]] = []
+    listeners: list[Listener] = []
     ecds: dict[str, dict[str, Any]] = {}
     node: Mapping[str, Any] = {}
     for c in configs:
@@ -915,11 +639,11 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
             for s in _get(c, "static_listeners") or ():
                 lis = _get(s, "listener")
                 if isinstance(lis, dict):
-                    listeners.append((str(_get(lis, "name") or ""), lis))
+                    listeners.append(Listener.from_json(lis))
             for d in _get(c, "dynamic_listeners") or ():
                 lis = _get(_get(d, "active_state"), "listener")
                 if isinstance(lis, dict):
-                    listeners.append((str(_get(d, "name") or _get(lis, "name") or ""), lis))
+                    listeners.append(Listener.from_json(lis, str(_get(d, "name") or "")))
         elif t.endswith(".EcdsConfigDump"):
             for e in _get(c, "ecds_filters") or ():
                 ext = _get(e, "ecds_filter")
@@ -948,7 +672,10 @@ def _workload(node: Mapping[str, Any], file: str) -> MeshWorkload:
     synthetic = _ip(address) is None
     if synthetic:
         address = "192.0.2.20"  # documentation range (RFC 5737): the dump does not say
-    labels = meta.get("LABELS") if isinstance(meta.get("LABELS"), Mapping) else {}
+    raw_labels = meta.get("LABELS")
+    labels = (
+        {str(k): str(v) for k, v in raw_labels.items()} if isinstance(raw_labels, Mapping) else {}
+    )
     sa = str(meta.get("SERVICE_ACCOUNT") or "default")
     ns = ns or "unknown"
     name = name or "config-dump"
@@ -956,7 +683,7 @@ def _workload(node: Mapping[str, Any], file: str) -> MeshWorkload:
         kind="Pod",
         name=name,
         namespace=ns,
-        labels=dict(labels),
+        labels=labels,
         service_account=sa,
         ports=(),
         address=address,

@@ -11,7 +11,7 @@ connection manager normalizes the path as the mesh config says.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from meshauthz.decide import fast
@@ -25,15 +25,15 @@ from meshauthz.decide.decision import (
     TraceStep,
 )
 from meshauthz.decide.request import Request
+from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.hcm import (
-    SIDECAR_INBOUND_XFF,
+    PathOptions,
     XffSettings,
     check_method,
-    gateway_xff,
     normalize_path,
     remote_address,
 )
-from meshauthz.envoy.jwt_authn import JWT_FILTER, Provider, apply_providers, build_providers
+from meshauthz.envoy.jwt_authn import JWT_FILTER, JwtAuthentication, apply_jwt_authn
 from meshauthz.envoy.rbac.evaluate import (
     CompiledFilter,
     FilterResult,
@@ -52,7 +52,8 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.translate import BuildOptions, BuildResult, BuiltFilter, Chain, build
-from meshauthz.translate.extauthz import ExtAuthzFilter
+from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
+from meshauthz.translate.requestauthn import jwt_authentication
 
 ExtAuthzAssumption = Literal["deny", "allow"]
 _RBAC_META = ("envoy.filters.http.rbac", "envoy.filters.network.rbac")
@@ -77,14 +78,22 @@ class Prepared:
     custom: list[PreparedStage]
     rest: list[PreparedStage]
     jwt_rules: list[SelectedPolicy]
-    jwt_providers: list[Provider]
+    jwt: JwtAuthentication | None  # the jwt_authn filter; None: there is none
     mtls_mode: str
-    normalization: str
+    normalization: str  # Istio's pathNormalization mode, for display
+    path_options: PathOptions  # the HCM's path options, which normalization follows
     principal_prefix: str = "spiffe://"
-    notes: dict[str, Any] = field(default_factory=dict)
     # How the HCM derives the remote address from X-Forwarded-For: a gateway's
-    # settings differ from a sidecar's (envoy/hcm.py, gateway_xff).
+    # settings differ from a sidecar's (translate/hcm.py, gateway_xff).
     xff: XffSettings = SIDECAR_INBOUND_XFF
+    # Where the jwt_authn filter came from, when not from ``jwt_rules``.
+    jwt_source: str = ""
+    # (policy, rule) pairs known to be an empty rule ``{}`` though not in
+    # ``selected`` (a config dump's policies).
+    empty_rules: frozenset[tuple[str, int | None]] = frozenset()
+    # Filters on the chain that run before the authorization filters and are
+    # not evaluated (a config dump's).
+    not_evaluated: tuple[str, ...] = ()
 
 
 class Decider:
@@ -121,7 +130,7 @@ class Decider:
             if protocol == "http"
             else []
         )
-        providers = build_providers([s.policy for s in jwt_rules]) if jwt_rules else []
+        mode = self.snapshot.mesh_config.path_normalization
         prepared = Prepared(
             workload=workload,
             port=port,
@@ -131,9 +140,10 @@ class Decider:
             custom=custom,
             rest=rest,
             jwt_rules=jwt_rules,
-            jwt_providers=providers,
+            jwt=jwt_authentication([s.policy for s in jwt_rules]),
             mtls_mode=effective_mtls_mode(self.snapshot, workload, port),
-            normalization=self.snapshot.mesh_config.path_normalization,
+            normalization=mode,
+            path_options=path_options(mode),
             xff=(
                 gateway_xff(self.snapshot.mesh_config.gateway_num_trusted_proxies)
                 if workload.proxy == "gateway"
@@ -270,10 +280,7 @@ class _Run:
         headers: list[tuple[str, str]] | None = None
         path = r.path
         if self.http:
-            norm = check_method(r.method, r.headers) or normalize_path(
-                r.path,
-                p.normalization,  # type: ignore[arg-type]
-            )
+            norm = check_method(r.method, r.headers) or normalize_path(r.path, p.path_options)
             if norm.path is None:
                 return self.deny(
                     "normalization",
@@ -325,7 +332,7 @@ class _Run:
             d = self.run_stage(stage)
             if d is not None:
                 return self.unreached(d, [*p.custom[i + 1 :], *p.rest])
-        if self.http and p.jwt_providers:
+        if self.http and p.jwt is not None:
             d = self.run_jwt(path)
             if d is not None:
                 return self.unreached(d, p.rest)
@@ -412,9 +419,8 @@ class _Run:
     def run_ext_authz(self, bf: BuiltFilter) -> Decision | None:
         f = bf.filter
         assert isinstance(f, ExtAuthzFilter)
-        ns = "envoy.filters.network.rbac" if f.is_network else "envoy.filters.http.rbac"
-        marked = self.metadata.get(ns, {}).get("istio_ext_authz_shadow_effective_policy_id", "")
-        if not (isinstance(marked, str) and marked.startswith(f.metadata_prefix)):
+        marked = f.gate_value(self.metadata)
+        if not f.calls_service(self.metadata):
             self.step(
                 "CUSTOM", f"no CUSTOM policy of provider {bf.provider} matched: not sent to it"
             )
@@ -442,8 +448,8 @@ class _Run:
     def run_jwt(self, path: str) -> Decision | None:
         r = self.r
         headers = [h for h in (self.headers or []) if not h[0].startswith(":")]
-        outcome = apply_providers(self.p.jwt_providers, r.jwt, headers, path, method=r.method)
-        names = ", ".join(s.key for s in self.p.jwt_rules) or str(self.p.notes.get("jwt_source"))
+        outcome = apply_jwt_authn(self.p.jwt, r.jwt, headers, path, method=r.method)
+        names = ", ".join(s.key for s in self.p.jwt_rules) or self.p.jwt_source
         if not outcome.decided:
             return self.deny(
                 "JWT",
@@ -474,7 +480,7 @@ class _Run:
     # --- mapping Envoy policy names back to the user's policies -------------------
 
     def empty_rule(self, policy: str, rule: int | None) -> bool:
-        if (policy, rule) in self.p.notes.get("empty_rules", ()):  # e.g. from a config dump
+        if (policy, rule) in self.p.empty_rules:  # e.g. from a config dump
             return True
         for s in self.p.selected:
             if s.key == policy and rule is not None:

@@ -136,7 +136,7 @@ def compile_chain(prepared: Prepared) -> FastChain | None:
     with shadow rules only never decide; AUDIT (LOG) never denies; a DENY
     filter denies with its first matching policy, in Envoy's order; then the
     ALLOW filter allows with its first matching policy or denies with none."""
-    if prepared.custom or (prepared.protocol == "http" and prepared.jwt_providers):
+    if prepared.custom or (prepared.protocol == "http" and prepared.jwt is not None):
         return None
     deny: list[_Check] = []
     allow: list[_Check] | None = None
@@ -264,7 +264,7 @@ def prepare_request(decider: Decider, r: Request) -> PreparedRequest:
             peer = PeerCertificate(uri_sans=(uri,))
         headers: list[tuple[str, str]] | None = None
         if r.protocol == "http":
-            path = normalize_path(r.path, p.normalization).path  # type: ignore[arg-type]
+            path = normalize_path(r.path, p.path_options).path
             if path is None or check_method(r.method, r.headers) is not None:
                 return PreparedRequest(r, _const(PATH_REJECTED), None, None)
             headers = [

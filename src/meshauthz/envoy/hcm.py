@@ -1,34 +1,31 @@
 """What Envoy's HTTP connection manager does to a request before the filters see it.
 
-Istio's RBAC filters run inside an HttpConnectionManager (HCM); by the time they
-look at a request, the HCM has already rewritten ``:path`` and derived the
-"remote address". This module reproduces those two steps for Envoy 1.40 with
-the HCM options istiod emits, so that an evaluator matches paths and
-``remote_ip`` exactly as a sidecar would.
+The HTTP filters run inside an HttpConnectionManager (HCM); by the time they
+look at a request, the codec has checked the request line and the HCM has
+rewritten ``:path`` and derived the "remote address". This module models the
+HCM options that decide those steps (``PathOptions``, ``XffSettings``, read
+from and written to the HCM's JSON by ``HcmOptions``) and reproduces the
+steps for Envoy 1.40, so that an evaluator matches paths and ``remote_ip``
+exactly as the proxy would. (Istio's ``meshConfig.pathNormalization`` modes
+and the XFF settings istiod picks live in ``meshauthz.translate.hcm``.)
 
 Path (`normalize_path`)
-    istiod maps ``meshConfig.pathNormalization`` to HCM options in
-    ``pilot/pkg/networking/core/listener_builder.go`` (``buildHTTPConnectionManager``):
-
-    ==========================  ==============  =============  ================================
-    mode                        normalize_path  merge_slashes  path_with_escaped_slashes_action
-    ==========================  ==============  =============  ================================
-    NONE                        false           false          KEEP_UNCHANGED
-    BASE (and DEFAULT)          true            false          KEEP_UNCHANGED
-    MERGE_SLASHES               true            true           KEEP_UNCHANGED
-    DECODE_AND_MERGE_SLASHES    true            true           UNESCAPE_AND_FORWARD
-    ==========================  ==============  =============  ================================
-
-    Envoy then works on the request target of an HTTP/1.1 request line, in this order:
+    The options modelled are ``normalize_path``, ``merge_slashes`` and
+    ``path_with_escaped_slashes_action``, in the four combinations checked
+    against a real Envoy (``tests/decide/path_corpus.jsonl``): nothing; normalize;
+    normalize and merge slashes; normalize, merge slashes and
+    ``UNESCAPE_AND_FORWARD``. ``IMPLEMENTATION_SPECIFIC_DEFAULT`` is
+    ``KEEP_UNCHANGED`` in Envoy 1.40. Envoy works on the request target of an
+    HTTP/1.1 request line, in this order:
 
     1. the codec refuses a target that does not start with ``/`` or holds a
        byte outside ``!``..``~`` (space, controls, DEL, any non-ASCII byte): 400;
        a line feed ends the request line early, which leaves a request line
        without a version, answered 426;
-    2. a ``#`` anywhere (even in NONE mode): 400;
-    3. (NONE stops here: the path is forwarded as sent);
+    2. a ``#`` anywhere (even with no option set): 400;
+    3. (without ``normalize_path`` this is all: the path is forwarded as sent);
     4. everything from the first ``?`` is the query and is never touched;
-    5. DECODE_AND_MERGE_SLASHES: ``%2F``/``%2f`` become ``/`` and ``%5C``/``%5c``
+    5. ``UNESCAPE_AND_FORWARD``: ``%2F``/``%2f`` become ``/`` and ``%5C``/``%5c``
        become ``\\`` in the path part;
     6. a segment that is literally ``.`` or ``..`` followed by ``;`` loses the
        ``;`` and the rest of the segment up to the next ``/`` (Envoy's
@@ -40,7 +37,7 @@ Path (`normalize_path`)
        are escaped (uppercase hex); ``%00`` makes the request fail with 400; an
        invalid ``%`` that would form a valid escape once a following escape is
        decoded becomes ``%25`` (``/%%30%30`` is ``/%2500``);
-    8. MERGE_SLASHES and DECODE_AND_MERGE_SLASHES: runs of ``/`` in the path
+    8. ``merge_slashes``: runs of ``/`` in the path
        part collapse to one, keeping one leading and one trailing slash (so
        ``//`` and ``///`` both become ``//``).
 
@@ -60,13 +57,6 @@ Remote address (`remote_address`)
     * ``use_remote_address: true``: with N > 0 trusted hops, skip N - 1 entries
       and take the next one (same fallback); with N = 0, the socket peer.
 
-    istiod's settings: sidecar inbound HCMs get ``use_remote_address: false``
-    and no ``xff_num_trusted_hops`` (0) (``listener_inbound.go``
-    ``buildSidecarInboundHTTPOpts``), so **a sidecar trusts the last XFF entry
-    a client sends**. Gateways get ``use_remote_address: true`` and
-    ``xff_num_trusted_hops = gatewayTopology.numTrustedProxies``
-    (``gateway.go`` ``buildGatewayConnectionManager``). These are
-    `SIDECAR_INBOUND_XFF` and `gateway_xff`.
 
 Expectations for every rule above come from a real Envoy 1.40 (the corpora in
 ``tests/decide/`` and the script that regenerates them) and from Envoy's own
@@ -76,19 +66,77 @@ Expectations for every rule above come from a real Envoy 1.40 (the corpora in
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-PathNormalization = Literal["NONE", "BASE", "DEFAULT", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
+from meshauthz.envoy.proto_json import as_int, get
 
-PATH_NORMALIZATIONS: tuple[PathNormalization, ...] = (
-    "NONE",
-    "BASE",
-    "DEFAULT",
-    "MERGE_SLASHES",
-    "DECODE_AND_MERGE_SLASHES",
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+HCM_TYPE = (
+    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+    "HttpConnectionManager"
 )
+
+EscapedSlashesAction = Literal[
+    "IMPLEMENTATION_SPECIFIC_DEFAULT",
+    "KEEP_UNCHANGED",
+    "REJECT_REQUEST",
+    "UNESCAPE_AND_REDIRECT",
+    "UNESCAPE_AND_FORWARD",
+]
+_ESCAPED_SLASHES_ACTIONS: tuple[EscapedSlashesAction, ...] = (
+    "IMPLEMENTATION_SPECIFIC_DEFAULT",
+    "KEEP_UNCHANGED",
+    "REJECT_REQUEST",
+    "UNESCAPE_AND_REDIRECT",
+    "UNESCAPE_AND_FORWARD",
+)
+
+
+class HcmConfigError(ValueError):
+    """HCM options the model cannot hold or does not evaluate."""
+
+
+@dataclass(frozen=True, slots=True)
+class PathOptions:
+    """The HCM fields that decide the ``:path`` the filters see."""
+
+    normalize_path: bool = False
+    merge_slashes: bool = False
+    path_with_escaped_slashes_action: EscapedSlashesAction = "IMPLEMENTATION_SPECIFIC_DEFAULT"
+
+    @property
+    def unescapes_slashes(self) -> bool:
+        return self.path_with_escaped_slashes_action == "UNESCAPE_AND_FORWARD"
+
+    @property
+    def keeps_escaped_slashes(self) -> bool:
+        # Envoy 1.40's implementation-specific default keeps them.
+        return self.path_with_escaped_slashes_action in (
+            "IMPLEMENTATION_SPECIFIC_DEFAULT",
+            "KEEP_UNCHANGED",
+        )
+
+    def unmodelled(self) -> str | None:
+        """Why ``normalize_path`` cannot evaluate these options (None: it can).
+
+        Only the combinations the real-Envoy path corpus covers are evaluated;
+        the steps interact (slashes are unescaped before normalization, merged
+        after), so another combination is not assumed to compose them."""
+        modelled = (
+            (not self.normalize_path and not self.merge_slashes and self.keeps_escaped_slashes)
+            or (self.normalize_path and self.keeps_escaped_slashes)
+            or (self.normalize_path and self.merge_slashes and self.unescapes_slashes)
+        )
+        if modelled:
+            return None
+        return (
+            f"the HTTP connection manager's path options (normalize_path={self.normalize_path}, "
+            f"merge_slashes={self.merge_slashes}, path_with_escaped_slashes_action="
+            f"{self.path_with_escaped_slashes_action}) are a combination meshauthz has not "
+            "checked against Envoy"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,21 +160,53 @@ class NormalizedPath:
         return NormalizedPath(None, status, reason)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class XffSettings:
     """The two HCM fields that decide the remote address."""
 
-    use_remote_address: bool
-    xff_num_trusted_hops: int
+    use_remote_address: bool = False
+    xff_num_trusted_hops: int = 0
 
 
-#: What istiod sets on a sidecar's inbound HTTP connection manager.
-SIDECAR_INBOUND_XFF = XffSettings(use_remote_address=False, xff_num_trusted_hops=0)
+@dataclass(frozen=True, slots=True)
+class HcmOptions:
+    """What meshauthz models of an HttpConnectionManager's own options."""
 
+    path: PathOptions = PathOptions()
+    xff: XffSettings = XffSettings()
 
-def gateway_xff(num_trusted_proxies: int = 0) -> XffSettings:
-    """What istiod sets on a gateway (``proxyConfig.gatewayTopology.numTrustedProxies``)."""
-    return XffSettings(use_remote_address=True, xff_num_trusted_hops=num_trusted_proxies)
+    @classmethod
+    def from_json(cls, hcm: Mapping[str, Any]) -> HcmOptions:
+        """From an HCM typed config (snake_case or camelCase)."""
+        action = get(hcm, "path_with_escaped_slashes_action", "IMPLEMENTATION_SPECIFIC_DEFAULT")
+        if isinstance(action, int) and 0 <= action < len(_ESCAPED_SLASHES_ACTIONS):
+            action = _ESCAPED_SLASHES_ACTIONS[action]
+        if action not in _ESCAPED_SLASHES_ACTIONS:
+            raise HcmConfigError(f"unknown path_with_escaped_slashes_action {action!r}")
+        hops = as_int(get(hcm, "xff_num_trusted_hops", 0))
+        return cls(
+            path=PathOptions(
+                normalize_path=bool(get(hcm, "normalize_path", False)),
+                merge_slashes=bool(get(hcm, "merge_slashes", False)),
+                path_with_escaped_slashes_action=action,
+            ),
+            xff=XffSettings(
+                use_remote_address=bool(get(hcm, "use_remote_address", False)),
+                xff_num_trusted_hops=hops or 0,
+            ),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The HCM fields (snake_case), to merge into an HCM typed config."""
+        out: dict[str, Any] = {
+            "normalize_path": self.path.normalize_path,
+            "merge_slashes": self.path.merge_slashes,
+            "path_with_escaped_slashes_action": self.path.path_with_escaped_slashes_action,
+            "use_remote_address": self.xff.use_remote_address,
+        }
+        if self.xff.xff_num_trusted_hops:
+            out["xff_num_trusted_hops"] = self.xff.xff_num_trusted_hops
+        return out
 
 
 # ---------------------------------------------------------------------------
@@ -198,31 +278,32 @@ def check_method(method: str, headers: Iterable[tuple[str, str]] = ()) -> Normal
     return None
 
 
-def normalize_path(path: str, mode: PathNormalization) -> NormalizedPath:
+def normalize_path(path: str, options: PathOptions) -> NormalizedPath:
     """The ``:path`` Envoy 1.40 hands to the filters for the HTTP/1.1 target ``path``.
 
-    ``mode`` is Istio's ``meshConfig.pathNormalization.normalization``. The
-    result is what RBAC matches against and what is forwarded upstream.
+    The result is what RBAC matches against and what is forwarded upstream.
+    Options ``PathOptions.unmodelled`` names raise ``HcmConfigError``.
     """
-    if mode not in PATH_NORMALIZATIONS:
-        raise ValueError(f"unknown path normalization {mode!r}")
+    why = options.unmodelled()
+    if why is not None:
+        raise HcmConfigError(why)
     refused = _check_request_target(path)
     if refused is not None:
         return refused
     if "#" in path:
         return NormalizedPath.reject(400, "fragment in path")
-    if mode == "NONE":
+    if not options.normalize_path:
         return NormalizedPath(path)
 
     cut = path.find("?")
     part, query = (path, "") if cut < 0 else (path[:cut], path[cut:])
-    if mode == "DECODE_AND_MERGE_SLASHES":
+    if options.unescapes_slashes:
         part = _unescape_slashes(part)
     part = _strip_dot_segment_parameters(part)
     canonical = _canonicalize(part)
     if canonical is None:
         return NormalizedPath.reject(400, "invalid escape %00 in path")
-    if mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"):
+    if options.merge_slashes:
         canonical = _merge_slashes(canonical)
     return NormalizedPath(canonical + query)
 

@@ -58,7 +58,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from meshauthz.envoy.jwt_authn import Provider, build_providers
+from meshauthz.envoy import jwt_authn
+from meshauthz.envoy.hcm import HcmOptions
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -71,6 +72,8 @@ from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
 from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
+from meshauthz.translate.requestauthn import jwt_authentication, jwt_rules
 
 T = "type.googleapis.com/"
 HTTP_RBAC_T = T + "envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -294,75 +297,10 @@ def _upstream_tls(
 # --------------------------------------------------------------------------- filters
 
 
-def _fake_jwks() -> str:
-    """What istiod inlines when it cannot fetch a jwksUri (``CreateFakeJwks``): a
-    valid public key that signs nothing, so every token of the issuer fails."""
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from jwt.algorithms import RSAAlgorithm
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
-    jwk = json.loads(RSAAlgorithm.to_jwk(key))
-    jwk["kid"] = "meshauthz-fake"
-    return json.dumps({"keys": [jwk]})
-
-
-_FAKE_JWKS: list[str] = []
-
-
-def jwt_filter_config(providers: list[Provider], jwks_texts: list[str]) -> dict[str, Any]:
-    """The jwt_authn configuration istiod writes (``convertToEnvoyJwtConfig``) for
-    these providers (see ``meshauthz.envoy.jwt_authn``): ``origins-N`` providers,
-    ``requires_any`` with ``allow_missing``, ``bypass_cors_preflight``, and the
-    JWKS inlined (``jwks_texts``, per provider; a jwksUri that was not resolved
-    gets istiod's fake JWKS)."""
-    out: dict[str, Any] = {}
-    for p, jwks in zip(providers, jwks_texts, strict=True):
-        d: dict[str, Any] = {
-            "issuer": p.issuer,
-            "forward": p.forward,
-            "payload_in_metadata": "payload",
-            "normalize_payload_in_metadata": {
-                "space_delimited_claims": list(p.space_delimited_claims)
-            },
-        }
-        if not jwks:
-            if not _FAKE_JWKS:
-                _FAKE_JWKS.append(_fake_jwks())
-            jwks = _FAKE_JWKS[0]
-        d["local_jwks"] = {"inline_string": jwks}
-        if p.audiences:
-            d["audiences"] = list(p.audiences)
-        defaults = p.headers == (("authorization", "Bearer "),) and p.params == ("access_token",)
-        if not defaults:
-            if p.headers:
-                d["from_headers"] = [{"name": n, "value_prefix": v} for n, v in p.headers]
-            if p.params:
-                d["from_params"] = list(p.params)
-            if p.cookies:
-                d["from_cookies"] = list(p.cookies)
-        out[p.name] = d
-    if not out:
-        return {"@type": JWT_T}
-    inner = [
-        {"requires_any": {"requirements": [{"provider_name": n}, {"allow_missing": {}}]}}
-        for n in out
-    ]
-    req = (
-        inner[0]
-        if len(inner) == 1
-        else {
-            "requires_any": {
-                "requirements": [{"provider_name": n} for n in out]
-                + [{"requires_all": {"requirements": inner}}]
-            }
-        }
-    )
-    return {
-        "@type": JWT_T,
-        "providers": out,
-        "rules": [{"match": {"prefix": "/"}, "requires": req}],
-        "bypass_cors_preflight": True,
-    }
+def jwt_filter_config(config: jwt_authn.JwtAuthentication | None) -> dict[str, Any]:
+    """The jwt_authn typed config for a slot: istiod's filter for the workload
+    (``meshauthz.translate.requestauthn``), or one without providers (a no-op)."""
+    return jwt_authn.to_json(config or jwt_authn.JwtAuthentication())
 
 
 def authz_filters(
@@ -394,15 +332,12 @@ def ecds_resources(
     for f in built:
         slot = f["stage"].lower()
         slots[slot] = f["typed_config"]
-    ras = select_policies(snapshot, mw, "RequestAuthentication")
-    providers = build_providers([s.policy for s in ras]) if ras else []
-    rules = [r for s in ras for r in s.policy.spec.jwt_rules]  # type: ignore[union-attr]
-    rules.sort(key=lambda r: r.issuer)  # as build_providers orders them
-    slots["jwt"] = jwt_filter_config(providers, [r.jwks for r in rules])
-    for p in providers:
-        if p.keys is None and p.jwks_uri:
+    ras = [s.policy for s in select_policies(snapshot, mw, "RequestAuthentication")]
+    slots["jwt"] = jwt_filter_config(jwt_authentication(ras, unresolved_jwks="fake"))
+    for r in jwt_rules(ras):
+        if not r.jwks and r.jwks_url:
             notes.append(
-                f"JWT issuer {p.issuer}: jwksUri {p.jwks_uri} has no local JWKS "
+                f"JWT issuer {r.issuer}: jwksUri {r.jwks_url} has no local JWKS "
                 "(mesh up --jwks URI=FILE); tokens of this issuer are rejected"
             )
     return slots, notes
@@ -438,14 +373,9 @@ def _access_log(plan: MeshPlan, w: WorkloadPlan, direction: str) -> list[dict[st
 
 
 def _path_options(snapshot: MeshSnapshot) -> dict[str, Any]:
+    """The inbound HCM's path and XFF options, as istiod sets them for a sidecar."""
     mode = snapshot.mesh_config.path_normalization
-    return {
-        "normalize_path": mode != "NONE",
-        "merge_slashes": mode in ("MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"),
-        "path_with_escaped_slashes_action": (
-            "UNESCAPE_AND_FORWARD" if mode == "DECODE_AND_MERGE_SLASHES" else "KEEP_UNCHANGED"
-        ),
-    }
+    return HcmOptions(path_options(mode), SIDECAR_INBOUND_XFF).to_json()
 
 
 def _inbound_hcm(
@@ -457,11 +387,9 @@ def _inbound_hcm(
             "@type": HCM_T,
             "stat_prefix": f"inbound_{port}",
             "codec_type": "AUTO",
-            "use_remote_address": False,
             "forward_client_cert_details": "APPEND_FORWARD",
             "set_current_client_cert_details": {"subject": True, "dns": True, "uri": True},
             "server_name": "istio-envoy",
-            "normalize_path": True,
             **_path_options(snapshot),
             "route_config": {
                 "name": f"inbound|{port}||",

@@ -1,5 +1,9 @@
 """CUSTOM action: mesh config extension providers -> Envoy ext_authz filters.
 
+The filter itself is modelled in ``meshauthz.envoy.ext_authz``; this module
+is Istio's side: which providers are valid and the typed config istiod
+writes for each.
+
 Mirrors istiod's ``builder/extauthz.go``: every ext_authz provider of the mesh
 config is checked (name, port, service known to the registry, statusOnError,
 pathPrefix, header lists) and, if valid, turned into the typed config of an
@@ -14,16 +18,17 @@ import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from meshauthz.envoy.ext_authz import (
+    HTTP_EXT_AUTHZ_NAME,
+    HTTP_EXT_AUTHZ_TYPE,
+    NETWORK_EXT_AUTHZ_NAME,
+    NETWORK_EXT_AUTHZ_TYPE,
+    ExtAuthzFilter,
+)
 from meshauthz.resources.meshconfig import ExtensionProvider
 
-HTTP_EXT_AUTHZ_NAME = "envoy.filters.http.ext_authz"
-NETWORK_EXT_AUTHZ_NAME = "envoy.filters.network.ext_authz"
-HTTP_EXT_AUTHZ_TYPE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"
-NETWORK_EXT_AUTHZ_TYPE = (
-    "type.googleapis.com/envoy.extensions.filters.network.ext_authz.v3.ExtAuthz"
-)
 EXT_AUTHZ_MATCH_PREFIX = "istio-ext-authz"
 EXT_AUTHZ_SHADOW_STAT_PREFIX = "istio_ext_authz_"
 SHADOW_EFFECTIVE_POLICY_ID = "shadow_effective_policy_id"
@@ -104,49 +109,6 @@ def _namespaces_of(registry: ServiceRegistry, hostname: str) -> list[str]:
     if callable(registry):
         return sorted(registry(hostname))
     return sorted({ns for ns, host in registry if host == hostname})
-
-
-@dataclass(frozen=True, slots=True)
-class ExtAuthzFilter:
-    """An Envoy ext_authz filter (HTTP or network), as istiod emits it.
-
-    ``typed_config`` holds the filter's typed config in proto3 JSON with
-    camelCase names, ``@type`` included."""
-
-    name: str
-    typed_config: dict[str, Any]
-    provider: str = ""
-
-    @property
-    def is_network(self) -> bool:
-        return self.name == NETWORK_EXT_AUTHZ_NAME
-
-    @property
-    def failure_mode_allow(self) -> bool:
-        return bool(self.typed_config.get("failureModeAllow", False))
-
-    @property
-    def metadata_prefix(self) -> str:
-        """The policy-name prefix the RBAC shadow result must have to call the authorizer."""
-        fem = self.typed_config.get("filterEnabledMetadata", {})
-        return str(fem.get("value", {}).get("stringMatch", {}).get("prefix", ""))
-
-    def to_dict(self, style: Literal["camel", "snake"] = "camel") -> dict[str, Any]:
-        tc = self.typed_config if style == "camel" else _snake_keys(self.typed_config)
-        return {"name": self.name, "typedConfig" if style == "camel" else "typed_config": tc}
-
-
-def _snake_keys(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {
-            (k if k.startswith("@") else re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower()): _snake_keys(
-                x
-            )
-            for k, x in v.items()
-        }
-    if isinstance(v, list):
-        return [_snake_keys(x) for x in v]
-    return v
 
 
 @dataclass(slots=True)
@@ -556,4 +518,4 @@ def ext_authz_filter(rp: ResolvedProvider, provider: str, network: bool) -> ExtA
     tc["filterEnabledMetadata"] = filter_enabled_metadata(
         NETWORK_RBAC_NAME if network else HTTP_RBAC_NAME, provider
     )
-    return ExtAuthzFilter(NETWORK_EXT_AUTHZ_NAME if network else HTTP_EXT_AUTHZ_NAME, tc, provider)
+    return ExtAuthzFilter(NETWORK_EXT_AUTHZ_NAME if network else HTTP_EXT_AUTHZ_NAME, tc)

@@ -100,7 +100,7 @@ def _header_value_fn(h: HeaderMatcher) -> StrFn:
 def compile_header(h: HeaderMatcher) -> InputFn:
     """config.route.v3.HeaderMatcher as Envoy 1.40 applies it.
 
-    Verified against Envoy 1.40 (tests/rbac/test_matchers.py): a missing
+    Verified against Envoy 1.40 (tests/envoy_filters/rbac/test_matchers.py): a missing
     header never matches a value matcher, inverted or not; present_match
     compares presence and then inverts; treat_missing_header_as_empty makes a
     missing header present with value ""; a header with several values

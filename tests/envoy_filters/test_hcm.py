@@ -15,18 +15,19 @@ stopped) and compare a sample of rows plus a seeded random batch of paths.
 from __future__ import annotations
 
 import random
-import subprocess
 import time
-from pathlib import Path
+from functools import cache
 from typing import Any
 
 import pytest
 
 from meshauthz.envoy import hcm as http
 from meshauthz.envoy.hcm import (
-    SIDECAR_INBOUND_XFF,
+    HcmConfigError,
+    HcmOptions,
     NormalizedPath,
-    gateway_xff,
+    PathOptions,
+    XffSettings,
     join_header_values,
     normalize_path,
     remote_address,
@@ -39,6 +40,13 @@ HEADER_ROWS = probe.read_jsonl(probe.HEADER_CORPUS)
 XFF_ROWS = [r for r in HEADER_ROWS if r["kind"] == "xff"]
 JOIN_ROWS = [r for r in HEADER_ROWS if r["kind"] == "join"]
 DIRECT = "127.0.0.1"  # the socket peer in every recorded run
+
+
+@cache
+def opts(mode: str) -> PathOptions:
+    """The path options of the corpus's Envoy for one of its modes, read from
+    the HCM JSON it was started with."""
+    return HcmOptions.from_json(probe.mode_options(mode)).path
 
 
 def _row_id(row: dict[str, Any]) -> str:
@@ -59,7 +67,7 @@ def test_corpus_is_complete() -> None:
 
 @pytest.mark.parametrize("row", PATH_ROWS, ids=_row_id)
 def test_normalize_path_matches_envoy(row: dict[str, Any]) -> None:
-    got = normalize_path(row["path"], row["mode"])
+    got = normalize_path(row["path"], opts(row["mode"]))
     assert got.path == row["normalized"]
     assert got.rejected_status == row["status"]
     assert got.rejected == (row["status"] is not None)
@@ -115,13 +123,13 @@ CANONICAL_PAIRS = [
 def test_envoy_canonical_path_vectors(raw: str, expected: str) -> None:
     assert http._canonicalize(raw) == expected
     if raw.startswith("/"):
-        assert normalize_path(raw, "BASE") == NormalizedPath(expected)
+        assert normalize_path(raw, opts("BASE")) == NormalizedPath(expected)
 
 
 @pytest.mark.parametrize("raw", ["/xyz/.%00../abc", "/xyz/%00.%00./abc", "/xyz/AAAAA%%0000/abc"])
 def test_envoy_invalid_path_vectors(raw: str) -> None:
     assert http._canonicalize(raw) is None
-    got = normalize_path(raw, "BASE")
+    got = normalize_path(raw, opts("BASE"))
     assert got.rejected and got.rejected_status == 400
 
 
@@ -149,7 +157,7 @@ def test_envoy_merge_slashes_vectors(raw: str, expected: str) -> None:
     [("/a//b?a=///c", "/a/b?a=///c"), ("/a//b?", "/a/b?"), ("//a/?b", "/a/?b")],
 )
 def test_envoy_merge_slashes_query_vectors(raw: str, expected: str) -> None:
-    assert normalize_path(raw, "MERGE_SLASHES") == NormalizedPath(expected)
+    assert normalize_path(raw, opts("MERGE_SLASHES")) == NormalizedPath(expected)
 
 
 UNESCAPE_PAIRS = [
@@ -181,67 +189,52 @@ def test_envoy_unescape_slashes_vectors(raw: str, expected: str) -> None:
 # API details
 
 
-def test_default_is_base() -> None:
-    for row in PATH_ROWS:
-        if row["mode"] == "BASE":
-            assert normalize_path(row["path"], "DEFAULT") == normalize_path(row["path"], "BASE")
-
-
-def test_unknown_mode() -> None:
-    with pytest.raises(ValueError, match="unknown path normalization"):
-        normalize_path("/", "LOWERCASE")  # type: ignore[arg-type]
-
-
 def test_rejection_has_reason() -> None:
-    got = normalize_path("/a#frag", "NONE")
+    got = normalize_path("/a#frag", opts("NONE"))
     assert got.path is None and got.rejected_status == 400 and got.reason
 
 
-def test_istio_xff_settings() -> None:
-    assert SIDECAR_INBOUND_XFF.use_remote_address is False
-    assert SIDECAR_INBOUND_XFF.xff_num_trusted_hops == 0
-    assert gateway_xff(2).use_remote_address is True
-    assert gateway_xff(2).xff_num_trusted_hops == 2
+def test_negative_trusted_hops() -> None:
     with pytest.raises(ValueError):
         remote_address(DIRECT, None, -1, False)
 
 
-ISTIO_GIT = Path("/work/.mirror/istio+istio/repo")
-
-
-def _istio_file(path: str) -> str:
-    if not ISTIO_GIT.is_dir():
-        pytest.skip(f"no istio checkout at {ISTIO_GIT}")
-    out = subprocess.run(
-        ["git", "-C", str(ISTIO_GIT), "show", f"HEAD:{path}"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
+def test_option_combinations_outside_the_corpus_are_not_evaluated() -> None:
+    covered = {opts(m) for m in probe.MODES}
+    for o in covered:
+        assert o.unmodelled() is None
+    for o in (
+        PathOptions(False, True, "KEEP_UNCHANGED"),
+        PathOptions(True, False, "UNESCAPE_AND_FORWARD"),
+        PathOptions(True, True, "REJECT_REQUEST"),
+        PathOptions(False, False, "UNESCAPE_AND_REDIRECT"),
+    ):
+        assert o.unmodelled() is not None
+        with pytest.raises(HcmConfigError, match="has not checked"):
+            normalize_path("/", o)
+    # Envoy 1.40's implementation-specific default keeps escaped slashes.
+    assert normalize_path("/a%2Fb", PathOptions(True, False)) == normalize_path(
+        "/a%2Fb", opts("BASE")
     )
-    if out.returncode != 0:
-        pytest.skip(f"cannot read {path} from {ISTIO_GIT}")
-    return out.stdout
 
 
-def test_istio_sidecar_inbound_does_not_use_remote_address() -> None:
-    src = _istio_file("pilot/pkg/networking/core/listener_inbound.go")
-    body = src[src.index("func buildSidecarInboundHTTPOpts") :]
-    body = body[: body.index("\n}\n")]
-    assert "useRemoteAddress: false" in body
-    assert "XffNumTrustedHops" not in body
-
-
-def test_istio_path_normalization_options() -> None:
-    src = _istio_file("pilot/pkg/networking/core/listener_builder.go")
-    block = src[src.index("switch lb.push.Mesh.GetPathNormalization()") :]
-    block = block[: block.index("\n\t}\n")]
-    assert (
-        "ProxyPathNormalization_NONE:\n\t\tconnectionManager.NormalizePath = proto.BoolFalse"
-        in block
+def test_hcm_options_json_round_trip() -> None:
+    for mode in probe.MODES:
+        for xff in (XffSettings(), XffSettings(True, 2)):
+            o = HcmOptions(opts(mode), xff)
+            assert HcmOptions.from_json(o.to_json()) == o
+    camel = {
+        "normalizePath": True,
+        "mergeSlashes": True,
+        "pathWithEscapedSlashesAction": 4,
+        "useRemoteAddress": True,
+        "xffNumTrustedHops": {"value": 3},
+    }
+    assert HcmOptions.from_json(camel) == HcmOptions(
+        PathOptions(True, True, "UNESCAPE_AND_FORWARD"), XffSettings(True, 3)
     )
-    assert "MergeSlashes = true" in block
-    assert "HttpConnectionManager_UNESCAPE_AND_FORWARD" in block
+    with pytest.raises(HcmConfigError):
+        HcmOptions.from_json({"path_with_escaped_slashes_action": "SOMETIMES"})
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +273,7 @@ def test_live_envoy_agrees() -> None:
             assert time.monotonic() < deadline, "live Envoy comparison ran out of time"
             for mode in probe.MODES:
                 live = probe.probe_path(envoy, path, mode)
-                ours = normalize_path(path, mode)
+                ours = normalize_path(path, opts(mode))
                 if (ours.path, ours.rejected_status) != (live["normalized"], live["status"]):
                     mismatches.append(f"{path!r} {mode}: envoy {live!r}, ours {ours!r}")
         for row in xff_sample:

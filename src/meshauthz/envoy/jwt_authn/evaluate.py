@@ -1,49 +1,37 @@
-"""Request authentication: Envoy's jwt_authn filter as istiod configures it.
+"""What Envoy's jwt_authn filter does with a request, for a ``JwtAuthentication``.
 
-istiod turns the JWT rules of every RequestAuthentication that selects a
-workload into one ``envoy.filters.http.jwt_authn`` filter placed before the
-RBAC filters (``pilot/pkg/security/authn/policy_applier.go``,
-``convertToEnvoyJwtConfig``):
-
-* the rules are sorted by issuer and become providers ``origins-0``,
-  ``origins-1``, ... Each provider has the rule's issuer and audiences,
-  ``forward`` = ``forwardOriginalToken``, ``payload_in_metadata: payload``,
-  the rule's token locations (none given: Envoy's defaults, the
-  ``Authorization`` header after ``"Bearer "`` and the ``access_token`` query
-  parameter) and ``normalize_payload_in_metadata`` with the rule's
-  ``spaceDelimitedClaims`` plus ``scope`` and ``permission``;
-* the requirement is ``requires_any{origins-0, allow_missing}`` for one
-  provider, and for several
-  ``requires_any{P0, P1, ..., requires_all{any{P0, allow_missing}, ...}}``:
-  a request without a token passes, a present token must be valid;
-* ``bypass_cors_preflight: true``.
-
-The evaluation below follows Envoy's filter (``jwt_authn/filter.cc``,
+The evaluation follows Envoy's filter (``jwt_authn/filter.cc``,
 ``verifier.cc``, ``authenticator.cc``, ``extractor.cc`` and
 ``source/common/jwt``), including its less obvious parts, each checked against
-a real Envoy 1.40 run (see ``tests/decide/test_jwt.py``):
+a real Envoy 1.40 run (see ``tests/envoy_filters/test_jwt_authn.py``):
 
+* the first rule whose path prefix matches picks the requirement; no rule,
+  or a rule without one, lets the request through unverified;
 * a provider checks every token found in its own locations, last found
-  first; the first failure fails the provider;
+  first; the first failure fails the provider; no location configured means
+  Envoy's defaults (``Authorization: Bearer <token>``, then ``access_token``);
 * a verified token is removed from the request unless ``forward`` is set
   (a header is removed with all its lines, a query parameter with all its
   occurrences), so later providers no longer see it;
 * a group ``requires_any`` that fails reports the last real error of its
-  children, else "issuer not configured", else "missing";
+  children, else "issuer not configured", else "missing", which an
+  ``allow_missing`` member turns into success; ``requires_all`` fails with its
+  first failing child;
 * a rejected audience is a 403, every other failure a 401, each with Envoy's
   status text as the body;
-* the payload lands in dynamic metadata ``envoy.filters.http.jwt_authn`` →
-  ``payload`` (space-delimited claims split into lists); a later verified
-  token overwrites an earlier one.
+* the payload lands in dynamic metadata ``envoy.filters.http.jwt_authn`` under
+  the provider's ``payload_in_metadata`` key (space-delimited claims split
+  into lists); a later verified token overwrites an earlier one;
+* with ``bypass_cors_preflight`` a CORS preflight is not verified.
 
 What cannot be decided offline is said so, never assumed: a raw token whose
-provider has only ``jwksUri`` (its keys live elsewhere) is evaluated both
-ways; when the answer depends on the signature the outcome is ``undecided``
-(reason ``unverifiable``) and carries both alternatives. An inline JWKS that
-Envoy would refuse makes the whole filter config rejected (reason
-``invalid_jwks``), which a live proxy answers by keeping its previous config.
-Claims given as ``claims`` are taken as validly signed and go through every
-other check.
+provider has its keys elsewhere (``remote_jwks`` or a JWKS file) is evaluated
+both ways; when the answer depends on the signature the outcome is
+``undecided`` (reason ``unverifiable``) and carries both alternatives. An
+inline JWKS that Envoy would refuse makes the whole filter config rejected
+(reason ``invalid_jwks``), which a live proxy answers by keeping its previous
+config. Claims given as ``claims`` are taken as validly signed and go through
+every other check.
 """
 
 from __future__ import annotations
@@ -57,7 +45,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Protocol
+from functools import lru_cache
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
@@ -65,10 +54,19 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-JWT_FILTER = "envoy.filters.http.jwt_authn"  # filters.EnvoyJwtFilterName
-PAYLOAD_KEY = "payload"  # filters.EnvoyJwtFilterPayload
-DEFAULT_SPACE_DELIMITED_CLAIMS = ("permission", "scope")  # buildSpaceDelimitedClaims
-CLOCK_SKEW_SECONDS = 60  # jwt_verify kClockSkewInSecond; istiod leaves clock_skew_seconds unset
+from .model import (
+    JWT_FILTER,
+    AllowMissing,
+    AllowMissingOrFailed,
+    JwtAuthentication,
+    JwtProvider,
+    ProviderName,
+    Requirement,
+    RequiresAll,
+    RequiresAny,
+)
+
+CLOCK_SKEW_SECONDS = 60  # jwt_verify kClockSkewInSecond (clock_skew_seconds is not modelled)
 DEFAULT_HEADER = ("authorization", "Bearer ")  # extractor.cc default location
 DEFAULT_PARAM = "access_token"  # extractor.cc default location
 # Request headers Envoy keeps as one inline entry, joining repeated lines with
@@ -185,20 +183,6 @@ def _claims_token(claims: Mapping[str, Any]) -> str:
     return f"{header}.{_b64url(body.encode())}.{_CLAIMS_SIGNATURE}"
 
 
-class _JwtRuleLike(Protocol):
-    issuer: str
-    audiences: Sequence[str]
-    jwks: str
-    from_headers: Sequence[Any]
-    from_params: Sequence[str]
-    from_cookies: Sequence[str]
-    forward_original_token: bool
-    space_delimited_claims: Sequence[str]
-
-    @property
-    def jwks_url(self) -> str: ...
-
-
 # --------------------------------------------------------------------------- providers
 
 
@@ -210,65 +194,7 @@ class _Key:
     key: Any  # a cryptography public key, or bytes for "oct"
 
 
-@dataclass(frozen=True, slots=True)
-class Provider:
-    """One Envoy JwtProvider as istiod writes it (``origins-<i>``)."""
-
-    name: str
-    issuer: str
-    audiences: tuple[str, ...]
-    headers: tuple[tuple[str, str], ...]  # (lower-cased name, value prefix)
-    params: tuple[str, ...]
-    cookies: tuple[str, ...]
-    forward: bool
-    space_delimited_claims: tuple[str, ...]
-    jwks_uri: str
-    keys: tuple[_Key, ...] | None  # None: no inline JWKS (keys fetched from jwks_uri)
-    jwks_error: Status | None  # an inline JWKS Envoy refuses
-
-
-def build_providers(rules: Iterable[Any]) -> list[Provider]:
-    """The providers of the filter istiod builds from these RequestAuthentications.
-
-    ``rules`` are RequestAuthentication records (with ``.spec.jwt_rules``) or
-    JWT rules themselves. istiod concatenates the rules and sorts them by
-    issuer (``newPolicyApplier``); the sort here is stable.
-    """
-    flat: list[_JwtRuleLike] = []
-    for r in rules:
-        spec = getattr(r, "spec", None)
-        flat.extend(spec.jwt_rules if spec is not None else [r])
-    flat.sort(key=lambda r: r.issuer)
-    return [_provider(f"origins-{i}", r) for i, r in enumerate(flat)]
-
-
-def _provider(name: str, r: _JwtRuleLike) -> Provider:
-    headers = tuple((h.name.lower(), h.prefix or "") for h in r.from_headers)
-    params = tuple(r.from_params)
-    cookies = tuple(r.from_cookies)
-    if not headers and not params and not cookies:
-        headers, params = (DEFAULT_HEADER,), (DEFAULT_PARAM,)
-    keys: tuple[_Key, ...] | None = None
-    error: Status | None = None
-    if r.jwks:
-        keys, error = parse_jwks(r.jwks)
-    return Provider(
-        name=name,
-        issuer=r.issuer,
-        audiences=tuple(r.audiences),
-        headers=headers,
-        params=params,
-        cookies=cookies,
-        forward=bool(r.forward_original_token),
-        space_delimited_claims=tuple(
-            sorted(set(r.space_delimited_claims) | set(DEFAULT_SPACE_DELIMITED_CLAIMS))
-        ),
-        jwks_uri=r.jwks_url,
-        keys=keys,
-        jwks_error=error,
-    )
-
-
+@lru_cache(maxsize=256)
 def parse_jwks(text: str) -> tuple[tuple[_Key, ...], Status | None]:
     """The usable keys of a JWKS, as Envoy's ``Jwks::createFrom(JWKS)`` reads it.
 
@@ -325,13 +251,15 @@ class JwtOutcome:
     ``status`` None: the request goes on to the next filter (RBAC) with
     ``metadata`` as the filter's dynamic metadata (``{"payload": claims}``, or
     None when no token was verified). 401/403: Envoy answers with ``body``.
-    ``reason`` is one of: ``no_filter`` (no JWT rules select the workload),
+    ``reason`` is one of: ``no_filter`` (there is no jwt_authn filter),
+    ``no_requirement`` (no rule with a requirement matches the path),
     ``cors_preflight``, ``no_token``, ``verified``, ``rejected``, and, with
     ``decided`` False, ``unverifiable`` (the answer hangs on a signature only
-    the ``jwksUri`` keys can check; ``alternatives`` holds the outcome if it
+    keys kept elsewhere can check; ``alternatives`` holds the outcome if it
     is valid, then if not) or ``invalid_jwks`` (Envoy refuses the config).
-    ``removed_headers``/``removed_params`` are the token locations the filter
-    strips before the request goes on.
+    ``payload`` is the last verified token's payload (space-delimited claims
+    split). ``removed_headers``/``removed_params`` are the token locations the
+    filter strips before the request goes on.
     """
 
     status: int | None
@@ -344,18 +272,15 @@ class JwtOutcome:
     removed_params: tuple[str, ...] = ()
     trace: tuple[str, ...] = ()
     error: Status | None = field(default=None, compare=False)
+    payload: dict[str, Any] | None = None
 
     @property
     def allowed(self) -> bool:
         return self.decided and self.status is None
 
     @property
-    def payload(self) -> dict[str, Any] | None:
-        return None if self.metadata is None else self.metadata.get(PAYLOAD_KEY)
-
-    @property
     def principal(self) -> str | None:
-        """``iss/sub``, the request principal Istio's RBAC rules compare."""
+        """``iss/sub`` of the verified payload."""
         p = self.payload
         if p is None:
             return None
@@ -407,8 +332,8 @@ Headers = Sequence[tuple[str, str]]
 Query = str | Sequence[tuple[str, str]]
 
 
-def apply_request_authentication(
-    rules: Iterable[Any],
+def apply_jwt_authn(
+    config: JwtAuthentication | None,
     presented: JwtPresented | None,
     headers: Headers = (),
     query: Query = "",
@@ -416,41 +341,26 @@ def apply_request_authentication(
     method: str = "GET",
     now: int | None = None,
 ) -> JwtOutcome:
-    """Run the request through the jwt_authn filter istiod builds from ``rules``.
+    """Run the request through the jwt_authn filter ``config`` (None: no filter).
 
-    ``rules``: the RequestAuthentications selecting the workload (or their JWT
-    rules). ``presented``: the client's JWT, added at its location to
-    ``headers`` (name/value pairs, repeats allowed) and ``query`` (a raw query
-    string, a path with one, or decoded name/value pairs). ``now``: unix
-    seconds (default: the clock).
+    ``presented``: the client's JWT, added at its location to ``headers``
+    (name/value pairs, repeats allowed) and ``query`` (a raw query string, a
+    path with one, or decoded name/value pairs). ``now``: unix seconds
+    (default: the clock).
     """
-    providers = build_providers(rules)
-    return apply_providers(providers, presented, headers, query, method=method, now=now)
-
-
-def apply_providers(
-    providers: Sequence[Provider],
-    presented: JwtPresented | None,
-    headers: Headers = (),
-    query: Query = "",
-    *,
-    method: str = "GET",
-    now: int | None = None,
-) -> JwtOutcome:
-    """As ``apply_request_authentication``, from already built providers."""
-    if not providers:
-        # JwtFilter: no rules, no filter.
-        return JwtOutcome(
-            status=None, reason="no_filter", trace=("no JWT rules: no jwt_authn filter",)
-        )
-    bad = [p for p in providers if p.jwks_error is not None]
-    if bad:
-        p = bad[0]
-        msg = (
-            f"Provider '{p.name}' in jwt_authn config has invalid local jwks: "
-            f"{p.jwks_error.value if p.jwks_error else ''}"
-        )
-        return JwtOutcome(status=None, reason="invalid_jwks", decided=False, body=msg, trace=(msg,))
+    if config is None:
+        return JwtOutcome(status=None, reason="no_filter", trace=("no jwt_authn filter",))
+    problem = unsupported(config)
+    if problem is not None:
+        raise ValueError(f"jwt_authn config not evaluated: {problem}")
+    providers = config.providers
+    for p in providers:
+        error = None if p.local_jwks is None else parse_jwks(p.local_jwks)[1]
+        if error is not None:
+            msg = f"Provider '{p.name}' in jwt_authn config has invalid local jwks: {error.value}"
+            return JwtOutcome(
+                status=None, reason="invalid_jwks", decided=False, body=msg, trace=(msg,)
+            )
 
     hdrs = _request_headers(headers)
     params = _query_params(query)
@@ -470,26 +380,33 @@ def apply_providers(
             hdrs = _request_headers([*hdrs, (name, prefix + text)])
 
     effective_method = next((v for k, v in hdrs if k == ":method"), method)
-    if _is_cors_preflight(effective_method, hdrs):
-        # filter.cc decodeHeaders: istiod sets bypass_cors_preflight.
+    if config.bypass_cors_preflight and _is_cors_preflight(effective_method, hdrs):
+        # filter.cc decodeHeaders
         return JwtOutcome(
             status=None,
             reason="cors_preflight",
             trace=("CORS preflight: bypassed regardless of JWT requirements",),
         )
+    path = query if isinstance(query, str) and query.startswith("/") else "/"
+    tree = requirement_for(config, path)
+    if tree is None:
+        return JwtOutcome(
+            status=None,
+            reason="no_requirement",
+            trace=(f"no jwt_authn rule with a requirement matches {path!r}",),
+        )
 
     clock = int(time.time()) if now is None else now
-    tree = _requirement(providers)
 
     # Signatures that only a jwksUri's keys could check: try every verdict.
-    unknown = _unverifiable(providers, hdrs, params, trusted)
+    unknown = _unverifiable(config, hdrs, params, trusted)
     if len(unknown) > _MAX_UNKNOWN:
         msg = f"{len(unknown)} token signatures cannot be checked offline (jwksUri only)"
         return JwtOutcome(status=None, reason="unverifiable", decided=False, body=msg, trace=(msg,))
     results: list[JwtOutcome] = []
     for verdicts in itertools.product((True, False), repeat=len(unknown)):
         oracle = dict(zip(unknown, verdicts, strict=True))
-        ctx = _Context(list(hdrs), list(params), trusted, oracle, clock)
+        ctx = _Context(config, list(hdrs), list(params), trusted, oracle, clock)
         status = _evaluate(tree, ctx)
         results.append(ctx.outcome(status))
     first = results[0]
@@ -534,6 +451,7 @@ def _with_trace(o: JwtOutcome, trace: tuple[str, ...]) -> JwtOutcome:
         removed_params=o.removed_params,
         trace=trace,
         error=o.error,
+        payload=o.payload,
     )
 
 
@@ -581,30 +499,42 @@ def _query_params(query: Query) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------ requirement tree
 
 
-@dataclass(frozen=True, slots=True)
-class _ProviderReq:
-    provider: Provider
+def unsupported(config: JwtAuthentication) -> str | None:
+    """Why ``config`` is not evaluated here (None: it is).
+
+    Only the requirement forms checked against a real Envoy are evaluated:
+    ``provider_name``, ``requires_any`` (with ``allow_missing`` among its
+    members) and ``requires_all``; a requirement naming a provider that does
+    not exist is a config Envoy refuses."""
+
+    def check(r: Requirement, in_any: bool) -> str | None:
+        if isinstance(r, ProviderName):
+            if config.provider(r.name) is None:
+                return f"the requirement names provider {r.name!r}, which is not configured"
+            return None
+        if isinstance(r, AllowMissing):
+            return None if in_any else "allow_missing outside requires_any is not supported"
+        if isinstance(r, AllowMissingOrFailed):
+            return "allow_missing_or_failed is not supported"
+        for c in r.requirements:
+            if (why := check(c, isinstance(r, RequiresAny))) is not None:
+                return why
+        return None
+
+    for rule in config.rules:
+        if rule.requires is not None and (why := check(rule.requires, False)) is not None:
+            return why
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class _AnyReq:
-    children: tuple[_Req, ...]
-    allow_missing: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class _AllReq:
-    children: tuple[_Req, ...]
-
-
-_Req = _ProviderReq | _AnyReq | _AllReq
-
-
-def _requirement(providers: Sequence[Provider]) -> _Req:
-    inner = tuple(_AnyReq((_ProviderReq(p),), allow_missing=True) for p in providers)
-    if len(inner) == 1:
-        return inner[0]
-    return _AnyReq((*(_ProviderReq(p) for p in providers), _AllReq(inner)))
+def requirement_for(config: JwtAuthentication, path: str) -> Requirement | None:
+    """The requirement of the first rule whose prefix matches ``path`` (its
+    query left out, as Envoy's path matcher does)."""
+    bare = path.partition("?")[0]
+    for rule in config.rules:
+        if bare.startswith(rule.prefix):
+            return rule.requires
+    return None
 
 
 @dataclass(slots=True)
@@ -616,12 +546,15 @@ class _Token:
 
 @dataclass(slots=True)
 class _Context:
+    config: JwtAuthentication
     headers: list[tuple[str, str]]
     params: list[tuple[str, str]]
     trusted: set[str]
     oracle: dict[tuple[str, str], bool]
     now: int
     metadata: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = None
+    verified: bool = False
     removed_headers: list[str] = field(default_factory=list)
     removed_params: list[str] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
@@ -630,45 +563,65 @@ class _Context:
         ok = status is Status.OK
         return JwtOutcome(
             status=None if ok else status.http_status,
-            reason=("verified" if self.metadata is not None else "no_token") if ok else "rejected",
+            reason=("verified" if self.verified else "no_token") if ok else "rejected",
             body="" if ok else status.value,
             metadata=self.metadata if ok else None,
             removed_headers=tuple(self.removed_headers),
             removed_params=tuple(self.removed_params),
             trace=tuple(self.trace),
             error=None if ok else status,
+            payload=self.payload if ok else None,
         )
 
 
-def _evaluate(req: _Req, ctx: _Context) -> Status:
-    if isinstance(req, _ProviderReq):
-        return _authenticate(req.provider, ctx)
-    if isinstance(req, _AllReq):
+def _evaluate(req: Requirement, ctx: _Context) -> Status:
+    if isinstance(req, ProviderName):
+        provider = ctx.config.provider(req.name)
+        assert provider is not None  # unsupported() refused the config otherwise
+        return _authenticate(provider, ctx)
+    if isinstance(req, RequiresAll):
         # AllVerifierImpl: the first failure ends the group.
-        for child in req.children:
+        for child in req.requirements:
             s = _evaluate(child, ctx)
             if s is not Status.OK:
                 return s
         return Status.OK
+    if isinstance(req, AllowMissing | AllowMissingOrFailed):
+        return Status.OK  # only reached as a member of requires_any, handled there
     # AnyVerifierImpl: the first success ends the group; otherwise the last
     # error that is neither "missing" nor "unknown issuer", else "unknown
     # issuer", else "missing" (which allow_missing turns into success).
     final = Status.MISSED
-    for child in req.children:
+    allow_missing = False
+    for child in req.requirements:
+        if isinstance(child, AllowMissing):
+            allow_missing = True
+            continue
         s = _evaluate(child, ctx)
         if s is Status.OK:
             return s
         if s not in (Status.MISSED, Status.UNKNOWN_ISSUER) or final is Status.MISSED:
             final = s
-    if req.allow_missing and final is Status.MISSED:
+    if allow_missing and final is Status.MISSED:
         return Status.OK
     return final
 
 
-def _extract(p: Provider, ctx: _Context) -> list[_Token]:
+def _locations(
+    p: JwtProvider,
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]:
+    """(header name, prefix) pairs, params, cookies; Envoy's defaults when none."""
+    if not p.from_headers and not p.from_params and not p.from_cookies:
+        return (DEFAULT_HEADER,), (DEFAULT_PARAM,), ()
+    headers = tuple((h.name.lower(), h.value_prefix) for h in p.from_headers)
+    return headers, p.from_params, p.from_cookies
+
+
+def _extract(p: JwtProvider, ctx: _Context) -> list[_Token]:
     """extractor.cc: headers (sorted by name+prefix), then params, then cookies."""
+    headers, params, cookies = _locations(p)
     tokens: list[_Token] = []
-    for name, prefix in sorted(set(p.headers), key=lambda h: h[0] + h[1]):
+    for name, prefix in sorted(set(headers), key=lambda h: h[0] + h[1]):
         for k, value in ctx.headers:
             if k != name:
                 continue
@@ -678,15 +631,15 @@ def _extract(p: Provider, ctx: _Context) -> list[_Token]:
                     continue
                 value = _after_prefix(value, pos + len(prefix))
             tokens.append(_Token(value, "header", name))
-    for param in sorted(set(p.params)):
+    for param in sorted(set(params)):
         first = next((v for k, v in ctx.params if k == param), None)
         if first is not None:
             tokens.append(_Token(first, "param", param))
-    if p.cookies:
-        cookies = _cookies(ctx.headers)
-        for c in sorted(set(p.cookies)):
-            if c in cookies:
-                tokens.append(_Token(cookies[c], "cookie", c))
+    if cookies:
+        sent = _cookies(ctx.headers)
+        for c in sorted(set(cookies)):
+            if c in sent:
+                tokens.append(_Token(sent[c], "cookie", c))
     return tokens
 
 
@@ -718,7 +671,7 @@ def _cookies(headers: Sequence[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def _authenticate(p: Provider, ctx: _Context) -> Status:
+def _authenticate(p: JwtProvider, ctx: _Context) -> Status:
     """AuthenticatorImpl for one provider: every token must verify."""
     tokens = _extract(p, ctx)
     if not tokens:
@@ -734,7 +687,7 @@ def _authenticate(p: Provider, ctx: _Context) -> Status:
     return Status.OK
 
 
-def _verify(p: Provider, tok: _Token, ctx: _Context) -> Status:
+def _verify(p: JwtProvider, tok: _Token, ctx: _Context) -> Status:
     status, jwt = parse_jwt(tok.text)
     if jwt is None:
         return status
@@ -748,17 +701,21 @@ def _verify(p: Provider, tok: _Token, ctx: _Context) -> Status:
     if not audiences_allowed(p.audiences, jwt.audiences):
         return Status.AUDIENCE_NOT_ALLOWED
     if tok.text not in ctx.trusted:
-        if p.keys is None:
-            if not ctx.oracle.get((p.jwks_uri, tok.text), False):
+        if p.local_jwks is None:
+            if not ctx.oracle.get((p.jwks_location, tok.text), False):
                 return Status.VERIFICATION_FAIL
         else:
-            s = verify_signature(jwt, p.keys)
+            s = verify_signature(jwt, parse_jwks(p.local_jwks)[0])
             if s is not Status.OK:
                 return s
     # handleGoodJwt
     if not p.forward:
         _remove(tok, ctx)
-    ctx.metadata = {PAYLOAD_KEY: normalize_payload(jwt.payload, p.space_delimited_claims)}
+    payload = normalize_payload(jwt.payload, p.space_delimited_claims)
+    ctx.verified = True
+    ctx.payload = payload
+    if p.payload_in_metadata:
+        ctx.metadata = {**(ctx.metadata or {}), p.payload_in_metadata: payload}
     return Status.OK
 
 
@@ -774,27 +731,27 @@ def _remove(tok: _Token, ctx: _Context) -> None:
 
 
 def _unverifiable(
-    providers: Sequence[Provider],
+    config: JwtAuthentication,
     headers: Sequence[tuple[str, str]],
     params: Sequence[tuple[str, str]],
     trusted: set[str],
 ) -> list[tuple[str, str]]:
-    """(jwksUri, token) pairs whose signature nobody here can check."""
-    uris = [p for p in providers if p.keys is None]
-    if not uris:
+    """(keys location, token) pairs whose signature nobody here can check."""
+    elsewhere = [p for p in config.providers if p.local_jwks is None]
+    if not elsewhere:
         return []
-    probe = _Context(list(headers), list(params), trusted, {}, 0)
+    probe = _Context(config, list(headers), list(params), trusted, {}, 0)
     texts: list[str] = []
-    for p in providers:
+    for p in config.providers:
         for t in _extract(p, probe):
             if t.text not in trusted and t.text not in texts:
                 texts.append(t.text)
     out: list[tuple[str, str]] = []
-    for p in uris:
+    for p in elsewhere:
         for text in texts:
             _, jwt = parse_jwt(text)
             if jwt is not None and (not p.issuer or jwt.iss == p.issuer):
-                key = (p.jwks_uri, text)
+                key = (p.jwks_location, text)
                 if key not in out:
                     out.append(key)
     return out

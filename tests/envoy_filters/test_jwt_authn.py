@@ -1,10 +1,10 @@
-"""Request authentication: Envoy's jwt_authn filter as istiod configures it.
+"""Envoy's jwt_authn filter: the evaluator, and its JSON reader and writer.
 
-Sources of the expectations, cited per test:
+The filters under test are the ones istiod builds from RequestAuthentications
+(``meshauthz.translate.requestauthn``; what istiod builds is tested in
+``tests/translate/test_requestauthn.py``). Sources of the expectations, cited
+per test:
 
-* istio ``pilot/pkg/security/authn/policy_applier.go`` (``newPolicyApplier``,
-  ``convertToEnvoyJwtConfig``, ``buildSpaceDelimitedClaims``) and its tests in
-  ``policy_applier_test.go``;
 * envoy ``source/extensions/filters/http/jwt_authn/{filter,verifier,
   authenticator,extractor}.cc`` and ``source/common/jwt/{jwt,verify,
   check_audience,status}.cc``;
@@ -26,18 +26,18 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.jwt_authn import (
     JWT_REQUEST_SCHEMA,
+    JwtAuthentication,
     JwtOutcome,
     JwtPresented,
-    Provider,
-    apply_providers,
-    apply_request_authentication,
+    apply_jwt_authn,
     audiences_allowed,
-    build_providers,
     normalize_payload,
 )
-from meshauthz.resources.istio import JWTRule, RequestAuthenticationSpec
+from meshauthz.resources.istio import JWTRule
+from meshauthz.translate.requestauthn import apply_request_authentication, jwt_authentication
 from tests.envoy_process import EnvoyProcess, free_port, require_envoy
 
 NOW = 1_800_000_000
@@ -69,13 +69,6 @@ def rule(**kw: Any) -> JWTRule:
     return JWTRule.model_validate(data)
 
 
-class _RA:
-    """A RequestAuthentication record stand-in (what the filter reads: .spec)."""
-
-    def __init__(self, *rules: dict[str, Any]) -> None:
-        self.spec = RequestAuthenticationSpec.model_validate({"jwtRules": list(rules)})
-
-
 def run(
     rules: list[JWTRule],
     presented: JwtPresented | None = None,
@@ -92,56 +85,19 @@ def bearer(token: str) -> list[tuple[str, str]]:
     return [("Authorization", "Bearer " + token)]
 
 
-# ------------------------------------------------------------ what istiod builds
+def test_no_filter():
+    o = apply_jwt_authn(None, JwtPresented(token="garbage"))
+    assert (o.status, o.reason, o.metadata) == (None, "no_filter", None)
 
 
-def test_providers_sorted_by_issuer_across_policies():
-    # policy_applier_test.go TestJwtFilter "Multi JWTs policy": foo's rule,
-    # an empty policy, bar's rule => origins-0 is bar, origins-1 is foo.
-    ras = [
-        _RA({"issuer": "https://secret.foo.com", "jwksUri": "https://x/jwks"}),
-        _RA(),
-        _RA({"issuer": "https://secret.bar.com", "jwks": JWKS}),
-    ]
-    ps = build_providers(ras)
-    assert [(p.name, p.issuer) for p in ps] == [
-        ("origins-0", "https://secret.bar.com"),
-        ("origins-1", "https://secret.foo.com"),
-    ]
-    assert ps[1].keys is None and ps[1].jwks_uri == "https://x/jwks"
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        # policy_applier_test.go TestBuildSpaceDelimitedClaims, its five cases.
-        ((), ("permission", "scope")),
-        (("custom_scope", "roles"), ("custom_scope", "permission", "roles", "scope")),
-        (
-            ("scope", "custom_scope", "permission", "roles"),
-            ("custom_scope", "permission", "roles", "scope"),
-        ),
-        (("custom1", "custom2"), ("custom1", "custom2", "permission", "scope")),
-    ],
-)
-def test_space_delimited_claims_always_include_scope_and_permission(given, expected):
-    (p,) = build_providers([rule(spaceDelimitedClaims=list(given))])
-    assert p.space_delimited_claims == expected
-
-
-def test_default_locations_are_bearer_header_and_access_token_param():
+def test_default_locations_apply_only_when_none_is_configured():
     # extractor.cc addProvider: no location given => Authorization "Bearer "
     # and the access_token query parameter; any location given => only those.
-    (p,) = build_providers([rule()])
-    assert (p.headers, p.params) == ((("authorization", "Bearer "),), ("access_token",))
-    (p,) = build_providers([rule(fromParams=["t"])])
-    assert (p.headers, p.params) == ((), ("t",))
-
-
-def test_no_rules_no_filter():
-    # policy_applier.go JwtFilter: no JWT rules => no jwt_authn filter at all.
-    o = run([], JwtPresented(token="garbage"))
-    assert (o.status, o.reason, o.metadata) == (None, "no_filter", None)
+    tok = mint({"iss": "iss1", "sub": "s"})
+    for q in ("", f"/?access_token={tok}"):
+        hdrs = bearer(tok) if not q else []
+        assert run([rule()], headers=hdrs, query=q).reason == "verified"
+        assert run([rule(fromParams=["t"])], headers=hdrs, query=q).reason == "no_token"
 
 
 # ------------------------------------------------------- one provider (Envoy 1.40)
@@ -485,50 +441,13 @@ def test_outcome_json_shape():
 # ------------------------------------------------------------------ real Envoy run
 
 
-def _envoy_filter(providers: list[Provider]) -> dict[str, Any]:
-    """The jwt_authn config istiod writes (convertToEnvoyJwtConfig) for providers."""
-    out: dict[str, Any] = {}
-    for p in providers:
-        d: dict[str, Any] = {
-            "issuer": p.issuer,
-            "forward": p.forward,
-            "payload_in_metadata": "payload",
-            "normalize_payload_in_metadata": {
-                "space_delimited_claims": list(p.space_delimited_claims)
-            },
-            "local_jwks": {"inline_string": JWKS},
-        }
-        if p.audiences:
-            d["audiences"] = list(p.audiences)
-        defaults = p.headers == (("authorization", "Bearer "),) and p.params == ("access_token",)
-        if not defaults:
-            d["from_headers"] = [{"name": n, "value_prefix": v} for n, v in p.headers]
-            d["from_params"] = list(p.params)
-        out[p.name] = d
-    inner = [
-        {"requires_any": {"requirements": [{"provider_name": n}, {"allow_missing": {}}]}}
-        for n in out
-    ]
-    req = (
-        inner[0]
-        if len(inner) == 1
-        else {
-            "requires_any": {
-                "requirements": [{"provider_name": n} for n in out]
-                + [{"requires_all": {"requirements": inner}}]
-            }
-        }
-    )
-    return {
-        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
-        "providers": out,
-        "rules": [{"match": {"prefix": "/"}, "requires": req}],
-        "bypass_cors_preflight": True,
-    }
+def _envoy_filter(config: JwtAuthentication) -> dict[str, Any]:
+    """The typed config, as the local mesh writes it."""
+    return jwt_authn.to_json(config)
 
 
 class _Envoy:
-    def __init__(self, providers: list[Provider], binary: str, workdir: Path) -> None:
+    def __init__(self, config: JwtAuthentication, binary: str, workdir: Path) -> None:
         self.port, admin = free_port(), free_port()
         hcm = {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -556,7 +475,7 @@ class _Envoy:
                 ]
             },
             "http_filters": [
-                {"name": "envoy.filters.http.jwt_authn", "typed_config": _envoy_filter(providers)},
+                {"name": "envoy.filters.http.jwt_authn", "typed_config": _envoy_filter(config)},
                 {
                     "name": "envoy.filters.http.router",
                     "typed_config": {
@@ -649,16 +568,149 @@ def test_real_envoy(tmp_path):
         by_config.setdefault(json.dumps(case[1]), []).append(case)
     for i, (key, cases) in enumerate(by_config.items()):
         rules = [rule(**r) for r in json.loads(key)]
-        providers = build_providers(rules)
+        config = jwt_authentication(rules)
+        assert config is not None
         workdir = tmp_path / str(i)
         workdir.mkdir()
-        envoy = _Envoy(providers, exe, workdir)
+        envoy = _Envoy(config, exe, workdir)
         try:
             for name, _, headers, path in cases:
                 status, body, md = envoy.request("GET", path, headers)
-                ours = apply_providers(providers, None, headers, path)
+                ours = apply_jwt_authn(config, None, headers, path)
                 assert (ours.status or 200, ours.body or "") == (status, body), name
                 if status == 200:
                     assert ours.metadata == (md or None), name
         finally:
             envoy.close()
+
+
+# ------------------------------------------------- beyond istiod's shape (Envoy 1.40)
+
+
+def _general_config() -> JwtAuthentication:
+    """Forms the evaluator takes from any jwt_authn config, not only istiod's:
+    rules by path prefix (one without a requirement), a provider required
+    alone, a requires_all, its own metadata key, no CORS bypass."""
+    return jwt_authn.from_json(
+        {
+            "providers": {
+                "a": {
+                    "issuer": "A",
+                    "local_jwks": {"inline_string": JWKS},
+                    "payload_in_metadata": "claims",
+                },
+                "b": {
+                    "issuer": "B",
+                    "local_jwks": {"inline_string": JWKS},
+                    "from_headers": [{"name": "x-b"}],
+                    "payload_in_metadata": "b_claims",
+                    "forward": True,
+                },
+            },
+            "rules": [
+                {"match": {"prefix": "/open"}},
+                {
+                    "match": {"prefix": "/both"},
+                    "requires": {
+                        "requires_all": {
+                            "requirements": [{"provider_name": "a"}, {"provider_name": "b"}]
+                        }
+                    },
+                },
+                {"match": {"prefix": "/"}, "requires": {"provider_name": "a"}},
+            ],
+        }
+    )
+
+
+def _general_cases() -> list[tuple[str, str, str, list[tuple[str, str]]]]:
+    A, B = mint(A_CLAIMS), mint(B_CLAIMS)
+    preflight = [("Origin", "http://x"), ("Access-Control-Request-Method", "GET")]
+    return [
+        ("open-junk", "GET", "/open/x", bearer("junk")),
+        ("a-missing", "GET", "/a", []),
+        ("a-good", "GET", "/a?x=1", bearer(A)),
+        ("a-wrong-issuer", "GET", "/a", bearer(B)),
+        ("preflight", "OPTIONS", "/a", preflight),
+        ("both", "GET", "/both", [*bearer(A), ("x-b", B)]),
+        ("both-missing-b", "GET", "/both", bearer(A)),
+    ]
+
+
+def test_general_config_offline():
+    cfg = _general_config()
+    assert jwt_authn.unsupported(cfg) is None
+    out = {
+        name: apply_jwt_authn(cfg, None, h, path, method=m) for name, m, path, h in _general_cases()
+    }
+    assert out["open-junk"].reason == "no_requirement"
+    assert (out["a-missing"].status, out["a-missing"].body) == (401, "Jwt is missing")
+    assert out["a-good"].metadata == {"claims": A_CLAIMS}
+    assert out["a-wrong-issuer"].body == "Jwt issuer is not configured"
+    assert out["preflight"].status == 401
+    assert out["both"].metadata == {"claims": A_CLAIMS, "b_claims": B_CLAIMS}
+    assert out["both-missing-b"].status == 401
+
+
+def test_general_config_through_a_real_envoy(tmp_path):
+    exe = require_envoy("jwt_authn beyond istiod's shape against a real Envoy")
+    cfg = _general_config()
+    envoy = _Envoy(cfg, exe, tmp_path)
+    try:
+        for name, method, path, headers in _general_cases():
+            status, body, md = envoy.request(method, path, headers)
+            ours = apply_jwt_authn(cfg, None, headers, path, method=method)
+            assert (ours.status or 200, ours.body or "") == (status, body), name
+            if status == 200:
+                assert ours.metadata == (md or None), name
+    finally:
+        envoy.close()
+
+
+def test_json_round_trip_and_unsupported_forms():
+    cfg = _general_config()
+    assert jwt_authn.from_json(jwt_authn.to_json(cfg)) == cfg
+    camel = jwt_authn.from_json(
+        {
+            "providers": {
+                "p": {
+                    "issuer": "i",
+                    "fromHeaders": [{"name": "x", "valuePrefix": "T "}],
+                    "fromCookies": ["c"],
+                    "localJwks": {"filename": "/etc/jwks.json"},
+                    "normalizePayloadInMetadata": {"spaceDelimitedClaims": ["s"]},
+                }
+            },
+            "requirementMap": {"r": {"providerName": "p"}},
+            "bypassCorsPreflight": True,
+        }
+    )
+    p = camel.providers[0]
+    assert p.from_headers == (jwt_authn.HeaderLocation("x", "T "),)
+    assert (p.from_cookies, p.local_jwks_filename, p.jwks_location) == (
+        ("c",),
+        "/etc/jwks.json",
+        "/etc/jwks.json",
+    )
+    assert camel.requirement_map == (("r", jwt_authn.ProviderName("p")),)
+    assert jwt_authn.from_json(jwt_authn.to_json(camel)) == camel
+
+    def why(requires: dict[str, Any]) -> str | None:
+        return jwt_authn.unsupported(
+            jwt_authn.from_json(
+                {
+                    "providers": {"p": {}},
+                    "rules": [{"match": {"prefix": "/"}, "requires": requires}],
+                }
+            )
+        )
+
+    assert why({"allow_missing": {}}) == "allow_missing outside requires_any is not supported"
+    assert why({"requires_any": {"requirements": [{"allow_missing_or_failed": {}}]}})
+    assert "not configured" in str(why({"provider_name": "q"}))
+    with pytest.raises(jwt_authn.JwtConfigError, match="path prefix"):
+        jwt_authn.from_json({"rules": [{"match": {"path": "/x"}}]})
+    with pytest.raises(jwt_authn.JwtConfigError, match="not supported"):
+        jwt_authn.from_json(
+            {"rules": [{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {}}}]}
+        )
