@@ -25,7 +25,14 @@ from meshauthz.envoy.hcm import HCM_TYPE, HcmOptions
 from meshauthz.envoy.listener import Listener
 from meshauthz.mesh import build_snapshot, select_policies
 from meshauthz.resources.loader import load
-from meshauthz.runtime.envoy_config import sidecar_files
+from meshauthz.runtime.delivery import FileDelivery
+from meshauthz.runtime.envoy_config import (
+    ResourceSet,
+    ResourceType,
+    TlsMaterial,
+    generate,
+    slot_name,
+)
 from meshauthz.runtime.plan import make_plan
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
 from meshauthz.translate.requestauthn import jwt_authentication
@@ -63,7 +70,7 @@ def _walk(v: Any) -> Iterator[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def mesh_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, Any]]:
+def mesh_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, ResourceSet]]:
     d = tmp_path_factory.mktemp("mesh")
     for f in (ROOT / "examples" / "seed").glob("*.yaml"):
         if not f.name.endswith(".test.yaml"):
@@ -73,17 +80,22 @@ def mesh_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str,
     plan = make_plan(
         snapshot, name="rt", manifests=str(d), state_dir=d / "state", cert_ttl_seconds=3600
     )
-    files = {w.key: sidecar_files(plan, w, snapshot)[0] for w in plan.workloads.values()}
+    tls = TlsMaterial(b"chain", b"key", b"root")
+    files = {
+        w.key: generate(plan, w, snapshot, FileDelivery(plan.config_dir(w)), tls, "1")[0]
+        for w in plan.workloads.values()
+        if w.sidecar
+    }
     return snapshot, files
 
 
 def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(
-    mesh_files: tuple[Any, dict[str, Any]],
+    mesh_files: tuple[Any, dict[str, ResourceSet]],
 ) -> None:
     snapshot, files = mesh_files
     seen = 0
     for key, out in files.items():
-        (res,) = out["ecds-jwt.json"]["resources"]
+        res = out[ResourceType.EXTENSION_CONFIG][slot_name("jwt")]
         written = res["typed_config"]
         model = jwt_authn.from_json(written)
         assert jwt_authn.to_json(model) == written
@@ -98,11 +110,13 @@ def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(
     assert seen == 1  # the backend
 
 
-def test_the_runtime_listeners_and_hcms_read_back(mesh_files: tuple[Any, dict[str, Any]]) -> None:
+def test_the_runtime_listeners_and_hcms_read_back(
+    mesh_files: tuple[Any, dict[str, ResourceSet]],
+) -> None:
     snapshot, files = mesh_files
     hcms = 0
     for out in files.values():
-        for res in out["lds.json"]["resources"]:
+        for res in out[ResourceType.LISTENER].values():
             lis = Listener.from_json(res)
             assert lis.name == res["name"]
             assert len(lis.filter_chains) == len(res.get("filter_chains", []))

@@ -51,7 +51,6 @@ and ``istio`` for TCP) is set on the outbound cluster instead of by
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
