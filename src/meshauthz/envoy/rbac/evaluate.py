@@ -623,6 +623,11 @@ class CompiledRbac:
         """The compiled policies in Envoy's order: (name, fn(RbacInput) -> matched)."""
         return tuple((name, fn) for name, _, fn in self._policies)
 
+    def result_for(self, matched: str | None) -> EngineResult:
+        """The engine's answer when ``matched`` is the first policy that matches
+        (None: none does), as ``evaluate`` gives it untraced."""
+        return self._results[matched]
+
     def matched_policy(self, inp: RbacInput) -> str | None:
         for name, _, fn in self._policies:
             if fn(inp):
@@ -717,6 +722,11 @@ class CompiledFilter:
     def engine(self) -> CompiledRbac | None:
         """The enforced rules' engine (None: shadow rules only)."""
         return self._engine
+
+    @property
+    def shadow_engine(self) -> CompiledRbac | None:
+        """The shadow (dry-run) rules' engine (None: no shadow rules)."""
+        return self._shadow
 
     def evaluate(self, inp: RbacInput, trace: bool = False) -> FilterResult:
         f = self.filter
