@@ -596,9 +596,9 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         body += ["dr = ()", f"au = {em.constant(NOT_AUDITED)}"]
     sets_allowed = False
 
-    def branches(cases: list[tuple[str, list[str]]], otherwise: list[str]) -> None:
-        for i, (cond, code) in enumerate(cases):
-            body.append(f"{'if' if i == 0 else 'elif'} {cond}:")
+    def branches(cases: list[tuple[str, str, list[str]]], otherwise: list[str]) -> None:
+        for i, (name, cond, code) in enumerate(cases):
+            body.append(f"{'if' if i == 0 else 'elif'} {cond}:  # {name}")
             body.extend(f"    {line}" for line in code or ["pass"])
         if otherwise:
             if cases:
@@ -616,7 +616,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
             policies = dict(shadow.rbac.policies)
             branches(
                 [
-                    (em.policy(policies[name]), [
+                    (name, em.policy(policies[name]), [
                         f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
                     ])
                     for name, _ in shadow.matchers
@@ -645,7 +645,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         policies = dict(engine.rbac.policies)
         branches(
             [
-                (f"{em.policy(policies[name])}  # {name}", code(runner.effect(bf, engine.result_for(name))))
+                (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
                 for name, _ in engine.matchers
             ],
             code(runner.effect(bf, engine.result_for(None))),

@@ -10,6 +10,7 @@ address is derived from X-Forwarded-For as the destination's HCM is set up.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,9 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     peer_hidden = p.mtls_mode == "DISABLE"
     peer = None
     if not r.plaintext and not peer_hidden:
-        peer = PeerCertificate(uri_sans=(p.principal_prefix + r.source_principal,))  # type: ignore[operator]
+        # interned: the chain's sets of principals hold interned strings
+        uri = sys.intern(p.principal_prefix + r.source_principal)  # type: ignore[operator]
+        peer = PeerCertificate(uri_sans=(uri,))
     headers: Headers | None = None
     path = r.path
     if r.protocol == "http":
