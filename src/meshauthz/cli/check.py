@@ -202,13 +202,15 @@ def decide_with_dump(
     try:
         dump = load_config_dump(o["config_dump"])
         if not o["request_file"]:
-            to, port = o["to"], o["port"]
+            to: str | None = o["to"]
+            port: int | None = o["port"]
             if to is not None and to.startswith(":"):
                 if port is not None:
                     raise click.UsageError("give the port once: --to :PORT or --port")
                 if not to[1:].isdigit() or not 0 < int(to[1:]) < 65536:
                     raise click.UsageError(f"--to :PORT expects a port number 1-65535, got {to!r}")
-                to, port = None, int(to[1:])
+                port = int(to[1:])
+                to = None
             if to is None and port is None:
                 raise click.UsageError("give the port: --to :PORT or --port N (with --config-dump)")
             o = {**o, "to": to or dump.workload.key, "port": port}

@@ -68,7 +68,6 @@ from meshauthz.envoy.jwt_authn import (
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import (
     RBAC,
-    Action,
     HttpRbacFilter,
     IdAnd,
     IdAny,

@@ -66,7 +66,8 @@ class Prepared:
     # How the HCM derives the remote address from X-Forwarded-For: a gateway's
     # settings differ from a sidecar's (envoy/hcm.py, gateway_xff).
     xff: XffSettings = SIDECAR_INBOUND_XFF
-    runner_: ChainRunner | None = field(default=None, repr=False, compare=False)
+    # not copied by dataclasses.replace: a changed Prepared gets its own runner
+    runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def runner(self) -> ChainRunner:

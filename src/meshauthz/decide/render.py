@@ -117,9 +117,7 @@ def policy_misses(where: str, note: Note | None) -> str:
     if note is None or not note.field:
         return f"{where} does not match"
     value = f" {note.value}" if note.value is not None else ""
-    section = (
-        f"{note.section}." if note.section and not note.field.startswith(note.section) else ""
-    )
+    section = f"{note.section}." if note.section and not note.field.startswith(note.section) else ""
     return f"{where} does not match: {section}{note.field}:{value} does not match the request"
 
 

@@ -27,9 +27,10 @@ field by field over every corpus the project has).
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -201,6 +202,21 @@ class ChainRunner:
             return self.rejected(view, trace or explain)
         return _Walk(self, view, ext_authz, trace=trace or explain, explain=explain).run()
 
+    def outcome_and_metadata(
+        self,
+        view: RequestView,
+        ext_authz: ExtAuthzAssumption,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> tuple[Outcome, dict[str, dict[str, Any]]]:
+        """The untraced outcome, with ``metadata`` present before the first filter
+        (e.g. what a filter ahead of the chain wrote), and the dynamic metadata
+        the request carries afterwards (what the filters wrote, by namespace)."""
+        seeded = {ns: copy.deepcopy(dict(values)) for ns, values in (metadata or {}).items()}
+        if view.rejected is not None:
+            return self.rejected(view, False), seeded
+        walk = _Walk(self, view, ext_authz, trace=False, explain=False, metadata=seeded)
+        return walk.run(), walk.metadata
+
     def rejected(self, view: RequestView, trace: bool) -> Outcome:
         """A request refused before any filter."""
         cause = view.rejected
@@ -303,6 +319,7 @@ class _Walk:
         *,
         trace: bool,
         explain: bool,
+        metadata: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         assert view.inp is not None
         self.runner = runner
@@ -315,7 +332,7 @@ class _Walk:
         self.steps: list[TraceStep] = []
         self.dry_run: list[DryRunResult] = []
         self.audit: Audit = NOT_AUDITED
-        self.metadata: dict[str, dict[str, Any]] = {}
+        self.metadata: dict[str, dict[str, Any]] = {} if metadata is None else metadata
         self.headers = view.headers
         # each walk writes its own metadata: the view's input is shared
         self.inp: RbacInput = replace(view.inp, dynamic_metadata=self.metadata)
@@ -432,7 +449,9 @@ class _Walk:
         else:
             self.step(Stage.JWT, render.jwt_no_token(source))
         if outcome.removed_headers:
-            self.headers = tuple(h for h in self.headers or () if h[0] not in outcome.removed_headers)
+            self.headers = tuple(
+                h for h in self.headers or () if h[0] not in outcome.removed_headers
+            )
             self.inp = replace(self.inp, headers=self.headers, dynamic_metadata=self.metadata)
         return None
 
@@ -498,7 +517,9 @@ def policy_step(bf: BuiltFilter, pt: PolicyTrace, dry_run: bool) -> TraceStep:
             miss.file,
             miss.line,
         )
-    return TraceStep(stage, render.policy_misses(where, None), policy, rule, pt.name, False, dry_run)
+    return TraceStep(
+        stage, render.policy_misses(where, None), policy, rule, pt.name, False, dry_run
+    )
 
 
 def first_failure(pt: PolicyTrace) -> MatchTrace | None:
@@ -567,7 +588,9 @@ def _generate(runner: ChainRunner) -> Generated | None:
         engines = (stage.compiled.shadow_engine, stage.compiled.engine)
         for engine in engines:
             for _, policy in engine.rbac.policies if engine is not None else ():
-                if any(_reads_filter_metadata(n) for n in (*policy.permissions, *policy.principals)):
+                if any(
+                    _reads_filter_metadata(n) for n in (*policy.permissions, *policy.principals)
+                ):
                     return None
         stages.append(stage)
     try:
@@ -616,9 +639,13 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
             policies = dict(shadow.rbac.policies)
             branches(
                 [
-                    (name, em.policy(policies[name]), [
-                        f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
-                    ])
+                    (
+                        name,
+                        em.policy(policies[name]),
+                        [
+                            f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
+                        ],
+                    )
                     for name, _ in shadow.matchers
                 ],
                 [f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(None)))})"],

@@ -21,8 +21,8 @@ from meshauthz.envoy.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbac
 from meshauthz.envoy.rbac.serialize import filter_to_dict
 from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
 from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
-from meshauthz.translate import rule as r
 from meshauthz.translate import naming
+from meshauthz.translate import rule as r
 from meshauthz.translate.extauthz import (
     ExtAuthzFilter,
     ResolvedProvider,

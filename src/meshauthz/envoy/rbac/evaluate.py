@@ -578,7 +578,9 @@ class CompiledRbac:
         )
         self._leaves: dict[int, InputFn] = {}
         # results are immutable: build each possible one once
-        self._results = {n: self._result(n is not None, n, None) for n, *_ in ordered}
+        self._results: dict[str | None, EngineResult] = {
+            n: self._result(True, n, None) for n, *_ in ordered
+        }
         self._results[None] = self._result(False, None, None)
 
     @property
