@@ -34,7 +34,7 @@ from meshauthz.decide.view import request_view
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.mesh import MeshSnapshot, MeshWorkload
-from meshauthz.translate import BuildResult
+from meshauthz.translate import BuildResult, naming
 
 from .harness import CONNECTED, RESET, Observed, Probe
 
@@ -163,7 +163,11 @@ def _decision_vs_metadata(decision: Decision, got: Observed) -> list[str]:
     """The Decision's dry-run results and audit flag against Envoy's metadata."""
     diffs = []
     envoy_dry: dict[str, tuple[Any, Any]] = {}
-    stages = (("istio_dry_run_allow_", "ALLOW"), ("istio_dry_run_deny_", "DENY"), ("", "AUDIT"))
+    stages = (
+        (naming.DRY_RUN_ALLOW_STAT_PREFIX, "ALLOW"),
+        (naming.DRY_RUN_DENY_STAT_PREFIX, "DENY"),
+        ("", "AUDIT"),
+    )
     for prefix, stage in stages:  # AUDIT (LOG) shadow rules have no stat prefix
         res = got.rbac.get(prefix + "shadow_engine_result")
         if res is not None:

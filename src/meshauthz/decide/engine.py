@@ -14,10 +14,10 @@ normalization); every request to it is then seen as the filters see it
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from meshauthz.decide.decision import Decision, Outcome
-from meshauthz.decide.request import Request
+from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
     ChainRunner,
     ExtAuthzAssumption,
@@ -52,7 +52,7 @@ class Prepared:
 
     workload: MeshWorkload
     port: int
-    protocol: Literal["http", "tcp"]
+    protocol: Transport
     selected: list[SelectedPolicy]
     build: BuildResult
     custom: list[PreparedStage]
@@ -89,7 +89,7 @@ class Decider:
         self.options = BuildOptions.from_mesh_config(mc, known_services=known)
 
     def prepare(
-        self, workload: MeshWorkload, port: int, protocol: Literal["http", "tcp"]
+        self, workload: MeshWorkload, port: int, protocol: Transport
     ) -> Prepared:
         key = (workload.key, port, protocol)
         hit = self._cache.get(key)

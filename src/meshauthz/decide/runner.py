@@ -349,7 +349,7 @@ class _Walk:
         # "If there are any CUSTOM policies that match the request, evaluate and deny
         # the request if the evaluation result is deny." (istio.io, Authorization Policy)
         for i, stage in enumerate(p.custom):
-            stop = self.filter(stage)
+            stop = self.filter(stage).stop
             if stop is not None:
                 return self.done(stop, [*p.custom[i + 1 :], *p.rest])
         # "It will reject a request if the request contains invalid authentication
@@ -367,18 +367,7 @@ class _Walk:
         # filters in that order, each ALLOW filter denying what none of its policies match)
         allowed: Outcome | None = None
         for i, stage in enumerate(p.rest):
-            assert stage.compiled is not None or Stage(stage.built.stage) is Stage.CUSTOM
-            res = self.rbac(stage) if stage.compiled is not None else None
-            if res is None:
-                stop = self.ext_authz_filter(stage.built) if stage.compiled is None else None
-                if stop is not None:
-                    return self.done(stop, p.rest[i + 1 :])
-                continue
-            if res.enforced is None:
-                continue
-            effect = self.runner.effect(stage.built, res.enforced)
-            if effect.audit is not None:
-                self.audit = effect.audit
+            effect = self.filter(stage)
             if effect.stop is not None:
                 return self.done(effect.stop, p.rest[i + 1 :])
             if effect.allowed_by is not None:
@@ -396,14 +385,19 @@ class _Walk:
                     self.steps.append(replace(step, message=render.NOT_REACHED + step.message))
         return finish(o, tuple(self.dry_run), self.audit, tuple(self.steps))
 
-    def filter(self, stage: PreparedStage) -> Outcome | None:
-        """A CUSTOM-stage filter: the marking RBAC filter, ext_authz, or a deny-all."""
+    def filter(self, stage: PreparedStage) -> Effect:
+        """One filter: an RBAC filter (its shadow rules recorded, its enforced
+        rules' effect returned) or an ext_authz filter."""
         if stage.compiled is None:
-            return self.ext_authz_filter(stage.built)
+            stop = self.ext_authz_filter(stage.built)
+            return _NO_EFFECT if stop is None else Effect(stop=stop)
         res = self.rbac(stage)
         if res.enforced is None:
-            return None
-        return self.runner.effect(stage.built, res.enforced).stop
+            return _NO_EFFECT
+        effect = self.runner.effect(stage.built, res.enforced)
+        if effect.audit is not None:
+            self.audit = effect.audit
+        return effect
 
     def rbac(self, stage: PreparedStage) -> FilterResult:
         bf = stage.built
