@@ -88,9 +88,7 @@ class Decider:
         known = {(s.namespace, s.hostname) for s in snapshot.services}
         self.options = BuildOptions.from_mesh_config(mc, known_services=known)
 
-    def prepare(
-        self, workload: MeshWorkload, port: int, protocol: Transport
-    ) -> Prepared:
+    def prepare(self, workload: MeshWorkload, port: int, protocol: Transport) -> Prepared:
         key = (workload.key, port, protocol)
         hit = self._cache.get(key)
         if hit is not None:
