@@ -14,6 +14,10 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 CONFORMANCE = REPO / "tests" / "conformance" / "istio"
 EXAMPLES = REPO / "examples"
+# examples/failing holds the README's inputs that fail on purpose, among them
+# manifests Istio rejects: nothing can be decided or built from them
+# (tests/test_readme_examples.py runs them).
+EXAMPLE_MESHES = sorted(d for d in EXAMPLES.iterdir() if d.is_dir() and d.name != "failing")
 
 
 @pytest.fixture

@@ -324,14 +324,21 @@ def test_an_internal_error_denies_and_says_so(tmp_path, monkeypatch):
     )
     prepared = d.prepare(req.destination, req.port, req.protocol)
 
-    class Boom:
+    class Boom:  # a compiled filter that fails however it is used
         def evaluate(self, *a, **k):
             raise RuntimeError("boom")
 
+        @property
+        def engine(self):
+            raise RuntimeError("boom")
+
+        shadow_engine = engine
+
     monkeypatch.setattr(prepared.rest[0], "compiled", Boom())
-    out = d.decide(req)
-    assert (out.verdict, out.stage, out.status) == ("DENY", "error", 403)
-    assert "fail closed" in out.reason and out.error == "RuntimeError: boom"
+    for trace in (False, True):
+        out = d.decide(req, trace=trace)
+        assert (out.verdict, out.stage, out.status) == ("DENY", "error", 403)
+        assert "fail closed" in out.reason and out.error == "RuntimeError: boom"
 
 
 @pytest.mark.parametrize("to", ["ns/api", "ns/api:80", "api.ns.svc.cluster.local:80"])

@@ -23,18 +23,18 @@ audit as the Decision reports them), so the whole Decision is compared.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from meshauthz.decide.decision import Decision
-from meshauthz.decide.engine import Decider, Prepared, PreparedStage, _Run
+from meshauthz.decide.engine import Decider, Prepared, PreparedStage
 from meshauthz.decide.request import Request
+from meshauthz.decide.view import request_view
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.mesh import MeshSnapshot, MeshWorkload
-from meshauthz.translate import BuildResult
+from meshauthz.translate import BuildResult, naming
 from meshauthz.translate.hcm import path_options
 
 from .harness import CONNECTED, RESET, Observed, Probe
@@ -103,10 +103,9 @@ def decide(
 
     ``metadata`` is dynamic metadata present before AUDIT/DENY/ALLOW (what
     jwt_authn writes), as the harness's Lua filter sets it in Envoy."""
-    run = _Run(prepared, request, False, ext_authz)
-    for ns, values in (metadata or {}).items():
-        run.metadata[ns] = copy.deepcopy(dict(values))
-    return run.run(), run.metadata
+    view = request_view(prepared, request)
+    outcome, written = prepared.runner.outcome_and_metadata(view, ext_authz, metadata)
+    return Decision.of(outcome, request), written
 
 
 def decide_with(decider: Decider, request: Request) -> tuple[Decision, dict[str, dict[str, Any]]]:
@@ -166,7 +165,11 @@ def _decision_vs_metadata(decision: Decision, got: Observed) -> list[str]:
     """The Decision's dry-run results and audit flag against Envoy's metadata."""
     diffs = []
     envoy_dry: dict[str, tuple[Any, Any]] = {}
-    stages = (("istio_dry_run_allow_", "ALLOW"), ("istio_dry_run_deny_", "DENY"), ("", "AUDIT"))
+    stages = (
+        (naming.DRY_RUN_ALLOW_STAT_PREFIX, "ALLOW"),
+        (naming.DRY_RUN_DENY_STAT_PREFIX, "DENY"),
+        ("", "AUDIT"),
+    )
     for prefix, stage in stages:  # AUDIT (LOG) shadow rules have no stat prefix
         res = got.rbac.get(prefix + "shadow_engine_result")
         if res is not None:

@@ -20,7 +20,7 @@ import pytest
 from meshauthz.decide.engine import Decider
 from meshauthz.mesh import build_snapshot, inbound_ports
 from meshauthz.resources.loader import load
-from tests.conftest import EXAMPLES
+from tests.conftest import EXAMPLE_MESHES
 
 from .harness import Probe, Site, running
 from .judge import compare, decide, expected, request_for
@@ -39,18 +39,8 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
-# examples/failing holds the README's inputs that fail on purpose, among them
-# manifests Istio rejects: nothing can be built from them
-# (tests/test_readme_examples.py runs them).
-NOT_DEPLOYABLE = {"failing"}
-
-
 def _examples() -> list[Any]:
-    return [
-        pytest.param(d, id=d.name)
-        for d in sorted(EXAMPLES.iterdir())
-        if d.is_dir() and d.name not in NOT_DEPLOYABLE
-    ]
+    return [pytest.param(d, id=d.name) for d in EXAMPLE_MESHES]
 
 
 @pytest.mark.parametrize("example", _examples())

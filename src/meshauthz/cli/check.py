@@ -11,6 +11,7 @@ import click
 
 from meshauthz.cli.common import MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
+from meshauthz.decide import render
 from meshauthz.decide.config_dump import ChainInfo, load_config_dump, resolve_for_dump
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, run_prepared
@@ -203,13 +204,15 @@ def decide_with_dump(
     try:
         dump = load_config_dump(o["config_dump"])
         if not o["request_file"]:
-            to, port = o["to"], o["port"]
+            to: str | None = o["to"]
+            port: int | None = o["port"]
             if to is not None and to.startswith(":"):
                 if port is not None:
                     raise click.UsageError("give the port once: --to :PORT or --port")
                 if not to[1:].isdigit() or not 0 < int(to[1:]) < 65536:
                     raise click.UsageError(f"--to :PORT expects a port number 1-65535, got {to!r}")
-                to, port = None, int(to[1:])
+                port = int(to[1:])
+                to = None
             if to is None and port is None:
                 raise click.UsageError("give the port: --to :PORT or --port N (with --config-dump)")
             o = {**o, "to": to or dump.workload.key, "port": port}
@@ -226,23 +229,6 @@ def decide_with_dump(
         report_input_error(e, fmt)
         sys.exit(EXIT_INPUT)
     return out, not o["request_file"] or len(out) == 1, where
-
-
-def describe_chain(c: ChainInfo) -> str:
-    kind = "passthrough filter chain" if c.passthrough else "filter chain"
-    s = f"config dump: listener {c.listener}, {kind} {c.chain} ({c.protocol.upper()}, {c.mtls}"
-    s += f", path normalization {c.normalization})" if c.normalization else ")"
-    if c.not_evaluated:
-        s += "; not evaluated: " + ", ".join(c.not_evaluated)
-    return s
-
-
-def describe_request(r: Request) -> str:
-    who = r.source_workload or r.source_principal or "a plaintext caller"
-    if r.source_workload and r.plaintext:
-        who += " (plaintext)"
-    what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
-    return f"{what} from {who} to {r.destination.key} port {r.port}"
 
 
 @click.command("check")
@@ -270,7 +256,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)
     else:
-        _, results, single = decide_all(o, trace=True)
+        # the text shows the trace only when asked; JSON always carries it
+        _, results, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
         where = [None] * len(results)
     if o["fmt"] == "json":
         docs = [
@@ -280,23 +267,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
         emit_json(docs[0] if single else docs)
     else:
         for (r, d), w in zip(results, where, strict=True):
-            click.echo(f"{d.verdict} ({d.status}) {describe_request(r)}")
-            click.echo(f"  {d.reason}")
-            if w is not None:
-                click.echo(f"  {describe_chain(w)}")
-            if d.policy:
-                click.echo(f"  policy: {d.policy} rule {d.rule}")
-            for dr in d.dry_run:
-                click.echo(
-                    f"  dry-run {dr.stage}: {dr.result}"
-                    + (f" by {dr.policy} rule {dr.rule}" if dr.policy else "")
-                )
-            if d.audit:
-                click.echo(f"  audited by {d.audit_policy}")
-            if show_trace:
-                for t in d.trace:
-                    where = f" ({t.file}:{t.line})" if t.file else ""
-                    click.echo(f"    [{t.stage}] {t.message}{where}")
+            for line in render.check_lines(r, d, w, trace=show_trace):
+                click.echo(line)
     if expect is not None and any(d.verdict != expect.upper() for _, d in results):
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
@@ -314,7 +286,7 @@ def explain_command(**o: Any) -> None:
         emit_json(docs[0] if single else docs)
         sys.exit(EXIT_OK)
     for r, d in results:
-        for line in explain_lines(snapshot, r, d):
+        for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
             click.echo(line)
     sys.exit(EXIT_OK)
 
@@ -334,30 +306,9 @@ def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, An
     ]
 
 
-def explain_lines(snapshot: MeshSnapshot, r: Request, d: Decision) -> list[str]:
-    """``explain``'s text for one decision (decided with ``explain=True``)."""
-    lines = [describe_request(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
-    applied = applicable_policies(snapshot, r)
-    if applied:
-        lines.append(f"policies that apply to {r.destination.key}:")
-        for a in applied:
-            lines.append(
-                f"  {a['action']:<6} {a['policy']} ({a['detail']}; {a['file']}:{a['line']})"
-            )
-    else:
-        lines.append(f"no AuthorizationPolicy applies to {r.destination.key}")
-    lines.append("evaluation:")
-    for t in d.trace:
-        where = f" ({t.file}:{t.line})" if t.file else ""
-        dry = " [dry-run]" if t.dry_run else ""
-        lines.append(f"  [{t.stage}]{dry} {t.message}{where}")
-    return lines
-
-
 __all__ = [
     "applicable_policies",
     "check_command",
     "explain_command",
-    "explain_lines",
     "report_input_error",
 ]

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.check import applicable_policies, explain_lines
+from meshauthz.cli.check import applicable_policies
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_input_error
+from meshauthz.decide.render import explain_lines
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
 from meshauthz.suite.junit import junit_xml
 from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
@@ -22,7 +23,9 @@ def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
     if c.outcome == "error":
         return [c.error or "unusable case"]
     if s.snapshot is not None and c.request is not None and c.explained is not None:
-        lines.extend(explain_lines(s.snapshot, c.request, c.explained))
+        lines.extend(
+            explain_lines(c.request, c.explained, applicable_policies(s.snapshot, c.request))
+        )
     return lines
 
 
@@ -120,7 +123,9 @@ def result_json(result: RunResult) -> dict[str, Any]:
                 case["explain"] = {
                     **c.explained.to_json(),
                     "applicable": applicable_policies(s.snapshot, c.request),
-                    "text": explain_lines(s.snapshot, c.request, c.explained),
+                    "text": explain_lines(
+                        c.request, c.explained, applicable_policies(s.snapshot, c.request)
+                    ),
                 }
             doc["cases"].append(case)
         suites.append(doc)

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -81,7 +80,6 @@ from meshauthz.envoy.proto_json import get as _get
 from meshauthz.envoy.rbac.evaluate import compile_filter
 from meshauthz.envoy.rbac.model import (
     RBAC,
-    Action,
     HttpRbacFilter,
     IdAnd,
     IdAny,
@@ -96,8 +94,8 @@ from meshauthz.envoy.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 from meshauthz.mesh.snapshot import Identity, LookupFailed
-from meshauthz.translate.builder import BAD_CUSTOM_SUFFIX, BuildResult, BuiltFilter, Stage
-from meshauthz.translate.extauthz import EXT_AUTHZ_MATCH_PREFIX, EXT_AUTHZ_SHADOW_STAT_PREFIX
+from meshauthz.translate import naming
+from meshauthz.translate.builder import BuildResult, BuiltFilter
 from meshauthz.translate.hcm import path_mode
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
@@ -121,11 +119,6 @@ _NEUTRAL = frozenset(
         "envoy.filters.http.router",
         TCP_PROXY_NAME,
     }
-)
-_POLICY_NAME = re.compile(
-    r"^(?:" + re.escape(EXT_AUTHZ_MATCH_PREFIX) + r"(?:-(?P<provider>.+?))?-)?"
-    r"ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<rule>\d+)\]"
-    r"(?:" + re.escape(BAD_CUSTOM_SUFFIX) + r")?$"
 )
 
 Protocol = Literal["http", "tcp"]
@@ -479,32 +472,21 @@ def _policy_names(flt: HttpRbacFilter | NetworkRbacFilter) -> list[str]:
 
 
 def _built_rbac(flt: HttpRbacFilter | NetworkRbacFilter) -> BuiltFilter:
-    names = _policy_names(flt)
-    stage: Stage
+    stage = naming.filter_stage(flt)
     provider: str | None = None
-    if flt.shadow_rules_stat_prefix == EXT_AUTHZ_SHADOW_STAT_PREFIX or any(
-        n.startswith(EXT_AUTHZ_MATCH_PREFIX) for n in names
-    ):
-        stage = "CUSTOM"
-        for n in names:
-            m = _POLICY_NAME.match(n)
-            if m is not None:
-                provider = m.group("provider") or ""
-                break
-    else:
-        rbac = flt.rules if flt.rules is not None else flt.shadow_rules
-        action = rbac.action if rbac is not None else Action.ALLOW
-        stage = {Action.LOG: "AUDIT", Action.DENY: "DENY", Action.ALLOW: "ALLOW"}[action]  # type: ignore[assignment]
+    if stage == "CUSTOM":
+        parsed = (naming.parse_policy_name(n) for n in _policy_names(flt))
+        provider = next((p.provider or "" for p in parsed if p is not None), None)
     sources: dict[str, tuple[str, int | None]] = {}
     for rbac in (flt.rules, flt.shadow_rules):
         for n, pol in rbac.policies if rbac is not None else ():
-            m = _POLICY_NAME.match(n)
-            if m is None:
+            name = naming.parse_policy_name(n)
+            if name is None:
                 continue
-            rule: int | None = int(m.group("rule"))
+            rule: int | None = name.rule
             if _is_match_never(pol):
                 rule = None  # istiod's stand-in for a policy without rules
-            sources[n] = (f"{m.group('ns')}/{m.group('name')}", rule)
+            sources[n] = (name.policy, rule)
     return BuiltFilter(flt, stage, provider, (), sources)
 
 
@@ -549,10 +531,7 @@ def _empty_rules(bf: BuiltFilter) -> set[tuple[str, int | None]]:
 
 def _ext_authz(tc: Mapping[str, Any], name: str) -> BuiltFilter:
     flt = ExtAuthzFilter.from_json(tc, name)
-    prefix = flt.metadata_prefix
-    provider = ""
-    if prefix.startswith(EXT_AUTHZ_MATCH_PREFIX + "-") and prefix.endswith("-"):
-        provider = prefix[len(EXT_AUTHZ_MATCH_PREFIX) + 1 : -1]
+    provider = naming.provider_of_enabled_prefix(flt.metadata_prefix) or ""
     return BuiltFilter(flt, "CUSTOM", provider)
 
 

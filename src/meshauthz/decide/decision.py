@@ -1,9 +1,21 @@
-"""The Decision: what a client would see, which stage and policy decided, and why."""
+"""The Decision: what a client would see, which stage and policy decided, and why.
+
+``Outcome`` is what the chain runner (``meshauthz.decide.runner``) returns for
+a request, traced or not; ``Decision`` is an outcome with the request it is
+about, as ``check`` and ``explain`` report it. Why is data (``stage`` and
+``cause``, ``meshauthz.decide.cause``); ``reason`` is rendered from it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from meshauthz.decide import render
+from meshauthz.decide.cause import Cause, InternalError, Stage
+
+if TYPE_CHECKING:
+    from meshauthz.decide.request import Request
 
 Verdict = Literal["ALLOW", "DENY"]
 
@@ -18,7 +30,7 @@ DENIED_BODY = "RBAC: access denied"
 class TraceStep:
     """One step of the evaluation, mapped back to the user's policy where it can be."""
 
-    stage: str  # "mTLS", "normalization", "CUSTOM", "JWT", "AUDIT", "DENY", "ALLOW"
+    stage: Stage
     message: str
     policy: str | None = None  # "namespace/name"
     rule: int | None = None
@@ -52,7 +64,7 @@ class TraceStep:
 class DryRunResult:
     """A dry-run (shadow) policy's result: what it would have done."""
 
-    stage: str  # "ALLOW" or "DENY"
+    stage: Stage  # ALLOW or DENY
     result: Literal["allowed", "denied"]
     policy: str | None
     rule: int | None
@@ -69,13 +81,34 @@ class DryRunResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What the destination's path did with one request: the chain runner's
+    answer, the same from its traced and untraced backends (``trace`` aside)."""
+
+    verdict: Verdict
+    status: int | str  # 200, 401, 403, 400, "connected", or "connection reset" for TCP
+    stage: Stage
+    cause: Cause
+    policy: str | None = None  # "namespace/name"
+    rule: int | None = None
+    envoy_policy: str | None = None
+    body: str | None = None  # the body Envoy answers a denial with (a HEAD gets none)
+    dry_run: tuple[DryRunResult, ...] = ()
+    audit: bool = False
+    audit_policy: str | None = None
+    trace: tuple[TraceStep, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict == "ALLOW"
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
     status: int | str  # 200, 401, 403, 400, or "connection reset" for TCP
-    stage: (
-        str  # the stage that decided: mTLS, normalization, CUSTOM, JWT, DENY, ALLOW, default, error
-    )
-    reason: str  # one sentence for a person
+    stage: Stage  # the stage that decided
+    cause: Cause
     policy: str | None = None
     rule: int | None = None
     envoy_policy: str | None = None
@@ -84,8 +117,37 @@ class Decision:
     audit: bool = False
     audit_policy: str | None = None
     trace: tuple[TraceStep, ...] = ()
-    error: str | None = None  # an internal error that made the decision fail closed
     request: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, outcome: Outcome, request: Request) -> Decision:
+        http = request.protocol == "http"
+        return cls(
+            verdict=outcome.verdict,
+            status=outcome.status,
+            stage=outcome.stage,
+            cause=outcome.cause,
+            policy=outcome.policy,
+            rule=outcome.rule,
+            envoy_policy=outcome.envoy_policy,
+            # a response to HEAD has no body (Envoy 1.40 sends the headers only)
+            body=outcome.body if http and request.method != "HEAD" else None,
+            dry_run=outcome.dry_run,
+            audit=outcome.audit,
+            audit_policy=outcome.audit_policy,
+            trace=outcome.trace,
+            request=request_summary(request),
+        )
+
+    @property
+    def reason(self) -> str:
+        """One sentence for a person."""
+        return render.reason(self.cause)
+
+    @property
+    def error(self) -> str | None:
+        """An internal error that made the decision fail closed."""
+        return self.cause.error if isinstance(self.cause, InternalError) else None
 
     @property
     def allowed(self) -> bool:
@@ -108,3 +170,29 @@ class Decision:
             "request": self.request,
             "trace": [t.to_json() for t in self.trace],
         }
+
+
+def request_summary(r: Request) -> dict[str, Any]:
+    return {
+        "from": {
+            "workload": r.source_workload,
+            "principal": r.source_principal,
+            "namespace": r.source_namespace,
+            "ip": r.source_ip,
+        },
+        "remoteIP": r.remote_ip,
+        "to": r.destination.key,
+        "port": r.port,
+        "protocol": r.protocol,
+        **(
+            {
+                "method": r.method,
+                "path": r.path,
+                "host": r.host,
+                "headers": [list(h) for h in r.headers],
+            }
+            if r.protocol == "http"
+            else {}
+        ),
+        "sni": r.sni or None,
+    }

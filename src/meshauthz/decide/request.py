@@ -18,14 +18,15 @@ from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_por
 # The address of a caller given only by identity (documentation range, RFC 5737).
 DEFAULT_SOURCE_IP = "192.0.2.10"
 
-Protocol = Literal["http", "tcp"]
+# Which filter chain the request takes: the HTTP filters or the network (TCP) ones.
+Transport = Literal["http", "tcp"]
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
     destination: MeshWorkload
     port: int
-    protocol: Protocol
+    protocol: Transport
     source_principal: str | None  # "td/ns/x/sa/y" without spiffe://; None: no client certificate
     source_namespace: str | None
     source_ip: str
@@ -117,7 +118,7 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
                 field="port",
             )
         port = declared[0]
-    protocol: Protocol
+    protocol: Transport
     if spec.protocol is not None:
         protocol = "tcp" if spec.protocol == "tcp" else "http"
     else:

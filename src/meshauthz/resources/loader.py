@@ -483,7 +483,7 @@ def _explain(data: Any, sub: Path, err: Any) -> tuple[Path, str]:
         if (isinstance(cur, dict) and isinstance(part, str) and part in cur) or (
             isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
         ):
-            cur = cur[part]
+            cur = cur[part]  # type: ignore[index]  # mypy loses the pairing of the isinstance tests
             path.append(part)
         elif err["type"] in ("extra_forbidden", "missing") and isinstance(part, str):
             path.append(part)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import time
 import urllib.parse
 import uuid
@@ -35,11 +34,10 @@ from meshauthz.mesh import MeshSnapshot, inbound_port
 from meshauthz.mesh.ports import resolve_target_port, service_port_protocol
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
-from meshauthz.translate.builder import SHADOW_ALLOW_STAT_PREFIX, SHADOW_DENY_STAT_PREFIX
+from meshauthz.translate import naming
 
 USER_AGENT = "curl/8.5.0 (meshauthz mesh curl)"
 RESET = "connection reset"
-_POLICY_RE = re.compile(r"^ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>.*)\]-rule\[(?P<rule>\d+)\]")
 
 
 class CurlError(MeshauthzError):
@@ -261,10 +259,10 @@ def read_log(plan: MeshPlan, w: WorkloadPlan) -> Iterator[dict[str, Any]]:
 def _policy(envoy_name: str | None) -> tuple[str | None, int | None]:
     if not envoy_name or envoy_name == "none":
         return None, None
-    m = _POLICY_RE.match(envoy_name)
-    if not m:
+    name = naming.parse_policy_name(envoy_name)
+    if name is None:
         return envoy_name, None
-    return f"{m['ns']}/{m['name']}", int(m["rule"])
+    return name.policy, name.rule
 
 
 def _details_policy(details: str | None) -> str | None:
@@ -306,7 +304,10 @@ def interpret(entry: dict[str, Any]) -> dict[str, Any]:
         if pid:
             policy, rule = _policy(pid)
             out.update(stage="ALLOW", policy=policy, rule=rule, envoyPolicy=pid)
-    for prefix, stage in ((SHADOW_DENY_STAT_PREFIX, "DENY"), (SHADOW_ALLOW_STAT_PREFIX, "ALLOW")):
+    for prefix, stage in (
+        (naming.DRY_RUN_DENY_STAT_PREFIX, "DENY"),
+        (naming.DRY_RUN_ALLOW_STAT_PREFIX, "ALLOW"),
+    ):
         result = meta.get(prefix + "shadow_engine_result")
         if result is None:
             continue

@@ -1,5 +1,6 @@
 """Istio AuthorizationPolicies -> Envoy RBAC and ext_authz filters, as istiod builds them."""
 
+from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.translate.builder import (
     BuildOptions,
     BuildResult,
@@ -8,7 +9,7 @@ from meshauthz.translate.builder import (
     Placement,
     build,
 )
-from meshauthz.translate.extauthz import ExtAuthzFilter, ServiceRegistry
+from meshauthz.translate.extauthz import ServiceRegistry
 from meshauthz.translate.rule import Problem
 from meshauthz.translate.trustdomain import TrustDomainBundle
 

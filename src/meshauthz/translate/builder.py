@@ -13,19 +13,18 @@ chain istiod puts the JWT filter between CUSTOM and the others).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
 from meshauthz.envoy.rbac.serialize import filter_to_dict
 from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
 from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
+from meshauthz.translate import naming
 from meshauthz.translate import rule as r
 from meshauthz.translate.extauthz import (
-    EXT_AUTHZ_MATCH_PREFIX,
-    EXT_AUTHZ_SHADOW_STAT_PREFIX,
-    ExtAuthzFilter,
     ResolvedProvider,
     ServiceRegistry,
     ext_authz_filter,
@@ -35,11 +34,7 @@ from meshauthz.translate.rule import Problem
 from meshauthz.translate.trustdomain import TrustDomainBundle
 
 TCP_STAT_PREFIX = "tcp."
-SHADOW_ALLOW_STAT_PREFIX = "istio_dry_run_allow_"
-SHADOW_DENY_STAT_PREFIX = "istio_dry_run_deny_"
-BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
-
-Stage = Literal["CUSTOM", "AUDIT", "DENY", "ALLOW"]
+Stage = naming.FilterStage
 Target = Literal["rules", "shadow_rules"]
 Filter = HttpRbacFilter | NetworkRbacFilter | ExtAuthzFilter
 
@@ -177,15 +172,15 @@ class _RuleSet:
     sources: dict[str, tuple[str, int | None]] = field(default_factory=dict)
     placements: list[Placement] = field(default_factory=list)
 
-    def rbac(self, action: Action, suffix: str = "") -> RBAC:
-        return RBAC(action, tuple((n + suffix, p) for n, p in self.policies.items()))
+    def rbac(self, action: Action, rename: Callable[[str], str] | None = None) -> RBAC:
+        return RBAC(action, tuple(((rename or str)(n), p) for n, p in self.policies.items()))
 
 
 def _fill(
     target: _RuleSet,
     policy: AuthorizationPolicy,
     action: Action,
-    name_prefix: str,
+    provider: str | None,
     placement_target: Target,
     dry_run: bool,
     chain: Chain,
@@ -198,7 +193,7 @@ def _fill(
     names: list[str] = []
     rules = policy.spec.rules
     for i, rule in enumerate(rules):
-        name = f"{name_prefix}ns[{policy.namespace}]-policy[{policy.name}]-rule[{i}]"
+        name = naming.policy_name(policy.namespace, policy.name, i, provider=provider)
         loc = policy.location("spec", "rules", i)
         if rule is None:  # pragma: no cover - the loader does not produce these
             problems.append(Problem("error", f"skipped nil rule {name}", key, i, loc))
@@ -235,7 +230,7 @@ def _fill(
         target.sources[name] = (key, i)
         names.append(name)
     if not rules:
-        name = f"{name_prefix}ns[{policy.namespace}]-policy[{policy.name}]-rule[0]"
+        name = naming.policy_name(policy.namespace, policy.name, 0, provider=provider)
         target.policies[name] = r.match_never(policy)
         target.sources[name] = (key, None)
         names.append(name)
@@ -244,12 +239,7 @@ def _fill(
 
 def _shadow_prefix(shadow: RBAC | None) -> str:
     # With no shadow rules istiod reads the action of a nil rule set: ALLOW.
-    action = shadow.action if shadow is not None else Action.ALLOW
-    if action is Action.ALLOW:
-        return SHADOW_ALLOW_STAT_PREFIX
-    if action is Action.DENY:
-        return SHADOW_DENY_STAT_PREFIX
-    return ""
+    return naming.dry_run_stat_prefix(shadow.action if shadow is not None else Action.ALLOW)
 
 
 def _rbac_filter(
@@ -290,7 +280,7 @@ def _build_action(
             target,
             p,
             action,
-            "",
+            None,
             "shadow_rules" if dry else "rules",
             dry,
             chain,
@@ -309,23 +299,19 @@ def _build_action(
     )
 
 
-def _custom_prefix(provider: str) -> str:
-    return f"{EXT_AUTHZ_MATCH_PREFIX}-{provider}-" if provider else f"{EXT_AUTHZ_MATCH_PREFIX}-"
-
-
 def _bad_custom(chain: Chain, provider: str, rules: _RuleSet) -> BuiltFilter:
     """Deny every request that a CUSTOM rule of an unusable provider matches."""
     placements = tuple(
-        Placement(pl.policy, "rules", tuple(n + BAD_CUSTOM_SUFFIX for n in pl.names), pl.dry_run)
+        Placement(pl.policy, "rules", tuple(naming.bad_custom(n) for n in pl.names), pl.dry_run)
         for pl in rules.placements
     )
-    flt = _rbac_filter(chain, rules.rbac(Action.DENY, BAD_CUSTOM_SUFFIX), None, "")
+    flt = _rbac_filter(chain, rules.rbac(Action.DENY, naming.bad_custom), None, "")
     return BuiltFilter(
         flt,
         "CUSTOM",
         provider,
         placements,
-        {n + BAD_CUSTOM_SUFFIX: s for n, s in rules.sources.items()},
+        {naming.bad_custom(n): s for n, s in rules.sources.items()},
     )
 
 
@@ -353,7 +339,7 @@ def _build_custom(
             target,
             p,
             Action.DENY,
-            _custom_prefix(provider),
+            provider,
             "rules" if dry else "shadow_rules",
             dry,
             chain,
@@ -405,7 +391,7 @@ def _build_custom(
             chain,
             dry_set.rbac(Action.DENY) if dry_set.policies else None,
             enforce[prov].rbac(Action.DENY),
-            EXT_AUTHZ_SHADOW_STAT_PREFIX,
+            naming.CUSTOM_SHADOW_STAT_PREFIX,
         )
         out.append(
             BuiltFilter(

@@ -28,10 +28,8 @@ from meshauthz.envoy.ext_authz import (
     ExtAuthzFilter,
 )
 from meshauthz.resources.meshconfig import ExtensionProvider
+from meshauthz.translate import naming
 
-EXT_AUTHZ_MATCH_PREFIX = "istio-ext-authz"
-EXT_AUTHZ_SHADOW_STAT_PREFIX = "istio_ext_authz_"
-SHADOW_EFFECTIVE_POLICY_ID = "shadow_effective_policy_id"
 HTTP_RBAC_NAME = "envoy.filters.http.rbac"
 NETWORK_RBAC_NAME = "envoy.filters.network.rbac"
 DEFAULT_TIMEOUT_NANOS = 600 * 10**9
@@ -344,11 +342,10 @@ def _body(config: Mapping[str, Any], errs: list[str]) -> dict[str, Any] | None:
 def filter_enabled_metadata(rbac_filter: str, provider: str | None) -> dict[str, Any]:
     """Calls the authorizer only when the RBAC filter's shadow rules matched
     one of this provider's CUSTOM policies."""
-    p = EXT_AUTHZ_MATCH_PREFIX if provider is None else f"{EXT_AUTHZ_MATCH_PREFIX}-{provider}"
     return {
         "filter": rbac_filter,
-        "path": [{"key": EXT_AUTHZ_SHADOW_STAT_PREFIX + SHADOW_EFFECTIVE_POLICY_ID}],
-        "value": {"stringMatch": {"prefix": p}},
+        "path": [{"key": naming.CUSTOM_MARK_KEY}],
+        "value": {"stringMatch": {"prefix": naming.custom_enabled_prefix(provider)}},
     }
 
 

@@ -8,6 +8,7 @@ whose nodes point at the model nodes and therefore at their notes.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import sys
 from collections.abc import Mapping, Sequence
@@ -73,6 +74,7 @@ class PeerCertificate:
     subject: str = ""  # RFC 2253 form, e.g. "CN=foo,O=bar"
 
 
+@functools.lru_cache(maxsize=4096)  # a request log repeats its few addresses
 def _ip(s: str | None) -> tuple[int, int] | None:
     if not s:
         return None
@@ -115,6 +117,10 @@ class RbacInput:
     ip_remote: tuple[int, int] | None = field(init=False, repr=False)
     ip_source: tuple[int, int] | None = field(init=False, repr=False)
     ip_destination: tuple[int, int] | None = field(init=False, repr=False)
+    # What a principal_name is matched against, in Envoy 1.40's order: each URI
+    # SAN, then each DNS SAN, then the subject; the first match wins, so a
+    # subject can match even when the cert has SANs (verified). None: no TLS peer.
+    peer_names: tuple[str, ...] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         hm: dict[str, list[str]] = {}
@@ -128,6 +134,8 @@ class RbacInput:
         self.ip_remote = _ip(self.remote_ip) if self.remote_ip else self.ip_direct
         self.ip_source = _ip(self.source_ip) if self.source_ip else self.ip_direct
         self.ip_destination = _ip(self.destination_ip)
+        p = self.peer
+        self.peer_names = None if p is None else (*p.uri_sans, *p.dns_sans, p.subject)
 
 
 # --- compiling the tree ------------------------------------------------------------
@@ -219,54 +227,23 @@ def _fusion_key(node: Any) -> tuple[Any, ...] | None:
 
 
 def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
-    if key[0] == "header":
-        name = key[1]
-        values = frozenset(
-            n.header.string.value if n.header.kind == "string" else n.header.value for n in nodes
-        )
-
-        def header_in(inp: RbacInput) -> bool:
-            vs = inp.header_map.get(name)
-            if vs is None:
-                return False
-            for v in vs:  # noqa: SIM110
-                if v in values:
-                    return True
-            return False
-
-        return header_in
-    if key[0] == "url_path":
-        exact = frozenset(n.path.value for n in nodes if n.path.kind == "exact")
-        prefixes = tuple(n.path.value for n in nodes if n.path.kind == "prefix")
-        if not exact:
-
-            def path_prefix(inp: RbacInput) -> bool:
-                p = inp.url_path
-                return p is not None and p.startswith(prefixes)
-
-            return path_prefix
-
-        def path_in(inp: RbacInput) -> bool:
-            p = inp.url_path
-            return p is not None and (p in exact or p.startswith(prefixes))
-
-        return path_in
-    names = frozenset(n.principal_name.value for n in nodes)
-
-    def principal_in(inp: RbacInput) -> bool:
-        # each alternative tries URI SANs, DNS SANs, then the subject (_authenticated)
-        p = inp.peer
-        if p is None:
-            return False
-        for u in p.uri_sans:
-            if u in names:
-                return True
-        for d in p.dns_sans:
-            if d in names:
-                return True
-        return p.subject in names
-
-    return principal_in
+    """A fused Or as a closure: ``PythonEmitter``'s expression for it, compiled."""
+    em = PythonEmitter()
+    expr = em.fused(key, nodes)
+    consts = em.constants()
+    source = "\n".join(
+        [
+            f"def make({', '.join(consts)}):",
+            "  def fused(inp):",
+            *(f"    {line}" for line in em.prologue()),
+            f"    return {expr}",
+            "  return fused",
+        ]
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, "<meshauthz fused matcher>", "exec"), namespace)
+    fn: InputFn = namespace["make"](**consts)
+    return fn
 
 
 def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
@@ -288,18 +265,15 @@ def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
 
 
 def _authenticated(node: IdAuthenticated) -> InputFn:
-    """Envoy 1.40: any TLS peer matches without principal_name; with it, each
-    URI SAN, then each DNS SAN, then the subject is tried, and the first match
-    wins (so a subject can match even when the cert has SANs; verified)."""
+    """Envoy 1.40: any TLS peer matches without principal_name; with it, one of
+    the peer's names (``RbacInput.peer_names``) must match."""
     if node.principal_name is None:
         return lambda inp: inp.peer is not None
     fn = compile_string(node.principal_name)
 
     def auth(inp: RbacInput) -> bool:
-        p = inp.peer
-        if p is None:
-            return False
-        return any(fn(u) for u in p.uri_sans) or any(fn(d) for d in p.dns_sans) or fn(p.subject)
+        names = inp.peer_names
+        return names is not None and any(fn(n) for n in names)
 
     return auth
 
@@ -378,16 +352,17 @@ def _intern(s: str) -> str:
 
 class PythonEmitter:
     """Policies as Python expressions over an ``RbacInput`` named ``inp``, for
-    callers that compile many policies into one function (meshauthz.decide.fast).
+    callers that compile many policies into one function (meshauthz.decide.runner).
 
     The expressions mean exactly what ``compile_node``/``compile_policy`` mean:
-    the same fusions (a set lookup for an Or of exact values), And/Or/Not as
-    Python's short-circuit operators, and every other leaf as a call of its
-    compiled closure. Matchers are pure, so the operands of an And (nested Ands
+    the fusions (a set lookup for an Or of exact values) are described only
+    here, the closures compile ``fused``'s expression; And/Or/Not are Python's
+    short-circuit operators, and every other leaf is a call of its compiled
+    closure. Matchers are pure, so the operands of an And (nested Ands
     flattened) are ordered cheapest first: path, then headers, then the peer,
     then calls, keeping the order of equals. Constants (sets, tuples, closures)
     are named ``c<i>``, per-request reads (``inp.url_path``, a header's values,
-    the peer's only URI SAN) ``v<i>``: ``prologue()`` assigns the reads,
+    the peer's names) ``v<i>``: ``prologue()`` assigns the reads,
     ``constants()`` gives the values to bind to the constant names. Strings in
     sets are interned: a caller that interns the strings it reads makes hits
     identity comparisons.
@@ -465,23 +440,22 @@ class PythonEmitter:
             return terms[0]
         return sum(t[0] for t in terms), "(" + " or ".join(t[1] for t in terms) + ")", None
 
+    def fused(self, key: tuple[Any, ...], nodes: list[Any]) -> str:
+        """An Or of alternatives with the same ``_fusion_key`` as one expression:
+        the one description of what such an Or matches (closures compile it too)."""
+        return self._fused(key, nodes)[1]
+
     def _fused(self, key: tuple[Any, ...], nodes: list[Any]) -> _Term:
         if key[0] == "header":
+            # a header matcher matches if any of the header's entries matches
             values = self.constant(
                 frozenset(
                     _intern(n.header.string.value if n.header.kind == "string" else n.header.value)
                     for n in nodes
                 )
             )
-            hm = self.read("inp.header_map")
-            h = self.read(f"{hm}.get({key[1]!r})")
-            # the usual single value without a call; several: any of them
-            one = self.read(f"{h}[0] if {h} is not None and len({h}) == 1 else None")
-            expr = (
-                f"({one} in {values} if {one} is not None "
-                f"else ({h} is not None and not {values}.isdisjoint({h})))"
-            )
-            return 2, expr, None
+            h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r})")
+            return 2, f"({h} is not None and not {values}.isdisjoint({h}))", None
         if key[0] == "url_path":
             up = self.read("inp.url_path")
             exact = frozenset(_intern(n.path.value) for n in nodes if n.path.kind == "exact")
@@ -497,21 +471,10 @@ class PythonEmitter:
                 arg = prefixes[0] if len(prefixes) == 1 else prefixes
                 tests.append(f"{up}.startswith({self.constant(arg)})")
             return 1, f"({up} is not None and ({' or '.join(tests)}))", None
+        # an authenticated principal: one of the peer's names (RbacInput.peer_names)
         names = self.constant(frozenset(_intern(n.principal_name.value) for n in nodes))
-        peer = self.read("inp.peer")
-        # the usual peer: one URI SAN, no DNS SAN; each alternative tries the
-        # URI SANs, the DNS SANs, then the subject (_authenticated)
-        uri = self.read(
-            f"{peer}.uri_sans[0] if {peer} is not None and len({peer}.uri_sans) == 1 "
-            f"and not {peer}.dns_sans else None"
-        )
-        subject = self.read(f"{peer}.subject if {peer} is not None else None")
-        expr = (
-            f"(({uri} in {names} or {subject} in {names}) if {uri} is not None "
-            f"else ({peer} is not None and (not {names}.isdisjoint({peer}.uri_sans) or "
-            f"not {names}.isdisjoint({peer}.dns_sans) or {subject} in {names})))"
-        )
-        return 3, expr, None
+        peer = self.read("inp.peer_names")
+        return 3, f"({peer} is not None and not {names}.isdisjoint({peer}))", None
 
     def _node(self, node: Any) -> _Term:
         match node:
@@ -615,13 +578,20 @@ class CompiledRbac:
         )
         self._leaves: dict[int, InputFn] = {}
         # results are immutable: build each possible one once
-        self._results = {n: self._result(n is not None, n, None) for n, *_ in ordered}
+        self._results: dict[str | None, EngineResult] = {
+            n: self._result(True, n, None) for n, *_ in ordered
+        }
         self._results[None] = self._result(False, None, None)
 
     @property
     def matchers(self) -> tuple[tuple[str, InputFn], ...]:
         """The compiled policies in Envoy's order: (name, fn(RbacInput) -> matched)."""
         return tuple((name, fn) for name, _, fn in self._policies)
+
+    def result_for(self, matched: str | None) -> EngineResult:
+        """The engine's answer when ``matched`` is the first policy that matches
+        (None: none does), as ``evaluate`` gives it untraced."""
+        return self._results[matched]
 
     def matched_policy(self, inp: RbacInput) -> str | None:
         for name, _, fn in self._policies:
@@ -717,6 +687,11 @@ class CompiledFilter:
     def engine(self) -> CompiledRbac | None:
         """The enforced rules' engine (None: shadow rules only)."""
         return self._engine
+
+    @property
+    def shadow_engine(self) -> CompiledRbac | None:
+        """The shadow (dry-run) rules' engine (None: no shadow rules)."""
+        return self._shadow
 
     def evaluate(self, inp: RbacInput, trace: bool = False) -> FilterResult:
         f = self.filter

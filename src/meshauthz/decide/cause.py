@@ -1,0 +1,127 @@
+"""Why a request was decided as it was, as data: the stage and the typed cause.
+
+The sentences a person reads are rendered from these in one place,
+``meshauthz.decide.render``; nothing here composes text.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Stage(enum.StrEnum):
+    """Where in the destination's path a request was decided (or a trace step was taken)."""
+
+    MTLS = "mTLS"
+    NORMALIZATION = "normalization"
+    CUSTOM = "CUSTOM"
+    JWT = "JWT"
+    AUDIT = "AUDIT"
+    DENY = "DENY"
+    ALLOW = "ALLOW"
+    DEFAULT = "default"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class MtlsRequired:
+    """A plaintext caller on a port whose PeerAuthentication is STRICT."""
+
+    workload: str  # "namespace/name"
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class PathRejected:
+    """The connection manager refused the request (method or path) before any filter."""
+
+    reason: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustomDenied:
+    """A CUSTOM policy sent the request to its ext_authz provider, assumed to deny."""
+
+    provider: str | None
+    policy: str | None
+    rule: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtRejected:
+    """The JWT filter answered the request itself (e.g. 401 for a bad token)."""
+
+    source: str  # the RequestAuthentications the filter was built from
+    body: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JwtUnverifiable:
+    """A token whose keys are only at a jwksUri: not decided offline (fail closed)."""
+
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeniedByPolicy:
+    """An RBAC filter's enforced rules denied: a DENY (or bad-CUSTOM) policy matched."""
+
+    stage: Stage
+    policy: str | None  # None: an Envoy policy not traced back to an AuthorizationPolicy
+    rule: int | None
+    empty_rule: bool = False  # the rule is {}: it matches every request
+
+
+@dataclass(frozen=True, slots=True)
+class NoAllowMatched:
+    """ALLOW policies apply to the workload and none of their rules matched."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowedByPolicy:
+    policy: str | None
+    rule: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultAllow:
+    """No filter denied and no ALLOW policy applies: Envoy lets the request through."""
+
+
+@dataclass(frozen=True, slots=True)
+class InternalError:
+    """meshauthz itself failed; the decision fails closed."""
+
+    error: str  # "ExceptionType: message"
+
+
+Cause = (
+    MtlsRequired
+    | PathRejected
+    | CustomDenied
+    | JwtRejected
+    | JwtUnverifiable
+    | DeniedByPolicy
+    | NoAllowMatched
+    | AllowedByPolicy
+    | DefaultAllow
+    | InternalError
+)
+
+__all__ = [
+    "AllowedByPolicy",
+    "Cause",
+    "CustomDenied",
+    "DefaultAllow",
+    "DeniedByPolicy",
+    "InternalError",
+    "JwtRejected",
+    "JwtUnverifiable",
+    "MtlsRequired",
+    "NoAllowMatched",
+    "PathRejected",
+    "Stage",
+]

@@ -1,0 +1,190 @@
+"""Every sentence meshauthz says about a decision: reasons, trace steps, and
+the text of ``check`` and ``explain``.
+
+The deciding code records what happened as data (``meshauthz.decide.cause``,
+the trace's policies and clauses); the words are chosen here, once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from meshauthz.decide.cause import (
+    AllowedByPolicy,
+    Cause,
+    CustomDenied,
+    DefaultAllow,
+    DeniedByPolicy,
+    InternalError,
+    JwtRejected,
+    JwtUnverifiable,
+    MtlsRequired,
+    NoAllowMatched,
+    PathRejected,
+)
+
+if TYPE_CHECKING:
+    from meshauthz.decide.config_dump import ChainInfo
+    from meshauthz.decide.decision import Decision, TraceStep
+    from meshauthz.decide.request import Request
+    from meshauthz.envoy.rbac.model import Note
+
+# --- reasons -------------------------------------------------------------------------------
+
+
+def reason(cause: Cause) -> str:
+    """The one sentence that says why."""
+    match cause:
+        case MtlsRequired(workload, port):
+            return (
+                f"{workload} port {port} requires mTLS (PeerAuthentication STRICT) and the "
+                "caller sent plaintext: the connection is closed before any policy runs"
+            )
+        case PathRejected(why, status):
+            return f"Envoy rejects the request ({why}) with {status} before any filter"
+        case CustomDenied(provider, policy, rule):
+            return (
+                f"CUSTOM policy {policy} rule {rule} sends the request to ext_authz provider "
+                f"{provider}, whose answer decides; assumed to deny (use --ext-authz allow to "
+                "assume it allows)"
+            )
+        case JwtUnverifiable(source, why):
+            return (
+                f"the token cannot be verified offline ({why}): its keys are only at the "
+                f"jwksUri of {source}; meshauthz does not guess (fail closed)"
+            )
+        case JwtRejected(source, body):
+            return f"the JWT filter built from {source} rejects the token: {body}"
+        case DeniedByPolicy(stage, None, _, _):
+            return f"denied by the {stage} filter"
+        case DeniedByPolicy(stage, policy, rule, empty_rule):
+            text = f"denied by {stage} policy {policy} rule {rule}"
+            if empty_rule:
+                # Istio's documented evaluation order: DENY before ALLOW.
+                text += (
+                    ": the rule is empty ({}), so it matches every request, and DENY "
+                    "policies are evaluated before ALLOW policies, so no ALLOW policy can "
+                    "let a request through"
+                )
+            return text
+        case NoAllowMatched():
+            return "denied: no rule of any ALLOW policy matched the request"
+        case AllowedByPolicy(policy, rule):
+            return f"allowed by ALLOW policy {policy} rule {rule}"
+        case DefaultAllow():
+            return "allowed: no DENY policy matched and no ALLOW policy applies to this workload"
+        case InternalError(error):
+            return f"meshauthz hit an internal error and denies (fail closed): {error}"
+    raise TypeError(f"not a cause: {cause!r}")
+
+
+# --- trace steps ---------------------------------------------------------------------------
+
+MTLS_DISABLED = "mTLS is DISABLEd on this port: the caller's identity is not seen"
+NOT_REACHED = "(not reached) "
+
+
+def path_normalized(normalization: str, before: str, after: str) -> str:
+    return f"path normalized ({normalization}): {before!r} -> {after!r}"
+
+
+def custom_not_sent(provider: str | None) -> str:
+    return f"no CUSTOM policy of provider {provider} matched: not sent to it"
+
+
+def custom_assumed_allow(provider: str | None) -> str:
+    return f"sent to ext_authz provider {provider}; assumed to allow"
+
+
+def jwt_accepted(source: str) -> str:
+    return f"token accepted by {source}"
+
+
+def jwt_no_token(source: str) -> str:
+    return f"no token presented; {source} lets the request through without a request principal"
+
+
+def policy_without_rules(policy: str) -> str:
+    return f"{policy} has no rules: it matches no request"
+
+
+def policy_matches(where: str) -> str:
+    return f"{where} matches"
+
+
+def policy_misses(where: str, note: Note | None) -> str:
+    """An Envoy policy that did not match, at the first clause that failed (if noted)."""
+    if note is None or not note.field:
+        return f"{where} does not match"
+    value = f" {note.value}" if note.value is not None else ""
+    section = f"{note.section}." if note.section and not note.field.startswith(note.section) else ""
+    return f"{where} does not match: {section}{note.field}:{value} does not match the request"
+
+
+def policy_where(policy: str | None, rule: int | None, envoy_policy: str) -> str:
+    return f"{policy} rule {rule}" if policy is not None else envoy_policy
+
+
+# --- check and explain ---------------------------------------------------------------------
+
+
+def describe_chain(c: ChainInfo) -> str:
+    kind = "passthrough filter chain" if c.passthrough else "filter chain"
+    s = f"config dump: listener {c.listener}, {kind} {c.chain} ({c.protocol.upper()}, {c.mtls}"
+    s += f", path normalization {c.normalization})" if c.normalization else ")"
+    if c.not_evaluated:
+        s += "; not evaluated: " + ", ".join(c.not_evaluated)
+    return s
+
+
+def describe_request(r: Request) -> str:
+    who = r.source_workload or r.source_principal or "a plaintext caller"
+    if r.source_workload and r.plaintext:
+        who += " (plaintext)"
+    what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
+    return f"{what} from {who} to {r.destination.key} port {r.port}"
+
+
+def _where(t: TraceStep) -> str:
+    return f" ({t.file}:{t.line})" if t.file else ""
+
+
+def check_lines(
+    r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
+) -> list[str]:
+    """``check``'s text for one decision."""
+    lines = [f"{d.verdict} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    if chain is not None:
+        lines.append(f"  {describe_chain(chain)}")
+    if d.policy:
+        lines.append(f"  policy: {d.policy} rule {d.rule}")
+    for dr in d.dry_run:
+        lines.append(
+            f"  dry-run {dr.stage}: {dr.result}"
+            + (f" by {dr.policy} rule {dr.rule}" if dr.policy else "")
+        )
+    if d.audit:
+        lines.append(f"  audited by {d.audit_policy}")
+    if trace:
+        lines += [f"    [{t.stage}] {t.message}{_where(t)}" for t in d.trace]
+    return lines
+
+
+def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> list[str]:
+    """``explain``'s text for one decision (decided with ``explain=True``);
+    ``applicable``: the policies that apply to the destination, as ``explain --format json``
+    lists them."""
+    lines = [describe_request(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    if applicable:
+        lines.append(f"policies that apply to {r.destination.key}:")
+        for a in applicable:
+            lines.append(
+                f"  {a['action']:<6} {a['policy']} ({a['detail']}; {a['file']}:{a['line']})"
+            )
+    else:
+        lines.append(f"no AuthorizationPolicy applies to {r.destination.key}")
+    lines.append("evaluation:")
+    for t in d.trace:
+        dry = " [dry-run]" if t.dry_run else ""
+        lines.append(f"  [{t.stage}]{dry} {t.message}{_where(t)}")
+    return lines

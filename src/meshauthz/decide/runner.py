@@ -1,0 +1,712 @@
+"""The chain runner: one request view through one destination's filters, in istiod's order.
+
+The HTTP chain on a sidecar's inbound listener runs, as istiod assembles it
+(pilot/pkg/networking/core/listener_builder.go): the CUSTOM filters (an RBAC
+filter with shadow rules that marks requests, then ext_authz), the JWT filter
+built from RequestAuthentications, then the AUDIT, DENY and ALLOW RBAC
+filters. The TCP chain has the same RBAC stages as network filters and no
+JWT. What happens before the first filter (mTLS, the connection manager) is
+the request view's (``meshauthz.decide.view``).
+
+There is one description of what the chain does, ``_Walk``, and two ways to
+run it:
+
+- the walk itself, over the compiled filters (``CompiledFilter.evaluate``),
+  tracing each policy's clauses when asked: every chain, traced or not;
+- for the chains without CUSTOM and JWT whose matchers read nothing an earlier
+  filter writes, and only when no trace is asked, one generated Python
+  function (``_generate``) that tries each filter's policies in Envoy's order
+  and returns an ``Outcome`` built in advance. Every outcome it can return,
+  and what each policy's match does to the request (``ChainRunner.effect``,
+  ``ChainRunner.dry_run_entry``), comes from the same methods the walk uses;
+  the generated code only chooses among them.
+
+Both return the same ``Outcome`` (tests/decide/test_one_path.py compares them
+field by field over every corpus the project has).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from meshauthz.decide import render
+from meshauthz.decide.cause import (
+    AllowedByPolicy,
+    Cause,
+    CustomDenied,
+    DefaultAllow,
+    DeniedByPolicy,
+    InternalError,
+    JwtRejected,
+    JwtUnverifiable,
+    MtlsRequired,
+    NoAllowMatched,
+    Stage,
+)
+from meshauthz.decide.decision import (
+    DENIED_BODY,
+    STATUS_FORBIDDEN,
+    STATUS_OK,
+    STATUS_RESET,
+    DryRunResult,
+    Outcome,
+    TraceStep,
+)
+from meshauthz.decide.view import RequestView
+from meshauthz.envoy.ext_authz import ExtAuthzFilter
+from meshauthz.envoy.jwt_authn import JWT_FILTER, apply_jwt_authn
+from meshauthz.envoy.rbac.evaluate import (
+    EngineResult,
+    FilterResult,
+    MatchTrace,
+    PolicyTrace,
+    PythonEmitter,
+    RbacInput,
+)
+from meshauthz.envoy.rbac.model import (
+    IdAnd,
+    IdMetadata,
+    IdNot,
+    IdOr,
+    Note,
+    PermAnd,
+    PermMetadata,
+    PermNot,
+    PermOr,
+)
+
+if TYPE_CHECKING:
+    from meshauthz.decide.engine import Prepared, PreparedStage
+    from meshauthz.decide.request import Request
+    from meshauthz.translate import BuiltFilter
+
+ExtAuthzAssumption = Literal["deny", "allow"]
+Audit = tuple[bool, str | None]  # (audited, by which policy)
+NOT_AUDITED: Audit = (False, None)
+Located = tuple[str | None, int | None, str | None]  # policy, rule, Envoy policy name
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What one RBAC filter's enforced answer does to the request."""
+
+    stop: Outcome | None = None  # the chain ends here (denied)
+    allowed_by: Outcome | None = None  # an ALLOW policy matched: the answer unless later denied
+    audit: Audit | None = None  # the request is marked for audit
+
+
+_NO_EFFECT = Effect()
+
+
+def finish(
+    o: Outcome, dry_run: tuple[DryRunResult, ...], audit: Audit, trace: tuple[TraceStep, ...] = ()
+) -> Outcome:
+    """An outcome with what the request collected on its way (both backends)."""
+    if not dry_run and audit is NOT_AUDITED and not trace:
+        return o
+    return replace(o, dry_run=dry_run, audit=audit[0], audit_policy=audit[1], trace=trace)
+
+
+def internal_error(request: Request, e: Exception) -> Outcome:
+    return Outcome(
+        verdict="DENY",
+        status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,
+        stage=Stage.ERROR,
+        cause=InternalError(f"{type(e).__name__}: {e}"),
+    )
+
+
+class PreparedRequest:
+    """A request with its per-request work done (the view, and the values the
+    generated chain reads): ``run(args)`` decides it untraced."""
+
+    __slots__ = ("args", "ext_authz", "request", "run", "runner", "view")
+
+    def __init__(
+        self,
+        request: Request,
+        run: Callable[[Any], Outcome],
+        args: Any = None,
+        *,
+        runner: ChainRunner | None = None,
+        view: RequestView | None = None,
+        ext_authz: ExtAuthzAssumption = "deny",
+    ) -> None:
+        self.request = request
+        self.run = run
+        self.args = args
+        self.runner = runner
+        self.view = view
+        self.ext_authz = ext_authz
+
+    def outcome(self, *, trace: bool = False, explain: bool = False) -> Outcome:
+        """The request's outcome; traced (and with the unreached filters, for
+        ``explain``) when asked. An internal error denies (fail closed)."""
+        try:
+            if (trace or explain) and self.runner is not None and self.view is not None:
+                return self.runner.outcome(self.view, self.ext_authz, trace=True, explain=explain)
+            return self.run(self.args)
+        except Exception as e:
+            return internal_error(self.request, e)
+
+    def __repr__(self) -> str:
+        r = self.request
+        return f"PreparedRequest({r.method} {r.path} to {r.destination.key}:{r.port})"
+
+
+def _constant(o: Outcome) -> Callable[[Any], Outcome]:
+    return lambda args: o
+
+
+def _intern(v: Any) -> Any:
+    return sys.intern(v) if type(v) is str else v
+
+
+class ChainRunner:
+    """One prepared destination's chain; picks the backend for each request."""
+
+    def __init__(self, prepared: Prepared) -> None:
+        self.p = prepared
+        self.http = prepared.protocol == "http"
+        self.default = self.allow(Stage.DEFAULT, DefaultAllow(), (None, None, None))
+        self.generated: Generated | None = _generate(self)
+
+    # --- running ---------------------------------------------------------------------
+
+    def bind(self, view: RequestView, ext_authz: ExtAuthzAssumption) -> PreparedRequest:
+        """The request ready to be decided untraced by the fastest backend that can."""
+        r = view.request
+        kw: dict[str, Any] = {"runner": self, "view": view, "ext_authz": ext_authz}
+        if view.rejected is not None:
+            return PreparedRequest(r, _constant(self.rejected(view, False)), **kw)
+        g = self.generated
+        if g is not None and view.inp is not None:
+            args = tuple(_intern(v) for v in g.extract(view.inp))
+            return PreparedRequest(r, g.run, args, **kw)
+
+        def walk(args: Any) -> Outcome:
+            return _Walk(self, view, ext_authz, trace=False, explain=False).run()
+
+        return PreparedRequest(r, walk, **kw)
+
+    def outcome(
+        self, view: RequestView, ext_authz: ExtAuthzAssumption, *, trace: bool, explain: bool
+    ) -> Outcome:
+        if view.rejected is not None:
+            return self.rejected(view, trace or explain)
+        return _Walk(self, view, ext_authz, trace=trace or explain, explain=explain).run()
+
+    def outcome_and_metadata(
+        self,
+        view: RequestView,
+        ext_authz: ExtAuthzAssumption,
+        metadata: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> tuple[Outcome, dict[str, dict[str, Any]]]:
+        """The untraced outcome, with ``metadata`` present before the first filter
+        (e.g. what a filter ahead of the chain wrote), and the dynamic metadata
+        the request carries afterwards (what the filters wrote, by namespace)."""
+        seeded = {ns: copy.deepcopy(dict(values)) for ns, values in (metadata or {}).items()}
+        if view.rejected is not None:
+            return self.rejected(view, False), seeded
+        walk = _Walk(self, view, ext_authz, trace=False, explain=False, metadata=seeded)
+        return walk.run(), walk.metadata
+
+    def rejected(self, view: RequestView, trace: bool) -> Outcome:
+        """A request refused before any filter."""
+        cause = view.rejected
+        if isinstance(cause, MtlsRequired):
+            # the handshake fails: the caller sees its connection reset
+            return self.deny(Stage.MTLS, cause, status=STATUS_RESET)
+        assert cause is not None
+        steps = (TraceStep(Stage.MTLS, render.MTLS_DISABLED),) if trace and view.peer_hidden else ()
+        o = self.deny(Stage.NORMALIZATION, cause, status=cause.status, body=None)
+        return finish(o, (), NOT_AUDITED, steps)
+
+    # --- outcomes, and what a filter's answer does (shared by both backends) ------------
+
+    def deny(
+        self,
+        stage: Stage,
+        cause: Cause,
+        located: Located = (None, None, None),
+        *,
+        status: int | str | None = None,
+        body: str | None = DENIED_BODY,
+    ) -> Outcome:
+        if status is None:
+            status = STATUS_FORBIDDEN if self.http else STATUS_RESET
+        policy, rule, envoy_policy = located
+        return Outcome("DENY", status, stage, cause, policy, rule, envoy_policy, body)
+
+    def allow(self, stage: Stage, cause: Cause, located: Located) -> Outcome:
+        policy, rule, envoy_policy = located
+        status = STATUS_OK if self.http else "connected"
+        return Outcome("ALLOW", status, stage, cause, policy, rule, envoy_policy)
+
+    def effect(self, bf: BuiltFilter, result: EngineResult) -> Effect:
+        """What an RBAC filter's enforced answer does to the request at its stage."""
+        stage = Stage(bf.stage)
+        located = locate(bf, result.effective_policy_id)
+        audit: Audit | None = None
+        if stage is Stage.AUDIT and result.should_log:
+            audit = (True, located[0])
+        if not result.allowed:
+            cause: Cause
+            if stage is Stage.ALLOW:
+                cause = NoAllowMatched()
+            else:
+                policy, rule, _ = located
+                empty = policy is not None and self.empty_rule(policy, rule)
+                cause = DeniedByPolicy(stage, policy, rule, empty)
+            return Effect(stop=self.deny(stage, cause, located), audit=audit)
+        if stage is Stage.ALLOW:
+            allowed = self.allow(Stage.ALLOW, AllowedByPolicy(*located[:2]), located)
+            return Effect(allowed_by=allowed, audit=audit)
+        return Effect(audit=audit) if audit is not None else _NO_EFFECT
+
+    @staticmethod
+    def dry_run_entry(bf: BuiltFilter, result: EngineResult) -> DryRunResult:
+        """What a filter's shadow (dry-run) rules would have done."""
+        policy, rule, envoy_policy = locate(bf, result.effective_policy_id)
+        verdict: Literal["allowed", "denied"] = "allowed" if result.allowed else "denied"
+        return DryRunResult(Stage(bf.stage), verdict, policy, rule, envoy_policy)
+
+    def empty_rule(self, policy: str, rule: int | None) -> bool:
+        if (policy, rule) in self.p.empty_rules:  # e.g. from a config dump
+            return True
+        for s in self.p.selected:
+            if s.key == policy and rule is not None:
+                rules = s.policy.spec.rules  # type: ignore[union-attr]
+                if rule < len(rules):
+                    r = rules[rule]
+                    return not (r.from_ or r.to or r.when)
+        return False
+
+    def locate_custom(self, envoy_policy: str) -> Located:
+        for stage in (*self.p.custom, *self.p.rest):
+            if envoy_policy in stage.built.sources:
+                return locate(stage.built, envoy_policy)
+        return None, None, envoy_policy
+
+
+def locate(bf: BuiltFilter, envoy_policy: str | None) -> Located:
+    """An Envoy policy name back to the AuthorizationPolicy and rule it came from."""
+    if envoy_policy is None:
+        return None, None, None
+    src = bf.sources.get(envoy_policy)
+    if src is None:
+        return None, None, envoy_policy
+    return src[0], src[1], envoy_policy
+
+
+# --- the walk: the chain's semantics ------------------------------------------------------
+
+
+class _Walk:
+    """One request view through one chain, filter by filter."""
+
+    def __init__(
+        self,
+        runner: ChainRunner,
+        view: RequestView,
+        ext_authz: ExtAuthzAssumption,
+        *,
+        trace: bool,
+        explain: bool,
+        metadata: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        assert view.inp is not None
+        self.runner = runner
+        self.p = runner.p
+        self.view = view
+        self.r = view.request
+        self.ext_authz = ext_authz
+        self.trace = trace
+        self.explain = explain
+        self.steps: list[TraceStep] = []
+        self.dry_run: list[DryRunResult] = []
+        self.audit: Audit = NOT_AUDITED
+        self.metadata: dict[str, dict[str, Any]] = {} if metadata is None else metadata
+        self.headers = view.headers
+        # each walk writes its own metadata: the view's input is shared
+        self.inp: RbacInput = replace(view.inp, dynamic_metadata=self.metadata)
+
+    def run(self) -> Outcome:
+        p, view = self.p, self.view
+        if view.peer_hidden:
+            self.step(Stage.MTLS, render.MTLS_DISABLED)
+        if view.normalized:
+            self.step(
+                Stage.NORMALIZATION,
+                render.path_normalized(p.normalization, self.r.path, view.path),
+            )
+        # "If there are any CUSTOM policies that match the request, evaluate and deny
+        # the request if the evaluation result is deny." (istio.io, Authorization Policy)
+        for i, stage in enumerate(p.custom):
+            stop = self.filter(stage).stop
+            if stop is not None:
+                return self.done(stop, [*p.custom[i + 1 :], *p.rest])
+        # "It will reject a request if the request contains invalid authentication
+        # information [...] A request that does not contain any authentication credentials
+        # will be accepted but will not have any authenticated identity."
+        # (istio.io, RequestAuthentication); there is no JWT filter on a TCP chain.
+        if self.runner.http and p.jwt is not None:
+            stop = self.jwt()
+            if stop is not None:
+                return self.done(stop, p.rest)
+        # "AUDIT policies do not affect whether requests are allowed or denied to the
+        # workload." "If there are any DENY policies that match the request, deny the
+        # request." "If any of the ALLOW policies match the request, allow the request."
+        # "Deny the request." (istio.io, Authorization Policy; the AUDIT, DENY and ALLOW
+        # filters in that order, each ALLOW filter denying what none of its policies match)
+        allowed: Outcome | None = None
+        for i, stage in enumerate(p.rest):
+            effect = self.filter(stage)
+            if effect.stop is not None:
+                return self.done(effect.stop, p.rest[i + 1 :])
+            if effect.allowed_by is not None:
+                allowed = effect.allowed_by
+        # "If there are no ALLOW policies for the workload, allow the request."
+        return self.done(allowed if allowed is not None else self.runner.default, [])
+
+    def done(self, o: Outcome, unreached: list[PreparedStage]) -> Outcome:
+        if self.explain:  # also show the filters the request never reached
+            for stage in unreached:
+                if stage.compiled is None:
+                    continue
+                res = stage.compiled.evaluate(self.inp, True)
+                for step in self.policy_steps(stage.built, res):
+                    self.steps.append(replace(step, message=render.NOT_REACHED + step.message))
+        return finish(o, tuple(self.dry_run), self.audit, tuple(self.steps))
+
+    def filter(self, stage: PreparedStage) -> Effect:
+        """One filter: an RBAC filter (its shadow rules recorded, its enforced
+        rules' effect returned) or an ext_authz filter."""
+        if stage.compiled is None:
+            stop = self.ext_authz_filter(stage.built)
+            return _NO_EFFECT if stop is None else Effect(stop=stop)
+        res = self.rbac(stage)
+        if res.enforced is None:
+            return _NO_EFFECT
+        effect = self.runner.effect(stage.built, res.enforced)
+        if effect.audit is not None:
+            self.audit = effect.audit
+        return effect
+
+    def rbac(self, stage: PreparedStage) -> FilterResult:
+        bf = stage.built
+        assert stage.compiled is not None
+        res = stage.compiled.evaluate(self.inp, self.trace)
+        for ns, values in res.dynamic_metadata.items():
+            self.metadata.setdefault(ns, {}).update(values)
+        if self.trace:
+            self.steps.extend(self.policy_steps(bf, res))
+        if res.shadow is not None and Stage(bf.stage) is not Stage.CUSTOM:
+            self.dry_run.append(self.runner.dry_run_entry(bf, res.shadow))
+        return res
+
+    def ext_authz_filter(self, bf: BuiltFilter) -> Outcome | None:
+        f = bf.filter
+        assert isinstance(f, ExtAuthzFilter)
+        # The filter's own gate (filter_enabled_metadata) says whether its service is called.
+        marked = f.gate_value(self.metadata)
+        if not f.calls_service(self.metadata):
+            self.step(Stage.CUSTOM, render.custom_not_sent(bf.provider))
+            return None
+        located = self.runner.locate_custom(marked)
+        if self.ext_authz == "allow":
+            self.step(Stage.CUSTOM, render.custom_assumed_allow(bf.provider), *located, True)
+            return None
+        cause = CustomDenied(bf.provider, located[0], located[1])
+        return self.runner.deny(Stage.CUSTOM, cause, located)
+
+    def jwt(self) -> Outcome | None:
+        r, p = self.r, self.p
+        headers = [h for h in self.headers or () if not h[0].startswith(":")]
+        outcome = apply_jwt_authn(p.jwt, r.jwt, headers, self.view.path, method=r.method)
+        source = ", ".join(s.key for s in p.jwt_rules) or p.jwt_source
+        if not outcome.decided:
+            cause: Cause = JwtUnverifiable(source, outcome.reason)
+            return self.runner.deny(Stage.JWT, cause, status=401, body=outcome.body or None)
+        if outcome.status is not None:
+            cause = JwtRejected(source, outcome.body)
+            return self.runner.deny(Stage.JWT, cause, status=outcome.status, body=outcome.body)
+        if outcome.metadata is not None:
+            self.metadata[JWT_FILTER] = dict(outcome.metadata)
+            self.step(Stage.JWT, render.jwt_accepted(source))
+        else:
+            self.step(Stage.JWT, render.jwt_no_token(source))
+        if outcome.removed_headers:
+            self.headers = tuple(
+                h for h in self.headers or () if h[0] not in outcome.removed_headers
+            )
+            self.inp = replace(self.inp, headers=self.headers, dynamic_metadata=self.metadata)
+        return None
+
+    # --- trace -------------------------------------------------------------------------
+
+    def step(
+        self,
+        stage: Stage,
+        message: str,
+        policy: str | None = None,
+        rule: int | None = None,
+        envoy_policy: str | None = None,
+        matched: bool | None = None,
+    ) -> None:
+        if self.trace:
+            self.steps.append(TraceStep(stage, message, policy, rule, envoy_policy, matched))
+
+    @staticmethod
+    def policy_steps(bf: BuiltFilter, res: FilterResult) -> list[TraceStep]:
+        out = []
+        for engine, dry in ((res.enforced, False), (res.shadow, True)):
+            for pt in (engine.trace or ()) if engine is not None else ():
+                out.append(policy_step(bf, pt, dry))
+        return out
+
+
+def policy_step(bf: BuiltFilter, pt: PolicyTrace, dry_run: bool) -> TraceStep:
+    """One Envoy policy's result, in the user's terms: the first clause that failed."""
+    stage = Stage(bf.stage)
+    src = bf.sources.get(pt.name)
+    policy, rule = (src[0], src[1]) if src else (None, None)
+    where = render.policy_where(policy, rule, pt.name)
+    if not pt.matched and src is not None and rule is None:
+        message = render.policy_without_rules(str(policy))
+        return TraceStep(stage, message, policy, None, pt.name, False, dry_run)
+    if pt.matched:
+        note = pt.policy.note
+        return TraceStep(
+            stage,
+            render.policy_matches(where),
+            policy,
+            rule,
+            pt.name,
+            True,
+            dry_run,
+            file=note.file if note else None,
+            line=note.line if note else None,
+        )
+    failure = first_failure(pt)
+    miss: Note | None = failure.note if failure is not None else None
+    if miss is not None and miss.field:
+        return TraceStep(
+            stage,
+            render.policy_misses(where, miss),
+            policy,
+            rule,
+            pt.name,
+            False,
+            dry_run,
+            miss.section,
+            miss.field,
+            miss.value,
+            miss.file,
+            miss.line,
+        )
+    return TraceStep(
+        stage, render.policy_misses(where, None), policy, rule, pt.name, False, dry_run
+    )
+
+
+def first_failure(pt: PolicyTrace) -> MatchTrace | None:
+    """Envoy requires every permission list and principal list to have a match;
+    report the first list in which nothing matched, at its deepest noted node."""
+    for group in (pt.permissions, pt.principals):
+        if group and not any(t.matched for t in group):
+            t = group[0]
+            node = t.first_failure() or t
+            return _noted(t, node)
+    return None
+
+
+def _noted(root: MatchTrace, node: MatchTrace) -> MatchTrace:
+    """The deepest node on the failing path that carries a note with a field."""
+    best = root if (root.note is not None and root.note.field) else None
+    cur = root
+    while not cur.matched:
+        nxt = next((c for c in cur.children if not c.matched), None)
+        if nxt is None:
+            break
+        cur = nxt
+        if cur.note is not None and cur.note.field:
+            best = cur
+    return best or node
+
+
+# --- the generated backend ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """A chain as one function: ``run(extract(inp))`` is the walk's untraced outcome."""
+
+    run: Callable[[Any], Outcome]
+    extract: Callable[[RbacInput], tuple[Any, ...]]
+    source: str  # the generated code, for whoever wonders what runs
+
+
+_WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
+
+
+def _reads_filter_metadata(node: Any) -> bool:
+    """Whether a permission or principal reads metadata that RBAC filters write."""
+    match node:
+        case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
+            return any(_reads_filter_metadata(s) for s in subs)
+        case PermNot(rule=sub) | IdNot(id=sub):
+            return _reads_filter_metadata(sub)
+        case PermMetadata(metadata=m) | IdMetadata(metadata=m):
+            return m.filter in _WRITTEN_BY_FILTERS
+    return False
+
+
+def _generate(runner: ChainRunner) -> Generated | None:
+    """The walk's untraced run of ``runner``'s chain as generated code, or None
+    when the chain needs what only the walk does: CUSTOM (ext_authz and its
+    marks), the JWT filter, matchers reading an earlier filter's metadata."""
+    p = runner.p
+    if p.custom or (runner.http and p.jwt is not None):
+        return None
+    stages = []
+    for stage in p.rest:
+        if stage.compiled is None or Stage(stage.built.stage) is Stage.CUSTOM:
+            return None
+        engines = (stage.compiled.shadow_engine, stage.compiled.engine)
+        for engine in engines:
+            for _, policy in engine.rbac.policies if engine is not None else ():
+                if any(
+                    _reads_filter_metadata(n) for n in (*policy.permissions, *policy.principals)
+                ):
+                    return None
+        stages.append(stage)
+    try:
+        return _emit(runner, stages)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):  # too deep for Python
+        return None
+
+
+def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
+    em = PythonEmitter()
+    collects = any(
+        s.compiled is not None
+        and (
+            s.compiled.shadow_engine is not None
+            or (Stage(s.built.stage) is Stage.AUDIT and s.compiled.engine is not None)
+        )
+        for s in stages
+    )
+
+    def returned(o: Outcome | str) -> str:
+        expr = o if isinstance(o, str) else em.constant(o)
+        return f"return _finish({expr}, dr, au)" if collects else f"return {expr}"
+
+    body: list[str] = []
+    if collects:
+        body += ["dr = ()", f"au = {em.constant(NOT_AUDITED)}"]
+    sets_allowed = False
+
+    def branches(cases: list[tuple[str, str, list[str]]], otherwise: list[str]) -> None:
+        for i, (name, cond, code) in enumerate(cases):
+            body.append(f"{'if' if i == 0 else 'elif'} {cond}:  # {name}")
+            body.extend(f"    {line}" for line in code or ["pass"])
+        if otherwise:
+            if cases:
+                body.append("else:")
+                body.extend(f"    {line}" for line in otherwise)
+            else:
+                body.extend(otherwise)
+
+    for n, stage in enumerate(stages):
+        assert stage.compiled is not None
+        bf, last = stage.built, n == len(stages) - 1
+        shadow, engine = stage.compiled.shadow_engine, stage.compiled.engine
+        if shadow is not None:
+            body.append(f"# {bf.stage}: dry-run rules")
+            policies = dict(shadow.rbac.policies)
+            branches(
+                [
+                    (
+                        name,
+                        em.policy(policies[name]),
+                        [
+                            f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
+                        ],
+                    )
+                    for name, _ in shadow.matchers
+                ],
+                [f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(None)))})"],
+            )
+        if engine is None:
+            continue
+
+        def code(effect: Effect, last: bool = last) -> list[str]:
+            nonlocal sets_allowed
+            lines = []
+            if effect.audit is not None:
+                lines.append(f"au = {em.constant(effect.audit)}")
+            if effect.stop is not None:
+                lines.append(returned(effect.stop))
+            elif effect.allowed_by is not None:
+                if last:  # nothing after it can deny
+                    lines.append(returned(effect.allowed_by))
+                else:
+                    sets_allowed = True
+                    lines.append(f"al = {em.constant(effect.allowed_by)}")
+            return lines
+
+        body.append(f"# {bf.stage}")
+        policies = dict(engine.rbac.policies)
+        branches(
+            [
+                (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
+                for name, _ in engine.matchers
+            ],
+            code(runner.effect(bf, engine.result_for(None))),
+        )
+    default = em.constant(runner.default)
+    body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
+    if sets_allowed:
+        body.insert(0, "al = None")
+    text = "\n".join(body)
+    used = sorted(set(re.findall(r"\bv\d+\b", text)), key=lambda v: int(v[1:]))
+    if re.search(r"\binp\b", text):  # a compiled closure's call: it takes the input
+        used.append("inp")
+    values = "".join(f"{v}, " for v in used)
+    consts = {**em.constants(), "_finish": finish}
+    where = f"{runner.p.workload.key}:{runner.p.port}"
+    source = "\n".join(
+        [
+            f"def make({', '.join(consts)}):",
+            "  def extract(inp):",
+            *(f"    {line}" for line in em.prologue()),
+            f"    return ({values})",
+            "  def run(values):",
+            *([f"    {values} = values"] if used else []),
+            *(f"    {line}" for line in body),
+            "  return run, extract",
+            "",
+        ]
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<meshauthz chain {where}>", "exec"), namespace)
+    run, extract = namespace["make"](**consts)
+    return Generated(run, extract, source)
+
+
+__all__ = [
+    "ChainRunner",
+    "Effect",
+    "ExtAuthzAssumption",
+    "Generated",
+    "PreparedRequest",
+    "finish",
+    "internal_error",
+    "locate",
+]

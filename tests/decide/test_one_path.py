@@ -1,0 +1,378 @@
+"""One decision path: the chain runner's untraced backend (generated code where
+the chain allows it, the walk elsewhere) gives the traced walk's outcome, field
+by field (verdict, status, stage, cause, policy, rule, Envoy policy, body,
+dry-run results, audit), and ``explain``'s extra tracing changes nothing.
+
+Compared over every corpus the project has: Istio's builder goldens (with the
+requests tests/envoy/test_golden_corpus.py sends them), the bundled examples,
+the Istio integration suites in tests/istio_suites, and random policy sets and
+requests (the generators of tests/envoy/test_random_corpus.py, fixed seed,
+with Host headers, X-Forwarded-For chains, repeated headers and gateway XFF
+settings added).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from meshauthz.decide.cause import AllowedByPolicy, NoAllowMatched, Stage
+from meshauthz.decide.decision import Decision, Outcome
+from meshauthz.decide.engine import Decider, Prepared
+from meshauthz.decide.request import Request, resolve
+from meshauthz.decide.runner import PreparedRequest
+from meshauthz.decide.view import request_view
+from meshauthz.mesh import build_snapshot
+from meshauthz.resources.loader import load
+from meshauthz.suite import find_suites, load_suite
+from meshauthz.suite.runner import _SnapshotCache
+from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate.hcm import gateway_xff
+from tests.conftest import EXAMPLE_MESHES, EXAMPLES, REPO
+from tests.envoy.harness import Probe
+from tests.envoy.judge import prepared_from_build, request_for
+from tests.envoy.test_golden_corpus import REQUESTS as GOLDEN_REQUESTS
+from tests.envoy.test_golden_corpus import WORKLOAD as GOLDEN_WORKLOAD
+from tests.envoy.test_golden_corpus import _cases as golden_cases
+from tests.envoy.test_random_corpus import (
+    HOSTS,
+    USERS,
+    XFFS,
+    http_probe,
+    policy_sets,
+    tcp_probe,
+)
+from tests.envoy.test_random_corpus import WORKLOAD as RANDOM_WORKLOAD
+from tests.translate.test_golden import TESTDATA, _applies
+
+FIELDS = [f.name for f in dataclasses.fields(Outcome) if f.name != "trace"]
+
+
+class Tally:
+    """How many requests each backend decided: the corpus must reach both."""
+
+    def __init__(self) -> None:
+        self.generated = 0
+        self.walked = 0
+        self.outcomes: set[tuple[str, str]] = set()
+
+
+def differences(a: Outcome, b: Outcome) -> list[str]:
+    return [
+        f"{n}: {getattr(a, n)!r} != {getattr(b, n)!r}"
+        for n in FIELDS
+        if getattr(a, n) != getattr(b, n)
+    ]
+
+
+def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
+    untraced = pr.outcome()
+    for kind, slow in (("traced", pr.outcome(trace=True)), ("explain", pr.outcome(explain=True))):
+        diffs = differences(untraced, slow)
+        assert not diffs, f"{what}: untraced vs {kind}: " + "; ".join(diffs)
+    g = pr.runner.generated if pr.runner is not None else None
+    if g is not None and pr.run is g.run:
+        tally.generated += 1
+    else:
+        tally.walked += 1
+    tally.outcomes.add((untraced.verdict, untraced.stage))
+    return untraced
+
+
+def bind(prepared: Prepared, request: Request, ext_authz: Any = "deny") -> PreparedRequest:
+    return prepared.runner.bind(request_view(prepared, request), ext_authz)
+
+
+def snapshot_of(*paths: Path | str) -> Any:
+    return build_snapshot(load([str(p) for p in paths]).manifests)
+
+
+# --- the named regression: Host folds into :authority on every path ---------------------
+
+HOST_POLICY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: hosts, namespace: ns}
+spec:
+  selector: {matchLabels: {app: api}}
+  action: ALLOW
+  rules:
+  - to:
+    - operation:
+        hosts: ["good.example"]
+"""
+API = """
+apiVersion: v1
+kind: Pod
+metadata: {name: api, namespace: ns, labels: {app: api}}
+spec:
+  serviceAccountName: api
+  containers: [{name: c, image: x, ports: [{containerPort: 80}]}]
+"""
+
+
+def test_host_header_wins_over_the_request_host_on_every_path(tmp_path: Path) -> None:
+    (tmp_path / "mesh.yaml").write_text(API + "---" + HOST_POLICY)
+    snap = snapshot_of(tmp_path)
+    decider = Decider(snap)
+    api = snap.workload("ns/api")
+
+    def request(host: str, headers: tuple[tuple[str, str], ...]) -> Request:
+        return Request(
+            api, 80, "http", "cluster.local/ns/ns/sa/c", "ns", "10.0.0.1", None,
+            host=host, headers=headers,
+        )  # fmt: skip
+
+    tally = Tally()
+    for host, headers, verdict in (
+        ("bad.example", (("host", "good.example"),), "ALLOW"),
+        ("good.example", (("host", "bad.example"),), "DENY"),
+        ("good.example", (), "ALLOW"),
+        ("bad.example", (), "DENY"),
+    ):
+        r = request(host, headers)
+        pr = decider.prepare_request(r)
+        assert decider.decide_prepared(pr).verdict == verdict
+        assert decider.decide(r).verdict == verdict
+        assert decider.decide(r, trace=True).verdict == verdict
+        assert_one_path(pr, tally, r)
+    assert tally.generated == 4  # the chain is generated: the fast path is the one tested
+
+
+def test_decide_is_the_runner_and_the_decision_its_outcome(tmp_path: Path) -> None:
+    snap = snapshot_of(EXAMPLES / "seed-fixed")
+    decider = Decider(snap)
+    for r in random_requests(snap, random.Random(5), 200):
+        outcome = decider.decide_prepared(decider.prepare_request(r))
+        assert decider.decide(r) == Decision.of(outcome, r)
+        traced = decider.decide(r, trace=True)
+        assert dataclasses.replace(traced, trace=()) == Decision.of(outcome, r)
+
+
+# --- corpus: Istio's builder goldens ----------------------------------------------------------
+
+
+def test_istio_golden_corpus(tmp_path: Path) -> None:
+    if not TESTDATA.is_dir():
+        pytest.skip(f"golden data not found at {TESTDATA}")
+    (tmp_path / "httpbin.yaml").write_text(GOLDEN_WORKLOAD)
+    snap = snapshot_of(tmp_path / "httpbin.yaml")
+    decider = Decider(snap)
+    workload = snap.workload("foo/httpbin")
+    tally = Tally()
+    for name, chain, (input_, _, trust_domains, provider) in golden_cases():
+        base = TESTDATA / ("tcp" if chain is Chain.TCP else "http")
+        policies = [
+            p for p in load([str(base / input_)]).manifests.authorization_policies if _applies(p)
+        ]
+        policies = [p for p in policies if (p.spec.action == "CUSTOM") == (provider is not None)]
+        options = BuildOptions(
+            trust_domains=trust_domains,
+            extension_providers=(provider,) if provider else (),
+            known_services={("foo", "my-custom-ext-authz.foo.svc.cluster.local")},
+        )
+        result = build(policies, chain, options)
+        protocol = "tcp" if chain is Chain.TCP else "http"
+        prep = prepared_from_build(decider.prepare(workload, 80, protocol), result)
+        for req in GOLDEN_REQUESTS:
+            kw = {"principal": "cluster.local/ns/foo/sa/sleep", "dest_port": 80, **req}
+            kw.pop("metadata", None)
+            if kw["principal"] is None:
+                kw.pop("sni", None)
+            probe = Probe(name, **kw)
+            r = request_for(probe, prep.workload, prep.protocol)
+            for ext_authz in ("deny", "allow") if provider else ("deny",):
+                assert_one_path(bind(prep, r, ext_authz), tally, (name, probe, ext_authz))
+    assert tally.generated > 1000 and tally.walked > 100
+    assert {("DENY", Stage.DENY), ("DENY", Stage.ALLOW), ("ALLOW", Stage.ALLOW)} <= tally.outcomes
+    assert ("DENY", Stage.CUSTOM) in tally.outcomes
+
+
+# --- corpus: the examples -------------------------------------------------------------------
+
+PRINCIPALS = [
+    None,
+    "cluster.local/ns/default/sa/frontend",
+    "cluster.local/ns/default/sa/default",
+    "cluster.local/ns/foo/sa/sleep",
+    "td1/ns/foo/sa/sleep",
+]
+METHODS = ["GET", "POST", "HEAD", "DELETE", "get"]
+PATHS = [
+    "/",
+    "/api/v1/data",
+    "/api/v1/data?x=1",
+    "/api/v1/../api/v1/data",
+    "/a//b",
+    "/x#f",
+    "/%2e%2e/a",
+]
+REQUEST_HOSTS = ["", "backend.default.svc.cluster.local", "Backend:80", "other.example"]
+HEADERS = [
+    (),
+    (("host", "backend.default.svc.cluster.local"),),
+    (("host", "other.example"),),
+    (("x-user", "a"), ("x-user", "b")),
+    (("x-forwarded-for", "10.10.10.10"),),
+    (("x-forwarded-for", "1.2.3.4, 10.0.0.1"), ("x-forwarded-for", "5.6.7.8")),
+]
+IPS = ["10.1.2.3", "1.2.3.4", "127.0.0.1"]
+
+
+def random_requests(
+    snapshot: Any, rng: random.Random, n: int, ports: tuple[int, ...] = (80,)
+) -> list[Request]:
+    workloads = sorted(snapshot.workloads, key=lambda w: w.key)
+    out = []
+    for _ in range(n):
+        ip = rng.choice(IPS)
+        out.append(
+            Request(
+                destination=rng.choice(workloads),
+                port=rng.choice(ports),
+                protocol=rng.choice(("http", "http", "http", "tcp")),
+                source_principal=rng.choice(PRINCIPALS),
+                source_namespace=None,
+                source_ip=ip,
+                remote_ip=rng.choice((None, None, ip, *IPS)),
+                method=rng.choice(METHODS),
+                path=rng.choice(PATHS),
+                host=rng.choice(REQUEST_HOSTS),
+                headers=rng.choice(HEADERS),
+                sni=rng.choice(("", "backend.default.svc.cluster.local")),
+            )
+        )
+    return out
+
+
+MTLS = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: pa, namespace: default}}\nspec: {{mtls: {{mode: {mode}}}}}\n"
+
+
+@pytest.mark.parametrize("example", [p.name for p in EXAMPLE_MESHES])
+@pytest.mark.parametrize("mtls", [None, "STRICT", "DISABLE"])
+def test_examples(tmp_path: Path, example: str, mtls: str | None) -> None:
+    paths: list[Path] = [EXAMPLES / example]
+    if mtls is not None:
+        (tmp_path / "pa.yaml").write_text(MTLS.format(mode=mtls))
+        paths.append(tmp_path)
+    snap = snapshot_of(*paths)
+    decider = Decider(snap)
+    tally = Tally()
+    for r in random_requests(snap, random.Random(example), 1500):
+        assert_one_path(decider.prepare_request(r), tally, r)
+    assert tally.generated > 100
+    assert {"ALLOW", "DENY"} <= {v for v, _ in tally.outcomes}
+
+
+# --- corpus: Istio's integration suites -----------------------------------------------------
+
+
+def test_istio_suites() -> None:
+    suites = find_suites([str(REPO / "tests" / "istio_suites")])
+    assert suites
+    cache = _SnapshotCache()
+    tally = Tally()
+    for path in suites:
+        suite = load_suite(path)
+        snapshot, _ = cache.get(suite)
+        assert snapshot is not None, path
+        deciders = {m: Decider(snapshot, ext_authz=m) for m in ("deny", "allow")}
+        for case in suite.cases:
+            r = resolve(case.request, snapshot)
+            decider = deciders[case.ext_authz or "deny"]
+            assert_one_path(decider.prepare_request(r), tally, (suite.name, case.name))
+    assert tally.generated > 50 and tally.walked > 50
+    stages = {s for _, s in tally.outcomes}
+    assert {Stage.JWT, Stage.CUSTOM, Stage.DENY, Stage.ALLOW, Stage.DEFAULT} <= stages
+
+
+# --- corpus: random policies and requests ---------------------------------------------------
+
+
+@st.composite
+def http_probe_more(draw: Any) -> dict[str, Any]:
+    """The random corpus's HTTP request, with a Host header, more X-Forwarded-For
+    entries and repeated headers."""
+    kw = draw(http_probe())
+    kw.pop("metadata")  # JWT claims need a RequestAuthentication here: none
+    extra: list[tuple[str, str]] = []
+    if draw(st.booleans()):
+        extra.append(("host", draw(st.sampled_from(HOSTS))))
+    if draw(st.booleans()):
+        extra += [("x-forwarded-for", v) for v in draw(st.sampled_from(XFFS))]
+    if draw(st.booleans()):
+        extra += [
+            ("x-user", u) for u in draw(st.lists(st.sampled_from(USERS), min_size=2, max_size=3))
+        ]
+    kw["headers"] = [*kw["headers"], *draw(st.permutations(extra))]
+    return kw
+
+
+RANDOM_TALLY = Tally()
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=[Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
+@given(data=st.data())
+def test_random_corpus(data: Any, tmp_path_factory: Any) -> None:
+    tmp = tmp_path_factory.mktemp("one-path")
+    (tmp / "api.yaml").write_text(RANDOM_WORKLOAD)
+    snap = snapshot_of(tmp / "api.yaml")
+    decider = Decider(snap)
+    workload = snap.workload("ns1/api")
+    for n in range(3):
+        ps = data.draw(policy_sets(n), label=f"set {n}")
+        f = tmp / f"set{n}.yaml"
+        f.write_text(yaml.safe_dump_all(ps["policies"]))
+        policies = load([str(f)]).manifests.authorization_policies
+        options = BuildOptions(trust_domains=ps["trust_domains"])
+        proxies = data.draw(st.sampled_from([None, 0, 1, 2]), label="gateway trusted proxies")
+        for chain, protocol, count, strategy in (
+            (Chain.HTTP, "http", 40, http_probe_more()),
+            (Chain.TCP, "tcp", 10, tcp_probe()),
+        ):
+            result = build(policies, chain, options)
+            base = decider.prepare(workload, 80, protocol)
+            for _ in range(count):
+                probe = Probe(f"set{n}", **data.draw(strategy))
+                prep = prepared_from_build(
+                    base,
+                    result,
+                    address=probe.dest_ip,
+                    port=probe.dest_port,
+                    normalization=ps["normalization"],
+                )
+                if proxies is not None:
+                    prep = dataclasses.replace(prep, xff=gateway_xff(proxies))
+                r = request_for(probe, prep.workload, prep.protocol)
+                assert_one_path(bind(prep, r), RANDOM_TALLY, (probe, ps))
+
+
+def test_random_corpus_reached_both_backends() -> None:
+    if RANDOM_TALLY.generated + RANDOM_TALLY.walked == 0:
+        pytest.skip("the random corpus did not run")
+    assert RANDOM_TALLY.generated > 1000
+    stages = {s for _, s in RANDOM_TALLY.outcomes}
+    assert {Stage.DENY, Stage.ALLOW, Stage.DEFAULT} <= stages
+
+
+def test_causes_are_data() -> None:
+    """The reason is rendered from the cause; Stage compares and serializes as its text."""
+    assert Stage.DENY == "DENY" and Stage.MTLS == "mTLS" and f"{Stage.DEFAULT}" == "default"
+    o = Outcome("DENY", 403, Stage.ALLOW, NoAllowMatched())
+    assert "no rule of any ALLOW policy" in Decision(o.verdict, o.status, o.stage, o.cause).reason
+    ok = AllowedByPolicy("ns/p", 0)
+    assert Decision("ALLOW", 200, Stage.ALLOW, ok).reason == "allowed by ALLOW policy ns/p rule 0"
