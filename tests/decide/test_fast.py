@@ -49,8 +49,7 @@ from meshauthz.envoy.rbac.model import (
     Policy,
     StringMatcher,
 )
-from meshauthz.mesh import build_snapshot
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from tests.conftest import CONFORMANCE, EXAMPLES, REPO
 
 GOLDEN_HTTP = CONFORMANCE / "pilot/pkg/security/authz/builder/testdata/http"
@@ -134,7 +133,7 @@ def assert_same(decider: Decider, requests: list[Request]) -> set[FastDecision]:
 
 
 def snapshot_of(*paths: Path | str):
-    return build_snapshot(load([str(p) for p in paths]).manifests)
+    return load_mesh([str(p) for p in paths]).snapshot
 
 
 @pytest.mark.parametrize("example", ["seed", "seed-fixed"])

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Verdict = Literal["ALLOW", "DENY"]
+
+
+class Stage(enum.StrEnum):
+    """The stage that decided (``"stage"`` in ``check -o json``); a member equals its text."""
+
+    MTLS = "mTLS"
+    NORMALIZATION = "normalization"
+    CUSTOM = "CUSTOM"
+    JWT = "JWT"
+    AUDIT = "AUDIT"
+    DENY = "DENY"
+    ALLOW = "ALLOW"
+    DEFAULT = "default"
+    ERROR = "error"
+
 
 # How the decision reached the client.
 STATUS_OK = 200
