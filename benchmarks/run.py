@@ -65,8 +65,7 @@ import peers as peer_engines  # noqa: E402
 from meshauthz.decide.engine import Decider  # noqa: E402
 from meshauthz.decide.request import resolve  # noqa: E402
 from meshauthz.decide.request_spec import request_from_data  # noqa: E402
-from meshauthz.mesh import build_snapshot  # noqa: E402
-from meshauthz.resources.loader import load  # noqa: E402
+from meshauthz.mesh.loading import load_mesh  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples"
 TARGETS = {"seed": 1.0, "mesh": 3.0}  # median microseconds
@@ -104,8 +103,7 @@ class Scenario:
 
 
 def _scenario(name: str, paths: list[str], reqs: list[meshgen.Req], port: int) -> Scenario:
-    result = load(paths)
-    snapshot = build_snapshot(result.manifests)
+    snapshot = load_mesh(paths).snapshot
     decider = Decider(snapshot)
     specs: dict[meshgen.Req, Any] = {}
     requests = []
@@ -211,7 +209,7 @@ def run_peers(s: Scenario, skip: bool) -> tuple[list[Timing], list[str]]:
 
 def build_time(directory: Path, samples: int) -> list[float]:
     """Milliseconds to build and compile one workload's filters, on fresh deciders."""
-    snapshot = build_snapshot(load([str(directory)]).manifests)
+    snapshot = load_mesh([str(directory)]).snapshot
     workloads = sorted(snapshot.workloads, key=lambda w: w.key)
     step = max(1, len(workloads) // samples)
     out = []

@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from meshauthz.mesh import build_snapshot, select_policies
-from meshauthz.resources.loader import load
+from meshauthz.mesh import select_policies
+from meshauthz.mesh.loading import load_mesh
 from meshauthz.translate import BuildOptions, Chain, build
 
 HERE = Path(__file__).resolve().parent
@@ -43,7 +43,7 @@ ANY_V4 = [{"address_prefix": "0.0.0.0", "prefix_len": 0}]
 
 def built_filters(example: str, protocol: str) -> list[dict[str, Any]]:
     """The backend's filters, as ``meshauthz build`` prints them (snake_case)."""
-    snap = build_snapshot(load([str(EXAMPLES / example)]).manifests)
+    snap = load_mesh([str(EXAMPLES / example)]).snapshot
     w = snap.workload("default/backend")
     selected = select_policies(snap, w, "AuthorizationPolicy")
     known = {(s.namespace, s.hostname) for s in snap.services}

@@ -17,8 +17,7 @@ import pytest
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
-from meshauthz.mesh import build_snapshot
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 
 WORKLOADS = """\
 apiVersion: v1
@@ -66,7 +65,7 @@ def policy(name: str, spec: str, annotations: str = "") -> str:
 
 def decider(tmp_path, *docs: str, **kw) -> tuple[Decider, object]:
     (tmp_path / "m.yaml").write_text("\n---\n".join([WORKLOADS, *docs]))
-    snap = build_snapshot(load([str(tmp_path / "m.yaml")]).manifests)
+    snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
     return Decider(snap, **kw), snap
 
 

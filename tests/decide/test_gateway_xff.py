@@ -15,8 +15,7 @@ import pytest
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
-from meshauthz.mesh import build_snapshot
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.meshconfig import MeshConfigError, mesh_config_from_data
 
 MESH = """\
@@ -82,7 +81,7 @@ data:
 def _decide(tmp_path, to: str, xff: str, trusted: int | None):
     docs = [MESH] + ([_mesh_config(trusted)] if trusted is not None else [])
     (tmp_path / "m.yaml").write_text("\n---\n".join(docs))
-    snap = build_snapshot(load([str(tmp_path / "m.yaml")]).manifests)
+    snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
     req = {
         "from": {"ip": "203.0.113.10", "plaintext": True},
         "to": to,
@@ -134,7 +133,7 @@ def test_mesh_config_reads_num_trusted_proxies():
 def test_the_fast_path_takes_the_same_remote_address(tmp_path, trusted, to, xff):
     docs = [MESH] + ([_mesh_config(trusted)] if trusted is not None else [])
     (tmp_path / "m.yaml").write_text("\n---\n".join(docs))
-    snap = build_snapshot(load([str(tmp_path / "m.yaml")]).manifests)
+    snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
     req = {
         "from": {"ip": "203.0.113.10", "plaintext": True},
         "to": to,

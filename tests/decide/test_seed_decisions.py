@@ -15,8 +15,7 @@ import yaml
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
-from meshauthz.mesh import build_snapshot
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from tests.conftest import CONFORMANCE, EXAMPLES
 
 GOLDEN = CONFORMANCE / "pilot/pkg/security/authz/builder/testdata/http"
@@ -31,7 +30,7 @@ SEED_CASES = [
 
 
 def decide(example: str, req: dict):
-    snap = build_snapshot(load([str(EXAMPLES / example)]).manifests)
+    snap = load_mesh([str(EXAMPLES / example)]).snapshot
     return Decider(snap).decide(resolve(request_from_data(req), snap), trace=True)
 
 
@@ -59,7 +58,7 @@ def test_seed_cases_are_all_denied_by_the_empty_deny_rule(caller, method, path, 
 def test_without_policies_frontend_reaches_backend(tmp_path):
     for name in ("namespace.yaml", "frontend.yaml", "backend.yaml"):
         (tmp_path / name).write_text((EXAMPLES / "seed" / name).read_text())
-    snap = build_snapshot(load([str(tmp_path)]).manifests)
+    snap = load_mesh([str(tmp_path)]).snapshot
     d = Decider(snap).decide(
         resolve(request_from_data({"from": "default/frontend", "to": "default/backend"}), snap)
     )

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from meshauthz.decide.engine import Decider
-from meshauthz.mesh import build_snapshot, inbound_ports
-from meshauthz.resources.loader import load
+from meshauthz.mesh import inbound_ports
+from meshauthz.mesh.loading import load_mesh
 from tests.conftest import EXAMPLE_MESHES
 
 from .harness import Probe, Site, running
@@ -45,7 +45,7 @@ def _examples() -> list[Any]:
 
 @pytest.mark.parametrize("example", _examples())
 def test_example_in_real_envoy(example: Path, test_ca: Any) -> None:
-    snap = build_snapshot(load([str(example)]).manifests)
+    snap = load_mesh([str(example)]).snapshot
     decider = Decider(snap)
     workloads = list(snap.workloads)
     sites: list[Site] = []

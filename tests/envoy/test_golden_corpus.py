@@ -31,8 +31,7 @@ from typing import Any
 import yaml
 
 from meshauthz.decide.engine import Decider, Prepared
-from meshauthz.mesh import build_snapshot
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from meshauthz.translate import BuildOptions, Chain, build
 from tests.envoy_process import free_port
 from tests.translate.test_golden import HTTP_CASES, TCP_CASES, TESTDATA, _applies
@@ -243,7 +242,7 @@ def _cases() -> list[tuple[str, Chain, Any]]:
 def _snapshot_base(tmp: Path) -> tuple[Decider, Any]:
     f = tmp / "httpbin.yaml"
     f.write_text(WORKLOAD)
-    snap = build_snapshot(load([str(f)]).manifests)
+    snap = load_mesh([str(f)]).snapshot
     decider = Decider(snap)
     return decider, snap.workload("foo/httpbin")
 
@@ -254,7 +253,7 @@ def test_golden_outputs_in_real_envoy(test_ca: Any, tmp_path: Path) -> None:
     meta: dict[str, tuple[Chain, Any, bool]] = {}
     for name, chain, (input_, want, trust_domains, provider) in _cases():
         base = TESTDATA / ("tcp" if chain is Chain.TCP else "http")
-        loaded = load([str(base / input_)])
+        loaded = load_mesh([str(base / input_)])
         policies = [p for p in loaded.manifests.authorization_policies if _applies(p)]
         policies = [p for p in policies if (p.spec.action == "CUSTOM") == (provider is not None)]
         options = BuildOptions(

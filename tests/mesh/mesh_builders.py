@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from meshauthz.mesh import MeshSnapshot, build_snapshot
+from meshauthz.mesh.loading import LoadedMesh, load_mesh_documents
 from meshauthz.resources.loader import load_documents
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.objects import Manifests
@@ -175,9 +176,35 @@ def istio_gateway(name: str, ns: str, selector: dict[str, str]) -> dict:
     }
 
 
+def loaded(
+    *objs: dict, root: str = "istio-system", trust_domain: str = "cluster.local"
+) -> LoadedMesh:
+    """The objects through the one loader (objects Istio would reject raise)."""
+    docs = [Document("test.yaml", i, 1, o, {}) for i, o in enumerate(objs)]
+    config = dataclasses.replace(MeshConfig(), root_namespace=root, trust_domain=trust_domain)
+    return load_mesh_documents(docs, mesh_config=config)
+
+
 def manifests(
     *objs: dict, root: str = "istio-system", trust_domain: str = "cluster.local"
 ) -> Manifests:
+    return loaded(*objs, root=root, trust_domain=trust_domain).manifests
+
+
+def snapshot(
+    *objs: dict, root: str = "istio-system", trust_domain: str = "cluster.local"
+) -> MeshSnapshot:
+    return loaded(*objs, root=root, trust_domain=trust_domain).snapshot
+
+
+def unvalidated_snapshot(
+    *objs: dict, root: str = "istio-system", trust_domain: str = "cluster.local"
+) -> MeshSnapshot:
+    """The snapshot of objects that skip Istio's validation. Only for Istio's
+    model-level tables (policy selection): istiod's tests feed its model objects
+    its webhook would reject (a cross-namespace targetRef, a selector beside a
+    targetRef, a CUSTOM policy without a provider), and the selection must
+    answer for them as istiod's model does."""
     docs = [Document("test.yaml", i, 1, o, {}) for i, o in enumerate(objs)]
     result = load_documents(docs)
     assert not result.errors, [f.to_text() for f in result.errors]
@@ -185,13 +212,7 @@ def manifests(
     m.mesh_config = dataclasses.replace(
         MeshConfig(), root_namespace=root, trust_domain=trust_domain
     )
-    return m
-
-
-def snapshot(
-    *objs: dict, root: str = "istio-system", trust_domain: str = "cluster.local"
-) -> MeshSnapshot:
-    return build_snapshot(manifests(*objs, root=root, trust_domain=trust_domain))
+    return build_snapshot(m)
 
 
 GATEWAY_KIND = {"group": "gateway.networking.k8s.io", "kind": "Gateway"}

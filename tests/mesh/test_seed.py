@@ -6,22 +6,19 @@ import pytest
 
 from meshauthz.mesh import (
     Protocol,
-    build_snapshot,
     by_action,
     effective_mtls_mode,
     inbound_port,
     resolve_target,
     select_policies,
 )
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from tests.conftest import EXAMPLES
 
 
 @pytest.fixture(scope="module")
 def seed():
-    result = load([str(EXAMPLES / "seed")])
-    assert not result.errors
-    return build_snapshot(result.manifests)
+    return load_mesh([str(EXAMPLES / "seed")]).snapshot
 
 
 def test_backend_port_80_is_http(seed):

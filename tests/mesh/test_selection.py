@@ -23,7 +23,7 @@ from tests.mesh.mesh_builders import (
     ap,
     pa,
     ra,
-    snapshot,
+    unvalidated_snapshot,
 )
 
 GW_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -160,7 +160,7 @@ TR_GWCLASS = {**GATEWAY_CLASS_KIND, "name": "istio-waypoint"}
 
 
 def listed(objs, matcher, kind="AuthorizationPolicy"):
-    s = snapshot(*objs, root=ROOT)
+    s = unvalidated_snapshot(*objs, root=ROOT)
     return list_policies(s, matcher, kind)
 
 
@@ -442,7 +442,7 @@ def test_get_policies_for_workload(
     # (RequestAuthentication list, PeerAuthentication list, namespace mTLS mode).
     from meshauthz.mesh import namespace_mtls_mode
 
-    s = snapshot(*authn_configs(), root=ROOT)
+    s = unvalidated_snapshot(*authn_configs(), root=ROOT)
     m = PolicyMatcher(ns, labels, waypoint, services)
     assert keys(list_policies(s, m, "RequestAuthentication")) == want_ra
     assert keys(list_policies(s, m, "PeerAuthentication")) == want_pa
@@ -452,7 +452,7 @@ def test_get_policies_for_workload(
 # TestGetPoliciesForGatewayPolicyAttachmentOnly: the same configs with
 # ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY=false; only the gateway case differs.
 def test_gateway_policy_attachment_only():
-    s = snapshot(*authn_configs(), root=ROOT)
+    s = unvalidated_snapshot(*authn_configs(), root=ROOT)
     m = PolicyMatcher("foo", GW_FOO)
     got = list_policies(s, m, "RequestAuthentication", selector_based_k8s_gateway_policy=False)
     assert keys(got) == [("with-targetref", "foo")]
@@ -463,7 +463,7 @@ def test_namespace_mtls_without_mesh_peer_authn():
     # foo is STRICT from its own policy; bar and baz have no mode at all (MTLSUnknown).
     from meshauthz.mesh import namespace_mtls_mode
 
-    s = snapshot(*authn_configs(with_mesh_peer_authn=False), root=ROOT)
+    s = unvalidated_snapshot(*authn_configs(with_mesh_peer_authn=False), root=ROOT)
     assert namespace_mtls_mode(s, "foo") == "STRICT"
     assert namespace_mtls_mode(s, "bar") is None
     assert namespace_mtls_mode(s, "baz") is None
@@ -472,6 +472,6 @@ def test_namespace_mtls_without_mesh_peer_authn():
 def test_targetref_policies_never_attach_to_sidecars():
     # ShouldAttachPolicy: a non-Gateway-API workload ignores any policy with a
     # targetRef, even with a matching selector ("with-targetref" in bar above).
-    s = snapshot(*authn_configs(), root=ROOT)
+    s = unvalidated_snapshot(*authn_configs(), root=ROOT)
     got = list_policies(s, PolicyMatcher("bar", {"app": "httpbin"}), "RequestAuthentication")
     assert ("with-targetref", "bar") not in keys(got)

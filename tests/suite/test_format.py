@@ -7,7 +7,7 @@ import json
 import pytest
 
 from meshauthz.errors import InputError
-from meshauthz.resources.loader import load
+from meshauthz.mesh.loading import load_mesh
 from meshauthz.suite import find_suites, load_suite
 from meshauthz.suite import format as fmt
 from tests.conftest import EXAMPLES, REPO
@@ -94,7 +94,7 @@ def test_resources_relative_to_the_suite_and_globs_skip_suites(tmp_path, write):
     p2 = write("t.test.yaml", "resources: m\n" + case)
     assert load_suite(p2).resources == [str(tmp_path / "m")]
     # The directory's suite is not loaded as a manifest.
-    assert len(load([str(tmp_path / "m")]).manifests.namespaces) == 2
+    assert len(load_mesh([str(tmp_path / "m")]).manifests.namespaces) == 2
 
 
 @pytest.mark.parametrize(

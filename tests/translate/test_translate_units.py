@@ -25,6 +25,7 @@ from meshauthz.envoy.rbac.model import (
     Policy,
     StringMatcher,
 )
+from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.loader import load
 from meshauthz.resources.meshconfig import ExtensionProvider
 from meshauthz.resources.objects import AuthorizationPolicy
@@ -34,6 +35,15 @@ from meshauthz.translate.rule import _request_principal
 
 
 def _policies(tmp_path: Path, text: str) -> list[AuthorizationPolicy]:
+    f = tmp_path / "policies.yaml"
+    f.write_text(textwrap.dedent(text).lstrip())
+    return load_mesh([str(f)]).manifests.authorization_policies
+
+
+def _unvalidated_policies(tmp_path: Path, text: str) -> list[AuthorizationPolicy]:
+    """Policies Istio's webhook would reject, read without validation: istiod's
+    builder still meets them (objects stored before a check existed) and must
+    handle them as istiod does."""
     f = tmp_path / "policies.yaml"
     f.write_text(textwrap.dedent(text).lstrip())
     loaded = load([str(f)])
@@ -405,7 +415,7 @@ def test_tcp_deny_drops_only_the_http_field(tmp_path: Path) -> None:
 
 
 def test_unknown_when_key_skips_the_rule_for_every_action(tmp_path: Path) -> None:
-    [p] = _policies(
+    [p] = _unvalidated_policies(
         tmp_path,
         """
         apiVersion: security.istio.io/v1
@@ -429,7 +439,7 @@ def test_unknown_when_key_skips_the_rule_for_every_action(tmp_path: Path) -> Non
     ("value", "dry"), [("true", True), ("T", True), ("0", False), ("yes", False)]
 )
 def test_dry_run_annotation_is_a_go_bool(tmp_path: Path, value: str, dry: bool) -> None:
-    [p] = _policies(
+    [p] = _unvalidated_policies(
         tmp_path,
         f"""
         apiVersion: security.istio.io/v1

@@ -12,13 +12,14 @@ import click
 from meshauthz.cli.common import MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
 from meshauthz.decide import render
+from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, load_config_dump, resolve_for_dump
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, run_prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
-from meshauthz.mesh import MeshSnapshot, select_policies
+from meshauthz.mesh import MeshSnapshot
 
 # -f is required unless check reads a config dump (checked in decide_all).
 _MANIFESTS = click.option(
@@ -291,23 +292,7 @@ def explain_command(**o: Any) -> None:
     sys.exit(EXIT_OK)
 
 
-def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, Any]]:
-    """The AuthorizationPolicies that apply to the request's destination, and why."""
-    return [
-        {
-            "policy": s.key,
-            "action": s.action,
-            "why": s.reason.kind,
-            "detail": s.reason.detail,
-            "file": s.policy.file,
-            "line": s.policy.line,
-        }
-        for s in select_policies(snapshot, r.destination, "AuthorizationPolicy")
-    ]
-
-
 __all__ = [
-    "applicable_policies",
     "check_command",
     "explain_command",
     "report_input_error",

@@ -8,28 +8,22 @@ import click
 
 from meshauthz.cli.output import report_input_error
 from meshauthz.errors import EXIT_INPUT, MeshauthzError
-from meshauthz.mesh import MeshSnapshot, build_snapshot
-from meshauthz.resources.loader import load
-from meshauthz.resources.validation import validate
+from meshauthz.mesh import MeshSnapshot
+from meshauthz.mesh.loading import InvalidInput
+from meshauthz.mesh.loading import load_mesh as load_checked
 
 
 def load_mesh(paths: tuple[str, ...], mesh_config: str | None, fmt: str) -> MeshSnapshot:
-    """Load and validate; objects Istio would reject make the input unusable
-    (exit 2): a cluster would never hold them, so no answer about them is true."""
+    """The one loader, with the commands' reporting: objects Istio would reject
+    are listed on stderr with a summary line, other unusable input is reported
+    as every input error is; both exit 2."""
     try:
-        result = load(paths, mesh_config_file=mesh_config)
-        findings = [*result.findings, *validate(result.manifests)]
-        errors = [f for f in findings if f.severity == "error"]
-        if errors:
-            for f in errors:
-                click.echo(f.to_text(), err=True)
-            click.echo(
-                f"error: {len(errors)} object error(s): Istio would reject these objects; "
-                "fix them first (meshauthz validate shows every finding)",
-                err=True,
-            )
-            sys.exit(EXIT_INPUT)
-        return build_snapshot(result.manifests)
+        return load_checked(paths, mesh_config=mesh_config).snapshot
+    except InvalidInput as e:
+        for f in e.errors:
+            click.echo(f.to_text(), err=True)
+        click.echo(f"error: {e.message}", err=True)
+        sys.exit(EXIT_INPUT)
     except MeshauthzError as e:
         report_input_error(e, fmt)
         sys.exit(EXIT_INPUT)

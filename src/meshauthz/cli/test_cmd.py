@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.check import applicable_policies
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_input_error
+from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.render import explain_lines
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
 from meshauthz.suite.junit import junit_xml

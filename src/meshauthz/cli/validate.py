@@ -8,8 +8,7 @@ import click
 
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
-from meshauthz.resources.loader import load
-from meshauthz.resources.validation import validate as validate_manifests
+from meshauthz.mesh.loading import read_manifests
 
 
 @click.command("validate")
@@ -34,12 +33,12 @@ def validate_command(
     2 when the input cannot be used.
     """
     try:
-        result = load(paths, mesh_config_file=mesh_config)
+        checked = read_manifests(paths, mesh_config=mesh_config)
     except InputError as e:
         report_input_error(e, fmt)
         sys.exit(EXIT_INPUT)
-    manifests = result.manifests
-    findings = [*result.findings, *validate_manifests(manifests)]
+    manifests = checked.manifests
+    findings = list(checked.findings)
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 Verdict = Literal["ALLOW", "DENY"]
 
+
 # How the decision reached the client.
 STATUS_OK = 200
 STATUS_FORBIDDEN = 403

@@ -42,10 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshauthz.errors import MeshauthzError
-from meshauthz.mesh import MeshSnapshot, build_snapshot
-from meshauthz.resources.loader import collect_files, load
-from meshauthz.resources.validation import validate
+from meshauthz.mesh import MeshSnapshot
+from meshauthz.mesh.loading import load_mesh
+from meshauthz.resources.loader import collect_files
 from meshauthz.runtime import envoy_config as ec
 from meshauthz.runtime import pids
 from meshauthz.runtime.ca import CertificateAuthority, WorkloadCert, write_private
@@ -92,30 +91,12 @@ def manifest_signature(directory: str) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
-class ManifestError(MeshauthzError):
-    """Manifests Istio would reject (input, not a bug: exit 2)."""
-
-
 def load_snapshot(directory: str, jwks: dict[str, str] | None = None) -> MeshSnapshot:
-    """Load and validate the manifests as ``meshauthz check`` does; a jwksUri with a
-    local JWKS file (``mesh up --jwks URI=FILE``) gets the file's keys inline, as
-    istiod's JWKS resolver inlines the keys it fetched."""
-    result = load([directory])
-    findings = [*result.findings, *validate(result.manifests)]
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
-        raise ManifestError("\n".join(f.to_text() for f in errors))
-    for ra in result.manifests.request_authentications:
-        rules = []
-        changed = False
-        for r in ra.spec.jwt_rules:
-            if not r.jwks and r.jwks_url and jwks and r.jwks_url in jwks:
-                r = r.model_copy(update={"jwks": Path(jwks[r.jwks_url]).read_text()})
-                changed = True
-            rules.append(r)
-        if changed:
-            ra.spec = ra.spec.model_copy(update={"jwt_rules": tuple(rules)})
-    return build_snapshot(result.manifests)
+    """The one loader, as ``meshauthz check`` uses it (objects Istio would reject
+    raise InvalidInput); a jwksUri with a local JWKS file (``mesh up --jwks
+    URI=FILE``) gets the file's keys inline, as istiod's JWKS resolver inlines
+    the keys it fetched."""
+    return load_mesh([directory], jwks=jwks).snapshot
 
 
 # --------------------------------------------------------------------------- processes
@@ -543,7 +524,6 @@ if __name__ == "__main__":
 
 __all__ = [
     "ControlPlane",
-    "ManifestError",
     "config_rejections",
     "envoy_binary",
     "load_snapshot",

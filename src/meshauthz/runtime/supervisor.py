@@ -28,7 +28,7 @@ from typing import Any
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.runtime import pids
-from meshauthz.runtime.controlplane import ManifestError, load_snapshot
+from meshauthz.runtime.controlplane import load_snapshot
 from meshauthz.runtime.plan import (
     COMMAND_ANNOTATION,
     STATE_MARKER,
@@ -161,12 +161,8 @@ def up(
         if not Path(f).is_file():
             raise MeshError(f"--jwks {uri}={f}: no such file")
     jwks = {u: str(Path(f).resolve()) for u, f in (jwks or {}).items()}
-    try:
-        snapshot = load_snapshot(manifests, jwks)
-    except ManifestError as e:
-        raise MeshError(
-            f"mesh {mesh_name} not started: Istio would reject these manifests:\n{e}"
-        ) from e
+    # objects Istio would reject raise InvalidInput (exit 2, with the findings)
+    snapshot = load_snapshot(manifests, jwks)
     plan = make_plan(
         snapshot,
         name=mesh_name,

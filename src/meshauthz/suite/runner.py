@@ -16,11 +16,11 @@ from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.errors import InputError, Location, MeshauthzError
-from meshauthz.mesh import MeshSnapshot, build_snapshot
+from meshauthz.mesh import MeshSnapshot
+from meshauthz.mesh.loading import InvalidInput, load_mesh
 from meshauthz.resources.findings import Finding
-from meshauthz.resources.loader import collect_files, load
+from meshauthz.resources.loader import collect_files
 from meshauthz.resources.meshconfig import MeshConfig
-from meshauthz.resources.validation import validate
 from meshauthz.suite.coverage import Coverage
 from meshauthz.suite.format import Case, Expectation, Suite, find_suites, load_suite
 
@@ -94,14 +94,13 @@ class _SnapshotCache:
 def _load_snapshot(
     resources: list[str], mesh: MeshConfig | None
 ) -> tuple[MeshSnapshot | None, list[Finding]]:
-    result = load(resources)
-    if mesh is not None:  # the suite's mesh config takes the place of any in the manifests
-        result.manifests.mesh_config = mesh
-    findings = [*result.findings, *validate(result.manifests)]
-    errors = [f for f in findings if f.severity == "error"]
-    if errors:
-        return None, errors
-    return build_snapshot(result.manifests), []
+    """The snapshot, or the findings that make Istio reject the suite's objects
+    (reported per suite; other suites still run)."""
+    try:
+        # The suite's mesh config takes the place of any in the manifests.
+        return load_mesh(resources, mesh_config=mesh).snapshot, []
+    except InvalidInput as e:
+        return None, list(e.errors)
 
 
 def run_paths(paths: list[str], *, coverage: bool = False) -> RunResult:

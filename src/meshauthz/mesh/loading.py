@@ -1,0 +1,151 @@
+"""The one loader: read manifests, validate them as Istio does, build the snapshot.
+
+Every front end (the commands, the test runner, the local mesh's control
+plane, the Python API, the benchmarks and the tests' helpers) loads a mesh
+through ``load_mesh``, so all of them share one error policy: objects Istio
+would reject (the API server's schema or Istio's validating webhook) make the
+input unusable, because a cluster would never hold them and no answer about
+them would be true. That is ``InvalidInput``, an ``InputError`` (exit 2) that
+carries the findings. Warnings never reject; they come back with the mesh.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshauthz.errors import InputError
+from meshauthz.mesh.snapshot import MeshSnapshot, build_snapshot
+from meshauthz.resources.findings import Finding
+from meshauthz.resources.loader import LoadResult, load, load_documents
+from meshauthz.resources.meshconfig import MeshConfig
+from meshauthz.resources.objects import Manifests, Skipped
+from meshauthz.resources.validation import validate
+from meshauthz.resources.yamlload import Document
+
+PathArg = str | os.PathLike[str]
+MeshConfigArg = PathArg | MeshConfig | None
+
+
+class InvalidInput(InputError):
+    """Objects Istio would reject: ``findings`` holds every finding of the input,
+    ``errors`` the ones that reject. ``str()`` lists the errors, then a summary."""
+
+    def __init__(self, findings: Iterable[Finding]) -> None:
+        self.findings: tuple[Finding, ...] = tuple(findings)
+        self.errors: tuple[Finding, ...] = tuple(f for f in self.findings if f.severity == "error")
+        super().__init__(
+            f"{len(self.errors)} object error(s): Istio would reject these objects; "
+            "fix them first (meshauthz validate shows every finding)",
+            code="rejected",
+        )
+
+    def __str__(self) -> str:
+        return "\n".join([*(f.to_text() for f in self.errors), self.message])
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedManifests:
+    """Manifests as read, with every finding (the loader's, then Istio's validation's)."""
+
+    manifests: Manifests
+    findings: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity == "error")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedMesh:
+    """A usable mesh: its snapshot, the manifests it was built from, the findings
+    that did not reject anything (warnings) and the objects of kinds not read."""
+
+    snapshot: MeshSnapshot
+    manifests: Manifests
+    findings: tuple[Finding, ...]
+
+    @property
+    def skipped(self) -> tuple[Skipped, ...]:
+        return tuple(self.manifests.skipped)
+
+
+def read_manifests(
+    paths: PathArg | Iterable[PathArg], *, mesh_config: MeshConfigArg = None
+) -> CheckedManifests:
+    """Read and validate, without judging: ``meshauthz validate`` reports on this.
+
+    ``mesh_config``: a MeshConfig file, or a MeshConfig that takes the place of
+    any ``istio`` ConfigMap among the inputs. Raises InputError for input that
+    cannot be read at all (a missing path, bad YAML, a bad mesh config)."""
+    names = [os.fspath(paths)] if isinstance(paths, str | os.PathLike) else list(paths)
+    config_file = (
+        None if mesh_config is None or isinstance(mesh_config, MeshConfig) else mesh_config
+    )
+    result = load(
+        [os.fspath(p) for p in names],
+        mesh_config_file=None if config_file is None else os.fspath(config_file),
+    )
+    return _checked(result, mesh_config)
+
+
+def load_mesh(
+    paths: PathArg | Iterable[PathArg],
+    *,
+    mesh_config: MeshConfigArg = None,
+    jwks: Mapping[str, PathArg] | None = None,
+) -> LoadedMesh:
+    """Read, validate and build the snapshot. Raises InvalidInput when Istio would
+    reject an object, InputError when the input cannot be read.
+
+    ``jwks``: local JWKS files by ``jwksUri``; a JWT rule naming one of those URIs
+    without inline keys gets the file's keys inline, as istiod's JWKS resolver
+    inlines the keys it fetched."""
+    return _snapshot(read_manifests(paths, mesh_config=mesh_config), jwks)
+
+
+def load_mesh_documents(
+    docs: Iterable[Document], *, mesh_config: MeshConfig | None = None
+) -> LoadedMesh:
+    """``load_mesh`` for documents already parsed (objects built in memory)."""
+    return _snapshot(_checked(load_documents(docs), mesh_config), None)
+
+
+def _checked(result: LoadResult, mesh_config: MeshConfigArg) -> CheckedManifests:
+    if isinstance(mesh_config, MeshConfig):
+        result.manifests.mesh_config = mesh_config
+    return CheckedManifests(result.manifests, (*result.findings, *validate(result.manifests)))
+
+
+def _snapshot(checked: CheckedManifests, jwks: Mapping[str, PathArg] | None) -> LoadedMesh:
+    if checked.errors:
+        raise InvalidInput(checked.findings)
+    manifests = checked.manifests
+    if jwks:
+        _inline_jwks(manifests, jwks)
+    return LoadedMesh(build_snapshot(manifests), manifests, checked.findings)
+
+
+def _inline_jwks(manifests: Manifests, jwks: Mapping[str, PathArg]) -> None:
+    for ra in manifests.request_authentications:
+        rules = []
+        changed = False
+        for r in ra.spec.jwt_rules:
+            if not r.jwks and r.jwks_url and r.jwks_url in jwks:
+                r = r.model_copy(update={"jwks": Path(jwks[r.jwks_url]).read_text()})
+                changed = True
+            rules.append(r)
+        if changed:
+            ra.spec = ra.spec.model_copy(update={"jwt_rules": tuple(rules)})
+
+
+__all__ = [
+    "CheckedManifests",
+    "InvalidInput",
+    "LoadedMesh",
+    "load_mesh",
+    "load_mesh_documents",
+    "read_manifests",
+]
