@@ -22,11 +22,12 @@ from meshauthz.decide.engine import Decider, run_prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
-from meshauthz.mesh import MeshSnapshot, inbound_port, select_policies
+from meshauthz.mesh import MeshSnapshot, inbound_port
 from meshauthz.mesh.loading import LoadedMesh, MeshConfigArg, PathArg, load_mesh
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.objects import Manifests, Skipped
-from meshauthz.translate import BuildOptions, BuiltFilter, Chain, build
+from meshauthz.translate import BuiltFilter, Chain
+from meshauthz.translate.workload import build_for_workload
 
 RequestData: TypeAlias = Mapping[str, Any]
 """One request in the request format (``src/meshauthz/schemas/request.schema.json``)."""
@@ -200,12 +201,8 @@ class Mesh:
         w = snapshot.workload(workload)
         if protocol is None and port is not None:
             protocol = "tcp" if inbound_port(snapshot, w, port).listener == "tcp" else "http"
-        selected = select_policies(snapshot, w, "AuthorizationPolicy")
-        known = {(s.namespace, s.hostname) for s in snapshot.services}
-        options = BuildOptions.from_mesh_config(snapshot.mesh_config, known_services=known)
         chain = Chain.TCP if protocol == "tcp" else Chain.HTTP
-        policies = [s.policy for s in selected]
-        return build(policies, chain, options).filters  # type: ignore[arg-type]  # AuthorizationPolicy selection holds only AuthorizationPolicies
+        return build_for_workload(snapshot, w, chain)[1].filters
 
 
 class ProxyOutcome(_Checked):

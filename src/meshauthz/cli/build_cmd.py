@@ -13,7 +13,8 @@ from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import emit_json, report_input_error
 from meshauthz.errors import EXIT_INPUT, EXIT_OK, MeshauthzError
 from meshauthz.mesh import PolicyMatcher, inbound_port, list_policies, select_policies
-from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate import Chain, build
+from meshauthz.translate.workload import authorization_policies, mesh_build_options
 
 
 @click.command("build")
@@ -83,15 +84,14 @@ def build_command(
     except MeshauthzError as e:
         report_input_error(e, "json" if fmt == "json" else "text")
         sys.exit(EXIT_INPUT)
-    known = {(s.namespace, s.hostname) for s in snapshot.services}
-    options = BuildOptions.from_mesh_config(snapshot.mesh_config, known_services=known)
+    options = mesh_build_options(snapshot)
     if trust_domain is not None or aliases:
         td = trust_domain or snapshot.mesh_config.trust_domain
         options = replace(
             options, trust_domains=(td, *(aliases or snapshot.mesh_config.trust_domain_aliases))
         )
     chain = Chain.TCP if protocol == "tcp" else Chain.HTTP
-    result = build([s.policy for s in selected], chain, options)  # type: ignore[misc]
+    result = build(authorization_policies(selected), chain, options)
     for p in result.problems:
         where = f"{p.location}: " if p.location else ""
         click.echo(f"{where}{p.severity}: {p.message}", err=True)

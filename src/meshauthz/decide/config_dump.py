@@ -704,9 +704,9 @@ def resolve_for_dump(
         except LookupFailed:
             target = None
     port = spec.port if spec.port is not None else (target.port if target else spec.to_port)
-    if port is None and target is not None:
+    if port is None and target is not None and snapshot is not None:  # a target needs manifests
         ports = sorted(
-            {p.port for p in inbound_ports(snapshot, target.workload)}  # type: ignore[arg-type]
+            {p.port for p in inbound_ports(snapshot, target.workload)}
             | {p.container_port for p in target.workload.ports}
         )
         if len(ports) == 1:

@@ -35,9 +35,10 @@ from meshauthz.mesh import (
     effective_mtls_mode,
     select_policies,
 )
-from meshauthz.translate import BuildOptions, BuildResult, BuiltFilter, Chain, build
+from meshauthz.translate import BuildResult, BuiltFilter, Chain
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
 from meshauthz.translate.requestauthn import jwt_authentication
+from meshauthz.translate.workload import build_for_workload, mesh_build_options
 
 
 @dataclass(slots=True)
@@ -93,18 +94,15 @@ class Decider:
         self.snapshot = snapshot
         self.ext_authz = ext_authz
         self._cache: dict[tuple[str, int, str], Prepared] = {}
-        mc = snapshot.mesh_config
-        known = {(s.namespace, s.hostname) for s in snapshot.services}
-        self.options = BuildOptions.from_mesh_config(mc, known_services=known)
+        self.options = mesh_build_options(snapshot)
 
     def prepare(self, workload: MeshWorkload, port: int, protocol: Transport) -> Prepared:
         key = (workload.key, port, protocol)
         hit = self._cache.get(key)
         if hit is not None:
             return hit
-        selected = select_policies(self.snapshot, workload, "AuthorizationPolicy")
         chain = Chain.HTTP if protocol == "http" else Chain.TCP
-        result = build([s.policy for s in selected], chain, self.options)  # type: ignore[misc]
+        selected, result = build_for_workload(self.snapshot, workload, chain, self.options)
         custom: list[PreparedStage] = []
         rest: list[PreparedStage] = []
         for bf in result.filters:

@@ -79,6 +79,7 @@ from meshauthz.envoy.rbac.model import (
     PermNot,
     PermOr,
 )
+from meshauthz.resources.objects import AuthorizationPolicy
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Prepared, PreparedStage
@@ -280,8 +281,8 @@ class ChainRunner:
         if (policy, rule) in self.p.empty_rules:  # e.g. from a config dump
             return True
         for s in self.p.selected:
-            if s.key == policy and rule is not None:
-                rules = s.policy.spec.rules  # type: ignore[union-attr]
+            if s.key == policy and rule is not None and isinstance(s.policy, AuthorizationPolicy):
+                rules = s.policy.spec.rules
                 if rule < len(rules):
                     r = rules[rule]
                     return not (r.from_ or r.to or r.when)

@@ -54,9 +54,9 @@ def request_view(p: Prepared, r: Request) -> RequestView:
         return RequestView(r, MtlsRequired(p.workload.key, p.port))
     peer_hidden = p.mtls_mode == "DISABLE"
     peer = None
-    if not r.plaintext and not peer_hidden:
+    if r.source_principal is not None and not peer_hidden:  # not plaintext
         # interned: the chain's sets of principals hold interned strings
-        uri = sys.intern(p.principal_prefix + r.source_principal)  # type: ignore[operator]
+        uri = sys.intern(p.principal_prefix + r.source_principal)
         peer = PeerCertificate(uri_sans=(uri,))
     headers: Headers | None = None
     path = r.path

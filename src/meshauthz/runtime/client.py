@@ -358,6 +358,7 @@ def mint_token(
     (like Istio's samples/jwt-server demo key), or by ``key_file``."""
     import jwt as pyjwt
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     key = serialization.load_pem_private_key(
         Path(key_file).read_bytes() if key_file else demo_key_path().read_bytes(), None
@@ -367,7 +368,9 @@ def mint_token(
     if audience:
         payload["aud"] = audience[0] if len(audience) == 1 else list(audience)
     payload.update(claims or {})
-    return pyjwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})  # type: ignore[arg-type]
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise MeshauthzError(f"{key_file}: not an RSA private key (RS256 needs one)")
+    return pyjwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
 __all__ = [

@@ -70,9 +70,10 @@ from meshauthz.mesh import (
 from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
-from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate import Chain
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
 from meshauthz.translate.requestauthn import jwt_authentication, jwt_rules
+from meshauthz.translate.workload import build_for_workload
 
 T = "type.googleapis.com/"
 HTTP_RBAC_T = T + "envoy.extensions.filters.http.rbac.v3.RBAC"
@@ -306,10 +307,7 @@ def authz_filters(
     snapshot: MeshSnapshot, mw: MeshWorkload, chain: Chain
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The RBAC filters ``meshauthz build`` gives for the workload, and problems."""
-    selected = select_policies(snapshot, mw, "AuthorizationPolicy")
-    known = {(s.namespace, s.hostname) for s in snapshot.services}
-    options = BuildOptions.from_mesh_config(snapshot.mesh_config, known_services=known)
-    result = build([s.policy for s in selected], chain, options)  # type: ignore[misc]
+    _, result = build_for_workload(snapshot, mw, chain)
     notes = [p.message for p in result.problems if p.severity != "info"]
     out = []
     for bf in result.filters:

@@ -237,8 +237,7 @@ class _SuiteParser:
                 out.append(full)
             else:
                 raise self.fail(p, f"no such file or directory: {pat!r} (relative to the suite)")
-        seen: set[str] = set()
-        return [f for f in out if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+        return list(dict.fromkeys(out))  # each file once, in the order first named
 
     def mesh(self, data: Any) -> MeshConfig:
         if not isinstance(data, dict):

@@ -15,6 +15,7 @@ from typing import Any
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
+from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.errors import InputError, Location, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import InvalidInput, load_mesh
@@ -150,10 +151,10 @@ def run_suite(
         cov.add_snapshot(snapshot)
     deciders: dict[str, Decider] = {}
     for case in suite.cases:
-        mode = case.ext_authz or "deny"
+        mode: ExtAuthzAssumption = "allow" if case.ext_authz == "allow" else "deny"
         decider = deciders.get(mode)
         if decider is None:
-            decider = deciders[mode] = Decider(snapshot, ext_authz=mode)  # type: ignore[arg-type]
+            decider = deciders[mode] = Decider(snapshot, ext_authz=mode)
         out.cases.append(run_case(case, snapshot, decider, cov, suite))
     return out
 

@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import re2
 
-from .model import CidrRange, HeaderMatcher, MetadataMatcher, StringMatcher, ValueMatcher
+from .model import (
+    CidrRange,
+    HeaderMatcher,
+    MetadataMatcher,
+    StringKind,
+    StringMatcher,
+    ValueMatcher,
+)
 from .uri_template import compile_uri_template
 
 if TYPE_CHECKING:
@@ -94,7 +101,8 @@ def _header_value_fn(h: HeaderMatcher) -> StrFn:
         v = h.value
         # the deprecated exact_match: an empty value accepts any value
         return (lambda s: True) if v == "" else v.__eq__
-    return compile_string(StringMatcher(h.kind, h.value))  # type: ignore[arg-type]
+    # the remaining kinds (prefix, suffix, contains, safe_regex) are StringMatcher kinds
+    return compile_string(StringMatcher(cast(StringKind, h.kind), h.value))
 
 
 def compile_header(h: HeaderMatcher) -> InputFn:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import re2
 
@@ -23,6 +23,7 @@ from .model import (
     RBAC,
     Action,
     CidrRange,
+    HeaderKind,
     HeaderMatcher,
     HttpRbacFilter,
     IdAnd,
@@ -56,6 +57,7 @@ from .model import (
     Policy,
     Principal,
     RbacFilter,
+    StringKind,
     StringMatcher,
     ValueMatcher,
 )
@@ -245,7 +247,7 @@ def parse_string_matcher(raw: Any, path: str = "") -> StringMatcher:
     if kind == "safe_regex":
         return StringMatcher("safe_regex", _parse_regex(m.get(kind), m.path_of(kind)), ignore_case)
     value = m.get_str(kind, min_len=0 if kind == "exact" else 1)
-    return StringMatcher(kind, value, ignore_case)  # type: ignore[arg-type]
+    return StringMatcher(cast(StringKind, kind), value, ignore_case)  # one of _STRING_KINDS
 
 
 _HEADER_KINDS = {
@@ -285,7 +287,8 @@ def parse_header_matcher(raw: Any, path: str = "") -> HeaderMatcher:
     if kind == "safe_regex":
         return HeaderMatcher(name, "safe_regex", _parse_regex(m.get(field), fpath), **common)
     value = m.get_str(field, min_len=0 if kind == "exact" else 1)
-    return HeaderMatcher(name, kind, value, **common)  # type: ignore[arg-type]
+    # the deprecated exact_match..contains_match: _HEADER_KINDS maps them to themselves
+    return HeaderMatcher(name, cast(HeaderKind, kind), value, **common)
 
 
 def parse_cidr(raw: Any, path: str = "") -> CidrRange:
