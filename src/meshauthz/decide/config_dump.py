@@ -55,9 +55,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from meshauthz.decide.engine import Prepared, PreparedStage
+from meshauthz.decide.decision import Decision
+from meshauthz.decide.engine import Prepared, PreparedStage, run_prepared
 from meshauthz.decide.request import Request, resolve_source
 from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.ext_authz import (
     HTTP_EXT_AUTHZ_NAME,
@@ -754,11 +756,28 @@ def resolve_for_dump(
     )
 
 
+def decide_in_dump(
+    dump: ConfigDump,
+    spec: RequestSpec,
+    snapshot: MeshSnapshot | None,
+    *,
+    ext_authz: ExtAuthzAssumption = "deny",
+    trace: bool = True,
+) -> tuple[Request, Decision, ChainInfo]:
+    """One request against the dump's proxy: resolved, its filter chain chosen as
+    Envoy chooses it, decided by the one chain runner (``check --config-dump``)."""
+    request, hint = resolve_for_dump(spec, dump, snapshot)
+    chain = dump.chain_for(request, hint)
+    decision = run_prepared(chain.prepared, chain.request, ext_authz=ext_authz, trace=trace)
+    return chain.request, decision, chain.info
+
+
 __all__ = [
     "ChainInfo",
     "ConfigDump",
     "ConfigDumpError",
     "DumpChain",
+    "decide_in_dump",
     "load_config_dump",
     "parse_config_dump",
     "resolve_for_dump",
