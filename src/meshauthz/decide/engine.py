@@ -44,6 +44,7 @@ from meshauthz.envoy.rbac.evaluate import (
     compile_filter,
 )
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter, Note
+from meshauthz.envoy.request_headers import Downstream, request_headers
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -53,6 +54,7 @@ from meshauthz.mesh import (
 )
 from meshauthz.translate import BuildOptions, BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.extauthz import ExtAuthzFilter
+from meshauthz.translate.hcm_headers import header_settings
 
 ExtAuthzAssumption = Literal["deny", "allow"]
 _RBAC_META = ("envoy.filters.http.rbac", "envoy.filters.network.rbac")
@@ -294,8 +296,18 @@ class _Run:
                 (":authority", host),
                 (":method", r.method),
                 (":path", path),
-                (":scheme", "http"),
-                *user,
+                # what the HCM adds, rewrites and drops before any filter
+                *request_headers(
+                    header_settings(p.workload.proxy == "gateway", p.xff),
+                    Downstream(
+                        peer is not None,
+                        peer,
+                        (p.workload.identity.spiffe_uri,),
+                        r.source_ip,
+                        r.remote_ip,
+                    ),
+                    user,
+                ),
             ]
             xff = [v for n, v in user if n == "x-forwarded-for"]
             if r.remote_ip is not None and not xff:

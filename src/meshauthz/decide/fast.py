@@ -53,6 +53,8 @@ from meshauthz.envoy.rbac.model import (
     PermOr,
     Policy,
 )
+from meshauthz.envoy.request_headers import Downstream, request_headers
+from meshauthz.translate.hcm_headers import header_settings
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Decider, Prepared
@@ -271,8 +273,18 @@ def prepare_request(decider: Decider, r: Request) -> PreparedRequest:
                 (":authority", r.host),
                 (":method", sys.intern(r.method)),
                 (":path", path),
-                (":scheme", "http"),
-                *r.headers,
+                # what the HCM adds, rewrites and drops before any filter
+                *request_headers(
+                    header_settings(p.workload.proxy == "gateway", p.xff),
+                    Downstream(
+                        peer is not None,
+                        peer,
+                        (p.workload.identity.spiffe_uri,),
+                        r.source_ip,
+                        r.remote_ip,
+                    ),
+                    r.headers,
+                ),
             ]
             if r.remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in r.headers):
                 headers.append(("x-forwarded-for", r.remote_ip))
