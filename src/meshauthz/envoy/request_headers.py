@@ -7,9 +7,9 @@ that view for Envoy 1.40 from the HCM options that matter
 (`HeaderSettings`), the downstream connection (`Downstream`) and the headers
 the client sent. In order:
 
-1. ``keep-alive``, ``proxy-connection`` and the internal-only ``x-envoy-*``
-   headers (`INTERNAL_ONLY`) are dropped: with no ``internal_address_config``
-   (Envoy 1.40's default) no request counts as internal. An *edge* request
+1. ``keep-alive``, ``proxy-connection`` (`HOP_BY_HOP`) and the internal-only
+   ``x-envoy-*`` headers (`INTERNAL_ONLY`) are dropped: with no
+   ``internal_address_config`` (Envoy 1.40's default) no request is internal. An *edge* request
    (``use_remote_address: true``) also loses `EDGE_ONLY` and gets
    ``x-envoy-external-address`` set to the remote address; it and a request
    through an HCM with tracing lose ``x-envoy-decorator-operation``.
@@ -78,12 +78,12 @@ CLIENT_CERT = "x-forwarded-client-cert"
 CLIENT_TRACE_ID = "x-client-trace-id"
 EXTERNAL_ADDRESS = "x-envoy-external-address"
 
+#: Dropped from every request.
+HOP_BY_HOP = frozenset(["keep-alive", "proxy-connection"])
 #: Dropped from every request that is not internal (all of them, without an
 #: ``internal_address_config``).
 INTERNAL_ONLY = frozenset(
     [
-        "keep-alive",
-        "proxy-connection",
         "x-envoy-internal",
         "x-envoy-force-trace",
         "x-envoy-retry-on",
@@ -211,7 +211,9 @@ def request_headers(
     ``host``) as the filters see them, with ``:scheme`` first."""
     sent = list(headers)
     edge = settings.xff.use_remote_address
-    drop = INTERNAL_ONLY | EDGE_ONLY | {EXTERNAL_ADDRESS} if edge else INTERNAL_ONLY
+    drop = HOP_BY_HOP | INTERNAL_ONLY
+    if edge:
+        drop |= EDGE_ONLY | {EXTERNAL_ADDRESS}
     if edge or settings.tracing is not None:
         drop |= {DECORATOR_OPERATION}
     kept = [(n, v) for n, v in sent if n not in drop]
@@ -343,6 +345,7 @@ __all__ = [
     "CLIENT_CERT",
     "EDGE_ONLY",
     "FORWARDED_PROTO",
+    "HOP_BY_HOP",
     "INTERNAL_ONLY",
     "REQUEST_ID",
     "ClientCertDetails",
