@@ -59,8 +59,8 @@ Every rule above was observed with Envoy 1.40 (tests/envoy/test_added_headers.py
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -112,6 +112,15 @@ EDGE_ONLY = frozenset(
 # Read (as the span's operation name) and dropped when tracing is on, and
 # dropped from an edge request.
 DECORATOR_OPERATION = "x-envoy-decorator-operation"
+# The headers dropped, by (edge request, tracing on).
+_DROP = {
+    (edge, tracing): HOP_BY_HOP
+    | INTERNAL_ONLY
+    | (EDGE_ONLY | {EXTERNAL_ADDRESS} if edge else frozenset())
+    | ({DECORATOR_OPERATION} if edge or tracing else frozenset())
+    for edge in (False, True)
+    for tracing in (False, True)
+}
 # Headers of the HCM's inline set that this module rewrites: the HTTP/1 codec
 # joins a client's repeats of them into one value with ",".
 _JOINED = (REQUEST_ID, FORWARDED_PROTO, CLIENT_CERT)
@@ -209,13 +218,16 @@ def request_headers(
 ) -> list[tuple[str, str]]:
     """The client's ``headers`` (names lowercase, no pseudo headers, no
     ``host``) as the filters see them, with ``:scheme`` first."""
-    sent = list(headers)
+    return list(_request_headers(settings, downstream, tuple(headers)))
+
+
+# Deciding one request again and again (a benchmark, a test matrix) costs one lookup.
+@functools.lru_cache(maxsize=4096)
+def _request_headers(
+    settings: HeaderSettings, downstream: Downstream, sent: tuple[tuple[str, str], ...]
+) -> tuple[tuple[str, str], ...]:
     edge = settings.xff.use_remote_address
-    drop = HOP_BY_HOP | INTERNAL_ONLY
-    if edge:
-        drop |= EDGE_ONLY | {EXTERNAL_ADDRESS}
-    if edge or settings.tracing is not None:
-        drop |= {DECORATOR_OPERATION}
+    drop = _DROP[edge, settings.tracing is not None]
     kept = [(n, v) for n, v in sent if n not in drop]
     joined: dict[str, str] = {}
     for name, value in kept:
@@ -256,7 +268,7 @@ def request_headers(
     if edge:
         out.append((EXTERNAL_ADDRESS, _remote(settings, downstream, sent)))
     lowered = proto.lower()
-    return [(":scheme", lowered if lowered in ("http", "https") else scheme), *out]
+    return ((":scheme", lowered if lowered in ("http", "https") else scheme), *out)
 
 
 def _remote(settings: HeaderSettings, d: Downstream, sent: Sequence[tuple[str, str]]) -> str:
@@ -268,13 +280,14 @@ def _remote(settings: HeaderSettings, d: Downstream, sent: Sequence[tuple[str, s
     )
 
 
-def _digest(*parts: object) -> bytes:
-    return hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).digest()
-
-
 def _stand_in_request_id(d: Downstream, sent: Sequence[tuple[str, str]]) -> str:
     """A version-4 UUID derived from the request, standing in for Envoy's random one."""
-    return str(uuid.UUID(bytes=_digest("request-id", d, tuple(sent))[:16], version=4))
+    key = "\n".join(
+        [d.direct_remote_ip, *(d.peer.uri_sans if d.peer else ()), *(f"{n}:{v}" for n, v in sent)]
+    )
+    h = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    variant = "89ab"[int(h[16], 16) & 3]
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def _trace_reason(rid: str, settings: HeaderSettings, client_trace: bool) -> str:
@@ -321,7 +334,7 @@ def client_cert_element(details: ClientCertDetails, d: Downstream) -> str:
     peer = d.peer
     assert peer is not None
     parts = [f"By={uri}" for uri in d.local_uri_sans]
-    digest = _digest("certificate", peer)
+    digest = _certificate_digest(peer)
     parts.append("Hash=" + digest.hex())
     if details.cert:
         parts.append(f'Cert="{_stand_in_pem(digest)}"')
@@ -332,6 +345,13 @@ def client_cert_element(details: ClientCertDetails, d: Downstream) -> str:
     if details.dns:
         parts += [f"DNS={n}" for n in peer.dns_sans]
     return ";".join(parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _certificate_digest(peer: PeerCertificate) -> bytes:
+    """Stands in for the SHA-256 of the peer certificate's DER."""
+    text = "\n".join([peer.subject, *peer.uri_sans, "", *peer.dns_sans])
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
 def _stand_in_pem(digest: bytes) -> str:
