@@ -49,9 +49,12 @@ block. Matchers on presence, on prefixes and suffixes made of the known parts
 as Envoy does; an exact match on a stand-in does not.
 
 Not modelled: what a ``use_remote_address`` HCM appends to
-``x-forwarded-for`` (the peer address, or Envoy's own local address for a
-loopback peer), ``internal_address_config`` (internal requests),
-``Connection``/``Upgrade``/``TE`` handling, ``set_current_client_cert_details.chain``.
+``x-forwarded-for`` (the peer address; Envoy's own address when the peer is
+127.0.0.1), ``internal_address_config`` (internal requests),
+``Connection``/``Upgrade``/``TE`` handling,
+``set_current_client_cert_details.chain``, HTTP/2 requests (which carry a
+``:scheme`` of their own): requests are HTTP/1.1, as meshauthz's request
+model is.
 
 Every rule above was observed with Envoy 1.40 (tests/envoy/test_added_headers.py).
 """
