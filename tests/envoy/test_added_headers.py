@@ -18,6 +18,7 @@ Two judges:
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ import yaml
 from meshauthz.decide.engine import Decider
 from meshauthz.envoy.hcm import SIDECAR_INBOUND_XFF
 from meshauthz.envoy.rbac.evaluate import PeerCertificate
-from meshauthz.envoy.request_headers import Downstream, HeaderSettings, request_headers
+from meshauthz.envoy.request_headers import (
+    ClientCertDetails,
+    Downstream,
+    HeaderSettings,
+    request_headers,
+)
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
 from meshauthz.translate import BuildOptions, Chain, build
@@ -56,6 +62,7 @@ IDS = [
     "00000000-e89b-a2d3-a456-426614174000",  # forced mark kept
     "00000500-e89b-72d3-a456-426614174000",  # kept
     "0000050g-e89b-42d3-a456-426614174000",  # not hex: kept
+    "0000050g-e89b-72d3-a456-426614174000",  # not hex: kept (reset on an edge request)
     "00000001-e89b-42d3-a456-4266141740001",  # 37 characters: kept
     "abc",
 ]
@@ -107,6 +114,21 @@ SETTINGS: dict[str, HeaderSettings] = {
         forward_client_cert="APPEND_FORWARD",
         client_cert_details=SIDECAR_INBOUND_HEADERS.client_cert_details,
     ),
+    # options istiod does not set by default, which the model covers too
+    "gateway-no-tracing": replace(gateway_headers(0), tracing=None),
+    "gateway-preserve-id": replace(gateway_headers(0), preserve_external_request_id=True),
+    "no-generated-id": replace(SIDECAR_INBOUND_HEADERS, generate_request_id=False),
+    "no-trace-mark": replace(SIDECAR_INBOUND_HEADERS, pack_trace_reason=False),
+    "forward-only": replace(SIDECAR_INBOUND_HEADERS, forward_client_cert="FORWARD_ONLY"),
+    "always-forward-only": replace(
+        SIDECAR_INBOUND_HEADERS, forward_client_cert="ALWAYS_FORWARD_ONLY"
+    ),
+    "sanitize": replace(SIDECAR_INBOUND_HEADERS, forward_client_cert="SANITIZE"),
+    "sanitize-set-dns": replace(
+        SIDECAR_INBOUND_HEADERS,
+        forward_client_cert="SANITIZE_SET",
+        client_cert_details=ClientCertDetails(dns=True),
+    ),
 }
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -132,7 +154,7 @@ def _view(entries: list[tuple[str, str]], sent: list[tuple[str, str]]) -> list[t
     checking that each random value is well formed; sorted, without the
     pseudo headers that are not the HCM's (and ``host``)."""
     sent_ids = [v for n, v in sent if n == "x-request-id"]
-    client_ids = {*sent_ids, ",".join(sent_ids)} - {""}
+    client_ids = {*sent_ids, ",".join(sent_ids)} if sent_ids else set()
     out = []
     for name, value in entries:
         # x-forwarded-for: what a use_remote_address HCM appends is not modelled

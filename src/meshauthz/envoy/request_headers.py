@@ -29,7 +29,9 @@ the client sent. In order:
    any other character becomes ``b`` if ``x-client-trace-id`` is present
    (client sampling) or ``9`` if the first 8 digits as a number, modulo 10000,
    fall under the random sampling rate (``1%`` is below 100); otherwise the id
-   is left as it is.
+   is left as it is. On an edge request whose id is kept
+   (``preserve_external_request_id``) the 15th character of a 36-character id
+   is first reset to ``4``: the client's trace decision is not trusted.
 5. ``x-forwarded-client-cert`` (``forward_client_cert_details``): without a
    client certificate it is removed (except ALWAYS_FORWARD_ONLY); with one,
    APPEND_FORWARD appends ``,`` and this hop's element to the client's value,
@@ -130,7 +132,7 @@ _JOINED = (REQUEST_ID, FORWARDED_PROTO, CLIENT_CERT)
 
 # The 15th character of a UUID request id holds the trace decision.
 _TRACE_AT = 14
-_TRACE_FORCED, _TRACE_CLIENT, _TRACE_SAMPLED = "a", "b", "9"
+_TRACE_FORCED, _TRACE_CLIENT, _TRACE_SAMPLED, _NO_TRACE = "a", "b", "9", "4"
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -251,7 +253,7 @@ def _request_headers(
     if rid is not None:
         if settings.tracing is not None and settings.use_request_id_for_trace_sampling:
             traced = any(n == CLIENT_TRACE_ID for n, _ in sent)
-            rid = _trace_reason(rid, settings, traced)
+            rid = _trace_reason(rid, settings, traced, edge)
         joined[REQUEST_ID] = rid
 
     xfcc = _client_cert(settings, downstream, joined.get(CLIENT_CERT))
@@ -293,9 +295,13 @@ def _stand_in_request_id(d: Downstream, sent: Sequence[tuple[str, str]]) -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
-def _trace_reason(rid: str, settings: HeaderSettings, client_trace: bool) -> str:
+def _trace_reason(rid: str, settings: HeaderSettings, client_trace: bool, edge: bool) -> str:
     """``rid`` after the UUID extension packs the trace decision into it."""
-    if not settings.pack_trace_reason or len(rid) != 36 or not set(rid[:8]) <= _HEX:
+    if not settings.pack_trace_reason or len(rid) != 36:
+        return rid
+    if edge:  # an external client's trace decision is not trusted: cleared first
+        rid = rid[:_TRACE_AT] + _NO_TRACE + rid[_TRACE_AT + 1 :]
+    if not set(rid[:8]) <= _HEX:
         return rid
     tracing = settings.tracing
     assert tracing is not None
