@@ -66,9 +66,9 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, get_args
 
 from meshauthz.envoy.hcm import XffSettings, remote_address
 from meshauthz.envoy.rbac.evaluate import PeerCertificate
@@ -168,6 +168,49 @@ class HeaderSettings:
     # request_id_extension: envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig
     pack_trace_reason: bool = True
     use_request_id_for_trace_sampling: bool = True
+
+    @staticmethod
+    def from_hcm(hcm: Mapping[str, Any]) -> HeaderSettings:
+        """The options of an HttpConnectionManager's JSON (``typed_config``),
+        absent fields at Envoy's defaults; the inverse of `to_hcm`."""
+        forward = hcm.get("forward_client_cert_details", "SANITIZE")
+        if forward not in get_args(ForwardClientCert):
+            raise ValueError(f"unknown forward_client_cert_details {forward!r}")
+        details = hcm.get("set_current_client_cert_details") or {}
+        rid = (hcm.get("request_id_extension") or {}).get("typed_config") or {}
+        tracing = hcm.get("tracing")
+
+        def percent(key: str) -> float:
+            return float((tracing or {}).get(key, {}).get("value", 100.0))
+
+        return HeaderSettings(
+            xff=XffSettings(
+                use_remote_address=bool(hcm.get("use_remote_address", False)),
+                xff_num_trusted_hops=int(hcm.get("xff_num_trusted_hops", 0)),
+            ),
+            forward_client_cert=forward,
+            client_cert_details=ClientCertDetails(
+                subject=bool(details.get("subject", False)),
+                cert=bool(details.get("cert", False)),
+                dns=bool(details.get("dns", False)),
+                uri=bool(details.get("uri", False)),
+            ),
+            generate_request_id=bool(hcm.get("generate_request_id", True)),
+            preserve_external_request_id=bool(hcm.get("preserve_external_request_id", False)),
+            tracing=(
+                None
+                if tracing is None
+                else Tracing(
+                    percent("client_sampling"),
+                    percent("random_sampling"),
+                    percent("overall_sampling"),
+                )
+            ),
+            pack_trace_reason=bool(rid.get("pack_trace_reason", True)),
+            use_request_id_for_trace_sampling=bool(
+                rid.get("use_request_id_for_trace_sampling", True)
+            ),
+        )
 
     def to_hcm(self) -> dict[str, object]:
         """These options as fields of Envoy's HttpConnectionManager JSON."""
