@@ -93,12 +93,14 @@ from meshauthz.envoy.rbac.model import (
     Policy,
 )
 from meshauthz.envoy.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
+from meshauthz.envoy.request_headers import HeaderSettings
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 from meshauthz.mesh.snapshot import Identity, LookupFailed
 from meshauthz.translate import naming
 from meshauthz.translate.builder import BuildResult, BuiltFilter
 from meshauthz.translate.hcm import path_mode
+from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 VIRTUAL_INBOUND = "virtualInbound"
@@ -295,11 +297,20 @@ class ConfigDump:
         )
         jwt: JwtAuthentication | None = None
         options = HcmOptions()
+        headers = SIDECAR_INBOUND_HEADERS
         normalization = "NONE"
         if hcm_at is not None:
             protocol: Protocol = "http"
             hcm = self._typed(filters[hcm_at], f"{where}.filters[{hcm_at}]")
             options = self._hcm_options(hcm, f"{where}.filters[{hcm_at}].typed_config")
+            try:  # what the HCM does to the headers, read from the dump itself
+                headers = HeaderSettings.from_hcm(hcm)
+            except (ValueError, TypeError) as e:
+                raise ConfigDumpError(
+                    str(e),
+                    location=Location(self.file),
+                    field=f"{where}.filters[{hcm_at}].typed_config",
+                ) from None
             normalization = path_mode(options.path) or "NONE"
             items, not_evaluated = self._http_items(
                 list(_get(hcm, "http_filters") or []),
@@ -342,6 +353,7 @@ class ConfigDump:
             normalization=normalization,
             path_options=options.path,
             xff=options.xff,
+            header_settings=headers,
             jwt_source="the jwt_authn filter in the config dump",
             empty_rules=frozenset(empty),
             not_evaluated=tuple(not_evaluated),
