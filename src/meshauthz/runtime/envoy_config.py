@@ -59,6 +59,7 @@ from typing import Any, Protocol
 
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.hcm import HcmOptions
+from meshauthz.envoy.rbac.serialize import NETWORK_FILTER_NAME, NETWORK_FILTER_TYPE
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -815,8 +816,65 @@ def generate(
     return ResourceSet(version, resources), notes
 
 
+# --------------------------------------------------------------------------- fail closed
+
+FAIL_CLOSED_POLICY = "meshauthz-fail-closed"
+_DENY_ALL_RULES = {
+    "action": "DENY",
+    "policies": {
+        FAIL_CLOSED_POLICY: {"permissions": [{"any": True}], "principals": [{"any": True}]}
+    },
+}
+
+
+def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
+    """The same proxy denying every inbound request and connection: for a workload
+    whose Envoy refused its configuration, which would otherwise keep enforcing the
+    policies the user replaced. The DENY slot holds an RBAC filter that denies
+    everything (403, policy ``meshauthz-fail-closed``) and the other slots no-ops
+    (so nothing that was refused is sent again); each inbound TCP chain's network
+    RBAC filters are replaced by one that denies every connection. Listeners,
+    clusters and secrets are otherwise unchanged, so this differs from what Envoy
+    accepted before only in these filters."""
+    filters: dict[str, Resource] = {}
+    for name, r in resources[ResourceType.EXTENSION_CONFIG].items():
+        if name == slot_name("deny"):
+            cfg: dict[str, Any] = {"@type": HTTP_RBAC_T, "rules": _DENY_ALL_RULES}
+        elif name == slot_name("jwt"):
+            cfg = jwt_filter_config(None)
+        else:
+            cfg = {"@type": HTTP_RBAC_T}
+        filters[name] = {**r, "typed_config": cfg}
+    deny_connections = {
+        "name": NETWORK_FILTER_NAME,
+        "typed_config": {
+            "@type": NETWORK_FILTER_TYPE,
+            "stat_prefix": "meshauthz_fail_closed_",
+            "rules": _DENY_ALL_RULES,
+        },
+    }
+    listeners: dict[str, Resource] = {}
+    for name, listener in resources[ResourceType.LISTENER].items():
+        if name.startswith("inbound|"):
+            chains = []
+            for chain in listener["filter_chains"]:
+                kept = [f for f in chain["filters"] if f["name"] != NETWORK_FILTER_NAME]
+                if kept and kept[-1]["name"] == "envoy.filters.network.tcp_proxy":
+                    kept = [deny_connections, *kept]
+                chains.append({**chain, "filters": kept})
+            listener = {**listener, "filter_chains": chains}
+        listeners[name] = listener
+    by_type = {
+        **resources.by_type,
+        ResourceType.EXTENSION_CONFIG: filters,
+        ResourceType.LISTENER: listeners,
+    }
+    return ResourceSet(version, by_type)
+
+
 __all__ = [
     "ACCESS_LOG_FORMAT",
+    "FAIL_CLOSED_POLICY",
     "SLOTS",
     "ConfigSources",
     "Resource",
@@ -825,6 +883,7 @@ __all__ = [
     "TlsMaterial",
     "authz_filters",
     "bootstrap_base",
+    "fail_closed",
     "generate",
     "jwt_filter_config",
     "secret_resources",
