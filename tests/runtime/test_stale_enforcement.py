@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from meshauthz.runtime import client
+from meshauthz.runtime import acks, client
 from meshauthz.runtime import envoy_config as ec
 from meshauthz.runtime.controlplane import ManifestWatch
 
@@ -245,3 +245,33 @@ def test_manifest_watch_waits_until_files_stand_still(tmp_path: Path) -> None:
     os.unlink(tmp_path / "b.yaml")
     assert not watch.poll(4.0)
     assert watch.poll(4.25)
+
+
+def test_acks_judge_confirmation_refusal_and_waiting() -> None:
+    """The stats as Envoy 1.40 showed them after a refused ECDS update, an accepted
+    LDS one and a CDS update not read yet (names and values from a real run)."""
+    lds = (ec.ResourceType.LISTENER, "")
+    cds = (ec.ResourceType.CLUSTER, "")
+    deny = (ec.ResourceType.EXTENSION_CONFIG, "meshauthz.deny")
+    stats = acks.EnvoyStats(
+        {
+            "listener_manager.lds.version_text": '"7"',
+            "listener_manager.lds.update_rejected": "1",
+            "cluster_manager.cds.version_text": '"1"',
+            "extension_config_discovery.http_filter.meshauthz.deny.version_text": '"1"',
+            "extension_config_discovery.http_filter.meshauthz.deny.update_rejected": "1",
+            "extension_config_discovery.http_filter.meshauthz.deny.config_fail": "1",
+            "extension_config_discovery.http_filter.meshauthz.deny.update_failure": "0",
+        }
+    )
+    v = acks.judge(stats, acks.Expected({lds: "7", cds: "7", deny: "7"}, {lds: 1}))
+    assert not v.confirmed
+    assert list(v.refused) == [deny]
+    assert "version 7 refused" in v.refused[deny] and "still holds version 1" in v.refused[deny]
+    assert "meshauthz.deny.update_rejected" in v.refused[deny]
+    assert "meshauthz.deny.update_failure" not in v.refused[deny]
+    assert v.pending == (cds,)
+    # Failures counted before the delivery are not a refusal of it.
+    v = acks.judge(stats, acks.Expected({deny: "7"}, {deny: 2}))
+    assert not v.refused and v.pending == (deny,)
+    assert acks.judge(stats, acks.Expected({lds: "7"}, {})).confirmed

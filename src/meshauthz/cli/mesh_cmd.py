@@ -209,8 +209,11 @@ def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
         denying = (
             "its inbound listeners deny every request until a change Envoy accepts"
             if fc.get("denyingAll")
-            else f"and refused the fail-closed configuration too: {fc.get('failClosedError')}"
+            else "it refused the fail-closed configuration too, and may still enforce "
+            "the policies that were replaced"
         )
+        if fc.get("failClosedError"):
+            denying += f" (refused again: {fc['failClosedError']})"
         click.echo(
             f"  {key}: FAILING CLOSED: its Envoy refused generation {fc.get('generation')} "
             f"({fc.get('reason')}); {denying}"

@@ -316,6 +316,9 @@ class ControlPlane:
         if last is not None:
             secrets = ec.secret_resources(self.tls(w))
             self.deliver(w, last.replace(ec.ResourceType.SECRET, secrets, self.next_version()))
+            refused = self.confirm([w.key])
+            if refused:
+                self.fail_closed(w.key, refused[w.key])
         if cur is not None:
             self.log(
                 f"rotated certificate of {w.key} ({cert.spiffe_id}), valid until {cert.not_after}"
@@ -421,15 +424,18 @@ class ControlPlane:
             "failing closed: its inbound listeners deny every request until a change it accepts"
         )
         self.deliver(w, ec.fail_closed(self.delivered[key], self.next_version()))
-        again = self.confirm([key])
+        again = self.confirm([key]).get(key, {})
+        # What denies is in the listeners and the filters; a secret refused again (a
+        # certificate Envoy will not load) leaves them denying.
+        enforcing = (ec.ResourceType.LISTENER, ec.ResourceType.EXTENSION_CONFIG)
         entry: dict[str, Any] = {
             "generation": self.generation,
             "since": time.time(),
             "reason": why,
-            "denyingAll": key not in again,
+            "denyingAll": not any(sub[0] in enforcing for sub in again),
         }
-        if key in again:
-            msg = "; ".join(f"{acks.describe(s)}: {m}" for s, m in sorted(again[key].items()))
+        if again:
+            msg = "; ".join(f"{acks.describe(s)}: {m}" for s, m in sorted(again.items()))
             entry["failClosedError"] = msg
             self.log(f"{key}: the fail-closed configuration was not taken either: {msg}")
         self.failed_closed[key] = entry
