@@ -25,6 +25,7 @@ from typing import Any
 from meshauthz.runtime import acks, client
 from meshauthz.runtime import envoy_config as ec
 from meshauthz.runtime.controlplane import ManifestWatch
+from meshauthz.runtime.delivery import FileDelivery
 
 from .conftest import Mesh, copy_example, write_atomic
 from .test_one_truth import PORTS
@@ -275,3 +276,57 @@ def test_acks_judge_confirmation_refusal_and_waiting() -> None:
     v = acks.judge(stats, acks.Expected({deny: "7"}, {deny: 2}))
     assert not v.refused and v.pending == (deny,)
     assert acks.judge(stats, acks.Expected({lds: "7"}, {})).confirmed
+
+
+def held(cfg: Path) -> ec.ResourceSet:
+    """The resources in a sidecar's configuration files."""
+    by_type: dict[ec.ResourceType, dict[str, Any]] = {}
+    for f in sorted(cfg.glob("*.json")):
+        if f.name != "bootstrap.json":
+            for r in json.loads(f.read_text())["resources"]:
+                by_type.setdefault(ec.ResourceType(r["@type"]), {})[r["name"]] = r
+    return ec.ResourceSet("held", by_type)
+
+
+def test_the_lockdown_configuration_is_taken_and_denies(mesh_runner, tmp_path: Path) -> None:
+    """The last resort (listeners that close every connection), for an Envoy that
+    refused even the fail-closed listeners: a real Envoy takes it, and nothing of the
+    backend answers on any kind of port."""
+    d = copy_example(
+        "seed",
+        tmp_path / "ports",
+        skip=("deny-all-backend.yaml", "allow-frontend-get-data.yaml", "backend.yaml"),
+    )
+    (d / "backend.yaml").write_text(PORTS)
+    mesh = mesh_runner(d)
+    snap = mesh.snapshot()
+    urls = [f"http://backend.default.svc.cluster.local:{p}/public" for p in (80, 8080, 9000)]
+    assert [mesh.status("default/frontend", u, snapshot=snap) for u in urls] == [200] * 3
+
+    w = mesh.plan.workloads["default/backend"]
+    delivery = FileDelivery(mesh.plan.config_dir(w))
+    before = acks.read_stats(w.ip, w.admin_port)
+    assert before is not None
+    delivery.deliver(ec.lockdown(held(mesh.plan.config_dir(w)), "5000"))
+    expected = acks.Expected(
+        delivery.versions(), {s: before.failures(s) for s in delivery.versions()}
+    )
+    assert expected.versions[(ec.ResourceType.LISTENER, "")] == "5000"
+
+    def verdict() -> tuple[bool, dict[Any, str]]:
+        stats = acks.read_stats(w.ip, w.admin_port)
+        assert stats is not None
+        v = acks.judge(stats, expected)
+        return v.confirmed, v.refused
+
+    mesh.wait_for(verdict, (True, {}))
+
+    def outcomes() -> list[Any]:
+        return [mesh.status("default/frontend", u, snapshot=snap, timeout=5) for u in urls]
+
+    # Connections open before it drain with the filters of the fail-closed set (403);
+    # new ones are closed at once (the caller's sidecar answers 503).
+    assert all(s in (403, 503, client.RESET) for s in outcomes())
+    mesh.wait_for(lambda: all(s in (503, client.RESET) for s in outcomes()), True, timeout=10)
+    listeners = json.loads((mesh.plan.config_dir(w) / "lds.json").read_text())["resources"]
+    assert sorted(r["name"] for r in listeners) == ["inbound|80", "inbound|8080", "inbound|9000"]

@@ -423,11 +423,16 @@ class ControlPlane:
             f"{key}: Envoy refused its configuration of generation {self.generation}: {why}; "
             "failing closed: its inbound listeners deny every request until a change it accepts"
         )
-        self.deliver(w, ec.fail_closed(self.delivered[key], self.next_version()))
+        refused_set = self.delivered[key]
+        self.deliver(w, ec.fail_closed(refused_set, self.next_version()))
         again = self.confirm([key]).get(key, {})
         # What denies is in the listeners and the filters; a secret refused again (a
         # certificate Envoy will not load) leaves them denying.
         enforcing = (ec.ResourceType.LISTENER, ec.ResourceType.EXTENSION_CONFIG)
+        if any(sub[0] in enforcing for sub in again):
+            self.log(f"{key}: the fail-closed configuration was refused too: locking it down")
+            self.deliver(w, ec.lockdown(refused_set, self.next_version()))
+            again = self.confirm([key]).get(key, {})
         entry: dict[str, Any] = {
             "generation": self.generation,
             "since": time.time(),

@@ -827,6 +827,16 @@ _DENY_ALL_RULES = {
 }
 
 
+_DENY_CONNECTIONS = {
+    "name": NETWORK_FILTER_NAME,
+    "typed_config": {
+        "@type": NETWORK_FILTER_TYPE,
+        "stat_prefix": "meshauthz_fail_closed_",
+        "rules": _DENY_ALL_RULES,
+    },
+}
+
+
 def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
     """The same proxy denying every inbound request and connection: for a workload
     whose Envoy refused its configuration, which would otherwise keep enforcing the
@@ -845,14 +855,6 @@ def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
         else:
             cfg = {"@type": HTTP_RBAC_T}
         filters[name] = {**r, "typed_config": cfg}
-    deny_connections = {
-        "name": NETWORK_FILTER_NAME,
-        "typed_config": {
-            "@type": NETWORK_FILTER_TYPE,
-            "stat_prefix": "meshauthz_fail_closed_",
-            "rules": _DENY_ALL_RULES,
-        },
-    }
     listeners: dict[str, Resource] = {}
     for name, listener in resources[ResourceType.LISTENER].items():
         if name.startswith("inbound|"):
@@ -860,7 +862,7 @@ def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
             for chain in listener["filter_chains"]:
                 kept = [f for f in chain["filters"] if f["name"] != NETWORK_FILTER_NAME]
                 if kept and kept[-1]["name"] == "envoy.filters.network.tcp_proxy":
-                    kept = [deny_connections, *kept]
+                    kept = [_DENY_CONNECTIONS, *kept]
                 chains.append({**chain, "filters": kept})
             listener = {**listener, "filter_chains": chains}
         listeners[name] = listener
@@ -870,6 +872,33 @@ def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
         ResourceType.LISTENER: listeners,
     }
     return ResourceSet(version, by_type)
+
+
+def lockdown(resources: ResourceSet, version: str) -> ResourceSet:
+    """``fail_closed`` for an Envoy that refused even those listeners: only the
+    inbound listeners, each on its address with one filter chain that closes every
+    connection (nothing generated from the manifests but the address), and no
+    outbound listeners."""
+    listeners: dict[str, Resource] = {}
+    for name, listener in resources[ResourceType.LISTENER].items():
+        if not name.startswith("inbound|"):
+            continue
+        tcp_proxy = {
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "meshauthz_lockdown",
+                "cluster": f"{name}||",
+            },
+        }
+        listeners[name] = {
+            "@type": ResourceType.LISTENER,
+            "name": name,
+            "address": listener["address"],
+            "filter_chains": [{"filters": [_DENY_CONNECTIONS, tcp_proxy]}],
+        }
+    closed = fail_closed(resources, version)
+    return closed.replace(ResourceType.LISTENER, listeners, version)
 
 
 __all__ = [
@@ -886,6 +915,7 @@ __all__ = [
     "fail_closed",
     "generate",
     "jwt_filter_config",
+    "lockdown",
     "secret_resources",
     "service_hosts",
 ]
