@@ -369,6 +369,10 @@ class ControlPlane:
         while waiting:
             for key in sorted(waiting):
                 w = self.plan.workloads[key]
+                envoy = self.children.get(f"{key}/envoy")
+                if envoy is not None and not envoy.alive():
+                    del waiting[key]  # restarted by the loop: it reads the files anew
+                    continue
                 stats = acks.read_stats(w.ip, w.admin_port, 0.5)
                 if stats is None:
                     continue
