@@ -40,6 +40,9 @@ secrets and the ECDS filters: ``ConfigSources``), and the delivery completes
   omits empty ones; the decisions are the same.
 * Secrets (SDS): ``default`` (the workload certificate) and ``ROOTCA`` (the
   mesh root), istiod's names.
+* Failing closed: ``fail_closed`` (and, as a last resort, ``lockdown``) turn a
+  generated set into one that denies every inbound request, for a sidecar whose
+  Envoy refused its configuration (see ``controlplane``).
 
 Not reproduced: Istio's own filters (``istio.metadata_exchange``,
 ``istio_authn``, ``istio.stats``, ``istio.alpn``) do not exist in upstream
