@@ -178,11 +178,18 @@ def _print_plan(plan: MeshPlan) -> None:
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
 def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
     """What runs where, and the control plane's state. Exit 1 when the control plane
-    is not running or the last change of the manifests was not applied."""
+    is not running, the last change of the manifests was not applied, or a sidecar
+    refused its configuration (it then denies every request)."""
     plan = _plan(name, state_dir)
     status = supervisor.read_json(plan.state / "status.json") or {}
     running = supervisor.is_running(plan.state)
-    healthy = running and status.get("state") == "ready" and not status.get("lastError")
+    failed_closed = status.get("failClosed") or {}
+    healthy = (
+        running
+        and status.get("state") == "ready"
+        and not status.get("lastError")
+        and not failed_closed
+    )
     if fmt == "json":
         emit_json(_describe(plan))
         if not healthy:
@@ -198,6 +205,19 @@ def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
     click.echo(f"  manifests {plan.manifests}, state {plan.state}")
     if status.get("lastError"):
         click.echo(f"  last change NOT applied: {status['lastError']}")
+    for key, fc in sorted(failed_closed.items()):
+        denying = (
+            "its inbound listeners deny every request until a change Envoy accepts"
+            if fc.get("denyingAll")
+            else "it refused the fail-closed configuration too, and may still enforce "
+            "the policies that were replaced"
+        )
+        if fc.get("failClosedError"):
+            denying += f" (refused again: {fc['failClosedError']})"
+        click.echo(
+            f"  {key}: FAILING CLOSED: its Envoy refused generation {fc.get('generation')} "
+            f"({fc.get('reason')}); {denying}"
+        )
     _print_plan(plan)
     for _key, c in sorted(status.get("certificates", {}).items()):
         click.echo(f"  certificate {c['spiffe']} valid until {c['notAfter']}")

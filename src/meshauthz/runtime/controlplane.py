@@ -10,14 +10,24 @@ them all with one ``killpg``) and:
    the Envoys, waits until every Envoy's admin ``/ready`` says LIVE and
    every listener accepts connections, then writes ``status.json`` with
    ``"state": "ready"``;
-2. polls the manifests directory (file names, sizes and mtimes, every
-   ``POLL_INTERVAL`` seconds); on a change it loads and validates the
-   manifests (objects Istio would reject leave the running configuration as
-   it is, as ``kubectl apply`` refusing them would), generates again and
-   delivers (only what changed is rewritten, atomically); Envoy picks it up
-   without a restart;
-3. rotates each workload certificate at half of its lifetime (SDS update);
-4. restarts an Envoy or application that exits.
+2. polls the manifests directory (every ``POLL_INTERVAL`` seconds) and takes
+   a change once the files have stood still for ``DEBOUNCE`` seconds, or at
+   once when a file was replaced whole by a rename (``ManifestWatch``): a file
+   being written in place is never read half-way through as long as the
+   writer does not pause longer than that. It loads and validates the
+   manifests (a file that does not parse, or objects Istio would reject,
+   leave the running configuration as it is, as ``kubectl apply`` refusing
+   them would, and ``status.json`` says why), generates again and delivers
+   (only what changed is rewritten, atomically); Envoy picks it up without a
+   restart;
+3. confirms, bounded, that every sidecar's Envoy took what it was given
+   (``acks``: its admin ``/stats``). A sidecar whose Envoy refused an update
+   would keep enforcing the previous policies, which the user replaced: it is
+   sent instead a configuration that denies every inbound request
+   (``envoy_config.fail_closed``), and ``status.json`` and the log say which
+   workload, what Envoy refused and why, until a change it accepts;
+4. rotates each workload certificate at half of its lifetime (SDS update);
+5. restarts an Envoy or application that exits.
 
 State (``MeshPlan.state``): ``plan.json``, ``status.json``, ``pids.json``,
 ``ca/`` (0700), ``config/<ns>.<name>/``, ``logs/`` (``controlplane.log``,
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import hashlib
 import os
 import shlex
 import signal
@@ -45,14 +56,16 @@ from typing import Any
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.loader import collect_files
+from meshauthz.runtime import acks, pids
 from meshauthz.runtime import envoy_config as ec
-from meshauthz.runtime import pids
 from meshauthz.runtime.ca import CertificateAuthority, WorkloadCert, write_private
 from meshauthz.runtime.delivery import Delivery, FileDelivery, write_atomic
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, is_mesh_state, remove_state_dir
 
 POLL_INTERVAL = 0.1
+DEBOUNCE = 0.2  # how long the manifests must stand still before a change is read
 READY_TIMEOUT = 60.0
+ACK_TIMEOUT = 5.0  # how long a sidecar has to take (or refuse) a delivery
 
 
 def envoy_binary() -> str:
@@ -82,13 +95,69 @@ def envoy_binary() -> str:
 # --------------------------------------------------------------------------- manifests
 
 
-def manifest_signature(directory: str) -> tuple[tuple[str, int, int], ...]:
+Signature = tuple[tuple[str, int, int, int], ...]
+
+
+def manifest_signature(directory: str) -> Signature:
+    """Each manifest file with its inode, mtime and size."""
     out = []
     for f in collect_files([directory]):
         with contextlib.suppress(OSError):
             st = os.stat(f)
-            out.append((f, st.st_mtime_ns, st.st_size))
+            out.append((f, st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(sorted(out))
+
+
+def content_hash(sig: Signature) -> str:
+    h = hashlib.sha256()
+    for f, *_ in sig:
+        h.update(f.encode() + b"\0")
+        try:
+            h.update(hashlib.sha256(Path(f).read_bytes()).digest())
+        except OSError:
+            h.update(b"-")
+    return h.hexdigest()
+
+
+def replaced_by_rename(old: Signature, new: Signature) -> bool:
+    """The same files, each changed one under a new inode: replaced whole (written
+    elsewhere, then renamed over the old name), never seen half-written."""
+    before = {f: rest for f, *rest in old}
+    after = {f: rest for f, *rest in new}
+    if before.keys() != after.keys():
+        return False
+    changed = [f for f in after if after[f] != before[f]]
+    return bool(changed) and all(after[f][0] != before[f][0] for f in changed)
+
+
+class ManifestWatch:
+    """When to read the manifests again: once a change has stood still for
+    ``DEBOUNCE`` (the same content at two polls that far apart, so a file being
+    rewritten in place is not read half-way through), or at once when files were
+    replaced by a rename."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.seen = manifest_signature(directory)
+        self.pending: tuple[float, str] | None = None  # since when, content hash
+
+    def poll(self, now: float) -> bool:
+        """Whether to reload now."""
+        sig = manifest_signature(self.directory)
+        if sig != self.seen:
+            old, self.seen = self.seen, sig
+            if replaced_by_rename(old, sig):
+                self.pending = None
+                return True
+            self.pending = (now, content_hash(sig))
+            return False
+        if self.pending is not None and now - self.pending[0] >= DEBOUNCE:
+            h = content_hash(sig)
+            if h == self.pending[1]:
+                self.pending = None
+                return True
+            self.pending = (now, h)
+        return False
 
 
 def load_snapshot(directory: str, jwks: dict[str, str] | None = None) -> MeshSnapshot:
@@ -152,18 +221,6 @@ def http_get(url: str, timeout: float = 1.0) -> tuple[int, str]:
         return e.code, ""
 
 
-def config_rejections(ip: str, admin_port: int) -> dict[str, int]:
-    """Envoy's counters of refused configuration updates (LDS, CDS, SDS, ECDS)."""
-    _, body = http_get(f"http://{ip}:{admin_port}/stats?filter=(update_rejected|config_fail)$", 1.0)
-    out = {}
-    for line in body.splitlines():
-        name, _, value = line.partition(": ")
-        with contextlib.suppress(ValueError):
-            if int(value) > 0:
-                out[name] = int(value)
-    return out
-
-
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -199,7 +256,12 @@ class ControlPlane:
         self.delivered: dict[str, ec.ResourceSet] = {}
         self.pushes = 0  # counts deliveries (applies and rotations): their version
         self.children: dict[str, Child] = {}
-        self.signature: tuple[tuple[str, int, int], ...] = ()
+        self.watch: ManifestWatch | None = None
+        # What each sidecar should hold now, to confirm against its Envoy's stats.
+        self.expected: dict[str, acks.Expected] = {}
+        self.envoy_log_offsets: dict[str, int] = {}
+        # Workloads whose Envoy refused an update: they deny everything, and why.
+        self.failed_closed: dict[str, dict[str, Any]] = {}
         self.generation = 0
         self.snapshot: MeshSnapshot | None = None
         self.stopping = False
@@ -225,6 +287,7 @@ class ControlPlane:
             "lastApplied": self.last_applied,
             "lastError": self.last_error,
             "notes": self.notes,
+            "failClosed": self.failed_closed,
             "children": {
                 n: {"pid": c.pid, "alive": c.alive(), "restarts": c.restarts}
                 for n, c in self.children.items()
@@ -253,6 +316,9 @@ class ControlPlane:
         if last is not None:
             secrets = ec.secret_resources(self.tls(w))
             self.deliver(w, last.replace(ec.ResourceType.SECRET, secrets, self.next_version()))
+            refused = self.confirm([w.key])
+            if refused:
+                self.fail_closed(w.key, refused[w.key])
         if cur is not None:
             self.log(
                 f"rotated certificate of {w.key} ({cert.spiffe_id}), valid until {cert.not_after}"
@@ -271,7 +337,131 @@ class ControlPlane:
 
     def deliver(self, w: WorkloadPlan, resources: ec.ResourceSet) -> int:
         self.delivered[w.key] = resources
-        return self.deliveries[w.key].deliver(resources)
+        # Failure counts before: a refusal is one that grows after this delivery. An
+        # Envoy not answering yet is starting (or restarting): its counts start at 0.
+        stats = acks.read_stats(w.ip, w.admin_port, 0.5)
+        prev = self.expected.get(w.key)
+        log = self.plan.log_dir() / f"{w.dirname}.envoy.log"
+        with contextlib.suppress(OSError):
+            self.envoy_log_offsets[w.key] = log.stat().st_size
+        delivery = self.deliveries[w.key]
+        changed = delivery.deliver(resources)
+        versions = delivery.versions()
+        baseline = {}
+        for sub, version in versions.items():
+            if prev is not None and prev.versions.get(sub) == version:
+                baseline[sub] = prev.baseline.get(sub, 0)  # unchanged: still judged from then
+            else:
+                baseline[sub] = stats.failures(sub) if stats is not None else 0
+        self.expected[w.key] = acks.Expected(versions, baseline)
+        return changed
+
+    def confirm(
+        self, keys: list[str], timeout: float = ACK_TIMEOUT
+    ) -> dict[str, dict[acks.Subscription, str]]:
+        """Wait, bounded, until each of these sidecars holds what it was given;
+        returns, per sidecar that did not, what it refused (or did not take in
+        time) and why. An Envoy whose admin does not answer is skipped: it is
+        restarting, and reads the files anew."""
+        deadline = time.monotonic() + timeout
+        waiting = {k: acks.Verdict(False, {}, ()) for k in keys}
+        out: dict[str, dict[acks.Subscription, str]] = {}
+        while waiting:
+            for key in sorted(waiting):
+                w = self.plan.workloads[key]
+                envoy = self.children.get(f"{key}/envoy")
+                if envoy is not None and not envoy.alive():
+                    del waiting[key]  # restarted by the loop: it reads the files anew
+                    continue
+                stats = acks.read_stats(w.ip, w.admin_port, 0.5)
+                if stats is None:
+                    continue
+                verdict = acks.judge(stats, self.expected[key])
+                waiting[key] = verdict
+                if verdict.refused:
+                    out[key] = dict(verdict.refused)
+                if verdict.refused or verdict.confirmed:
+                    del waiting[key]
+            if waiting and time.monotonic() > deadline:
+                for key, verdict in waiting.items():
+                    if verdict.pending:
+                        versions = self.expected[key].versions
+                        out[key] = {
+                            sub: f"version {versions[sub]} not taken within {timeout:.0f}s"
+                            for sub in verdict.pending
+                        }
+                    else:
+                        self.log(
+                            f"{key}: could not confirm its configuration (admin not answering)"
+                        )
+                break
+            if waiting:
+                time.sleep(0.02)
+        return out
+
+    def envoy_says(self, w: WorkloadPlan) -> str:
+        """The last configuration error in the sidecar's log since the last delivery."""
+        log = self.plan.log_dir() / f"{w.dirname}.envoy.log"
+        try:
+            with log.open("rb") as f:
+                f.seek(self.envoy_log_offsets.get(w.key, 0))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        said = [ln for ln in text.splitlines() if "][config]" in ln and "update" in ln]
+        if not said:
+            return ""
+        line = said[-1].split("] ", 4)[-1].strip()
+        # Envoy quotes what it refused (a regex can be kilobytes): keep both ends.
+        return line if len(line) <= 600 else f"{line[:300]} ... {line[-300:]}"
+
+    def fail_closed(self, key: str, refused: dict[acks.Subscription, str]) -> None:
+        """The sidecar refused its configuration: deny everything rather than keep
+        enforcing what the user replaced."""
+        w = self.plan.workloads[key]
+        why = "; ".join(f"{acks.describe(sub)}: {msg}" for sub, msg in sorted(refused.items()))
+        envoy = self.envoy_says(w)
+        if envoy:
+            why += f" (Envoy: {envoy})"
+        self.log(
+            f"{key}: Envoy refused its configuration of generation {self.generation}: {why}; "
+            "failing closed: its inbound listeners deny every request until a change it accepts"
+        )
+        refused_set = self.delivered[key]
+        self.deliver(w, ec.fail_closed(refused_set, self.next_version()))
+        again = self.confirm([key]).get(key, {})
+        # What denies is in the listeners and the filters; a secret refused again (a
+        # certificate Envoy will not load) leaves them denying.
+        enforcing = (ec.ResourceType.LISTENER, ec.ResourceType.EXTENSION_CONFIG)
+        if any(sub[0] in enforcing for sub in again):
+            self.log(f"{key}: the fail-closed configuration was refused too: locking it down")
+            self.deliver(w, ec.lockdown(refused_set, self.next_version()))
+            again = self.confirm([key]).get(key, {})
+        entry: dict[str, Any] = {
+            "generation": self.generation,
+            "since": time.time(),
+            "reason": why,
+            "denyingAll": not any(sub[0] in enforcing for sub in again),
+        }
+        if again:
+            msg = "; ".join(f"{acks.describe(s)}: {m}" for s, m in sorted(again.items()))
+            entry["failClosedError"] = msg
+            self.log(f"{key}: the fail-closed configuration was not taken either: {msg}")
+        self.failed_closed[key] = entry
+
+    def apply_confirmed(self, snapshot: MeshSnapshot) -> int:
+        """``apply``, then confirm; each sidecar that refused fails closed."""
+        n = self.apply(snapshot)
+        keys = [w.key for w in self.plan.workloads.values() if w.sidecar and w.key in self.expected]
+        refused = self.confirm(keys)
+        for key in keys:
+            if key in refused:
+                self.fail_closed(key, refused[key])
+            elif self.failed_closed.pop(key, None) is not None:
+                self.log(
+                    f"{key}: Envoy took generation {self.generation}; no longer failing closed"
+                )
+        return n
 
     def apply(self, snapshot: MeshSnapshot) -> int:
         """Generate and deliver every sidecar's configuration; returns how many
@@ -314,7 +504,7 @@ class ControlPlane:
             self.write_status("ready")
             return
         self.last_error = None
-        n = self.apply(snap)
+        n = self.apply_confirmed(snap)
         self.log(f"generation {self.generation}: {n} file(s) changed")
         self.write_status("ready")
 
@@ -406,13 +596,15 @@ class ControlPlane:
                     ports = [*w.inbound.values(), *w.outbound_http.values()]
                     ports += list(w.outbound_tcp.values())
                     if all(port_open(w.ip, p) for p in ports):
-                        bad = config_rejections(w.ip, w.admin_port)
-                        if bad:
+                        stats = acks.read_stats(w.ip, w.admin_port, 0.5)
+                        verdict = acks.judge(stats, self.expected[key]) if stats else None
+                        if verdict is not None and verdict.refused:
                             raise RuntimeError(
-                                f"{n} refused its configuration {bad}: "
+                                f"{n} refused its configuration {verdict.refused}: "
                                 + c.log.read_text(errors="replace")[-3000:]
                             )
-                        pending.discard(n)
+                        if verdict is not None and verdict.confirmed:
+                            pending.discard(n)
                 else:
                     if all(port_open(w.ip, p) for p in w.app_ports.values()):
                         pending.discard(n)
@@ -426,7 +618,7 @@ class ControlPlane:
 
     def start(self) -> None:
         self.log(f"control plane for mesh {self.plan.name} (pid {os.getpid()})")
-        self.signature = manifest_signature(self.plan.manifests)
+        self.watch = ManifestWatch(self.plan.manifests)
         snap = load_snapshot(self.plan.manifests, self.plan.jwks)
         for w in self.plan.workloads.values():
             if w.sidecar:
@@ -447,11 +639,10 @@ class ControlPlane:
 
     def loop(self) -> None:
         last_status = last_pids = time.monotonic()
+        watch = self.watch or ManifestWatch(self.plan.manifests)
         while not self.stopping:
             time.sleep(POLL_INTERVAL)
-            sig = manifest_signature(self.plan.manifests)
-            if sig != self.signature:
-                self.signature = sig
+            if watch.poll(time.monotonic()):
                 self.reload()
             for w in self.plan.workloads.values():
                 if w.sidecar and self.ensure_cert(w):
@@ -524,7 +715,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "ControlPlane",
-    "config_rejections",
+    "ManifestWatch",
     "envoy_binary",
     "load_snapshot",
     "manifest_signature",

@@ -49,6 +49,11 @@ class Delivery(ConfigSources, Protocol):
         units (files, responses) changed."""
         ...
 
+    def versions(self) -> dict[tuple[ResourceType, str], str]:
+        """What the proxy should hold now: per subscription (LDS and CDS named ``""``,
+        each SDS secret, each ECDS filter), the version of its last change."""
+        ...
+
 
 def write_atomic(path: Path, data: Any, *, private: bool = False) -> bool:
     """Write JSON by temp file + rename (what Envoy's file watch expects).
@@ -86,6 +91,7 @@ class FileDelivery:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._versions: dict[tuple[ResourceType, str], str] = {}
 
     def path(self, t: ResourceType, name: str) -> Path:
         """The file that holds resource ``name`` of type ``t``."""
@@ -130,20 +136,30 @@ class FileDelivery:
         """Write the files whose resources changed (private keys: mode 0600); returns
         how many were written."""
         written = 0
+        versions = {}
         for path, (t, items) in self.files(resources).items():
-            if _resources_in(path) == json.loads(json.dumps(items)):
+            sub = (t, "" if t in _ONE_FILE_PER_TYPE else items[0]["name"])
+            held = _read(path)
+            if held is not None and held.get("resources") == json.loads(json.dumps(items)):
+                versions[sub] = self._versions.get(sub) or str(held.get("version_info"))
                 continue
             doc = {"version_info": resources.version, "resources": items}
             write_atomic(path, doc, private=t is ResourceType.SECRET)
+            versions[sub] = resources.version
             written += 1
+        self._versions = versions
         return written
 
+    def versions(self) -> dict[tuple[ResourceType, str], str]:
+        return dict(self._versions)
 
-def _resources_in(path: Path) -> Any:
+
+def _read(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads(path.read_text()).get("resources")
-    except (OSError, ValueError, AttributeError):
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
+    return doc if isinstance(doc, dict) else None
 
 
 __all__ = ["Delivery", "FileDelivery", "write_atomic"]

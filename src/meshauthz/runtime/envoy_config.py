@@ -40,6 +40,9 @@ secrets and the ECDS filters: ``ConfigSources``), and the delivery completes
   omits empty ones; the decisions are the same.
 * Secrets (SDS): ``default`` (the workload certificate) and ``ROOTCA`` (the
   mesh root), istiod's names.
+* Failing closed: ``fail_closed`` (and, as a last resort, ``lockdown``) turn a
+  generated set into one that denies every inbound request, for a sidecar whose
+  Envoy refused its configuration (see ``controlplane``).
 
 Not reproduced: Istio's own filters (``istio.metadata_exchange``,
 ``istio_authn``, ``istio.stats``, ``istio.alpn``) do not exist in upstream
@@ -59,6 +62,7 @@ from typing import Any, Protocol
 
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.hcm import HcmOptions
+from meshauthz.envoy.rbac.serialize import NETWORK_FILTER_NAME, NETWORK_FILTER_TYPE
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -815,8 +819,94 @@ def generate(
     return ResourceSet(version, resources), notes
 
 
+# --------------------------------------------------------------------------- fail closed
+
+FAIL_CLOSED_POLICY = "meshauthz-fail-closed"
+_DENY_ALL_RULES = {
+    "action": "DENY",
+    "policies": {
+        FAIL_CLOSED_POLICY: {"permissions": [{"any": True}], "principals": [{"any": True}]}
+    },
+}
+
+
+_DENY_CONNECTIONS = {
+    "name": NETWORK_FILTER_NAME,
+    "typed_config": {
+        "@type": NETWORK_FILTER_TYPE,
+        "stat_prefix": "meshauthz_fail_closed_",
+        "rules": _DENY_ALL_RULES,
+    },
+}
+
+
+def fail_closed(resources: ResourceSet, version: str) -> ResourceSet:
+    """The same proxy denying every inbound request and connection: for a workload
+    whose Envoy refused its configuration, which would otherwise keep enforcing the
+    policies the user replaced. The DENY slot holds an RBAC filter that denies
+    everything (403, policy ``meshauthz-fail-closed``) and the other slots no-ops
+    (so nothing that was refused is sent again); each inbound TCP chain's network
+    RBAC filters are replaced by one that denies every connection. Listeners,
+    clusters and secrets are otherwise unchanged, so this differs from what Envoy
+    accepted before only in these filters."""
+    filters: dict[str, Resource] = {}
+    for name, r in resources[ResourceType.EXTENSION_CONFIG].items():
+        if name == slot_name("deny"):
+            cfg: dict[str, Any] = {"@type": HTTP_RBAC_T, "rules": _DENY_ALL_RULES}
+        elif name == slot_name("jwt"):
+            cfg = jwt_filter_config(None)
+        else:
+            cfg = {"@type": HTTP_RBAC_T}
+        filters[name] = {**r, "typed_config": cfg}
+    listeners: dict[str, Resource] = {}
+    for name, listener in resources[ResourceType.LISTENER].items():
+        if name.startswith("inbound|"):
+            chains = []
+            for chain in listener["filter_chains"]:
+                kept = [f for f in chain["filters"] if f["name"] != NETWORK_FILTER_NAME]
+                if kept and kept[-1]["name"] == "envoy.filters.network.tcp_proxy":
+                    kept = [_DENY_CONNECTIONS, *kept]
+                chains.append({**chain, "filters": kept})
+            listener = {**listener, "filter_chains": chains}
+        listeners[name] = listener
+    by_type = {
+        **resources.by_type,
+        ResourceType.EXTENSION_CONFIG: filters,
+        ResourceType.LISTENER: listeners,
+    }
+    return ResourceSet(version, by_type)
+
+
+def lockdown(resources: ResourceSet, version: str) -> ResourceSet:
+    """``fail_closed`` for an Envoy that refused even those listeners: only the
+    inbound listeners, each on its address with one filter chain that closes every
+    connection (nothing generated from the manifests but the address), and no
+    outbound listeners."""
+    listeners: dict[str, Resource] = {}
+    for name, listener in resources[ResourceType.LISTENER].items():
+        if not name.startswith("inbound|"):
+            continue
+        tcp_proxy = {
+            "name": "envoy.filters.network.tcp_proxy",
+            "typed_config": {
+                "@type": T + "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                "stat_prefix": "meshauthz_lockdown",
+                "cluster": f"{name}||",
+            },
+        }
+        listeners[name] = {
+            "@type": ResourceType.LISTENER,
+            "name": name,
+            "address": listener["address"],
+            "filter_chains": [{"filters": [_DENY_CONNECTIONS, tcp_proxy]}],
+        }
+    closed = fail_closed(resources, version)
+    return closed.replace(ResourceType.LISTENER, listeners, version)
+
+
 __all__ = [
     "ACCESS_LOG_FORMAT",
+    "FAIL_CLOSED_POLICY",
     "SLOTS",
     "ConfigSources",
     "Resource",
@@ -825,8 +915,10 @@ __all__ = [
     "TlsMaterial",
     "authz_filters",
     "bootstrap_base",
+    "fail_closed",
     "generate",
     "jwt_filter_config",
+    "lockdown",
     "secret_resources",
     "service_hosts",
 ]
