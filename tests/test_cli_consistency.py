@@ -4,6 +4,7 @@ file names completed by the shell."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import click
@@ -153,3 +154,34 @@ def test_the_shell_completes_file_names_and_options(capsys, monkeypatch):
     monkeypatch.setenv("COMP_WORDS", "meshauthz check --conf")
     code, out, _ = run(capsys)
     assert code == 0 and out.splitlines() == ["plain,--config-dump"]
+
+
+def _keys(doc: object) -> Iterator[str]:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            yield from _keys(v)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [*CHECK, "--path", "/api/v1/data", "-H", "x-user: a"],
+        ["explain", *CHECK[1:]],
+        ["validate", "-v", SEED],
+        ["test", "--coverage", SEED, "examples/seed-fixed"],
+        ["test", "examples/failing/claims.test.yaml"],
+        ["build", "-f", SEED, "--workload", "default/backend"],
+        ["check", "--config-dump", "tests/decide/fixtures/seed-backend.config_dump.json"]
+        + ["--plaintext", "--to", ":80"],
+    ],
+    ids=["check", "explain", "validate", "test", "test-failing", "build", "config-dump"],
+)
+def test_every_json_output_names_its_keys_in_camel_case(capsys, args):
+    _, out, _ = run(capsys, *args, "-o", "json")
+    # names of fields; keys that are data (Envoy's policy names in build) are not names
+    names = {k for k in _keys(json.loads(out)) if re.fullmatch(r"@?\w+", k)}
+    assert names and not {k for k in names if not re.fullmatch(r"@?[a-z][a-zA-Z0-9]*", k)}
