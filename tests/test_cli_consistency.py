@@ -62,6 +62,7 @@ def test_input_errors_of_every_command_are_json_errors(capsys, tmp_path):
         ["explain", "-f", missing, "--from", "a/b", "--to", "c/d"],
         ["build", "-f", missing, "--workload", "a/b"],
         ["test", missing],
+        ["test", SEED, "--junit", f"{missing}/junit.xml"],  # cannot be written
         ["mesh", "status", "--state-dir", missing],
     ):
         code, out, err = run(capsys, *args, "-o", "json")

@@ -233,10 +233,10 @@ def exit_code(results: list[tuple[Request, Decision]], expect: str | None) -> in
     """3 when a decision is an internal error (its DENY is fail-closed, not an
     answer, so it never meets an expectation), else 1 when one differs from
     ``expect``, else 0; an internal error is also said on stderr."""
-    for r, d in results:
-        if d.internal_error:
-            click.echo(f"error: {render.internal_error_line(r, d)}", err=True)
-    if any(d.internal_error for _, d in results):
+    failed = [(r, d) for r, d in results if d.internal_error]
+    for r, d in failed:
+        click.echo(f"error: {render.internal_error_line(r, d)}", err=True)
+    if failed:
         return EXIT_INTERNAL
     if expect is not None and any(d.verdict != expect.upper() for _, d in results):
         return EXIT_FAILED
