@@ -34,3 +34,19 @@ def write(tmp_path: Path):
         return str(p)
 
     return _write
+
+
+@pytest.fixture
+def failing_matcher(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fault injected into deciding: every RBAC filter's matching raises (the
+    generated fast path, which inlines the matchers, is turned off so that the
+    walk runs them). Returns the error as the decision reports it."""
+    from meshauthz.decide import runner
+    from meshauthz.envoy.rbac.evaluate import CompiledFilter
+
+    def boom(self: CompiledFilter, inp: object, trace: bool = False) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(CompiledFilter, "evaluate", boom)
+    monkeypatch.setattr(runner, "_generate", lambda r: None)
+    return "RuntimeError: injected fault"

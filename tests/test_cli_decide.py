@@ -190,3 +190,63 @@ def test_build_by_namespace_and_labels_and_tcp(capsys):
     )
     docs = list(yaml.safe_load_all(out))
     assert code == 0 and [d["name"] for d in docs] == ["envoy.filters.network.rbac"] * 2
+
+
+SEED_DENIED = (
+    "-f",
+    SEED,
+    "--from",
+    "default/frontend",
+    "--to",
+    "default/backend",
+    "--path",
+    "/api/v1/data",
+)
+
+
+def test_an_internal_error_is_never_the_expected_deny(capsys, failing_matcher):
+    # Without the fault this request is denied and --expect deny exits 0 (above);
+    # with it the decision is a fail-closed DENY: exit 3, and said on stderr.
+    for command in ("check", "explain"):
+        code, out, err = run(capsys, command, *SEED_DENIED, "--expect", "deny")
+        assert code == 3, command
+        assert (
+            "DENY (403)" in out
+            and f"internal error and denies (fail closed): {failing_matcher}" in out
+        )
+        assert err == (
+            "error: internal error in meshauthz deciding GET /api/v1/data from default/frontend "
+            f"to default/backend port 80: {failing_matcher}; its DENY is fail-closed, not an "
+            "answer (this is a bug; set MESHAUTHZ_DEBUG=1 for the details to report)\n"
+        )
+    # without --expect too, and in JSON: the decision says so, the exit code too
+    code, out, _ = run(capsys, "check", *SEED_DENIED, "-o", "json")
+    d = json.loads(out)
+    assert code == 3 and (d["decision"], d["stage"], d["error"]) == (
+        "DENY",
+        "error",
+        failing_matcher,
+    )
+
+
+def test_explain_takes_expect(capsys):
+    assert run(capsys, "explain", *SEED_DENIED, "--expect", "deny")[0] == 0
+    code, out, _ = run(capsys, "explain", *SEED_DENIED, "--expect", "allow")
+    assert code == 1 and out.startswith("GET /api/v1/data from default/frontend")
+
+
+def test_check_json_reports_the_remote_address_it_used(capsys):
+    args = ["check", "-f", SEED, "--from", "default/frontend", "--to", "default/backend"]
+
+    def remote(*extra: str) -> str:
+        code, out, _ = run(capsys, *args, *extra, "-o", "json")
+        assert code == 0
+        return json.loads(out)["request"]["remoteIP"]
+
+    # a sidecar's inbound HCM trusts no hop: the address X-Forwarded-For ends with
+    assert remote("-H", "x-forwarded-for: 198.51.100.1, 203.0.113.7") == "203.0.113.7"
+    # without the header: the caller's own address
+    _, out, _ = run(capsys, *args, "-o", "json")
+    request = json.loads(out)["request"]
+    assert request["remoteIP"] == request["from"]["ip"] is not None
+    assert remote("--remote-ip", "192.0.2.99") == "192.0.2.99"

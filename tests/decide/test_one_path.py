@@ -150,10 +150,11 @@ def test_decide_is_the_runner_and_the_decision_its_outcome(tmp_path: Path) -> No
     snap = snapshot_of(EXAMPLES / "seed-fixed")
     decider = Decider(snap)
     for r in random_requests(snap, random.Random(5), 200):
-        outcome = decider.decide_prepared(decider.prepare_request(r))
-        assert decider.decide(r) == Decision.of(outcome, r)
+        pr = decider.prepare_request(r)
+        outcome = decider.decide_prepared(pr)
+        assert decider.decide(r) == Decision.of(outcome, r, pr.view)
         traced = decider.decide(r, trace=True)
-        assert dataclasses.replace(traced, trace=()) == Decision.of(outcome, r)
+        assert dataclasses.replace(traced, trace=()) == Decision.of(outcome, r, pr.view)
 
 
 # --- corpus: Istio's builder goldens ----------------------------------------------------------

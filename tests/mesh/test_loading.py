@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -132,8 +133,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 def test_commands_refuse_rejected_objects_the_same_way(tmp_path: Path, args: tuple) -> None:
     d = _seed_with(tmp_path, REJECTED)
     p = _cli(*args, "-o", "json", cwd=d)
-    assert p.returncode == 2 and p.stdout == ""
+    assert p.returncode == 2
     assert p.stderr.splitlines() == [FINDING.replace("p.yaml", "./p.yaml"), f"error: {SUMMARY}"]
+    # the script reading stdout gets the error object, with the findings validate lists
+    error = json.loads(p.stdout)["error"]
+    assert (error["code"], error["message"]) == ("rejected", SUMMARY)
+    assert [f["code"] for f in error["findings"]] == ["invalid-ip-block"]
 
 
 def test_test_runner_reports_rejected_objects_per_suite(tmp_path: Path) -> None:

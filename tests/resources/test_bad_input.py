@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -195,3 +198,81 @@ def test_deeply_nested_jwt_claims_are_a_usage_error(capsys):
         deep,
     )
     assert code == 2 and "--jwt-claims is nested too deeply" in err
+
+
+# --- arguments that are not text ----------------------------------------------------------
+# Python decodes an argument that is not valid in the locale's encoding with surrogate
+# escapes ('\udcff' for the byte 0xff); capsys's streams are strict UTF-8, as a UTF-8
+# locale's are, so printing such a string unescaped would fail here.
+
+CHECK = ["check", "-f", "examples/seed", "--from", "default/frontend", "--to", "default/backend"]
+
+
+@pytest.mark.parametrize("option", ["--path", "--host", "--method", "--principal", "-H"])
+def test_an_argument_that_is_not_utf8_is_a_usage_error(capsys, option):
+    value = "x-a: \udcff" if option == "-H" else "/\udcff"
+    code, out, err = run(capsys, *CHECK, option, value)
+    assert code == 2 and out == ""
+    position = value.index("\udcff")
+    assert f"not UTF-8 text: byte 0xff at position {position}" in err
+    code, out, _ = run(capsys, *CHECK, option, value, "-o", "json")
+    error = json.loads(out)["error"]
+    assert code == 2 and error["code"] == "usage" and "not UTF-8 text" in error["message"]
+
+
+def test_file_names_may_hold_any_bytes_and_are_printed_escaped(capsys, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    name = os.fsdecode(b"caf\xe9.yaml")  # a Latin-1 file name
+    (d / name).write_text(GOOD.replace('["GET"]', "GET"))
+    for arg in (str(d), str(d / name)):
+        code, out, _ = run(capsys, "validate", arg)
+        assert code == 1 and "caf\\udce9.yaml:8:9: error[schema]" in out
+    code, _, err = run(capsys, "validate", str(tmp_path / name))
+    assert code == 2 and "caf\\udce9.yaml: no such file or directory" in err
+    code, _, err = run(capsys, "validate", "a\x00b")
+    assert code == 2 and "a file name cannot contain a NUL byte" in err
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_non_utf8_bytes_on_a_real_command_line(tmp_path, locale):
+    env = {**os.environ, "LC_ALL": locale, "PYTHONIOENCODING": "utf-8:strict"}
+    cmd = [sys.executable, "-m", "meshauthz.cli.main", *CHECK, "--path", b"/\xff"]
+    p = subprocess.run(cmd, env=env, capture_output=True, timeout=60)
+    assert p.returncode == 2 and b"not UTF-8 text: byte 0xff at position 1" in p.stderr
+    bad = tmp_path / os.fsdecode(b"\xff.yaml")
+    bad.write_text("a: [\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "meshauthz.cli.main", "validate", str(tmp_path)],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert p.returncode == 2 and b"\\udcff.yaml:2:" in p.stderr and b"YAML syntax error" in p.stderr
+
+
+# --- no manifests ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("validate", "{d}"),
+        ("validate", "examples/seed", "{d}"),
+        ("check", "-f", "{d}", "--from", "a/b", "--to", "c/d"),
+        ("build", "-f", "{d}", "--workload", "a/b"),
+        ("mesh", "up", "{d}", "--state-dir", "{state}"),
+    ],
+    ids=["validate", "validate-two", "check", "build", "mesh-up"],
+)
+def test_a_directory_without_manifests_is_unusable_input(capsys, tmp_path, args):
+    d = tmp_path / "empty"
+    (d / "sub").mkdir(parents=True)
+    (d / "only.test.yaml").write_text("cases: []\n")  # a suite is not a manifest
+    (d / "notes.txt").write_text("x\n")
+    state = tmp_path / "state"
+    argv = [a.format(d=d, state=state) for a in args]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert f"error: {d}: no manifests found: no .yaml, .yml or .json files" in err
+    assert not state.exists()  # mesh up started nothing

@@ -77,6 +77,16 @@ def test_cli_round_trip(env: dict[str, str], tmp_path: Path) -> None:
 
     logs = run(env, "logs", "--name", "seed", "default/backend")
     assert "403 DENY by DENY default/deny-all-backend rule 0" in logs.stdout
+    # as JSON, in the key style of every JSON output (camelCase), with its decision
+    entries = json.loads(run(env, "logs", "--name", "fixed", "-o", "json").stdout)
+    [entry] = [e for e in entries if e["requestId"] == doc["requestId"]]
+    assert "networkRbac" in entry
+    assert not [k for k in entry if "_" in k]
+    assert entry["decision"]["policy"] == "default/allow-frontend-get-data"
+    # a workload the mesh does not run is unusable input, not a bug
+    nope = run(env, "logs", "--name", "fixed", "default/nope", "-o", "json", check=False)
+    assert nope.returncode == 2 and "no workload default/nope" in nope.stderr
+    assert json.loads(nope.stdout)["error"]["code"] == "input"
     st = run(env, "status", "--name", "fixed")
     assert "mesh fixed: up" in st.stdout
 

@@ -116,7 +116,14 @@ def test_json_output_and_junit(capsys, write, tmp_path):
     assert code == 1
     doc = json.loads(out)
     assert doc["ok"] is False
-    assert doc["summary"] == {"passed": 1, "failed": 1, "errors": 0, "cases": 2, "suites": 1}
+    assert doc["summary"] == {
+        "passed": 1,
+        "failed": 1,
+        "errors": 0,
+        "internalErrors": 0,
+        "cases": 2,
+        "suites": 1,
+    }
     c0, c1 = doc["suites"][0]["cases"]
     assert c0["result"] == "pass" and c0["actual"]["decision"] == "DENY" and "explain" not in c0
     assert c1["result"] == "fail" and c1["expect"] == {"decision": "ALLOW"}
@@ -268,3 +275,39 @@ def test_watch_without_changes_does_not_rerun(write, tmp_path):
 def test_run_paths_needs_suites(tmp_path):
     with pytest.raises(InputError):
         run_paths([str(tmp_path)])
+
+
+def test_an_internal_error_fails_a_case_that_expects_deny(capsys, write, tmp_path, failing_matcher):
+    # The request is denied without the fault (test_json_output_and_junit); with it,
+    # the fail-closed DENY must not pass as the expected one.
+    p = suite(write, "e.test.yaml", f"  - name: denied\n    request: {CLAIM}\n    expect: DENY\n")
+    junit = str(tmp_path / "junit.xml")
+    code, out, _ = run(capsys, "test", p, "--junit", junit)
+    assert code == 3
+    assert out.splitlines() == [
+        f"INTERNAL ERROR {p}:3: e: denied",
+        "    internal error in meshauthz deciding GET /api/v1/data from default/frontend to "
+        f"default/backend port 80: {failing_matcher}; its DENY is fail-closed, not an answer "
+        "(this is a bug; set MESHAUTHZ_DEBUG=1 for the details to report)",
+        "    the case expects DENY; a fail-closed DENY meets no expectation",
+        "0 passed, 0 failed, 1 internal error",
+    ]
+    # JUnit: an <error> of meshauthz, not a <failure> of the policies
+    root = ET.parse(junit).getroot()
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("1", "0", "1")
+    [case] = root.findall("./testsuite/testcase")
+    assert case.find("failure") is None
+    error = case.find("error")
+    assert error is not None and error.get("type") == "internal error"
+    assert failing_matcher in (error.get("message") or "")
+
+    code, out, _ = run(capsys, "test", p, "-o", "json")
+    doc = json.loads(out)
+    assert code == 3 and doc["ok"] is False
+    assert (doc["summary"]["passed"], doc["summary"]["internalErrors"]) == (0, 1)
+    [c] = doc["suites"][0]["cases"]
+    assert (c["result"], c["error"], c["actual"]["stage"]) == (
+        "internal-error",
+        failing_matcher,
+        "error",
+    )

@@ -10,8 +10,8 @@ import click
 import yaml
 
 from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
-from meshauthz.cli.output import emit_json, report_input_error
-from meshauthz.errors import EXIT_INPUT, EXIT_OK, MeshauthzError
+from meshauthz.cli.output import emit_json
+from meshauthz.errors import EXIT_OK
 from meshauthz.mesh import PolicyMatcher, inbound_port, list_policies, select_policies
 from meshauthz.translate import Chain, build
 from meshauthz.translate.workload import authorization_policies, mesh_build_options
@@ -44,7 +44,13 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 )
 @MESH_CONFIG_OPTION
 @click.option(
-    "-o", "--output", "fmt", type=click.Choice(["yaml", "json"]), default="yaml", show_default=True
+    "-o",
+    "--output",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="The filters as Envoy's own YAML or JSON.",
 )
 def build_command(
     paths: tuple[str, ...],
@@ -59,31 +65,25 @@ def build_command(
     fmt: str,
 ) -> None:
     """Print the Envoy filters istiod would build, in order (CUSTOM, AUDIT, DENY, ALLOW)."""
-    snapshot = load_mesh(paths, mesh_config, "json" if fmt == "json" else "text")
+    snapshot = load_mesh(paths, mesh_config)
     if (workload is None) == (namespace is None):
         raise click.UsageError("give --workload NS/NAME, or --namespace NS with --labels K=V,...")
     if labels is not None and namespace is None:
         raise click.UsageError("--labels goes with --namespace")
-    try:
-        if workload is not None:
-            w = snapshot.workload(workload)
-            selected = select_policies(snapshot, w, "AuthorizationPolicy")
-            if protocol is None and port is not None:
-                protocol = "tcp" if inbound_port(snapshot, w, port).listener == "tcp" else "http"
-        else:
-            label_map: dict[str, str] = {}
-            for item in filter(None, (labels or "").split(",")):
-                k, sep, v = item.partition("=")
-                if not sep or not k:
-                    raise click.UsageError(f"--labels expects K=V pairs, got {item!r}")
-                label_map[k.strip()] = v.strip()
-            matcher = PolicyMatcher(
-                namespace or "", label_map, root_namespace=snapshot.root_namespace
-            )
-            selected = list_policies(snapshot, matcher, "AuthorizationPolicy")
-    except MeshauthzError as e:
-        report_input_error(e, "json" if fmt == "json" else "text")
-        sys.exit(EXIT_INPUT)
+    if workload is not None:
+        w = snapshot.workload(workload)
+        selected = select_policies(snapshot, w, "AuthorizationPolicy")
+        if protocol is None and port is not None:
+            protocol = "tcp" if inbound_port(snapshot, w, port).listener == "tcp" else "http"
+    else:
+        label_map: dict[str, str] = {}
+        for item in filter(None, (labels or "").split(",")):
+            k, sep, v = item.partition("=")
+            if not sep or not k:
+                raise click.UsageError(f"--labels expects K=V pairs, got {item!r}")
+            label_map[k.strip()] = v.strip()
+        matcher = PolicyMatcher(namespace or "", label_map, root_namespace=snapshot.root_namespace)
+        selected = list_policies(snapshot, matcher, "AuthorizationPolicy")
     options = mesh_build_options(snapshot)
     if trust_domain is not None or aliases:
         td = trust_domain or snapshot.mesh_config.trust_domain

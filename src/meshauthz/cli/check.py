@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.common import MESH_CONFIG_OPTION, load_mesh
-from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
+from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
+from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
@@ -18,7 +18,7 @@ from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
-from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
+from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK
 from meshauthz.mesh import MeshSnapshot
 
 # -f is required unless check reads a config dump (checked in decide_all).
@@ -27,6 +27,7 @@ _MANIFESTS = click.option(
     "--filename",
     "paths",
     multiple=True,
+    type=PathArg(),
     metavar="PATH",
     help="Manifests: a file, a directory or '-' (repeatable); optional with --config-dump.",
 )
@@ -37,6 +38,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--request",
             "request_file",
+            type=PathArg(),
             metavar="FILE",
             help="A request file (YAML or JSON; one request or a list).",
         ),
@@ -173,16 +175,10 @@ def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
 def decide_all(
     o: dict[str, Any], trace: bool, explain: bool = False
 ) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
-    fmt = o["fmt"]
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    snapshot = load_mesh(o["paths"], o["mesh_config"], fmt)
-    try:
-        specs = specs_from_options(o)
-        requests = [resolve(s, snapshot) for s in specs]
-    except MeshauthzError as e:
-        report_input_error(e, fmt)
-        sys.exit(EXIT_INPUT)
+    snapshot = load_mesh(o["paths"], o["mesh_config"])
+    requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
     single = not o["request_file"] or len(requests) == 1
     return (
@@ -196,48 +192,62 @@ def decide_with_dump(
     o: dict[str, Any],
 ) -> tuple[list[tuple[Request, Decision]], bool, list[ChainInfo | None]]:
     """check --config-dump: the requests against the proxy the dump comes from."""
-    fmt = o["fmt"]
     if o["mesh_config"] and not o["paths"]:
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
         )
-    snapshot = load_mesh(o["paths"], o["mesh_config"], fmt) if o["paths"] else None
-    try:
-        dump = load_config_dump(o["config_dump"])
-        if not o["request_file"]:
-            to: str | None = o["to"]
-            port: int | None = o["port"]
-            if to is not None and to.startswith(":"):
-                if port is not None:
-                    raise click.UsageError("give the port once: --to :PORT or --port")
-                if not to[1:].isdigit() or not 0 < int(to[1:]) < 65536:
-                    raise click.UsageError(f"--to :PORT expects a port number 1-65535, got {to!r}")
-                port = int(to[1:])
-                to = None
-            if to is None and port is None:
-                raise click.UsageError("give the port: --to :PORT or --port N (with --config-dump)")
-            o = {**o, "to": to or dump.workload.key, "port": port}
-        specs = specs_from_options(o)
-        out: list[tuple[Request, Decision]] = []
-        where: list[ChainInfo | None] = []
-        for s in specs:
-            request, d, info = decide_in_dump(dump, s, snapshot, ext_authz=o["ext_authz"])
-            out.append((request, d))
-            where.append(info)
-    except MeshauthzError as e:
-        report_input_error(e, fmt)
-        sys.exit(EXIT_INPUT)
+    snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
+    dump = load_config_dump(o["config_dump"])
+    if not o["request_file"]:
+        to: str | None = o["to"]
+        port: int | None = o["port"]
+        if to is not None and to.startswith(":"):
+            if port is not None:
+                raise click.UsageError("give the port once: --to :PORT or --port")
+            if not to[1:].isdigit() or not 0 < int(to[1:]) < 65536:
+                raise click.UsageError(f"--to :PORT expects a port number 1-65535, got {to!r}")
+            port = int(to[1:])
+            to = None
+        if to is None and port is None:
+            raise click.UsageError("give the port: --to :PORT or --port N (with --config-dump)")
+        o = {**o, "to": to or dump.workload.key, "port": port}
+    out: list[tuple[Request, Decision]] = []
+    where: list[ChainInfo | None] = []
+    for s in specs_from_options(o):
+        request, d, info = decide_in_dump(dump, s, snapshot, ext_authz=o["ext_authz"])
+        out.append((request, d))
+        where.append(info)
     return out, not o["request_file"] or len(out) == 1, where
+
+
+EXPECT_OPTION = click.option(
+    "--expect",
+    type=click.Choice(["allow", "deny"]),
+    help="Exit 1 unless every decision is this (an internal error is never it: exit 3).",
+)
+
+
+def exit_code(results: list[tuple[Request, Decision]], expect: str | None) -> int:
+    """3 when a decision is an internal error (its DENY is fail-closed, not an
+    answer, so it never meets an expectation), else 1 when one differs from
+    ``expect``, else 0; an internal error is also said on stderr."""
+    failed = [(r, d) for r, d in results if d.internal_error]
+    for r, d in failed:
+        click.echo(f"error: {render.internal_error_line(r, d)}", err=True)
+    if failed:
+        return EXIT_INTERNAL
+    if expect is not None and any(d.verdict != expect.upper() for _, d in results):
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 @click.command("check")
 @request_options
-@click.option(
-    "--expect", type=click.Choice(["allow", "deny"]), help="Exit 1 unless every decision is this."
-)
+@EXPECT_OPTION
 @click.option("--trace", "show_trace", is_flag=True, help="Also print the evaluation trace.")
 @click.option(
     "--config-dump",
+    type=PathArg(),
     metavar="FILE",
     help="Decide against this Envoy config dump (a live pod's /config_dump JSON, '-' for stdin) "
     "instead of the filters built from the manifests.",
@@ -250,7 +260,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     optional, the caller is --principal ID or --plaintext (or --from with -f),
     and the destination is the dump's pod: --to :PORT or --port N.
 
-    Exit 0 when it ran; with --expect, 1 when a decision differs.
+    Exit 0 when it ran; with --expect, 1 when a decision differs; 3 when a
+    decision hit an internal error (it denies, fail closed).
     """
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)
@@ -268,30 +279,30 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
         for (r, d), w in zip(results, where, strict=True):
             for line in render.check_lines(r, d, w, trace=show_trace):
                 click.echo(line)
-    if expect is not None and any(d.verdict != expect.upper() for _, d in results):
-        sys.exit(EXIT_FAILED)
-    sys.exit(EXIT_OK)
+    sys.exit(exit_code(results, expect))
 
 
 @click.command("explain")
 @request_options
-def explain_command(**o: Any) -> None:
+@EXPECT_OPTION
+def explain_command(expect: str | None, **o: Any) -> None:
     """Explain a decision: which policies apply and why, and per rule what
-    matched or the first clause that failed."""
+    matched or the first clause that failed.
+
+    Takes check's request options and --expect; the evaluation (check's
+    --trace) is always shown; against a config dump, use check --config-dump
+    --trace. Exit codes as check's.
+    """
     snapshot, results, single = decide_all(o, trace=True, explain=True)
 
     if o["fmt"] == "json":
         docs = [{**d.to_json(), "applicable": applicable_policies(snapshot, r)} for r, d in results]
         emit_json(docs[0] if single else docs)
-        sys.exit(EXIT_OK)
-    for r, d in results:
-        for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
-            click.echo(line)
-    sys.exit(EXIT_OK)
+    else:
+        for r, d in results:
+            for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
+                click.echo(line)
+    sys.exit(exit_code(results, expect))
 
 
-__all__ = [
-    "check_command",
-    "explain_command",
-    "report_input_error",
-]
+__all__ = ["check_command", "explain_command"]

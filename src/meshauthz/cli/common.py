@@ -1,32 +1,64 @@
-"""Loading a mesh for the commands that decide or build, with one error policy."""
+"""What the commands share: loading a mesh, the manifest options, and the
+types of their arguments (text, and file names that complete in the shell)."""
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import click
 
-from meshauthz.cli.output import report_input_error
-from meshauthz.errors import EXIT_INPUT, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.mesh.loading import InvalidInput
 from meshauthz.mesh.loading import load_mesh as load_checked
 
 
-def load_mesh(paths: tuple[str, ...], mesh_config: str | None, fmt: str) -> MeshSnapshot:
-    """The one loader, with the commands' reporting: objects Istio would reject
-    are listed on stderr with a summary line, other unusable input is reported
-    as every input error is; both exit 2."""
-    try:
-        return load_checked(paths, mesh_config=mesh_config).snapshot
-    except InvalidInput as e:
-        for f in e.errors:
-            click.echo(f.to_text(), err=True)
-        click.echo(f"error: {e.message}", err=True)
-        sys.exit(EXIT_INPUT)
-    except MeshauthzError as e:
-        report_input_error(e, fmt)
-        sys.exit(EXIT_INPUT)
+def load_mesh(paths: tuple[str, ...], mesh_config: str | None) -> MeshSnapshot:
+    """The one loader; its errors (InvalidInput with the findings, other
+    unusable input) are reported by the entry point, as every error is: exit 2."""
+    return load_checked(paths, mesh_config=mesh_config).snapshot
+
+
+class PathArg(click.Path):
+    """A file or directory name ('-' for standard input): typed so that the
+    shell completes it; meshauthz checks it itself when it reads it, with its
+    own messages, so nothing else is checked here."""
+
+    def __init__(self) -> None:
+        super().__init__(allow_dash=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:  # possible only through main(argv)
+            self.fail("a file name cannot contain a NUL byte", param, ctx)
+        return value
+
+
+class Utf8Text(click.types.StringParamType):
+    """Text given on the command line. Python decodes arguments that are not
+    valid in the locale's encoding with surrogate escapes; such an argument is
+    refused (exit 2) as a request file that is not UTF-8 is. File names are
+    ``PathArg``s: they may hold any bytes the file system allows."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = super().convert(value, param, ctx)
+        for i, ch in enumerate(text):
+            if "\udc80" <= ch <= "\udcff":
+                self.fail(
+                    f"not UTF-8 text: byte 0x{ord(ch) - 0xDC00:02x} at position {i}", param, ctx
+                )
+        return text
+
+
+UTF8_TEXT = Utf8Text()
+
+
+def require_text(command: click.Command) -> None:
+    """Every plain string option and argument of ``command`` and its
+    subcommands takes UTF-8 text only (file names are ``PathArg``s)."""
+    for p in command.params:
+        if p.type is click.STRING:
+            p.type = UTF8_TEXT
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            require_text(sub)
 
 
 MANIFEST_OPTION = click.option(
@@ -35,11 +67,13 @@ MANIFEST_OPTION = click.option(
     "paths",
     multiple=True,
     required=True,
+    type=PathArg(),
     metavar="PATH",
     help="Manifests: a file, a directory or '-' (repeatable).",
 )
 MESH_CONFIG_OPTION = click.option(
     "--mesh-config",
+    type=PathArg(),
     metavar="FILE",
     help="A MeshConfig YAML file (otherwise the 'istio' ConfigMap among the inputs, or Istio's defaults).",
 )

@@ -1,4 +1,5 @@
-"""Entry point: the command group, and the guard that turns bugs into exit 3."""
+"""Entry point: the command group, and the guard that reports every error the
+same way (exit 2 for unusable input and usage errors, 3 for bugs)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ import click
 from meshauthz import __version__
 from meshauthz.cli.build_cmd import build_command
 from meshauthz.cli.check import check_command, explain_command
+from meshauthz.cli.common import require_text
 from meshauthz.cli.mesh_cmd import mesh_group
+from meshauthz.cli.output import (
+    printable_streams,
+    report_error,
+    report_internal_error,
+    report_usage_error,
+    requested_format,
+)
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
@@ -30,31 +39,35 @@ cli.add_command(explain_command)
 cli.add_command(build_command)
 cli.add_command(test_command)
 cli.add_command(mesh_group)
+require_text(cli)
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else list(argv)
+    fmt = requested_format(args)
+    printable_streams()
     try:
-        cli.main(args=argv, prog_name="meshauthz", standalone_mode=False)
+        cli.main(args=args, prog_name="meshauthz", standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_INPUT)
     except click.ClickException as e:
-        e.show()
+        report_usage_error(e, fmt)
         sys.exit(EXIT_INPUT)
     except MeshauthzError as e:
-        click.echo(f"error: {e}", err=True)
+        report_error(e, fmt)
         sys.exit(EXIT_INPUT)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
     except Exception as e:  # a bug: say so plainly, keep the details for a report
-        click.echo(
+        report_internal_error(
             f"internal error in meshauthz: {type(e).__name__}: {e} (this is a bug; "
             "set MESHAUTHZ_DEBUG=1 for the details to report)",
-            err=True,
+            fmt,
         )
         if os.environ.get("MESHAUTHZ_DEBUG"):
             click.echo(traceback.format_exc(), err=True)

@@ -9,24 +9,70 @@ mesh token --issuer I --sub S [--aud A]... [--claim k=v]... | mesh token --jwks
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
 import time
-from typing import Any
+import urllib.parse
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
-from meshauthz.cli.output import emit_json
-from meshauthz.errors import EXIT_FAILED
+from meshauthz.cli.common import PathArg
+from meshauthz.cli.output import camel_keys, emit_json
+from meshauthz.errors import EXIT_FAILED, InputError, Location
 from meshauthz.runtime import client, supervisor
 from meshauthz.runtime.controlplane import load_snapshot
-from meshauthz.runtime.plan import MeshPlan, state_root
+from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, state_root
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _which(f: Any) -> Any:
     f = click.option("--name", help="The mesh (default: the only one up).")(f)
     return click.option(
-        "--state-dir", metavar="DIR", help="The mesh's state directory (instead of --name)."
+        "--state-dir",
+        type=PathArg(),
+        metavar="DIR",
+        help="The mesh's state directory (instead of --name).",
     )(f)
+
+
+def _output(help: str) -> Callable[[F], F]:
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+
+
+def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value}: expected a number of seconds above 0")
+    return value
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _sendable(value: str, what: str) -> str:
+    """A value that goes into the request line or a header: HTTP/1.1 cannot
+    carry control characters there (curl refuses them too)."""
+    if _CONTROL.search(value):
+        raise click.BadParameter(f"{value!r}: control characters cannot be sent", param_hint=what)
+    return value
+
+
+def _workload(plan: MeshPlan, ref: str) -> WorkloadPlan:
+    try:
+        return plan.workload(ref)
+    except KeyError as e:
+        raise supervisor.MeshError(str(e.args[0])) from None
 
 
 def _plan(name: str | None, state_dir: str | None) -> MeshPlan:
@@ -46,7 +92,11 @@ def mesh_group() -> None:
 @click.argument("directory", type=click.Path(exists=True))
 @_which
 @click.option(
-    "--cert-ttl", default=3600, show_default=True, help="Workload certificate lifetime (s)."
+    "--cert-ttl",
+    type=click.IntRange(min=1),
+    default=3600,
+    show_default=True,
+    help="Workload certificate lifetime (s).",
 )
 @click.option(
     "--jwks",
@@ -61,8 +111,14 @@ def mesh_group() -> None:
     help="Run the commands of the manifests' mesh.meshauthz.io/command annotations "
     "(as argv, without a shell, as you); without it, mesh up refuses such manifests.",
 )
-@click.option("--timeout", default=90.0, show_default=True, help="Seconds to wait for ready.")
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "--timeout",
+    default=90.0,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait for ready.",
+)
+@_output("What was started, for a person or as JSON (the same document as mesh status).")
 def up_command(
     directory: str,
     name: str | None,
@@ -175,7 +231,7 @@ def _print_plan(plan: MeshPlan) -> None:
 
 @mesh_group.command("status")
 @_which
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_output("For a person, or the mesh as JSON: its workloads, ports, processes and state.")
 def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
     """What runs where, and the control plane's state. Exit 1 when the control plane
     is not running, the last change of the manifests was not applied, or a sidecar
@@ -267,8 +323,15 @@ def _fmt_entry(e: dict[str, Any]) -> str:
 @click.argument("workload", required=False, metavar="[NS/WORKLOAD]")
 @_which
 @click.option("--all", "show_all", is_flag=True, help="Also outbound entries.")
-@click.option("-n", "--tail", "tail", type=int, default=0, help="Only the last N entries.")
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option(
+    "-n",
+    "--tail",
+    "tail",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Only the last N entries (0: all).",
+)
+@_output("One line per request, or the access-log entries as JSON, each with its decision.")
 def logs_command(
     workload: str | None,
     name: str | None,
@@ -280,7 +343,7 @@ def logs_command(
     """Access logs of the inbound sidecars: the decision, the policy that decided
     and the dry-run results, per request."""
     plan = _plan(name, state_dir)
-    wls = [plan.workload(workload)] if workload else list(plan.workloads.values())
+    wls = [_workload(plan, workload)] if workload else list(plan.workloads.values())
     entries = []
     for w in wls:
         for e in client.read_log(plan, w):
@@ -294,7 +357,7 @@ def logs_command(
     if tail:
         entries = entries[-tail:]
     if fmt == "json":
-        emit_json([{**e, "decision": client.interpret(e)} for e in entries])
+        emit_json([camel_keys({**e, "decision": client.interpret(e)}) for e in entries])
         return
     for e in entries:
         if str(e.get("direction", "")).startswith("outbound"):
@@ -310,7 +373,14 @@ def logs_command(
 @click.argument("url")
 @click.option("--from", "from_", required=True, metavar="NS/WORKLOAD", help="The caller.")
 @click.option("-X", "--request", "method", default=None, help="The method (default GET).")
-@click.option("-H", "--header", "headers", multiple=True, metavar="'NAME: VALUE'")
+@click.option(
+    "-H",
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="A request header (repeatable).",
+)
 @click.option("--jwt", "token", metavar="TOKEN", help="Sent as Authorization: Bearer TOKEN.")
 @click.option("-d", "--data", default=None, help="A request body (method defaults to POST).")
 @click.option(
@@ -320,9 +390,15 @@ def logs_command(
 )
 @click.option("-i", "--include", is_flag=True, help="Also print the response headers.")
 @click.option("-v", "--verbose", is_flag=True, help="Also the destination sidecar's log entry.")
-@click.option("--timeout", default=10.0, show_default=True)
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    callback=_seconds,
+    help="Seconds to wait for the answer.",
+)
 @_which
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_output("The status and body, or the response and the sidecar's decision as JSON.")
 def curl_command(
     url: str,
     from_: str,
@@ -342,14 +418,26 @@ def curl_command(
     plan = _plan(name, state_dir)
     if not supervisor.is_running(plan.state):
         raise supervisor.MeshError(f"mesh {plan.name} is not running")
-    snapshot = load_snapshot(plan.manifests, plan.jwks)
+    _workload(plan, from_)
+    if re.search(r"[\x00-\x20\x7f]", url):  # the request target has no spaces either
+        raise click.BadParameter(
+            f"{url!r}: spaces and control characters cannot be sent; percent-encode them",
+            param_hint="URL",
+        )
+    try:
+        _ = urllib.parse.urlsplit(url).port  # a port that is not one raises
+    except ValueError as e:
+        raise click.BadParameter(f"{url}: {e}", param_hint="URL") from None
     hs = []
     for h in headers:
         k, sep, v = h.partition(":")
         if not sep or not k.strip():
             raise click.BadParameter(f"{h!r}: expected 'NAME: VALUE'", param_hint="-H")
-        hs.append((k, v))
-    m = method or ("POST" if data is not None else "GET")
+        hs.append((_sendable(k, "-H"), _sendable(v, "-H")))
+    if token is not None:
+        _sendable(token, "--jwt")
+    m = _sendable(method or ("POST" if data is not None else "GET"), "-X")
+    snapshot = load_snapshot(plan.manifests, plan.jwks)
     resp = client.send(
         plan,
         snapshot,
@@ -394,7 +482,11 @@ def curl_command(
 @click.option("--claim", "claims", multiple=True, metavar="K=V", help="A claim; V may be JSON.")
 @click.option("--ttl", default=3600, show_default=True, help="Seconds until exp.")
 @click.option(
-    "--key", "key_file", metavar="PEM", help="Sign with this RSA key (default: demo key)."
+    "--key",
+    "key_file",
+    type=PathArg(),
+    metavar="PEM",
+    help="Sign with this RSA key (default: demo key).",
 )
 @click.option("--jwks", "print_jwks", is_flag=True, help="Print the demo key's JWKS instead.")
 def token_command(
@@ -422,7 +514,14 @@ def token_command(
             extra[k] = json.loads(v)
         except ValueError:
             extra[k] = v
-    click.echo(client.mint_token(issuer, sub, extra, audience=aud, ttl=ttl, key_file=key_file))
+    try:
+        token = client.mint_token(issuer, sub, extra, audience=aud, ttl=ttl, key_file=key_file)
+    except (OSError, ValueError, TypeError) as e:
+        if key_file is None:  # the bundled demo key: a bug
+            raise
+        why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise InputError(f"cannot sign with this key: {why}", location=Location(key_file)) from None
+    click.echo(token)
 
 
 __all__ = ["mesh_group"]

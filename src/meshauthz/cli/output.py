@@ -1,14 +1,23 @@
-"""Shared printing conventions: text for a person, JSON for a script."""
+"""Shared printing conventions: text for a person, JSON for a script.
+
+Every error a command ends with goes through ``report_error``: its text on
+standard error and, with ``-o json``, the error object on standard output
+(the same object for unusable input, usage errors and internal errors).
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 
 from meshauthz.errors import MeshauthzError
+from meshauthz.mesh.loading import InvalidInput
 
 FORMAT_OPTION = click.option(
     "-o",
@@ -26,21 +35,95 @@ def emit_json(value: Any) -> None:
     sys.stdout.write("\n")
 
 
-def error_json(err: MeshauthzError) -> dict[str, Any]:
-    loc = err.location
+def camel_keys(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its keys in the JSON outputs' style (``request_id`` -> ``requestId``)."""
+    return {re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), k): v for k, v in doc.items()}
+
+
+def error_object(
+    code: str,
+    message: str,
+    *,
+    file: str | None = None,
+    line: int | None = None,
+    column: int | None = None,
+    field: str | None = None,
+) -> dict[str, Any]:
+    """The one JSON shape of an error: ``{"error": {code, message, file, line, column, field}}``."""
     return {
         "error": {
-            "code": err.code,
-            "message": err.message,
-            "file": loc.file if loc else None,
-            "line": loc.line if loc else None,
-            "column": loc.column if loc else None,
-            "field": err.field,
+            "code": code,
+            "message": message,
+            "file": file,
+            "line": line,
+            "column": column,
+            "field": field,
         }
     }
 
 
-def report_input_error(err: MeshauthzError, fmt: str) -> None:
+def error_json(err: MeshauthzError) -> dict[str, Any]:
+    loc = err.location
+    doc = error_object(
+        err.code,
+        err.message,
+        file=loc.file if loc else None,
+        line=loc.line if loc else None,
+        column=loc.column if loc else None,
+        field=err.field,
+    )
+    if isinstance(err, InvalidInput):  # the objects Istio would reject, as validate lists them
+        doc["error"]["findings"] = [f.to_json() for f in err.errors]
+    return doc
+
+
+def report_error(err: MeshauthzError, fmt: str) -> None:
+    """Unusable input (exit 2): the error object on stdout for JSON, the text on stderr."""
     if fmt == "json":
         emit_json(error_json(err))
-    click.echo(f"error: {err}", err=True)
+    if isinstance(err, InvalidInput):
+        for f in err.errors:
+            click.echo(f.to_text(), err=True)
+        click.echo(f"error: {err.message}", err=True)
+    else:
+        click.echo(f"error: {err}", err=True)
+
+
+def report_usage_error(err: click.ClickException, fmt: str) -> None:
+    """A usage error found by the command line parser (a missing option, a bad value)."""
+    if fmt == "json":
+        param = getattr(err, "param", None)
+        field = param.opts[0] if param is not None and param.opts else None
+        emit_json(error_object("usage", err.format_message(), field=field))
+    err.show()
+
+
+def report_internal_error(message: str, fmt: str) -> None:
+    if fmt == "json":
+        emit_json(error_object("internal", message))
+    click.echo(message, err=True)
+
+
+def requested_format(args: Sequence[str]) -> str:
+    """The output format the command line asks for, read before (or without)
+    parsing it, so that even a usage error is reported in it."""
+    fmt = "text"
+    it = iter(args)
+    for a in it:
+        if a == "--":
+            break
+        if a in ("-o", "--output"):
+            fmt = next(it, fmt)
+        elif a.startswith("--output="):
+            fmt = a.partition("=")[2]
+        elif a.startswith("-o") and not a.startswith("--"):
+            fmt = a[2:]
+    return "json" if fmt == "json" else "text"
+
+
+def printable_streams() -> None:
+    """Never fail on printing: a file name that is not UTF-8 (decoded by Python
+    with surrogate escapes) is printed escaped, whatever the locale's encoding."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")

@@ -8,10 +8,19 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_input_error
+from meshauthz.cli.common import PathArg
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_error
 from meshauthz.decide.applicable import applicable_policies
-from meshauthz.decide.render import explain_lines
-from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
+from meshauthz.decide.render import explain_lines, internal_error_line
+from meshauthz.errors import (
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    InputError,
+    Location,
+    MeshauthzError,
+)
 from meshauthz.suite.junit import junit_xml
 from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
 from meshauthz.suite.watch import watch
@@ -22,6 +31,12 @@ def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
     lines = list(c.mismatches)
     if c.outcome == "error":
         return [c.error or "unusable case"]
+    if c.outcome == "internal-error":
+        assert c.request is not None and c.decision is not None
+        return [
+            internal_error_line(c.request, c.decision),
+            f"the case expects {c.case.expect.decision}; a fail-closed DENY meets no expectation",
+        ]
     if s.snapshot is not None and c.request is not None and c.explained is not None:
         lines.extend(
             explain_lines(c.request, c.explained, applicable_policies(s.snapshot, c.request))
@@ -35,6 +50,8 @@ def _where(c: CaseResult) -> str:
 
 
 def exit_code(result: RunResult) -> int:
+    if result.count("internal-error"):
+        return EXIT_INTERNAL
     if result.unusable or result.count("error"):
         return EXIT_INPUT
     return EXIT_OK if result.ok else EXIT_FAILED
@@ -45,6 +62,9 @@ def summary_line(result: RunResult) -> str:
     errors = result.count("error") + len(result.unusable)
     if errors:
         line += f", {errors} unusable"
+    internal = result.count("internal-error")
+    if internal:
+        line += f", {internal} internal error{'s' * (internal != 1)}"
     return line
 
 
@@ -64,7 +84,9 @@ def print_text(result: RunResult, verbose: bool, coverage: bool) -> None:
                     assert c.decision is not None
                     click.echo(f"PASS {_where(c)}: {s.name}: {c.case.name} ({c.decision.verdict})")
                 continue
-            label = "FAIL" if c.outcome == "fail" else "ERROR"
+            label = {"fail": "FAIL", "error": "ERROR", "internal-error": "INTERNAL ERROR"}[
+                c.outcome
+            ]
             click.echo(f"{label} {_where(c)}: {s.name}: {c.case.name}")
             for line in failure_lines(s, c):
                 click.echo(f"    {line}")
@@ -135,6 +157,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
             "passed": result.count("pass"),
             "failed": result.count("fail"),
             "errors": result.count("error") + len(result.unusable),
+            "internalErrors": result.count("internal-error"),
             "cases": sum(len(s.cases) for s in result.suites),
             "suites": len(result.suites),
         },
@@ -157,29 +180,30 @@ def write_junit(result: RunResult, path: str) -> None:
 def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: str | None) -> int:
     try:
         result = run_paths(paths, coverage=coverage)
+        if junit:  # first: a report that cannot be written is an error, reported alone
+            try:
+                write_junit(result, junit)
+            except OSError as e:
+                raise InputError(
+                    f"cannot write the JUnit report: {e.strerror or e}", location=Location(junit)
+                ) from None
     except MeshauthzError as e:
-        report_input_error(e, fmt)
+        report_error(e, fmt)
         return EXIT_INPUT
     if fmt == "json":
         emit_json(result_json(result))
     else:
         print_text(result, verbose, coverage)
-    if junit:
-        try:
-            write_junit(result, junit)
-        except OSError as e:
-            click.echo(
-                f"error: {junit}: cannot write the JUnit report: {e.strerror or e}", err=True
-            )
-            return EXIT_INPUT
     return exit_code(result)
 
 
 @click.command("test")
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=PathArg())
 @FORMAT_OPTION
 @click.option("--coverage", is_flag=True, help="Report which policy rules the cases exercised.")
-@click.option("--junit", metavar="FILE", help="Also write a JUnit XML report to FILE.")
+@click.option(
+    "--junit", type=PathArg(), metavar="FILE", help="Also write a JUnit XML report to FILE."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
 @click.option("--watch", "watch_mode", is_flag=True, help="Rerun whenever a watched file changes.")
 @click.option(
@@ -201,7 +225,8 @@ def test_command(
     """Run test suites (*.test.yaml files, or directories holding them): each
     case's request is decided and compared with what it expects.
 
-    Exit 0 when every case passes, 1 when one fails, 2 on unusable input.
+    Exit 0 when every case passes, 1 when one fails, 2 on unusable input,
+    3 when meshauthz failed deciding a case (an internal error).
     """
     args = list(paths)
     if not watch_mode:

@@ -6,20 +6,15 @@ import sys
 
 import click
 
-from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
-from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, InputError
+from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg
+from meshauthz.cli.output import FORMAT_OPTION, emit_json
+from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import read_manifests
 
 
 @click.command("validate")
-@click.argument("paths", nargs=-1, required=True)
-@click.option(
-    "--mesh-config",
-    "mesh_config",
-    metavar="FILE",
-    help="A MeshConfig YAML file (otherwise the 'istio' ConfigMap among the inputs, "
-    "or Istio's defaults).",
-)
+@click.argument("paths", nargs=-1, required=True, type=PathArg())
+@MESH_CONFIG_OPTION
 @FORMAT_OPTION
 @click.option("-v", "--verbose", is_flag=True, help="Also list the objects that were skipped.")
 def validate_command(
@@ -30,13 +25,9 @@ def validate_command(
     PATHS are files, directories (searched recursively for .yaml, .yml and
     .json; *.test.yaml suites are skipped) or '-' for standard input.
     Exit 0 when valid (warnings allowed), 1 when any object has errors,
-    2 when the input cannot be used.
+    2 when the input cannot be used (none found, unreadable, not YAML).
     """
-    try:
-        checked = read_manifests(paths, mesh_config=mesh_config)
-    except InputError as e:
-        report_input_error(e, fmt)
-        sys.exit(EXIT_INPUT)
+    checked = read_manifests(paths, mesh_config=mesh_config)
     manifests = checked.manifests
     findings = list(checked.findings)
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))

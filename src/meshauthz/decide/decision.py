@@ -16,6 +16,7 @@ from meshauthz.decide.cause import Cause, InternalError, Stage
 
 if TYPE_CHECKING:
     from meshauthz.decide.request import Request
+    from meshauthz.decide.view import RequestView
 
 Verdict = Literal["ALLOW", "DENY"]
 
@@ -121,7 +122,9 @@ class Decision:
     request: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, outcome: Outcome, request: Request) -> Decision:
+    def of(cls, outcome: Outcome, request: Request, view: RequestView | None = None) -> Decision:
+        """``view``: the request as the filters saw it, for what the connection
+        manager derived (the remote address from X-Forwarded-For)."""
         http = request.protocol == "http"
         return cls(
             verdict=outcome.verdict,
@@ -137,7 +140,7 @@ class Decision:
             audit=outcome.audit,
             audit_policy=outcome.audit_policy,
             trace=outcome.trace,
-            request=request_summary(request),
+            request=request_summary(request, view),
         )
 
     @property
@@ -153,6 +156,12 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.verdict == "ALLOW"
+
+    @property
+    def internal_error(self) -> bool:
+        """meshauthz failed and the DENY is fail-closed, not an answer: never
+        the DENY an expectation asks for."""
+        return self.stage is Stage.ERROR
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -173,7 +182,10 @@ class Decision:
         }
 
 
-def request_summary(r: Request) -> dict[str, Any]:
+def request_summary(r: Request, view: RequestView | None = None) -> dict[str, Any]:
+    """The request as the destination saw it; ``remoteIP`` is the effective
+    remote address (given, or derived from X-Forwarded-For by the view)."""
+    remote_ip = view.inp.remote_ip if view is not None and view.inp is not None else r.remote_ip
     return {
         "from": {
             "workload": r.source_workload,
@@ -181,7 +193,7 @@ def request_summary(r: Request) -> dict[str, Any]:
             "namespace": r.source_namespace,
             "ip": r.source_ip,
         },
-        "remoteIP": r.remote_ip,
+        "remoteIP": remote_ip,
         "to": r.destination.key,
         "port": r.port,
         "protocol": r.protocol,

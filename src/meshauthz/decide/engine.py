@@ -150,8 +150,9 @@ class Decider:
 
         ``explain``: also trace the filters after the one that decided (marked
         as not reached), so every applicable policy's rules are explained."""
-        outcome = self.decide_prepared(self.prepare_request(request), trace=trace, explain=explain)
-        return Decision.of(outcome, request)
+        pr = self.prepare_request(request)
+        outcome = self.decide_prepared(pr, trace=trace, explain=explain)
+        return Decision.of(outcome, request, pr.view)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Do a request's per-request work once (its destination's chain, its view);
@@ -167,7 +168,8 @@ class Decider:
         self, pr: PreparedRequest, *, trace: bool = False, explain: bool = False
     ) -> Outcome:
         """The outcome of a prepared request: untraced, the generated backend
-        where the chain allows it; ``Decision.of(outcome, pr.request)`` for the Decision."""
+        where the chain allows it; ``Decision.of(outcome, pr.request, pr.view)`` for the
+        Decision."""
         if trace or explain:
             return pr.outcome(trace=trace, explain=explain)
         try:
@@ -190,7 +192,7 @@ def run_prepared(
         pr = prepared.runner.bind(request_view(prepared, request), ext_authz)
     except Exception as e:  # fail closed, and say so
         return Decision.of(internal_error(request, e), request)
-    return Decision.of(pr.outcome(trace=trace, explain=explain), request)
+    return Decision.of(pr.outcome(trace=trace, explain=explain), request, pr.view)
 
 
 __all__ = ["Decider", "Prepared", "PreparedStage", "run_prepared"]

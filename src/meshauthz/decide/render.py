@@ -149,6 +149,15 @@ def _where(t: TraceStep) -> str:
     return f" ({t.file}:{t.line})" if t.file else ""
 
 
+def internal_error_line(r: Request, d: Decision) -> str:
+    """What a decision that hit an internal error means for the one who asked."""
+    return (
+        f"internal error in meshauthz deciding {describe_request(r)}: {d.error}; its DENY is "
+        "fail-closed, not an answer (this is a bug; set MESHAUTHZ_DEBUG=1 for the details "
+        "to report)"
+    )
+
+
 def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:

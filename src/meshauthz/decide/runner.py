@@ -28,8 +28,10 @@ field by field over every corpus the project has).
 from __future__ import annotations
 
 import copy
+import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -114,6 +116,8 @@ def finish(
 
 
 def internal_error(request: Request, e: Exception) -> Outcome:
+    if os.environ.get("MESHAUTHZ_DEBUG"):  # the details for a report; the decision says the rest
+        traceback.print_exception(e, file=sys.stderr)
     return Outcome(
         verdict="DENY",
         status=STATUS_FORBIDDEN if request.protocol == "http" else STATUS_RESET,

@@ -96,8 +96,18 @@ def load(
     paths = list(paths)
     if not paths:
         raise InputError("no input: give at least one file, directory or '-'")
+    files: list[str] = []
+    for p in paths:
+        found = collect_files([p])
+        if not found:  # a directory without manifests: empty, or not the one meant
+            raise InputError(
+                "no manifests found: no .yaml, .yml or .json files (test suites, "
+                "*.test.yaml, are not manifests)",
+                location=Location(p),
+            )
+        files.extend(found)
     loader = _Loader(default_namespace)
-    for path in collect_files(paths):
+    for path in files:
         display, text = read_source(path)
         docs = parse_documents(text, display)
         if not docs:

@@ -15,7 +15,11 @@ def junit_xml(result: RunResult, explain: Callable[[CaseResult], list[str]]) -> 
     for s in result.suites:
         el = ET.SubElement(root, "testsuite", name=s.name, file=s.file)
         n_fail = s.count("fail")
-        n_err = s.count("error") + (1 if s.error is not None or s.findings else 0)
+        n_err = (
+            s.count("error")
+            + s.count("internal-error")
+            + (1 if s.error is not None or s.findings else 0)
+        )
         n = len(s.cases) + (1 if s.error is not None or s.findings else 0)
         el.set("tests", str(n))
         el.set("failures", str(n_fail))
@@ -42,6 +46,10 @@ def junit_xml(result: RunResult, explain: Callable[[CaseResult], list[str]]) -> 
             elif c.outcome == "error":
                 e = ET.SubElement(tc, "error", message=c.error or "", type="unusable input")
                 e.text = c.error or ""
+            elif c.outcome == "internal-error":
+                lines = explain(c)
+                e = ET.SubElement(tc, "error", message=lines[0], type="internal error")
+                e.text = "\n".join(lines)
     root.set("tests", str(total))
     root.set("failures", str(failures))
     root.set("errors", str(errors))

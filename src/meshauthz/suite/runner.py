@@ -29,7 +29,9 @@ from meshauthz.suite.format import Case, Expectation, Suite, find_suites, load_s
 @dataclass(slots=True)
 class CaseResult:
     case: Case
-    outcome: str  # "pass" | "fail" | "error"
+    # "pass" | "fail" | "error" (the case cannot be used) | "internal-error" (meshauthz
+    # failed deciding it: its DENY is fail-closed, so it meets no expectation)
+    outcome: str
     decision: Decision | None = None
     request: Request | None = None
     mismatches: list[str] = field(default_factory=list)
@@ -72,7 +74,9 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return not self.unusable and self.count("fail") == 0 and self.count("error") == 0
+        return not self.unusable and all(
+            self.count(o) == 0 for o in ("fail", "error", "internal-error")
+        )
 
 
 class _SnapshotCache:
@@ -171,6 +175,8 @@ def run_case(
     except MeshauthzError as e:
         return CaseResult(case, "error", error=str(e))
     decision = decider.decide(request, trace=True)
+    if decision.internal_error:
+        return CaseResult(case, "internal-error", decision, request, error=decision.error)
     if cov is not None:
         cov.record(decision, f"{suite.name if suite else ''}: {case.name}")
     mismatches = compare(case.expect, decision)
