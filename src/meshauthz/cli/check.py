@@ -252,7 +252,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     optional, the caller is --principal ID or --plaintext (or --from with -f),
     and the destination is the dump's pod: --to :PORT or --port N.
 
-    Exit 0 when it ran; with --expect, 1 when a decision differs.
+    Exit 0 when it ran; with --expect, 1 when a decision differs or is
+    conditional (a filter not evaluated stands before it).
     """
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)
@@ -270,7 +271,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
         for (r, d), w in zip(results, where, strict=True):
             for line in render.check_lines(r, d, w, trace=show_trace):
                 click.echo(line)
-    if expect is not None and any(d.verdict != expect.upper() for _, d in results):
+    # A conditional decision (filters not evaluated before it) meets no expectation.
+    if expect is not None and any(d.verdict != expect.upper() or d.conditional for _, d in results):
         sys.exit(EXIT_FAILED)
     sys.exit(EXIT_OK)
 

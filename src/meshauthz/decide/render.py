@@ -20,6 +20,7 @@ from meshauthz.decide.cause import (
     JwtUnverifiable,
     MtlsRequired,
     NoAllowMatched,
+    NotEvaluated,
     PathRejected,
 )
 
@@ -78,6 +79,22 @@ def reason(cause: Cause) -> str:
     raise TypeError(f"not a cause: {cause!r}")
 
 
+def condition(c: NotEvaluated) -> str:
+    """What a conditional decision depends on."""
+    one = len(c.filters) == 1
+    return (
+        f"conditional: {', '.join(c.filters)} run{'s' if one else ''} before the point of "
+        f"decision and {'is' if one else 'are'} not evaluated by meshauthz; "
+        f"{'it' if one else 'each'} could answer the request itself or change it, so the "
+        f"answer holds only if {'it lets' if one else 'they let'} the request through unchanged"
+    )
+
+
+def verdict(d: Decision) -> str:
+    """The verdict as the first word of the answer: a conditional one says so."""
+    return f"CONDITIONAL {d.verdict}" if d.condition is not None else d.verdict
+
+
 # --- trace steps ---------------------------------------------------------------------------
 
 MTLS_DISABLED = "mTLS is DISABLEd on this port: the caller's identity is not seen"
@@ -134,6 +151,8 @@ def describe_chain(c: ChainInfo) -> str:
     s += f", path normalization {c.normalization})" if c.normalization else ")"
     if c.not_evaluated:
         s += "; not evaluated: " + ", ".join(c.not_evaluated)
+    if c.per_route:
+        s += f"; per-route configuration of {c.route}: " + ", ".join(c.per_route)
     return s
 
 
@@ -153,7 +172,9 @@ def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:
     """``check``'s text for one decision."""
-    lines = [f"{d.verdict} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    lines = [f"{verdict(d)} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    if d.condition is not None:
+        lines.append(f"  {condition(d.condition)}")
     if chain is not None:
         lines.append(f"  {describe_chain(chain)}")
     if d.policy:
