@@ -93,6 +93,11 @@ def route_config() -> dict[str, Any]:
                         per_route(header_policy("DENY", "x-o")),
                     ),
                     route("psp", {"path_separated_prefix": "/psp"}, per_route(None)),
+                    route(
+                        "en",
+                        {"prefix": "/en"},
+                        {"rbac-off": per_route(header_policy("DENY", "x-e"))[RBAC]},
+                    ),
                     route("rest", {"prefix": "/"}),
                 ],
             },
@@ -101,10 +106,12 @@ def route_config() -> dict[str, Any]:
 
 
 def listener(port: int, *, lua: bool = False) -> dict[str, Any]:
-    """Two RBAC filters of the same name (as istiod writes them): DENY x-d, ALLOW x-allow."""
+    """Two RBAC filters of the same name (as istiod writes them): DENY x-d, ALLOW
+    x-allow; and one that is off unless a route turns it on: DENY x-z."""
     http_filters = [
         rbac_filter(header_policy("DENY", "x-d")),
         rbac_filter(header_policy("ALLOW", "x-allow")),
+        {**rbac_filter(header_policy("DENY", "x-z")), "name": "rbac-off", "disabled": True},
         {
             "name": "envoy.filters.http.router",
             "typed_config": {
@@ -186,6 +193,9 @@ CASES: list[tuple[str, str, str, dict[str, str], int]] = [
     ("path-separated-prefix", "b.example", "/psp/x", {"x-d": "1"}, 200),
     ("path-separated-prefix-whole", "b.example", "/psp?q", {"x-d": "1"}, 200),
     ("path-separated-prefix-not-a-segment", "b.example", "/pspx", {"x-d": "1"}, 403),
+    ("disabled-filter-does-not-run", "b.example", "/x", {"x-z": "1", "x-allow": "1"}, 200),
+    ("route-configures-a-disabled-filter", "b.example", "/en", {"x-e": "1", "x-allow": "1"}, 403),
+    ("its-own-config-is-replaced", "b.example", "/en", {"x-z": "1", "x-allow": "1"}, 200),
     ("host-with-port-is-another-domain", "a.example:80", "/x", {"x-a": "1", "x-allow": "1"}, 200),
 ]
 

@@ -33,6 +33,14 @@ What is read, and how Envoy uses it:
   options are shown as the Istio ``pathNormalization`` mode istiod sets them
   for; on a TCP chain the network RBAC and ``ext_authz`` filters before
   ``tcp_proxy``;
+* the route the request takes (``meshauthz.envoy.route``), when the route
+  configuration (inline, or the dump's RDS routes) configures one of the
+  chain's filters per route: an ``RBACPerRoute`` replaces the configuration
+  of every RBAC filter of that name, or turns them off without ``rbac``, as
+  a ``FilterConfig`` with ``disabled`` does for any filter; a filter the HCM
+  has ``disabled`` runs only where a route configures it;
+* the filters that are not evaluated (Lua, Wasm, ext_proc, any other) and
+  where they stand: a decision that depends on one is conditional;
 * the bootstrap's node metadata (``NAME``, ``NAMESPACE``, ``LABELS``,
   ``INSTANCE_IPS``, ``SERVICE_ACCOUNT``) for the workload's name and address.
 
@@ -103,6 +111,7 @@ from meshauthz.translate.hcm import path_mode
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+_AUTHZ_TYPES = frozenset({HTTP_FILTER_TYPE, HTTP_EXT_AUTHZ_TYPE, JWT_TYPE})
 VIRTUAL_INBOUND = "virtualInbound"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 # ALPN an Istio client sidecar offers (pilot/pkg/networking/core/cluster_tls.go):
@@ -291,9 +300,7 @@ class ConfigDump:
             normalization=prepared.normalization if prepared.protocol == "http" else None,
             not_evaluated=prepared.not_evaluated,
             route=route if per_route else None,
-            per_route=tuple(
-                f"{n} {'disabled' if _disables(v) else 'replaced'}" for n, v in per_route.items()
-            ),
+            per_route=tuple(f"{n} {_per_route_effect(v)}" for n, v in per_route.items()),
         )
         req = request
         if req.protocol != prepared.protocol:
@@ -322,7 +329,8 @@ class ConfigDump:
         assert hcm_at is not None
         where = f"{lname}.filter_chains[{index}].filters[{hcm_at}].typed_config"
         hcm = self._typed(chain.filters[hcm_at], where)
-        names = {str(_get(f, "name") or "") for f in _get(hcm, "http_filters") or ()}
+        http_filters = list(_get(hcm, "http_filters") or ())
+        names = {str(_get(f, "name") or "") for f in http_filters}
         rc = _get(hcm, "route_config")
         if rc is None:
             rds = str(_get(_get(hcm, "rds"), "route_config_name") or "")
@@ -350,7 +358,14 @@ class ConfigDump:
             ) from None
         if choice is None:
             return None, {}
-        found = {k: v for k, v in choice.per_filter.items() if k in names}
+        # What changes a decision: a filter turned off or on, the authorization
+        # filters' own configuration (another filter's is not evaluated either way).
+        kinds = {str(_get(f, "name") or ""): _type_of(f, self.ecds) for f in http_filters}
+        found = {
+            k: v
+            for k, v in choice.per_filter.items()
+            if k in kinds and (_disables(v) or kinds[k] in _AUTHZ_TYPES)
+        }
         return f"virtual host {choice.virtual_host}, route {choice.route}", found
 
     def _prepare(
@@ -480,14 +495,20 @@ class ConfigDump:
             override = per_route.get(name)
             if _disables(override):
                 continue  # not run on this route
-            if _get(f, "disabled"):
-                others.append((len(items), f"{name} (disabled)"))
-                continue
+            if _get(f, "disabled") and override is None:
+                continue  # off unless the route configures it
             t = _type_of(f, self.ecds)
             path = f"{where}[{j}].typed_config"
             if t == HTTP_FILTER_TYPE:
                 tc = self._typed(f, path)
                 if override is not None:
+                    if _get(override, "@type") != RBAC_PER_ROUTE_TYPE:
+                        raise ConfigDumpError(
+                            f"the route configures the RBAC filter {name} with "
+                            f"{_get(override, '@type')!r}, not an RBACPerRoute",
+                            location=Location(self.file),
+                            field=path,
+                        )
                     # RBACPerRoute.rbac replaces the filter's whole configuration.
                     tc = {"@type": HTTP_FILTER_TYPE, **(_get(override, "rbac") or {})}
                     path = f"per-route configuration of {name}"
@@ -547,6 +568,10 @@ class ConfigDump:
                 f"jwt_authn filter: {why}", location=Location(self.file), field=path
             )
         return cfg
+
+
+def _per_route_effect(v: Any) -> str:
+    return "disabled" if _disables(v) else "replaced"
 
 
 def _disables(per_route: Any) -> bool:

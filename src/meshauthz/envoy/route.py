@@ -114,7 +114,7 @@ def _unwrap(v: Any) -> Any:
     if get(v, "@type") == FILTER_CONFIG_TYPE:
         if get(v, "disabled") is True:
             return Disabled()
-        return get(v, "config") or {}
+        return get(v, "config") or {}  # Envoy refuses one with neither
     return v
 
 
