@@ -18,7 +18,7 @@ from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision, Verdict
-from meshauthz.decide.engine import Decider, run_prepared
+from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
@@ -271,10 +271,10 @@ class Proxy:
         snapshot = self._mesh.snapshot if self._mesh is not None else None
         out = []
         for s in specs:
-            r, hint = _dump.resolve_for_dump(s, self._dump, snapshot)
-            chain = self._dump.chain_for(r, hint)
-            d = run_prepared(chain.prepared, chain.request, ext_authz=ext_authz, trace=trace)
-            out.append(ProxyOutcome(d, chain.request, chain.info))
+            r, d, info = _dump.decide_in_dump(
+                self._dump, s, snapshot, ext_authz=ext_authz, trace=trace
+            )
+            out.append(ProxyOutcome(d, r, info))
         return out[0] if single else out
 
 

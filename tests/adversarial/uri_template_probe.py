@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.decide.envoy_probe import MODES, mode_options, raw_request, unwire, wire
+from tests.decide.envoy_probe import MODES, hcm_filter, mode_options, raw_request, unwire, wire
 from tests.envoy_process import EnvoyProcess, envoy_binary, free_port
 
 HERE = Path(__file__).resolve().parent
@@ -79,53 +79,18 @@ def _listener(name: str, port: int, mode: str, template: str) -> dict[str, Any]:
             },
         }
     }
-    hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network."
-        "http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": name,
-        "codec_type": "AUTO",
-        "route_config": {
-            "name": name,
-            "virtual_hosts": [
-                {
-                    "name": "all",
-                    "domains": ["*"],
-                    "routes": [
-                        {
-                            "match": {"prefix": ""},
-                            "direct_response": {"status": 200, "body": {"inline_string": "ok"}},
-                        }
-                    ],
-                }
-            ],
+    rbac_filter = {
+        "name": "envoy.filters.http.rbac",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
+            **rbac,
         },
-        "http_filters": [
-            {
-                "name": "envoy.filters.http.rbac",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC",
-                    **rbac,
-                },
-            },
-            {
-                "name": "envoy.filters.http.router",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                },
-            },
-        ],
-        **mode_options(mode),
     }
+    hcm = hcm_filter(name, mode_options(mode), [rbac_filter], 200)
     return {
         "name": name,
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [
-            {
-                "filters": [
-                    {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
-                ]
-            }
-        ],
+        "filter_chains": [{"filters": [hcm]}],
     }
 
 

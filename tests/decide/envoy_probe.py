@@ -89,6 +89,21 @@ end
 
 
 def _hcm(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    echo = {
+        "name": "echo",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": LUA_ECHO},
+        },
+    }
+    return hcm_filter(name, options, [echo], 404)
+
+
+def hcm_filter(
+    name: str, options: dict[str, Any], http_filters: list[dict[str, Any]], status: int
+) -> dict[str, Any]:
+    """An HTTP connection manager: ``http_filters`` then the router, and a direct
+    response with ``status`` for every request that gets through them."""
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -105,20 +120,17 @@ def _hcm(name: str, options: dict[str, Any]) -> dict[str, Any]:
                         "routes": [
                             {
                                 "match": {"prefix": ""},
-                                "direct_response": {"status": 404, "body": {"inline_string": "x"}},
+                                "direct_response": {
+                                    "status": status,
+                                    "body": {"inline_string": "x"},
+                                },
                             }
                         ],
                     }
                 ],
             },
             "http_filters": [
-                {
-                    "name": "echo",
-                    "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                        "default_source_code": {"inline_string": LUA_ECHO},
-                    },
-                },
+                *http_filters,
                 {
                     "name": "envoy.filters.http.router",
                     "typed_config": {

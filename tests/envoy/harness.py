@@ -7,8 +7,9 @@ meshauthz built (or an Istio golden file), either
 * HTTP: a listener with the ``proxy_protocol`` and ``tls_inspector`` listener
   filters and two filter chains (mutual TLS with a test CA, and plaintext),
   each an HTTP connection manager configured as istiod configures a sidecar's
-  inbound one (``use_remote_address: false``, no trusted hops, or a gateway's
-  XFF settings; path normalization per ``meshConfig.pathNormalization``) with
+  inbound one or a gateway's (the XFF, client-certificate, request-id and
+  tracing options of ``meshauthz.translate.hcm_headers``; path normalization
+  per ``meshConfig.pathNormalization``) with
   the RBAC/ext_authz filters in order and a direct response of 200; or
 * TCP: the same listener filters and chains, with the network RBAC filters in
   front of a TCP proxy to an echo listener.
@@ -17,7 +18,9 @@ Every request is sent on its own connection, so the harness controls each
 attribute a rule can look at:
 
 * the peer identity: a client certificate issued by the session's test CA with
-  the SPIFFE URI SAN of the source principal, or no TLS at all (plaintext);
+  the SPIFFE URI SAN of the source principal and, as Istio's workload
+  certificates, an empty subject, or no TLS at all (plaintext); the sites' own
+  certificate has the URI SAN ``SERVER_URI`` (XFCC ``By=``);
 * the direct source address: the client socket is bound to an address in
   127.0.0.0/8 (and an explicit port, which identifies the connection in the
   access log);
@@ -70,13 +73,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from meshauthz.envoy.hcm import HcmOptions, XffSettings
+from meshauthz.envoy.request_headers import HeaderSettings
 from meshauthz.translate.hcm import path_options
+from meshauthz.translate.hcm_headers import header_settings
 from tests.envoy_process import EnvoyProcess, envoy_binary
 
 RESET = "connection reset"
 CLIENT_PORTS = (10000, 32000)  # the client sockets' source ports
 CONNECTED = "connected"
 META_HEADER = "x-mz-meta"
+# The URI SAN of the sites' own certificate (XFCC ``By=``): the identity of the
+# random corpus's destination, ns1/api.
+SERVER_URI = "spiffe://cluster.local/ns/ns1/sa/api"
 
 # Runs where istiod puts jwt_authn: turns the x-mz-meta header (a Lua table
 # literal {filter = {key = value}}) into dynamic metadata, then drops it.
@@ -156,7 +164,9 @@ class TestCA:
         self.ca_file = self.dir / "ca.pem"
         self.ca_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
         self.server_cert, self.server_key = self._issue(
-            "server", [x509.DNSName("server.test")], "server"
+            None,
+            [x509.UniformResourceIdentifier(SERVER_URI), x509.DNSName("server.test")],
+            "server",
         )
         self._client_key = ec.generate_private_key(ec.SECP256R1())
         self._clients: dict[str, ssl.SSLContext] = {}
@@ -164,13 +174,16 @@ class TestCA:
         self._n = itertools.count()
 
     def _issue(
-        self, cn: str, sans: list[x509.GeneralName], stem: str, key: Any = None
+        self, cn: str | None, sans: list[x509.GeneralName], stem: str, key: Any = None
     ) -> tuple[Path, Path]:
+        """A certificate for ``sans``; ``cn`` None gives an empty subject, as
+        Istio's workload certificates have."""
         key = key or ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
+        subject = [x509.NameAttribute(NameOID.COMMON_NAME, cn)] if cn is not None else []
         cert = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+            .subject_name(x509.Name(subject))
             .issuer_name(self._name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -197,7 +210,7 @@ class TestCA:
             if ctx is None:
                 uri = "spiffe://" + principal
                 c, k = self._issue(
-                    "client",
+                    None,
                     [x509.UniformResourceIdentifier(uri)],
                     f"client{next(self._n)}",
                     self._client_key,
@@ -221,7 +234,10 @@ class Site:
     (``BuiltFilter.to_dict()`` or a golden file). ``metadata_at``: the index
     in ``filters`` where the metadata-setting Lua filter goes (where istiod
     puts jwt_authn: after the CUSTOM filters). ``xff``:
-    (use_remote_address, xff_num_trusted_hops).
+    (use_remote_address, xff_num_trusted_hops). ``headers``: the HCM's
+    header options (``HeaderSettings``, which include the XFF ones); None:
+    istiod's, for a gateway when ``xff`` uses the remote address, else for a
+    sidecar's inbound listener.
     """
 
     name: str
@@ -231,6 +247,12 @@ class Site:
     normalization: str = "BASE"
     xff: tuple[bool, int] = (False, 0)
     port: int = 0
+    headers: HeaderSettings | None = None
+
+    def header_settings(self) -> HeaderSettings:
+        if self.headers is not None:
+            return self.headers
+        return header_settings(self.xff[0], XffSettings(*self.xff))
 
 
 @dataclass
@@ -317,7 +339,10 @@ def _hcm(site: Site, ca: TestCA, log_path: Path) -> dict[str, Any]:
             },
         }
     )
-    opts = HcmOptions(path_options(site.normalization), XffSettings(*site.xff)).to_json()
+    opts = {
+        **HcmOptions(path_options(site.normalization), XffSettings(*site.xff)).to_json(),
+        **site.header_settings().to_hcm(),
+    }
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {

@@ -20,6 +20,7 @@ import pytest
 from meshauthz.decide.engine import Decider
 from meshauthz.mesh import inbound_ports
 from meshauthz.mesh.loading import load_mesh
+from meshauthz.translate.hcm_headers import header_settings
 from tests.conftest import EXAMPLE_MESHES
 
 from .harness import Probe, Site, running
@@ -66,6 +67,8 @@ def test_example_in_real_envoy(example: Path, test_ca: Any) -> None:
                         prep.build.to_dicts(),
                         metadata_at=custom,
                         normalization=prep.normalization,
+                        xff=(prep.xff.use_remote_address, prep.xff.xff_num_trusted_hops),
+                        headers=header_settings(w.proxy == "gateway", prep.xff),
                     )
                 )
                 callers: list[str | None] = [c.identity.principal for c in workloads]

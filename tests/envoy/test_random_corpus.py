@@ -11,11 +11,12 @@ nested maps, space-separated scopes as jwt_authn splits them), plaintext
 callers, SNI and destination ports. One Envoy per example runs every set as
 an HTTP and a TCP listener; every case is compared.
 
-Header names: the generator uses ``x-user`` and ``x-forwarded-for`` only.
-Envoy adds headers of its own before the filters (``x-request-id``,
-``x-forwarded-proto``, ``x-forwarded-client-cert`` for mTLS callers,
-``:scheme`` ``https`` on TLS) that meshauthz's engine does not model, so
-policies never name them.
+Header names: besides ``x-user`` and ``x-forwarded-for``, policies name the
+headers Envoy's connection manager adds or rewrites before the filters
+(``x-request-id``, ``x-forwarded-proto``, ``x-forwarded-client-cert``,
+``:scheme``, and ``x-envoy-internal``, which it drops), and requests sometimes
+send their own values for them (a forged XFCC, an ``x-forwarded-proto``, ids
+the trace rule rewrites or keeps, ``x-client-trace-id``).
 
 Normal mode: at least 2,000 cases. ``MESHAUTHZ_LONG=1``: 100,000 cases
 (``MESHAUTHZ_LONG_CASES`` to change), with the count and time printed.
@@ -40,7 +41,7 @@ from meshauthz.translate import BuildOptions, Chain, build
 from meshauthz.translate.requestauthn import DEFAULT_SPACE_DELIMITED_CLAIMS
 
 from .conftest import LONG_CASES, long_mode
-from .harness import Probe, Site, running
+from .harness import SERVER_URI, Probe, Site, running
 from .judge import compare, decide, expected, prepared_from_build, request_for
 
 JWT = "envoy.filters.http.jwt_authn"
@@ -112,6 +113,16 @@ XFFS = [
 ISSUERS = ["https://issuer.example", "https://other.example", "iss1"]
 SUBS = ["alice", "bob", "svc-1"]
 SNIS = ["api.ns1.svc.cluster.local", "outbound_.80_._.api.ns1.svc.cluster.local", "x.example.com"]
+# Request ids a client may send: the first two are rewritten by the trace rule
+# (first 8 hex digits modulo 10000 below 100: sampled at 1%), the others kept.
+REQUEST_IDS = [
+    "00000001-e89b-42d3-a456-426614174000",
+    "00000000-e89b-c2d3-a456-426614174000",
+    "00000500-e89b-42d3-a456-426614174000",
+    "00000000-e89b-a2d3-a456-426614174000",
+    "abc",
+]
+FORGED_XFCC = "By=spiffe://evil;URI=spiffe://cluster.local/ns/ns1/sa/a"
 
 # --- policy values -------------------------------------------------------------------
 
@@ -188,6 +199,20 @@ WHEN_KEYS = {
     "destination.port": PORT_V,
     "destination.ip": st.sampled_from(["10.244.0.9", "10.244.0.0/16", "10.244.1.2"]),
     "connection.sni": _wild(SNIS),
+    "request.headers[x-forwarded-proto]": _wild(["https", "http", "garbage"]),
+    "request.headers[:scheme]": st.sampled_from(["https", "http"]),
+    "request.headers[x-forwarded-client-cert]": st.sampled_from(
+        [
+            "*",
+            f"By={SERVER_URI};Hash=*",
+            "By=spiffe://evil*",
+            *(f"*;URI=spiffe://{p}" for p in PRINCIPALS[:6]),
+        ]
+    ),
+    "request.headers[x-request-id]": st.sampled_from(
+        ["*", "00000001-e89b-9*", "00000001-e89b-4*", "00000000-e89b-b*", "*-426614174000", "abc"]
+    ),
+    "request.headers[x-envoy-internal]": st.sampled_from(["*", "true"]),
 }
 
 
@@ -197,19 +222,27 @@ def fields(draw: Any, table: dict[str, st.SearchStrategy[str]]) -> dict[str, lis
     return {n: draw(_vals(table[n])) for n in names}
 
 
+# Keys on the headers Envoy's connection manager adds, rewrites or drops.
+ADDED_HEADER_KEYS = sorted(
+    k for k in WHEN_KEYS if k.startswith("request.headers[") and k != "request.headers[x-user]"
+)
+
+
+@st.composite
+def condition(draw: Any, key: str) -> dict[str, Any]:
+    c: dict[str, Any] = {"key": key}
+    kind = draw(st.sampled_from(["values", "notValues", "both"]))
+    if kind in ("values", "both"):
+        c["values"] = draw(_vals(WHEN_KEYS[key]))
+    if kind in ("notValues", "both"):
+        c["notValues"] = draw(_vals(WHEN_KEYS[key]))
+    return c
+
+
 @st.composite
 def conditions(draw: Any) -> list[dict[str, Any]]:
     keys = draw(st.lists(st.sampled_from(sorted(WHEN_KEYS)), max_size=2, unique=True))
-    out = []
-    for k in keys:
-        c: dict[str, Any] = {"key": k}
-        kind = draw(st.sampled_from(["values", "notValues", "both"]))
-        if kind in ("values", "both"):
-            c["values"] = draw(_vals(WHEN_KEYS[k]))
-        if kind in ("notValues", "both"):
-            c["notValues"] = draw(_vals(WHEN_KEYS[k]))
-        out.append(c)
-    return out
+    return [draw(condition(k)) for k in keys]
 
 
 @st.composite
@@ -221,6 +254,10 @@ def rules(draw: Any) -> dict[str, Any]:
         r["to"] = [{"operation": draw(fields(OP_FIELDS))}]
     if draw(st.booleans()):
         r["when"] = draw(conditions())
+    if draw(st.integers(0, 2)) == 0:  # one rule in three also names an Envoy-added header
+        key = draw(st.sampled_from(ADDED_HEADER_KEYS))
+        others = [c for c in r.get("when", []) if c["key"] != key]
+        r["when"] = [*others, draw(condition(key))]
     return r
 
 
@@ -287,6 +324,16 @@ def http_probe(draw: Any) -> dict[str, Any]:
         headers.append(("x-user", draw(st.sampled_from(USERS))))
     if draw(st.booleans()):
         headers += [("x-forwarded-for", v) for v in draw(st.sampled_from(XFFS))]
+    # the client's own values for headers the connection manager rewrites
+    for name, values in (
+        ("x-forwarded-proto", ["https", "http", "HTTPS", "garbage"]),
+        ("x-forwarded-client-cert", [FORGED_XFCC, "By=x"]),
+        ("x-request-id", REQUEST_IDS),
+        ("x-client-trace-id", ["t"]),
+        ("x-envoy-internal", ["true"]),
+    ):
+        if draw(st.integers(0, 4)) == 0:
+            headers.append((name, draw(st.sampled_from(values))))
     c = draw(claims())
     return {
         "principal": principal,

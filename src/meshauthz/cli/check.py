@@ -13,9 +13,9 @@ from meshauthz.cli.common import MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, report_input_error
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
-from meshauthz.decide.config_dump import ChainInfo, load_config_dump, resolve_for_dump
+from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
 from meshauthz.decide.decision import Decision
-from meshauthz.decide.engine import Decider, run_prepared
+from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INPUT, EXIT_OK, MeshauthzError
@@ -221,11 +221,9 @@ def decide_with_dump(
         out: list[tuple[Request, Decision]] = []
         where: list[ChainInfo | None] = []
         for s in specs:
-            request, hint = resolve_for_dump(s, dump, snapshot)
-            chain = dump.chain_for(request, hint)
-            d = run_prepared(chain.prepared, chain.request, ext_authz=o["ext_authz"], trace=True)
-            out.append((chain.request, d))
-            where.append(chain.info)
+            request, d, info = decide_in_dump(dump, s, snapshot, ext_authz=o["ext_authz"])
+            out.append((request, d))
+            where.append(info)
     except MeshauthzError as e:
         report_input_error(e, fmt)
         sys.exit(EXIT_INPUT)

@@ -64,9 +64,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from meshauthz.decide.cause import Stage
-from meshauthz.decide.engine import Prepared, PreparedStage
+from meshauthz.decide.decision import Decision
+from meshauthz.decide.engine import Prepared, PreparedStage, run_prepared
 from meshauthz.decide.request import Request, resolve_source
 from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.decide.view import request_view
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.ext_authz import (
@@ -101,6 +103,7 @@ from meshauthz.envoy.rbac.model import (
     Policy,
 )
 from meshauthz.envoy.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
+from meshauthz.envoy.request_headers import HeaderSettings
 from meshauthz.envoy.route import Disabled, RouteUnresolved, choose_route, per_filter_configs
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
@@ -108,6 +111,7 @@ from meshauthz.mesh.snapshot import Identity, LookupFailed
 from meshauthz.translate import naming
 from meshauthz.translate.builder import BuildResult, BuiltFilter
 from meshauthz.translate.hcm import path_mode
+from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
 RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
@@ -382,11 +386,20 @@ class ConfigDump:
         hcm_at = self._hcm_at(chain)
         jwt: JwtAuthentication | None = None
         options = HcmOptions()
+        headers = SIDECAR_INBOUND_HEADERS
         normalization = "NONE"
         if hcm_at is not None:
             protocol: Protocol = "http"
             hcm = self._typed(filters[hcm_at], f"{where}.filters[{hcm_at}]")
             options = self._hcm_options(hcm, f"{where}.filters[{hcm_at}].typed_config")
+            try:  # what the HCM does to the headers, read from the dump itself
+                headers = HeaderSettings.from_hcm(hcm)
+            except (ValueError, TypeError) as e:
+                raise ConfigDumpError(
+                    str(e),
+                    location=Location(self.file),
+                    field=f"{where}.filters[{hcm_at}].typed_config",
+                ) from None
             normalization = path_mode(options.path) or "NONE"
             items, others = self._http_items(
                 list(_get(hcm, "http_filters") or []),
@@ -440,6 +453,7 @@ class ConfigDump:
             normalization=normalization,
             path_options=options.path,
             xff=options.xff,
+            header_settings=headers,
             jwt_source="the jwt_authn filter in the config dump",
             empty_rules=frozenset(empty),
             not_evaluated=tuple(not_evaluated),
@@ -896,11 +910,28 @@ def resolve_for_dump(
     )
 
 
+def decide_in_dump(
+    dump: ConfigDump,
+    spec: RequestSpec,
+    snapshot: MeshSnapshot | None,
+    *,
+    ext_authz: ExtAuthzAssumption = "deny",
+    trace: bool = True,
+) -> tuple[Request, Decision, ChainInfo]:
+    """One request against the dump's proxy: resolved, its filter chain chosen as
+    Envoy chooses it, decided by the one chain runner (``check --config-dump``)."""
+    request, hint = resolve_for_dump(spec, dump, snapshot)
+    chain = dump.chain_for(request, hint)
+    decision = run_prepared(chain.prepared, chain.request, ext_authz=ext_authz, trace=trace)
+    return chain.request, decision, chain.info
+
+
 __all__ = [
     "ChainInfo",
     "ConfigDump",
     "ConfigDumpError",
     "DumpChain",
+    "decide_in_dump",
     "load_config_dump",
     "parse_config_dump",
     "resolve_for_dump",

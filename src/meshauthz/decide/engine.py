@@ -29,6 +29,7 @@ from meshauthz.envoy.hcm import PathOptions, XffSettings
 from meshauthz.envoy.jwt_authn import JwtAuthentication
 from meshauthz.envoy.rbac.evaluate import CompiledFilter, compile_filter
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
+from meshauthz.envoy.request_headers import HeaderSettings
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -38,6 +39,7 @@ from meshauthz.mesh import (
 )
 from meshauthz.translate import BuildResult, BuiltFilter, Chain
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
+from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS, header_settings
 from meshauthz.translate.requestauthn import jwt_authentication
 from meshauthz.translate.workload import build_for_workload, mesh_build_options
 
@@ -69,6 +71,8 @@ class Prepared:
     # How the HCM derives the remote address from X-Forwarded-For: a gateway's
     # settings differ from a sidecar's (translate/hcm.py, gateway_xff).
     xff: XffSettings = SIDECAR_INBOUND_XFF
+    # What the HCM does to the request's headers before the filters (XFCC, request id, ...).
+    header_settings: HeaderSettings = SIDECAR_INBOUND_HEADERS
     # Where the jwt_authn filter came from, when not from ``jwt_rules``.
     jwt_source: str = ""
     # (policy, rule) pairs known to be an empty rule ``{}`` though not in
@@ -119,6 +123,12 @@ class Decider:
             else []
         )
         mode = self.snapshot.mesh_config.path_normalization
+        gateway = workload.proxy == "gateway"
+        xff = (
+            gateway_xff(self.snapshot.mesh_config.gateway_num_trusted_proxies)
+            if gateway
+            else SIDECAR_INBOUND_XFF
+        )
         prepared = Prepared(
             workload=workload,
             port=port,
@@ -132,11 +142,8 @@ class Decider:
             mtls_mode=effective_mtls_mode(self.snapshot, workload, port),
             normalization=mode,
             path_options=path_options(mode),
-            xff=(
-                gateway_xff(self.snapshot.mesh_config.gateway_num_trusted_proxies)
-                if workload.proxy == "gateway"
-                else SIDECAR_INBOUND_XFF
-            ),
+            xff=xff,
+            header_settings=header_settings(gateway, xff),
         )
         self._cache[key] = prepared
         return prepared

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from meshauthz.decide.cause import MtlsRequired, PathRejected
 from meshauthz.envoy.hcm import check_method, normalize_path, remote_address
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
+from meshauthz.envoy.request_headers import Downstream, request_headers
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Prepared
@@ -67,7 +68,7 @@ def request_view(p: Prepared, r: Request) -> RequestView:
                 r, PathRejected(norm.reason or "", norm.rejected_status or 400), peer_hidden
             )
         path = norm.path
-        headers = envoy_headers(r, path)
+        headers = envoy_headers(p, r, path, peer)
     remote_ip = r.remote_ip
     if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
         xff = [v for n, v in headers or () if n == "x-forwarded-for"]
@@ -89,15 +90,23 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     return RequestView(r, None, peer_hidden, path, headers, inp)
 
 
-def envoy_headers(r: Request, path: str) -> Headers:
+def envoy_headers(p: Prepared, r: Request, path: str, peer: PeerCertificate | None) -> Headers:
     """The header map the first HTTP filter sees, pseudo headers first."""
     # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter,
     # and a Host header the client sent wins over the request's default host.
     host = next((v for n, v in r.headers if n == "host"), r.host)
     sent = [(n, v) for n, v in r.headers if n != "host"]
-    headers = [(":authority", host), (":method", r.method), (":path", path), (":scheme", "http")]
-    headers += sent
-    # --- the headers Envoy adds before the filters go here ---------------------------------
+    headers = [(":authority", host), (":method", r.method), (":path", path)]
+    # What the connection manager adds, rewrites and drops before any filter:
+    # :scheme, x-forwarded-proto, x-request-id, x-forwarded-client-cert (mTLS).
+    downstream = Downstream(
+        tls=peer is not None,
+        peer=peer,
+        local_uri_sans=(p.workload.identity.spiffe_uri,),
+        direct_remote_ip=r.source_ip,
+        remote_ip=r.remote_ip,
+    )
+    headers += request_headers(p.header_settings, downstream, sent)
     # A request given with a remote address stands for a proxy that saw it: the
     # address arrives as X-Forwarded-For unless the client sent one.
     if r.remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in sent):
