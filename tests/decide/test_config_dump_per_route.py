@@ -1,7 +1,9 @@
 """``check --config-dump``: per-route RBAC overrides, and filters that are not evaluated.
 
-The dump is a small inbound listener written here; the same listener runs in a
-real Envoy 1.40, and every request's status there is recorded below and
+The dump is a small inbound listener written here (``fixtures/per-route.config_dump.json``
+is the one with a Lua filter, as the README shows it; regenerate it with
+``python -m tests.decide.test_config_dump_per_route``); the same listener runs
+in a real Envoy 1.40, and every request's status there is recorded below and
 compared with ``check``'s (``test_real_envoy_agrees``).
 """
 
@@ -158,11 +160,31 @@ def dump_of(lis: dict[str, Any]) -> dict[str, Any]:
     return {
         "configs": [
             {
+                "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
+                "bootstrap": {
+                    "node": {
+                        "id": "sidecar~10.0.0.7~api-0.default~default.svc.cluster.local",
+                        "metadata": {"NAME": "api-0", "NAMESPACE": "default"},
+                    }
+                },
+            },
+            {
                 "@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
                 "dynamic_listeners": [{"name": lis["name"], "active_state": {"listener": lis}}],
-            }
+            },
         ]
     }
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "per-route.config_dump.json"
+
+
+def fixture_dump() -> dict[str, Any]:
+    return dump_of(listener(15006, lua=True))
+
+
+def test_the_fixture_is_current():
+    assert json.loads(FIXTURE.read_text()) == fixture_dump()
 
 
 # (name, host, path, headers, Envoy 1.40's status). The override replaces the
@@ -345,6 +367,21 @@ def test_filters_after_the_deciding_one_do_not_make_a_denial_conditional(capsys,
     assert (d["decision"], d["conditionalOn"]) == ("ALLOW", ["envoy.filters.http.lua"])
 
 
+def test_a_filter_before_authorization_filters_turned_off_on_the_route_still_counts(
+    capsys, tmp_path
+):
+    # /off turns the RBAC filters off; the Lua filter still runs before where they
+    # stand, and nothing else decides: the ALLOW is conditional on it.
+    dump = write(tmp_path, dump_of(listener(15006, lua=True)))
+    _, d = check(capsys, dump, 15006, "b.example", "/off", {})
+    assert (d["decision"], d["conditionalOn"]) == ("ALLOW", ["envoy.filters.http.lua"])
+    assert d["reason"] == (
+        "allowed: no DENY policy matched and no ALLOW policy applies to this workload"
+    )
+    _, d = check(capsys, dump, 15006, "b.example", "/x", {"x-allow": "1"})
+    assert d["reason"] == "allowed by the ALLOW filter"  # an Envoy policy, not Istio's
+
+
 def test_a_filter_disabled_on_the_route_is_not_a_condition(capsys, tmp_path):
     lis = listener(15006, lua=True)
     rc = lis["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
@@ -417,3 +454,7 @@ def test_choose_route_edges():
             "h",
             "/",
         )
+
+
+if __name__ == "__main__":
+    FIXTURE.write_text(json.dumps(fixture_dump(), indent=2) + "\n")

@@ -401,29 +401,26 @@ class ConfigDump:
                     field=f"{where}.filters[{hcm_at}].typed_config",
                 ) from None
             normalization = path_mode(options.path) or "NONE"
-            items, others = self._http_items(
+            placed = self._http_items(
                 list(_get(hcm, "http_filters") or []),
                 f"{where}.filters[{hcm_at}].typed_config.http_filters",
                 per_route or {},
             )
         else:
             protocol = "tcp"
-            items, others = self._network_items(filters, f"{where}.filters")
-        # An unevaluated filter at position p runs before items[p:]: an ALLOW
-        # depends on every one before the last item, a denial at a stage on
-        # those before the last filter of that stage.
-        others = [(pos, n) for pos, n in others if n not in _NEUTRAL]
-        not_evaluated = [n for pos, n in others if pos < len(items)]
+            placed = self._network_items(filters, f"{where}.filters")
+        # An ALLOW depends on every filter not evaluated before the last
+        # authorization filter of the chain (also one turned off on this route),
+        # a denial at a stage on those before the last filter of that stage.
+        items = placed.items
+        others = placed.others
+        not_evaluated = [n for j, n in others if j < placed.last]
         last_at: dict[Stage, int] = {}
-        for i, item in enumerate(items):
-            if item is not None:
-                last_at[Stage.JWT if isinstance(item, JwtAuthentication) else Stage(item.stage)] = i
-        before = {stage: tuple(n for pos, n in others if pos <= i) for stage, i in last_at.items()}
+        for j, item in zip(placed.at, items, strict=True):
+            last_at[Stage.JWT if isinstance(item, JwtAuthentication) else Stage(item.stage)] = j
+        before = {stage: tuple(n for j, n in others if j < at) for stage, at in last_at.items()}
         stages: list[PreparedStage | None] = []
         for item in items:
-            if item is None:
-                stages.append(None)
-                continue
             if isinstance(item, JwtAuthentication):
                 jwt = item
                 stages.append(None)
@@ -498,20 +495,21 @@ class ConfigDump:
 
     def _http_items(
         self, http_filters: list[Any], where: str, per_route: Mapping[str, Any]
-    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[tuple[int, str]]]:
-        """The authorization filters in order, and the others with their position
-        (how many authorization filters run before them); ``per_route``: the
-        route's configuration of filters by name, which replaces theirs."""
-        items: list[BuiltFilter | JwtAuthentication | None] = []
-        others: list[tuple[int, str]] = []
+    ) -> _Placed:
+        """The authorization filters in order and the others, each by its index in
+        the list; ``per_route``: the route's configuration of filters by name,
+        which replaces theirs."""
+        placed = _Placed()
         for j, f in enumerate(http_filters):
             name = str(_get(f, "name") or "")
+            t = _type_of(f, self.ecds)
+            if t in _AUTHZ_TYPES or (t is None and name == JWT_FILTER):
+                placed.last = j  # where the authorization filters end, as configured
             override = per_route.get(name)
             if _disables(override):
                 continue  # not run on this route
             if _get(f, "disabled") and override is None:
                 continue  # off unless the route configures it
-            t = _type_of(f, self.ecds)
             path = f"{where}[{j}].typed_config"
             if t == HTTP_FILTER_TYPE:
                 tc = self._typed(f, path)
@@ -526,7 +524,7 @@ class ConfigDump:
                     # RBACPerRoute.rbac replaces the filter's whole configuration.
                     tc = {"@type": HTTP_FILTER_TYPE, **(_get(override, "rbac") or {})}
                     path = f"per-route configuration of {name}"
-                items.append(self._rbac(tc, path))
+                placed.add(j, self._rbac(tc, path))
             elif override is not None and t in (HTTP_EXT_AUTHZ_TYPE, JWT_TYPE):
                 raise ConfigDumpError(
                     f"the route configures the {name} filter per route, which is not read",
@@ -534,31 +532,30 @@ class ConfigDump:
                     field=path,
                 )
             elif t == HTTP_EXT_AUTHZ_TYPE:
-                items.append(_ext_authz(self._typed(f, path), HTTP_EXT_AUTHZ_NAME))
+                placed.add(j, _ext_authz(self._typed(f, path), HTTP_EXT_AUTHZ_NAME))
             elif t == JWT_TYPE or (t is None and name == JWT_FILTER):
-                items.append(self._jwt(self._typed(f, path), path))
-            else:
-                others.append((len(items), name))
-        return items, others
+                placed.add(j, self._jwt(self._typed(f, path), path))
+            elif name not in _NEUTRAL:
+                placed.others.append((j, name))
+        return placed
 
-    def _network_items(
-        self, filters: list[Any], where: str
-    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[tuple[int, str]]]:
-        items: list[BuiltFilter | JwtAuthentication | None] = []
-        others: list[tuple[int, str]] = []
+    def _network_items(self, filters: list[Any], where: str) -> _Placed:
+        placed = _Placed()
         for j, f in enumerate(filters):
             name = str(_get(f, "name") or "")
             t = _type_of(f, self.ecds)
             path = f"{where}[{j}].typed_config"
             if t == NETWORK_FILTER_TYPE:
-                items.append(self._rbac(self._typed(f, path), path))
+                placed.add(j, self._rbac(self._typed(f, path), path))
+                placed.last = j
             elif t == NETWORK_EXT_AUTHZ_TYPE:
-                items.append(_ext_authz(self._typed(f, path), NETWORK_EXT_AUTHZ_NAME))
+                placed.add(j, _ext_authz(self._typed(f, path), NETWORK_EXT_AUTHZ_NAME))
+                placed.last = j
             elif name == TCP_PROXY_NAME:
                 break
-            else:
-                others.append((len(items), name))
-        return items, others
+            elif name not in _NEUTRAL:
+                placed.others.append((j, name))
+        return placed
 
     def _rbac(self, tc: dict[str, Any], path: str) -> BuiltFilter:
         try:
@@ -582,6 +579,22 @@ class ConfigDump:
                 f"jwt_authn filter: {why}", location=Location(self.file), field=path
             )
         return cfg
+
+
+@dataclass(slots=True)
+class _Placed:
+    """A chain's filters: the authorization filters in order with their index in
+    the filter list, the others not evaluated (by index), and the index of the
+    last authorization filter configured (-1: none)."""
+
+    items: list[BuiltFilter | JwtAuthentication] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    others: list[tuple[int, str]] = field(default_factory=list)
+    last: int = -1
+
+    def add(self, index: int, item: BuiltFilter | JwtAuthentication) -> None:
+        self.items.append(item)
+        self.at.append(index)
 
 
 def _per_route_effect(v: Any) -> str:

@@ -70,6 +70,8 @@ def reason(cause: Cause) -> str:
             return text
         case NoAllowMatched():
             return "denied: no rule of any ALLOW policy matched the request"
+        case AllowedByPolicy(None, _):
+            return "allowed by the ALLOW filter"
         case AllowedByPolicy(policy, rule):
             return f"allowed by ALLOW policy {policy} rule {rule}"
         case DefaultAllow():
