@@ -393,6 +393,22 @@ def test_a_filter_disabled_on_the_route_is_not_a_condition(capsys, tmp_path):
     assert (d["decision"], d["conditionalOn"], code) == ("ALLOW", [], 0)
 
 
+def test_a_disabled_filter_a_route_turns_on_is_a_condition_there(capsys, tmp_path):
+    lis = listener(15006, lua=True)
+    hcm = lis["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["http_filters"][0]["disabled"] = True
+    lua_per_route = "type.googleapis.com/envoy.extensions.filters.http.lua.v3.LuaPerRoute"
+    rc = hcm["route_config"]
+    rc["virtual_hosts"][1]["routes"][-1]["typed_per_filter_config"] = {
+        "envoy.filters.http.lua": {"@type": lua_per_route, "name": "x"}
+    }
+    dump = write(tmp_path, dump_of(lis))
+    _, d = check(capsys, dump, 15006, "b.example", "/x", {"x-allow": "1"})
+    assert (d["decision"], d["conditionalOn"]) == ("ALLOW", ["envoy.filters.http.lua"])
+    _, d = check(capsys, dump, 15006, "b.example", "/over", {})  # off on this route
+    assert (d["decision"], d["conditionalOn"]) == ("ALLOW", [])
+
+
 # ---------------------------------------------------------- routes not resolved offline
 
 

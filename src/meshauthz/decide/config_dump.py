@@ -365,10 +365,11 @@ class ConfigDump:
         # What changes a decision: a filter turned off or on, the authorization
         # filters' own configuration (another filter's is not evaluated either way).
         kinds = {str(_get(f, "name") or ""): _type_of(f, self.ecds) for f in http_filters}
+        off = {str(_get(f, "name") or "") for f in http_filters if _get(f, "disabled")}
         found = {
             k: v
             for k, v in choice.per_filter.items()
-            if k in kinds and (_disables(v) or kinds[k] in _AUTHZ_TYPES)
+            if k in kinds and (_disables(v) or k in off or kinds[k] in _AUTHZ_TYPES)
         }
         return f"virtual host {choice.virtual_host}, route {choice.route}", found
 
