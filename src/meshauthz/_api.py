@@ -86,6 +86,13 @@ class _Checked:
     def reason(self) -> str:
         return self.decision.reason
 
+    @property
+    def conditional_on(self) -> tuple[str, ...]:
+        """Filters not evaluated that run before the decision (a config dump's Lua,
+        Wasm, ...): the answer holds only if they let the request through."""
+        c = self.decision.condition
+        return c.filters if c is not None else ()
+
     def to_json(self) -> dict[str, Any]:
         """The document ``meshauthz check -o json`` prints (its trace only when
         checked with ``trace=True``)."""

@@ -36,6 +36,7 @@ from meshauthz.envoy.jwt_authn import (
     audiences_allowed,
     normalize_payload,
 )
+from meshauthz.envoy.jwt_authn.token_json import TokenJsonError, parse_struct
 from meshauthz.resources.istio import JWTRule
 from meshauthz.translate.requestauthn import apply_request_authentication, jwt_authentication
 from tests.envoy_process import EnvoyProcess, free_port, require_envoy
@@ -714,3 +715,188 @@ def test_json_round_trip_and_unsupported_forms():
         jwt_authn.from_json(
             {"rules": [{"match": {"prefix": "/"}, "requires": {"provider_and_audiences": {}}}]}
         )
+
+
+# ------------------------------------- token JSON as Envoy's parser reads it (Envoy 1.40)
+
+_BAD_PAYLOAD = (401, "Jwt payload is an invalid JSON")
+_BAD_HEADER = (401, "Jwt header is an invalid JSON")
+_OK = (200, "")
+# A header that parses, with an empty payload ("e30"): no issuer to find.
+_HEADER_OK = (401, "Jwt issuer is not configured")
+
+
+def _nested(levels: int, opening: bytes = b"[", closing: bytes = b"]") -> bytes:
+    """A payload whose containers nest ``levels`` deep, the top object included."""
+    inner = opening * (levels - 1) + b"1" + closing * (levels - 1)
+    return b'{"iss":"A","x":' + inner + b"}"
+
+
+# (name, header or payload, its JSON bytes, Envoy 1.40's (status, body)): each
+# observed through the real filter (issuer A, keys inline); test_token_json_*
+# below re-runs them against the binary.
+TOKEN_JSON_CASES: list[tuple[str, str, bytes, tuple[int, str]]] = [
+    ("plain", "payload", b'{"iss":"A"}', _OK),
+    # A key twice in one object, at any depth, compared after unescaping.
+    ("duplicate-key", "payload", b'{"iss":"A","iss":"A"}', _BAD_PAYLOAD),
+    ("duplicate-other-key", "payload", b'{"iss":"A","x":1,"x":2}', _BAD_PAYLOAD),
+    ("duplicate-nested", "payload", b'{"iss":"A","x":{"y":1,"y":1}}', _BAD_PAYLOAD),
+    ("duplicate-in-array", "payload", b'{"iss":"A","x":[{"y":1,"y":2}]}', _BAD_PAYLOAD),
+    ("duplicate-escaped", "payload", b'{"iss":"A","a":1,"\\u0061":2}', _BAD_PAYLOAD),
+    ("duplicate-unquoted", "payload", b'{iss:"A","iss":"A"}', _BAD_PAYLOAD),
+    ("duplicate-empty-key", "payload", b'{"iss":"A","":1,"":2}', _BAD_PAYLOAD),
+    ("duplicate-alg", "header", b'{"alg":"RS256","alg":"RS256"}', _BAD_HEADER),
+    # Nesting: 100 levels (the top object counts) pass, 101 do not.
+    ("arrays-99", "payload", _nested(99), _OK),
+    ("arrays-100", "payload", _nested(100), _OK),
+    ("arrays-101", "payload", _nested(101), _BAD_PAYLOAD),
+    ("objects-100", "payload", _nested(100, b'{"a":', b"}"), _OK),
+    ("objects-101", "payload", _nested(101, b'{"a":', b"}"), _BAD_PAYLOAD),
+    ("mixed-100", "payload", b'{"iss":"A","x":' + b'[{"a":' * 49 + b"[1]" + b"}]" * 49 + b"}", _OK),
+    (
+        "mixed-101",
+        "payload",
+        b'{"iss":"A","x":' + b'[{"a":' * 49 + b"[[1]]" + b"}]" * 49 + b"}",
+        _BAD_PAYLOAD,
+    ),
+    (
+        "header-arrays-100",
+        "header",
+        b'{"alg":"RS256","x":' + b"[" * 99 + b"]" * 99 + b"}",
+        _HEADER_OK,
+    ),
+    (
+        "header-arrays-101",
+        "header",
+        b'{"alg":"RS256","x":' + b"[" * 100 + b"]" * 100 + b"}",
+        _BAD_HEADER,
+    ),
+    # Numbers: doubles only, finite only.
+    ("nan", "payload", b'{"iss":"A","x":NaN}', _BAD_PAYLOAD),
+    ("infinity", "payload", b'{"iss":"A","x":Infinity}', _BAD_PAYLOAD),
+    ("minus-infinity", "payload", b'{"iss":"A","x":-Infinity}', _BAD_PAYLOAD),
+    ("header-nan", "header", b'{"alg":"RS256","x":NaN}', _BAD_HEADER),
+    ("overflow", "payload", b'{"iss":"A","x":1e400}', _BAD_PAYLOAD),
+    ("400-digits", "payload", b'{"iss":"A","x":' + b"1" * 400 + b"}", _BAD_PAYLOAD),
+    ("300-digits", "payload", b'{"iss":"A","x":' + b"1" * 300 + b"}", _OK),
+    ("underflow", "payload", b'{"iss":"A","x":1e-400}', _OK),
+    (
+        "exp-2^64-1-is-2^64",
+        "payload",
+        b'{"iss":"A","exp":18446744073709551615}',
+        (401, "Jwt payload [exp] field is not a positive 64 bit integer"),
+    ),
+    ("leading-zero", "payload", b'{"iss":"A","x":01}', _BAD_PAYLOAD),
+    ("trailing-period", "payload", b'{"iss":"A","x":1.}', _BAD_PAYLOAD),
+    ("plus-sign", "payload", b'{"iss":"A","x":+1}', _BAD_PAYLOAD),
+    # Escapes: lone surrogates are refused; \' and \U are taken.
+    ("lone-high-surrogate", "payload", b'{"iss":"A","x":"\\ud800"}', _BAD_PAYLOAD),
+    ("lone-low-surrogate", "payload", b'{"iss":"A","x":"\\udc00"}', _BAD_PAYLOAD),
+    ("high-then-not-low", "payload", b'{"iss":"A","x":"\\ud800\\u0041"}', _BAD_PAYLOAD),
+    ("high-then-text", "payload", b'{"iss":"A","x":"\\ud800x"}', _BAD_PAYLOAD),
+    ("high-then-capital-U-low", "payload", b'{"iss":"A","x":"\\ud83d\\Ude00"}', _BAD_PAYLOAD),
+    ("surrogate-pair", "payload", b'{"iss":"A","x":"\\ud83d\\ude00"}', _OK),
+    ("escaped-quote", "payload", b'{"iss":"A","x":"\\\'"}', _OK),
+    ("capital-U-escape", "payload", b'{"iss":"A","x":"\\U0041"}', _OK),
+    ("hex-escape", "payload", b'{"iss":"A","x":"\\x41"}', _BAD_PAYLOAD),
+    # UTF-8 must be valid; raw control characters are taken.
+    ("byte-ff", "payload", b'{"iss":"A","x":"a\xffb"}', _BAD_PAYLOAD),
+    ("overlong-utf8", "payload", b'{"iss":"A","x":"a\xc0\x80b"}', _BAD_PAYLOAD),
+    ("utf8-surrogate", "payload", b'{"iss":"A","x":"a\xed\xa0\x80b"}', _BAD_PAYLOAD),
+    ("overlong-key", "payload", b'{"iss":"A","\xc0\x80":1}', _BAD_PAYLOAD),
+    ("four-byte-utf8", "payload", b'{"iss":"A","x":"\xf0\x9f\x98\x80"}', _OK),
+    ("raw-control", "payload", b'{"iss":"A","x":"a\x01\tb\nc\x00"}', _OK),
+    # Legacy syntax: single quotes, unquoted keys, one trailing comma.
+    ("single-quotes", "payload", b"{'iss':'A','aud':['a','b',],}", _OK),
+    ("single-quoted-double-quote", "payload", b'{"iss":"A","x":\'a"b\'}', _OK),
+    ("unquoted-key", "payload", b'{"iss":"A",_a1:1, b :2}', _OK),
+    ("unquoted-key-digit", "payload", b'{"iss":"A",1a:1}', _BAD_PAYLOAD),
+    ("unquoted-key-null", "payload", b'{"iss":"A",null:1}', _BAD_PAYLOAD),
+    ("unquoted-key-nullx", "payload", b'{"iss":"A",nullx:1}', _OK),
+    ("unquoted-key-dash", "payload", b'{"iss":"A",a-b:1}', _BAD_PAYLOAD),
+    ("two-trailing-commas", "payload", b'{"iss":"A",,}', _BAD_PAYLOAD),
+    ("only-a-comma", "payload", b'{"iss":"A","x":[,]}', _BAD_PAYLOAD),
+    ("comment", "payload", b'{"iss":"A" /* c */}', _BAD_PAYLOAD),
+    # The document: one object (null reads as an empty one), JSON whitespace only.
+    ("null", "payload", b" null ", (401, "Jwt issuer is not configured")),
+    ("array", "payload", b"[]", _BAD_PAYLOAD),
+    ("trailing-text", "payload", b'{"iss":"A"} x', _BAD_PAYLOAD),
+    ("trailing-nul", "payload", b'{"iss":"A"}\x00', _BAD_PAYLOAD),
+    ("byte-order-mark", "payload", b'\xef\xbb\xbf{"iss":"A"}', _BAD_PAYLOAD),
+    ("form-feed", "payload", b'\x0c{"iss":"A"}', _BAD_PAYLOAD),
+    ("vertical-tab", "payload", b'{"iss":"A",\x0b"x":1}', _BAD_PAYLOAD),
+]
+
+
+def _token_json_token(part: str, raw: bytes) -> str:
+    if part == "payload":
+        return pyjwt.PyJWS().encode(raw, RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    return f"{base64.urlsafe_b64encode(raw).rstrip(b'=').decode()}.e30.AAAA"
+
+
+def _token_json_config() -> JwtAuthentication:
+    config = jwt_authentication([rule(issuer="A")])
+    assert config is not None
+    return config
+
+
+@pytest.mark.parametrize(
+    ("part", "raw", "expected"),
+    [pytest.param(p, r, e, id=n) for n, p, r, e in TOKEN_JSON_CASES],
+)
+def test_token_json_as_envoy_parses_it(part, raw, expected):
+    headers = bearer(_token_json_token(part, raw))
+    o = apply_jwt_authn(_token_json_config(), None, headers, "/")
+    assert (o.status or 200, o.body) == expected
+
+
+def test_token_json_values():
+    # Numbers are doubles (Envoy 1.40 metadata: 9007199254740993 -> 9007199254740992);
+    # escapes and legacy strings decode as Envoy's metadata shows them.
+    assert parse_struct(b'{"n":9007199254740993,"f":1e5,"z":-0}') == {
+        "n": 9007199254740992,
+        "f": 100000.0,
+        "z": 0,
+    }
+    assert parse_struct(b"{'a':'x\\'y',b:[\"\\U0041\",],}") == {"a": "x'y", "b": ["A"]}
+    assert parse_struct(b"null") == {}
+    with pytest.raises(TokenJsonError, match="duplicate key 'a'"):
+        parse_struct(b'{"a":1,"\\u0061":2}')
+
+
+def test_token_json_through_a_real_envoy(tmp_path):
+    """Each recorded case through a real Envoy: the status and body recorded above."""
+    exe = require_envoy("token JSON against a real Envoy")
+    envoy = _Envoy(_token_json_config(), exe, tmp_path)
+    try:
+        for name, part, raw, expected in TOKEN_JSON_CASES:
+            status, body, _ = envoy.request("GET", "/", bearer(_token_json_token(part, raw)))
+            assert (status, body) == expected, name
+    finally:
+        envoy.close()
+
+
+def test_inline_jwks_is_read_by_the_same_parser(tmp_path):
+    # jwks.cc reads the JWKS with the same parser: a trailing comma is taken
+    # (Envoy 1.40 accepts the config and verifies with the key), a key twice is not.
+    lenient = JWKS[:-2] + ",]}"
+    config = jwt_authentication([rule(issuer="A", jwks=lenient)])
+    assert config is not None
+    good = bearer(mint({"iss": "A"}))
+    assert apply_jwt_authn(config, None, good, "/").reason == "verified"
+    twice = jwt_authentication([rule(issuer="A", jwks=JWKS[:-1] + ',"keys":[]}')])
+    assert twice is not None
+    o = apply_jwt_authn(twice, None, good, "/")
+    assert (o.reason, o.body) == (
+        "invalid_jwks",
+        "Provider 'origins-0' in jwt_authn config has invalid local jwks: Jwks is an invalid JSON",
+    )
+    exe = require_envoy("a lenient JWKS against a real Envoy")
+    envoy = _Envoy(config, exe, tmp_path)
+    try:
+        assert envoy.request("GET", "/", good)[:2] == (200, "")
+    finally:
+        envoy.close()
+    (tmp_path / "twice").mkdir()
+    with pytest.raises(RuntimeError, match="invalid local jwks: Jwks is an invalid JSON"):
+        _Envoy(twice, exe, tmp_path / "twice").close()

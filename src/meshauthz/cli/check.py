@@ -230,13 +230,14 @@ EXPECT_OPTION = click.option(
 def exit_code(results: list[tuple[Request, Decision]], expect: str | None) -> int:
     """3 when a decision is an internal error (its DENY is fail-closed, not an
     answer, so it never meets an expectation), else 1 when one differs from
-    ``expect``, else 0; an internal error is also said on stderr."""
+    ``expect`` or is conditional, else 0; an internal error is also said on stderr."""
     failed = [(r, d) for r, d in results if d.internal_error]
     for r, d in failed:
         click.echo(f"error: {render.internal_error_line(r, d)}", err=True)
     if failed:
         return EXIT_INTERNAL
-    if expect is not None and any(d.verdict != expect.upper() for _, d in results):
+    # A conditional decision (filters not evaluated before it) meets no expectation.
+    if expect is not None and any(d.verdict != expect.upper() or d.conditional for _, d in results):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -260,8 +261,9 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     optional, the caller is --principal ID or --plaintext (or --from with -f),
     and the destination is the dump's pod: --to :PORT or --port N.
 
-    Exit 0 when it ran; with --expect, 1 when a decision differs; 3 when a
-    decision hit an internal error (it denies, fail closed).
+    Exit 0 when it ran; with --expect, 1 when a decision differs or is
+    conditional (a filter not evaluated stands before it); 3 when a decision
+    hit an internal error (it denies, fail closed).
     """
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)

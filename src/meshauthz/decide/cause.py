@@ -98,6 +98,16 @@ class InternalError:
     error: str  # "ExceptionType: message"
 
 
+@dataclass(frozen=True, slots=True)
+class NotEvaluated:
+    """Not a cause but a condition on one: filters that run before the point of
+    decision and that meshauthz does not run (Lua, Wasm, ext_proc, any filter it
+    does not model). Each could answer the request itself or change it, so the
+    decision holds only if they let the request through unchanged."""
+
+    filters: tuple[str, ...]
+
+
 Cause = (
     MtlsRequired
     | PathRejected
@@ -122,6 +132,7 @@ __all__ = [
     "JwtUnverifiable",
     "MtlsRequired",
     "NoAllowMatched",
+    "NotEvaluated",
     "PathRejected",
     "Stage",
 ]

@@ -33,6 +33,14 @@ What is read, and how Envoy uses it:
   options are shown as the Istio ``pathNormalization`` mode istiod sets them
   for; on a TCP chain the network RBAC and ``ext_authz`` filters before
   ``tcp_proxy``;
+* the route the request takes (``meshauthz.envoy.route``), when the route
+  configuration (inline, or the dump's RDS routes) configures one of the
+  chain's filters per route: an ``RBACPerRoute`` replaces the configuration
+  of every RBAC filter of that name, or turns them off without ``rbac``, as
+  a ``FilterConfig`` with ``disabled`` does for any filter; a filter the HCM
+  has ``disabled`` runs only where a route configures it;
+* the filters that are not evaluated (Lua, Wasm, ext_proc, any other) and
+  where they stand: a decision that depends on one is conditional;
 * the bootstrap's node metadata (``NAME``, ``NAMESPACE``, ``LABELS``,
   ``INSTANCE_IPS``, ``SERVICE_ACCOUNT``) for the workload's name and address.
 
@@ -55,11 +63,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Prepared, PreparedStage, run_prepared
 from meshauthz.decide.request import Request, resolve_source
 from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.decide.runner import ExtAuthzAssumption
+from meshauthz.decide.view import request_view
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.ext_authz import (
     HTTP_EXT_AUTHZ_NAME,
@@ -94,6 +104,7 @@ from meshauthz.envoy.rbac.model import (
 )
 from meshauthz.envoy.rbac.serialize import HTTP_FILTER_TYPE, NETWORK_FILTER_TYPE, parse_filter
 from meshauthz.envoy.request_headers import HeaderSettings
+from meshauthz.envoy.route import Disabled, RouteUnresolved, choose_route, per_filter_configs
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 from meshauthz.mesh.snapshot import Identity, LookupFailed
@@ -103,6 +114,8 @@ from meshauthz.translate.hcm import path_mode
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
 
 MAX_DUMP_BYTES = 512 * 1024 * 1024
+RBAC_PER_ROUTE_TYPE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+_AUTHZ_TYPES = frozenset({HTTP_FILTER_TYPE, HTTP_EXT_AUTHZ_TYPE, JWT_TYPE})
 VIRTUAL_INBOUND = "virtualInbound"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 # ALPN an Istio client sidecar offers (pilot/pkg/networking/core/cluster_tls.go):
@@ -150,6 +163,9 @@ class ChainInfo:
     mtls: str  # "mTLS", "plaintext", "mTLS required", "mTLS disabled"
     normalization: str | None
     not_evaluated: tuple[str, ...] = ()
+    # The route whose per-route configuration changed the filters, and how.
+    route: str | None = None
+    per_route: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -164,6 +180,8 @@ class ChainInfo:
             "mtls": self.mtls,
             "pathNormalization": self.normalization,
             "notEvaluated": list(self.not_evaluated),
+            "route": self.route,
+            "perRoute": list(self.per_route),
         }
 
 
@@ -183,7 +201,8 @@ class ConfigDump:
     listeners: list[Listener]  # dump order
     ecds: dict[str, dict[str, Any]]  # ECDS filter name -> typed_config
     workload: MeshWorkload
-    _cache: dict[tuple[str, int, str], Prepared] = field(default_factory=dict)
+    routes: dict[str, dict[str, Any]] = field(default_factory=dict)  # RDS name -> config
+    _cache: dict[tuple[str, int, str, str], Prepared] = field(default_factory=dict)
 
     @property
     def listener_names(self) -> list[str]:
@@ -252,10 +271,21 @@ class ConfigDump:
         index, chain = chosen
         if mode == "PERMISSIVE" and mtls_caller and not chain.requires_client_certificate:
             mode = "DISABLE"  # the chain does not ask for a client certificate
-        key = (lname, index, mode)
+        key = (lname, index, mode, "")
         prepared = self._cache.get(key)
         if prepared is None:
             prepared = self._prepare(lname, index, chain, request, mode)
+            self._cache[key] = prepared
+        route: str | None = None
+        per_route: dict[str, Any] = {}
+        if prepared.protocol == "http" and (prepared.custom or prepared.rest or prepared.jwt):
+            at = replace(request, destination=self.workload, protocol="http")
+            route, per_route = self._route(lname, index, chain, prepared, at)
+        if per_route:
+            key = (lname, index, mode, json.dumps(per_route, sort_keys=True, default=str))
+            prepared = self._cache.get(key) or self._prepare(
+                lname, index, chain, request, mode, per_route
+            )
             self._cache[key] = prepared
         info = ChainInfo(
             file=self.file,
@@ -273,6 +303,8 @@ class ConfigDump:
             }[mode],
             normalization=prepared.normalization if prepared.protocol == "http" else None,
             not_evaluated=prepared.not_evaluated,
+            route=route if per_route else None,
+            per_route=tuple(f"{n} {_per_route_effect(v)}" for n, v in per_route.items()),
         )
         req = request
         if req.protocol != prepared.protocol:
@@ -282,19 +314,77 @@ class ConfigDump:
 
     # --- one chain -> Prepared ---------------------------------------------------------
 
-    def _prepare(
-        self, lname: str, index: int, chain: FilterChain, request: Request, mode: str
-    ) -> Prepared:
-        where = f"{lname}.filter_chains[{index}]"
-        filters = list(chain.filters)
-        hcm_at = next(
+    def _hcm_at(self, chain: FilterChain) -> int | None:
+        return next(
             (
                 i
-                for i, f in enumerate(filters)
+                for i, f in enumerate(chain.filters)
                 if _type_of(f, self.ecds) == HCM_TYPE or _get(f, "name") == HCM_NAME
             ),
             None,
         )
+
+    def _route(
+        self, lname: str, index: int, chain: FilterChain, prepared: Prepared, request: Request
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The route ``request`` takes on the chain's HCM and the per-route configuration
+        there of the chain's HTTP filters (empty when none applies)."""
+        hcm_at = self._hcm_at(chain)
+        assert hcm_at is not None
+        where = f"{lname}.filter_chains[{index}].filters[{hcm_at}].typed_config"
+        hcm = self._typed(chain.filters[hcm_at], where)
+        http_filters = list(_get(hcm, "http_filters") or ())
+        names = {str(_get(f, "name") or "") for f in http_filters}
+        rc = _get(hcm, "route_config")
+        if rc is None:
+            rds = str(_get(_get(hcm, "rds"), "route_config_name") or "")
+            rc = self.routes.get(rds) if rds else None
+            if rc is None:
+                what = f"route configuration {rds!r} (RDS)" if rds else "routes (scoped RDS)"
+                raise ConfigDumpError(
+                    f"the HTTP connection manager takes its {what} from outside the dump: "
+                    "per-route filter configuration cannot be read (dump the routes too: "
+                    "RoutesConfigDump)",
+                    location=Location(self.file),
+                    field=where,
+                )
+        if not names & per_filter_configs(rc):
+            return None, {}
+        view = request_view(prepared, request)
+        if view.rejected is not None or view.headers is None:
+            return None, {}
+        authority = next((v for k, v in view.headers if k == ":authority"), "")
+        try:
+            choice = choose_route(rc, authority, view.path)
+        except RouteUnresolved as e:
+            raise ConfigDumpError(
+                f"per-route filter configuration: {e}", location=Location(self.file), field=where
+            ) from None
+        if choice is None:
+            return None, {}
+        # What changes a decision: a filter turned off or on, the authorization
+        # filters' own configuration (another filter's is not evaluated either way).
+        kinds = {str(_get(f, "name") or ""): _type_of(f, self.ecds) for f in http_filters}
+        off = {str(_get(f, "name") or "") for f in http_filters if _get(f, "disabled")}
+        found = {
+            k: v
+            for k, v in choice.per_filter.items()
+            if k in kinds and (_disables(v) or k in off or kinds[k] in _AUTHZ_TYPES)
+        }
+        return f"virtual host {choice.virtual_host}, route {choice.route}", found
+
+    def _prepare(
+        self,
+        lname: str,
+        index: int,
+        chain: FilterChain,
+        request: Request,
+        mode: str,
+        per_route: Mapping[str, Any] | None = None,
+    ) -> Prepared:
+        where = f"{lname}.filter_chains[{index}]"
+        filters = list(chain.filters)
+        hcm_at = self._hcm_at(chain)
         jwt: JwtAuthentication | None = None
         options = HcmOptions()
         headers = SIDECAR_INBOUND_HEADERS
@@ -312,18 +402,26 @@ class ConfigDump:
                     field=f"{where}.filters[{hcm_at}].typed_config",
                 ) from None
             normalization = path_mode(options.path) or "NONE"
-            items, not_evaluated = self._http_items(
+            placed = self._http_items(
                 list(_get(hcm, "http_filters") or []),
                 f"{where}.filters[{hcm_at}].typed_config.http_filters",
+                per_route or {},
             )
         else:
             protocol = "tcp"
-            items, not_evaluated = self._network_items(filters, f"{where}.filters")
+            placed = self._network_items(filters, f"{where}.filters")
+        # An ALLOW depends on every filter not evaluated before the last
+        # authorization filter of the chain (also one turned off on this route),
+        # a denial at a stage on those before the last filter of that stage.
+        items = placed.items
+        others = placed.others
+        not_evaluated = [n for j, n in others if j < placed.last]
+        last_at: dict[Stage, int] = {}
+        for j, item in zip(placed.at, items, strict=True):
+            last_at[Stage.JWT if isinstance(item, JwtAuthentication) else Stage(item.stage)] = j
+        before = {stage: tuple(n for j, n in others if j < at) for stage, at in last_at.items()}
         stages: list[PreparedStage | None] = []
         for item in items:
-            if item is None:
-                stages.append(None)
-                continue
             if isinstance(item, JwtAuthentication):
                 jwt = item
                 stages.append(None)
@@ -357,6 +455,7 @@ class ConfigDump:
             jwt_source="the jwt_authn filter in the config dump",
             empty_rules=frozenset(empty),
             not_evaluated=tuple(not_evaluated),
+            not_evaluated_before={k: v for k, v in before.items() if v},
         )
 
     def _hcm_options(self, hcm: Mapping[str, Any], where: str) -> HcmOptions:
@@ -396,48 +495,68 @@ class ConfigDump:
         return tc
 
     def _http_items(
-        self, http_filters: list[Any], where: str
-    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[str]]:
-        items: list[BuiltFilter | JwtAuthentication | None] = []
-        others: list[tuple[int, str]] = []
+        self, http_filters: list[Any], where: str, per_route: Mapping[str, Any]
+    ) -> _Placed:
+        """The authorization filters in order and the others, each by its index in
+        the list; ``per_route``: the route's configuration of filters by name,
+        which replaces theirs."""
+        placed = _Placed()
         for j, f in enumerate(http_filters):
             name = str(_get(f, "name") or "")
-            if _get(f, "disabled"):
-                others.append((len(items), f"{name} (disabled)"))
-                continue
             t = _type_of(f, self.ecds)
+            if t in _AUTHZ_TYPES or (t is None and name == JWT_FILTER):
+                placed.last = j  # where the authorization filters end, as configured
+            override = per_route.get(name)
+            if _disables(override):
+                continue  # not run on this route
+            if _get(f, "disabled") and override is None:
+                continue  # off unless the route configures it
             path = f"{where}[{j}].typed_config"
             if t == HTTP_FILTER_TYPE:
-                items.append(self._rbac(self._typed(f, path), path))
+                tc = self._typed(f, path)
+                if override is not None:
+                    if _get(override, "@type") != RBAC_PER_ROUTE_TYPE:
+                        raise ConfigDumpError(
+                            f"the route configures the RBAC filter {name} with "
+                            f"{_get(override, '@type')!r}, not an RBACPerRoute",
+                            location=Location(self.file),
+                            field=path,
+                        )
+                    # RBACPerRoute.rbac replaces the filter's whole configuration.
+                    tc = {"@type": HTTP_FILTER_TYPE, **(_get(override, "rbac") or {})}
+                    path = f"per-route configuration of {name}"
+                placed.add(j, self._rbac(tc, path))
+            elif override is not None and t in (HTTP_EXT_AUTHZ_TYPE, JWT_TYPE):
+                raise ConfigDumpError(
+                    f"the route configures the {name} filter per route, which is not read",
+                    location=Location(self.file),
+                    field=path,
+                )
             elif t == HTTP_EXT_AUTHZ_TYPE:
-                items.append(_ext_authz(self._typed(f, path), HTTP_EXT_AUTHZ_NAME))
+                placed.add(j, _ext_authz(self._typed(f, path), HTTP_EXT_AUTHZ_NAME))
             elif t == JWT_TYPE or (t is None and name == JWT_FILTER):
-                items.append(self._jwt(self._typed(f, path), path))
-            else:
-                others.append((len(items), name))
-        # Filters after the last authorization filter cannot change the decision.
-        last = len(items)
-        return items, [n for pos, n in others if pos < last and n not in _NEUTRAL]
+                placed.add(j, self._jwt(self._typed(f, path), path))
+            elif name not in _NEUTRAL:
+                placed.others.append((j, name))
+        return placed
 
-    def _network_items(
-        self, filters: list[Any], where: str
-    ) -> tuple[list[BuiltFilter | JwtAuthentication | None], list[str]]:
-        items: list[BuiltFilter | JwtAuthentication | None] = []
-        others: list[tuple[int, str]] = []
+    def _network_items(self, filters: list[Any], where: str) -> _Placed:
+        placed = _Placed()
         for j, f in enumerate(filters):
             name = str(_get(f, "name") or "")
             t = _type_of(f, self.ecds)
             path = f"{where}[{j}].typed_config"
             if t == NETWORK_FILTER_TYPE:
-                items.append(self._rbac(self._typed(f, path), path))
+                placed.add(j, self._rbac(self._typed(f, path), path))
+                placed.last = j
             elif t == NETWORK_EXT_AUTHZ_TYPE:
-                items.append(_ext_authz(self._typed(f, path), NETWORK_EXT_AUTHZ_NAME))
+                placed.add(j, _ext_authz(self._typed(f, path), NETWORK_EXT_AUTHZ_NAME))
+                placed.last = j
             elif name == TCP_PROXY_NAME:
                 break
-            else:
-                others.append((len(items), name))
-        last = len(items)
-        return items, [n for pos, n in others if pos < last and n not in _NEUTRAL]
+            elif name not in _NEUTRAL:
+                placed.others.append((j, name))
+        return placed
 
     def _rbac(self, tc: dict[str, Any], path: str) -> BuiltFilter:
         try:
@@ -461,6 +580,34 @@ class ConfigDump:
                 f"jwt_authn filter: {why}", location=Location(self.file), field=path
             )
         return cfg
+
+
+@dataclass(slots=True)
+class _Placed:
+    """A chain's filters: the authorization filters in order with their index in
+    the filter list, the others not evaluated (by index), and the index of the
+    last authorization filter configured (-1: none)."""
+
+    items: list[BuiltFilter | JwtAuthentication] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    others: list[tuple[int, str]] = field(default_factory=list)
+    last: int = -1
+
+    def add(self, index: int, item: BuiltFilter | JwtAuthentication) -> None:
+        self.items.append(item)
+        self.at.append(index)
+
+
+def _per_route_effect(v: Any) -> str:
+    return "disabled" if _disables(v) else "replaced"
+
+
+def _disables(per_route: Any) -> bool:
+    """A route's configuration that turns a filter off: a ``FilterConfig`` with
+    ``disabled``, or an ``RBACPerRoute`` without ``rbac``."""
+    if isinstance(per_route, Disabled):
+        return True
+    return _get(per_route, "@type") == RBAC_PER_ROUTE_TYPE and _get(per_route, "rbac") is None
 
 
 def _type_of(f: Any, ecds: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -625,6 +772,7 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
         )
     listeners: list[Listener] = []
     ecds: dict[str, dict[str, Any]] = {}
+    routes: dict[str, dict[str, Any]] = {}
     node: Mapping[str, Any] = {}
     for c in configs:
         t = str(_get(c, "@type") or "")
@@ -643,6 +791,14 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
                 name, tc = _get(ext, "name"), _get(ext, "typed_config")
                 if isinstance(name, str) and isinstance(tc, dict):
                     ecds[name] = tc
+        elif t.endswith(".RoutesConfigDump"):
+            for r in (
+                *(_get(c, "static_route_configs") or ()),
+                *(_get(c, "dynamic_route_configs") or ()),
+            ):
+                rc = _get(r, "route_config")
+                if isinstance(rc, dict) and isinstance(_get(rc, "name"), str):
+                    routes[_get(rc, "name")] = rc
         elif t.endswith(".BootstrapConfigDump"):
             node = _get(_get(c, "bootstrap"), "node") or {}
     if not listeners:
@@ -650,7 +806,7 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
             "the config dump holds no listeners (no ListenersConfigDump with an active listener)",
             location=Location(file),
         )
-    return ConfigDump(file, listeners, ecds, _workload(node, file))
+    return ConfigDump(file, listeners, ecds, _workload(node, file), routes)
 
 
 def _workload(node: Mapping[str, Any], file: str) -> MeshWorkload:

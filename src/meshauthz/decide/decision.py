@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from meshauthz.decide import render
-from meshauthz.decide.cause import Cause, InternalError, Stage
+from meshauthz.decide.cause import Cause, InternalError, NotEvaluated, Stage
 
 if TYPE_CHECKING:
     from meshauthz.decide.request import Request
@@ -99,6 +99,7 @@ class Outcome:
     audit: bool = False
     audit_policy: str | None = None
     trace: tuple[TraceStep, ...] = ()
+    condition: NotEvaluated | None = None  # None: the decision holds as it is
 
     @property
     def allowed(self) -> bool:
@@ -120,6 +121,7 @@ class Decision:
     audit_policy: str | None = None
     trace: tuple[TraceStep, ...] = ()
     request: dict[str, Any] = field(default_factory=dict)
+    condition: NotEvaluated | None = None  # None: the decision holds as it is
 
     @classmethod
     def of(cls, outcome: Outcome, request: Request, view: RequestView | None = None) -> Decision:
@@ -141,12 +143,18 @@ class Decision:
             audit_policy=outcome.audit_policy,
             trace=outcome.trace,
             request=request_summary(request, view),
+            condition=outcome.condition,
         )
 
     @property
     def reason(self) -> str:
         """One sentence for a person."""
         return render.reason(self.cause)
+
+    @property
+    def conditional(self) -> bool:
+        """Whether filters meshauthz does not run stand before the point of decision."""
+        return self.condition is not None
 
     @property
     def error(self) -> str | None:
@@ -177,6 +185,7 @@ class Decision:
             "audit": self.audit,
             "auditPolicy": self.audit_policy,
             "error": self.error,
+            "conditionalOn": list(self.condition.filters) if self.condition else [],
             "request": self.request,
             "trace": [t.to_json() for t in self.trace],
         }

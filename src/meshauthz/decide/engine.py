@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision, Outcome
 from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
@@ -78,8 +79,10 @@ class Prepared:
     # ``selected`` (a config dump's policies).
     empty_rules: frozenset[tuple[str, int | None]] = frozenset()
     # Filters on the chain that run before the authorization filters and are
-    # not evaluated (a config dump's).
+    # not evaluated (a config dump's): an ALLOW holds only if they let the
+    # request through; a denial at a stage only if those before its filter do.
     not_evaluated: tuple[str, ...] = ()
+    not_evaluated_before: dict[Stage, tuple[str, ...]] = field(default_factory=dict)
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
 

@@ -20,6 +20,7 @@ from meshauthz.decide.cause import (
     JwtUnverifiable,
     MtlsRequired,
     NoAllowMatched,
+    NotEvaluated,
     PathRejected,
 )
 
@@ -69,6 +70,8 @@ def reason(cause: Cause) -> str:
             return text
         case NoAllowMatched():
             return "denied: no rule of any ALLOW policy matched the request"
+        case AllowedByPolicy(None, _):
+            return "allowed by the ALLOW filter"
         case AllowedByPolicy(policy, rule):
             return f"allowed by ALLOW policy {policy} rule {rule}"
         case DefaultAllow():
@@ -76,6 +79,22 @@ def reason(cause: Cause) -> str:
         case InternalError(error):
             return f"meshauthz hit an internal error and denies (fail closed): {error}"
     raise TypeError(f"not a cause: {cause!r}")
+
+
+def condition(c: NotEvaluated) -> str:
+    """What a conditional decision depends on."""
+    one = len(c.filters) == 1
+    return (
+        f"conditional: {', '.join(c.filters)} run{'s' if one else ''} before the point of "
+        f"decision and {'is' if one else 'are'} not evaluated by meshauthz; "
+        f"{'it' if one else 'each'} could answer the request itself or change it, so the "
+        f"answer holds only if {'it lets' if one else 'they let'} the request through unchanged"
+    )
+
+
+def verdict(d: Decision) -> str:
+    """The verdict as the first word of the answer: a conditional one says so."""
+    return f"CONDITIONAL {d.verdict}" if d.condition is not None else d.verdict
 
 
 # --- trace steps ---------------------------------------------------------------------------
@@ -134,6 +153,8 @@ def describe_chain(c: ChainInfo) -> str:
     s += f", path normalization {c.normalization})" if c.normalization else ")"
     if c.not_evaluated:
         s += "; not evaluated: " + ", ".join(c.not_evaluated)
+    if c.per_route:
+        s += f"; per-route configuration of {c.route}: " + ", ".join(c.per_route)
     return s
 
 
@@ -162,7 +183,9 @@ def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:
     """``check``'s text for one decision."""
-    lines = [f"{d.verdict} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    lines = [f"{verdict(d)} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    if d.condition is not None:
+        lines.append(f"  {condition(d.condition)}")
     if chain is not None:
         lines.append(f"  {describe_chain(chain)}")
     if d.policy:

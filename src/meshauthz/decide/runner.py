@@ -48,6 +48,7 @@ from meshauthz.decide.cause import (
     JwtUnverifiable,
     MtlsRequired,
     NoAllowMatched,
+    NotEvaluated,
     Stage,
 )
 from meshauthz.decide.decision import (
@@ -178,6 +179,11 @@ class ChainRunner:
     def __init__(self, prepared: Prepared) -> None:
         self.p = prepared
         self.http = prepared.protocol == "http"
+        # What each answer depends on: the filters not evaluated before it.
+        self.allow_condition = _condition(prepared.not_evaluated)
+        self.deny_conditions = {
+            stage: _condition(names) for stage, names in prepared.not_evaluated_before.items()
+        }
         self.default = self.allow(Stage.DEFAULT, DefaultAllow(), (None, None, None))
         self.generated: Generated | None = _generate(self)
 
@@ -246,12 +252,24 @@ class ChainRunner:
         if status is None:
             status = STATUS_FORBIDDEN if self.http else STATUS_RESET
         policy, rule, envoy_policy = located
-        return Outcome("DENY", status, stage, cause, policy, rule, envoy_policy, body)
+        condition = self.deny_conditions.get(stage)
+        return Outcome(
+            "DENY", status, stage, cause, policy, rule, envoy_policy, body, condition=condition
+        )
 
     def allow(self, stage: Stage, cause: Cause, located: Located) -> Outcome:
         policy, rule, envoy_policy = located
         status = STATUS_OK if self.http else "connected"
-        return Outcome("ALLOW", status, stage, cause, policy, rule, envoy_policy)
+        return Outcome(
+            "ALLOW",
+            status,
+            stage,
+            cause,
+            policy,
+            rule,
+            envoy_policy,
+            condition=self.allow_condition,
+        )
 
     def effect(self, bf: BuiltFilter, result: EngineResult) -> Effect:
         """What an RBAC filter's enforced answer does to the request at its stage."""
@@ -297,6 +315,10 @@ class ChainRunner:
             if envoy_policy in stage.built.sources:
                 return locate(stage.built, envoy_policy)
         return None, None, envoy_policy
+
+
+def _condition(names: tuple[str, ...]) -> NotEvaluated | None:
+    return NotEvaluated(names) if names else None
 
 
 def locate(bf: BuiltFilter, envoy_policy: str | None) -> Located:

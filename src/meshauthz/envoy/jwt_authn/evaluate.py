@@ -22,7 +22,10 @@ a real Envoy 1.40 run (see ``tests/envoy_filters/test_jwt_authn.py``):
 * the payload lands in dynamic metadata ``envoy.filters.http.jwt_authn`` under
   the provider's ``payload_in_metadata`` key (space-delimited claims split
   into lists); a later verified token overwrites an earlier one;
-* with ``bypass_cors_preflight`` a CORS preflight is not verified.
+* with ``bypass_cors_preflight`` a CORS preflight is not verified;
+* a token's header and payload, and an inline JWKS, are read with the JSON
+  rules of Envoy's parser (``token_json``), not Python's: a duplicate key or
+  101 levels of nesting is "an invalid JSON", a trailing comma is not.
 
 What cannot be decided offline is said so, never assumed: a raw token whose
 provider has its keys elsewhere (``remote_jwks`` or a JWKS file) is evaluated
@@ -65,6 +68,7 @@ from .model import (
     RequiresAll,
     RequiresAny,
 )
+from .token_json import TokenJsonError, parse_struct
 
 CLOCK_SKEW_SECONDS = 60  # jwt_verify kClockSkewInSecond (clock_skew_seconds is not modelled)
 DEFAULT_HEADER = ("authorization", "Bearer ")  # extractor.cc default location
@@ -200,11 +204,8 @@ def parse_jwks(text: str) -> tuple[tuple[_Key, ...], Status | None]:
 
     Keys that do not parse are skipped; no usable key at all is an error.
     """
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return (), Status.JWKS_PARSE_ERROR
-    if not isinstance(doc, dict):
+    doc = _json_object(text.encode("utf-8", "surrogatepass"))
+    if doc is None:
         return (), Status.JWKS_PARSE_ERROR
     if "keys" not in doc:
         return (), Status.JWKS_NO_KEYS
@@ -792,10 +793,9 @@ def _b64url_decode(s: str) -> bytes | None:
 
 def _json_object(data: bytes) -> dict[str, Any] | None:
     try:
-        v = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        return parse_struct(data)
+    except TokenJsonError:
         return None
-    return v if isinstance(v, dict) else None
 
 
 _ALGS = frozenset(
