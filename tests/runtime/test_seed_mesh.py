@@ -114,10 +114,12 @@ def test_certificates_rotate_without_disruption(mesh_runner, tmp_path: Path) -> 
     """Short-lived workload certificates are reissued at half-life and pushed by SDS;
     requests keep working across the rotation."""
     d = copy_example("seed-fixed", tmp_path / "rot")
-    mesh = mesh_runner(d, cert_ttl_seconds=4)
+    # reissued at 5 s; the old certificate stays valid until 10 s, so a loaded
+    # machine's slower rotation still lands before it expires
+    mesh = mesh_runner(d, cert_ttl_seconds=10)
     key = mesh.state / "config" / "default.frontend" / "cert-chain.pem"
     first = key.read_bytes()
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 9
     while key.read_bytes() == first and time.monotonic() < deadline:
         assert mesh.status("default/frontend", BACKEND + "/api/v1/data") == 200
         time.sleep(0.1)
