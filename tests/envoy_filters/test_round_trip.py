@@ -22,7 +22,7 @@ import pytest
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.ext_authz import HTTP_EXT_AUTHZ_TYPE, NETWORK_EXT_AUTHZ_TYPE, ExtAuthzFilter
 from meshauthz.envoy.hcm import HCM_TYPE, HcmOptions
-from meshauthz.envoy.listener import Listener
+from meshauthz.envoy.listener import Connection, Listener, select_chain
 from meshauthz.mesh import build_snapshot, select_policies
 from meshauthz.resources.loader import load
 from meshauthz.runtime.delivery import FileDelivery
@@ -108,6 +108,31 @@ def test_the_runtime_jwt_authn_reads_back_as_the_filter_translated(
         assert model == (want or jwt_authn.JwtAuthentication())
         seen += bool(model.providers)
     assert seen == 1  # the backend
+
+
+def test_the_runtime_inbound_chains_are_written_by_the_listener_model(
+    mesh_files: tuple[Any, dict[str, ResourceSet]],
+) -> None:
+    """The runtime writes its inbound filter chains through envoy/listener's
+    writer, and the lookup Envoy does finds the chain a caller's connection needs."""
+    _, files = mesh_files
+    seen = 0
+    for out in files.values():
+        for res in out[ResourceType.LISTENER].values():
+            if not res["name"].startswith("inbound|"):
+                continue
+            lis = Listener.from_json(res)
+            assert [c.to_json() for c in lis.filter_chains] == res["filter_chains"]
+            port = int(res["name"].split("|")[1])
+            ip = res["address"]["socket_address"]["address"]
+            mtls = Connection(port, ip, "", "tls", ("istio-http/1.1",), "127.0.0.9")
+            plain = Connection(port, ip, "", "raw_buffer", ("http/1.1",), "127.0.0.9")
+            chosen = {c: select_chain(lis, c) for c in (mtls, plain)}
+            # the seed is PERMISSIVE: one chain for each kind of caller
+            assert chosen[mtls] is not None and chosen[mtls][1].requires_client_certificate
+            assert chosen[plain] is not None and chosen[plain][1].transport_socket is None
+            seen += 1
+    assert seen >= 2
 
 
 def test_the_runtime_listeners_and_hcms_read_back(

@@ -74,6 +74,33 @@ class FilterChainMatch:
             ),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """Envoy's JSON (snake_case), fields at their defaults left out; the inverse
+        of ``from_json``."""
+        out: dict[str, Any] = {}
+        if self.destination_port is not None:
+            out["destination_port"] = self.destination_port
+        for key, ranges in (
+            ("prefix_ranges", self.prefix_ranges),
+            ("direct_source_prefix_ranges", self.direct_source_prefix_ranges),
+            ("source_prefix_ranges", self.source_prefix_ranges),
+        ):
+            if ranges:
+                out[key] = [
+                    {"address_prefix": r.address_prefix, "prefix_len": r.prefix_len} for r in ranges
+                ]
+        if self.server_names:
+            out["server_names"] = list(self.server_names)
+        if self.transport_protocol:
+            out["transport_protocol"] = self.transport_protocol
+        if self.application_protocols:
+            out["application_protocols"] = list(self.application_protocols)
+        if self.source_type != "ANY":
+            out["source_type"] = self.source_type
+        if self.source_ports:
+            out["source_ports"] = list(self.source_ports)
+        return out
+
 
 def _cidrs(v: Any) -> tuple[CidrRange, ...]:
     if not isinstance(v, list):
@@ -99,6 +126,17 @@ class FilterChain:
             filters=tuple(filters) if isinstance(filters, list) else (),
             transport_socket=get(c, "transport_socket"),
         )
+
+    def to_json(self) -> dict[str, Any]:
+        """Envoy's JSON (snake_case); the inverse of ``from_json``."""
+        out: dict[str, Any] = {"name": self.name}
+        match = self.match.to_json()
+        if match:
+            out["filter_chain_match"] = match
+        if self.transport_socket is not None:
+            out["transport_socket"] = self.transport_socket
+        out["filters"] = list(self.filters)
+        return out
 
     @property
     def requires_client_certificate(self) -> bool:

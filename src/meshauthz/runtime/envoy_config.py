@@ -62,6 +62,7 @@ from typing import Any, Protocol
 
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.hcm import HcmOptions
+from meshauthz.envoy.listener import FilterChain, FilterChainMatch
 from meshauthz.envoy.rbac.serialize import NETWORK_FILTER_NAME, NETWORK_FILTER_TYPE
 from meshauthz.mesh import (
     MeshSnapshot,
@@ -457,70 +458,34 @@ def inbound_listener(
     def tcp() -> list[dict[str, Any]]:
         return _tcp_filters(plan, w, tcp_rbac, cluster, f"inbound_tcp_{port}")
 
-    chains: list[dict[str, Any]] = []
     tls = _downstream_tls(sources, snapshot)
+    mtls, plain = (
+        FilterChainMatch(transport_protocol="tls"),
+        FilterChainMatch(transport_protocol="raw_buffer"),
+    )
+    chains: list[FilterChain] = []
     if mode != "DISABLE":
         if kind == "auto":
-            chains.append(
-                {
-                    "name": f"{port}-mtls-http",
-                    "filter_chain_match": {
-                        "transport_protocol": "tls",
-                        "application_protocols": MTLS_HTTP_ALPNS,
-                    },
-                    "transport_socket": tls,
-                    "filters": http(),
-                }
+            alpn = FilterChainMatch(
+                transport_protocol="tls", application_protocols=tuple(MTLS_HTTP_ALPNS)
             )
-            chains.append(
-                {
-                    "name": f"{port}-mtls-tcp",
-                    "filter_chain_match": {"transport_protocol": "tls"},
-                    "transport_socket": tls,
-                    "filters": tcp(),
-                }
-            )
+            chains.append(FilterChain(f"{port}-mtls-http", alpn, tuple(http()), tls))
+            chains.append(FilterChain(f"{port}-mtls-tcp", mtls, tuple(tcp()), tls))
         else:
-            chains.append(
-                {
-                    "name": f"{port}-mtls",
-                    "filter_chain_match": {"transport_protocol": "tls"},
-                    "transport_socket": tls,
-                    "filters": http() if kind == "http" else tcp(),
-                }
-            )
+            filters = http() if kind == "http" else tcp()
+            chains.append(FilterChain(f"{port}-mtls", mtls, tuple(filters), tls))
     if mode != "STRICT":
         if kind == "auto":
-            chains.append(
-                {
-                    "name": f"{port}-plaintext-http",
-                    "filter_chain_match": {
-                        "transport_protocol": "raw_buffer",
-                        "application_protocols": ["http/1.1", "h2c"],
-                    },
-                    "filters": http(),
-                }
+            alpn = FilterChainMatch(
+                transport_protocol="raw_buffer", application_protocols=("http/1.1", "h2c")
             )
-            chains.append(
-                {
-                    "name": f"{port}-plaintext-tcp",
-                    "filter_chain_match": {"transport_protocol": "raw_buffer"},
-                    "filters": tcp(),
-                }
-            )
+            chains.append(FilterChain(f"{port}-plaintext-http", alpn, tuple(http()), None))
+            chains.append(FilterChain(f"{port}-plaintext-tcp", plain, tuple(tcp()), None))
         else:
-            chains.append(
-                {
-                    "name": f"{port}-plaintext",
-                    # DISABLE: Istio has no TLS chain; whatever arrives is read as plaintext.
-                    **(
-                        {"filter_chain_match": {"transport_protocol": "raw_buffer"}}
-                        if mode == "PERMISSIVE"
-                        else {}
-                    ),
-                    "filters": http() if kind == "http" else tcp(),
-                }
-            )
+            # DISABLE: Istio has no TLS chain; whatever arrives is read as plaintext.
+            match = plain if mode == "PERMISSIVE" else FilterChainMatch()
+            filters = http() if kind == "http" else tcp()
+            chains.append(FilterChain(f"{port}-plaintext", match, tuple(filters), None))
     listener_filters: list[dict[str, Any]] = [
         {
             "name": "envoy.filters.listener.tls_inspector",
@@ -545,7 +510,7 @@ def inbound_listener(
         "listener_filters": listener_filters,
         "listener_filters_timeout": "1s",
         "continue_on_listener_filters_timeout": True,
-        "filter_chains": chains,
+        "filter_chains": [c.to_json() for c in chains],
         "access_log": _access_log(plan, w, "inbound-listener"),
     }
 
