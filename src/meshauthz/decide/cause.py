@@ -41,6 +41,14 @@ class PathRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class CodecRejected:
+    """The HTTP/1.1 codec refused the request's header block before any filter."""
+
+    reason: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
 class CustomDenied:
     """A CUSTOM policy sent the request to its ext_authz provider, assumed to deny."""
 
@@ -101,6 +109,7 @@ class InternalError:
 Cause = (
     MtlsRequired
     | PathRejected
+    | CodecRejected
     | CustomDenied
     | JwtRejected
     | JwtUnverifiable
@@ -114,6 +123,7 @@ Cause = (
 __all__ = [
     "AllowedByPolicy",
     "Cause",
+    "CodecRejected",
     "CustomDenied",
     "DefaultAllow",
     "DeniedByPolicy",
