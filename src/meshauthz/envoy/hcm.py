@@ -44,9 +44,9 @@ Path (`normalize_path`)
        part collapse to one, keeping one leading and one trailing slash (so
        ``//`` and ``///`` both become ``//``).
 
-    Not modelled: a request line longer than the HCM header limit
-    (``max_request_headers_kb``, 60 KiB with everything else in the header
-    block) is answered 431; that depends on the other headers.
+    A request line over the HCM header limit (``max_request_headers_kb``, 60
+    KiB with everything else in the header block) is answered 431; that depends
+    on the other headers, so ``meshauthz.envoy.codec`` checks it.
 
 Remote address (`remote_address`)
     RBAC's ``remote_ip`` (Istio ``remoteIpBlocks``) is the address the HCM
