@@ -10,8 +10,10 @@ header. For that block the codec (pinned against a real Envoy by
 * refuses with 400 a header name that is not an HTTP token (RFC 9110
   ``tchar``: letters, digits and ``!#$%&'*+-.^_`|~``; so also an empty name or
   one starting with ``:``), and a value holding a control character other than
-  HTAB, or DEL. CR and LF cannot be part of a value on the wire (they end the
-  line); meshauthz refuses them too (Envoy answers 400 for most placements);
+  HTAB, or DEL. A CR or LF cannot travel inside a header (sent raw, Envoy
+  drops a CR and refuses an LF except as the line's end, so the request is
+  no longer the one written); meshauthz refuses a request that has one, and
+  the corpus leaves them out;
 * trims optional whitespace (SP, HTAB) around every value, the Host's too;
 * keeps repeated headers as separate entries, except the names in
   ``JOINED_HEADERS`` (Envoy's inline headers), whose repeats are appended to
