@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from meshauthz.envoy.codec import wire_headers
+from meshauthz.envoy.codec import JOINED_HEADERS, wire_headers
 from meshauthz.envoy.hcm import HcmOptions
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
@@ -140,33 +140,13 @@ def _char(b: int) -> str:
     return chr(b)  # a code point; on the wire as UTF-8 (0x80..0xFF are two bytes)
 
 
-REPEATED = [
-    "accept",
-    "accept-encoding",
+# Every header the model joins (but the framing ones, probed below), and others it does not.
+REPEATED = sorted(JOINED_HEADERS - {"host", "content-length", "transfer-encoding"}) + [
     "accept-language",
-    "authorization",
-    "cache-control",
-    "content-encoding",
-    "content-type",
     "cookie",
     "date",
-    "expect",
     "forwarded",
-    "grpc-timeout",
-    "if-match",
-    "if-none-match",
-    "origin",
-    "pragma",
     "range",
-    "referer",
-    "user-agent",
-    "via",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-proto",
-    "x-request-id",
-    "x-client-trace-id",
     "x-b3-traceid",
     "traceparent",
     "baggage",
