@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from meshauthz.runtime.controlplane import envoy_binary as _envoy_binary
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 
 
 def envoy_binary() -> str | None:
@@ -79,9 +80,14 @@ class EnvoyProcess:
         args: Sequence[str] = (),
         timeout: float = 20.0,
     ) -> None:
-        """Start and wait (bounded) until the admin endpoint on 127.0.0.1 says ready."""
+        """Start and wait (bounded) until the admin endpoint on 127.0.0.1 says ready.
+
+        The proxy runs istiod's runtime flags (``meshauthz.translate.bootstrap``),
+        as every sidecar does, unless ``bootstrap`` has its own ``layered_runtime``."""
         cfg = self.workdir / "envoy.json"
-        cfg.write_text(json.dumps(bootstrap))
+        cfg.write_text(
+            json.dumps({"layered_runtime": ISTIO_RUNTIME.layered_runtime(), **bootstrap})
+        )
         with (self.workdir / "envoy.log").open("wb") as log:
             self.proc = subprocess.Popen(
                 [self.binary, "-c", str(cfg), "--disable-hot-restart", "-l", "warning", *args],

@@ -14,6 +14,7 @@ import pytest
 
 from meshauthz.envoy.hcm import check_method, normalize_path
 from meshauthz.envoy.rbac.uri_template import strip_query_and_fragment, uri_template_matches
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import path_options
 from tests.adversarial.uri_template_probe import load_corpus
 
@@ -24,7 +25,7 @@ def meshauthz_status(row: dict[str, Any]) -> int:
     refused = check_method("GET")
     if refused is not None:
         return refused.rejected_status or 400
-    norm = normalize_path(row["path"], path_options(row["mode"]))
+    norm = normalize_path(row["path"], path_options(row["mode"]), ISTIO_RUNTIME)
     if norm.path is None:
         return norm.rejected_status or 400
     return (

@@ -24,7 +24,9 @@ MERGE_SLASHES              true            true           KEEP_UNCHANGED
 DECODE_AND_MERGE_SLASHES   true            true           UNESCAPE_AND_FORWARD
 =========================  ==============  =============  ==============================
 
-and further listeners for the remote-address experiments (``use_remote_address``
+on an Envoy running istiod's runtime flags (``tests/envoy_process.py`` starts
+every Envoy so: a ``#fragment`` is stripped, not refused), and further
+listeners for the remote-address experiments (``use_remote_address``
 and ``xff_num_trusted_hops`` combinations). Every HCM runs a Lua filter, in the
 place where Istio puts its RBAC filters, that answers the request itself with
 what the filters see: the body is ``:path`` byte for byte, and the headers

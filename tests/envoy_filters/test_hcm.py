@@ -32,6 +32,8 @@ from meshauthz.envoy.hcm import (
     normalize_path,
     remote_address,
 )
+from meshauthz.envoy.runtime import VANILLA
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from tests.decide import envoy_probe as probe
 from tests.envoy_process import require_envoy
 
@@ -67,7 +69,8 @@ def test_corpus_is_complete() -> None:
 
 @pytest.mark.parametrize("row", PATH_ROWS, ids=_row_id)
 def test_normalize_path_matches_envoy(row: dict[str, Any]) -> None:
-    got = normalize_path(row["path"], opts(row["mode"]))
+    # the corpus is recorded from an Envoy running istiod's runtime flags
+    got = normalize_path(row["path"], opts(row["mode"]), ISTIO_RUNTIME)
     assert got.path == row["normalized"]
     assert got.rejected_status == row["status"]
     assert got.rejected == (row["status"] is not None)
@@ -190,7 +193,7 @@ def test_envoy_unescape_slashes_vectors(raw: str, expected: str) -> None:
 
 
 def test_rejection_has_reason() -> None:
-    got = normalize_path("/a#frag", opts("NONE"))
+    got = normalize_path("/a#frag", opts("NONE"), VANILLA)
     assert got.path is None and got.rejected_status == 400 and got.reason
 
 
@@ -273,7 +276,7 @@ def test_live_envoy_agrees() -> None:
             assert time.monotonic() < deadline, "live Envoy comparison ran out of time"
             for mode in probe.MODES:
                 live = probe.probe_path(envoy, path, mode)
-                ours = normalize_path(path, opts(mode))
+                ours = normalize_path(path, opts(mode), ISTIO_RUNTIME)
                 if (ours.path, ours.rejected_status) != (live["normalized"], live["status"]):
                     mismatches.append(f"{path!r} {mode}: envoy {live!r}, ours {ours!r}")
         for row in xff_sample:

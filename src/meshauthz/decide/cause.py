@@ -41,6 +41,14 @@ class PathRejected:
 
 
 @dataclass(frozen=True, slots=True)
+class CodecRejected:
+    """The HTTP/1.1 codec refused the request's header block before any filter."""
+
+    reason: str
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
 class CustomDenied:
     """A CUSTOM policy sent the request to its ext_authz provider, assumed to deny."""
 
@@ -111,6 +119,7 @@ class NotEvaluated:
 Cause = (
     MtlsRequired
     | PathRejected
+    | CodecRejected
     | CustomDenied
     | JwtRejected
     | JwtUnverifiable
@@ -124,6 +133,7 @@ Cause = (
 __all__ = [
     "AllowedByPolicy",
     "Cause",
+    "CodecRejected",
     "CustomDenied",
     "DefaultAllow",
     "DeniedByPolicy",

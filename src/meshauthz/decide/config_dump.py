@@ -109,6 +109,7 @@ from meshauthz.errors import InputError, Location
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
 from meshauthz.mesh.snapshot import Identity, LookupFailed
 from meshauthz.translate import naming
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.builder import BuildResult, BuiltFilter
 from meshauthz.translate.hcm import path_mode
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
@@ -560,7 +561,7 @@ class ConfigDump:
 
     def _rbac(self, tc: dict[str, Any], path: str) -> BuiltFilter:
         try:
-            flt = parse_filter(tc, path)
+            flt = parse_filter(tc, path, ISTIO_RUNTIME)
         except InputError as e:
             raise ConfigDumpError(e.message, location=Location(self.file), field=e.field) from None
         return _built_rbac(flt)

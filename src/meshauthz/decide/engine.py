@@ -30,6 +30,7 @@ from meshauthz.envoy.jwt_authn import JwtAuthentication
 from meshauthz.envoy.rbac.evaluate import CompiledFilter, compile_filter
 from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.envoy.request_headers import HeaderSettings
+from meshauthz.envoy.runtime import EnvoyRuntime
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -38,6 +39,7 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.translate import BuildResult, BuiltFilter, Chain
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS, header_settings
 from meshauthz.translate.requestauthn import jwt_authentication
@@ -73,6 +75,8 @@ class Prepared:
     xff: XffSettings = SIDECAR_INBOUND_XFF
     # What the HCM does to the request's headers before the filters (XFCC, request id, ...).
     header_settings: HeaderSettings = SIDECAR_INBOUND_HEADERS
+    # The proxy's runtime flags (fragment handling): istiod's bootstrap sets them.
+    runtime: EnvoyRuntime = ISTIO_RUNTIME
     # Where the jwt_authn filter came from, when not from ``jwt_rules``.
     jwt_source: str = ""
     # (policy, rule) pairs known to be an empty rule ``{}`` though not in

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from meshauthz.decide.cause import (
     AllowedByPolicy,
     Cause,
+    CodecRejected,
     CustomDenied,
     DefaultAllow,
     DeniedByPolicy,
@@ -43,6 +44,11 @@ def reason(cause: Cause) -> str:
             )
         case PathRejected(why, status):
             return f"Envoy rejects the request ({why}) with {status} before any filter"
+        case CodecRejected(why, status):
+            return (
+                f"Envoy's HTTP/1.1 codec refuses the request ({why}) with {status} "
+                "before any filter"
+            )
         case CustomDenied(provider, policy, rule):
             return (
                 f"CUSTOM policy {policy} rule {rule} sends the request to ext_authz provider "

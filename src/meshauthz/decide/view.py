@@ -3,7 +3,9 @@
 Before any filter runs, the connection and the HTTP connection manager have
 shaped the request: mTLS (PeerAuthentication) decides whether there is a peer
 certificate at all, the codec checks the method and the path is normalized
-(``meshauthz.envoy.hcm``), Host becomes ``:authority``, and the remote
+(``meshauthz.envoy.hcm``, following the proxy's runtime flags), the codec
+checks, trims and joins the header block (``meshauthz.envoy.codec``), Host
+becomes ``:authority``, and the remote
 address is derived from X-Forwarded-For as the destination's HCM is set up.
 ``request_view`` does all of it, once, for every way a request is decided.
 """
@@ -14,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from meshauthz.decide.cause import MtlsRequired, PathRejected
+from meshauthz.decide.cause import CodecRejected, MtlsRequired, PathRejected
+from meshauthz.envoy.codec import CodecRefusal, Http1Request, http1_request
 from meshauthz.envoy.hcm import check_method, normalize_path, remote_address
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
 from meshauthz.envoy.request_headers import Downstream, request_headers
@@ -37,7 +40,7 @@ class RequestView:
     TCP); ``inp`` what an RBAC filter reads, without any filter's metadata."""
 
     request: Request
-    rejected: MtlsRequired | PathRejected | None
+    rejected: MtlsRequired | PathRejected | CodecRejected | None
     peer_hidden: bool = False
     path: str = "/"
     headers: Headers | None = None
@@ -62,13 +65,18 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     headers: Headers | None = None
     path = r.path
     if r.protocol == "http":
-        norm = check_method(r.method, r.headers) or normalize_path(r.path, p.path_options)
+        norm = check_method(r.method, r.headers) or normalize_path(
+            r.path, p.path_options, p.runtime
+        )
         if norm.path is None:
             return RequestView(
                 r, PathRejected(norm.reason or "", norm.rejected_status or 400), peer_hidden
             )
+        block = http1_request(r.method, r.path, r.host, r.headers)
+        if isinstance(block, CodecRefusal):
+            return RequestView(r, CodecRejected(block.reason, block.status), peer_hidden)
         path = norm.path
-        headers = envoy_headers(p, r, path, peer)
+        headers = envoy_headers(p, r, path, peer, block)
     remote_ip = r.remote_ip
     if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
         xff = [v for n, v in headers or () if n == "x-forwarded-for"]
@@ -90,13 +98,14 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     return RequestView(r, None, peer_hidden, path, headers, inp)
 
 
-def envoy_headers(p: Prepared, r: Request, path: str, peer: PeerCertificate | None) -> Headers:
-    """The header map the first HTTP filter sees, pseudo headers first."""
-    # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter,
-    # and a Host header the client sent wins over the request's default host.
-    host = next((v for n, v in r.headers if n == "host"), r.host)
-    sent = [(n, v) for n, v in r.headers if n != "host"]
-    headers = [(":authority", host), (":method", r.method), (":path", path)]
+def envoy_headers(
+    p: Prepared, r: Request, path: str, peer: PeerCertificate | None, block: Http1Request
+) -> Headers:
+    """The header map the first HTTP filter sees, pseudo headers first, from the
+    header block as the codec passed it on (``block``)."""
+    # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
+    sent = list(block.headers)
+    headers = [(":authority", block.authority), (":method", r.method), (":path", path)]
     # What the connection manager adds, rewrites and drops before any filter:
     # :scheme, x-forwarded-proto, x-request-id, x-forwarded-client-cert (mTLS).
     downstream = Downstream(

@@ -22,7 +22,10 @@ Path (`normalize_path`)
        byte outside ``!``..``~`` (space, controls, DEL, any non-ASCII byte): 400;
        a line feed ends the request line early, which leaves a request line
        without a version, answered 426;
-    2. a ``#`` anywhere (even with no option set): 400;
+    2. a ``#`` anywhere (even with no option set): 400 with Envoy's default
+       runtime; with ``http_reject_path_with_fragment`` off (as istiod sets it,
+       ``meshauthz.envoy.runtime``) everything from the first ``#`` is dropped
+       and the rest goes on;
     3. (without ``normalize_path`` this is all: the path is forwarded as sent);
     4. everything from the first ``?`` is the query and is never touched;
     5. ``UNESCAPE_AND_FORWARD``: ``%2F``/``%2f`` become ``/`` and ``%5C``/``%5c``
@@ -41,9 +44,9 @@ Path (`normalize_path`)
        part collapse to one, keeping one leading and one trailing slash (so
        ``//`` and ``///`` both become ``//``).
 
-    Not modelled: a request line longer than the HCM header limit
-    (``max_request_headers_kb``, 60 KiB with everything else in the header
-    block) is answered 431; that depends on the other headers.
+    A request line over the HCM header limit (``max_request_headers_kb``, 60
+    KiB with everything else in the header block) is answered 431; that depends
+    on the other headers, so ``meshauthz.envoy.codec`` checks it.
 
 Remote address (`remote_address`)
     RBAC's ``remote_ip`` (Istio ``remoteIpBlocks``) is the address the HCM
@@ -71,6 +74,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from meshauthz.envoy.proto_json import as_int, get
+from meshauthz.envoy.runtime import VANILLA, EnvoyRuntime
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 HCM_TYPE = (
@@ -278,11 +282,15 @@ def check_method(method: str, headers: Iterable[tuple[str, str]] = ()) -> Normal
     return None
 
 
-def normalize_path(path: str, options: PathOptions) -> NormalizedPath:
-    """The ``:path`` Envoy 1.40 hands to the filters for the HTTP/1.1 target ``path``.
+def normalize_path(
+    path: str, options: PathOptions, runtime: EnvoyRuntime = VANILLA
+) -> NormalizedPath:
+    """The ``:path`` Envoy 1.40 hands to the filters for the HTTP/1.1 target ``path``,
+    on a proxy whose runtime flags are ``runtime``.
 
     The result is what RBAC matches against and what is forwarded upstream.
-    Options ``PathOptions.unmodelled`` names raise ``HcmConfigError``.
+    Options ``PathOptions.unmodelled`` names, and a runtime that keeps
+    fragments, raise ``HcmConfigError``.
     """
     why = options.unmodelled()
     if why is not None:
@@ -290,8 +298,14 @@ def normalize_path(path: str, options: PathOptions) -> NormalizedPath:
     refused = _check_request_target(path)
     if refused is not None:
         return refused
-    if "#" in path:
-        return NormalizedPath.reject(400, "fragment in path")
+    cut = path.find("#")
+    if cut >= 0:
+        action = runtime.fragment
+        if action == "reject":
+            return NormalizedPath.reject(400, "fragment in path")
+        if action == "keep":
+            raise HcmConfigError("a runtime that keeps #fragments in :path is not modelled")
+        path = path[:cut]
     if not options.normalize_path:
         return NormalizedPath(path)
 

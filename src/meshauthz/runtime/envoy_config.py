@@ -76,6 +76,7 @@ from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan
 from meshauthz.translate import Chain
+from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
 from meshauthz.translate.requestauthn import jwt_authentication, jwt_rules
 from meshauthz.translate.workload import build_for_workload
@@ -190,8 +191,9 @@ def _addr(ip: str, port: int) -> dict[str, Any]:
 
 def bootstrap_base(w: WorkloadPlan) -> dict[str, Any]:
     """The bootstrap without ``dynamic_resources``: where LDS and CDS come from is
-    the delivery's to add (``Delivery.bootstrap``)."""
+    the delivery's to add (``Delivery.bootstrap``). The runtime is istiod's."""
     return {
+        "layered_runtime": ISTIO_RUNTIME.layered_runtime(),
         "node": {
             "id": f"sidecar~{w.ip}~{w.name}.{w.namespace}~{w.namespace}.svc.cluster.local",
             "cluster": f"{w.name}.{w.namespace}",

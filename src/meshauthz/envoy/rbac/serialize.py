@@ -18,6 +18,8 @@ from typing import Any, Literal, cast
 
 import re2
 
+from meshauthz.envoy.runtime import VANILLA, EnvoyRuntime
+
 from .errors import RbacConfigError
 from .model import (
     RBAC,
@@ -73,8 +75,8 @@ URI_TEMPLATE_TYPE = (
 HTTP_FILTER_NAME = "envoy.filters.http.rbac"
 NETWORK_FILTER_NAME = "envoy.filters.network.rbac"
 
-# Envoy's default for runtime key re2.max_program_size.error_level.
-RE2_MAX_PROGRAM_SIZE = 100
+# Where a regex sits in RBAC JSON (StringMatcher, HeaderMatcher), in either spelling.
+_REGEX_FIELDS = frozenset(["safe_regex", "safeRegex", "safe_regex_match", "safeRegexMatch"])
 
 
 def camel(name: str) -> str:
@@ -210,18 +212,34 @@ def _int(v: Any, path: str, lo: int, hi: int) -> int:
 # --- leaf matchers -------------------------------------------------------------
 
 
-def check_regex(regex: str, path: str) -> None:
-    """Reject what Envoy's RE2 wrapper rejects: bad syntax, too large a program."""
+def check_regex(regex: str, path: str, max_program_size: int | None) -> None:
+    """Reject what Envoy's RE2 wrapper rejects: bad syntax, and a program larger
+    than the proxy's ``re2.max_program_size.error_level`` (None: not checked)."""
     try:
         compiled = re2.compile(regex)
     except re2.error as e:
         raise RbacConfigError(path, f"invalid RE2 regex {regex!r}: {e}") from None
-    if compiled.programsize > RE2_MAX_PROGRAM_SIZE:
+    if max_program_size is not None and compiled.programsize > max_program_size:
         raise RbacConfigError(
             path,
-            f"regex {regex!r}: RE2 program size {compiled.programsize} exceeds Envoy's "
-            f"default limit {RE2_MAX_PROGRAM_SIZE}",
+            f"regex {regex!r}: RE2 program size {compiled.programsize} exceeds the proxy's "
+            f"limit {max_program_size} (runtime re2.max_program_size.error_level)",
         )
+
+
+def check_regex_sizes(raw: Any, path: str, max_program_size: int) -> None:
+    """Every regex in the RBAC JSON ``raw`` against the proxy's program-size limit."""
+    if isinstance(raw, Mapping):
+        for k, v in raw.items():
+            sub = f"{path}.{k}" if path else str(k)
+            regex = v.get("regex") if isinstance(v, Mapping) else None
+            if k in _REGEX_FIELDS and isinstance(regex, str):
+                check_regex(regex, sub + ".regex", max_program_size)
+            else:
+                check_regex_sizes(v, sub, max_program_size)
+    elif isinstance(raw, list):
+        for i, v in enumerate(raw):
+            check_regex_sizes(v, f"{path}[{i}]", max_program_size)
 
 
 def _parse_regex(raw: Any, path: str) -> str:
@@ -229,7 +247,8 @@ def _parse_regex(raw: Any, path: str) -> str:
     if m.has("google_re2"):  # deprecated and without effect on matching
         m.msg("google_re2", ("max_program_size",))
     regex = m.get_str("regex", min_len=1)
-    check_regex(regex, m.path_of("regex"))
+    # the size limit is the proxy's runtime: parse_filter checks it
+    check_regex(regex, m.path_of("regex"), None)
     return regex
 
 
@@ -625,16 +644,20 @@ def parse_network_rbac(
     )
 
 
-def parse_filter(raw: Any, path: str = "") -> RbacFilter:
+def parse_filter(raw: Any, path: str = "", runtime: EnvoyRuntime = VANILLA) -> RbacFilter:
     """An HTTP or network RBAC filter: ``{name, typedConfig: {'@type': ..., ...}}``,
-    or the typed config alone (with its ``@type``)."""
+    or the typed config alone (with its ``@type``), as a proxy with the runtime
+    flags ``runtime`` loads it (its regex program-size limit)."""
     if isinstance(raw, Mapping) and "@type" in raw:
-        return _parse_typed(raw, path, None)
-    m = _Msg(raw, path, ("name", "typed_config"))
-    name = m.get_str("name", min_len=1)
-    if not m.has("typed_config"):
-        raise RbacConfigError(m.path_of("typed_config"), "is required")
-    return _parse_typed(m.get("typed_config"), m.path_of("typed_config"), name)
+        flt = _parse_typed(raw, path, None)
+    else:
+        m = _Msg(raw, path, ("name", "typed_config"))
+        name = m.get_str("name", min_len=1)
+        if not m.has("typed_config"):
+            raise RbacConfigError(m.path_of("typed_config"), "is required")
+        flt = _parse_typed(m.get("typed_config"), m.path_of("typed_config"), name)
+    check_regex_sizes(raw, path, runtime.re2_max_program_size)
+    return flt
 
 
 def _parse_typed(raw: Any, path: str, name: str | None) -> RbacFilter:

@@ -1,0 +1,236 @@
+"""Record what a real Envoy's HTTP/1.1 codec does with a request's header block.
+
+One listener, an HTTP connection manager with istiod's sidecar inbound options
+(BASE path normalization, its XFF and header settings) on an Envoy running
+istiod's runtime flags (``tests/envoy_process.py`` starts every Envoy so). A
+Lua filter, where Istio puts its RBAC filters, answers each request with the
+headers it sees, one ``name<TAB>value`` line each; a request the codec refuses
+comes back with Envoy's status instead. Each corpus row is a request in
+meshauthz's request format (method, path, host, headers, sent on the wire as
+``meshauthz.envoy.codec.wire_headers`` lays them out) with Envoy's ``status``
+and, when it got through, the headers the filters ``seen`` (by name, values in
+order; the random ``x-request-id`` left out).
+
+Cases: whitespace around values and the Host; every byte inside a header name,
+a value (start, middle, end) and the Host, except CR and LF (a request in the
+request format cannot put them on the wire inside a header) and ``:`` in a
+name (it ends the name on the wire); repeated headers of many names;
+Content-Length and Transfer-Encoding; the header count and size limits.
+
+    .venv/bin/python -m tests.adversarial.codec_probe           # re-record
+    .venv/bin/python -m tests.adversarial.codec_probe --check   # compare only
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from meshauthz.envoy.codec import JOINED_HEADERS, wire_headers
+from meshauthz.envoy.hcm import HcmOptions
+from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
+from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
+from tests.decide.envoy_probe import _complete, hcm_filter, parse_response
+from tests.envoy_process import EnvoyProcess, envoy_binary, free_port
+
+HERE = Path(__file__).resolve().parent
+CORPUS = HERE / "codec_corpus.jsonl"
+
+LUA_ECHO = r"""
+function envoy_on_request(handle)
+  local out = {}
+  for k, v in pairs(handle:headers()) do
+    table.insert(out, k .. "\t" .. v)
+  end
+  handle:respond({[":status"] = "200", ["x-echo"] = "1"}, table.concat(out, "\n"))
+end
+"""
+
+# The limits' boundaries: a request line and header block of exactly 60 KiB.
+LIMIT = 60 * 1024
+
+
+def sidecar_hcm() -> dict[str, Any]:
+    echo = {
+        "name": "echo",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": LUA_ECHO},
+        },
+    }
+    options = {
+        **HcmOptions(path_options("BASE"), SIDECAR_INBOUND_XFF).to_json(),
+        **SIDECAR_INBOUND_HEADERS.to_hcm(),
+    }
+    return hcm_filter("codec", options, [echo], 404)
+
+
+@contextlib.contextmanager
+def running() -> Iterator[int]:
+    exe = envoy_binary()
+    if exe is None:
+        raise FileNotFoundError("no envoy binary")
+    port, admin = free_port(), free_port()
+    bootstrap = {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "codec",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                    "filter_chains": [{"filters": [sidecar_hcm()]}],
+                }
+            ]
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="meshauthz-codec-") as tmp:
+        proc = EnvoyProcess(exe, Path(tmp))
+        try:
+            proc.start(bootstrap, admin, args=["--concurrency", "1"])
+            yield port
+        finally:
+            proc.stop()
+
+
+def send(port: int, row: dict[str, Any]) -> dict[str, Any]:
+    """Send the row's request (no other header) and record Envoy's answer."""
+    lines = [f"{row['method']} {row['path']} HTTP/1.1"]
+    lines += [f"{n}: {v}" for n, v in wire_headers(row["host"], map(tuple, row["headers"]))]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+    chunks: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.settimeout(5)
+        s.sendall(data)
+        while not _complete(b"".join(chunks)):
+            try:
+                c = s.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not c:
+                break
+            chunks.append(c)
+    r = parse_response(b"".join(chunks))
+    out = dict(row)
+    if r.status == 200 and "x-echo" in r.headers:
+        seen: dict[str, list[str]] = {}
+        for line in r.body.decode("utf-8", "surrogateescape").split("\n"):
+            name, _, value = line.partition("\t")
+            if name != "x-request-id":
+                seen.setdefault(name, []).append(value)
+        out.update(status=None, seen=seen)
+    else:
+        out.update(status=r.status, seen=None)
+    return out
+
+
+def _row(
+    case: str, headers: list[tuple[str, str]], host: str = "h", path: str = "/"
+) -> dict[str, Any]:
+    return {"case": case, "method": "GET", "path": path, "host": host, "headers": headers}
+
+
+def _char(b: int) -> str:
+    return chr(b)  # a code point; on the wire as UTF-8 (0x80..0xFF are two bytes)
+
+
+# Every header the model joins (but the framing ones, probed below), and others it does not.
+REPEATED = sorted(JOINED_HEADERS - {"host", "content-length", "transfer-encoding"}) + [
+    "accept-language",
+    "cookie",
+    "date",
+    "forwarded",
+    "range",
+    "x-b3-traceid",
+    "traceparent",
+    "baggage",
+    "x-custom",
+    "x-user",
+    "method",
+    "path",
+    "authority",
+]
+
+
+def cases() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    # optional whitespace
+    for host in (" admin.example.com", "admin.example.com ", "\tadmin.example.com\t", "  a  "):
+        rows.append(_row("host whitespace", [], host=host))
+    for v in (" mallory ", "\tmallory", "mallory\t \t", "a b", "a\tb", " ", "", "  a  b  "):
+        rows.append(_row("value whitespace", [("x-user", v)]))
+    rows.append(_row("host header whitespace", [("host", " admin.example.com ")]))
+    # every byte, except CR and LF, in a value, a name and the Host
+    for b in range(256):
+        c = _char(b)
+        if c in "\r\n":
+            continue
+        rows.append(_row("value byte start", [("x-p", c + "a")]))
+        rows.append(_row("value byte middle", [("x-p", "a" + c + "b")]))
+        rows.append(_row("value byte end", [("x-p", "a" + c)]))
+        rows.append(_row("host byte", [], host="a" + c + "b"))
+        if c != ":":
+            rows.append(_row("name byte", [("x" + c + "y", "1")]))
+    rows.append(_row("empty name", [("", "1")]))
+    # repeated headers
+    for hosts in (["a", "b"], ["a", "a"], ["a", ""], ["", "a"], [" a", "b "], ["a,b", "c"]):
+        rows.append(_row("repeated host", [("host", h) for h in hosts]))
+    rows.append(_row("host with comma", [], host="a,b"))
+    for name in REPEATED:
+        rows.append(_row("repeated header", [(name, "a"), (name, "b")]))
+        rows.append(_row("repeated header with empty", [(name, ""), (name, "a"), (name, "")]))
+    # framing
+    for cl in ("-1", "abc", "0", "10", "+1", "", " 5 ", "1.0", "0x1", "0, 0", "1 1"):
+        rows.append(_row("content-length", [("content-length", cl)]))
+    rows.append(_row("content-length twice", [("content-length", "0"), ("content-length", "0")]))
+    rows.append(_row("content-length twice", [("content-length", "0"), ("content-length", "1")]))
+    for te in ("chunked", "Chunked", "gzip", "gzip, chunked", "chunked, gzip", "identity", ""):
+        rows.append(_row("transfer-encoding", [("transfer-encoding", te)]))
+    rows.append(_row("transfer-encoding twice", [("transfer-encoding", "chunked")] * 2))
+    rows.append(_row("te and cl", [("transfer-encoding", "chunked"), ("content-length", "0")]))
+    # limits: header lines (Host included) and bytes
+    for total in (99, 100, 101, 150):
+        rows.append(_row("header count", [(f"x-h{i}", "1") for i in range(total - 1)]))
+    for path_len in (1, 1000):
+        path = "/" + "a" * (path_len - 1)
+        fixed = len(f"GET {path} HTTP/1.1\r\n\r\n") + len("host: h\r\n") + len("x-big: \r\n")
+        for extra in (0, 1):
+            rows.append(_row("header bytes", [("x-big", "v" * (LIMIT - fixed + extra))], path=path))
+    rows.append(_row("request line bytes", [], path="/" + "a" * LIMIT))
+    return rows
+
+
+def record() -> list[dict[str, Any]]:
+    with running() as port:
+        return [send(port, row) for row in cases()]
+
+
+def load_corpus() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in CORPUS.read_text().splitlines() if line]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="compare with the corpus, write nothing")
+    args = ap.parse_args()
+    rows = record()
+    if args.check:
+        old = load_corpus()
+        diff = [(a, b) for a, b in zip(old, rows, strict=False) if a != b]
+        for a, b in diff[:20]:
+            print(f"corpus {a} / envoy {b}")
+        print(f"{len(diff)} rows differ ({len(old)} in corpus, {len(rows)} recorded)")
+        return 1 if diff or len(old) != len(rows) else 0
+    CORPUS.write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in rows))
+    print(f"wrote {len(rows)} rows to {CORPUS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
