@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from meshauthz.errors import InputError
-from meshauthz.mesh.loading import InvalidInput, load_mesh, read_manifests
+from meshauthz.mesh.loading import SHOWN_ERRORS, InvalidInput, load_mesh, read_manifests
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.runtime import supervisor
 from meshauthz.suite.runner import run_paths
@@ -139,6 +139,27 @@ def test_commands_refuse_rejected_objects_the_same_way(tmp_path: Path, args: tup
     error = json.loads(p.stdout)["error"]
     assert (error["code"], error["message"]) == ("rejected", SUMMARY)
     assert [f["code"] for f in error["findings"]] == ["invalid-ip-block"]
+
+
+def test_thousands_of_errors_are_listed_briefly_then_counted(tmp_path: Path) -> None:
+    # A generated input with one mistake repeated: the commands show a few errors and
+    # how many more (validate and the JSON error object keep every one).
+    docs = (REJECTED.replace("name: bad", f"name: bad{i}") for i in range(1500))
+    d = _seed_with(tmp_path, "---\n".join(docs))
+    p = _cli("build", "-f", ".", "--workload", "default/backend", "-o", "json", cwd=d)
+    assert p.returncode == 2
+    lines = p.stderr.splitlines()
+    assert len(lines) == SHOWN_ERRORS + 2
+    assert all("error[invalid-ip-block]" in line for line in lines[:SHOWN_ERRORS])
+    assert lines[-2:] == [
+        f"... and {1500 - SHOWN_ERRORS} more error(s)",
+        "error: " + SUMMARY.replace("1 object", "1500 object"),
+    ]
+    assert len(json.loads(p.stdout)["error"]["findings"]) == 1500
+    with pytest.raises(InvalidInput) as e:
+        load_mesh([d])
+    assert len(e.value.errors) == 1500
+    assert str(e.value).splitlines()[SHOWN_ERRORS:] == lines[-2:-1] + [e.value.message]
 
 
 def test_test_runner_reports_rejected_objects_per_suite(tmp_path: Path) -> None:

@@ -3,18 +3,34 @@ types of their arguments (text, and file names that complete in the shell)."""
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh as load_checked
+from meshauthz.resources.yamlload import paused_gc
 
 
 def load_mesh(paths: tuple[str, ...], mesh_config: str | None) -> MeshSnapshot:
     """The one loader; its errors (InvalidInput with the findings, other
     unusable input) are reported by the entry point, as every error is: exit 2."""
-    return load_checked(paths, mesh_config=mesh_config).snapshot
+    with loading():
+        return load_checked(paths, mesh_config=mesh_config).snapshot
+
+
+@contextmanager
+def loading() -> Iterator[None]:
+    """Around a command's reading of its input: no cyclic collection meanwhile,
+    and what was read is then frozen (``gc.freeze``). A command answers about one
+    mesh, which lives until it exits: out of the collector's sight, a large one is
+    not walked by every later collection."""
+    with paused_gc():
+        yield
+        gc.freeze()
 
 
 class PathArg(click.Path):

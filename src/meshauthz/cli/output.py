@@ -82,8 +82,8 @@ def report_error(err: MeshauthzError, fmt: str) -> None:
     if fmt == "json":
         emit_json(error_json(err))
     if isinstance(err, InvalidInput):
-        for f in err.errors:
-            click.echo(f.to_text(), err=True)
+        for line in err.error_lines():
+            click.echo(line, err=True)
         click.echo(f"error: {err.message}", err=True)
     else:
         click.echo(f"error: {err}", err=True)

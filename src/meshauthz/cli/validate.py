@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg
+from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, loading
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import read_manifests
@@ -27,7 +27,8 @@ def validate_command(
     Exit 0 when valid (warnings allowed), 1 when any object has errors,
     2 when the input cannot be used (none found, unreadable, not YAML).
     """
-    checked = read_manifests(paths, mesh_config=mesh_config)
+    with loading():
+        checked = read_manifests(paths, mesh_config=mesh_config)
     manifests = checked.manifests
     findings = list(checked.findings)
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))

@@ -23,15 +23,19 @@ from meshauthz.resources.loader import LoadResult, load, load_documents
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.objects import Manifests, Skipped
 from meshauthz.resources.validation import validate
-from meshauthz.resources.yamlload import Document
+from meshauthz.resources.yamlload import Document, paused_gc
 
 PathArg = str | os.PathLike[str]
 MeshConfigArg = PathArg | MeshConfig | None
+# How many errors InvalidInput's text lists: a generated input can have thousands
+# (validate lists every one).
+SHOWN_ERRORS = 20
 
 
 class InvalidInput(InputError):
     """Objects Istio would reject: ``findings`` holds every finding of the input,
-    ``errors`` the ones that reject. ``str()`` lists the errors, then a summary."""
+    ``errors`` the ones that reject. ``str()`` lists the first ``SHOWN_ERRORS``
+    errors, then how many more, then a summary."""
 
     def __init__(self, findings: Iterable[Finding]) -> None:
         self.findings: tuple[Finding, ...] = tuple(findings)
@@ -42,8 +46,16 @@ class InvalidInput(InputError):
             code="rejected",
         )
 
+    def error_lines(self) -> list[str]:
+        """The first ``SHOWN_ERRORS`` errors as text, then how many more."""
+        shown = [f.to_text() for f in self.errors[:SHOWN_ERRORS]]
+        hidden = len(self.errors) - len(shown)
+        if hidden > 0:
+            shown.append(f"... and {hidden} more error(s)")
+        return shown
+
     def __str__(self) -> str:
-        return "\n".join([*(f.to_text() for f in self.errors), self.message])
+        return "\n".join([*self.error_lines(), self.message])
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,11 +96,12 @@ def read_manifests(
     config_file = (
         None if mesh_config is None or isinstance(mesh_config, MeshConfig) else mesh_config
     )
-    result = load(
-        [os.fspath(p) for p in names],
-        mesh_config_file=None if config_file is None else os.fspath(config_file),
-    )
-    return _checked(result, mesh_config)
+    with paused_gc():
+        result = load(
+            [os.fspath(p) for p in names],
+            mesh_config_file=None if config_file is None else os.fspath(config_file),
+        )
+        return _checked(result, mesh_config)
 
 
 def load_mesh(
@@ -103,14 +116,16 @@ def load_mesh(
     ``jwks``: local JWKS files by ``jwksUri``; a JWT rule naming one of those URIs
     without inline keys gets the file's keys inline, as istiod's JWKS resolver
     inlines the keys it fetched."""
-    return _snapshot(read_manifests(paths, mesh_config=mesh_config), jwks)
+    with paused_gc():
+        return _snapshot(read_manifests(paths, mesh_config=mesh_config), jwks)
 
 
 def load_mesh_documents(
     docs: Iterable[Document], *, mesh_config: MeshConfig | None = None
 ) -> LoadedMesh:
     """``load_mesh`` for documents already parsed (objects built in memory)."""
-    return _snapshot(_checked(load_documents(docs), mesh_config), None)
+    with paused_gc():
+        return _snapshot(_checked(load_documents(docs), mesh_config), None)
 
 
 def _checked(result: LoadResult, mesh_config: MeshConfigArg) -> CheckedManifests:

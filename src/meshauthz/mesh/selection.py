@@ -255,24 +255,25 @@ def list_policies(
     matcher = PolicyMatcher(
         matcher.namespace, matcher.labels, matcher.is_waypoint, matcher.services, root
     )
-    pool: Sequence[Policy]
+    by_namespace: Mapping[str, Sequence[Policy]]
     if kind == "AuthorizationPolicy":
         lookup = [root, matcher.namespace]
-        pool = snapshot.authorization_policies
+        by_namespace = snapshot.authorization_policies_by_namespace
     elif kind == "RequestAuthentication":
         lookup = [matcher.namespace, root]
-        pool = snapshot.request_authentications
+        by_namespace = snapshot.request_authentications_by_namespace
     elif kind == "PeerAuthentication":
         lookup = [matcher.namespace, root]
-        pool = peer_authentication_store(snapshot)
+        kept: dict[str, list[Policy]] = {}
+        for pa in peer_authentication_store(snapshot):
+            kept.setdefault(pa.namespace, []).append(pa)
+        by_namespace = kept
     else:
         raise ValueError(f"unknown policy kind {kind!r}")
     lookup += [s.namespace for s in matcher.services]
     out: list[SelectedPolicy] = []
     for ns in dict.fromkeys(lookup):
-        for p in pool:
-            if p.namespace != ns:
-                continue
+        for p in by_namespace.get(ns, ()):
             reason: SelectionReason | None
             if isinstance(p, PeerAuthentication):
                 reason = _selector_reason(matcher, ns, p.spec.selector)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -233,6 +233,14 @@ class MeshSnapshot:
     _by_key: dict[str, list[MeshWorkload]] = field(default_factory=dict, repr=False)
     _svc_by_key: dict[str, MeshService] = field(default_factory=dict, repr=False)
     _svc_by_host: dict[str, MeshService] = field(default_factory=dict, repr=False)
+    # By namespace, each in its list's order: selecting for one workload reads its
+    # namespaces' entries instead of scanning the mesh (which, for every workload of
+    # a large mesh, would be quadratic).
+    _svc_by_ns: dict[str, list[MeshService]] = field(default_factory=dict, repr=False)
+    _authz_by_ns: dict[str, list[AuthorizationPolicy]] = field(default_factory=dict, repr=False)
+    _reqauthn_by_ns: dict[str, list[RequestAuthentication]] = field(
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         for w in self.workloads:
@@ -240,6 +248,11 @@ class MeshSnapshot:
         for s in self.services:
             self._svc_by_key[s.key] = s
             self._svc_by_host[s.hostname] = s
+            self._svc_by_ns.setdefault(s.namespace, []).append(s)
+        for ap in self.authorization_policies:
+            self._authz_by_ns.setdefault(ap.namespace, []).append(ap)
+        for ra in self.request_authentications:
+            self._reqauthn_by_ns.setdefault(ra.namespace, []).append(ra)
 
     # -- mesh settings
 
@@ -304,9 +317,7 @@ class MeshSnapshot:
         which is the order istiod resolves inbound port conflicts in
         (``Proxy.SetServiceTargets``)."""
         w = self.workload(workload)
-        found = [
-            s for s in self.services if s.namespace == w.namespace and match(s.selector, w.labels)
-        ]
+        found = [s for s in self._svc_by_ns.get(w.namespace, ()) if match(s.selector, w.labels)]
         found.sort(key=lambda s: (creation_time(s.resource), s.hostname))
         return found
 
@@ -316,6 +327,18 @@ class MeshSnapshot:
         return [
             w for w in self.workloads if w.namespace == s.namespace and match(s.selector, w.labels)
         ]
+
+    @property
+    def authorization_policies_by_namespace(self) -> Mapping[str, Sequence[AuthorizationPolicy]]:
+        """The AuthorizationPolicies of each namespace, in store order."""
+        return self._authz_by_ns
+
+    @property
+    def request_authentications_by_namespace(
+        self,
+    ) -> Mapping[str, Sequence[RequestAuthentication]]:
+        """The RequestAuthentications of each namespace, in store order."""
+        return self._reqauthn_by_ns
 
     def identity(self, workload: str | MeshWorkload) -> Identity:
         return self.workload(workload).identity

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+import gc
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,11 +21,56 @@ import yaml
 
 from meshauthz.errors import InputError, Location
 
-_Loader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]
+_BaseLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]
 try:  # the C parser is much faster; the pure one is a fallback
-    _Loader = yaml.CSafeLoader
+    _BaseLoader = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
-    _Loader = yaml.SafeLoader
+    _BaseLoader = yaml.SafeLoader
+
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """The safe loader without the per-node cost of path resolvers, which the
+    safe loader never registers: the parser calls these hooks for every node."""
+
+    _implicit = _BaseLoader.yaml_implicit_resolvers
+
+    def descend_resolver(self, current_node: Any, current_index: Any) -> None:
+        pass
+
+    def ascend_resolver(self) -> None:
+        pass
+
+    def resolve(self, kind: type[yaml.Node], value: Any, implicit: Any) -> str:
+        # BaseResolver.resolve with no path resolvers and no wildcard resolvers.
+        if kind is yaml.ScalarNode:
+            if implicit[0]:
+                resolvers = self._implicit.get(value[:1])
+                if resolvers is not None:
+                    for tag, regexp in resolvers:
+                        if regexp.match(value):
+                            return str(tag)
+            return _STR_TAG
+        if kind is yaml.SequenceNode:
+            return _SEQUENCE_TAG
+        return _MAPPING_TAG
+
+
+assert not _BaseLoader.yaml_path_resolvers and None not in _BaseLoader.yaml_implicit_resolvers
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a large input is read: every node,
+    value and position record is a new tracked object that lives on, so the
+    collector would walk them again and again for nothing."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
 
 Path = tuple[str | int, ...]
 
@@ -42,6 +89,7 @@ _SCALAR_TAGS = frozenset(
 )
 _SEQUENCE_TAG = _CORE + "seq"
 _MAPPING_TAG = _CORE + "map"
+_STR_TAG = _CORE + "str"
 
 
 @dataclass(slots=True)
@@ -114,6 +162,11 @@ def decode_text(raw: bytes, display: str) -> str:
 
 def parse_documents(text: str, file: str) -> list[Document]:
     """Parse a multi-document YAML (or JSON) stream. Empty documents are dropped."""
+    with paused_gc():
+        return _parse_documents(text, file)
+
+
+def _parse_documents(text: str, file: str) -> list[Document]:
     docs: list[Document] = []
     try:
         for index, node in enumerate(_compose_all(text)):
@@ -195,10 +248,12 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise InputError("document is nested too deeply", location=self._loc(node))
-        if path not in self.positions:
-            self.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        positions = self.positions
+        if path not in positions:
+            mark = node.start_mark
+            positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
-            return self._scalar(node)
+            return node.value if node.tag == _STR_TAG else self._scalar(node)
         if isinstance(node, yaml.SequenceNode):
             self._check_tag(node, _SEQUENCE_TAG, "a list")
             return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
@@ -214,6 +269,8 @@ class _Builder:
             )
 
     def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == _STR_TAG:  # most values: the text as written, nothing to construct
+            return node.value
         if node.tag not in _SCALAR_TAGS:
             what = "a value" if node.tag.startswith(_CORE) else "a value (not a Kubernetes type)"
             raise InputError(
@@ -257,20 +314,22 @@ class _Builder:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(self._merge_sources(value_node))
                 continue
-            key = self._key(key_node)
+            if key_node.tag == _STR_TAG and isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+            else:
+                key = self._key(key_node)
+            key_path = (*path, key)
             if key in out:
-                first = self.positions.get((*path, key), (0, 0))[0]
+                first = self.positions.get(key_path, (0, 0))[0]
                 raise InputError(
                     f"duplicate key {key!r} (first defined at line {first})",
                     location=self._loc(key_node),
-                    field=_dotted((*path, key)),
+                    field=_dotted(key_path),
                 )
             # A field's position is where its key is written.
-            self.positions[(*path, key)] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
-            out[key] = self.build(value_node, (*path, key), depth + 1)
+            mark = key_node.start_mark
+            self.positions[key_path] = (mark.line + 1, mark.column + 1)
+            out[key] = self.build(value_node, key_path, depth + 1)
         for source in merged:  # explicit keys win over merged ones
             for key_node, value_node in source.value:
                 key = self._key(key_node)
