@@ -28,6 +28,7 @@ field by field over every corpus the project has).
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 import sys
@@ -641,7 +642,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
 
     def branches(cases: list[tuple[str, str, list[str]]], otherwise: list[str]) -> None:
         for i, (name, cond, code) in enumerate(cases):
-            body.append(f"{'if' if i == 0 else 'elif'} {cond}:  # {name}")
+            body.append(f"{'if' if i == 0 else 'elif'} {cond}:{_NOTE}{name}")
             body.extend(f"    {line}" for line in code or ["pass"])
         if otherwise:
             if cases:
@@ -655,7 +656,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         bf, last = stage.built, n == len(stages) - 1
         shadow, engine = stage.compiled.shadow_engine, stage.compiled.engine
         if shadow is not None:
-            body.append(f"# {bf.stage}: dry-run rules")
+            body.append(f"{_NOTE}{bf.stage}: dry-run rules")
             policies = dict(shadow.rbac.policies)
             branches(
                 [
@@ -688,7 +689,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
                     lines.append(f"al = {em.constant(effect.allowed_by)}")
             return lines
 
-        body.append(f"# {bf.stage}")
+        body.append(f"{_NOTE}{bf.stage}")
         policies = dict(engine.rbac.policies)
         branches(
             [
@@ -707,7 +708,6 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         used.append("inp")
     values = "".join(f"{v}, " for v in used)
     consts = {**em.constants(), "_finish": finish}
-    where = f"{runner.p.workload.key}:{runner.p.port}"
     source = "\n".join(
         [
             f"def make({', '.join(consts)}):",
@@ -721,10 +721,36 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
             "",
         ]
     )
+    # Chains of the same shape (a mesh of similar policies) share one compiled
+    # function: only the constants differ, so the notes naming policies are left out.
+    run, extract = _maker(_without_notes(source))(**consts)
+    return Generated(run, extract, _with_notes(source))
+
+
+# Marks a note for people in the generated source; NUL never occurs in Python code
+# or in the names the notes quote.
+_NOTE = "\x00"
+
+
+def _with_notes(source: str) -> str:
+    """The source as people read it: each note a comment."""
+    return "\n".join(
+        line.replace(_NOTE, "# " if line.lstrip().startswith(_NOTE) else "  # ")
+        for line in source.split("\n")
+    )
+
+
+def _without_notes(source: str) -> str:
+    lines = (line.split(_NOTE, 1)[0] for line in source.splitlines())
+    return "\n".join(line for line in lines if line.strip()) + "\n"
+
+
+@functools.lru_cache(maxsize=1024)
+def _maker(code: str) -> Callable[..., tuple[Callable[[Any], Outcome], Callable[[Any], Any]]]:
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<meshauthz chain {where}>", "exec"), namespace)
-    run, extract = namespace["make"](**consts)
-    return Generated(run, extract, source)
+    exec(compile(code, "<meshauthz chain>", "exec"), namespace)
+    maker: Callable[..., tuple[Callable[[Any], Outcome], Callable[[Any], Any]]] = namespace["make"]
+    return maker
 
 
 __all__ = [
