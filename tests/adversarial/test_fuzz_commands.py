@@ -214,12 +214,12 @@ def test_mutated_request_files(doc: Any, command: str, fmt: list[str]) -> None:
 
 @st.composite
 def request_flags(draw: st.DrawFn) -> list[str]:
-    args = ["--to", draw(fs.TARGETS)]
-    caller = draw(st.sampled_from(["--from", "--principal", "--plaintext", None]))
+    args = ["--to", draw(fs.GOOD_TARGETS if draw(st.integers(0, 2)) else fs.TARGETS)]
+    caller = draw(st.sampled_from(["--from", "--from", "--principal", "--plaintext", None]))
     if caller == "--plaintext":
         args.append(caller)
     elif caller is not None:
-        args += [caller, draw(st.one_of(fs.TARGETS, fs.ODD_TEXT))]
+        args += [caller, draw(st.one_of(fs.GOOD_TARGETS, fs.TARGETS, fs.ODD_TEXT))]
     flags: dict[str, st.SearchStrategy[str]] = {
         "--path": fs.PATH_VALUES,
         "--method": fs.METHODS,
@@ -232,13 +232,12 @@ def request_flags(draw: st.DrawFn) -> list[str]:
         "--protocol": st.sampled_from(["http", "tcp"]),
     }
     for flag, strat in flags.items():
-        if draw(st.integers(0, 2)) == 0:
+        if draw(st.integers(0, 3)) == 0:
             args += [flag, draw(strat)]
     for _ in range(draw(st.integers(0, 3))):
-        args += [
-            "-H",
-            draw(fs.HEADER_TEXT) + draw(st.sampled_from([":", ": ", ""])) + draw(fs.HEADER_TEXT),
-        ]
+        name = draw(fs.HEADER_NAMES | fs.HEADER_TEXT)
+        sep = draw(st.sampled_from([": ", ":", ": ", ""]))
+        args += ["-H", name + sep + draw(fs.HEADER_TEXT)]
     return args
 
 
