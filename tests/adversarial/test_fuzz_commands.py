@@ -83,7 +83,7 @@ def _stream() -> io.TextIOWrapper:
     return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
 
 
-def run(args: list[str]) -> Run:
+def invoke(args: list[str]) -> Run:
     out, err = _stream(), _stream()
     with redirect_stdout(out), redirect_stderr(err):
         try:
@@ -97,10 +97,15 @@ def run(args: list[str]) -> Run:
         buf = s.buffer
         assert isinstance(buf, io.BytesIO)
         texts.append(buf.getvalue().decode("utf-8"))
-    r = Run(args, code, texts[0], texts[1])
+    return Run(args, code, texts[0], texts[1])
+
+
+def run(args: list[str]) -> Run:
+    """``invoke``, and check what any input must give."""
+    r = invoke(args)
     # --hypothesis-show-statistics shows how often each outcome was reached
     if currently_in_test_context():
-        event(f"{args[0]}: exit {code}")
+        event(f"{args[0]}: exit {r.code}")
     check_run(r)
     return r
 
@@ -346,3 +351,17 @@ def test_an_unknown_workload_to_build_names_the_option() -> None:
     r = run(["build", "-f", str(SEED), "--workload", "nope/x", "-o", "json"])
     error = json.loads(r.out)["error"]
     assert (error["code"], error["field"]) == ("not-found", "--workload")
+
+
+def test_an_option_value_that_looks_like_an_option_keeps_json_errors() -> None:
+    """Found by this harness: with ``--sni --`` (the value ``--``) an error
+    after ``-o json`` was reported as text, the format being read as if ``--``
+    ended the options."""
+    args = ["check", "-f", str(SEED), "--to", "default/backend", "--plaintext"]
+    r = run([*args, "--sni", "--", "--host", "", "-o", "json"])
+    assert r.code == 2 and json.loads(r.out)["error"]["field"] == "host"
+    r = run([*args, "--sni", "-o", "--host", "", "-o", "json"])
+    assert r.code == 2 and json.loads(r.out)["error"]["field"] == "host"
+    # a real end of options still ends them
+    r = invoke([*args, "--", "-o", "json"])
+    assert r.code == 2 and r.out == "" and "unexpected extra argument" in r.err
