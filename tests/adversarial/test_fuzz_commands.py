@@ -365,3 +365,15 @@ def test_an_option_value_that_looks_like_an_option_keeps_json_errors() -> None:
     # a real end of options still ends them
     r = invoke([*args, "--", "-o", "json"])
     assert r.code == 2 and r.out == "" and "unexpected extra argument" in r.err
+
+
+def test_an_rbac_action_of_the_wrong_type_in_a_dump_is_bad_input() -> None:
+    """Found by this harness's soak: an RBAC ``action`` given as a list or an
+    object in a config dump was an internal error (an unhashable lookup key)."""
+    dump = DUMP_DOCS[DUMPS / "seed-backend.config_dump.json"]
+    text = json.dumps(dump).replace('"action": "DENY"', '"action": ["DENY"]')
+    assert text != json.dumps(dump)
+    with workdir() as d:
+        path = _write(d / "dump.json", text)
+        r = run(["check", "--config-dump", path, "--plaintext", "--to", ":80"])
+    assert r.code == 2 and "rules.action: unknown action ['DENY']" in r.err

@@ -539,7 +539,13 @@ def parse_rbac(raw: Any, path: str = "") -> RBAC:
     m = _Msg(raw, path, ("action", "policies", "audit_logging_options"))
     m.reject(("audit_logging_options",))
     a = m.get("action", "ALLOW")
-    action = _ACTIONS.get(a) if isinstance(a, str) else _ACTION_NUMBERS.get(a)
+    action = (
+        _ACTIONS.get(a)
+        if isinstance(a, str)
+        else _ACTION_NUMBERS.get(a)
+        if isinstance(a, int | float)
+        else None
+    )
     if action is None or isinstance(a, bool):
         raise RbacConfigError(m.path_of("action"), f"unknown action {a!r} (ALLOW, DENY or LOG)")
     pols = m.get("policies", {})
