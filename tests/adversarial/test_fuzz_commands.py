@@ -17,6 +17,7 @@ The seeds are fixed (derandomized) so CI sees the same examples every run;
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import shutil
@@ -377,3 +378,28 @@ def test_an_rbac_action_of_the_wrong_type_in_a_dump_is_bad_input() -> None:
         path = _write(d / "dump.json", text)
         r = run(["check", "--config-dump", path, "--plaintext", "--to", ":80"])
     assert r.code == 2 and "rules.action: unknown action ['DENY']" in r.err
+
+
+def test_node_metadata_of_the_wrong_type_in_a_dump_is_bad_input() -> None:
+    """Found by this harness's soak: a node ``metadata`` that is a list was an
+    internal error."""
+    dump = copy.deepcopy(DUMP_DOCS[DUMPS / "seed-backend.config_dump.json"])
+
+    def listify(tree: Any) -> int:
+        if isinstance(tree, dict):
+            n = 0
+            if isinstance(tree.get("node"), dict) and isinstance(
+                tree["node"].get("metadata"), dict
+            ):
+                tree["node"]["metadata"] = [tree["node"]["metadata"]]
+                n = 1
+            return n + sum(listify(v) for v in tree.values())
+        if isinstance(tree, list):
+            return sum(listify(v) for v in tree)
+        return 0
+
+    assert listify(dump)
+    with workdir() as d:
+        path = _write(d / "dump.json", json.dumps(dump))
+        r = run(["check", "--config-dump", path, "--plaintext", "--to", ":80"])
+    assert r.code == 2 and "node.metadata: expected an object" in r.err
