@@ -12,7 +12,13 @@ import yaml
 from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.output import emit_json
 from meshauthz.errors import EXIT_OK
-from meshauthz.mesh import PolicyMatcher, inbound_port, list_policies, select_policies
+from meshauthz.mesh import (
+    LookupFailed,
+    PolicyMatcher,
+    inbound_port,
+    list_policies,
+    select_policies,
+)
 from meshauthz.translate import Chain, build
 from meshauthz.translate.workload import authorization_policies, mesh_build_options
 
@@ -71,7 +77,11 @@ def build_command(
     if labels is not None and namespace is None:
         raise click.UsageError("--labels goes with --namespace")
     if workload is not None:
-        w = snapshot.workload(workload)
+        try:
+            w = snapshot.workload(workload)
+        except LookupFailed as e:
+            e.field = "--workload"  # the name comes from this option: say so
+            raise
         selected = select_policies(snapshot, w, "AuthorizationPolicy")
         if protocol is None and port is not None:
             protocol = "tcp" if inbound_port(snapshot, w, port).listener == "tcp" else "http"

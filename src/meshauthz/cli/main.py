@@ -42,9 +42,24 @@ cli.add_command(mesh_group)
 require_text(cli)
 
 
+def value_options(args: list[str]) -> set[str]:
+    """The options of the command ``args`` names that take a value."""
+    cmd: click.Command = cli
+    for a in args:
+        if not isinstance(cmd, click.Group) or a not in cmd.commands:
+            break
+        cmd = cmd.commands[a]
+    return {
+        name
+        for p in cmd.params
+        if isinstance(p, click.Option) and not (p.is_flag or p.count)
+        for name in p.opts
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
-    fmt = requested_format(args)
+    fmt = requested_format(args, value_options(args))
     printable_streams()
     try:
         cli.main(args=args, prog_name="meshauthz", standalone_mode=False)

@@ -11,7 +11,7 @@ import io
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import click
@@ -104,9 +104,11 @@ def report_internal_error(message: str, fmt: str) -> None:
     click.echo(message, err=True)
 
 
-def requested_format(args: Sequence[str]) -> str:
+def requested_format(args: Sequence[str], takes_value: Collection[str] = ()) -> str:
     """The output format the command line asks for, read before (or without)
-    parsing it, so that even a usage error is reported in it."""
+    parsing it, so that even a usage error is reported in it. ``takes_value``:
+    the command's options that take a value; their value (even ``--`` or
+    ``-o``) is not read as an option, as the parser does not."""
     fmt = "text"
     it = iter(args)
     for a in it:
@@ -118,6 +120,8 @@ def requested_format(args: Sequence[str]) -> str:
             fmt = a.partition("=")[2]
         elif a.startswith("-o") and not a.startswith("--"):
             fmt = a[2:]
+        elif a in takes_value:
+            next(it, None)
     return "json" if fmt == "json" else "text"
 
 

@@ -812,6 +812,8 @@ def parse_config_dump(doc: Any, file: str = "<config dump>") -> ConfigDump:
 
 def _workload(node: Mapping[str, Any], file: str) -> MeshWorkload:
     meta = _get(node, "metadata") or {}
+    if not isinstance(meta, Mapping):
+        raise InputError("expected an object", location=Location(file), field="node.metadata")
     # node id: <type>~<ip>~<pod>.<namespace>~<namespace>.svc.<domain>
     parts = str(_get(node, "id") or "").split("~")
     pod_ns = parts[2] if len(parts) == 4 else ""

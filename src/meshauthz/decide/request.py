@@ -7,13 +7,22 @@ a Service destination gives the workload and the port it receives on.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
-from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports, resolve_target
+from meshauthz.mesh import (
+    LookupFailed,
+    MeshSnapshot,
+    MeshWorkload,
+    inbound_port,
+    inbound_ports,
+    resolve_target,
+)
 
 # The address of a caller given only by identity (documentation range, RFC 5737).
 DEFAULT_SOURCE_IP = "192.0.2.10"
@@ -61,6 +70,18 @@ class ResolvedSource:
     workload: str | None
 
 
+@contextmanager
+def _named_at(spec: RequestSpec, field: str) -> Iterator[None]:
+    """A name that does not resolve is an error in the request: say where it is
+    written (the request file's line, or the command line) and in which field."""
+    try:
+        yield
+    except LookupFailed as e:
+        if e.location is None:
+            e.location, e.field = spec.location, e.field or field
+        raise
+
+
 def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> ResolvedSource:
     """The caller: a workload gives its identity and address; explicit fields win."""
     src = spec.source
@@ -76,7 +97,8 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
                 location=spec.location,
                 field="from",
             )
-        w = snapshot.workload(src.workload)
+        with _named_at(spec, "from"):
+            w = snapshot.workload(src.workload)
         workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
         ip = ip or w.address
     if src.principal is not None:
@@ -99,12 +121,14 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         source.workload,
     )
 
-    if spec.port is not None:
-        target = resolve_target(snapshot, spec.to)
-        port: int | None = spec.port
-    else:
-        target = resolve_target(snapshot, f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to)
-        port = target.port
+    with _named_at(spec, "to"):
+        if spec.port is not None:
+            target = resolve_target(snapshot, spec.to)
+            port: int | None = spec.port
+        else:
+            ref = f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
+            target = resolve_target(snapshot, ref)
+            port = target.port
     dest = target.workload
     if port is None:
         ports = inbound_ports(snapshot, dest)

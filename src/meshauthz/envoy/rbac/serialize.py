@@ -558,7 +558,16 @@ def parse_rbac(raw: Any, path: str = "") -> RBAC:
     m = _Msg(raw, path, ("action", "policies", "audit_logging_options"))
     m.reject(("audit_logging_options",))
     a = m.get("action", "ALLOW")
-    action = _ACTIONS.get(a) if isinstance(a, str) else _ACTION_NUMBERS.get(a)
+    if isinstance(a, float) and a.is_integer():
+        a = int(a)  # 1.0 is the number 1, as JSON has one number type
+    # only a string or a number names an action (a list or object is not hashable)
+    action = (
+        _ACTIONS.get(a)
+        if isinstance(a, str)
+        else _ACTION_NUMBERS.get(a)
+        if isinstance(a, int)
+        else None
+    )
     if action is None or isinstance(a, bool):
         raise RbacConfigError(m.path_of("action"), f"unknown action {a!r} (ALLOW, DENY or LOG)")
     pols = m.get("policies", {})
