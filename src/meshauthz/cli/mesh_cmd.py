@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from meshauthz.cli.common import PathArg
-from meshauthz.cli.output import camel_keys, emit_json
+from meshauthz.cli.output import camel_keys, emit_json, format_option
 from meshauthz.errors import EXIT_FAILED, InputError, Location
 from meshauthz.runtime import client, supervisor
 from meshauthz.runtime.controlplane import load_snapshot
@@ -37,18 +37,6 @@ def _which(f: Any) -> Any:
         metavar="DIR",
         help="The mesh's state directory (instead of --name).",
     )(f)
-
-
-def _output(help: str) -> Callable[[F], F]:
-    return click.option(
-        "-o",
-        "--output",
-        "fmt",
-        type=click.Choice(["text", "json"]),
-        default="text",
-        show_default=True,
-        help=help,
-    )
 
 
 def _seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
@@ -118,7 +106,7 @@ def mesh_group() -> None:
     callback=_seconds,
     help="Seconds to wait for ready.",
 )
-@_output("What was started, for a person or as JSON (the same document as mesh status).")
+@format_option("What was started, for a person or as JSON (the same document as mesh status).")
 def up_command(
     directory: str,
     name: str | None,
@@ -231,7 +219,7 @@ def _print_plan(plan: MeshPlan) -> None:
 
 @mesh_group.command("status")
 @_which
-@_output("For a person, or the mesh as JSON: its workloads, ports, processes and state.")
+@format_option("For a person, or the mesh as JSON: its workloads, ports, processes and state.")
 def status_command(name: str | None, state_dir: str | None, fmt: str) -> None:
     """What runs where, and the control plane's state. Exit 1 when the control plane
     is not running, the last change of the manifests was not applied, or a sidecar
@@ -331,7 +319,7 @@ def _fmt_entry(e: dict[str, Any]) -> str:
     default=0,
     help="Only the last N entries (0: all).",
 )
-@_output("One line per request, or the access-log entries as JSON, each with its decision.")
+@format_option("One line per request, or the access-log entries as JSON, each with its decision.")
 def logs_command(
     workload: str | None,
     name: str | None,
@@ -398,7 +386,7 @@ def logs_command(
     help="Seconds to wait for the answer.",
 )
 @_which
-@_output("The status and body, or the response and the sidecar's decision as JSON.")
+@format_option("The status and body, or the response and the sidecar's decision as JSON.")
 def curl_command(
     url: str,
     from_: str,

@@ -11,23 +11,31 @@ import io
 import json
 import re
 import sys
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, TypeVar
 
 import click
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh.loading import InvalidInput
 
-FORMAT_OPTION = click.option(
-    "-o",
-    "--output",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Text for a person, or JSON with a documented, stable shape.",
-)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def format_option(help: str) -> Callable[[F], F]:
+    """``-o/--output text|json``, the same on every command; ``help`` says what each gives."""
+    return click.option(
+        "-o",
+        "--output",
+        "fmt",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help=help,
+    )
+
+
+FORMAT_OPTION = format_option("Text for a person, or JSON with a documented, stable shape.")
 
 
 def emit_json(value: Any) -> None:
