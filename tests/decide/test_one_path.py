@@ -35,6 +35,7 @@ from meshauthz.suite import find_suites, load_suite
 from meshauthz.suite.runner import _SnapshotCache
 from meshauthz.translate import BuildOptions, Chain, build
 from meshauthz.translate.hcm import gateway_xff
+from meshauthz.translate.hcm_headers import header_settings
 from tests.conftest import EXAMPLE_MESHES, EXAMPLES, REPO
 from tests.envoy.harness import Probe
 from tests.envoy.judge import prepared_from_build, request_for
@@ -357,7 +358,8 @@ def test_random_corpus(data: Any, tmp_path_factory: Any) -> None:
                     normalization=ps["normalization"],
                 )
                 if proxies is not None:
-                    prep = dataclasses.replace(prep, xff=gateway_xff(proxies))
+                    headers = header_settings(True, gateway_xff(proxies))
+                    prep = dataclasses.replace(prep, header_settings=headers)
                 r = request_for(probe, prep.workload, prep.protocol)
                 assert_one_path(bind(prep, r), RANDOM_TALLY, (probe, ps))
 

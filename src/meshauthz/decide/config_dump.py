@@ -451,7 +451,6 @@ class ConfigDump:
             mtls_mode=mode,
             normalization=normalization,
             path_options=options.path,
-            xff=options.xff,
             header_settings=headers,
             jwt_source="the jwt_authn filter in the config dump",
             empty_rules=frozenset(empty),

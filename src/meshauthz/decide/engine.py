@@ -70,10 +70,9 @@ class Prepared:
     normalization: str  # Istio's pathNormalization mode, for display
     path_options: PathOptions  # the HCM's path options, which normalization follows
     principal_prefix: str = "spiffe://"
-    # How the HCM derives the remote address from X-Forwarded-For: a gateway's
-    # settings differ from a sidecar's (translate/hcm.py, gateway_xff).
-    xff: XffSettings = SIDECAR_INBOUND_XFF
-    # What the HCM does to the request's headers before the filters (XFCC, request id, ...).
+    # What the HCM does to the request's headers before the filters: XFCC, request
+    # id, and how it derives the remote address from X-Forwarded-For (a gateway's
+    # settings differ from a sidecar's: translate/hcm_headers.py).
     header_settings: HeaderSettings = SIDECAR_INBOUND_HEADERS
     # The proxy's runtime flags (fragment handling): istiod's bootstrap sets them.
     runtime: EnvoyRuntime = ISTIO_RUNTIME
@@ -89,6 +88,11 @@ class Prepared:
     not_evaluated_before: dict[Stage, tuple[str, ...]] = field(default_factory=dict)
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def xff(self) -> XffSettings:
+        """How the HCM derives the remote address (part of its header settings)."""
+        return self.header_settings.xff
 
     @property
     def runner(self) -> ChainRunner:
@@ -146,7 +150,6 @@ class Decider:
             mtls_mode=effective_mtls_mode(self.snapshot, workload, port),
             normalization=mode,
             path_options=path_options(mode),
-            xff=xff,
             header_settings=header_settings(gateway, xff),
         )
         self._cache[key] = prepared
