@@ -23,9 +23,7 @@ Content-Length and Transfer-Encoding; the header count and size limits.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import socket
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from meshauthz.envoy.codec import JOINED_HEADERS, wire_headers
 from meshauthz.envoy.hcm import HcmOptions
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, path_options
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS
+from tests.adversarial import corpus
 from tests.decide.envoy_probe import _complete, hcm_filter, parse_response
 from tests.envoy_process import EnvoyProcess, envoy_binary, free_port
 
@@ -212,25 +211,8 @@ def record() -> list[dict[str, Any]]:
 
 
 def load_corpus() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in CORPUS.read_text().splitlines() if line]
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="compare with the corpus, write nothing")
-    args = ap.parse_args()
-    rows = record()
-    if args.check:
-        old = load_corpus()
-        diff = [(a, b) for a, b in zip(old, rows, strict=False) if a != b]
-        for a, b in diff[:20]:
-            print(f"corpus {a} / envoy {b}")
-        print(f"{len(diff)} rows differ ({len(old)} in corpus, {len(rows)} recorded)")
-        return 1 if diff or len(old) != len(rows) else 0
-    CORPUS.write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in rows))
-    print(f"wrote {len(rows)} rows to {CORPUS}")
-    return 0
+    return corpus.load(CORPUS)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(corpus.main(CORPUS, record, __doc__.splitlines()[0]))

@@ -17,15 +17,14 @@ matched, 200: it did not, 400: the codec refused the request line).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.adversarial import corpus
 from tests.decide.envoy_probe import MODES, hcm_filter, mode_options, raw_request, unwire, wire
 from tests.envoy_process import EnvoyProcess, envoy_binary, free_port
 
@@ -126,28 +125,8 @@ def record() -> list[dict[str, Any]]:
 
 
 def load_corpus() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in CORPUS.read_text().splitlines() if line]
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--check", action="store_true", help="compare with the corpus, write nothing")
-    args = ap.parse_args()
-    rows = record()
-    if args.check:
-        old = load_corpus()
-        diff = [(a, b) for a, b in zip(old, rows, strict=False) if a != b]
-        if diff or len(old) != len(rows):
-            for a, b in diff[:20]:
-                print(f"corpus {a} / envoy {b}")
-            print(f"{len(diff)} rows differ ({len(old)} in corpus, {len(rows)} recorded)")
-            return 1
-        print(f"{len(rows)} rows agree")
-        return 0
-    CORPUS.write_text("".join(json.dumps(r, ensure_ascii=True) + "\n" for r in rows))
-    print(f"wrote {len(rows)} rows to {CORPUS}")
-    return 0
+    return corpus.load(CORPUS)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(corpus.main(CORPUS, record, __doc__.splitlines()[0]))
