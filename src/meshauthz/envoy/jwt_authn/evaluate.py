@@ -46,7 +46,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from typing import Any
@@ -414,7 +414,7 @@ def apply_jwt_authn(
     if all(_same(first, r) for r in results[1:]):
         if unknown:
             note = "signature not checked offline (jwksUri only); the outcome does not depend on it"
-            return _with_trace(first, (*first.trace, note))
+            return replace(first, trace=(*first.trace, note))
         return first
     valid, invalid = results[0], results[-1]
     return JwtOutcome(
@@ -437,22 +437,6 @@ def _same(a: JwtOutcome, b: JwtOutcome) -> bool:
         b.metadata,
         b.removed_headers,
         b.removed_params,
-    )
-
-
-def _with_trace(o: JwtOutcome, trace: tuple[str, ...]) -> JwtOutcome:
-    return JwtOutcome(
-        status=o.status,
-        reason=o.reason,
-        body=o.body,
-        metadata=o.metadata,
-        decided=o.decided,
-        alternatives=o.alternatives,
-        removed_headers=o.removed_headers,
-        removed_params=o.removed_params,
-        trace=trace,
-        error=o.error,
-        payload=o.payload,
     )
 
 
