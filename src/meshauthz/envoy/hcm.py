@@ -171,6 +171,14 @@ class XffSettings:
     use_remote_address: bool = False
     xff_num_trusted_hops: int = 0
 
+    @classmethod
+    def from_hcm(cls, hcm: Any) -> XffSettings:
+        """The two fields of an HttpConnectionManager's JSON, in either spelling."""
+        return cls(
+            use_remote_address=bool(get(hcm, "use_remote_address", False)),
+            xff_num_trusted_hops=as_int(get(hcm, "xff_num_trusted_hops", 0)) or 0,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class HcmOptions:
@@ -187,17 +195,13 @@ class HcmOptions:
             action = _ESCAPED_SLASHES_ACTIONS[action]
         if action not in _ESCAPED_SLASHES_ACTIONS:
             raise HcmConfigError(f"unknown path_with_escaped_slashes_action {action!r}")
-        hops = as_int(get(hcm, "xff_num_trusted_hops", 0))
         return cls(
             path=PathOptions(
                 normalize_path=bool(get(hcm, "normalize_path", False)),
                 merge_slashes=bool(get(hcm, "merge_slashes", False)),
                 path_with_escaped_slashes_action=action,
             ),
-            xff=XffSettings(
-                use_remote_address=bool(get(hcm, "use_remote_address", False)),
-                xff_num_trusted_hops=hops or 0,
-            ),
+            xff=XffSettings.from_hcm(hcm),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -71,7 +71,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from meshauthz.envoy.hcm import XffSettings, remote_address
-from meshauthz.envoy.proto_json import get, get_int
+from meshauthz.envoy.proto_json import get
 from meshauthz.envoy.rbac.evaluate import PeerCertificate
 
 ForwardClientCert = Literal[
@@ -185,10 +185,7 @@ class HeaderSettings:
             return float(get(get(tracing, key), "value", 100.0))
 
         return HeaderSettings(
-            xff=XffSettings(
-                use_remote_address=bool(get(hcm, "use_remote_address", False)),
-                xff_num_trusted_hops=get_int(hcm, "xff_num_trusted_hops") or 0,
-            ),
+            xff=XffSettings.from_hcm(hcm),
             forward_client_cert=forward,
             client_cert_details=ClientCertDetails(
                 subject=bool(get(details, "subject", False)),
