@@ -1,6 +1,7 @@
 """istiod's header options for a sidecar's inbound HTTP connection manager,
 against the inbound HCMs of a config dump from Istio's own test data
-(istioctl/pkg/authz/testdata/configdump.yaml, see tests/decide/fixtures/NOTICE).
+(istioctl/pkg/authz/testdata/configdump.yaml, see tests/decide/fixtures/NOTICE),
+and a gateway's against Istio's gateway_test.go.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from meshauthz.envoy.request_headers import HeaderSettings
+from meshauthz.envoy.request_headers import ClientCertDetails, HeaderSettings
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS, gateway_headers
 
 DUMP = (
@@ -53,3 +54,15 @@ def test_envoy_json_round_trip(settings: HeaderSettings) -> None:
 def test_unknown_forwarding_mode_is_an_error() -> None:
     with pytest.raises(ValueError, match="forward_client_cert_details"):
         HeaderSettings.from_hcm({"forward_client_cert_details": "APPEND"})
+
+
+@pytest.mark.parametrize("trusted", [0, 2])
+def test_gateway_settings_are_istiods(trusted: int) -> None:
+    # Istio's pilot/pkg/networking/core/gateway_test.go, TestCreateGatewayHTTPFilterChainOpts
+    # (e.g. "HTTP1.0 mode enabled"): a gateway's HCM has useRemoteAddress true,
+    # XffNumTrustedHops from gatewayTopology.numTrustedProxies, ForwardClientCertDetails
+    # SANITIZE_SET and SetCurrentClientCertDetails with Subject, Cert, Uri and Dns.
+    s = gateway_headers(trusted)
+    assert (s.xff.use_remote_address, s.xff.xff_num_trusted_hops) == (True, trusted)
+    assert s.forward_client_cert == "SANITIZE_SET"
+    assert s.client_cert_details == ClientCertDetails(subject=True, cert=True, dns=True, uri=True)
