@@ -22,9 +22,9 @@ overall sampling at 100% and random sampling at ``PILOT_TRACE_SAMPLING``
 (1%).
 
 The sidecar settings equal those of the inbound HCMs in a config dump from
-Istio's own test data (tests/translate/test_hcm_headers.py); the gateway's
-follow gateway.go. The mesh config fields that would change these (``proxyHeaders``,
-``enableTracing``, ``defaultConfig.tracing.sampling``,
+Istio's own test data, the gateway's those of Istio's
+TestCreateGatewayHTTPFilterChainOpts (tests/translate/test_hcm_headers.py).
+The mesh config fields that would change these (``proxyHeaders``, ``enableTracing``, ``defaultConfig.tracing.sampling``,
 ``gatewayTopology.forwardClientCertDetails``) and Telemetry resources are not
 read: istiod's defaults are used.
 """
