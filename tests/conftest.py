@@ -50,3 +50,23 @@ def failing_matcher(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setattr(CompiledFilter, "evaluate", boom)
     monkeypatch.setattr(runner, "_generate", lambda r: None)
     return "RuntimeError: injected fault"
+
+
+def _repository_files() -> set[str]:
+    """Files at the repository's top level (where a test that writes to the
+    working directory leaves them)."""
+    return {p.name for p in REPO.iterdir()}
+
+
+_FILES_AT_START = _repository_files()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test writes under tmp_path, never into the repository: files that a
+    test run left at the top level fail the run."""
+    left = sorted(_repository_files() - _FILES_AT_START - {".pytest_cache", ".hypothesis"})
+    if left:
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"tests left files in the repository: {left!r}", red=True
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
