@@ -58,6 +58,7 @@ def test_input_errors_of_every_command_are_json_errors(capsys, tmp_path):
     missing = str(tmp_path / "missing")
     for args in (
         ["validate", missing],
+        ["analyze", missing],
         ["check", "-f", missing, "--from", "a/b", "--to", "c/d"],
         ["explain", "-f", missing, "--from", "a/b", "--to", "c/d"],
         ["build", "-f", missing, "--workload", "a/b"],
@@ -105,6 +106,7 @@ def test_every_option_of_every_command_has_help():
 
 FILE_PARAMS = {
     "validate": {"paths", "mesh_config"},
+    "analyze": {"paths", "mesh_config"},
     "check": {"paths", "request_file", "mesh_config", "config_dump"},
     "explain": {"paths", "request_file", "mesh_config"},
     "build": {"paths", "mesh_config"},
@@ -173,13 +175,14 @@ def _keys(doc: object) -> Iterator[str]:
         [*CHECK, "--path", "/api/v1/data", "-H", "x-user: a"],
         ["explain", *CHECK[1:]],
         ["validate", "-v", SEED],
+        ["analyze", SEED],
         ["test", "--coverage", SEED, "examples/seed-fixed"],
         ["test", "examples/failing/claims.test.yaml"],
         ["build", "-f", SEED, "--workload", "default/backend"],
         ["check", "--config-dump", "tests/decide/fixtures/seed-backend.config_dump.json"]
         + ["--plaintext", "--to", ":80"],
     ],
-    ids=["check", "explain", "validate", "test", "test-failing", "build", "config-dump"],
+    ids=["check", "explain", "validate", "analyze", "test", "test-failing", "build", "config-dump"],
 )
 def test_every_json_output_names_its_keys_in_camel_case(capsys, args):
     _, out, _ = run(capsys, *args, "-o", "json")

@@ -10,6 +10,7 @@ import traceback
 import click
 
 from meshauthz import __version__
+from meshauthz.cli.analyze_cmd import analyze_command
 from meshauthz.cli.build_cmd import build_command
 from meshauthz.cli.check import check_command, explain_command
 from meshauthz.cli.common import require_text
@@ -34,6 +35,7 @@ def cli() -> None:
 
 
 cli.add_command(validate_command)
+cli.add_command(analyze_command)
 cli.add_command(check_command)
 cli.add_command(explain_command)
 cli.add_command(build_command)

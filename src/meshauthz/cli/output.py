@@ -22,13 +22,13 @@ from meshauthz.mesh.loading import InvalidInput
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def format_option(help: str) -> Callable[[F], F]:
+def format_option(help: str, choices: Sequence[str] = ("text", "json")) -> Callable[[F], F]:
     """``-o/--output text|json``, the same on every command; ``help`` says what each gives."""
     return click.option(
         "-o",
         "--output",
         "fmt",
-        type=click.Choice(["text", "json"]),
+        type=click.Choice(list(choices)),
         default="text",
         show_default=True,
         help=help,

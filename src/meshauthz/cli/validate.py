@@ -6,8 +6,9 @@ import sys
 
 import click
 
+from meshauthz.analyze.sarif import validation_sarif
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, loading
-from meshauthz.cli.output import FORMAT_OPTION, emit_json
+from meshauthz.cli.output import emit_json, format_option
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import read_manifests
 
@@ -15,7 +16,10 @@ from meshauthz.mesh.loading import read_manifests
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=PathArg())
 @MESH_CONFIG_OPTION
-@FORMAT_OPTION
+@format_option(
+    "Text for a person, JSON with a documented, stable shape, or SARIF 2.1.0 for code scanning.",
+    ("text", "json", "sarif"),
+)
 @click.option("-v", "--verbose", is_flag=True, help="Also list the objects that were skipped.")
 def validate_command(
     paths: tuple[str, ...], mesh_config: str | None, fmt: str, verbose: bool
@@ -35,7 +39,9 @@ def validate_command(
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")
     objects = len(manifests.all())
-    if fmt == "json":
+    if fmt == "sarif":
+        emit_json(validation_sarif(findings))
+    elif fmt == "json":
         emit_json(
             {
                 "valid": errors == 0,

@@ -1,0 +1,1 @@
+"""The checks, one module per family; each takes the ``Context`` and adds findings."""

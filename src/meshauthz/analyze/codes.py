@@ -1,0 +1,239 @@
+"""The catalogue of the analyzer's codes: one entry per code, the only place
+their names, severities, descriptions and istioctl/Kiali equivalents are written.
+
+Codes are stable: a code is never reused for another meaning. ``MA0xxx``:
+Istio's own validation warnings; ``MA1xxx``: references and the checks
+istioctl analyze and Kiali make; ``MA2xxx``: how a policy behaves on the
+traffic (each with a witness request where one exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshauthz.resources.findings import Severity
+
+# Where each code is documented, relative to the repository root (SARIF helpUri).
+DOCS_URL = "docs/analyze.md"
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    code: str
+    name: str  # kebab-case, for people and SARIF rule names
+    severity: Severity  # the default; a finding may say more or less
+    short: str  # one line
+    full: str  # what is wrong and why it matters
+    equivalents: tuple[str, ...] = ()  # istioctl IST#### and Kiali KIA#### codes
+
+    @property
+    def help_uri(self) -> str:
+        return f"{DOCS_URL}#{self.code.lower()}"
+
+
+_ALL = (
+    Code(
+        "MA0001",
+        "validation-warning",
+        "warning",
+        "Istio's validation warns about this object.",
+        "Istio accepts the object but its validating webhook or CRD schema warns about it "
+        "(meshauthz validate lists the same warning).",
+        ("IST0133",),
+    ),
+    Code(
+        "MA1001",
+        "no-matching-workloads",
+        "warning",
+        "The policy's selector or targetRefs match no workload.",
+        "No workload of the mesh is selected by the policy's selector (or its namespace has no "
+        "workload, or no Gateway or Service its targetRefs name exists): the policy has no effect, "
+        "often because of a typo in a label.",
+        ("IST0127", "KIA0004"),
+    ),
+    Code(
+        "MA1002",
+        "unknown-namespace",
+        "error",
+        "A namespace in the policy's sources does not exist.",
+        "A value of source.namespaces or notNamespaces matches no Namespace of the input: the "
+        "value never matches a caller (or, negated, matches every caller).",
+        ("IST0101", "KIA0101"),
+    ),
+    Code(
+        "MA1003",
+        "ineffective-selector",
+        "warning",
+        "A selector on a Kubernetes Gateway has no effect; use targetRefs.",
+        "The selector selects the pods of a Gateway API gateway. Gateways are meant to be "
+        "targeted by targetRefs; waypoints ignore selectors altogether.",
+        ("IST0166",),
+    ),
+    Code(
+        "MA1004",
+        "unknown-service-account",
+        "warning",
+        "A principal or service account names a service account that does not exist.",
+        "The principal's (or serviceAccounts') namespace and service account match no "
+        "ServiceAccount of the input and no workload runs as it: no caller has that identity.",
+        ("KIA0106",),
+    ),
+    Code(
+        "MA1005",
+        "unknown-trust-domain",
+        "warning",
+        "A principal's trust domain is neither the mesh's nor one of its aliases.",
+        "Istio rewrites principals in cluster.local and the mesh's trust-domain aliases to the "
+        "mesh trust domain; a principal in any other trust domain matches only callers from "
+        "another mesh.",
+        ("KIA0108",),
+    ),
+    Code(
+        "MA1006",
+        "spiffe-principal",
+        "error",
+        "A principal is written with spiffe://, which Istio adds itself.",
+        "Istio prefixes every principal value with spiffe://; a value already starting with it "
+        "becomes spiffe://spiffe://... and matches no caller.",
+    ),
+    Code(
+        "MA1007",
+        "unknown-method",
+        "warning",
+        "A method is not an HTTP method.",
+        "Methods are compared with the request's :method, case-sensitively: a value that is not "
+        "an HTTP method (or not in upper case, or a gRPC name that is not fully qualified) "
+        "matches no request.",
+        ("KIA0102",),
+    ),
+    Code(
+        "MA1008",
+        "unknown-host",
+        "warning",
+        "A host names no Service of the mesh.",
+        "The hosts value matches the hostname of no Service (short name, namespace-qualified "
+        "name or FQDN): requests for it do not reach the selected workloads.",
+        ("KIA0104",),
+    ),
+    Code(
+        "MA1009",
+        "unknown-custom-provider",
+        "error",
+        "A CUSTOM policy names an extension provider the mesh config does not define.",
+        "istiod cannot build the ext_authz filter and denies every request the CUSTOM policy's "
+        "rules match instead (fails closed).",
+    ),
+    Code(
+        "MA2001",
+        "deny-all-over-allow",
+        "error",
+        "A DENY rule matches every request, so the ALLOW policies of the workload are dead.",
+        "DENY policies are evaluated before ALLOW policies. A DENY rule that matches every "
+        "request ({}, or only wildcards) denies what any ALLOW policy on the same workload "
+        "allows. To deny by default, use an ALLOW policy with no rules instead.",
+    ),
+    Code(
+        "MA2002",
+        "split-from-to",
+        "warning",
+        "A rule's from and to are written as two rules.",
+        "Rules are ORed: a rule with only 'from' and another with only 'to' match callers of the "
+        "first from anywhere, and the second's operations from anyone. One rule with both "
+        "(no '-' before 'to') was almost certainly meant.",
+    ),
+    Code(
+        "MA2003",
+        "identity-on-plaintext",
+        "warning",
+        "Identity fields on a port that accepts plaintext.",
+        "principals, namespaces, serviceAccounts, trustDomains and the source.* and "
+        "connection.sni conditions need the caller's mTLS certificate. On a port whose "
+        "PeerAuthentication mode is PERMISSIVE (the default) or DISABLE, a plaintext caller has "
+        "none: a DENY on these fields does not stop it, an ALLOW never matches it.",
+        ("KIA0105",),
+    ),
+    Code(
+        "MA2004",
+        "http-fields-on-tcp",
+        "warning",
+        "HTTP-only fields on a TCP port.",
+        "On a TCP port istiod cannot match hosts, methods, paths, request principals, headers "
+        "or JWT claims: it drops an ALLOW rule that uses them, and leaves them out of a DENY "
+        "rule, which then denies more than written (often every connection).",
+    ),
+    Code(
+        "MA2005",
+        "host-bypass",
+        "warning",
+        "A hosts value that requests slip past (a port, a trailing dot).",
+        "hosts is compared with the Host header as sent, case-insensitively but without "
+        "removing a ':port' or a trailing dot. Clients calling a Service on a port other than "
+        "80 send 'host:port': an ALLOW naming only the host never matches them, a DENY is "
+        "bypassed. List 'host:*' or both forms.",
+    ),
+    Code(
+        "MA2006",
+        "deny-path-bypass",
+        "warning",
+        "A DENY on paths that a request slips past under the mesh's path normalization.",
+        "The DENY compares the path after the proxy's normalization (meshConfig "
+        "pathNormalization). A raw path such as '//admin', '/admin;x', '/ADMIN' or "
+        "'/a%2Fb' is not rewritten by every mode, does not match the DENY, and many "
+        "applications still serve it as the denied path.",
+    ),
+    Code(
+        "MA2007",
+        "allow-not-paths",
+        "warning",
+        "An ALLOW with notPaths allows every other path, including variants of the listed ones.",
+        "notPaths matches every path that is not listed, so the ALLOW admits any spelling of a "
+        "listed path that the normalization does not rewrite ('//admin', '/ADMIN'). Allow the "
+        "paths that are meant (paths) and deny the others.",
+    ),
+    Code(
+        "MA2008",
+        "remote-ip-on-sidecar",
+        "warning",
+        "remoteIpBlocks or remote.ip on a sidecar, where X-Forwarded-For is client-controlled.",
+        "A sidecar takes the remote address from the X-Forwarded-For header the caller sends: "
+        "any caller can claim any address. Match the peer's address with ipBlocks, or use "
+        "remoteIpBlocks on an ingress gateway that sets numTrustedProxies.",
+    ),
+    Code(
+        "MA2009",
+        "jwt-without-requestauthentication",
+        "warning",
+        "requestPrincipals or request.auth conditions without a RequestAuthentication.",
+        "No RequestAuthentication applies to the workload, so no token is ever validated: "
+        "requestPrincipals and request.auth.* never match (an ALLOW rule is dead, a DENY on "
+        "notRequestPrincipals denies every request).",
+    ),
+    Code(
+        "MA2010",
+        "optional-token",
+        "warning",
+        "A RequestAuthentication without an AuthorizationPolicy requiring a token.",
+        "A RequestAuthentication only rejects invalid tokens: a request without any token is "
+        "accepted. Require one with an AuthorizationPolicy (ALLOW with requestPrincipals: "
+        '["*"] or DENY with notRequestPrincipals: ["*"]).',
+    ),
+    Code(
+        "MA2011",
+        "root-allow-under-deny",
+        "warning",
+        "An ALLOW in the root namespace cannot exempt what a DENY policy rejects.",
+        "A policy in the root namespace applies to every namespace, but it does not override "
+        "the others: DENY policies are evaluated first wherever they are, so the requests this "
+        "ALLOW lists are still denied.",
+    ),
+)
+
+CODES: dict[str, Code] = {c.code: c for c in _ALL}
+
+# Codes from other tools that users may name (suppressions): each maps to ours.
+EQUIVALENT_OF: dict[str, tuple[str, ...]] = {}
+for _c in _ALL:
+    for _e in _c.equivalents:
+        EQUIVALENT_OF[_e] = (*EQUIVALENT_OF.get(_e, ()), _c.code)
+
+__all__ = ["CODES", "DOCS_URL", "EQUIVALENT_OF", "Code"]

@@ -1,0 +1,77 @@
+"""What every check reads: the loaded mesh, which workloads each policy applies
+to (istiod's selection, ``mesh.selection``), and the witness decider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from meshauthz.analyze.finding import AnalysisFinding
+from meshauthz.analyze.witness import Witnesses
+from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, select_policies
+from meshauthz.mesh.loading import LoadedMesh
+from meshauthz.mesh.ports import InboundPort
+from meshauthz.resources.objects import (
+    AuthorizationPolicy,
+    Manifests,
+    RequestAuthentication,
+)
+
+
+@dataclass(eq=False)
+class Context:
+    loaded: LoadedMesh
+    findings: list[AnalysisFinding] = field(default_factory=list)
+
+    @property
+    def snapshot(self) -> MeshSnapshot:
+        return self.loaded.snapshot
+
+    @property
+    def manifests(self) -> Manifests:
+        return self.loaded.manifests
+
+    @cached_property
+    def witnesses(self) -> Witnesses:
+        return Witnesses(self.snapshot)
+
+    def add(self, finding: AnalysisFinding) -> None:
+        self.findings.append(finding)
+
+    @cached_property
+    def _applies(self) -> dict[int, list[MeshWorkload]]:
+        """Policy id -> the workloads it applies to (AuthorizationPolicy and
+        RequestAuthentication), in the snapshot's workload order."""
+        out: dict[int, list[MeshWorkload]] = {}
+        for w in self.snapshot.workloads:
+            for kind in ("AuthorizationPolicy", "RequestAuthentication"):
+                for s in select_policies(self.snapshot, w, kind):
+                    out.setdefault(id(s.policy), []).append(w)
+        return out
+
+    def workloads_of(
+        self, policy: AuthorizationPolicy | RequestAuthentication
+    ) -> list[MeshWorkload]:
+        """The workloads ``policy`` applies to, as istiod selects them."""
+        return self._applies.get(id(policy), [])
+
+    def policies_of(self, w: MeshWorkload) -> list[AuthorizationPolicy]:
+        return [
+            s.policy
+            for s in select_policies(self.snapshot, w, "AuthorizationPolicy")
+            if isinstance(s.policy, AuthorizationPolicy)
+        ]
+
+    def ports_of(self, w: MeshWorkload) -> list[InboundPort]:
+        return inbound_ports(self.snapshot, w)
+
+    def default_port(self, w: MeshWorkload) -> int | None:
+        """A port to send a witness to: the first Service-declared one, else the
+        first container port."""
+        ports = self.ports_of(w)
+        if ports:
+            return ports[0].port
+        return w.ports[0].container_port if w.ports else None
+
+
+__all__ = ["Context"]

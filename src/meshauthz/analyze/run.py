@@ -1,0 +1,119 @@
+"""Running the analysis: every check over one loaded mesh, then the
+suppressions (annotation and command line, as istioctl analyze has them)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from meshauthz.analyze.checks import deny_all
+from meshauthz.analyze.codes import CODES
+from meshauthz.analyze.context import Context
+from meshauthz.analyze.finding import SEVERITY_RANK, AnalysisFinding
+from meshauthz.errors import InputError
+from meshauthz.mesh.loading import LoadedMesh
+from meshauthz.resources.findings import Severity
+
+# istioctl's annotation (annotation.GalleyAnalyzeSuppress): a comma-separated
+# list of codes, or "*", suppressed on the annotated resource.
+SUPPRESS_ANNOTATION = "galley.istio.io/analyze-suppress"
+
+Check = Callable[[Context], None]
+
+CHECKS: tuple[Check, ...] = (
+    deny_all.check_deny_all,
+    deny_all.check_root_allow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Suppression:
+    """``--suppress CODE[=RESOURCE]``: RESOURCE is a glob over the resource as
+    istioctl names it (``Kind name.namespace``) or as meshauthz does
+    (``Kind namespace/name``, ``namespace/name``); no RESOURCE: everywhere."""
+
+    code: str
+    resource: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> Suppression:
+        code, sep, resource = text.partition("=")
+        code = code.strip()
+        if not code or (sep and not resource.strip()):
+            raise InputError(
+                f"--suppress expects CODE or CODE=RESOURCE, got {text!r}", field="--suppress"
+            )
+        if code not in CODES and not _is_equivalent(code):
+            raise InputError(
+                f"--suppress: unknown code {code!r} (docs/analyze.md lists the codes)",
+                field="--suppress",
+            )
+        return Suppression(code, resource.strip() if sep else None)
+
+    def matches(self, f: AnalysisFinding) -> bool:
+        if not _code_matches(self.code, f):
+            return False
+        if self.resource is None:
+            return True
+        names = (
+            f"{f.kind} {f.name}.{f.namespace}",
+            f"{f.kind} {f.namespace}/{f.name}",
+            f"{f.namespace}/{f.name}",
+        )
+        return any(fnmatch.fnmatchcase(n, self.resource) for n in names)
+
+
+def _is_equivalent(code: str) -> bool:
+    return any(code in c.equivalents for c in CODES.values())
+
+
+def _code_matches(code: str, f: AnalysisFinding) -> bool:
+    """A code names a finding as ours (MA####) or as istioctl's or Kiali's."""
+    return code == "*" or code == f.code or code in f.equivalents
+
+
+def annotation_suppresses(f: AnalysisFinding) -> bool:
+    value = f.annotations.get(SUPPRESS_ANNOTATION, "")
+    return bool(value) and any(_code_matches(c.strip(), f) for c in value.split(","))
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    findings: tuple[AnalysisFinding, ...]  # shown, sorted by place
+    suppressed: int
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    def fails(self, threshold: Severity) -> bool:
+        """Whether a finding reaches ``threshold`` (istioctl's --failure-threshold)."""
+        return any(SEVERITY_RANK[f.severity] >= SEVERITY_RANK[threshold] for f in self.findings)
+
+
+def analyze(
+    loaded: LoadedMesh,
+    *,
+    suppress: Sequence[Suppression] = (),
+    checks: Iterable[Check] = CHECKS,
+) -> Analysis:
+    ctx = Context(loaded)
+    for check in checks:
+        check(ctx)
+    kept: list[AnalysisFinding] = []
+    seen: set[tuple[str, str, str, str, int | None]] = set()
+    dropped = 0
+    for f in ctx.findings:
+        key = (f.code, f.resource_key, f.field, f.message, f.location.line)
+        if key in seen:
+            continue
+        seen.add(key)
+        if annotation_suppresses(f) or any(s.matches(f) for s in suppress):
+            dropped += 1
+            continue
+        kept.append(f)
+    kept.sort(key=AnalysisFinding.sort_key)
+    return Analysis(tuple(kept), dropped)
+
+
+__all__ = ["CHECKS", "SUPPRESS_ANNOTATION", "Analysis", "Suppression", "analyze"]
