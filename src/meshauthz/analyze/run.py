@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from meshauthz.analyze.checks import deny_all
+from meshauthz.analyze.checks import deny_all, istio
 from meshauthz.analyze.codes import CODES
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import SEVERITY_RANK, AnalysisFinding
@@ -22,6 +22,9 @@ SUPPRESS_ANNOTATION = "galley.istio.io/analyze-suppress"
 Check = Callable[[Context], None]
 
 CHECKS: tuple[Check, ...] = (
+    istio.check_no_matching_workloads,
+    istio.check_unknown_namespaces,
+    istio.check_ineffective_selector,
     deny_all.check_deny_all,
     deny_all.check_root_allow,
 )
