@@ -19,7 +19,7 @@ def test_seed_names_the_dead_allow_and_the_witness(capsys):
     assert "default/allow-frontend-get-data" in out
     assert (
         "witness: GET /api/v1/data from default/frontend to default/backend port 80: "
-        "DENY by default/deny-all-backend rule 0" in out
+        "DENY (403) by default/deny-all-backend rule 0" in out
     )
 
 

@@ -66,11 +66,12 @@ class Context:
         return inbound_ports(self.snapshot, w)
 
     def default_port(self, w: MeshWorkload) -> int | None:
-        """A port to send a witness to: the first Service-declared one, else the
-        first container port."""
+        """A port to send a witness to: the first Service-declared HTTP one, else
+        the first Service-declared one, else the first container port."""
         ports = self.ports_of(w)
-        if ports:
-            return ports[0].port
+        http = [p for p in ports if p.listener != "tcp"]
+        if http or ports:
+            return (http or ports)[0].port
         return w.ports[0].container_port if w.ports else None
 
 

@@ -58,11 +58,22 @@ class Witness:
             what = f"{r.get('method', 'GET')} {r.get('path', '/')}"
             if r.get("host"):
                 what += f" (Host {r['host']})"
+            jwt = r.get("jwt")
+            if isinstance(jwt, dict):
+                what += f" (token of {jwt.get('iss', '?')}/{jwt.get('sub', '?')})"
             hdrs = r.get("headers") or {}
             for k, v in hdrs.items():
                 what += f" ({k}: {v})"
-        by = f" by {self.policy} rule {self.rule}" if self.policy else f" ({self.stage})"
-        return f"{what} from {who} to {to}: {self.decision}{by}"
+        return f"{what} from {who} to {to}: {self.decision} ({self.status}) {self._by()}"
+
+    def _by(self) -> str:
+        if self.policy:
+            return f"by {self.policy} rule {self.rule}"
+        return {
+            "ALLOW": "as no ALLOW rule matches",
+            "default": "as no policy decides",
+            "mTLS": "by mTLS (STRICT)",
+        }.get(self.stage, f"at the {self.stage} stage")
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from meshauthz.analyze.checks import deny_all, istio
+from meshauthz.analyze.checks import deny_all, istio, jwt, paths_hosts, references, traffic
 from meshauthz.analyze.codes import CODES
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import SEVERITY_RANK, AnalysisFinding
@@ -25,8 +25,18 @@ CHECKS: tuple[Check, ...] = (
     istio.check_no_matching_workloads,
     istio.check_unknown_namespaces,
     istio.check_ineffective_selector,
+    references.check_references,
+    references.check_custom_providers,
     deny_all.check_deny_all,
     deny_all.check_root_allow,
+    traffic.check_split_rules,
+    traffic.check_plaintext,
+    traffic.check_http_fields_on_tcp,
+    paths_hosts.check_hosts,
+    paths_hosts.check_paths,
+    traffic.check_remote_ip,
+    jwt.check_jwt_without_requestauthentication,
+    jwt.check_optional_tokens,
 )
 
 
@@ -81,6 +91,28 @@ def annotation_suppresses(f: AnalysisFinding) -> bool:
     return bool(value) and any(_code_matches(c.strip(), f) for c in value.split(","))
 
 
+def validation_warnings(ctx: Context) -> None:
+    """MA0001: what Istio's validation warns about (errors make the input unusable)."""
+    resources = {(r.kind, r.namespace, r.name): r for r in ctx.manifests.all()}
+    for f in ctx.loaded.findings:
+        if f.severity != "warning":
+            continue
+        r = resources.get((f.kind, f.namespace, f.name))
+        ctx.add(
+            AnalysisFinding(
+                "MA0001",
+                f"{f.message} ({f.code})",
+                f.location,
+                f.kind,
+                f.namespace,
+                f.name,
+                f.field,
+                fix="meshauthz validate shows the same warning",
+                annotations=dict(r.annotations) if r is not None else {},
+            )
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Analysis:
     findings: tuple[AnalysisFinding, ...]  # shown, sorted by place
@@ -101,6 +133,7 @@ def analyze(
     checks: Iterable[Check] = CHECKS,
 ) -> Analysis:
     ctx = Context(loaded)
+    validation_warnings(ctx)
     for check in checks:
         check(ctx)
     kept: list[AnalysisFinding] = []

@@ -3,11 +3,15 @@ seed's mistake); MA2011: a root-namespace ALLOW that a DENY policy overrides."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import AnalysisFinding, at
 from meshauthz.analyze.requests import request_for_rule
 from meshauthz.analyze.witness import Decided, decided_by, rule_matched
 from meshauthz.decide.cause import Stage
+from meshauthz.decide.decision import Decision
 from meshauthz.mesh import MeshWorkload
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
@@ -101,13 +105,15 @@ def check_root_allow(ctx: Context) -> None:
             for w in ctx.workloads_of(allow):
                 if not any(p.spec.action == "DENY" for p in ctx.policies_of(w)):
                     continue
-                got = ctx.witnesses.decide(request_for_rule(ctx, rule, w, ctx.default_port(w)))
-                if (
-                    got is not None
-                    and got.decision.stage is Stage.DENY
-                    and rule_matched(got.decision, _key(allow), j)
-                ):
-                    found = got
+                base = request_for_rule(ctx, rule, w, ctx.default_port(w))
+                # the ALLOW names no caller: try the mesh's, then a plaintext one
+                callers: list[Any] = [base["from"]] if rule.from_ else []
+                callers += [o.key for o in ctx.snapshot.workloads if o is not w][:8]
+                callers.append({"plaintext": True})
+                found = ctx.witnesses.first(
+                    [{**base, "from": c} for c in callers], _denied_though(_key(allow), j)
+                )
+                if found is not None:
                     break
             if found is None:
                 continue
@@ -124,3 +130,8 @@ def check_root_allow(ctx: Context) -> None:
                     **at(allow, "spec", "rules", j),
                 )
             )
+
+
+def _denied_though(allow: str, rule: int) -> Callable[[Decision], bool]:
+    """Denied by a DENY policy although ``allow`` rule ``rule`` matches."""
+    return lambda d: d.stage is Stage.DENY and rule_matched(d, allow, rule)
