@@ -11,6 +11,7 @@ from meshauthz.analyze.witness import Witnesses
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, select_policies
 from meshauthz.mesh.loading import LoadedMesh
 from meshauthz.mesh.ports import InboundPort
+from meshauthz.resources.findings import Finding
 from meshauthz.resources.objects import (
     AuthorizationPolicy,
     Manifests,
@@ -20,16 +21,31 @@ from meshauthz.resources.objects import (
 
 @dataclass(eq=False)
 class Context:
-    loaded: LoadedMesh
+    """``manifests`` is None when only the snapshot is known (a command that
+    decides requests): the checks that need the objects as read are skipped.
+    ``only``: the AuthorizationPolicies ("namespace/name") to check; None: all."""
+
+    snapshot: MeshSnapshot
+    manifests: Manifests | None = None
+    warnings: tuple[Finding, ...] = ()
+    only: frozenset[str] | None = None
     findings: list[AnalysisFinding] = field(default_factory=list)
 
-    @property
-    def snapshot(self) -> MeshSnapshot:
-        return self.loaded.snapshot
+    @staticmethod
+    def of(loaded: LoadedMesh) -> Context:
+        return Context(loaded.snapshot, loaded.manifests, loaded.findings)
 
     @property
-    def manifests(self) -> Manifests:
-        return self.loaded.manifests
+    def authorization_policies(self) -> list[AuthorizationPolicy]:
+        """The AuthorizationPolicies to check, in store order."""
+        ps = self.snapshot.authorization_policies
+        if self.only is None:
+            return ps
+        return [p for p in ps if p.key in self.only]
+
+    @property
+    def request_authentications(self) -> list[RequestAuthentication]:
+        return self.snapshot.request_authentications if self.only is None else []
 
     @cached_property
     def witnesses(self) -> Witnesses:

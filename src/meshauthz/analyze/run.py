@@ -93,8 +93,10 @@ def annotation_suppresses(f: AnalysisFinding) -> bool:
 
 def validation_warnings(ctx: Context) -> None:
     """MA0001: what Istio's validation warns about (errors make the input unusable)."""
+    if ctx.manifests is None:
+        return
     resources = {(r.kind, r.namespace, r.name): r for r in ctx.manifests.all()}
-    for f in ctx.loaded.findings:
+    for f in ctx.warnings:
         if f.severity != "warning":
             continue
         r = resources.get((f.kind, f.namespace, f.name))
@@ -132,7 +134,7 @@ def analyze(
     suppress: Sequence[Suppression] = (),
     checks: Iterable[Check] = CHECKS,
 ) -> Analysis:
-    ctx = Context(loaded)
+    ctx = Context.of(loaded)
     validation_warnings(ctx)
     for check in checks:
         check(ctx)

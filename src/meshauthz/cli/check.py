@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from meshauthz.analyze.decision_notes import DecisionNotes
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.decide import render
@@ -265,21 +266,27 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     conditional (a filter not evaluated stands before it); 3 when a decision
     hit an internal error (it denies, fail closed).
     """
+    notes: DecisionNotes | None = None
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)
     else:
         # the text shows the trace only when asked; JSON always carries it
-        _, results, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
+        snapshot, results, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
         where = [None] * len(results)
+        notes = DecisionNotes(snapshot, (d for _, d in results))
     if o["fmt"] == "json":
         docs = [
-            d.to_json() | ({"configDump": w.to_json()} if w else {})
+            d.to_json()
+            | ({"configDump": w.to_json()} if w else {})
+            | ({"findings": notes.to_json(d)} if notes else {})
             for (_, d), w in zip(results, where, strict=True)
         ]
         emit_json(docs[0] if single else docs)
     else:
         for (r, d), w in zip(results, where, strict=True):
             for line in render.check_lines(r, d, w, trace=show_trace):
+                click.echo(line)
+            for line in notes.lines(d) if notes else ():
                 click.echo(line)
     sys.exit(exit_code(results, expect))
 
@@ -296,13 +303,23 @@ def explain_command(expect: str | None, **o: Any) -> None:
     --trace. Exit codes as check's.
     """
     snapshot, results, single = decide_all(o, trace=True, explain=True)
+    notes = DecisionNotes(snapshot, (d for _, d in results))
 
     if o["fmt"] == "json":
-        docs = [{**d.to_json(), "applicable": applicable_policies(snapshot, r)} for r, d in results]
+        docs = [
+            {
+                **d.to_json(),
+                "applicable": applicable_policies(snapshot, r),
+                "findings": notes.to_json(d),
+            }
+            for r, d in results
+        ]
         emit_json(docs[0] if single else docs)
     else:
         for r, d in results:
             for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
+                click.echo(line)
+            for line in notes.lines(d):
                 click.echo(line)
     sys.exit(exit_code(results, expect))
 

@@ -43,13 +43,13 @@ def _key(p: AuthorizationPolicy) -> str:
 
 
 def check_deny_all(ctx: Context) -> None:
-    for deny in ctx.snapshot.authorization_policies:
+    for deny in ctx.authorization_policies:
         if deny.spec.action != "DENY" or deny.dry_run:
             continue
         for i, rule in enumerate(deny.spec.rules):
             if not matches_everything(rule):
                 continue
-            dead: list[str] = []
+            dead: dict[str, str] = {}  # ALLOW policy -> the workload it is dead on
             witness: Decided | None = None
             for w in ctx.workloads_of(deny):
                 for allow in ctx.policies_of(w):
@@ -57,18 +57,18 @@ def check_deny_all(ctx: Context) -> None:
                         continue
                     got = _dead_witness(ctx, deny, i, allow, w)
                     if got is not None and _key(allow) not in dead:
-                        dead.append(_key(allow))
+                        dead[_key(allow)] = w.key
                         witness = witness or got
             if not dead or witness is None:
                 continue
-            names = ", ".join(dead)
+            names = ", ".join(f"{a} (on {w})" for a, w in dead.items())
             plural = "policies" if len(dead) > 1 else "policy"
             ctx.add(
                 AnalysisFinding(
                     "MA2001",
                     f"this DENY rule matches every request, and DENY policies are evaluated "
-                    f"before ALLOW policies: the ALLOW {plural} {names} on the same workload "
-                    "can never let a request through",
+                    f"before ALLOW policies: the ALLOW {plural} {names} can never let a "
+                    "request through",
                     fix="to deny what no ALLOW rule lists, replace this DENY policy with an ALLOW "
                     "policy that has no rules (spec: {selector: ...}); or narrow this rule",
                     witness=witness.witness,
@@ -97,7 +97,7 @@ def _dead_witness(
 
 def check_root_allow(ctx: Context) -> None:
     root = ctx.snapshot.root_namespace
-    for allow in ctx.snapshot.authorization_policies:
+    for allow in ctx.authorization_policies:
         if allow.namespace != root or allow.spec.action != "ALLOW" or allow.dry_run:
             continue
         for j, rule in enumerate(allow.spec.rules):

@@ -152,7 +152,7 @@ def namespace_matches(namespace: str, pattern: str) -> bool:
 
 def check_unknown_namespaces(ctx: Context) -> None:
     names = list(ctx.snapshot.namespaces)
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         for i, rule in enumerate(p.spec.rules):
             for j, f in enumerate(rule.from_):
                 src = f.source

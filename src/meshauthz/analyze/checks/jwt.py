@@ -44,7 +44,7 @@ def _claims_for(value: str) -> dict[str, Any]:
 
 
 def check_jwt_without_requestauthentication(ctx: Context) -> None:
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if p.dry_run or p.spec.action not in ("ALLOW", "DENY", "AUDIT"):
             continue
         bare = [
@@ -111,7 +111,7 @@ def _requires_token(p: AuthorizationPolicy) -> bool:
 
 
 def check_optional_tokens(ctx: Context) -> None:
-    for ra in ctx.snapshot.request_authentications:
+    for ra in ctx.request_authentications:
         workloads = ctx.workloads_of(ra)
         if not workloads:
             continue

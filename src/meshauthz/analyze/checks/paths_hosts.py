@@ -60,7 +60,7 @@ def _seen_as(ctx: Context, raw: str) -> str | None:
 
 def check_paths(ctx: Context) -> None:
     mode = ctx.snapshot.mesh_config.path_normalization
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if p.dry_run or p.spec.action not in ("ALLOW", "DENY"):
             continue
         workloads = [w for w in ctx.workloads_of(p) if ctx.default_port(w) is not None]
@@ -135,7 +135,7 @@ def check_paths(ctx: Context) -> None:
 
 
 def check_hosts(ctx: Context) -> None:
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if p.dry_run or p.spec.action not in ("ALLOW", "DENY"):
             continue
         for i, rule in enumerate(p.spec.rules):

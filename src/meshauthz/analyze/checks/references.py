@@ -42,7 +42,8 @@ def _principals(p: AuthorizationPolicy) -> Iterator[tuple[str, Path]]:
 
 
 def _known_accounts(ctx: Context) -> set[tuple[str, str]]:
-    known = {(sa.namespace, sa.name) for sa in ctx.manifests.service_accounts}
+    declared = ctx.manifests.service_accounts if ctx.manifests is not None else []
+    known = {(sa.namespace, sa.name) for sa in declared}
     known |= {(w.namespace, w.service_account) for w in ctx.snapshot.workloads}
     # every namespace has a "default" service account
     known |= {(ns, "default") for ns in ctx.snapshot.namespaces}
@@ -56,7 +57,8 @@ def check_references(ctx: Context) -> None:
         sanitize_trust_domain(td)
         for td in (mesh.trust_domain, *mesh.trust_domain_aliases, DEFAULT_TRUST_DOMAIN)
     }
-    accounts = _known_accounts(ctx)
+    # without the objects as read, the declared ServiceAccounts are unknown
+    accounts = _known_accounts(ctx) if ctx.manifests is not None else None
     for p in snap.authorization_policies:
         for value, path in _principals(p):
             if value.startswith("spiffe://"):
@@ -87,7 +89,7 @@ def check_references(ctx: Context) -> None:
                     )
                 )
                 continue
-            if (ns, sa) not in accounts:
+            if accounts is not None and (ns, sa) not in accounts:
                 ctx.add(
                     AnalysisFinding(
                         "MA1004",
@@ -109,7 +111,7 @@ def check_references(ctx: Context) -> None:
                     for k, v in enumerate(values):
                         ns, _, sa = v.rpartition("/")
                         ns = ns or p.namespace
-                        if "*" in v or (ns, sa) in accounts:
+                        if accounts is None or "*" in v or (ns, sa) in accounts:
                             continue
                         ctx.add(
                             AnalysisFinding(
@@ -186,7 +188,7 @@ def check_custom_providers(ctx: Context) -> None:
     """MA1009: a CUSTOM provider the mesh config does not define (istiod then
     denies what the policy's rules match)."""
     defined = {e.name for e in ctx.snapshot.mesh_config.extension_providers}
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if p.spec.action != "CUSTOM" or p.spec.provider is None:
             continue
         name = p.spec.provider.name

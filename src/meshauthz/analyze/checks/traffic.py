@@ -58,7 +58,7 @@ def _only_to(r: Rule) -> bool:
 
 
 def check_split_rules(ctx: Context) -> None:
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if not _acts(p):
             continue
         rules = p.spec.rules
@@ -120,7 +120,7 @@ def _identity_field(rule: Rule) -> tuple[tuple[str | int, ...], str] | None:
 
 
 def check_plaintext(ctx: Context) -> None:
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if not _acts(p):
             continue
         for i, rule in enumerate(p.spec.rules):
@@ -204,7 +204,7 @@ def _plaintext_finding(
 
 
 def check_http_fields_on_tcp(ctx: Context) -> None:
-    by_key = {_key(p): p for p in ctx.snapshot.authorization_policies}
+    by_key = {_key(p): p for p in ctx.authorization_policies}
     seen: set[tuple[str, int | None, int]] = set()
     for w in ctx.snapshot.workloads:
         for ip in ctx.ports_of(w):
@@ -310,7 +310,7 @@ def _tcp_finding(
 
 
 def check_remote_ip(ctx: Context) -> None:
-    for p in ctx.snapshot.authorization_policies:
+    for p in ctx.authorization_policies:
         if not _acts(p):
             continue
         sidecars = [w for w in ctx.workloads_of(p) if w.proxy == "sidecar"]

@@ -1,0 +1,58 @@
+"""The findings on the rule that decided a request, for ``check`` and
+``explain`` to name: the analysis runs on the deciding policies only, and the
+evaluator knows nothing of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from meshauthz.analyze.context import Context
+from meshauthz.analyze.finding import AnalysisFinding
+from meshauthz.analyze.run import CHECKS, annotation_suppresses
+from meshauthz.decide.decision import Decision
+from meshauthz.mesh import MeshSnapshot
+
+
+class DecisionNotes:
+    """Warnings and errors by (policy, rule), computed once for the policies that decided."""
+
+    def __init__(self, snapshot: MeshSnapshot, decisions: Iterable[Decision]) -> None:
+        deciding = {(d.policy, d.rule) for d in decisions if d.policy and d.rule is not None}
+        self._by_rule: dict[tuple[str, int], list[AnalysisFinding]] = {}
+        if not deciding:
+            return
+        ctx = Context(snapshot, only=frozenset(p for p, _ in deciding if p))
+        for check in CHECKS:
+            check(ctx)
+        for f in ctx.findings:
+            # an info finding is a remark, not a warning about the answer
+            if f.severity == "info" or annotation_suppresses(f):
+                continue
+            for policy, rule in deciding:
+                assert policy is not None and rule is not None
+                prefix = f"spec.rules[{rule}]"
+                on_rule = f.field == prefix or f.field.startswith((prefix + ".", prefix + "["))
+                if f.resource_key == policy and on_rule:
+                    found = self._by_rule.setdefault((policy, rule), [])
+                    if all(g.code != f.code for g in found):
+                        found.append(f)
+
+    def findings(self, d: Decision) -> list[AnalysisFinding]:
+        if d.policy is None or d.rule is None:
+            return []
+        return self._by_rule.get((d.policy, d.rule), [])
+
+    def lines(self, d: Decision) -> list[str]:
+        """One line per finding on the deciding rule."""
+        return [
+            f"  finding {f.code} ({f.info.name}) on {d.policy} rule {d.rule}: {f.message} "
+            f"(meshauthz analyze; {f.info.help_uri})"
+            for f in self.findings(d)
+        ]
+
+    def to_json(self, d: Decision) -> list[dict[str, Any]]:
+        return [f.to_json() for f in self.findings(d)]
+
+
+__all__ = ["DecisionNotes"]
