@@ -59,12 +59,17 @@ def value_options(args: list[str]) -> set[str]:
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def kubectl_main() -> None:
+    """``kubectl meshauthz ...``: kubectl runs the kubectl-meshauthz executable."""
+    main(prog_name="kubectl meshauthz")
+
+
+def main(argv: list[str] | None = None, prog_name: str = "meshauthz") -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     fmt = requested_format(args, value_options(args))
     printable_streams()
     try:
-        cli.main(args=args, prog_name="meshauthz", standalone_mode=False)
+        cli.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.exceptions.Abort:
