@@ -89,8 +89,17 @@ def _action_step(name: str) -> str:
     return step["run"]
 
 
+GITHUB = {
+    "server_url": "https://github.com",
+    "action_repository": "owner/meshauthz",
+    "action_ref": "v1",
+}
+
+
 def _expand(script: str, inputs: dict[str, str]) -> str:
-    """The step's script as GitHub runs it: ``${{ inputs.x }}`` replaced."""
+    """The step's script as GitHub runs it: ``${{ inputs.x }}`` and ``${{ github.x }}``
+    replaced."""
+    script = re.sub(r"\$\{\{\s*github\.(\w+)\s*\}\}", lambda m: GITHUB[m.group(1)], script)
     return re.sub(r"\$\{\{\s*inputs\.([\w-]+)\s*\}\}", lambda m: inputs[m.group(1)], script)
 
 
@@ -125,6 +134,10 @@ def test_action_steps_run_test_and_analyze_and_write_sarif(tmp_path):
     assert "exit-code=1" in out.read_text()
     sarif = json.loads((work / inputs["sarif-file"]).read_text())
     assert "MA2001" in {r["ruleId"] for r in sarif["runs"][0]["results"]}
+    rule = sarif["runs"][0]["tool"]["driver"]["rules"][0]
+    assert rule["helpUri"] == (
+        f"https://github.com/owner/meshauthz/blob/v1/docs/analyze.md#{rule['id'].lower()}"
+    )
 
 
 def test_pytest_plugin_collects_suites_when_asked(tmp_path):

@@ -170,7 +170,8 @@ def test_input_istio_rejects_is_unusable(capsys):
 def test_sarif_has_a_rule_per_code_and_a_result_per_finding(capsys):
     from meshauthz.analyze import CODES
 
-    code, out, _ = run(capsys, "analyze", SEED, "-o", "sarif")
+    docs = "https://example.com/meshauthz/docs/analyze.md"
+    code, out, _ = run(capsys, "analyze", SEED, "-o", "sarif", "--docs-url", docs)
     assert code == 1
     log = json.loads(out)
     assert log["version"] == "2.1.0"
@@ -180,7 +181,8 @@ def test_sarif_has_a_rule_per_code_and_a_result_per_finding(capsys):
     for x in rules:
         assert x["shortDescription"]["text"] and x["fullDescription"]["text"]
         assert x["help"]["text"]
-        assert x["helpUri"] == f"docs/analyze.md#{x['id'].lower()}"
+        assert x["helpUri"] == f"{docs}#{x['id'].lower()}"
+        assert f"docs/analyze.md#{x['id'].lower()}" in x["help"]["text"]
     (res,) = [x for x in r["results"] if x["ruleId"] == "MA2001"]
     assert rules[res["ruleIndex"]]["id"] == "MA2001"
     assert res["level"] == "error"
@@ -199,3 +201,11 @@ def test_validate_sarif(capsys):
     assert all(x["level"] == "error" for x in results)
     ids = [x["id"] for x in log["runs"][0]["tool"]["driver"]["rules"]]
     assert sorted(ids) == ids == ["invalid-condition-key", "invalid-ip-block"]
+
+
+def test_sarif_without_a_docs_url_has_no_help_uri(capsys):
+    _, out, _ = run(capsys, "analyze", SEED, "-o", "sarif")
+    rules = json.loads(out)["runs"][0]["tool"]["driver"]["rules"]
+    assert not [r for r in rules if "helpUri" in r]
+    code, _, err = run(capsys, "analyze", SEED, "-o", "sarif", "--docs-url", "docs/analyze.md")
+    assert code == 2 and "--docs-url" in err

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from meshauthz.resources.findings import Severity
 
-# Where each code is documented, relative to the repository root (SARIF helpUri).
-DOCS_URL = "docs/analyze.md"
+# Where each code is documented, relative to the repository root.
+DOCS_PAGE = "docs/analyze.md"
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +27,17 @@ class Code:
     equivalents: tuple[str, ...] = ()  # istioctl IST#### and Kiali KIA#### codes
 
     @property
-    def help_uri(self) -> str:
-        return f"{DOCS_URL}#{self.code.lower()}"
+    def anchor(self) -> str:
+        return self.code.lower()
+
+    @property
+    def doc(self) -> str:
+        """The code's section of the documentation, relative to the repository root."""
+        return f"{DOCS_PAGE}#{self.anchor}"
+
+    def help_uri(self, docs_url: str) -> str:
+        """The section's absolute URI, ``docs_url`` being where docs/analyze.md is served."""
+        return f"{docs_url}#{self.anchor}"
 
 
 _ALL = (
@@ -236,4 +245,4 @@ for _c in _ALL:
     for _e in _c.equivalents:
         EQUIVALENT_OF[_e] = (*EQUIVALENT_OF.get(_e, ()), _c.code)
 
-__all__ = ["CODES", "DOCS_URL", "EQUIVALENT_OF", "Code"]
+__all__ = ["CODES", "DOCS_PAGE", "EQUIVALENT_OF", "Code"]

@@ -47,7 +47,7 @@ class DecisionNotes:
         """One line per finding on the deciding rule."""
         return [
             f"  finding {f.code} ({f.info.name}) on {d.policy} rule {d.rule}: {f.message} "
-            f"(meshauthz analyze; {f.info.help_uri})"
+            f"(meshauthz analyze; {f.info.doc})"
             for f in self.findings(d)
         ]
 

@@ -99,17 +99,19 @@ def sarif_log(rules: Sequence[SarifRule], results: Sequence[SarifResult]) -> dic
     }
 
 
-def analysis_rules() -> list[SarifRule]:
-    """One rule per analyzer code, in code order."""
+def analysis_rules(docs_url: str | None = None) -> list[SarifRule]:
+    """One rule per analyzer code, in code order. ``docs_url``: the absolute URI
+    of docs/analyze.md (SARIF's helpUri must be absolute); None: no helpUri,
+    the help names the page in the repository."""
     return [
         SarifRule(
             c.code,
             c.name,
             c.short,
             c.full,
-            f"{c.full} See {c.help_uri}."
+            f"{c.full} See {c.doc} in the meshauthz repository."
             + (f" Reported by other tools as {', '.join(c.equivalents)}." if c.equivalents else ""),
-            c.help_uri,
+            c.help_uri(docs_url) if docs_url else None,
             c.severity,
             c.equivalents,
         )
@@ -117,7 +119,9 @@ def analysis_rules() -> list[SarifRule]:
     ]
 
 
-def analysis_sarif(findings: Sequence[AnalysisFinding]) -> dict[str, Any]:
+def analysis_sarif(
+    findings: Sequence[AnalysisFinding], docs_url: str | None = None
+) -> dict[str, Any]:
     results = []
     for f in findings:
         text = f.message
@@ -135,7 +139,7 @@ def analysis_sarif(findings: Sequence[AnalysisFinding]) -> dict[str, Any]:
                 {k: doc[k] for k in ("resource", "field", "equivalents", "fix", "witness")},
             )
         )
-    return sarif_log(analysis_rules(), results)
+    return sarif_log(analysis_rules(docs_url), results)
 
 
 def validation_sarif(findings: Sequence[Finding]) -> dict[str, Any]:

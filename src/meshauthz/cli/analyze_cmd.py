@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import click
@@ -39,12 +40,19 @@ SEVERITIES = ("error", "warning", "info")
     help="Do not report CODE (MA####, or the istioctl/Kiali code it stands for) on RESOURCE "
     "(a glob over 'Kind name.namespace' or 'namespace/name'), or anywhere (repeatable).",
 )
+@click.option(
+    "--docs-url",
+    metavar="URL",
+    help="With -o sarif: the absolute URL where docs/analyze.md is published; each rule's "
+    "helpUri is URL#code (SARIF requires an absolute URI; without it there is none).",
+)
 def analyze_command(
     paths: tuple[str, ...],
     mesh_config: str | None,
     fmt: str,
     failure_threshold: str,
     suppress: tuple[str, ...],
+    docs_url: str | None,
 ) -> None:
     """Find the mistakes in AuthorizationPolicies that Istio accepts but that
     almost certainly do not do what was meant, each with a stable code, a fix
@@ -55,6 +63,12 @@ def analyze_command(
     would reject: meshauthz validate lists them).
     """
     rules = [Suppression.parse(s) for s in suppress]
+    if docs_url is not None and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^\s#]+$", docs_url):
+        raise click.BadParameter(
+            "expected an absolute URL without a fragment, e.g. "
+            "https://github.com/OWNER/REPO/blob/main/docs/analyze.md",
+            param_hint="--docs-url",
+        )
     with loading():
         loaded = load_mesh(paths, mesh_config=mesh_config)
     result = analyze(loaded, suppress=rules)
@@ -70,7 +84,7 @@ def analyze_command(
     if fmt == "json":
         emit_json({"findings": [f.to_json() for f in findings], "summary": summary})
     elif fmt == "sarif":
-        emit_json(analysis_sarif(findings))
+        emit_json(analysis_sarif(findings, docs_url))
     else:
         for f in findings:
             for line in f.text_lines():
