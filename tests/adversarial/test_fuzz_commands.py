@@ -190,7 +190,9 @@ def test_validate_mutated_manifests(case: tuple[Path, str], fmt: list[str]) -> N
 
 
 @fuzz_settings(80)
-@given(mutated_manifest(), st.sampled_from(["check", "explain", "build", "test"]), FORMATS)
+@given(
+    mutated_manifest(), st.sampled_from(["check", "explain", "build", "test", "analyze"]), FORMATS
+)
 def test_commands_on_a_mutated_mesh(case: tuple[Path, str], command: str, fmt: list[str]) -> None:
     """The mutated file replaces its original among its mesh's files."""
     src, text = case
@@ -206,6 +208,8 @@ def test_commands_on_a_mutated_mesh(case: tuple[Path, str], command: str, fmt: l
         elif command == "build":
             workload = "default/backend" if src.parent == SEED else "echo1/b"
             run(["build", "-f", str(mesh), "--workload", workload, *fmt])
+        elif command == "analyze":
+            run(["analyze", str(mesh), *fmt])
         elif suites:
             run(["test", str(suites[0]), *fmt])
 
@@ -266,13 +270,19 @@ def test_mutated_suites(src: Path, data: st.DataObject, fmt: list[str]) -> None:
 
 
 @fuzz_settings(80)
-@given(fs.mutated_yaml([MESH_CONFIG]), st.sampled_from(["check", "explain", "build"]), FORMATS)
+@given(
+    fs.mutated_yaml([MESH_CONFIG]),
+    st.sampled_from(["check", "explain", "build", "analyze"]),
+    FORMATS,
+)
 def test_mutated_mesh_configs(text: str, command: str, fmt: list[str]) -> None:
     with workdir() as d:
         mc = _write(d / "mesh.yaml", text)
         common = ["-f", str(SEED), "--mesh-config", mc, *fmt]
         if command == "build":
             run(["build", *common, "--workload", "default/backend"])
+        elif command == "analyze":
+            run(["analyze", str(SEED), "--mesh-config", mc, *fmt])
         else:
             run([command, *common, *REQUEST_FLAGS])
 

@@ -65,6 +65,34 @@ class Context:
                     out.setdefault(id(s.policy), []).append(w)
         return out
 
+    @cached_property
+    def by_principal(self) -> dict[str, MeshWorkload]:
+        """The first workload with each identity."""
+        out: dict[str, MeshWorkload] = {}
+        for w in self.snapshot.workloads:
+            out.setdefault(w.identity.principal, w)
+        return out
+
+    @cached_property
+    def first_in_namespace(self) -> dict[str, MeshWorkload]:
+        out: dict[str, MeshWorkload] = {}
+        for w in self.snapshot.workloads:
+            out.setdefault(w.namespace, w)
+        return out
+
+    @cached_property
+    def sidecars(self) -> list[MeshWorkload]:
+        return [w for w in self.snapshot.workloads if w.proxy == "sidecar"]
+
+    @cached_property
+    def service_names(self) -> set[str]:
+        """Every name a Service is reached by: name.ns.svc.suffix, name.ns.svc,
+        name.ns and, within its namespace, name."""
+        out: set[str] = set()
+        for s in self.snapshot.services:
+            out |= {s.hostname, f"{s.name}.{s.namespace}.svc", f"{s.name}.{s.namespace}", s.name}
+        return out
+
     def workloads_of(
         self, policy: AuthorizationPolicy | RequestAuthentication
     ) -> list[MeshWorkload]:

@@ -45,9 +45,9 @@ def source_for(ctx: Context, rule: Rule, dest: MeshWorkload) -> dict[str, Any] |
     """A caller the rule's first ``from`` admits, as the request format writes it:
     a workload when one has the identity, else the identity itself."""
     snap = ctx.snapshot
-    others = [w for w in snap.workloads if w is not dest and w.proxy == "sidecar"]
+    other = next((w for w in ctx.sidecars if w is not dest), None)
     default: dict[str, Any] | str = (
-        others[0].key if others else {"principal": f"{snap.trust_domain}/ns/default/sa/default"}
+        other.key if other else {"principal": f"{snap.trust_domain}/ns/default/sa/default"}
     )
     if not rule.from_:
         return default
@@ -57,13 +57,13 @@ def source_for(ctx: Context, rule: Rule, dest: MeshWorkload) -> dict[str, Any] |
     out: dict[str, Any] = {}
     principal = _exact(src.principals)
     if principal is not None:
-        w = next((w for w in snap.workloads if w.identity.principal == principal), None)
+        w = ctx.by_principal.get(principal)
         if w is not None and not src.ip_blocks:
             return w.key
         out["principal"] = principal
     elif src.namespaces:
         ns = _exact(src.namespaces)
-        w = next((w for w in snap.workloads if ns is not None and w.namespace == ns), None)
+        w = ctx.first_in_namespace.get(ns) if ns is not None else None
         if w is not None and not src.ip_blocks:
             return w.key
         out["principal"] = f"{snap.trust_domain}/ns/{ns or 'default'}/sa/default"

@@ -100,11 +100,18 @@ def check_no_matching_workloads(ctx: Context) -> None:
         elif sel is None:
             if any(w.namespace == p.namespace for w in meshed):
                 continue
+            injected = ctx.snapshot.namespace(p.namespace)
+            why = (
+                " (its workloads get no sidecar: the namespace is not labelled "
+                "istio-injection=enabled)"
+                if injected is not None and any(w.namespace == p.namespace for w in snap.workloads)
+                else ""
+            )
             ctx.add(
                 AnalysisFinding(
                     "MA1001",
-                    f"namespace {p.namespace} has no workload in the mesh: the policy applies "
-                    "to nothing",
+                    f"namespace {p.namespace} has no workload in the mesh{why}: the policy "
+                    "applies to nothing",
                     fix="put the policy in the namespace of the workloads it is meant for",
                     **at(p, "metadata", "namespace"),
                 )
@@ -114,15 +121,28 @@ def check_no_matching_workloads(ctx: Context) -> None:
             if any(w.namespace == p.namespace and subset_of(labels, w.labels) for w in meshed):
                 continue
             where = f"in namespace {p.namespace}"
-        ctx.add(
-            AnalysisFinding(
-                "MA1001",
-                f"no workload {where} has the labels {_selector_text(labels)}: the policy "
-                "applies to nothing",
-                fix="correct the selector's labels (kubectl get pods --show-labels)",
-                **at(p, "spec", "selector"),
+        outside = [
+            w
+            for w in snap.workloads
+            if subset_of(labels, w.labels) and (p.namespace == root or w.namespace == p.namespace)
+        ]
+        if outside:
+            message = (
+                f"the workloads {where} with the labels {_selector_text(labels)} "
+                f"({', '.join(w.key for w in outside[:3])}) are not in the mesh (no sidecar "
+                "injected, no ambient redirection): the policy applies to nothing"
             )
-        )
+            fix = (
+                "enable injection: label the namespace istio-injection=enabled (or the pods "
+                "sidecar.istio.io/inject=true)"
+            )
+        else:
+            message = (
+                f"no workload {where} has the labels {_selector_text(labels)}: the policy "
+                "applies to nothing"
+            )
+            fix = "correct the selector's labels (kubectl get pods --show-labels)"
+        ctx.add(AnalysisFinding("MA1001", message, fix=fix, **at(p, "spec", "selector")))
 
 
 def _target_exists(ctx: Context, namespace: str, ref: Any) -> bool:

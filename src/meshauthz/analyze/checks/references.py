@@ -148,15 +148,6 @@ def check_references(ctx: Context) -> None:
                 _check_hosts(ctx, p, i, j)
 
 
-def _host_names(ctx: Context) -> set[str]:
-    """Every name a Service is reached by: name.ns.svc.suffix, name.ns.svc,
-    name.ns and, within its namespace, name."""
-    out: set[str] = set()
-    for s in ctx.snapshot.services:
-        out |= {s.hostname, f"{s.name}.{s.namespace}.svc", f"{s.name}.{s.namespace}", s.name}
-    return out
-
-
 def _check_hosts(ctx: Context, p: AuthorizationPolicy, i: int, j: int) -> None:
     op = p.spec.rules[i].to[j].operation
     assert op is not None
@@ -164,7 +155,7 @@ def _check_hosts(ctx: Context, p: AuthorizationPolicy, i: int, j: int) -> None:
     # A gateway's hosts are names from outside the mesh, not Services.
     if not workloads or any(w.proxy != "sidecar" for w in workloads):
         return
-    names = _host_names(ctx)
+    names = ctx.service_names
     for name, values in (("hosts", op.hosts), ("notHosts", op.not_hosts)):
         for k, h in enumerate(values):
             if "*" in h:
