@@ -100,3 +100,21 @@ def test_path_spellings_follow_the_mesh_normalization(tmp_path, capsys):
     assert "'/ADMIN/USERS'" in merged
     none = spellings("NONE")
     assert "'/x/../admin/users'" in none
+
+
+def test_deny_hosts_slipped_past_by_a_dot_a_port_or_a_second_host(tmp_path, capsys):
+    def slips(hosts: str) -> str | None:
+        f = tmp_path / "deny-host.yaml"
+        f.write_text(
+            "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+            "metadata: {name: p, namespace: shop}\n"
+            "spec:\n  selector: {matchLabels: {app: web}}\n  action: DENY\n"
+            f"  rules: [{{to: [{{operation: {{hosts: {hosts}}}}}]}}]\n"
+        )
+        _, doc = analyze_json(capsys, BASE, str(f))
+        found = [x["message"] for x in doc["findings"] if x["code"] == "MA2005"]
+        return found[0] if found else None
+
+    assert "'Host: admin.example.com.'" in (slips("[admin.example.com]") or "")
+    both = '[admin.example.com, admin.example.com., "admin.example.com:*"]'
+    assert "two Host headers" in (slips(both) or "")

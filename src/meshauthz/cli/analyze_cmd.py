@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from typing import cast
 
 import click
 
@@ -13,6 +14,7 @@ from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, loading
 from meshauthz.cli.output import emit_json, format_option
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import load_mesh
+from meshauthz.resources.findings import Severity
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -100,7 +102,8 @@ def analyze_command(
         objects = summary["objects"]
         suppressed = f" ({result.suppressed} suppressed)" if result.suppressed else ""
         click.echo(f"{counts} in {objects} object{'s' * (objects != 1)}{suppressed}")
-    sys.exit(EXIT_FAILED if result.fails(failure_threshold) else EXIT_OK)  # type: ignore[arg-type]
+    threshold = cast(Severity, failure_threshold)  # one of SEVERITIES (click.Choice)
+    sys.exit(EXIT_FAILED if result.fails(threshold) else EXIT_OK)
 
 
 __all__ = ["analyze_command"]

@@ -6,6 +6,8 @@ notPaths). Every raw spelling is run through the project's normalizer
 
 from __future__ import annotations
 
+from typing import Any
+
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import AnalysisFinding, at
 from meshauthz.analyze.requests import concrete_path, request_for_rule
@@ -204,11 +206,20 @@ def _host_bypass(
         got = ctx.witnesses.decide(base)
         if got is None or not _denied_by(got.decision, p, i):
             continue
-        for variant in (f"{host}.", f"{host}:{port or 80}"):
-            got = ctx.witnesses.decide({**base, "host": variant})
+        # a trailing dot, a port, a second Host header (the codec joins the two)
+        variants: list[tuple[str, dict[str, Any]]] = [
+            (f"'Host: {host}.'", {"host": f"{host}."}),
+            (f"'Host: {host}:{port or 80}'", {"host": f"{host}:{port or 80}"}),
+            (
+                f"two Host headers, {host} and another",
+                {"headers": {**base.get("headers", {}), "host": [host, "other.example"]}},
+            ),
+        ]
+        for described, change in variants:
+            got = ctx.witnesses.decide({**base, **change})
             if got is not None and not _denied_by(got.decision, p, i):
                 return (
-                    f"a request with 'Host: {variant}' reaches {w.key} and is not denied: "
+                    f"a request with {described} reaches {w.key} and is not denied: "
                     f"{host!r} matches the Host only as written",
                     got,
                 )

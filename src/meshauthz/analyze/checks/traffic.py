@@ -16,6 +16,7 @@ from meshauthz.analyze.witness import Decided, decided_by, rule_matched
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision
 from meshauthz.mesh import MeshWorkload, effective_mtls_mode
+from meshauthz.resources.findings import Severity
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
 
@@ -177,7 +178,7 @@ def _plaintext_finding(
             f"{field} needs the caller's mTLS identity, and {where}: a plaintext caller is not "
             "denied by this rule"
         )
-        severity = None
+        severity: Severity | None = None
     else:
         if _allowed_by(d, p, i) or rule_matched(d, _key(p), i):
             return False
@@ -193,7 +194,7 @@ def _plaintext_finding(
             fix="require mTLS on the workload (a PeerAuthentication with mtls.mode STRICT); "
             "for a DENY, also deny callers without an identity (notPrincipals: ['*'])",
             witness=got.witness,
-            severity_override=severity,  # type: ignore[arg-type]
+            severity_override=severity,
             **at(p, "spec", "rules", i, *path),
         )
     )
