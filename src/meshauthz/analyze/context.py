@@ -8,9 +8,17 @@ from functools import cached_property
 
 from meshauthz.analyze.finding import AnalysisFinding
 from meshauthz.analyze.witness import Witnesses
-from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, select_policies
+from meshauthz.mesh import (
+    MeshSnapshot,
+    MeshWorkload,
+    PolicyMatcher,
+    inbound_ports,
+    select_policies,
+    should_attach,
+)
 from meshauthz.mesh.loading import LoadedMesh
 from meshauthz.mesh.ports import InboundPort
+from meshauthz.mesh.selection import target_refs
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.objects import (
     AuthorizationPolicy,
@@ -30,6 +38,7 @@ class Context:
     warnings: tuple[Finding, ...] = ()
     only: frozenset[str] | None = None
     findings: list[AnalysisFinding] = field(default_factory=list)
+    _applies: dict[int, list[MeshWorkload]] = field(default_factory=dict, repr=False)
 
     @staticmethod
     def of(loaded: LoadedMesh) -> Context:
@@ -53,17 +62,6 @@ class Context:
 
     def add(self, finding: AnalysisFinding) -> None:
         self.findings.append(finding)
-
-    @cached_property
-    def _applies(self) -> dict[int, list[MeshWorkload]]:
-        """Policy id -> the workloads it applies to (AuthorizationPolicy and
-        RequestAuthentication), in the snapshot's workload order."""
-        out: dict[int, list[MeshWorkload]] = {}
-        for w in self.snapshot.workloads:
-            for kind in ("AuthorizationPolicy", "RequestAuthentication"):
-                for s in select_policies(self.snapshot, w, kind):
-                    out.setdefault(id(s.policy), []).append(w)
-        return out
 
     @cached_property
     def by_principal(self) -> dict[str, MeshWorkload]:
@@ -96,8 +94,26 @@ class Context:
     def workloads_of(
         self, policy: AuthorizationPolicy | RequestAuthentication
     ) -> list[MeshWorkload]:
-        """The workloads ``policy`` applies to, as istiod selects them."""
-        return self._applies.get(id(policy), [])
+        """The workloads ``policy`` applies to, as istiod selects them (a policy in
+        the root namespace or the workload's own, attached by ``should_attach``)."""
+        hit = self._applies.get(id(policy))
+        if hit is None:
+            root = self.snapshot.root_namespace
+            refs = target_refs(policy.spec.target_ref, policy.spec.target_refs)
+            hit = [
+                w
+                for w in self.snapshot.workloads
+                if policy.namespace in (root, w.namespace)
+                and should_attach(
+                    PolicyMatcher.for_workload(w, root_namespace=root),
+                    policy.namespace,
+                    policy.spec.selector,
+                    refs,
+                )
+                is not None
+            ]
+            self._applies[id(policy)] = hit
+        return hit
 
     def policies_of(self, w: MeshWorkload) -> list[AuthorizationPolicy]:
         return [

@@ -73,7 +73,13 @@ def check_no_matching_workloads(ctx: Context) -> None:
     snap = ctx.snapshot
     meshed = [w for w in snap.workloads if in_mesh(ctx, w)]
     root = snap.root_namespace
-    policies: list[AuthorizationPolicy | RequestAuthentication] = [*snap.authorization_policies]
+    policies: list[AuthorizationPolicy] = ctx.authorization_policies
+    by_namespace: dict[str, list[MeshWorkload]] = {}
+    meshed_by_namespace: dict[str, list[MeshWorkload]] = {}
+    for w in snap.workloads:
+        by_namespace.setdefault(w.namespace, []).append(w)
+    for w in meshed:
+        meshed_by_namespace.setdefault(w.namespace, []).append(w)
     for p in policies:
         refs = target_refs(p.spec.target_ref, p.spec.target_refs)
         if refs:
@@ -98,13 +104,13 @@ def check_no_matching_workloads(ctx: Context) -> None:
                 continue
             where = "in any namespace of the mesh"
         elif sel is None:
-            if any(w.namespace == p.namespace for w in meshed):
+            if meshed_by_namespace.get(p.namespace):
                 continue
             injected = ctx.snapshot.namespace(p.namespace)
             why = (
                 " (its workloads get no sidecar: the namespace is not labelled "
                 "istio-injection=enabled)"
-                if injected is not None and any(w.namespace == p.namespace for w in snap.workloads)
+                if injected is not None and by_namespace.get(p.namespace)
                 else ""
             )
             ctx.add(
@@ -118,14 +124,11 @@ def check_no_matching_workloads(ctx: Context) -> None:
             )
             continue
         else:
-            if any(w.namespace == p.namespace and subset_of(labels, w.labels) for w in meshed):
+            if any(subset_of(labels, w.labels) for w in meshed_by_namespace.get(p.namespace, ())):
                 continue
             where = f"in namespace {p.namespace}"
-        outside = [
-            w
-            for w in snap.workloads
-            if subset_of(labels, w.labels) and (p.namespace == root or w.namespace == p.namespace)
-        ]
+        candidates = snap.workloads if p.namespace == root else by_namespace.get(p.namespace, [])
+        outside = [w for w in candidates if subset_of(labels, w.labels)]
         if outside:
             message = (
                 f"the workloads {where} with the labels {_selector_text(labels)} "
@@ -215,8 +218,8 @@ def check_ineffective_selector(ctx: Context) -> None:
     snap = ctx.snapshot
     gateway_pods = [w for w in snap.workloads if GATEWAY_NAME_LABEL in w.labels]
     policies: list[AuthorizationPolicy | RequestAuthentication] = [
-        *snap.authorization_policies,
-        *snap.request_authentications,
+        *ctx.authorization_policies,
+        *ctx.request_authentications,
     ]
     for p in policies:
         if p.spec.target_ref is not None or p.spec.target_refs or p.spec.selector is None:

@@ -59,7 +59,7 @@ def check_references(ctx: Context) -> None:
     }
     # without the objects as read, the declared ServiceAccounts are unknown
     accounts = _known_accounts(ctx) if ctx.manifests is not None else None
-    for p in snap.authorization_policies:
+    for p in ctx.authorization_policies:
         for value, path in _principals(p):
             if value.startswith("spiffe://"):
                 ctx.add(

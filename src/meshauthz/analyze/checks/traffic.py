@@ -207,7 +207,14 @@ def _plaintext_finding(
 def check_http_fields_on_tcp(ctx: Context) -> None:
     by_key = {_key(p): p for p in ctx.authorization_policies}
     seen: set[tuple[str, int | None, int]] = set()
-    for w in ctx.snapshot.workloads:
+    scope = (
+        ctx.snapshot.workloads
+        if ctx.only is None
+        else list(
+            {id(w): w for p in ctx.authorization_policies for w in ctx.workloads_of(p)}.values()
+        )
+    )
+    for w in scope:
         for ip in ctx.ports_of(w):
             if ip.listener != "tcp":
                 continue
