@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, overload
 
+from meshauthz.analyze.decision_notes import DecisionNotes
 from meshauthz.decide import config_dump as _dump
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
@@ -34,9 +35,13 @@ RequestData: TypeAlias = Mapping[str, Any]
 
 
 def _explain_text(snapshot: MeshSnapshot, request: Request, decision: Decision) -> str:
-    """``meshauthz explain``'s text for one decision (decided with ``explain=True``)."""
+    """``meshauthz explain``'s text for one decision (decided with ``explain=True``),
+    with the analyzer's findings on the deciding rule, as the command prints them."""
     return "\n".join(
-        render.explain_lines(request, decision, applicable_policies(snapshot, request))
+        [
+            *render.explain_lines(request, decision, applicable_policies(snapshot, request)),
+            *DecisionNotes(snapshot, [decision]).lines(decision),
+        ]
     )
 
 
@@ -124,6 +129,12 @@ class Outcome(_Checked):
             d = decider.decide(self.request, trace=True, explain=True)
             self._explained = _explain_text(self._mesh.snapshot, self.request, d)
         return self._explained
+
+    def to_json(self) -> dict[str, Any]:
+        """The document ``meshauthz check -o json`` prints (its trace only when
+        checked with ``trace=True``), with the analyzer's findings on the deciding rule."""
+        notes = DecisionNotes(self._mesh.snapshot, [self.decision])
+        return self.decision.to_json() | {"findings": notes.to_json(self.decision)}
 
 
 class Mesh:
