@@ -118,3 +118,30 @@ def test_deny_hosts_slipped_past_by_a_dot_a_port_or_a_second_host(tmp_path, caps
     assert "'Host: admin.example.com.'" in (slips("[admin.example.com]") or "")
     both = '[admin.example.com, admin.example.com., "admin.example.com:*"]'
     assert "two Host headers" in (slips(both) or "")
+
+
+def test_a_deny_of_only_wildcards_kills_the_allows_too(tmp_path, capsys):
+    f = tmp_path / "deny-star.yaml"
+    f.write_text(
+        (FIXTURES / "MA2001" / "fail.yaml")
+        .read_text()
+        .replace("rules: [{}]", 'rules: [{to: [{operation: {methods: ["*"], paths: ["*"]}}]}]')
+    )
+    _, doc = analyze_json(capsys, BASE, str(f))
+    (finding,) = [x for x in doc["findings"] if x["code"] == "MA2001"]
+    assert "shop/allow-web (on shop/api)" in finding["message"]
+    # a DENY that names a caller matches only some requests: no MA2001
+    f.write_text(
+        (FIXTURES / "MA2001" / "fail.yaml")
+        .read_text()
+        .replace("rules: [{}]", "rules: [{from: [{source: {namespaces: [ops]}}]}]")
+    )
+    _, doc = analyze_json(capsys, BASE, str(f))
+    assert "MA2001" not in [x["code"] for x in doc["findings"]]
+
+
+def test_an_istioctl_code_on_the_command_line_suppresses_ours(capsys):
+    fail = str(FIXTURES / "MA1001" / "fail.yaml")
+    _, doc = analyze_json(capsys, BASE, fail, "--suppress", "IST0127=AuthorizationPolicy p.shop")
+    assert "MA1001" not in [x["code"] for x in doc["findings"]]
+    assert doc["summary"]["suppressed"] == 1
