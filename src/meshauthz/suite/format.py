@@ -21,17 +21,19 @@ cases:
 from __future__ import annotations
 
 import glob
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from meshauthz.decide.request_spec import RequestSpec, parse_request
 from meshauthz.errors import InputError, Location
+from meshauthz.mesh.loading import JwksSource, JwksText
 from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
 
-_SUITE_FIELDS = {"name", "description", "resources", "mesh", "cases"}
+_SUITE_FIELDS = {"name", "description", "resources", "mesh", "jwks", "cases"}
 _CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
 _EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule"}
 _MESH_FIELDS = {
@@ -109,6 +111,8 @@ class Suite:
     description: str | None = None
     location: Location | None = None
     resource_patterns: list[str] = field(default_factory=list)
+    # jwksUri -> the keys istiod would fetch from it: a file (resolved) or inline JWKS
+    jwks: dict[str, JwksSource] = field(default_factory=dict)
 
 
 def find_suites(paths: list[str]) -> list[str]:
@@ -181,6 +185,7 @@ class _SuiteParser:
         else:
             resources = self.resources(patterns, single=False)
         mesh = self.mesh(data["mesh"]) if data.get("mesh") is not None else None
+        jwks = self.jwks(data["jwks"]) if data.get("jwks") is not None else {}
         cases_raw = data.get("cases")
         if not isinstance(cases_raw, list) or not cases_raw:
             raise self.fail(("cases",), 'a suite needs "cases": a non-empty list')
@@ -209,6 +214,7 @@ class _SuiteParser:
             description=description,
             location=self.doc.location(()),
             resource_patterns=list(patterns),
+            jwks=jwks,
         )
 
     def resources(self, patterns: Any, *, single: bool) -> list[str]:
@@ -238,6 +244,34 @@ class _SuiteParser:
             else:
                 raise self.fail(p, f"no such file or directory: {pat!r} (relative to the suite)")
         return list(dict.fromkeys(out))  # each file once, in the order first named
+
+    def jwks(self, data: Any) -> dict[str, JwksSource]:
+        """``jwks: {URI: FILE | JWKS}``: what ``--jwks URI=FILE`` gives check and
+        mesh up. A string is a file relative to the suite, unless it is JSON text
+        (starts with ``{``); a mapping is the JWKS itself."""
+        if not isinstance(data, dict):
+            raise self.fail(("jwks",), "expected a mapping of jwksUri to a JWKS file or a JWKS")
+        out: dict[str, JwksSource] = {}
+        for uri, value in data.items():
+            path: Path = ("jwks", str(uri))
+            if not isinstance(uri, str) or not uri:
+                raise self.fail(path, "expected a jwksUri as the key")
+            if isinstance(value, dict):
+                if not isinstance(value.get("keys"), list):
+                    raise self.fail(path, 'an inline JWKS needs "keys": a list of keys')
+                out[uri] = JwksText(json.dumps(value))
+            elif isinstance(value, str) and value.lstrip().startswith("{"):
+                out[uri] = JwksText(value)
+            elif isinstance(value, str) and value:
+                full = os.path.normpath(
+                    value if os.path.isabs(value) else os.path.join(self.base_dir, value)
+                )
+                if not os.path.isfile(full):
+                    raise self.fail(path, f"no such file: {value!r} (relative to the suite)")
+                out[uri] = full
+            else:
+                raise self.fail(path, "expected a JWKS file (relative to the suite) or a JWKS")
+        return out
 
     def mesh(self, data: Any) -> MeshConfig:
         if not isinstance(data, dict):

@@ -9,6 +9,7 @@ is decided again with ``explain`` so the report can say why.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.errors import InputError, Location, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.mesh.loading import InvalidInput, load_mesh
+from meshauthz.mesh.loading import InvalidInput, JwksSource, load_mesh
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.loader import collect_files
 from meshauthz.resources.meshconfig import MeshConfig
@@ -88,22 +89,26 @@ class _SnapshotCache:
     def get(self, suite: Suite) -> tuple[MeshSnapshot | None, list[Finding]]:
         files = tuple(os.path.realpath(f) for f in collect_files(suite.resources))
         # A suite with its own mesh config shares only with itself.
-        key = (files, None if suite.mesh is None else os.path.realpath(suite.file))
+        key = (
+            files,
+            None if suite.mesh is None else os.path.realpath(suite.file),
+            tuple(sorted(suite.jwks.items(), key=lambda kv: kv[0])),
+        )
         hit = self._cache.get(key)
         if hit is None:
-            hit = _load_snapshot(suite.resources, suite.mesh)
+            hit = _load_snapshot(suite.resources, suite.mesh, suite.jwks)
             self._cache[key] = hit
         return hit
 
 
 def _load_snapshot(
-    resources: list[str], mesh: MeshConfig | None
+    resources: list[str], mesh: MeshConfig | None, jwks: Mapping[str, JwksSource]
 ) -> tuple[MeshSnapshot | None, list[Finding]]:
     """The snapshot, or the findings that make Istio reject the suite's objects
     (reported per suite; other suites still run)."""
     try:
         # The suite's mesh config takes the place of any in the manifests.
-        return load_mesh(resources, mesh_config=mesh).snapshot, []
+        return load_mesh(resources, mesh_config=mesh, jwks=jwks).snapshot, []
     except InvalidInput as e:
         return None, list(e.errors)
 
