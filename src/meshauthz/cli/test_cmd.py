@@ -23,7 +23,17 @@ from meshauthz.errors import (
 )
 from meshauthz.suite.junit import junit_xml
 from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
+from meshauthz.suite.select import CaseSelector
 from meshauthz.suite.watch import watch
+
+
+def _selector(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return CaseSelector(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
@@ -93,7 +103,18 @@ def print_text(result: RunResult, verbose: bool, coverage: bool) -> None:
     if coverage and result.coverage is not None:
         for line in result.coverage.text_lines():
             click.echo(line)
+    if result.threshold is not None:
+        click.echo(threshold_line(result))
     click.echo(summary_line(result))
+
+
+def threshold_line(result: RunResult) -> str:
+    assert result.coverage is not None and result.threshold is not None
+    covered, total = result.coverage.totals()
+    got = f"{covered} of {total} rules covered ({result.coverage.percent():.1f}%)"
+    if result.below_threshold:
+        return f"coverage below the threshold: {got}, {result.threshold:g}% required"
+    return f"coverage threshold met: {got}, {result.threshold:g}% required"
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
@@ -139,6 +160,9 @@ def result_json(result: RunResult) -> dict[str, Any]:
                     "policy": d.policy,
                     "rule": d.rule,
                     "reason": d.reason,
+                    "dryRun": [r.to_json() for r in d.dry_run],
+                    "audit": d.audit,
+                    "auditPolicy": d.audit_policy,
                 }
             if c.outcome == "fail" and c.explained is not None and c.request is not None:
                 assert s.snapshot is not None
@@ -165,6 +189,8 @@ def result_json(result: RunResult) -> dict[str, Any]:
     }
     if result.coverage is not None:
         out["coverage"] = result.coverage.to_json()
+        out["coverage"]["threshold"] = result.threshold
+        out["coverage"]["belowThreshold"] = result.below_threshold
     return out
 
 
@@ -177,9 +203,17 @@ def write_junit(result: RunResult, path: str) -> None:
     os.replace(tmp, path)
 
 
-def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: str | None) -> int:
+def run_once(
+    paths: list[str],
+    fmt: str,
+    verbose: bool,
+    coverage: bool,
+    junit: str | None,
+    select: CaseSelector | None = None,
+    threshold: float | None = None,
+) -> int:
     try:
-        result = run_paths(paths, coverage=coverage)
+        result = run_paths(paths, coverage=coverage, select=select, threshold=threshold)
         if junit:  # first: a report that cannot be written is an error, reported alone
             try:
                 write_junit(result, junit)
@@ -202,6 +236,19 @@ def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: s
 @FORMAT_OPTION
 @click.option("--coverage", is_flag=True, help="Report which policy rules the cases exercised.")
 @click.option(
+    "--run",
+    "select",
+    metavar="REGEX",
+    callback=_selector,
+    help="Run only the cases whose name 'SUITE: CASE' matches this RE2 expression (searched).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 100),
+    metavar="PCT",
+    help="Fail (exit 1) when less than PCT percent of the rules are covered (implies computing coverage).",
+)
+@click.option(
     "--junit", type=PathArg(), metavar="FILE", help="Also write a JUnit XML report to FILE."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
@@ -217,6 +264,8 @@ def test_command(
     paths: tuple[str, ...],
     fmt: str,
     coverage: bool,
+    select: CaseSelector | None,
+    threshold: float | None,
     junit: str | None,
     verbose: bool,
     watch_mode: bool,
@@ -225,15 +274,16 @@ def test_command(
     """Run test suites (*.test.yaml files, or directories holding them): each
     case's request is decided and compared with what it expects.
 
-    Exit 0 when every case passes, 1 when one fails, 2 on unusable input,
-    3 when meshauthz failed deciding a case (an internal error).
+    Exit 0 when every case passes, 1 when one fails (or coverage is below
+    --threshold), 2 on unusable input, 3 when meshauthz failed deciding a case
+    (an internal error).
     """
     args = list(paths)
     if not watch_mode:
-        sys.exit(run_once(args, fmt, verbose, coverage, junit))
+        sys.exit(run_once(args, fmt, verbose, coverage, junit, select, threshold))
 
     def again() -> None:
-        run_once(args, fmt, verbose, coverage, junit)
+        run_once(args, fmt, verbose, coverage, junit, select, threshold)
         click.echo(f"watching {len(args)} path(s) for changes; Ctrl-C to stop", err=True)
 
     def changed(files: list[str]) -> None:

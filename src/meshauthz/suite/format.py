@@ -35,7 +35,10 @@ from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents
 
 _SUITE_FIELDS = {"name", "description", "resources", "mesh", "jwks", "cases"}
 _CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
-_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule"}
+_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule", "dryRun", "audit", "auditPolicy"}
+_DRY_RUN_FIELDS = {"stage", "result", "policy", "rule"}
+_DRY_RUN_STAGES = ("AUDIT", "DENY", "ALLOW")  # a filter of each can carry dry-run rules
+_DRY_RUN_RESULTS = ("allowed", "denied")
 _MESH_FIELDS = {
     "rootNamespace",
     "trustDomain",
@@ -49,15 +52,63 @@ _UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
+class DryRunExpectation:
+    """One dry-run (shadow) result a case expects, as ``check -o json`` lists
+    them: the stage whose filter carried the dry-run policies, what they would
+    have done (``allowed``/``denied``; None: not checked) and which policy
+    and rule decided that (unset: not checked; None: none)."""
+
+    stage: str
+    result: str | None = None
+    policy: str | None = _UNSET
+    rule: int | None = _UNSET
+
+    @property
+    def pins_policy(self) -> bool:
+        return self.policy is not _UNSET
+
+    @property
+    def pins_rule(self) -> bool:
+        return self.rule is not _UNSET
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stage": self.stage}
+        if self.result is not None:
+            out["result"] = self.result
+        if self.pins_policy:
+            out["policy"] = self.policy
+        if self.pins_rule:
+            out["rule"] = self.rule
+        return out
+
+    def describe(self) -> str:
+        text = f"dry-run {self.stage}: {self.result or 'a result'}"
+        if self.pins_policy:
+            text += f" by {self.policy or 'no policy'}"
+        if self.pins_rule:
+            text += f" rule {'none' if self.rule is None else self.rule}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Expectation:
     """What a case expects. Fields left unset are not checked; ``policy`` and
-    ``rule`` may be pinned to None (no policy decided)."""
+    ``rule`` may be pinned to None (no policy decided). ``dry_run`` (when set)
+    is every dry-run result, one per stage (``()``: no dry-run policy was
+    evaluated); ``audit`` whether an AUDIT policy marked the request."""
 
     decision: str
     status: int | str | None = None
     stage: str | None = None
     policy: str | None = _UNSET
     rule: int | None = _UNSET
+    dry_run: tuple[DryRunExpectation, ...] | None = None
+    audit: bool | None = None
+    audit_policy: str | None = _UNSET
+
+    @property
+    def pins_audit_policy(self) -> bool:
+        return self.audit_policy is not _UNSET
 
     @property
     def pins_policy(self) -> bool:
@@ -77,6 +128,12 @@ class Expectation:
             out["policy"] = self.policy
         if self.pins_rule:
             out["rule"] = self.rule
+        if self.dry_run is not None:
+            out["dryRun"] = [d.to_json() for d in self.dry_run]
+        if self.audit is not None:
+            out["audit"] = self.audit
+        if self.pins_audit_policy:
+            out["auditPolicy"] = self.audit_policy
         return out
 
     def describe(self) -> str:
@@ -89,6 +146,12 @@ class Expectation:
             parts.append(f"policy {self.policy or 'none'}")
         if self.pins_rule:
             parts.append(f"rule {'none' if self.rule is None else self.rule}")
+        if self.dry_run is not None:
+            parts += [d.describe() for d in self.dry_run] or ["no dry-run result"]
+        if self.audit is not None:
+            parts.append("audited" if self.audit else "not audited")
+        if self.pins_audit_policy:
+            parts.append(f"audited by {self.audit_policy or 'no policy'}")
         return ", ".join(parts)
 
 
@@ -338,7 +401,19 @@ class _SuiteParser:
         stage = data.get("stage")
         if stage is not None and stage not in _STAGES:
             raise self.fail((*path, "stage"), f"expected one of {', '.join(_STAGES)}")
-        policy = data.get("policy", _UNSET)
+        policy = self.policy_pin(data, path, "policy")
+        rule = self.rule_pin(data, path)
+        dry_run = None
+        if "dryRun" in data:
+            dry_run = self.dry_run(data["dryRun"], (*path, "dryRun"))
+        audit = data.get("audit")
+        if audit is not None and not isinstance(audit, bool):
+            raise self.fail((*path, "audit"), "expected true or false")
+        audit_policy = self.policy_pin(data, path, "auditPolicy")
+        return Expectation(verdict, status, stage, policy, rule, dry_run, audit, audit_policy)
+
+    def policy_pin(self, data: dict[str, Any], path: Path, key: str) -> Any:
+        policy = data.get(key, _UNSET)
         if (
             policy is not _UNSET
             and policy is not None
@@ -346,7 +421,10 @@ class _SuiteParser:
                 not isinstance(policy, str) or policy.count("/") != 1 or not all(policy.split("/"))
             )
         ):
-            raise self.fail((*path, "policy"), 'expected "namespace/name" (or null for none)')
+            raise self.fail((*path, key), 'expected "namespace/name" (or null for none)')
+        return policy
+
+    def rule_pin(self, data: dict[str, Any], path: Path) -> Any:
         rule = data.get("rule", _UNSET)
         if (
             rule is not _UNSET
@@ -354,7 +432,31 @@ class _SuiteParser:
             and (isinstance(rule, bool) or not isinstance(rule, int) or rule < 0)
         ):
             raise self.fail((*path, "rule"), "expected a rule index (0, 1, ...) or null")
-        return Expectation(verdict, status, stage, policy, rule)
+        return rule
+
+    def dry_run(self, data: Any, path: Path) -> tuple[DryRunExpectation, ...]:
+        if not isinstance(data, list):
+            raise self.fail(path, "expected a list of dry-run results ([] for none)")
+        out: list[DryRunExpectation] = []
+        for i, item in enumerate(data):
+            p: Path = (*path, i)
+            if not isinstance(item, dict):
+                raise self.fail(p, "expected a mapping with stage (and result, policy, rule)")
+            self.check_fields(item, _DRY_RUN_FIELDS, p)
+            stage = item.get("stage")
+            if stage not in _DRY_RUN_STAGES:
+                raise self.fail((*p, "stage"), f"expected one of {', '.join(_DRY_RUN_STAGES)}")
+            if any(d.stage == stage for d in out):
+                raise self.fail((*p, "stage"), f"{stage} is listed twice (one result per stage)")
+            result = item.get("result")
+            if result is not None and result not in _DRY_RUN_RESULTS:
+                raise self.fail((*p, "result"), 'expected "allowed" or "denied"')
+            out.append(
+                DryRunExpectation(
+                    stage, result, self.policy_pin(item, p, "policy"), self.rule_pin(item, p)
+                )
+            )
+        return tuple(out)
 
     def verdict(self, value: Any, path: Path) -> str:
         if not isinstance(value, str) or value.upper() not in _VERDICTS:
