@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,6 +26,10 @@ from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
 from meshauthz.suite.select import CaseSelector
 from meshauthz.suite.watch import watch
 
+if TYPE_CHECKING:  # the local mesh's modules load only for --mesh
+    from meshauthz.runtime.mesh_suite import MeshRun
+    from meshauthz.runtime.plan import MeshPlan
+
 
 def _selector(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
@@ -34,6 +38,18 @@ def _selector(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return CaseSelector(value)
     except ValueError as e:
         raise click.BadParameter(str(e)) from None
+
+
+def _mesh_name(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A mesh name as mesh up --name takes it."""
+    if value is not None:
+        from meshauthz.runtime import supervisor
+
+        try:
+            supervisor.check_name(value)
+        except supervisor.MeshError as e:
+            raise click.BadParameter(str(e).removeprefix("--name ")) from None
+    return value
 
 
 def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
@@ -203,6 +219,18 @@ def write_junit(result: RunResult, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _mesh_plan(name: str | None, state_dir: str | None) -> MeshPlan:
+    """The mesh as the mesh commands find it: by name under the state root, or
+    by its state directory."""
+    from meshauthz.runtime import supervisor
+    from meshauthz.runtime.plan import MeshPlan
+
+    state = supervisor.mesh_dir(name, state_dir)
+    if not (state / "plan.json").exists():
+        raise supervisor.MeshError(f"no mesh at {state}; run: meshauthz mesh up DIR")
+    return MeshPlan.load(state)
+
+
 def run_once(
     paths: list[str],
     fmt: str,
@@ -211,9 +239,15 @@ def run_once(
     junit: str | None,
     select: CaseSelector | None = None,
     threshold: float | None = None,
+    mesh: MeshPlan | None = None,
 ) -> int:
+    mesh_run: MeshRun | None = None
     try:
         result = run_paths(paths, coverage=coverage, select=select, threshold=threshold)
+        if mesh is not None:
+            from meshauthz.runtime.mesh_suite import run_on_mesh
+
+            mesh_run = run_on_mesh(result, mesh)
         if junit:  # first: a report that cannot be written is an error, reported alone
             try:
                 write_junit(result, junit)
@@ -225,10 +259,52 @@ def run_once(
         report_error(e, fmt)
         return EXIT_INPUT
     if fmt == "json":
-        emit_json(result_json(result))
+        doc = result_json(result)
+        if mesh_run is not None:
+            add_mesh_json(doc, result, mesh_run)
+        emit_json(doc)
     else:
         print_text(result, verbose, coverage)
-    return exit_code(result)
+        if mesh_run is not None:
+            print_mesh(mesh_run, verbose)
+    code = exit_code(result)
+    if code == EXIT_OK and mesh_run is not None and not mesh_run.ok:
+        return EXIT_FAILED
+    return code
+
+
+def print_mesh(run: MeshRun, verbose: bool) -> None:
+    """The mesh's answers, after meshauthz's: failures, cases not run, and cases
+    where the mesh and meshauthz differ (passing ones with -v)."""
+    label = {"pass": "MESH PASS", "fail": "MESH FAIL", "not-run": "MESH NOT RUN"}
+    for file, note in run.notes.items():
+        click.echo(f"note: {file}: {note}")
+    for m in run.cases:
+        if m.outcome == "pass" and not m.differs and not verbose:
+            continue
+        c = m.case
+        click.echo(f"{label[m.outcome]} {_where(c)}: {m.suite.name}: {c.case.name}")
+        if m.reason:
+            click.echo(f"    {m.reason}")
+        for line in m.mismatches:
+            click.echo(f"    {line}")
+        for line in m.differs:
+            click.echo(f"    the mesh and meshauthz differ: {line}")
+    s = run.summary()
+    click.echo(
+        f"mesh {s['name']}: {s['passed']} passed, {s['failed']} failed, {s['notRun']} not run; "
+        f"{s['differFromMeshauthz']} differ from meshauthz"
+    )
+
+
+def add_mesh_json(doc: dict[str, Any], result: RunResult, run: MeshRun) -> None:
+    by_case = {id(m.case): m for m in run.cases}
+    for s_doc, s in zip(doc["suites"], result.suites, strict=True):
+        for c_doc, c in zip(s_doc["cases"], s.cases, strict=True):
+            m = by_case.get(id(c))
+            c_doc["mesh"] = m.to_json() if m is not None else None
+    doc["mesh"] = run.summary()
+    doc["ok"] = doc["ok"] and run.ok
 
 
 @click.command("test")
@@ -249,6 +325,19 @@ def run_once(
     help="Fail (exit 1) when less than PCT percent of the rules are covered (implies computing coverage).",
 )
 @click.option(
+    "--mesh",
+    "mesh_name",
+    metavar="NAME",
+    callback=_mesh_name,
+    help="Also send each case through the running local mesh NAME (meshauthz mesh up --name).",
+)
+@click.option(
+    "--mesh-state-dir",
+    type=PathArg(),
+    metavar="DIR",
+    help="As --mesh, for a mesh started with mesh up --state-dir DIR.",
+)
+@click.option(
     "--junit", type=PathArg(), metavar="FILE", help="Also write a JUnit XML report to FILE."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
@@ -266,6 +355,8 @@ def test_command(
     coverage: bool,
     select: CaseSelector | None,
     threshold: float | None,
+    mesh_name: str | None,
+    mesh_state_dir: str | None,
     junit: str | None,
     verbose: bool,
     watch_mode: bool,
@@ -279,11 +370,16 @@ def test_command(
     (an internal error).
     """
     args = list(paths)
+    if mesh_name is not None and mesh_state_dir is not None:
+        raise click.UsageError("give the mesh once: --mesh NAME or --mesh-state-dir DIR")
+    mesh = None
+    if mesh_name is not None or mesh_state_dir is not None:
+        mesh = _mesh_plan(mesh_name, mesh_state_dir)
     if not watch_mode:
-        sys.exit(run_once(args, fmt, verbose, coverage, junit, select, threshold))
+        sys.exit(run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh))
 
     def again() -> None:
-        run_once(args, fmt, verbose, coverage, junit, select, threshold)
+        run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh)
         click.echo(f"watching {len(args)} path(s) for changes; Ctrl-C to stop", err=True)
 
     def changed(files: list[str]) -> None:

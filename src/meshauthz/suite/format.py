@@ -23,7 +23,7 @@ from __future__ import annotations
 import glob
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshauthz.decide.request_spec import RequestSpec, parse_request
@@ -109,6 +109,34 @@ class Expectation:
     @property
     def pins_audit_policy(self) -> bool:
         return self.audit_policy is not _UNSET
+
+    def pinned(self) -> set[str]:
+        """The fields checked besides the decision, by their suite-file names."""
+        out = {k for k, v in (("status", self.status), ("stage", self.stage)) if v is not None}
+        out |= {"dryRun"} if self.dry_run is not None else set()
+        out |= {"audit"} if self.audit is not None else set()
+        for name, pinned in (
+            ("policy", self.pins_policy),
+            ("rule", self.pins_rule),
+            ("auditPolicy", self.pins_audit_policy),
+        ):
+            if pinned:
+                out.add(name)
+        return out
+
+    def without(self, names: set[str]) -> Expectation:
+        """The same expectation with the named fields (``pinned()``'s names) unchecked."""
+        unset = {
+            "status": None,
+            "stage": None,
+            "policy": _UNSET,
+            "rule": _UNSET,
+            "dryRun": None,
+            "audit": None,
+            "auditPolicy": _UNSET,
+        }
+        attr = {"dryRun": "dry_run", "auditPolicy": "audit_policy"}
+        return replace(self, **{attr.get(n, n): unset[n] for n in names})
 
     @property
     def pins_policy(self) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from meshauthz.decide.decision import Decision, DryRunResult
 from meshauthz.decide.engine import Decider
@@ -233,7 +233,28 @@ def run_case(
     return CaseResult(case, "fail", decision, request, mismatches, explained)
 
 
-def compare(expect: Expectation, d: Decision) -> list[str]:
+class Answer(Protocol):
+    """What ``compare`` reads: a Decision, or an answer observed elsewhere."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def status(self) -> int | str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def policy(self) -> str | None: ...
+    @property
+    def rule(self) -> int | None: ...
+    @property
+    def dry_run(self) -> tuple[DryRunResult, ...]: ...
+    @property
+    def audit(self) -> bool: ...
+    @property
+    def audit_policy(self) -> str | None: ...
+
+
+def compare(expect: Expectation, d: Answer) -> list[str]:
     """What differs between the expectation and the decision, one line each."""
     out: list[str] = []
     if d.verdict != expect.decision:
