@@ -165,6 +165,11 @@ def test_check_and_explain_take_jwks(tmp_path: Path, capsys: Any) -> None:
         ("=file", "'=file': expected URI=FILE"),
         ("https://x/jwks=", "'https://x/jwks=': expected URI=FILE"),
         ("https://x/jwks=/no/such/file", "https://x/jwks=/no/such/file: no such file"),
+        (
+            f"https://x/jwks={SAMPLES / 'demo.jwt'}",
+            f"https://x/jwks={SAMPLES / 'demo.jwt'}: not a JWKS Envoy accepts: "
+            "Jwks is an invalid JSON",
+        ),
     ],
 )
 def test_one_jwks_parser_one_message(
@@ -199,6 +204,9 @@ def test_jwks_with_a_config_dump_is_refused(capsys: Any) -> None:
         ("{u: missing.json}", 3, "no such file: 'missing.json' (relative to the suite)"),
         ("{u: {nokeys: 1}}", 3, 'an inline JWKS needs "keys": a list of keys'),
         ("{u: 5}", 3, "expected a JWKS file (relative to the suite) or a JWKS"),
+        ("{u: '{bad'}", 3, "not a JWKS Envoy accepts: Jwks is an invalid JSON"),
+        ("{u: {keys: [1]}}", 3, "not a JWKS Envoy accepts: Jwks doesn't have any valid public key"),
+        ("{u: apps.yaml}", 3, "not a JWKS Envoy accepts: Jwks is an invalid JSON"),
     ],
 )
 def test_bad_suite_jwks_names_file_line_and_field(

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh as load_checked
 from meshauthz.resources.yamlload import paused_gc
@@ -114,6 +115,13 @@ def parse_jwks(items: tuple[str, ...] | list[str]) -> dict[str, str]:
             )
         if not os.path.isfile(path):
             raise click.BadParameter(f"{uri}={path}: no such file", param_hint="--jwks")
+        try:
+            with open(path, encoding="utf-8") as f:
+                problem = jwks_problem(f.read())
+        except (OSError, UnicodeDecodeError) as e:
+            problem = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        if problem is not None:
+            raise click.BadParameter(f"{uri}={path}: {problem}", param_hint="--jwks")
         out[uri] = path
     return out
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshauthz.decide.request_spec import RequestSpec, parse_request
+from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh.loading import JwksSource, JwksText
 from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX
@@ -350,8 +351,10 @@ class _SuiteParser:
             if isinstance(value, dict):
                 if not isinstance(value.get("keys"), list):
                     raise self.fail(path, 'an inline JWKS needs "keys": a list of keys')
-                out[uri] = JwksText(json.dumps(value))
+                text = json.dumps(value)
+                out[uri] = JwksText(text)
             elif isinstance(value, str) and value.lstrip().startswith("{"):
+                text = value
                 out[uri] = JwksText(value)
             elif isinstance(value, str) and value:
                 full = os.path.normpath(
@@ -359,9 +362,18 @@ class _SuiteParser:
                 )
                 if not os.path.isfile(full):
                     raise self.fail(path, f"no such file: {value!r} (relative to the suite)")
+                try:
+                    with open(full, encoding="utf-8") as f:
+                        text = f.read()
+                except (OSError, UnicodeDecodeError) as e:
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8"
+                    raise self.fail(path, f"cannot read {value!r}: {why}") from None
                 out[uri] = full
             else:
                 raise self.fail(path, "expected a JWKS file (relative to the suite) or a JWKS")
+            problem = jwks_problem(text)
+            if problem is not None:
+                raise self.fail(path, problem)
         return out
 
     def mesh(self, data: Any) -> MeshConfig:
