@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,7 @@ MeshOutcome = Literal["pass", "fail", "not-run"]
 # Headers a case cannot set through mesh curl: the Host is the URL's, the request
 # id finds the log entry, the body framing is the client's.
 _UNSENDABLE = ("host", "x-request-id", "content-length", "transfer-encoding")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # The stages whose dry-run results the access log records (istiod's stat prefixes).
 _LOGGED_DRY_RUN = ("DENY", "ALLOW")
 
@@ -183,6 +185,8 @@ def _run_case(
         return MeshCaseResult(s, c, "not-run", str(e))
     except client.CurlError as e:
         return MeshCaseResult(s, c, "not-run", f"the mesh cannot send it: {e}")
+    except (ValueError, UnicodeError) as e:  # what http.client refuses to put on the wire
+        return MeshCaseResult(s, c, "not-run", f"an HTTP client cannot send it: {e}")
     answer = _answer(plan, resp)
     expect = c.case.expect
     unobserved = expect.pinned() - answer.observed
@@ -241,16 +245,20 @@ def _expressible(
                 f"the mesh's sidecar of {dest.key} took port {dest.inbound[r.port]} for "
                 f"{r.port} (not root), and {', '.join(named)} names ports"
             )
+    if not _TOKEN.fullmatch(r.method):
+        raise NotRun(f"the method {r.method!r} is not an HTTP token")
     headers: list[tuple[str, str]] = []
     for k, v in r.headers:
         if k.lower() in _UNSENDABLE or k.startswith(":"):
             raise NotRun(f"the header {k}: mesh curl sets it itself")
-        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in k + v):
-            raise NotRun(f"the header {k}: a control character cannot be sent")
+        if not _TOKEN.fullmatch(k):
+            raise NotRun(f"the header name {k!r} is not an HTTP token")
+        if any((ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F or ord(ch) > 0xFF for ch in v):
+            raise NotRun(f"the header {k}: a control or non-Latin-1 character cannot be sent")
         headers.append((k, v))
     path = r.path
-    if "#" in path or any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in path):
-        raise NotRun("the path holds a fragment, a space or a control character")
+    if "#" in path or any(ord(ch) <= 0x20 or ord(ch) >= 0x7F for ch in path):
+        raise NotRun("the path holds a fragment, a space, a control or a non-ASCII character")
     if r.jwt is not None and r.jwt.token is not None:  # where the case puts it
         if r.jwt.param is not None:
             q = urllib.parse.urlencode({r.jwt.param: r.jwt.token})
@@ -292,7 +300,10 @@ def _names_ports(p: AuthorizationPolicy) -> bool:
 def _keys(src: JwksSource | None) -> Any:
     if src is None:
         return None
-    text = src.text if isinstance(src, JwksText) else Path(src).read_text(encoding="utf-8")
+    try:
+        text = src.text if isinstance(src, JwksText) else Path(src).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return f"(unreadable: {src})"  # differs from any keys: the case is not run
     try:
         return json.loads(text)
     except ValueError:
