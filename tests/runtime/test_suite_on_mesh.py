@@ -206,3 +206,30 @@ def test_suites_on_a_real_mesh(mesh_runner, tmp_path: Path, capsys, monkeypatch)
     assert code == 2 and json.loads(out)["error"]["field"] == "--mesh"
     code, out = run(capsys, "test", str(seed), "--mesh", "x", "--mesh-state-dir", str(mesh.state))
     assert code == 2
+
+
+def test_the_jwt_task_on_a_real_mesh(mesh_runner, tmp_path: Path, capsys) -> None:
+    """The istio.io JWT task with Istio's sample token and keys, on real sidecars:
+    mesh up --jwks gives the mesh the keys the suite's jwks: gives meshauthz, and
+    every case the task states passes on both (tests/suite/test_jwt_task.py)."""
+    from tests.suite.test_jwt_task import JWKS_URI, SAMPLES, STEPS, task_dir, write_suite
+
+    policies, cases = STEPS[1]  # the RequestAuthentication and require-jwt
+    d = task_dir(tmp_path, *policies)
+    mesh = mesh_runner(d, jwks={JWKS_URI: str(SAMPLES / "jwks.json")})
+    suite = write_suite(d, [*cases, ("invalid", "invalidToken", 401)], str(SAMPLES / "jwks.json"))
+    code, out = run(capsys, "test", str(suite), "--mesh-state-dir", str(mesh.state), "-o", "json")
+    doc = json.loads(out)
+    assert code == 0, out
+    reasons = [c["mesh"]["reason"] for c in doc["suites"][0]["cases"]]
+    assert reasons == [None, None, None], reasons
+    got = {
+        c["name"]: (c["result"], c["mesh"]["result"], c["mesh"]["actual"]["status"])
+        for c in doc["suites"][0]["cases"]
+    }
+    assert got == {
+        "_6 demo.jwt": ("pass", "pass", 200),
+        "_7 no token": ("pass", "pass", 403),
+        "invalid": ("pass", "pass", 401),
+    }
+    assert doc["mesh"]["differFromMeshauthz"] == 0

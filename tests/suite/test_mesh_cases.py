@@ -68,7 +68,8 @@ def test_a_case_becomes_the_request_mesh_curl_sends(tmp_path: Path) -> None:
     )  # fmt: skip
     assert got == (
         "default/frontend",
-        "http://backend.default.svc.cluster.local/a?b=1",
+        "http://backend.default.svc.cluster.local:80/a?b=1",
+        "backend.default.svc.cluster.local",  # the Host, as the case has it
         [("x-a", "1"), ("x-a", "2"), ("x-jwt", "T t.t.t")],
         False,
     )
@@ -77,8 +78,11 @@ def test_a_case_becomes_the_request_mesh_curl_sends(tmp_path: Path) -> None:
         {"from": {"workload": "default/frontend", "plaintext": True}, "to": "default/backend",
          "token": "t.t.t", "jwtLocation": {"param": "tok"}},
     )  # fmt: skip
-    assert got[1].endswith("/?tok=t.t.t") and got[3] is True  # bypasses its sidecar
-    assert expressed(tmp_path, {**BASE, "token": "t.t.t"})[2] == [("authorization", "Bearer t.t.t")]
+    assert got[1].endswith("/?tok=t.t.t") and got[4] is True  # bypasses its sidecar
+    assert expressed(tmp_path, {**BASE, "token": "t.t.t"})[3] == [("authorization", "Bearer t.t.t")]
+    # A Host with a port names the Service port; one without goes to the port the case names.
+    got = expressed(tmp_path, {**BASE, "host": "backend.default:80"})
+    assert got[1:3] == ("http://backend.default:80/", "backend.default:80")
 
 
 @pytest.mark.parametrize(
@@ -98,6 +102,9 @@ def test_a_case_becomes_the_request_mesh_curl_sends(tmp_path: Path) -> None:
         ({**BASE, "host": "example.com"},
          "the Host example.com leads nowhere in the mesh: example.com: no Service com/example "
          "in the mesh"),
+        ({**BASE, "host": "backend.default:81"},
+         "the Host backend.default:81 leads nowhere in the mesh: Service default/backend has no "
+         "port 81 (ports: 80)"),
         ({**BASE, "host": "frontend.default"},
          "the Host frontend.default leads to default/frontend port 80, not default/backend port 80"),
     ],

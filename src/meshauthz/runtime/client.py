@@ -153,9 +153,11 @@ def send(
     timeout: float = 10.0,
     request_id: str | None = None,
     curl_headers: bool = True,
+    host: str | None = None,
 ) -> Response:
     """``curl_headers``: add the User-Agent and Accept curl sends (off: exactly
-    ``headers``, with the Host and the x-request-id that finds the log entry)."""
+    ``headers``, with the Host and the x-request-id that finds the log entry).
+    ``host``: the Host header (default: the URL's authority, as curl sends it)."""
     caller = plan.workload(caller_ref)
     target, path = resolve_url(plan, snapshot, caller, url)
     via_sidecar = caller.sidecar and not plaintext
@@ -170,7 +172,7 @@ def send(
     else:
         addr = target.workload.inbound_address(target.workload_port)
     rid = request_id or str(uuid.uuid4())
-    sent: list[tuple[str, str]] = [("host", target.host)]
+    sent: list[tuple[str, str]] = [("host", host if host is not None else target.host)]
     if curl_headers:
         sent += [("user-agent", USER_AGENT), ("accept", "*/*")]
     if jwt:

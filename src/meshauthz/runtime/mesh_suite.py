@@ -29,10 +29,12 @@ from typing import Any, Literal
 
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import DryRunResult
+from meshauthz.decide.request import Request
 from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import MeshSnapshot, select_policies
 from meshauthz.mesh.loading import JwksSource, JwksText
+from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.resources.loader import collect_files
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.runtime import client
@@ -169,12 +171,13 @@ def _run_case(
     if c.request is None or c.decision is None or c.outcome in ("error", "internal-error"):
         return MeshCaseResult(s, c, "not-run", "meshauthz could not decide the case")
     try:
-        caller, url, headers, plaintext = _expressible(s, c, plan, snapshot)
+        caller, url, host, headers, plaintext = _expressible(s, c, plan, snapshot)
         resp = client.send(
             plan,
             snapshot,
             caller,
             url,
+            host=host,
             method=c.request.method,
             headers=headers,
             plaintext=plaintext,
@@ -207,8 +210,8 @@ def _run_case(
 
 def _expressible(
     s: SuiteResult, c: CaseResult, plan: MeshPlan, snapshot: MeshSnapshot
-) -> tuple[str, str, list[tuple[str, str]], bool]:
-    """The caller, URL, headers and plaintext flag that send the case; NotRun
+) -> tuple[str, str, str, list[tuple[str, str]], bool]:
+    """The caller, URL, Host, headers and plaintext flag that send the case; NotRun
     naming what the mesh cannot do."""
     spec: RequestSpec = c.case.request
     r = c.request
@@ -267,7 +270,12 @@ def _expressible(
             headers.append((r.jwt.header, f"{r.jwt.prefix}{r.jwt.token}"))
         else:
             headers.append(("authorization", f"Bearer {r.jwt.token}"))
-    url = f"http://{r.host}{path}"
+    # The URL names the Service by the Host's name and the Service port the request
+    # goes to (the Host's own port, else the one the case names or leads to); the
+    # Host header is the case's, with or without its port, as a client may send it.
+    name, _, hport = r.host.partition(":")
+    port = int(hport) if hport.isdigit() else spec.to_port or _service_port(snapshot, r)
+    url = f"http://{name}:{port}{path}"
     try:
         target, _ = client.resolve_url(plan, snapshot, caller, url)
     except client.CurlError as e:
@@ -277,7 +285,18 @@ def _expressible(
             f"the Host {r.host} leads to {target.workload.key} port {target.workload_port}, "
             f"not {dest.key} port {r.port}"
         )
-    return caller.key, url, headers, r.plaintext and caller.sidecar
+    return caller.key, url, r.host, headers, r.plaintext and caller.sidecar
+
+
+def _service_port(snapshot: MeshSnapshot, r: Request) -> int:
+    """The port of a Service that leads to the request's workload port."""
+    w = next((x for x in snapshot.workloads if x.key == r.destination.key), None)
+    for svc in snapshot.services_for(w) if w is not None else ():
+        for sp in svc.ports:
+            assert w is not None
+            if resolve_target_port(w, sp) == r.port:
+                return int(sp.port)
+    raise NotRun(f"no Service port leads to {r.destination.key} port {r.port}")
 
 
 def _policies(snapshot: MeshSnapshot, workload: str) -> list[AuthorizationPolicy]:
