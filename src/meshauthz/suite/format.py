@@ -14,8 +14,12 @@ cases:
     expect: DENY
   - name: pinned
     request: {from: default/frontend, to: default/backend}
-    expect: {decision: DENY, status: 403, policy: default/deny-all-backend, rule: 0}
+    expect: {decision: DENY, status: 403, policy: default/deny-all-backend, rule: 0,
+             dryRun: [{stage: DENY, result: denied}], audit: false}
 ```
+
+``jwks`` (optional) maps a jwksUri to the keys istiod would fetch from it: a
+JWKS file relative to the suite, or the JWKS itself.
 """
 
 from __future__ import annotations
