@@ -18,7 +18,8 @@ import pytest
 from meshauthz.cli.test_cmd import failure_lines
 from meshauthz.errors import MeshauthzError
 from meshauthz.resources.loader import TEST_SUITE_SUFFIX
-from meshauthz.suite.runner import CaseResult, SuiteResult, run_suite_file
+from meshauthz.suite.format import Suite, load_suite
+from meshauthz.suite.runner import CaseResult, SuiteResult, run_suite
 
 INI = "meshauthz_suites"
 
@@ -55,18 +56,18 @@ class SuiteFailed(Exception):
 class SuiteFile(pytest.File):
     """One suite file; its manifests are loaded once, when the first case runs."""
 
+    _suite: Suite | None = None
     _result: SuiteResult | None = None
 
     def result(self) -> SuiteResult:
         if self._result is None:
-            self._result = run_suite_file(str(self.path))
+            assert self._suite is not None  # collected first
+            self._result = run_suite(self._suite)
         return self._result
 
     def collect(self) -> Iterator[pytest.Item]:
-        from meshauthz.suite.format import load_suite
-
         try:
-            suite = load_suite(str(self.path))
+            suite = self._suite = load_suite(str(self.path))
         except MeshauthzError as e:
             raise self.CollectError(str(e)) from None
         for i, case in enumerate(suite.cases):
