@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
-from meshauthz.cli.output import FORMAT_OPTION, emit_json
+from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, input_options, load_mesh
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
@@ -93,6 +93,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         MESH_CONFIG_OPTION,
         _MANIFESTS,
+        input_options,
         FORMAT_OPTION,
     ]
     for o in reversed(opts):
@@ -177,7 +178,9 @@ def decide_all(
 ) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    snapshot = load_mesh(o["paths"], o["mesh_config"])
+    snapshot = load_mesh(
+        o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"]
+    )
     requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
     single = not o["request_file"] or len(requests) == 1
@@ -196,7 +199,11 @@ def decide_with_dump(
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
         )
-    snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
+    snapshot = (
+        load_mesh(o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"])
+        if o["paths"]
+        else None
+    )
     dump = load_config_dump(o["config_dump"])
     if not o["request_file"]:
         to: str | None = o["to"]
@@ -276,7 +283,7 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
             d.to_json() | ({"configDump": w.to_json()} if w else {})
             for (_, d), w in zip(results, where, strict=True)
         ]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         for (r, d), w in zip(results, where, strict=True):
             for line in render.check_lines(r, d, w, trace=show_trace):
@@ -299,7 +306,7 @@ def explain_command(expect: str | None, **o: Any) -> None:
 
     if o["fmt"] == "json":
         docs = [{**d.to_json(), "applicable": applicable_policies(snapshot, r)} for r, d in results]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         for r, d in results:
             for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
