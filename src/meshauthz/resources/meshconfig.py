@@ -343,7 +343,7 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
             raise MeshConfigError(f"expected a mapping, got {_shown(pn)}", (key,))
         inner = _field(pn, "normalization")
         if inner is not None:
-            norm = _enum(inner[1], _NORMALIZATIONS, (key, inner[0]))
+            norm = _enum(inner[1], "normalization", _NORMALIZATIONS, (key, inner[0]))
     trusted = 0
     found = _field(data, "defaultConfig")
     if found is not None:
@@ -366,14 +366,14 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
     )
 
 
-def _enum(value: Any, names: tuple[str, ...], path: FieldPath) -> str:
+def _enum(value: Any, what: str, names: tuple[str, ...], path: FieldPath) -> str:
     """An enum as jsonpb reads it: its name, or its number."""
     if isinstance(value, str) and value in names:
         return value
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
         return names[value]
     raise MeshConfigError(
-        f"unknown value {_shown(value)}; one of {', '.join(names)} (or its number, 0 to "
+        f"unknown {what} {_shown(value)}; one of {', '.join(names)} (or its number, 0 to "
         f"{len(names) - 1})",
         path,
     )
