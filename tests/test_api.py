@@ -24,6 +24,7 @@ def cli_json(out: str) -> Any:
         assert d.pop("istioVersion") == ISTIO.version
     return docs
 
+
 SEED = str(EXAMPLES / "seed")
 FIXED = str(EXAMPLES / "seed-fixed")
 DUMP = str(REPO / "tests/decide/fixtures/seed-backend.config_dump.json")
