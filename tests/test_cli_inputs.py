@@ -299,3 +299,19 @@ def test_version_runs_as_an_installed_command():
         timeout=60,
     )
     assert p.returncode == 0 and ISTIO.commit[:12] in p.stdout
+
+
+def test_mesh_up_reads_its_manifests_with_n_and_exclude(capsys, tmp_path, write):
+    # mesh up reads manifests as the other commands do: an object naming another
+    # namespace than -n is refused before anything starts, and --exclude leaves
+    # out what it matches (here, the unparseable file)
+    d = os.path.dirname(write("app/workloads.yaml", WORKLOADS))
+    write("app/broken.yaml", "a: [\n")
+    write("app/other.yaml", POLICY.replace("{name: allow-get}", "{name: o, namespace: x}"))
+    state = tmp_path / "state"
+    code, _, err = run(capsys, "mesh", "up", d, "--state-dir", str(state), "-n", "shop")
+    assert code == 2 and "YAML syntax error" in err and not state.exists()
+    code, _, err = run(capsys, "mesh", "up", d, "--state-dir", str(state), "-n", "shop",
+                       "--exclude", "broken.yaml")  # fmt: skip
+    assert code == 2 and "error[namespace-mismatch]" in err and "YAML" not in err
+    assert not state.exists()
