@@ -116,7 +116,7 @@ def _task(write, provider: str = "sample-ext-authz-grpc", *, configmap: bool = T
 
 def test_the_ext_authz_tasks_quoted_ports_are_ports(write):
     mc = read_manifests(_task(write)).manifests.mesh_config
-    assert [(p.name, p.kind, p.config["port"]) for p in mc.extension_providers] == [
+    assert [(p.name, p.kind, p.config["port"]) for p in mc.extension_providers[3:]] == [
         ("sample-ext-authz-grpc", "envoyExtAuthzGrpc", 9000),
         ("sample-ext-authz-http", "envoyExtAuthzHttp", 8000),
     ]
@@ -143,7 +143,7 @@ def test_mesh_config_takes_the_istio_configmap_as_kubectl_prints_it(capsys, writ
     )
     for config in (cm, listed):
         mesh = load_mesh(d, mesh_config=config)
-        assert [p.name for p in mesh.snapshot.mesh_config.extension_providers] == [
+        assert [p.name for p in mesh.snapshot.mesh_config.extension_providers[3:]] == [
             "sample-ext-authz-grpc",
             "sample-ext-authz-http",
         ]
@@ -167,7 +167,9 @@ def _grpc(**config: object) -> dict[str, object]:
 
 
 def _config(**config: object) -> dict[str, object]:
-    return mesh_config_from_data(_grpc(**config)).extension_providers[0].config
+    provider = mesh_config_from_data(_grpc(**config)).provider("p")
+    assert provider is not None
+    return provider.config
 
 
 @pytest.mark.parametrize(
@@ -258,7 +260,22 @@ def test_unknown_fields_are_allowed_as_in_istios_mesh_config_test():
         }
     )
     assert mc.trust_domain_aliases == ("default", "both")
-    assert [(p.name, p.kind) for p in mc.extension_providers] == [("sd", "stackdriver")]
+    # the default mesh config's providers, then the one given
+    assert [p.name for p in mc.extension_providers] == ["prometheus", "stackdriver", "envoy", "sd"]
+
+
+def test_providers_merge_with_the_default_ones_by_name():
+    # mesh_test.go TestDeepMerge "replace builtin provider" and "add provider"
+    mc = mesh_config_from_data(
+        {"extensionProviders": [{"name": "stackdriver", "stackdriver": {"x": 5}}]}
+    )
+    assert [(p.name, p.config) for p in mc.extension_providers] == [
+        ("prometheus", {}),
+        ("stackdriver", {"x": 5}),
+        ("envoy", {"path": "/dev/stdout"}),
+    ]
+    mc = mesh_config_from_data({"extensionProviders": [{"name": "p2", "prometheus": {}}]})
+    assert [p.name for p in mc.extension_providers] == ["prometheus", "stackdriver", "envoy", "p2"]
     assert _config(someFutureField=1, port=9000) == {
         "service": "a.foo.svc.cluster.local",
         "port": 9000,
@@ -273,7 +290,10 @@ def test_a_provider_of_no_supported_kind_is_refused_as_istiod_validates():
 
 
 def test_provider_warnings_name_the_providers_that_exist(capsys, write):
-    listed = "providers: sample-ext-authz-grpc (envoyExtAuthzGrpc), sample-ext-authz-http"
+    listed = (
+        "ext_authz providers: sample-ext-authz-grpc (envoyExtAuthzGrpc), sample-ext-authz-http "
+        "(envoyExtAuthzHttp); others: prometheus, stackdriver, envoy"
+    )
     d = _task(write, "no-such-provider")
     code, out, _ = run(capsys, "validate", d)
     assert code == 0 and "warning[custom-provider-unknown]" in out and listed in out

@@ -108,12 +108,21 @@ class ExtensionProvider:
     location: Location | None = None
 
 
+# The providers of istiod's default mesh config (pkg/config/mesh/mesh.go
+# DefaultMeshConfig): a mesh config's providers replace these by name, or follow them.
+BUILTIN_PROVIDERS: tuple[ExtensionProvider, ...] = (
+    ExtensionProvider("prometheus", "prometheus", {}),
+    ExtensionProvider("stackdriver", "stackdriver", {}),
+    ExtensionProvider("envoy", "envoyFileAccessLog", {"path": "/dev/stdout"}),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MeshConfig:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     trust_domain_aliases: tuple[str, ...] = ()
-    extension_providers: tuple[ExtensionProvider, ...] = ()
+    extension_providers: tuple[ExtensionProvider, ...] = BUILTIN_PROVIDERS
     # DEFAULT in MeshConfig means BASE (Istio's documented default).
     path_normalization: PathNormalization = "BASE"
     # defaultConfig.gatewayTopology.numTrustedProxies: the X-Forwarded-For hops a
@@ -328,13 +337,13 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
     root = get("rootNamespace", "string") or DEFAULT_ROOT_NAMESPACE
     td = get("trustDomain", "string") or DEFAULT_TRUST_DOMAIN
     aliases = get("trustDomainAliases", ("list", "string")) or []
-    providers: list[ExtensionProvider] = []
+    providers = list(BUILTIN_PROVIDERS)
     found = _field(data, "extensionProviders")
     if found is not None:
         key, raw = found
         if not isinstance(raw, list):
             raise MeshConfigError(f"expected a list, got {_shown(raw)}", (key,))
-        providers = [_provider(p, i, loc) for i, p in enumerate(raw)]
+        providers = _merged([_provider(p, i, loc) for i, p in enumerate(raw)])
     norm = "DEFAULT"
     found = _field(data, "pathNormalization")
     if found is not None:
@@ -364,6 +373,19 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
         gateway_num_trusted_proxies=trusted,
         location=loc(()),
     )
+
+
+def _merged(given: list[ExtensionProvider]) -> list[ExtensionProvider]:
+    """ApplyMeshConfig's merge: a provider named as a built-in one takes its
+    place; the others follow, in order."""
+    out = list(BUILTIN_PROVIDERS)
+    for p in given:
+        same = next((i for i, e in enumerate(out) if e.name == p.name), None)
+        if same is None:
+            out.append(p)
+        else:
+            out[same] = p
+    return out
 
 
 def _enum(value: Any, what: str, names: tuple[str, ...], path: FieldPath) -> str:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from meshauthz.mesh.snapshot import MeshSnapshot
 from meshauthz.resources.findings import Finding
-from meshauthz.translate.extauthz import resolve_providers
+from meshauthz.translate.extauthz import GRPC_PROVIDER, HTTP_PROVIDER, resolve_providers
 from meshauthz.translate.workload import mesh_build_options
+
+EXT_AUTHZ_KINDS = (HTTP_PROVIDER, GRPC_PROVIDER)
 
 
 def mesh_findings(snapshot: MeshSnapshot) -> list[Finding]:
@@ -19,11 +21,11 @@ def mesh_findings(snapshot: MeshSnapshot) -> list[Finding]:
     options = mesh_build_options(snapshot)
     resolved = resolve_providers(options.extension_providers, options.known_services)
     defined = snapshot.mesh_config.extension_providers
-    listed = (
-        ", ".join(f"{p.name} ({p.kind})" for p in defined)
-        if defined
-        else "none (no extensionProviders in the mesh config)"
-    )
+    ext_authz = [f"{p.name} ({p.kind})" for p in defined if p.kind in EXT_AUTHZ_KINDS]
+    others = [p.name for p in defined if p.kind not in EXT_AUTHZ_KINDS]
+    listed = "ext_authz providers: " + (", ".join(ext_authz) or "none")
+    if others:
+        listed += f"; others: {', '.join(others)}"
     out: list[Finding] = []
     for policy in custom:
         name = policy.spec.provider.name if policy.spec.provider is not None else ""
@@ -48,7 +50,7 @@ def mesh_findings(snapshot: MeshSnapshot) -> list[Finding]:
                 "warning",
                 code,
                 f"{what}; istiod gives the workloads it selects a filter that denies every "
-                f"request its rules match (providers: {listed})",
+                f"request its rules match ({listed})",
                 policy.location("spec", "provider", "name"),
                 policy.kind,
                 policy.namespace,
