@@ -259,9 +259,18 @@ def test_unknown_fields_are_allowed_as_in_istios_mesh_config_test():
             "defaultConfig": {"tracing": {}, "concurrency": 4},
         }
     )
-    assert mc.trust_domain_aliases == ("default", "both")
+    assert mc.trust_domain_aliases == (
+        "both",
+        "default",
+    )  # a sorted set, as ApplyMeshConfig keeps them
     # the default mesh config's providers, then the one given
     assert [p.name for p in mc.extension_providers] == ["prometheus", "stackdriver", "envoy", "sd"]
+
+
+def test_trust_domain_aliases_are_a_sorted_set():
+    # mesh_test.go TestDeepMerge "add trust domain aliases": sets.SortedList
+    mc = mesh_config_from_data({"trustDomainAliases": ["added", "both", "added"]})
+    assert mc.trust_domain_aliases == ("added", "both")
 
 
 def test_providers_merge_with_the_default_ones_by_name():

@@ -367,7 +367,8 @@ def mesh_config_from_data(data: Any, locate: Any = None) -> MeshConfig:
     return MeshConfig(
         root_namespace=root,
         trust_domain=td,
-        trust_domain_aliases=tuple(aliases),
+        # ApplyMeshConfig keeps them as a sorted set (sets.SortedList)
+        trust_domain_aliases=tuple(sorted(set(aliases))),
         extension_providers=tuple(providers),
         path_normalization=_path_normalization(norm),
         gateway_num_trusted_proxies=trusted,
