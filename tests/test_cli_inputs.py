@@ -315,3 +315,11 @@ def test_mesh_up_reads_its_manifests_with_n_and_exclude(capsys, tmp_path, write)
                        "--exclude", "broken.yaml")  # fmt: skip
     assert code == 2 and "error[namespace-mismatch]" in err and "YAML" not in err
     assert not state.exists()
+
+
+def test_a_configmap_that_is_not_the_mesh_config_is_not_read(capsys, write):
+    # metadata an API server would refuse, on a ConfigMap other than 'istio'
+    path = write("cm.yaml", POLICY + "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n"
+                 "  name: app-settings\n  labels: {a: [1]}\ndata: {mesh: 7}\n")  # fmt: skip
+    code, out, _ = run(capsys, "validate", "-v", path)
+    assert code == 0 and "skipped ConfigMap default/app-settings (v1)" in out

@@ -403,11 +403,16 @@ class _Loader:
         self, doc: Document, base: Path, data: dict[str, Any], api_version: str, kind: str
     ) -> None:
         group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
-        if (
-            (group, kind) not in _READ_KINDS
-            and (group, kind) not in _CONTROLLERS
-            and not (group == "" and kind == "ConfigMap")
-        ):
+        raw_meta = data.get("metadata")
+        mesh_configmap = (
+            group == ""
+            and kind == "ConfigMap"
+            and isinstance(raw_meta, dict)
+            and raw_meta.get("name") == MESH_CONFIGMAP
+        )
+        # the one ConfigMap read is the mesh config
+        known = (group, kind) in _READ_KINDS or (group, kind) in _CONTROLLERS or mesh_configmap
+        if not known:
             self.skip_unread(doc, base, data, api_version, kind)
             return
         meta = self.model(
@@ -416,9 +421,6 @@ class _Loader:
         if meta is None:
             return
         name = meta.name or meta.generate_name
-        if group == "" and kind == "ConfigMap" and name != MESH_CONFIGMAP:
-            self.skip_unread(doc, base, data, api_version, kind)
-            return
         cluster_scoped = kind == "Namespace" and group == ""
         namespace = "" if cluster_scoped else (meta.namespace or self.default_namespace)
         ident = dict(kind=kind, namespace=namespace, name=name)
