@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, input_options, load_mesh
+from meshauthz.cli.common import (
+    JWKS_OPTION,
+    MESH_CONFIG_OPTION,
+    PathArg,
+    input_options,
+    load_mesh,
+)
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
@@ -92,6 +98,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
         ),
         MESH_CONFIG_OPTION,
+        JWKS_OPTION,
         _MANIFESTS,
         input_options,
         FORMAT_OPTION,
@@ -179,7 +186,7 @@ def decide_all(
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
     snapshot = load_mesh(
-        o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"]
+        o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
     requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
@@ -198,6 +205,11 @@ def decide_with_dump(
     if o["mesh_config"] and not o["paths"]:
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
+        )
+    if o["jwks"]:
+        raise click.UsageError(
+            "--jwks applies to the manifests' RequestAuthentications; with --config-dump "
+            "the dump holds the proxy's keys"
         )
     snapshot = (
         load_mesh(o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"])
