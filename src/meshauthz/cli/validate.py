@@ -48,7 +48,8 @@ def validate_command(
         )
     manifests = checked.manifests
     findings = list(checked.findings)
-    if not checked.errors and not checked.unreadable:
+    custom = any(p.spec.action == "CUSTOM" for p in manifests.authorization_policies)
+    if custom and not checked.errors and not checked.unreadable:
         # what needs the mesh built: CUSTOM providers istiod cannot use
         findings.extend(mesh_findings(build_snapshot(manifests)))
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))
