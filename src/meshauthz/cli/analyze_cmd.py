@@ -10,8 +10,8 @@ import click
 
 from meshauthz.analyze import Suppression, analyze
 from meshauthz.analyze.sarif import analysis_sarif
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, loading
-from meshauthz.cli.output import emit_json, format_option
+from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, input_options, loading
+from meshauthz.cli.output import emit_json, emit_sarif, format_option
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.findings import Severity
@@ -22,6 +22,7 @@ SEVERITIES = ("error", "warning", "info")
 @click.command("analyze")
 @click.argument("paths", nargs=-1, required=True, type=PathArg())
 @MESH_CONFIG_OPTION
+@input_options
 @format_option(
     "Text for a person, JSON with a documented, stable shape, or SARIF 2.1.0 for code scanning.",
     ("text", "json", "sarif"),
@@ -51,6 +52,8 @@ SEVERITIES = ("error", "warning", "info")
 def analyze_command(
     paths: tuple[str, ...],
     mesh_config: str | None,
+    namespace: str | None,
+    exclude: tuple[str, ...],
     fmt: str,
     failure_threshold: str,
     suppress: tuple[str, ...],
@@ -60,7 +63,7 @@ def analyze_command(
     almost certainly do not do what was meant, each with a stable code, a fix
     and, where one exists, a request that shows it (decided as check decides).
 
-    PATHS as for validate. Exit 0 when no finding reaches --failure-threshold,
+    PATHS, -n and --exclude as for validate. Exit 0 when no finding reaches --failure-threshold,
     1 when one does, 2 when the input cannot be used (including objects Istio
     would reject: meshauthz validate lists them).
     """
@@ -72,7 +75,7 @@ def analyze_command(
             param_hint="--docs-url",
         )
     with loading():
-        loaded = load_mesh(paths, mesh_config=mesh_config)
+        loaded = load_mesh(paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude)
     result = analyze(loaded, suppress=rules)
     findings = result.findings
     summary = {
@@ -86,7 +89,7 @@ def analyze_command(
     if fmt == "json":
         emit_json({"findings": [f.to_json() for f in findings], "summary": summary})
     elif fmt == "sarif":
-        emit_json(analysis_sarif(findings, docs_url))
+        emit_sarif(analysis_sarif(findings, docs_url))
     else:
         for f in findings:
             for line in f.text_lines():
