@@ -323,3 +323,29 @@ def test_a_configmap_that_is_not_the_mesh_config_is_not_read(capsys, write):
                  "  name: app-settings\n  labels: {a: [1]}\ndata: {mesh: 7}\n")  # fmt: skip
     code, out, _ = run(capsys, "validate", "-v", path)
     assert code == 0 and "skipped ConfigMap default/app-settings (v1)" in out
+
+
+def test_test_reads_its_suites_manifests_with_n_and_exclude(capsys, repo, write):
+    """``meshauthz test -n NS --exclude GLOB``: the suites' manifests are read
+    as the other commands read them, and excluded suites are not run."""
+    write(
+        "repo/api.test.yaml",
+        "resources: ['.']\ncases:\n"
+        "- name: web gets\n"
+        "  request: {from: shop/web, to: shop/api, port: 8080, method: GET}\n"
+        "  expect: ALLOW\n"
+        "- name: web posts\n"
+        "  request: {from: shop/web, to: shop/api, port: 8080, method: POST}\n"
+        "  expect: DENY\n",
+    )
+    write("repo/drafts/wip.test.yaml", "cases: [\n")
+    write("repo/broken.yaml", "a: [\n")
+    code, out, _ = run(capsys, "test", repo, "-n", "shop", "--exclude", "broken.yaml",
+                       "--exclude", "drafts")  # fmt: skip
+    assert code == 0 and "2 passed, 0 failed" in out
+    # without -n the objects are in `default`: the suite names a namespace that has none
+    code, out, _ = run(capsys, "test", repo, "--exclude", "broken.yaml", "--exclude", "drafts")
+    assert code != 0 and "there is one in namespace default" in out
+    # without --exclude the broken suite and the unparseable manifest are reported
+    code, out, err = run(capsys, "test", repo, "-n", "shop")
+    assert code == 2 and "wip.test.yaml" in out + err
