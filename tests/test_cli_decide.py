@@ -250,3 +250,201 @@ def test_check_json_reports_the_remote_address_it_used(capsys):
     request = json.loads(out)["request"]
     assert request["remoteIP"] == request["from"]["ip"] is not None
     assert remote("--remote-ip", "192.0.2.99") == "192.0.2.99"
+
+
+# --------------------------------------------------------------------------- injection
+
+# istio.io's "Mutual TLS Migration" task: httpbin and sleep in foo (injected), sleep in
+# legacy (namespace labelled istio-injection: disabled) and in bar (pod template annotated
+# sidecar.istio.io/inject: "false"), a STRICT PeerAuthentication on foo. The task shows
+# the legacy sleep's requests failing once foo is STRICT ("000 ... exit code 56").
+MIGRATION = str(EXAMPLES.parent / "tests" / "decide" / "fixtures" / "mtls-migration")
+
+
+@pytest.mark.parametrize("caller", ["legacy/sleep", "bar/sleep"])
+def test_caller_without_sidecar_is_reset_by_strict(capsys, caller):
+    code, out, _ = run(
+        capsys, "check", "-f", MIGRATION, "--from", caller, "--to", "foo/httpbin:8000"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"DENY (connection reset) GET / from {caller} (no sidecar: plaintext) to foo/httpbin "
+        "port 8080 (Host: httpbin.foo.svc.cluster.local:8000)"
+    )
+    assert "requires mTLS (PeerAuthentication STRICT)" in lines[1]
+    why = (
+        "namespace legacy is labelled istio-injection=disabled"
+        if caller == "legacy/sleep"
+        else 'its pods are annotated sidecar.istio.io/inject: "false"'
+    )
+    assert lines[2] == (
+        f"  the caller {caller} has no sidecar ({why}): it sends plaintext from its own "
+        "address, with no client certificate"
+    )
+
+
+def test_caller_without_sidecar_json(capsys):
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "--from",
+        "legacy/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert (d["decision"], d["status"], d["stage"]) == ("DENY", "connection reset", "mTLS")
+    assert d["request"]["from"]["sidecar"] is False
+    assert d["request"]["from"]["principal"] is None
+
+
+def test_injected_caller_passes_strict(capsys):
+    code, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "--expect",
+        "allow",
+    )
+    assert code == 0, out
+
+
+def test_explain_says_the_caller_sends_plaintext(capsys):
+    _, out, _ = run(
+        capsys, "explain", "-f", MIGRATION, "--from", "legacy/sleep", "--to", "foo/httpbin:8000"
+    )
+    assert "the caller legacy/sleep has no sidecar" in out
+    assert "it sends plaintext from its own address" in out
+
+
+def test_destination_without_sidecar_is_unchecked(tmp_path, capsys):
+    deny_all = tmp_path / "deny.yaml"
+    deny_all.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-all, namespace: legacy}\nspec: {action: DENY, rules: [{}]}\n"
+    )
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "-f",
+        str(deny_all),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "legacy/sleep",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    # no Envoy in front of legacy/sleep: the DENY policy is never enforced
+    assert (d["decision"], d["status"], d["stage"], d["policy"]) == (
+        "ALLOW",
+        200,
+        "no sidecar",
+        None,
+    )
+    assert "reaches the application unchecked" in d["reason"]
+
+
+# --------------------------------------------------------------------------- default Host
+
+
+def _hosts_policy(tmp_path, hosts: list[str]) -> str:
+    f = tmp_path / "hosts.yaml"
+    f.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: by-host, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{to: [{operation: {hosts: "
+        + json.dumps(hosts)
+        + "}}]}]}\n"
+    )
+    return str(f)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "verdict"),
+    [
+        (["httpbin.foo.svc.cluster.local"], "DENY"),
+        (["httpbin.foo.svc.cluster.local:8000"], "ALLOW"),
+        (["httpbin.foo.svc.cluster.local", "httpbin.foo.svc.cluster.local:*"], "ALLOW"),
+    ],
+)
+def test_default_host_carries_the_service_port(tmp_path, capsys, hosts, verdict):
+    # A client calling http://httpbin.foo.svc.cluster.local:8000/ sends the port in Host
+    # (RFC 9110 7.2), and istiod turns `hosts` into an :authority matcher on the whole
+    # value (builder testdata http/allow-full-rule-out.yaml: exact "exact.com",
+    # prefix "prefix.", ignoreCase): without the port, the rule does not match.
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "-f",
+        _hosts_policy(tmp_path, hosts),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert d["request"]["host"] == "httpbin.foo.svc.cluster.local:8000"
+    assert d["decision"] == verdict
+
+
+def test_default_host_leaves_out_port_80(capsys):
+    _, out, _ = run(capsys, "check", "-f", MIGRATION, "--from", "foo/httpbin", "--to", "foo/sleep")
+    assert out.splitlines()[0].endswith("port 80 (Host: sleep.foo.svc.cluster.local)")
+
+
+def test_default_host_for_a_workload_port_is_its_service_port(capsys):
+    # --to a workload's own port: the Service port that reaches it names the Host
+    _, out, _ = run(
+        capsys, "check", "-f", MIGRATION, "--from", "foo/sleep", "--to", "foo/httpbin:8080"
+    )
+    assert out.splitlines()[0].endswith("(Host: httpbin.foo.svc.cluster.local:8000)")
+
+
+def test_a_real_client_sends_the_port_in_host():
+    # What "a client calling that URL" sends, observed: Python's http.client against a
+    # loopback server on a non-default port.
+    import http.client
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    got: list[bytes] = []
+
+    def serve() -> None:
+        c, _ = srv.accept()
+        got.append(c.recv(4096))
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        conn.close()
+    finally:
+        t.join(5)
+        srv.close()
+    assert f"Host: 127.0.0.1:{port}\r\n".encode() in got[0]

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meshauthz.decide.cause import Stage
-from meshauthz.decide.decision import Decision, Outcome
+from meshauthz.decide import render
+from meshauthz.decide.cause import NoSidecar, Stage
+from meshauthz.decide.decision import STATUS_OK, Decision, Outcome, TraceStep
 from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
     ChainRunner,
@@ -167,6 +168,10 @@ class Decider:
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Do a request's per-request work once (its destination's chain, its view);
         decide it with ``decide_prepared``, as many times as wanted."""
+        dest = request.destination
+        if not dest.has_proxy and dest.injection is not None:
+            o = no_sidecar(request, NoSidecar(dest.key, dest.injection))
+            return PreparedRequest(request, lambda args: o)
         try:
             p = self.prepare(request.destination, request.port, request.protocol)
             return p.runner.bind(request_view(p, request), self.ext_authz)
@@ -186,6 +191,18 @@ class Decider:
             return pr.run(pr.args)
         except Exception as e:  # fail closed, as every path does
             return internal_error(pr.request, e)
+
+
+def no_sidecar(request: Request, cause: NoSidecar) -> Outcome:
+    """No Envoy in front of the destination: the application gets the request as
+    sent, whatever the policies say (they are never built into a filter)."""
+    return Outcome(
+        verdict="ALLOW",
+        status=STATUS_OK if request.protocol == "http" else "connected",
+        stage=Stage.NO_SIDECAR,
+        cause=cause,
+        trace=(TraceStep(Stage.NO_SIDECAR, render.NO_FILTERS),),
+    )
 
 
 def run_prepared(

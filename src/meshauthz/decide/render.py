@@ -21,9 +21,11 @@ from meshauthz.decide.cause import (
     JwtUnverifiable,
     MtlsRequired,
     NoAllowMatched,
+    NoSidecar,
     NotEvaluated,
     PathRejected,
 )
+from meshauthz.mesh.injection import Injection, Why
 
 if TYPE_CHECKING:
     from meshauthz.decide.config_dump import ChainInfo
@@ -34,9 +36,53 @@ if TYPE_CHECKING:
 # --- reasons -------------------------------------------------------------------------------
 
 
+def injection(inj: Injection) -> str:
+    """Why the injector does or does not give a workload's pods a sidecar."""
+    ns = inj.namespace
+    match inj.why:
+        case Why.NAMESPACE_LABEL:
+            return f"namespace {ns} is labelled {inj.key}={inj.value}"
+        case Why.POD_LABEL:
+            return f"its pods are labelled {inj.key}={inj.value}"
+        case Why.ASSUMED:
+            return (
+                "no namespace in the input enables injection by label, so every namespace "
+                "is taken to be injected"
+            )
+        case Why.NAMESPACE_OPT_OUT:
+            return f"namespace {ns} is labelled {inj.key}={inj.value}"
+        case Why.POD_LABEL_OPT_OUT:
+            return f'its pods are labelled {inj.key}: "false"'
+        case Why.POD_ANNOTATION_OPT_OUT:
+            return f'its pods are annotated {inj.key}: "false"'
+        case Why.NO_LABEL:
+            return (
+                f"namespace {ns} has no istio-injection or istio.io/rev label, nor its pods "
+                "a sidecar.istio.io/inject or istio.io/rev label, and injection is by label "
+                "since a namespace of the input enables it so"
+            )
+        case Why.HOST_NETWORK:
+            return "its pods use hostNetwork, which istiod never injects"
+        case Why.SYSTEM_NAMESPACE:
+            return f"{ns} is a Kubernetes system namespace, which istiod never injects"
+    raise TypeError(f"not an injection reason: {inj.why!r}")
+
+
+def caller_without_sidecar(workload: str, inj: Injection) -> str:
+    return (
+        f"the caller {workload} has no sidecar ({injection(inj)}): it sends plaintext from "
+        "its own address, with no client certificate"
+    )
+
+
 def reason(cause: Cause) -> str:
     """The one sentence that says why."""
     match cause:
+        case NoSidecar(workload, inj):
+            return (
+                f"{workload} has no sidecar ({injection(inj)}): no Envoy stands in front of "
+                "it, so no policy is enforced and the request reaches the application unchecked"
+            )
         case MtlsRequired(workload, port):
             return (
                 f"{workload} port {port} requires mTLS (PeerAuthentication STRICT) and the "
@@ -105,6 +151,7 @@ def verdict(d: Decision) -> str:
 
 # --- trace steps ---------------------------------------------------------------------------
 
+NO_FILTERS = "no Envoy, no filter: the application receives the request as sent"
 MTLS_DISABLED = "mTLS is DISABLEd on this port: the caller's identity is not seen"
 NOT_REACHED = "(not reached) "
 
@@ -166,10 +213,17 @@ def describe_chain(c: ChainInfo) -> str:
 
 def describe_request(r: Request) -> str:
     who = r.source_workload or r.source_principal or "a plaintext caller"
-    if r.source_workload and r.plaintext:
+    if r.source_workload and r.source_injection is not None:
+        who += " (no sidecar: plaintext)"
+    elif r.source_workload and r.plaintext:
         who += " (plaintext)"
     what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
     return f"{what} from {who} to {r.destination.key} port {r.port}"
+
+
+def request_line(r: Request) -> str:
+    """``describe_request`` with the Host header the request carries (HTTP)."""
+    return describe_request(r) + (f" (Host: {r.host})" if r.protocol == "http" else "")
 
 
 def _where(t: TraceStep) -> str:
@@ -189,7 +243,9 @@ def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:
     """``check``'s text for one decision."""
-    lines = [f"{verdict(d)} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    lines = [f"{verdict(d)} ({d.status}) {request_line(r)}", f"  {d.reason}"]
+    if r.source_workload and r.source_injection is not None:
+        lines.append(f"  {caller_without_sidecar(r.source_workload, r.source_injection)}")
     if d.condition is not None:
         lines.append(f"  {condition(d.condition)}")
     if chain is not None:
@@ -212,7 +268,9 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     """``explain``'s text for one decision (decided with ``explain=True``);
     ``applicable``: the policies that apply to the destination, as ``explain --format json``
     lists them."""
-    lines = [describe_request(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    if r.source_workload and r.source_injection is not None:
+        lines.append(caller_without_sidecar(r.source_workload, r.source_injection))
     if applicable:
         lines.append(f"policies that apply to {r.destination.key}:")
         for a in applicable:

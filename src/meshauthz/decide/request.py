@@ -16,12 +16,15 @@ from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
 from meshauthz.mesh import (
+    Injection,
     LookupFailed,
     MeshSnapshot,
     MeshWorkload,
+    Target,
     inbound_port,
     inbound_ports,
     resolve_target,
+    service_targets,
 )
 
 # The address of a caller given only by identity (documentation range, RFC 5737).
@@ -48,6 +51,8 @@ class Request:
     jwt: JwtPresented | None = None
     sni: str = ""
     name: str | None = None
+    # The caller is a workload without a sidecar (why): it sends plaintext.
+    source_injection: Injection | None = None
 
     @property
     def plaintext(self) -> bool:
@@ -68,6 +73,7 @@ class ResolvedSource:
     namespace: str | None
     ip: str
     workload: str | None
+    injection: Injection | None = None  # a workload caller without a sidecar: why
 
 
 @contextmanager
@@ -89,6 +95,7 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
     namespace: str | None = None
     ip: str | None = src.ip
     workload_key: str | None = None
+    no_sidecar: Injection | None = None
     if src.workload is not None:
         if snapshot is None:
             raise InputError(
@@ -101,14 +108,43 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
             w = snapshot.workload(src.workload)
         workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
         ip = ip or w.address
+        if not w.has_proxy and w.injection is not None:
+            # no sidecar to originate mTLS: plaintext, from the pod's own address
+            principal, no_sidecar = None, w.injection
     if src.principal is not None:
         principal = src.principal.removeprefix("spiffe://")
         namespace = _namespace_of(principal)
+        no_sidecar = None  # an identity given: it presents that certificate
     if src.namespace is not None:
         namespace = src.namespace
     if src.plaintext:
         principal = None
-    return ResolvedSource(principal, namespace, ip or DEFAULT_SOURCE_IP, workload_key)
+    return ResolvedSource(principal, namespace, ip or DEFAULT_SOURCE_IP, workload_key, no_sidecar)
+
+
+# The port an http:// URL implies; a client leaves it out of the Host header.
+HTTP_DEFAULT_PORT = 80
+
+
+def default_host(snapshot: MeshSnapshot, target: Target, port: int) -> str:
+    """The Host a client calling the destination by its Service name sends: the
+    Service's hostname, with ``:port`` unless the Service port is http's default
+    (as curl and every HTTP client write it, RFC 9110 7.2). The Service port is the
+    one named, else the first of the workload's Services whose port reaches
+    ``port``; without a Service, the workload's name."""
+    svc, svc_port = target.service, target.service_port
+    if svc is None or svc_port is None:
+        for st in service_targets(snapshot, target.workload):
+            if svc is not None and st.service is not svc:
+                continue
+            if st.target_port == port:
+                svc, svc_port = st.service, st.service_port
+                break
+    if svc is None:
+        svc = next(iter(snapshot.services_for(target.workload)), None)
+    name = svc.hostname if svc is not None else target.workload.name
+    number = svc_port.port if svc_port is not None else port
+    return name if number == HTTP_DEFAULT_PORT else f"{name}:{number}"
 
 
 def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
@@ -149,10 +185,7 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         listener = inbound_port(snapshot, dest, port).listener
         protocol = "tcp" if listener == "tcp" else "http"
 
-    host = spec.host
-    if host is None:
-        svc = target.service or next(iter(snapshot.services_for(dest)), None)
-        host = svc.hostname if svc is not None else dest.name
+    host = spec.host if spec.host is not None else default_host(snapshot, target, port)
     jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     return Request(
         destination=dest,
@@ -170,4 +203,5 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         jwt=jwt,
         sni=spec.sni or "",
         name=spec.name,
+        source_injection=source.injection,
     )

@@ -8,9 +8,11 @@ Built from loaded manifests (``meshauthz.resources``) only:
   PeerAuthentication apply to a workload, why, and in istiod's order;
 * ``peerauthn``: the effective mTLS mode per workload port;
 * ``ports`` and ``protocol``: inbound ports, their protocols and filter chains,
-  and "to" targets.
+  and "to" targets;
+* ``injection``: which workloads the sidecar injector gives an Envoy.
 """
 
+from meshauthz.mesh.injection import Injection, injection
 from meshauthz.mesh.peerauthn import (
     EffectiveMtls,
     MtlsMode,
@@ -67,6 +69,7 @@ __all__ = [
     "EffectiveMtls",
     "Identity",
     "InboundPort",
+    "Injection",
     "ListenerProtocol",
     "LookupFailed",
     "MeshNamespace",
@@ -91,6 +94,7 @@ __all__ = [
     "effective_mtls_mode",
     "inbound_port",
     "inbound_ports",
+    "injection",
     "list_policies",
     "listener_protocol",
     "namespace_mtls_mode",
