@@ -448,3 +448,135 @@ def test_a_real_client_sends_the_port_in_host():
         t.join(5)
         srv.close()
     assert f"Host: 127.0.0.1:{port}\r\n".encode() in got[0]
+
+
+# --------------------------------------------------------------------------- several workloads
+
+TWO = str(EXAMPLES.parent / "tests" / "decide" / "fixtures" / "two-versions.yaml")
+CALLER = ("--principal", "cluster.local/ns/bar/sa/x")
+
+
+def test_a_service_of_several_workloads_decides_for_each(capsys):
+    code, out, _ = run(capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        "foo/httpbin:8000 selects 2 workloads (foo/httpbin-v1, foo/httpbin-v2); "
+        "each decides the same: ALLOW (200)"
+    )
+    assert [ln.split(" to ")[1].split()[0] for ln in lines if ln.startswith("ALLOW")] == [
+        "foo/httpbin-v1",
+        "foo/httpbin-v2",
+    ]
+    code, out, _ = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000", "--method", "POST"
+    )
+    assert out.splitlines()[0] == (
+        "foo/httpbin:8000 selects 2 workloads (foo/httpbin-v1, foo/httpbin-v2); their "
+        "decisions differ: foo/httpbin-v1 ALLOW (200), foo/httpbin-v2 DENY (403)"
+    )
+
+
+def test_a_service_of_several_workloads_json(capsys):
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        TWO,
+        *CALLER,
+        "--to",
+        "foo/httpbin:8000",
+        "--method",
+        "POST",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert {k: d[k] for k in ("to", "workloads", "differ")} == {
+        "to": "foo/httpbin:8000",
+        "workloads": ["foo/httpbin-v1", "foo/httpbin-v2"],
+        "differ": True,
+    }
+    assert [(x["request"]["to"], x["decision"]) for x in d["decisions"]] == [
+        ("foo/httpbin-v1", "ALLOW"),
+        ("foo/httpbin-v2", "DENY"),
+    ]
+    # one workload: the single-decision shape, as before
+    _, out, _ = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin-v2:8080", "-o", "json"
+    )
+    assert json.loads(out)["decision"] == "ALLOW"
+
+
+def test_explain_for_several_workloads(capsys):
+    _, out, _ = run(capsys, "explain", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000", "-o", "json")
+    d = json.loads(out)
+    assert [len(x["applicable"]) for x in d["decisions"]] == [0, 1]
+
+
+def test_expect_marks_the_decisions_that_differ(capsys):
+    code, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        TWO,
+        *CALLER,
+        "--to",
+        "foo/httpbin:8000",
+        "--method",
+        "POST",
+        "--expect",
+        "allow",
+    )
+    assert code == 1
+    lines = out.splitlines()
+    marked = [ln for ln in lines if ln.endswith("<- differs from --expect allow")]
+    assert len(marked) == 1 and "to foo/httpbin-v2 " in marked[0]
+    assert lines[-1] == "1 of 2 decisions differ from --expect allow"
+
+
+def test_expect_marks_in_a_request_file(tmp_path, capsys):
+    f = tmp_path / "requests.yaml"
+    f.write_text(
+        "- {from: default/frontend, to: default/backend, path: /api/v1/data}\n"
+        "- {from: default/frontend, to: default/backend, path: /api/v1/data, method: POST}\n"
+    )
+    code, out, _ = run(capsys, "check", "-f", FIXED, "--request", str(f), "--expect", "allow")
+    assert code == 1
+    firsts = [ln for ln in out.splitlines() if not ln.startswith(" ")]
+    assert not firsts[0].endswith("--expect allow")
+    assert firsts[1].startswith("DENY (403) POST") and firsts[1].endswith(
+        "<- differs from --expect allow"
+    )
+    assert firsts[2] == "1 of 2 decisions differ from --expect allow"
+    # one request: nothing to tell apart, nothing marked
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        FIXED,
+        "--from",
+        "default/frontend",
+        "--to",
+        "default/backend",
+        "--expect",
+        "deny",
+    )
+    assert "differs from" not in out
+
+
+def test_a_port_the_service_does_not_have_is_an_error(capsys):
+    code, out, err = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:9999")
+    assert code == 2
+    assert "service foo/httpbin has no port 9999 (ports: 8000)" in out + err
+    # the workload's own port is still a workload port
+    code, _, _ = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:8080")
+    assert code == 0
+
+
+def test_a_policy_named_like_a_generated_value_decides(capsys):
+    # policy "v2-get-only": its name in the generated chain's notes is no variable
+    code, out, err = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin-v2:8080", "--method", "POST"
+    )
+    assert code == 0 and out.startswith("DENY (403)"), out + err

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from meshauthz.decide.config_dump import ChainInfo
     from meshauthz.decide.decision import Decision, TraceStep
     from meshauthz.decide.request import Request
+    from meshauthz.decide.request_spec import RequestSpec
     from meshauthz.envoy.rbac.model import Note
 
 # --- reasons -------------------------------------------------------------------------------
@@ -224,6 +225,40 @@ def describe_request(r: Request) -> str:
 def request_line(r: Request) -> str:
     """``describe_request`` with the Host header the request carries (HTTP)."""
     return describe_request(r) + (f" (Host: {r.host})" if r.protocol == "http" else "")
+
+
+def target_as_written(spec: RequestSpec) -> str:
+    """The destination as the request names it (``ns/name[:port]``)."""
+    return f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
+
+
+def _answer(d: Decision) -> str:
+    return f"{verdict(d)} ({d.status})"
+
+
+def decisions_differ(decisions: list[Decision]) -> bool:
+    """Whether the workloads one request reaches answer it differently (as a client
+    would see it: the verdict and the status)."""
+    return len({(verdict(d), d.status) for d in decisions}) > 1
+
+
+def several_workloads(to: str, g: list[tuple[Request, Decision]]) -> str:
+    """The line before the decisions of a request that reaches several workloads."""
+    names = ", ".join(r.destination.key for r, _ in g)
+    head = f"{to} selects {len(g)} workloads ({names})"
+    decisions = [d for _, d in g]
+    if not decisions_differ(decisions):
+        return f"{head}; each decides the same: {_answer(decisions[0])}"
+    each = ", ".join(f"{r.destination.key} {_answer(d)}" for r, d in g)
+    return f"{head}; their decisions differ: {each}"
+
+
+def expectation_missed(expect: str) -> str:
+    return f"<- differs from --expect {expect}"
+
+
+def expectations_missed(missed: int, total: int, expect: str) -> str:
+    return f"{missed} of {total} decisions differ from --expect {expect}"
 
 
 def _where(t: TraceStep) -> str:

@@ -24,6 +24,7 @@ from meshauthz.mesh import (
     inbound_port,
     inbound_ports,
     resolve_target,
+    resolve_targets,
     service_targets,
 )
 
@@ -148,23 +149,40 @@ def default_host(snapshot: MeshSnapshot, target: Target, port: int) -> str:
 
 
 def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
-    """Resolve names against the mesh. Raises InputError naming what is missing."""
+    """Resolve names against the mesh. Raises InputError naming what is missing, or
+    LookupFailed (code "ambiguous") for a Service that selects several workloads."""
     source = resolve_source(spec, snapshot)
+    with _named_at(spec, "to"):
+        target = resolve_target(snapshot, _target_ref(spec))
+    return _request(spec, snapshot, source, target)
+
+
+def resolve_each(spec: RequestSpec, snapshot: MeshSnapshot) -> list[Request]:
+    """``resolve``, once for each workload the destination names: a Service that
+    selects several workloads gives one request to each, in the snapshot's order."""
+    source = resolve_source(spec, snapshot)
+    with _named_at(spec, "to"):
+        targets = resolve_targets(snapshot, _target_ref(spec))
+    return [_request(spec, snapshot, source, t) for t in targets]
+
+
+def _target_ref(spec: RequestSpec) -> str:
+    # with an explicit workload port ("port"), a port after "to" is not read
+    if spec.port is None and spec.to_port:
+        return f"{spec.to}:{spec.to_port}"
+    return spec.to
+
+
+def _request(
+    spec: RequestSpec, snapshot: MeshSnapshot, source: ResolvedSource, target: Target
+) -> Request:
     principal, namespace, ip, workload_key = (
         source.principal,
         source.namespace,
         source.ip,
         source.workload,
     )
-
-    with _named_at(spec, "to"):
-        if spec.port is not None:
-            target = resolve_target(snapshot, spec.to)
-            port: int | None = spec.port
-        else:
-            ref = f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
-            target = resolve_target(snapshot, ref)
-            port = target.port
+    port = spec.port if spec.port is not None else target.port
     dest = target.workload
     if port is None:
         ports = inbound_ports(snapshot, dest)

@@ -702,7 +702,8 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
     if sets_allowed:
         body.insert(0, "al = None")
-    text = "\n".join(body)
+    # the code only: a note quotes policy names, which may read like a value ("v2-get")
+    text = _without_notes("\n".join(body))
     used = sorted(set(re.findall(r"\bv\d+\b", text)), key=lambda v: int(v[1:]))
     if re.search(r"\binp\b", text):  # a compiled closure's call: it takes the input
         used.append("inp")

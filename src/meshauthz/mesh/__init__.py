@@ -29,6 +29,7 @@ from meshauthz.mesh.ports import (
     inbound_ports,
     resolve_target,
     resolve_target_port,
+    resolve_targets,
     service_port_protocol,
     service_targets,
 )
@@ -101,6 +102,7 @@ __all__ = [
     "parse_protocol",
     "resolve_target",
     "resolve_target_port",
+    "resolve_targets",
     "select_policies",
     "service_port_protocol",
     "service_targets",
