@@ -580,3 +580,162 @@ def test_a_policy_named_like_a_generated_value_decides(capsys):
         capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin-v2:8080", "--method", "POST"
     )
     assert code == 0 and out.startswith("DENY (403)"), out + err
+
+
+# --------------------------------------------------------------------------- explanations
+
+BUILDER_TCP = (
+    EXAMPLES.parent / "tests/conformance/istio/pilot/pkg/security/authz/builder/testdata/tcp"
+)
+# The proxy of Istio's builder test: namespace foo, labels app: httpbin, version: v1.
+HTTPBIN_TCP = """
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: tcp, port: 9000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin, namespace: foo}
+spec:
+  template:
+    metadata: {labels: {app: httpbin, version: v1}}
+    spec: {containers: [{name: httpbin, ports: [{containerPort: 9000}]}]}
+"""
+
+
+def _rule_count(path) -> int:
+    return len(yaml.safe_load(path.read_text())["spec"]["rules"])
+
+
+@pytest.mark.parametrize("action", ["allow", "deny"])
+def test_http_only_fields_on_a_tcp_port_are_explained(tmp_path, capsys, action):
+    # builder testdata tcp/{allow,deny}-both-http-tcp: istiod keeps, of the ALLOW
+    # policy, only the rules without HTTP-only fields (rule[3] in -out.yaml), and builds
+    # every DENY rule with its HTTP-only fields left out.
+    policy = BUILDER_TCP / f"{action}-both-http-tcp-in.yaml"
+    out_doc = yaml.safe_load((BUILDER_TCP / f"{action}-both-http-tcp-out.yaml").read_text())
+    kept = {
+        int(n.split("rule[")[1].rstrip("]")) for n in out_doc["typedConfig"]["rules"]["policies"]
+    }
+    (tmp_path / "httpbin.yaml").write_text(HTTPBIN_TCP)
+    _, out, _ = run(
+        capsys,
+        "explain",
+        "-f",
+        str(tmp_path / "httpbin.yaml"),
+        "-f",
+        str(policy),
+        "--principal",
+        "cluster.local/ns/ns-1/sa/x",
+        "--to",
+        "foo/httpbin:9000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    notes = [t for t in d["trace"] if t["field"] and t["matched"] is None]
+    noted = {t["rule"] for t in notes}
+    rules = set(range(_rule_count(policy)))
+    if action == "allow":
+        assert noted == rules - kept
+        assert all("istiod drops an ALLOW rule" in t["message"] for t in notes)
+    else:
+        # every rule is kept; those with an HTTP-only field say it was left out
+        assert kept == rules and noted and noted < rules
+        assert all("is left out on this TCP port" in t["message"] for t in notes)
+        assert all("errs toward denying" in t["message"] for t in notes)
+    assert {t["field"].split(".")[0] for t in notes} <= {"from", "to", "when"}
+
+
+def test_a_custom_policy_is_not_labelled_dry_run(tmp_path, capsys):
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+        "data:\n  mesh: |\n    extensionProviders:\n    - name: ext\n"
+        "      envoyExtAuthzHttp: {service: ext.foo.svc.cluster.local, port: 9000}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: foo}\n"
+        "spec: {selector: {app: ext}, ports: [{name: http, port: 9000}]}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: ext-admin, namespace: foo}\n"
+        "spec: {action: CUSTOM, provider: {name: ext}, rules: [{to: [{operation: {paths: [/admin]}}]}]}\n"
+    )
+    for path, matched in (("/admin", True), ("/x", False)):
+        _, out, _ = run(
+            capsys,
+            "explain",
+            "-f",
+            MIGRATION,
+            "-f",
+            str(mesh),
+            "--from",
+            "foo/sleep",
+            "--to",
+            "foo/httpbin:8000",
+            "--path",
+            path,
+        )
+        custom = [ln for ln in out.splitlines() if ln.startswith("  [CUSTOM] foo/ext-admin")]
+        assert len(custom) == 1 and ("rule 0 matches" in custom[0]) is matched, out
+        assert "[dry-run]" not in out
+
+
+def test_a_missing_jwt_claim_is_named_missing(tmp_path, capsys):
+    f = tmp_path / "claims.yaml"
+    f.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: need-group, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{when: "
+        "[{key: 'request.auth.claims[groups]', values: [admin]}]}]}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, jwtRules: [{issuer: https://issuer.example, "
+        "jwksUri: https://issuer.example/jwks}]}\n"
+    )
+    base = [
+        "explain",
+        "-f",
+        MIGRATION,
+        "-f",
+        str(f),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+    ]
+    claims = {"iss": "https://issuer.example", "sub": "a"}
+    _, out, _ = run(capsys, *base, "--jwt-claims", json.dumps(claims))
+    assert "when.request.auth.claims[groups]: claim groups is missing from the token" in out
+    _, out, _ = run(capsys, *base, "--jwt-claims", json.dumps({**claims, "groups": ["dev"]}))
+    assert "is missing" not in out and "admin does not match the request" in out
+    _, out, _ = run(capsys, *base)
+    assert "no validated token, so claim groups is missing" in out
+
+
+def test_an_undeclared_port_says_the_protocol_is_inferred(capsys):
+    _, out, _ = run(
+        capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin", "--port", "9999"
+    )
+    assert (
+        "  port 9999: no Service declares it, so the sidecar infers the protocol from the "
+        "traffic; this request is taken as HTTP (--protocol http|tcp to choose)"
+    ) in out.splitlines()
+    # a declared port says nothing of the kind, nor does an explicit --protocol
+    _, out, _ = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:8000")
+    assert "infers the protocol" not in out
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        *CALLER,
+        "--to",
+        "foo/httpbin",
+        "--port",
+        "9999",
+        "--protocol",
+        "tcp",
+    )
+    assert "infers the protocol" not in out

@@ -13,7 +13,7 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from meshauthz.decide import render
 from meshauthz.decide.cause import NoSidecar, Stage
@@ -163,6 +163,10 @@ class Decider:
         as not reached), so every applicable policy's rules are explained."""
         pr = self.prepare_request(request)
         outcome = self.decide_prepared(pr, trace=trace, explain=explain)
+        if (trace or explain) and request.protocol == "tcp" and pr.runner is not None:
+            notes = http_only_notes(pr.runner.p)
+            if notes:
+                outcome = replace(outcome, trace=(*notes, *outcome.trace))
         return Decision.of(outcome, request, pr.view)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
@@ -191,6 +195,32 @@ class Decider:
             return pr.run(pr.args)
         except Exception as e:  # fail closed, as every path does
             return internal_error(pr.request, e)
+
+
+def http_only_notes(p: Prepared) -> tuple[TraceStep, ...]:
+    """What istiod did to rules with HTTP-only fields when it built this TCP port's
+    filters (``Problem.http_only``), once per rule and field, as trace steps."""
+    actions = {s.key: s.action for s in p.selected}
+    seen: set[tuple[str | None, int | None, str]] = set()
+    out: list[TraceStep] = []
+    for pb in p.build.problems:
+        if pb.http_only is None or (pb.policy, pb.rule, pb.http_only) in seen:
+            continue
+        seen.add((pb.policy, pb.rule, pb.http_only))
+        action = actions.get(pb.policy or "") or "ALLOW"
+        loc = pb.location
+        out.append(
+            TraceStep(
+                Stage(action),
+                render.http_only_on_tcp(action, pb.policy, pb.rule, pb.http_only),
+                pb.policy,
+                pb.rule,
+                field=pb.http_only,
+                file=loc.file if loc else None,
+                line=loc.line if loc else None,
+            )
+        )
+    return tuple(out)
 
 
 def no_sidecar(request: Request, cause: NoSidecar) -> Outcome:

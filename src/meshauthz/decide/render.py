@@ -194,6 +194,40 @@ def policy_misses(where: str, note: Note | None) -> str:
     return f"{where} does not match: {section}{note.field}:{value} does not match the request"
 
 
+def http_only_on_tcp(action: str, policy: str | None, rule: int | None, field: str) -> str:
+    """A rule with a field only HTTP requests have, on a TCP port: istiod drops it
+    from an ALLOW filter and leaves the field out of any other."""
+    if action == "ALLOW":
+        return (
+            f"{policy} rule {rule} is not in this TCP port's filter: it uses {field}, which "
+            "only HTTP requests have, and istiod drops an ALLOW rule it cannot build whole "
+            "(no TCP connection could meet it), so the rule allows nothing here"
+        )
+    why = (
+        ": istiod errs toward denying, never letting a connection through because a "
+        "field cannot be checked on it"
+        if action == "DENY"
+        else ""
+    )
+    return (
+        f"{policy} rule {rule}: {field} is left out on this TCP port (only HTTP requests "
+        f"have it); istiod keeps the rule's other conditions, so the {action} rule matches "
+        f"more connections than it would requests{why}"
+    )
+
+
+def claim_missing(where: str, note: Note, claim: str, token: bool) -> str:
+    """A policy whose clause reads a JWT claim the request does not carry."""
+    field = note.field or ""
+    section = f"{note.section}." if note.section and not field.startswith(note.section) else ""
+    lack = (
+        f"claim {claim} is missing from the token"
+        if token
+        else f"no validated token, so claim {claim} is missing"
+    )
+    return f"{where} does not match: {section}{field}: {lack}"
+
+
 def policy_where(policy: str | None, rule: int | None, envoy_policy: str) -> str:
     return f"{policy} rule {rule}" if policy is not None else envoy_policy
 
@@ -220,6 +254,21 @@ def describe_request(r: Request) -> str:
         who += " (plaintext)"
     what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
     return f"{what} from {who} to {r.destination.key} port {r.port}"
+
+
+def protocol_inferred(r: Request) -> str | None:
+    """Why the request's chain was chosen by protocol detection, if it was."""
+    if r.protocol_inferred is None:
+        return None
+    why = (
+        "no Service declares it"
+        if r.protocol_inferred == "undeclared"
+        else "its Service port names no protocol (name prefix or appProtocol)"
+    )
+    return (
+        f"port {r.port}: {why}, so the sidecar infers the protocol from the traffic; "
+        f"this request is taken as {r.protocol.upper()} (--protocol http|tcp to choose)"
+    )
 
 
 def request_line(r: Request) -> str:
@@ -281,6 +330,8 @@ def check_lines(
     lines = [f"{verdict(d)} ({d.status}) {request_line(r)}", f"  {d.reason}"]
     if r.source_workload and r.source_injection is not None:
         lines.append(f"  {caller_without_sidecar(r.source_workload, r.source_injection)}")
+    if (inferred := protocol_inferred(r)) is not None:
+        lines.append(f"  {inferred}")
     if d.condition is not None:
         lines.append(f"  {condition(d.condition)}")
     if chain is not None:
@@ -306,6 +357,8 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
     if r.source_workload and r.source_injection is not None:
         lines.append(caller_without_sidecar(r.source_workload, r.source_injection))
+    if (inferred := protocol_inferred(r)) is not None:
+        lines.append(inferred)
     if applicable:
         lines.append(f"policies that apply to {r.destination.key}:")
         for a in applicable:

@@ -33,6 +33,7 @@ DEFAULT_SOURCE_IP = "192.0.2.10"
 
 # Which filter chain the request takes: the HTTP filters or the network (TCP) ones.
 Transport = Literal["http", "tcp"]
+Inferred = Literal["undeclared", "unnamed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,10 @@ class Request:
     name: str | None = None
     # The caller is a workload without a sidecar (why): it sends plaintext.
     source_injection: Injection | None = None
+    # The protocol was not declared for the port, so the sidecar infers it from the
+    # traffic: "undeclared" (no Service declares the port) or "unnamed" (a Service
+    # port without a protocol in its name or appProtocol).
+    protocol_inferred: Inferred | None = None
 
     @property
     def plaintext(self) -> bool:
@@ -132,7 +137,7 @@ def default_host(snapshot: MeshSnapshot, target: Target, port: int) -> str:
     Service's hostname, with ``:port`` unless the Service port is http's default
     (as curl and every HTTP client write it, RFC 9110 7.2). The Service port is the
     one named, else the first of the workload's Services whose port reaches
-    ``port``; without a Service, the workload's name."""
+    ``port``; when none does, the client calls the pod: its address."""
     svc, svc_port = target.service, target.service_port
     if svc is None or svc_port is None:
         for st in service_targets(snapshot, target.workload):
@@ -141,10 +146,11 @@ def default_host(snapshot: MeshSnapshot, target: Target, port: int) -> str:
             if st.target_port == port:
                 svc, svc_port = st.service, st.service_port
                 break
-    if svc is None:
-        svc = next(iter(snapshot.services_for(target.workload)), None)
-    name = svc.hostname if svc is not None else target.workload.name
-    number = svc_port.port if svc_port is not None else port
+    if svc_port is None:  # no Service reaches the port: a client calls the pod itself
+        name, number = target.workload.address, port
+    else:
+        assert svc is not None
+        name, number = svc.hostname, svc_port.port
     return name if number == HTTP_DEFAULT_PORT else f"{name}:{number}"
 
 
@@ -197,11 +203,15 @@ def _request(
             )
         port = declared[0]
     protocol: Transport
+    inferred: Inferred | None = None
     if spec.protocol is not None:
         protocol = "tcp" if spec.protocol == "tcp" else "http"
     else:
-        listener = inbound_port(snapshot, dest, port).listener
-        protocol = "tcp" if listener == "tcp" else "http"
+        inbound = inbound_port(snapshot, dest, port)
+        protocol = "tcp" if inbound.listener == "tcp" else "http"
+        if inbound.listener == "auto":
+            # no protocol declared: the sidecar sniffs it; a request here is HTTP
+            inferred = "undeclared" if inbound.passthrough else "unnamed"
 
     host = spec.host if spec.host is not None else default_host(snapshot, target, port)
     jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
@@ -222,4 +232,5 @@ def _request(
         sni=spec.sni or "",
         name=spec.name,
         source_injection=source.injection,
+        protocol_inferred=inferred,
     )
