@@ -739,3 +739,18 @@ def test_an_undeclared_port_says_the_protocol_is_inferred(capsys):
         "tcp",
     )
     assert "infers the protocol" not in out
+
+
+def test_a_suite_decides_injection_as_check_does(tmp_path, capsys):
+    suite = tmp_path / "migration.test.yaml"
+    suite.write_text(
+        f"name: migration\nresources: [{MIGRATION}]\ncases:\n"
+        "  - name: legacy sleep is reset by STRICT\n"
+        "    request: {from: legacy/sleep, to: 'foo/httpbin:8000'}\n"
+        "    expect: {decision: DENY, status: connection reset, stage: mTLS}\n"
+        "  - name: nothing checks what reaches legacy sleep\n"
+        "    request: {from: foo/sleep, to: legacy/sleep}\n"
+        "    expect: {decision: ALLOW, status: 200, stage: no sidecar}\n"
+    )
+    code, out, err = run(capsys, "test", str(suite))
+    assert code == 0, out + err

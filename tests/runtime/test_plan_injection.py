@@ -40,3 +40,34 @@ def test_namespace_label_and_pod_annotation_decide_the_sidecar(tmp_path: Path) -
 def test_kubectl_get_all_plans_one_envoy(tmp_path: Path) -> None:
     plan = _plan(GET_ALL, tmp_path / "state")
     assert list(plan.workloads) == ["foo/httpbin"]
+
+
+def test_mesh_enforces_injection_as_check_decides(mesh_runner, tmp_path: Path) -> None:
+    """Real Envoys: the caller in the namespace labelled istio-injection: disabled
+    connects without a sidecar and the STRICT destination resets it, as check says;
+    the injected caller gets through."""
+    import shutil
+
+    from meshauthz.runtime import client
+
+    from .test_one_truth import check_all
+
+    d = tmp_path / "migration"
+    shutil.copytree(MIGRATION, d)
+    mesh = mesh_runner(d)
+    url = "http://httpbin.foo.svc.cluster.local:8000/get"
+    got, sent = [], []
+    for caller in ("legacy/sleep", "bar/sleep", "foo/sleep"):
+        r = mesh.curl(caller, url)
+        got.append(r.status)
+        sent.append(
+            client.check_request(
+                r, mesh.plan.workload(caller), plaintext=False, method="GET", path="/get", jwt=None
+            )
+        )
+    assert got == [client.RESET, client.RESET, 200]
+    # check, told only the workloads (not that they send plaintext), agrees
+    for want in sent:
+        want["from"] = want["from"]["workload"]
+    expected = check_all(d, sent, tmp_path)
+    assert [e["status"] for e in expected] == ["connection reset", "connection reset", 200]
