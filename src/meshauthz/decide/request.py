@@ -16,6 +16,7 @@ from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
 from meshauthz.mesh import (
+    InboundPort,
     Injection,
     LookupFailed,
     MeshSnapshot,
@@ -132,24 +133,26 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
 HTTP_DEFAULT_PORT = 80
 
 
-def default_host(snapshot: MeshSnapshot, target: Target, port: int) -> str:
+def default_host(snapshot: MeshSnapshot, target: Target, inbound: InboundPort) -> str:
     """The Host a client calling the destination by its Service name sends: the
     Service's hostname, with ``:port`` unless the Service port is http's default
     (as curl and every HTTP client write it, RFC 9110 7.2). The Service port is the
-    one named, else the first of the workload's Services whose port reaches
-    ``port``; when none does, the client calls the pod: its address."""
+    one named, else the one istiod gives the workload's port (``inbound``: the
+    first Service whose port reaches it); when none does, the client calls the
+    pod: its address."""
     svc, svc_port = target.service, target.service_port
+    if svc_port is None:
+        first = inbound.target
+        if first is not None and svc in (None, first.service):
+            svc, svc_port = first.service, first.service_port
+        elif svc is not None:  # the named Service, though not the first to reach the port
+            for st in service_targets(snapshot, target.workload):
+                if st.service is svc and st.target_port == inbound.port:
+                    svc_port = st.service_port
+                    break
     if svc is None or svc_port is None:
-        for st in service_targets(snapshot, target.workload):
-            if svc is not None and st.service is not svc:
-                continue
-            if st.target_port == port:
-                svc, svc_port = st.service, st.service_port
-                break
-    if svc_port is None:  # no Service reaches the port: a client calls the pod itself
-        name, number = target.workload.address, port
+        name, number = target.workload.address, inbound.port
     else:
-        assert svc is not None
         name, number = svc.hostname, svc_port.port
     return name if number == HTTP_DEFAULT_PORT else f"{name}:{number}"
 
@@ -204,16 +207,16 @@ def _request(
         port = declared[0]
     protocol: Transport
     inferred: Inferred | None = None
+    inbound = inbound_port(snapshot, dest, port)
     if spec.protocol is not None:
         protocol = "tcp" if spec.protocol == "tcp" else "http"
     else:
-        inbound = inbound_port(snapshot, dest, port)
         protocol = "tcp" if inbound.listener == "tcp" else "http"
         if inbound.listener == "auto":
             # no protocol declared: the sidecar sniffs it; a request here is HTTP
             inferred = "undeclared" if inbound.passthrough else "unnamed"
 
-    host = spec.host if spec.host is not None else default_host(snapshot, target, port)
+    host = spec.host if spec.host is not None else default_host(snapshot, target, inbound)
     jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     return Request(
         destination=dest,
