@@ -754,3 +754,51 @@ def test_a_suite_decides_injection_as_check_does(tmp_path, capsys):
     )
     code, out, err = run(capsys, "test", str(suite))
     assert code == 0, out + err
+
+
+@pytest.mark.parametrize("mode", ["PERMISSIVE", "DISABLE"])
+def test_caller_without_sidecar_has_no_principal(tmp_path, capsys, mode):
+    # without STRICT the plaintext connection is accepted, but it carries no
+    # certificate: a principals rule cannot match it
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("namespaces.yaml", "workloads.yaml"):
+        (d / f).write_text(
+            (EXAMPLES.parent / "tests/decide/fixtures/mtls-migration" / f).read_text()
+        )
+    (d / "policy.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        f"metadata: {{name: default, namespace: foo}}\nspec: {{mtls: {{mode: {mode}}}}}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: from-sleeps, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{from: [{source: {principals: "
+        "[cluster.local/ns/legacy/sa/sleep, cluster.local/ns/foo/sa/sleep]}}]}]}\n"
+    )
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        str(d),
+        "--from",
+        "legacy/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    got = json.loads(out)
+    assert (got["decision"], got["status"], got["stage"]) == ("DENY", 403, "ALLOW")
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        str(d),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    # an injected caller's identity is seen unless mTLS is DISABLEd on the port
+    assert json.loads(out)["decision"] == ("ALLOW" if mode == "PERMISSIVE" else "DENY")

@@ -68,7 +68,9 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="As sent, before normalization; may carry a query. Default /.",
         ),
         click.option(
-            "--host", help="The Host header. Default: the destination Service's hostname."
+            "--host",
+            help="The Host header. Default: the Service's hostname, with :PORT unless the "
+            "Service port is 80 (as a client calling its URL sends it).",
         ),
         click.option(
             "-H",
