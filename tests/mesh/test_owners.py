@@ -117,7 +117,9 @@ def test_injection_assumed_until_a_namespace_opts_in():
     )
     assert s.workload("foo/a").has_proxy
     assert s.workload("bar/b").injection.why is Why.NO_LABEL
-    assert not s.workload("undeclared/c").has_proxy
+    # a namespace the input does not declare: its labels are unknown, taken as injected
+    assert s.workload("undeclared/c").injection.why is Why.UNDECLARED_NAMESPACE
+    assert s.workload("undeclared/c").has_proxy
 
 
 def test_injection_reads_the_pod_template_not_the_controller():

@@ -50,6 +50,11 @@ def injection(inj: Injection) -> str:
                 "no namespace in the input enables injection by label, so every namespace "
                 "is taken to be injected"
             )
+        case Why.UNDECLARED_NAMESPACE:
+            return (
+                f"namespace {ns} is not in the input, so its labels are unknown: it is taken "
+                "to be injected"
+            )
         case Why.NAMESPACE_OPT_OUT:
             return f"namespace {ns} is labelled {inj.key}={inj.value}"
         case Why.POD_LABEL_OPT_OUT:
@@ -59,8 +64,8 @@ def injection(inj: Injection) -> str:
         case Why.NO_LABEL:
             return (
                 f"namespace {ns} has no istio-injection or istio.io/rev label, nor its pods "
-                "a sidecar.istio.io/inject or istio.io/rev label, and injection is by label "
-                "since a namespace of the input enables it so"
+                "a sidecar.istio.io/inject or istio.io/rev label, and a namespace of the "
+                "input enables injection by label, so the labels are taken as the cluster's"
             )
         case Why.HOST_NETWORK:
             return "its pods use hostNetwork, which istiod never injects"

@@ -31,8 +31,9 @@ namespace in the input enables injection by label (``istio-injection=enabled``
 or ``istio.io/rev``), the mesh is modelled as installed with
 ``enableNamespacesByDefault`` (every namespace injected unless it or the pod
 opts out); as soon as one namespace does, the labels in the input are taken as
-the cluster's, and a namespace without one gets no sidecars (as in a default
-install).
+the cluster's, and a namespace declared without one gets no sidecars (as in a
+default install); a namespace the input does not declare, whose labels are
+unknown, is still taken to be injected.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ class Why(enum.StrEnum):
     NAMESPACE_LABEL = "namespace-label"  # the namespace's label selected a webhook
     POD_LABEL = "pod-label"  # the pod's label selected a webhook
     ASSUMED = "assumed"  # no label anywhere enables injection: every namespace is injected
+    # the namespace is not in the input (its labels are unknown): taken to be injected
+    UNDECLARED_NAMESPACE = "undeclared-namespace"
     NAMESPACE_OPT_OUT = "namespace-opt-out"  # istio-injection is not "enabled"
     POD_LABEL_OPT_OUT = "pod-label-opt-out"  # the pod's label is "false"
     POD_ANNOTATION_OPT_OUT = "pod-annotation-opt-out"  # the pod's annotation is "false"

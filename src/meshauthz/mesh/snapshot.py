@@ -22,6 +22,7 @@ Synthetic addresses (documented contract):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import ipaddress
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.mesh.injection import Injection, injection, opt_in_by_label
+from meshauthz.mesh.injection import Injection, Why, injection, opt_in_by_label
 from meshauthz.mesh.labels import match, subset_of
 from meshauthz.resources.k8s import ContainerPort, ServicePort, ServiceSpec
 from meshauthz.resources.meshconfig import MeshConfig
@@ -425,14 +426,18 @@ def build_snapshot(
                     break
         inj = None
         if proxy == "sidecar":
+            home = namespaces[w.namespace]
             inj = injection(
                 w.namespace,
-                namespaces[w.namespace].labels,
+                home.labels,
                 labels,
                 w.pod_annotations,
                 host_network=w.host_network,
-                by_default=by_default,
+                # a namespace the input does not declare has labels no one can see
+                by_default=by_default or not home.declared,
             )
+            if inj.why is Why.ASSUMED and not by_default:
+                inj = dataclasses.replace(inj, why=Why.UNDECLARED_NAMESPACE)
         # A controller has no address of its own: its first pod's (by name), if given.
         ip = w.ip or next((m.ip for m in sorted(members, key=lambda m: m.name) if m.ip), None)
         drafts.append(
