@@ -9,7 +9,13 @@ from typing import Any
 import click
 import yaml
 
-from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
+from meshauthz.cli.common import (
+    EXCLUDE_OPTION,
+    MANIFEST_OPTION,
+    MESH_CONFIG_OPTION,
+    NAMESPACE_HELP,
+    load_mesh,
+)
 from meshauthz.cli.output import emit_json
 from meshauthz.errors import EXIT_OK
 from meshauthz.mesh import (
@@ -25,11 +31,21 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 
 @click.command("build")
 @MANIFEST_OPTION
-@click.option("--workload", metavar="NS/NAME", help="The workload whose filters to build.")
+@EXCLUDE_OPTION
 @click.option(
-    "--namespace", metavar="NS", help="Instead of --workload: a proxy in this namespace ..."
+    "--workload",
+    metavar="[NS/]NAME",
+    help="The workload whose filters to build (NAME alone: in -n's namespace).",
 )
-@click.option("--labels", metavar="K=V,...", help="... with these labels.")
+@click.option(
+    "-n",
+    "--namespace",
+    metavar="NS",
+    help=NAMESPACE_HELP + " With --labels: the namespace of the proxy.",
+)
+@click.option(
+    "--labels", metavar="K=V,...", help="Instead of --workload: a proxy with these labels."
+)
 @click.option(
     "--port",
     type=int,
@@ -60,6 +76,7 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 )
 def build_command(
     paths: tuple[str, ...],
+    exclude: tuple[str, ...],
     workload: str | None,
     namespace: str | None,
     labels: str | None,
@@ -71,12 +88,14 @@ def build_command(
     fmt: str,
 ) -> None:
     """Print the Envoy filters istiod would build, in order (CUSTOM, AUDIT, DENY, ALLOW)."""
-    snapshot = load_mesh(paths, mesh_config)
-    if (workload is None) == (namespace is None):
+    if (workload is None) == (labels is None):
         raise click.UsageError("give --workload NS/NAME, or --namespace NS with --labels K=V,...")
     if labels is not None and namespace is None:
         raise click.UsageError("--labels goes with --namespace")
+    snapshot = load_mesh(paths, mesh_config, namespace=namespace, exclude=exclude)
     if workload is not None:
+        if "/" not in workload:  # kubectl's NAME with -n NS
+            workload = f"{namespace or 'default'}/{workload}"
         try:
             w = snapshot.workload(workload)
         except LookupFailed as e:

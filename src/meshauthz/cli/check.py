@@ -9,8 +9,14 @@ from typing import Any
 
 import click
 
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
-from meshauthz.cli.output import FORMAT_OPTION, emit_json
+from meshauthz.cli.common import (
+    JWKS_OPTION,
+    MESH_CONFIG_OPTION,
+    PathArg,
+    input_options,
+    load_mesh,
+)
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
@@ -94,7 +100,9 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
         ),
         MESH_CONFIG_OPTION,
+        JWKS_OPTION,
         _MANIFESTS,
+        input_options,
         FORMAT_OPTION,
     ]
     for o in reversed(opts):
@@ -184,7 +192,9 @@ def decide_all(
 ) -> tuple[MeshSnapshot, list[Group], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    snapshot = load_mesh(o["paths"], o["mesh_config"])
+    snapshot = load_mesh(
+        o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
+    )
     specs = specs_from_options(o)
     resolved = [(s, resolve_each(s, snapshot)) for s in specs]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
@@ -226,7 +236,16 @@ def decide_with_dump(
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
         )
-    snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
+    if o["jwks"]:
+        raise click.UsageError(
+            "--jwks applies to the manifests' RequestAuthentications; with --config-dump "
+            "the dump holds the proxy's keys"
+        )
+    snapshot = (
+        load_mesh(o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"])
+        if o["paths"]
+        else None
+    )
     dump = load_config_dump(o["config_dump"])
     if not o["request_file"]:
         to: str | None = o["to"]
@@ -332,7 +351,7 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
                 d.to_json() | ({"configDump": w.to_json()} if w else {})
                 for (_, d), w in zip(results, where, strict=True)
             ]
-            emit_json(docs[0] if single else docs)
+            emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
         else:
             chains = {id(d): w for (_, d), w in zip(results, where, strict=True)}
             echo_text(
@@ -345,7 +364,7 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     _, groups, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
     if o["fmt"] == "json":
         docs = [group_json(s, g, lambda r, d: d.to_json()) for s, g in groups]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         echo_text(groups, expect, lambda r, d: render.check_lines(r, d, trace=show_trace))
     sys.exit(exit_code(flatten(groups), expect))
@@ -371,7 +390,7 @@ def explain_command(expect: str | None, **o: Any) -> None:
             )
             for s, g in groups
         ]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         echo_text(
             groups,
