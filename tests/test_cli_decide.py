@@ -802,3 +802,29 @@ def test_caller_without_sidecar_has_no_principal(tmp_path, capsys, mode):
     )
     # an injected caller's identity is seen unless mTLS is DISABLEd on the port
     assert json.loads(out)["decision"] == ("ALLOW" if mode == "PERMISSIVE" else "DENY")
+
+
+def test_kubectl_get_all_output_is_one_workload(capsys):
+    get_all = str(EXAMPLES.parent / "tests" / "mesh" / "fixtures" / "kubectl-get-all.yaml")
+    code, out, err = run(capsys, "check", "-f", get_all, *CALLER, "--to", "foo/httpbin:8000")
+    assert code == 0, out + err
+    assert out.splitlines()[0] == (
+        "ALLOW (200) GET / from cluster.local/ns/bar/sa/x to foo/httpbin port 8080 "
+        "(Host: httpbin.foo.svc.cluster.local:8000)"
+    )
+    # a pod's own name is its workload's, caller or destination
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        get_all,
+        "--from",
+        "foo/httpbin-7b549f7859-q2k9d",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert d["request"]["from"]["workload"] == "foo/httpbin"
+    assert d["request"]["from"]["ip"] == "10.244.0.17"
