@@ -246,6 +246,7 @@ def test_the_facade_exports_what_it_lists() -> None:
         assert hasattr(meshauthz, name), name
     assert {"load", "load_config_dump", "Stage", "InvalidInput"} <= set(meshauthz.__all__)
     assert [s.value for s in meshauthz.Stage] == [
+        "no sidecar",
         "mTLS",
         "normalization",
         "CUSTOM",

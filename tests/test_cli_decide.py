@@ -250,3 +250,581 @@ def test_check_json_reports_the_remote_address_it_used(capsys):
     request = json.loads(out)["request"]
     assert request["remoteIP"] == request["from"]["ip"] is not None
     assert remote("--remote-ip", "192.0.2.99") == "192.0.2.99"
+
+
+# --------------------------------------------------------------------------- injection
+
+# istio.io's "Mutual TLS Migration" task: httpbin and sleep in foo (injected), sleep in
+# legacy (namespace labelled istio-injection: disabled) and in bar (pod template annotated
+# sidecar.istio.io/inject: "false"), a STRICT PeerAuthentication on foo. The task shows
+# the legacy sleep's requests failing once foo is STRICT ("000 ... exit code 56").
+MIGRATION = str(EXAMPLES.parent / "tests" / "decide" / "fixtures" / "mtls-migration")
+
+
+@pytest.mark.parametrize("caller", ["legacy/sleep", "bar/sleep"])
+def test_caller_without_sidecar_is_reset_by_strict(capsys, caller):
+    code, out, _ = run(
+        capsys, "check", "-f", MIGRATION, "--from", caller, "--to", "foo/httpbin:8000"
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        f"DENY (connection reset) GET / from {caller} (no sidecar: plaintext) to foo/httpbin "
+        "port 8080 (Host: httpbin.foo.svc.cluster.local:8000)"
+    )
+    assert "requires mTLS (PeerAuthentication STRICT)" in lines[1]
+    why = (
+        "namespace legacy is labelled istio-injection=disabled"
+        if caller == "legacy/sleep"
+        else 'its pods are annotated sidecar.istio.io/inject: "false"'
+    )
+    assert lines[2] == (
+        f"  the caller {caller} has no sidecar ({why}): it sends plaintext from its own "
+        "address, with no client certificate"
+    )
+
+
+def test_caller_without_sidecar_json(capsys):
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "--from",
+        "legacy/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert (d["decision"], d["status"], d["stage"]) == ("DENY", "connection reset", "mTLS")
+    assert d["request"]["from"]["sidecar"] is False
+    assert d["request"]["from"]["principal"] is None
+
+
+def test_injected_caller_passes_strict(capsys):
+    code, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "--expect",
+        "allow",
+    )
+    assert code == 0, out
+
+
+def test_explain_says_the_caller_sends_plaintext(capsys):
+    _, out, _ = run(
+        capsys, "explain", "-f", MIGRATION, "--from", "legacy/sleep", "--to", "foo/httpbin:8000"
+    )
+    assert "the caller legacy/sleep has no sidecar" in out
+    assert "it sends plaintext from its own address" in out
+
+
+def test_destination_without_sidecar_is_unchecked(tmp_path, capsys):
+    deny_all = tmp_path / "deny.yaml"
+    deny_all.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-all, namespace: legacy}\nspec: {action: DENY, rules: [{}]}\n"
+    )
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "-f",
+        str(deny_all),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "legacy/sleep",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    # no Envoy in front of legacy/sleep: the DENY policy is never enforced
+    assert (d["decision"], d["status"], d["stage"], d["policy"]) == (
+        "ALLOW",
+        200,
+        "no sidecar",
+        None,
+    )
+    assert "reaches the application unchecked" in d["reason"]
+
+
+# --------------------------------------------------------------------------- default Host
+
+
+def _hosts_policy(tmp_path, hosts: list[str]) -> str:
+    f = tmp_path / "hosts.yaml"
+    f.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: by-host, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{to: [{operation: {hosts: "
+        + json.dumps(hosts)
+        + "}}]}]}\n"
+    )
+    return str(f)
+
+
+@pytest.mark.parametrize(
+    ("hosts", "verdict"),
+    [
+        (["httpbin.foo.svc.cluster.local"], "DENY"),
+        (["httpbin.foo.svc.cluster.local:8000"], "ALLOW"),
+        (["httpbin.foo.svc.cluster.local", "httpbin.foo.svc.cluster.local:*"], "ALLOW"),
+    ],
+)
+def test_default_host_carries_the_service_port(tmp_path, capsys, hosts, verdict):
+    # A client calling http://httpbin.foo.svc.cluster.local:8000/ sends the port in Host
+    # (RFC 9110 7.2), and istiod turns `hosts` into an :authority matcher on the whole
+    # value (builder testdata http/allow-full-rule-out.yaml: exact "exact.com",
+    # prefix "prefix.", ignoreCase): without the port, the rule does not match.
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        "-f",
+        _hosts_policy(tmp_path, hosts),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert d["request"]["host"] == "httpbin.foo.svc.cluster.local:8000"
+    assert d["decision"] == verdict
+
+
+def test_default_host_leaves_out_port_80(capsys):
+    _, out, _ = run(capsys, "check", "-f", MIGRATION, "--from", "foo/httpbin", "--to", "foo/sleep")
+    assert out.splitlines()[0].endswith("port 80 (Host: sleep.foo.svc.cluster.local)")
+
+
+def test_default_host_for_a_workload_port_is_its_service_port(capsys):
+    # --to a workload's own port: the Service port that reaches it names the Host
+    _, out, _ = run(
+        capsys, "check", "-f", MIGRATION, "--from", "foo/sleep", "--to", "foo/httpbin:8080"
+    )
+    assert out.splitlines()[0].endswith("(Host: httpbin.foo.svc.cluster.local:8000)")
+
+
+def test_a_real_client_sends_the_port_in_host():
+    # What "a client calling that URL" sends, observed: Python's http.client against a
+    # loopback server on a non-default port.
+    import http.client
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    got: list[bytes] = []
+
+    def serve() -> None:
+        c, _ = srv.accept()
+        got.append(c.recv(4096))
+        c.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        c.close()
+
+    t = threading.Thread(target=serve)
+    t.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        conn.request("GET", "/")
+        conn.getresponse().read()
+        conn.close()
+    finally:
+        t.join(5)
+        srv.close()
+    assert f"Host: 127.0.0.1:{port}\r\n".encode() in got[0]
+
+
+# --------------------------------------------------------------------------- several workloads
+
+TWO = str(EXAMPLES.parent / "tests" / "decide" / "fixtures" / "two-versions.yaml")
+CALLER = ("--principal", "cluster.local/ns/bar/sa/x")
+
+
+def test_a_service_of_several_workloads_decides_for_each(capsys):
+    code, out, _ = run(capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == (
+        "foo/httpbin:8000 selects 2 workloads (foo/httpbin-v1, foo/httpbin-v2); "
+        "each decides the same: ALLOW (200)"
+    )
+    assert [ln.split(" to ")[1].split()[0] for ln in lines if ln.startswith("ALLOW")] == [
+        "foo/httpbin-v1",
+        "foo/httpbin-v2",
+    ]
+    code, out, _ = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000", "--method", "POST"
+    )
+    assert out.splitlines()[0] == (
+        "foo/httpbin:8000 selects 2 workloads (foo/httpbin-v1, foo/httpbin-v2); their "
+        "decisions differ: foo/httpbin-v1 ALLOW (200), foo/httpbin-v2 DENY (403)"
+    )
+
+
+def test_a_service_of_several_workloads_json(capsys):
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        TWO,
+        *CALLER,
+        "--to",
+        "foo/httpbin:8000",
+        "--method",
+        "POST",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert {k: d[k] for k in ("to", "workloads", "differ")} == {
+        "to": "foo/httpbin:8000",
+        "workloads": ["foo/httpbin-v1", "foo/httpbin-v2"],
+        "differ": True,
+    }
+    assert [(x["request"]["to"], x["decision"]) for x in d["decisions"]] == [
+        ("foo/httpbin-v1", "ALLOW"),
+        ("foo/httpbin-v2", "DENY"),
+    ]
+    # one workload: the single-decision shape, as before
+    _, out, _ = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin-v2:8080", "-o", "json"
+    )
+    assert json.loads(out)["decision"] == "ALLOW"
+
+
+def test_explain_for_several_workloads(capsys):
+    _, out, _ = run(capsys, "explain", "-f", TWO, *CALLER, "--to", "foo/httpbin:8000", "-o", "json")
+    d = json.loads(out)
+    assert [len(x["applicable"]) for x in d["decisions"]] == [0, 1]
+
+
+def test_expect_marks_the_decisions_that_differ(capsys):
+    code, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        TWO,
+        *CALLER,
+        "--to",
+        "foo/httpbin:8000",
+        "--method",
+        "POST",
+        "--expect",
+        "allow",
+    )
+    assert code == 1
+    lines = out.splitlines()
+    marked = [ln for ln in lines if ln.endswith("<- differs from --expect allow")]
+    assert len(marked) == 1 and "to foo/httpbin-v2 " in marked[0]
+    assert lines[-1] == "1 of 2 decisions differ from --expect allow"
+
+
+def test_expect_marks_in_a_request_file(tmp_path, capsys):
+    f = tmp_path / "requests.yaml"
+    f.write_text(
+        "- {from: default/frontend, to: default/backend, path: /api/v1/data}\n"
+        "- {from: default/frontend, to: default/backend, path: /api/v1/data, method: POST}\n"
+    )
+    code, out, _ = run(capsys, "check", "-f", FIXED, "--request", str(f), "--expect", "allow")
+    assert code == 1
+    firsts = [ln for ln in out.splitlines() if not ln.startswith(" ")]
+    assert not firsts[0].endswith("--expect allow")
+    assert firsts[1].startswith("DENY (403) POST") and firsts[1].endswith(
+        "<- differs from --expect allow"
+    )
+    assert firsts[2] == "1 of 2 decisions differ from --expect allow"
+    # one request: nothing to tell apart, nothing marked
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        FIXED,
+        "--from",
+        "default/frontend",
+        "--to",
+        "default/backend",
+        "--expect",
+        "deny",
+    )
+    assert "differs from" not in out
+
+
+def test_a_port_the_service_does_not_have_is_an_error(capsys):
+    code, out, err = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:9999")
+    assert code == 2
+    assert "service foo/httpbin has no port 9999 (ports: 8000)" in out + err
+    # the workload's own port is still a workload port
+    code, _, _ = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:8080")
+    assert code == 0
+
+
+def test_a_policy_named_like_a_generated_value_decides(capsys):
+    # policy "v2-get-only": its name in the generated chain's notes is no variable
+    code, out, err = run(
+        capsys, "check", "-f", TWO, *CALLER, "--to", "foo/httpbin-v2:8080", "--method", "POST"
+    )
+    assert code == 0 and out.startswith("DENY (403)"), out + err
+
+
+# --------------------------------------------------------------------------- explanations
+
+BUILDER_TCP = (
+    EXAMPLES.parent / "tests/conformance/istio/pilot/pkg/security/authz/builder/testdata/tcp"
+)
+# The proxy of Istio's builder test: namespace foo, labels app: httpbin, version: v1.
+HTTPBIN_TCP = """
+apiVersion: v1
+kind: Service
+metadata: {name: httpbin, namespace: foo}
+spec:
+  selector: {app: httpbin}
+  ports: [{name: tcp, port: 9000}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: httpbin, namespace: foo}
+spec:
+  template:
+    metadata: {labels: {app: httpbin, version: v1}}
+    spec: {containers: [{name: httpbin, ports: [{containerPort: 9000}]}]}
+"""
+
+
+def _rule_count(path) -> int:
+    return len(yaml.safe_load(path.read_text())["spec"]["rules"])
+
+
+@pytest.mark.parametrize("action", ["allow", "deny"])
+def test_http_only_fields_on_a_tcp_port_are_explained(tmp_path, capsys, action):
+    # builder testdata tcp/{allow,deny}-both-http-tcp: istiod keeps, of the ALLOW
+    # policy, only the rules without HTTP-only fields (rule[3] in -out.yaml), and builds
+    # every DENY rule with its HTTP-only fields left out.
+    policy = BUILDER_TCP / f"{action}-both-http-tcp-in.yaml"
+    out_doc = yaml.safe_load((BUILDER_TCP / f"{action}-both-http-tcp-out.yaml").read_text())
+    kept = {
+        int(n.split("rule[")[1].rstrip("]")) for n in out_doc["typedConfig"]["rules"]["policies"]
+    }
+    (tmp_path / "httpbin.yaml").write_text(HTTPBIN_TCP)
+    _, out, _ = run(
+        capsys,
+        "explain",
+        "-f",
+        str(tmp_path / "httpbin.yaml"),
+        "-f",
+        str(policy),
+        "--principal",
+        "cluster.local/ns/ns-1/sa/x",
+        "--to",
+        "foo/httpbin:9000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    notes = [t for t in d["trace"] if t["field"] and t["matched"] is None]
+    noted = {t["rule"] for t in notes}
+    rules = set(range(_rule_count(policy)))
+    if action == "allow":
+        assert noted == rules - kept
+        assert all("istiod drops an ALLOW rule" in t["message"] for t in notes)
+    else:
+        # every rule is kept; those with an HTTP-only field say it was left out
+        assert kept == rules and noted and noted < rules
+        assert all("is left out on this TCP port" in t["message"] for t in notes)
+        assert all("errs toward denying" in t["message"] for t in notes)
+    assert {t["field"].split(".")[0] for t in notes} <= {"from", "to", "when"}
+
+
+def test_a_custom_policy_is_not_labelled_dry_run(tmp_path, capsys):
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: istio, namespace: istio-system}\n"
+        "data:\n  mesh: |\n    extensionProviders:\n    - name: ext\n"
+        "      envoyExtAuthzHttp: {service: ext.foo.svc.cluster.local, port: 9000}\n---\n"
+        "apiVersion: v1\nkind: Service\nmetadata: {name: ext, namespace: foo}\n"
+        "spec: {selector: {app: ext}, ports: [{name: http, port: 9000}]}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: ext-admin, namespace: foo}\n"
+        "spec: {action: CUSTOM, provider: {name: ext}, rules: [{to: [{operation: {paths: [/admin]}}]}]}\n"
+    )
+    for path, matched in (("/admin", True), ("/x", False)):
+        _, out, _ = run(
+            capsys,
+            "explain",
+            "-f",
+            MIGRATION,
+            "-f",
+            str(mesh),
+            "--from",
+            "foo/sleep",
+            "--to",
+            "foo/httpbin:8000",
+            "--path",
+            path,
+        )
+        custom = [ln for ln in out.splitlines() if ln.startswith("  [CUSTOM] foo/ext-admin")]
+        assert len(custom) == 1 and ("rule 0 matches" in custom[0]) is matched, out
+        assert "[dry-run]" not in out
+
+
+def test_a_missing_jwt_claim_is_named_missing(tmp_path, capsys):
+    f = tmp_path / "claims.yaml"
+    f.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: need-group, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{when: "
+        "[{key: 'request.auth.claims[groups]', values: [admin]}]}]}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: RequestAuthentication\n"
+        "metadata: {name: jwt, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, jwtRules: [{issuer: https://issuer.example, "
+        "jwksUri: https://issuer.example/jwks}]}\n"
+    )
+    base = [
+        "explain",
+        "-f",
+        MIGRATION,
+        "-f",
+        str(f),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+    ]
+    claims = {"iss": "https://issuer.example", "sub": "a"}
+    _, out, _ = run(capsys, *base, "--jwt-claims", json.dumps(claims))
+    assert "when.request.auth.claims[groups]: claim groups is missing from the token" in out
+    _, out, _ = run(capsys, *base, "--jwt-claims", json.dumps({**claims, "groups": ["dev"]}))
+    assert "is missing" not in out and "admin does not match the request" in out
+    _, out, _ = run(capsys, *base)
+    assert "no validated token, so claim groups is missing" in out
+
+
+def test_an_undeclared_port_says_the_protocol_is_inferred(capsys):
+    _, out, _ = run(
+        capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin", "--port", "9999"
+    )
+    assert (
+        "  port 9999: no Service declares it, so the sidecar infers the protocol from the "
+        "traffic; this request is taken as HTTP (--protocol http|tcp to choose)"
+    ) in out.splitlines()
+    # a declared port says nothing of the kind, nor does an explicit --protocol
+    _, out, _ = run(capsys, "check", "-f", MIGRATION, *CALLER, "--to", "foo/httpbin:8000")
+    assert "infers the protocol" not in out
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        MIGRATION,
+        *CALLER,
+        "--to",
+        "foo/httpbin",
+        "--port",
+        "9999",
+        "--protocol",
+        "tcp",
+    )
+    assert "infers the protocol" not in out
+
+
+def test_a_suite_decides_injection_as_check_does(tmp_path, capsys):
+    suite = tmp_path / "migration.test.yaml"
+    suite.write_text(
+        f"name: migration\nresources: [{MIGRATION}]\ncases:\n"
+        "  - name: legacy sleep is reset by STRICT\n"
+        "    request: {from: legacy/sleep, to: 'foo/httpbin:8000'}\n"
+        "    expect: {decision: DENY, status: connection reset, stage: mTLS}\n"
+        "  - name: nothing checks what reaches legacy sleep\n"
+        "    request: {from: foo/sleep, to: legacy/sleep}\n"
+        "    expect: {decision: ALLOW, status: 200, stage: no sidecar}\n"
+    )
+    code, out, err = run(capsys, "test", str(suite))
+    assert code == 0, out + err
+
+
+@pytest.mark.parametrize("mode", ["PERMISSIVE", "DISABLE"])
+def test_caller_without_sidecar_has_no_principal(tmp_path, capsys, mode):
+    # without STRICT the plaintext connection is accepted, but it carries no
+    # certificate: a principals rule cannot match it
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("namespaces.yaml", "workloads.yaml"):
+        (d / f).write_text(
+            (EXAMPLES.parent / "tests/decide/fixtures/mtls-migration" / f).read_text()
+        )
+    (d / "policy.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        f"metadata: {{name: default, namespace: foo}}\nspec: {{mtls: {{mode: {mode}}}}}\n---\n"
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: from-sleeps, namespace: foo}\n"
+        "spec: {selector: {matchLabels: {app: httpbin}}, rules: [{from: [{source: {principals: "
+        "[cluster.local/ns/legacy/sa/sleep, cluster.local/ns/foo/sa/sleep]}}]}]}\n"
+    )
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        str(d),
+        "--from",
+        "legacy/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    got = json.loads(out)
+    assert (got["decision"], got["status"], got["stage"]) == ("DENY", 403, "ALLOW")
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        str(d),
+        "--from",
+        "foo/sleep",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    # an injected caller's identity is seen unless mTLS is DISABLEd on the port
+    assert json.loads(out)["decision"] == ("ALLOW" if mode == "PERMISSIVE" else "DENY")
+
+
+def test_kubectl_get_all_output_is_one_workload(capsys):
+    get_all = str(EXAMPLES.parent / "tests" / "mesh" / "fixtures" / "kubectl-get-all.yaml")
+    code, out, err = run(capsys, "check", "-f", get_all, *CALLER, "--to", "foo/httpbin:8000")
+    assert code == 0, out + err
+    assert out.splitlines()[0] == (
+        "ALLOW (200) GET / from cluster.local/ns/bar/sa/x to foo/httpbin port 8080 "
+        "(Host: httpbin.foo.svc.cluster.local:8000)"
+    )
+    # a pod's own name is its workload's, caller or destination
+    _, out, _ = run(
+        capsys,
+        "check",
+        "-f",
+        get_all,
+        "--from",
+        "foo/httpbin-7b549f7859-q2k9d",
+        "--to",
+        "foo/httpbin:8000",
+        "-o",
+        "json",
+    )
+    d = json.loads(out)
+    assert d["request"]["from"]["workload"] == "foo/httpbin"
+    assert d["request"]["from"]["ip"] == "10.244.0.17"

@@ -263,7 +263,7 @@ def test_text_output_names_the_chain(capsys):
     assert code == 0
     assert out.splitlines()[0] == (
         "ALLOW (200) GET /api/v1/data from cluster.local/ns/default/sa/frontend "
-        "to default/backend-6d5f7c9b8-x2x7q port 80"
+        "to default/backend-6d5f7c9b8-x2x7q port 80 (Host: backend)"
     )
     assert (
         "  config dump: listener virtualInbound, filter chain 0.0.0.0_80 "

@@ -35,7 +35,9 @@ ISSUER = "https://issuer.meshauthz.test"
 TOOLS = """
 apiVersion: v1
 kind: Namespace
-metadata: {name: tools}
+# labelled like the seed's default namespace: with one namespace labelled, Istio injects
+# only labelled namespaces (mesh/injection.py)
+metadata: {name: tools, labels: {istio-injection: enabled}}
 ---
 apiVersion: v1
 kind: ServiceAccount

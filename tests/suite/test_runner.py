@@ -47,7 +47,10 @@ def test_a_wrong_expectation_fails_with_the_explanation(capsys, write):
     assert lines[0] == f"FAIL {p}:3: claim: the claim"
     assert lines[1] == "    expected ALLOW, got DENY (403)"
     # explain's own text follows
-    assert "    GET /api/v1/data from default/frontend to default/backend port 80" in lines
+    assert (
+        "    GET /api/v1/data from default/frontend to default/backend port 80 (Host: backend.default.svc.cluster.local)"
+        in lines
+    )
     assert any("[DENY] default/deny-all-backend rule 0 matches" in ln for ln in lines)
     assert any("[ALLOW] (not reached)" in ln for ln in lines)
     assert lines[-1] == "0 passed, 1 failed"

@@ -23,7 +23,7 @@ from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
-from meshauthz.decide.request import Request, resolve
+from meshauthz.decide.request import Request, resolve_each
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK
 from meshauthz.mesh import MeshSnapshot
@@ -75,7 +75,9 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="As sent, before normalization; may carry a query. Default /.",
         ),
         click.option(
-            "--host", help="The Host header. Default: the destination Service's hostname."
+            "--host",
+            help="The Host header. Default: the Service's hostname, with :PORT unless the "
+            "Service port is 80 (as a client calling its URL sends it).",
         ),
         click.option(
             "-H",
@@ -181,22 +183,50 @@ def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
     return [request_from_data(data, "<command line>")]
 
 
+# One request's destination as written, and its decision for each workload it
+# reaches (several when it names a Service that selects several workloads).
+Group = tuple[str, list[tuple[Request, Decision]]]
+
+
 def decide_all(
     o: dict[str, Any], trace: bool, explain: bool = False
-) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
+) -> tuple[MeshSnapshot, list[Group], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
     snapshot = load_mesh(
         o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
-    requests = [resolve(s, snapshot) for s in specs_from_options(o)]
+    specs = specs_from_options(o)
+    resolved = [(s, resolve_each(s, snapshot)) for s in specs]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
-    single = not o["request_file"] or len(requests) == 1
-    return (
-        snapshot,
-        [(r, decider.decide(r, trace=trace, explain=explain)) for r in requests],
-        single,
-    )
+    single = not o["request_file"] or len(specs) == 1
+    groups = [
+        (
+            render.target_as_written(s),
+            [(r, decider.decide(r, trace=trace, explain=explain)) for r in requests],
+        )
+        for s, requests in resolved
+    ]
+    return snapshot, groups, single
+
+
+def flatten(groups: list[Group]) -> list[tuple[Request, Decision]]:
+    return [rd for _, g in groups for rd in g]
+
+
+def group_json(
+    to: str, g: list[tuple[Request, Decision]], doc: Callable[[Request, Decision], Any]
+) -> Any:
+    """One workload: its decision's document, as for any request. Several: the
+    request as written, whether their decisions differ, and each decision."""
+    if len(g) == 1:
+        return doc(*g[0])
+    return {
+        "to": to,
+        "workloads": [r.destination.key for r, _ in g],
+        "differ": render.decisions_differ([d for _, d in g]),
+        "decisions": [doc(r, d) for r, d in g],
+    }
 
 
 def decide_with_dump(
@@ -247,6 +277,12 @@ EXPECT_OPTION = click.option(
 )
 
 
+def misses(d: Decision, expect: str | None) -> bool:
+    """The decision does not meet ``--expect``: another verdict, a conditional one
+    (filters not evaluated stand before it) or an internal error (fail-closed)."""
+    return expect is not None and (d.verdict != expect.upper() or d.conditional or d.internal_error)
+
+
 def exit_code(results: list[tuple[Request, Decision]], expect: str | None) -> int:
     """3 when a decision is an internal error (its DENY is fail-closed, not an
     answer, so it never meets an expectation), else 1 when one differs from
@@ -256,10 +292,34 @@ def exit_code(results: list[tuple[Request, Decision]], expect: str | None) -> in
         click.echo(f"error: {render.internal_error_line(r, d)}", err=True)
     if failed:
         return EXIT_INTERNAL
-    # A conditional decision (filters not evaluated before it) meets no expectation.
-    if expect is not None and any(d.verdict != expect.upper() or d.conditional for _, d in results):
+    if any(misses(d, expect) for _, d in results):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def echo_text(
+    groups: list[Group],
+    expect: str | None,
+    lines_of: Callable[[Request, Decision], list[str]],
+) -> None:
+    """The text of every decision; a request that reaches several workloads is
+    introduced by whether their decisions differ; with ``--expect`` and several
+    decisions, each one that misses it is marked, and their count closes."""
+    results = flatten(groups)
+    mark = expect is not None and len(results) > 1
+    for to, g in groups:
+        if len(g) > 1:
+            click.echo(render.several_workloads(to, g))
+        for r, d in g:
+            lines = lines_of(r, d)
+            if mark and misses(d, expect):
+                lines[0] += f"  {render.expectation_missed(expect or '')}"
+            for line in lines:
+                click.echo(line)
+    if mark:
+        missed = sum(misses(d, expect) for _, d in results)
+        if missed:
+            click.echo(render.expectations_missed(missed, len(results), expect or ""))
 
 
 @click.command("check")
@@ -285,29 +345,38 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
     conditional (a filter not evaluated stands before it); 3 when a decision
     hit an internal error (it denies, fail closed).
     """
-    notes: DecisionNotes | None = None
     if o["config_dump"]:
         results, single, where = decide_with_dump(o)
-    else:
-        # the text shows the trace only when asked; JSON always carries it
-        snapshot, results, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
-        where = [None] * len(results)
-        notes = DecisionNotes(snapshot, (d for _, d in results))
+        if o["fmt"] == "json":
+            docs = [
+                d.to_json() | ({"configDump": w.to_json()} if w else {})
+                for (_, d), w in zip(results, where, strict=True)
+            ]
+            emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
+        else:
+            chains = {id(d): w for (_, d), w in zip(results, where, strict=True)}
+            echo_text(
+                [(r.destination.key, [(r, d)]) for r, d in results],
+                expect,
+                lambda r, d: render.check_lines(r, d, chains[id(d)], trace=show_trace),
+            )
+        sys.exit(exit_code(results, expect))
+    # the text shows the trace only when asked; JSON always carries it
+    snapshot, groups, single = decide_all(o, trace=show_trace or o["fmt"] == "json")
+    notes = DecisionNotes(snapshot, (d for _, d in flatten(groups)))
     if o["fmt"] == "json":
         docs = [
-            d.to_json()
-            | ({"configDump": w.to_json()} if w else {})
-            | ({"findings": notes.to_json(d)} if notes else {})
-            for (_, d), w in zip(results, where, strict=True)
+            group_json(s, g, lambda r, d: d.to_json() | {"findings": notes.to_json(d)})
+            for s, g in groups
         ]
         emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
-        for (r, d), w in zip(results, where, strict=True):
-            for line in render.check_lines(r, d, w, trace=show_trace):
-                click.echo(line)
-            for line in notes.lines(d) if notes else ():
-                click.echo(line)
-    sys.exit(exit_code(results, expect))
+        echo_text(
+            groups,
+            expect,
+            lambda r, d: [*render.check_lines(r, d, trace=show_trace), *notes.lines(d)],
+        )
+    sys.exit(exit_code(flatten(groups), expect))
 
 
 @click.command("explain")
@@ -321,26 +390,33 @@ def explain_command(expect: str | None, **o: Any) -> None:
     --trace) is always shown; against a config dump, use check --config-dump
     --trace. Exit codes as check's.
     """
-    snapshot, results, single = decide_all(o, trace=True, explain=True)
-    notes = DecisionNotes(snapshot, (d for _, d in results))
+    snapshot, groups, single = decide_all(o, trace=True, explain=True)
+    notes = DecisionNotes(snapshot, (d for _, d in flatten(groups)))
 
     if o["fmt"] == "json":
         docs = [
-            {
-                **d.to_json(),
-                "applicable": applicable_policies(snapshot, r),
-                "findings": notes.to_json(d),
-            }
-            for r, d in results
+            group_json(
+                s,
+                g,
+                lambda r, d: {
+                    **d.to_json(),
+                    "applicable": applicable_policies(snapshot, r),
+                    "findings": notes.to_json(d),
+                },
+            )
+            for s, g in groups
         ]
         emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
-        for r, d in results:
-            for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):
-                click.echo(line)
-            for line in notes.lines(d):
-                click.echo(line)
-    sys.exit(exit_code(results, expect))
+        echo_text(
+            groups,
+            expect,
+            lambda r, d: [
+                *render.explain_lines(r, d, applicable_policies(snapshot, r)),
+                *notes.lines(d),
+            ],
+        )
+    sys.exit(exit_code(flatten(groups), expect))
 
 
 __all__ = ["check_command", "explain_command"]

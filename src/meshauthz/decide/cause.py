@@ -9,10 +9,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from meshauthz.mesh.injection import Injection
+
 
 class Stage(enum.StrEnum):
     """Where in the destination's path a request was decided (or a trace step was taken)."""
 
+    NO_SIDECAR = "no sidecar"
     MTLS = "mTLS"
     NORMALIZATION = "normalization"
     CUSTOM = "CUSTOM"
@@ -22,6 +25,15 @@ class Stage(enum.StrEnum):
     ALLOW = "ALLOW"
     DEFAULT = "default"
     ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class NoSidecar:
+    """The destination's pods have no sidecar: no Envoy, so no policy runs and the
+    request reaches the application as sent."""
+
+    workload: str  # "namespace/name"
+    injection: Injection
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +129,8 @@ class NotEvaluated:
 
 
 Cause = (
-    MtlsRequired
+    NoSidecar
+    | MtlsRequired
     | PathRejected
     | CodecRejected
     | CustomDenied
@@ -142,6 +155,7 @@ __all__ = [
     "JwtUnverifiable",
     "MtlsRequired",
     "NoAllowMatched",
+    "NoSidecar",
     "NotEvaluated",
     "PathRejected",
     "Stage",

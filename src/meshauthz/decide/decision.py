@@ -198,6 +198,8 @@ def request_summary(r: Request, view: RequestView | None = None) -> dict[str, An
     return {
         "from": {
             "workload": r.source_workload,
+            # a workload caller: whether it has a sidecar (without one it sends plaintext)
+            "sidecar": (r.source_injection is None) if r.source_workload else None,
             "principal": r.source_principal,
             "namespace": r.source_namespace,
             "ip": r.source_ip,

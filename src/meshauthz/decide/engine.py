@@ -13,10 +13,11 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from meshauthz.decide.cause import Stage
-from meshauthz.decide.decision import Decision, Outcome
+from meshauthz.decide import render
+from meshauthz.decide.cause import NoSidecar, Stage
+from meshauthz.decide.decision import STATUS_OK, Decision, Outcome, TraceStep
 from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
     ChainRunner,
@@ -162,11 +163,19 @@ class Decider:
         as not reached), so every applicable policy's rules are explained."""
         pr = self.prepare_request(request)
         outcome = self.decide_prepared(pr, trace=trace, explain=explain)
+        if (trace or explain) and request.protocol == "tcp" and pr.runner is not None:
+            notes = http_only_notes(pr.runner.p)
+            if notes:
+                outcome = replace(outcome, trace=(*notes, *outcome.trace))
         return Decision.of(outcome, request, pr.view)
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Do a request's per-request work once (its destination's chain, its view);
         decide it with ``decide_prepared``, as many times as wanted."""
+        dest = request.destination
+        if not dest.has_proxy and dest.injection is not None:
+            o = no_sidecar(request, NoSidecar(dest.key, dest.injection))
+            return PreparedRequest(request, lambda args: o)
         try:
             p = self.prepare(request.destination, request.port, request.protocol)
             return p.runner.bind(request_view(p, request), self.ext_authz)
@@ -186,6 +195,44 @@ class Decider:
             return pr.run(pr.args)
         except Exception as e:  # fail closed, as every path does
             return internal_error(pr.request, e)
+
+
+def http_only_notes(p: Prepared) -> tuple[TraceStep, ...]:
+    """What istiod did to rules with HTTP-only fields when it built this TCP port's
+    filters (``Problem.http_only``), once per rule and field, as trace steps."""
+    actions = {s.key: s.action for s in p.selected}
+    seen: set[tuple[str | None, int | None, str]] = set()
+    out: list[TraceStep] = []
+    for pb in p.build.problems:
+        if pb.http_only is None or (pb.policy, pb.rule, pb.http_only) in seen:
+            continue
+        seen.add((pb.policy, pb.rule, pb.http_only))
+        action = actions.get(pb.policy or "") or "ALLOW"
+        loc = pb.location
+        out.append(
+            TraceStep(
+                Stage(action),
+                render.http_only_on_tcp(action, pb.policy, pb.rule, pb.http_only),
+                pb.policy,
+                pb.rule,
+                field=pb.http_only,
+                file=loc.file if loc else None,
+                line=loc.line if loc else None,
+            )
+        )
+    return tuple(out)
+
+
+def no_sidecar(request: Request, cause: NoSidecar) -> Outcome:
+    """No Envoy in front of the destination: the application gets the request as
+    sent, whatever the policies say (they are never built into a filter)."""
+    return Outcome(
+        verdict="ALLOW",
+        status=STATUS_OK if request.protocol == "http" else "connected",
+        stage=Stage.NO_SIDECAR,
+        cause=cause,
+        trace=(TraceStep(Stage.NO_SIDECAR, render.NO_FILTERS),),
+    )
 
 
 def run_prepared(

@@ -21,22 +21,74 @@ from meshauthz.decide.cause import (
     JwtUnverifiable,
     MtlsRequired,
     NoAllowMatched,
+    NoSidecar,
     NotEvaluated,
     PathRejected,
 )
+from meshauthz.mesh.injection import Injection, Why
 
 if TYPE_CHECKING:
     from meshauthz.decide.config_dump import ChainInfo
     from meshauthz.decide.decision import Decision, TraceStep
     from meshauthz.decide.request import Request
+    from meshauthz.decide.request_spec import RequestSpec
     from meshauthz.envoy.rbac.model import Note
 
 # --- reasons -------------------------------------------------------------------------------
 
 
+def injection(inj: Injection) -> str:
+    """Why the injector does or does not give a workload's pods a sidecar."""
+    ns = inj.namespace
+    match inj.why:
+        case Why.NAMESPACE_LABEL:
+            return f"namespace {ns} is labelled {inj.key}={inj.value}"
+        case Why.POD_LABEL:
+            return f"its pods are labelled {inj.key}={inj.value}"
+        case Why.ASSUMED:
+            return (
+                "no namespace in the input enables injection by label, so every namespace "
+                "is taken to be injected"
+            )
+        case Why.UNDECLARED_NAMESPACE:
+            return (
+                f"namespace {ns} is not in the input, so its labels are unknown: it is taken "
+                "to be injected"
+            )
+        case Why.NAMESPACE_OPT_OUT:
+            return f"namespace {ns} is labelled {inj.key}={inj.value}"
+        case Why.POD_LABEL_OPT_OUT:
+            return f'its pods are labelled {inj.key}: "false"'
+        case Why.POD_ANNOTATION_OPT_OUT:
+            return f'its pods are annotated {inj.key}: "false"'
+        case Why.NO_LABEL:
+            return (
+                f"namespace {ns} has no istio-injection or istio.io/rev label, nor its pods "
+                "a sidecar.istio.io/inject or istio.io/rev label, and a namespace of the "
+                "input enables injection by label, so the labels are taken as the cluster's"
+            )
+        case Why.HOST_NETWORK:
+            return "its pods use hostNetwork, which istiod never injects"
+        case Why.SYSTEM_NAMESPACE:
+            return f"{ns} is a Kubernetes system namespace, which istiod never injects"
+    raise TypeError(f"not an injection reason: {inj.why!r}")
+
+
+def caller_without_sidecar(workload: str, inj: Injection) -> str:
+    return (
+        f"the caller {workload} has no sidecar ({injection(inj)}): it sends plaintext from "
+        "its own address, with no client certificate"
+    )
+
+
 def reason(cause: Cause) -> str:
     """The one sentence that says why."""
     match cause:
+        case NoSidecar(workload, inj):
+            return (
+                f"{workload} has no sidecar ({injection(inj)}): no Envoy stands in front of "
+                "it, so no policy is enforced and the request reaches the application unchecked"
+            )
         case MtlsRequired(workload, port):
             return (
                 f"{workload} port {port} requires mTLS (PeerAuthentication STRICT) and the "
@@ -105,6 +157,7 @@ def verdict(d: Decision) -> str:
 
 # --- trace steps ---------------------------------------------------------------------------
 
+NO_FILTERS = "no Envoy, no filter: the application receives the request as sent"
 MTLS_DISABLED = "mTLS is DISABLEd on this port: the caller's identity is not seen"
 NOT_REACHED = "(not reached) "
 
@@ -146,6 +199,40 @@ def policy_misses(where: str, note: Note | None) -> str:
     return f"{where} does not match: {section}{note.field}:{value} does not match the request"
 
 
+def http_only_on_tcp(action: str, policy: str | None, rule: int | None, field: str) -> str:
+    """A rule with a field only HTTP requests have, on a TCP port: istiod drops it
+    from an ALLOW filter and leaves the field out of any other."""
+    if action == "ALLOW":
+        return (
+            f"{policy} rule {rule} is not in this TCP port's filter: it uses {field}, which "
+            "only HTTP requests have, and istiod drops an ALLOW rule it cannot build whole "
+            "(no TCP connection could meet it), so the rule allows nothing here"
+        )
+    why = (
+        ": istiod errs toward denying, never letting a connection through because a "
+        "field cannot be checked on it"
+        if action == "DENY"
+        else ""
+    )
+    return (
+        f"{policy} rule {rule}: {field} is left out on this TCP port (only HTTP requests "
+        f"have it); istiod keeps the rule's other conditions, so the {action} rule matches "
+        f"more connections than it would requests{why}"
+    )
+
+
+def claim_missing(where: str, note: Note, claim: str, token: bool) -> str:
+    """A policy whose clause reads a JWT claim the request does not carry."""
+    field = note.field or ""
+    section = f"{note.section}." if note.section and not field.startswith(note.section) else ""
+    lack = (
+        f"claim {claim} is missing from the token"
+        if token
+        else f"no validated token, so claim {claim} is missing"
+    )
+    return f"{where} does not match: {section}{field}: {lack}"
+
+
 def policy_where(policy: str | None, rule: int | None, envoy_policy: str) -> str:
     return f"{policy} rule {rule}" if policy is not None else envoy_policy
 
@@ -166,10 +253,66 @@ def describe_chain(c: ChainInfo) -> str:
 
 def describe_request(r: Request) -> str:
     who = r.source_workload or r.source_principal or "a plaintext caller"
-    if r.source_workload and r.plaintext:
+    if r.source_workload and r.source_injection is not None:
+        who += " (no sidecar: plaintext)"
+    elif r.source_workload and r.plaintext:
         who += " (plaintext)"
     what = f"{r.method} {r.path}" if r.protocol == "http" else "TCP"
     return f"{what} from {who} to {r.destination.key} port {r.port}"
+
+
+def protocol_inferred(r: Request) -> str | None:
+    """Why the request's chain was chosen by protocol detection, if it was."""
+    if r.protocol_inferred is None:
+        return None
+    why = (
+        "no Service declares it"
+        if r.protocol_inferred == "undeclared"
+        else "its Service port names no protocol (name prefix or appProtocol)"
+    )
+    return (
+        f"port {r.port}: {why}, so the sidecar infers the protocol from the traffic; "
+        f"this request is taken as {r.protocol.upper()} (--protocol http|tcp to choose)"
+    )
+
+
+def request_line(r: Request) -> str:
+    """``describe_request`` with the Host header the request carries (HTTP)."""
+    return describe_request(r) + (f" (Host: {r.host})" if r.protocol == "http" else "")
+
+
+def target_as_written(spec: RequestSpec) -> str:
+    """The destination as the request names it (``ns/name[:port]``)."""
+    return f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
+
+
+def _answer(d: Decision) -> str:
+    return f"{verdict(d)} ({d.status})"
+
+
+def decisions_differ(decisions: list[Decision]) -> bool:
+    """Whether the workloads one request reaches answer it differently (as a client
+    would see it: the verdict and the status)."""
+    return len({(verdict(d), d.status) for d in decisions}) > 1
+
+
+def several_workloads(to: str, g: list[tuple[Request, Decision]]) -> str:
+    """The line before the decisions of a request that reaches several workloads."""
+    names = ", ".join(r.destination.key for r, _ in g)
+    head = f"{to} selects {len(g)} workloads ({names})"
+    decisions = [d for _, d in g]
+    if not decisions_differ(decisions):
+        return f"{head}; each decides the same: {_answer(decisions[0])}"
+    each = ", ".join(f"{r.destination.key} {_answer(d)}" for r, d in g)
+    return f"{head}; their decisions differ: {each}"
+
+
+def expectation_missed(expect: str) -> str:
+    return f"<- differs from --expect {expect}"
+
+
+def expectations_missed(missed: int, total: int, expect: str) -> str:
+    return f"{missed} of {total} decisions differ from --expect {expect}"
 
 
 def _where(t: TraceStep) -> str:
@@ -189,7 +332,11 @@ def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:
     """``check``'s text for one decision."""
-    lines = [f"{verdict(d)} ({d.status}) {describe_request(r)}", f"  {d.reason}"]
+    lines = [f"{verdict(d)} ({d.status}) {request_line(r)}", f"  {d.reason}"]
+    if r.source_workload and r.source_injection is not None:
+        lines.append(f"  {caller_without_sidecar(r.source_workload, r.source_injection)}")
+    if (inferred := protocol_inferred(r)) is not None:
+        lines.append(f"  {inferred}")
     if d.condition is not None:
         lines.append(f"  {condition(d.condition)}")
     if chain is not None:
@@ -212,7 +359,11 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     """``explain``'s text for one decision (decided with ``explain=True``);
     ``applicable``: the policies that apply to the destination, as ``explain --format json``
     lists them."""
-    lines = [describe_request(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    if r.source_workload and r.source_injection is not None:
+        lines.append(caller_without_sidecar(r.source_workload, r.source_injection))
+    if (inferred := protocol_inferred(r)) is not None:
+        lines.append(inferred)
     if applicable:
         lines.append(f"policies that apply to {r.destination.key}:")
         for a in applicable:

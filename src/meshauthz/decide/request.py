@@ -16,12 +16,17 @@ from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
 from meshauthz.mesh import (
+    InboundPort,
+    Injection,
     LookupFailed,
     MeshSnapshot,
     MeshWorkload,
+    Target,
     inbound_port,
     inbound_ports,
     resolve_target,
+    resolve_targets,
+    service_targets,
 )
 
 # The address of a caller given only by identity (documentation range, RFC 5737).
@@ -29,6 +34,7 @@ DEFAULT_SOURCE_IP = "192.0.2.10"
 
 # Which filter chain the request takes: the HTTP filters or the network (TCP) ones.
 Transport = Literal["http", "tcp"]
+Inferred = Literal["undeclared", "unnamed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,12 @@ class Request:
     jwt: JwtPresented | None = None
     sni: str = ""
     name: str | None = None
+    # The caller is a workload without a sidecar (why): it sends plaintext.
+    source_injection: Injection | None = None
+    # The protocol was not declared for the port, so the sidecar infers it from the
+    # traffic: "undeclared" (no Service declares the port) or "unnamed" (a Service
+    # port without a protocol in its name or appProtocol).
+    protocol_inferred: Inferred | None = None
 
     @property
     def plaintext(self) -> bool:
@@ -68,6 +80,7 @@ class ResolvedSource:
     namespace: str | None
     ip: str
     workload: str | None
+    injection: Injection | None = None  # a workload caller without a sidecar: why
 
 
 @contextmanager
@@ -89,6 +102,7 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
     namespace: str | None = None
     ip: str | None = src.ip
     workload_key: str | None = None
+    no_sidecar: Injection | None = None
     if src.workload is not None:
         if snapshot is None:
             raise InputError(
@@ -101,34 +115,83 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
             w = snapshot.workload(src.workload)
         workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
         ip = ip or w.address
+        if not w.has_proxy and w.injection is not None:
+            # no sidecar to originate mTLS: plaintext, from the pod's own address
+            principal, no_sidecar = None, w.injection
     if src.principal is not None:
         principal = src.principal.removeprefix("spiffe://")
         namespace = _namespace_of(principal)
+        no_sidecar = None  # an identity given: it presents that certificate
     if src.namespace is not None:
         namespace = src.namespace
     if src.plaintext:
         principal = None
-    return ResolvedSource(principal, namespace, ip or DEFAULT_SOURCE_IP, workload_key)
+    return ResolvedSource(principal, namespace, ip or DEFAULT_SOURCE_IP, workload_key, no_sidecar)
+
+
+# The port an http:// URL implies; a client leaves it out of the Host header.
+HTTP_DEFAULT_PORT = 80
+
+
+def default_host(snapshot: MeshSnapshot, target: Target, inbound: InboundPort) -> str:
+    """The Host a client calling the destination by its Service name sends: the
+    Service's hostname, with ``:port`` unless the Service port is http's default
+    (as curl and every HTTP client write it, RFC 9110 7.2). The Service port is the
+    one named, else the one istiod gives the workload's port (``inbound``: the
+    first Service whose port reaches it); when none does, the client calls the
+    pod: its address."""
+    svc, svc_port = target.service, target.service_port
+    if svc_port is None:
+        first = inbound.target
+        if first is not None and svc in (None, first.service):
+            svc, svc_port = first.service, first.service_port
+        elif svc is not None:  # the named Service, though not the first to reach the port
+            for st in service_targets(snapshot, target.workload):
+                if st.service is svc and st.target_port == inbound.port:
+                    svc_port = st.service_port
+                    break
+    if svc is None or svc_port is None:
+        name, number = target.workload.address, inbound.port
+    else:
+        name, number = svc.hostname, svc_port.port
+    return name if number == HTTP_DEFAULT_PORT else f"{name}:{number}"
 
 
 def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
-    """Resolve names against the mesh. Raises InputError naming what is missing."""
+    """Resolve names against the mesh. Raises InputError naming what is missing, or
+    LookupFailed (code "ambiguous") for a Service that selects several workloads."""
     source = resolve_source(spec, snapshot)
+    with _named_at(spec, "to"):
+        target = resolve_target(snapshot, _target_ref(spec))
+    return _request(spec, snapshot, source, target)
+
+
+def resolve_each(spec: RequestSpec, snapshot: MeshSnapshot) -> list[Request]:
+    """``resolve``, once for each workload the destination names: a Service that
+    selects several workloads gives one request to each, in the snapshot's order."""
+    source = resolve_source(spec, snapshot)
+    with _named_at(spec, "to"):
+        targets = resolve_targets(snapshot, _target_ref(spec))
+    return [_request(spec, snapshot, source, t) for t in targets]
+
+
+def _target_ref(spec: RequestSpec) -> str:
+    # with an explicit workload port ("port"), a port after "to" is not read
+    if spec.port is None and spec.to_port:
+        return f"{spec.to}:{spec.to_port}"
+    return spec.to
+
+
+def _request(
+    spec: RequestSpec, snapshot: MeshSnapshot, source: ResolvedSource, target: Target
+) -> Request:
     principal, namespace, ip, workload_key = (
         source.principal,
         source.namespace,
         source.ip,
         source.workload,
     )
-
-    with _named_at(spec, "to"):
-        if spec.port is not None:
-            target = resolve_target(snapshot, spec.to)
-            port: int | None = spec.port
-        else:
-            ref = f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
-            target = resolve_target(snapshot, ref)
-            port = target.port
+    port = spec.port if spec.port is not None else target.port
     dest = target.workload
     if port is None:
         ports = inbound_ports(snapshot, dest)
@@ -143,16 +206,17 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
             )
         port = declared[0]
     protocol: Transport
+    inferred: Inferred | None = None
+    inbound = inbound_port(snapshot, dest, port)
     if spec.protocol is not None:
         protocol = "tcp" if spec.protocol == "tcp" else "http"
     else:
-        listener = inbound_port(snapshot, dest, port).listener
-        protocol = "tcp" if listener == "tcp" else "http"
+        protocol = "tcp" if inbound.listener == "tcp" else "http"
+        if inbound.listener == "auto":
+            # no protocol declared: the sidecar sniffs it; a request here is HTTP
+            inferred = "undeclared" if inbound.passthrough else "unnamed"
 
-    host = spec.host
-    if host is None:
-        svc = target.service or next(iter(snapshot.services_for(dest)), None)
-        host = svc.hostname if svc is not None else dest.name
+    host = spec.host if spec.host is not None else default_host(snapshot, target, inbound)
     jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     return Request(
         destination=dest,
@@ -170,4 +234,6 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
         jwt=jwt,
         sni=spec.sni or "",
         name=spec.name,
+        source_injection=source.injection,
+        protocol_inferred=inferred,
     )

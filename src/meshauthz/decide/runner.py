@@ -490,16 +490,53 @@ class _Walk:
         if self.trace:
             self.steps.append(TraceStep(stage, message, policy, rule, envoy_policy, matched))
 
-    @staticmethod
-    def policy_steps(bf: BuiltFilter, res: FilterResult) -> list[TraceStep]:
+    def policy_steps(self, bf: BuiltFilter, res: FilterResult) -> list[TraceStep]:
         out = []
-        for engine, dry in ((res.enforced, False), (res.shadow, True)):
+        for engine, shadow in ((res.enforced, False), (res.shadow, True)):
             for pt in (engine.trace or ()) if engine is not None else ():
-                out.append(policy_step(bf, pt, dry))
+                out.append(policy_step(bf, pt, dry_run_of(bf, pt.name, shadow), self.metadata))
         return out
 
 
-def policy_step(bf: BuiltFilter, pt: PolicyTrace, dry_run: bool) -> TraceStep:
+def dry_run_of(bf: BuiltFilter, envoy_policy: str, in_shadow: bool) -> bool:
+    """Whether an Envoy policy comes from a dry-run AuthorizationPolicy. A CUSTOM
+    filter keeps its enforced policies in the shadow rules (they only mark the
+    request for ext_authz), so where the policy went says it, not the rule set."""
+    for pl in bf.placements:
+        if envoy_policy in pl.names:
+            return pl.dry_run
+    # not built here (a config dump's filter): a CUSTOM mark is enforced
+    return in_shadow and Stage(bf.stage) is not Stage.CUSTOM
+
+
+def _jwt_claim_missing(
+    failure: MatchTrace, metadata: Mapping[str, Mapping[str, Any]]
+) -> tuple[str, bool] | None:
+    """When the failing clause reads a JWT claim that the request does not carry:
+    the claim (dotted) and whether a validated token was presented at all."""
+    t: MatchTrace | None = failure
+    while t is not None and not isinstance(t.node, IdMetadata | PermMetadata):
+        t = next((c for c in t.children if not c.matched), None)
+    if t is None:
+        return None
+    m = t.node.metadata
+    if m.filter != JWT_FILTER or len(m.path) < 2:
+        return None
+    data: Any = metadata.get(JWT_FILTER)
+    for key in m.path:
+        if not isinstance(data, Mapping) or key not in data:
+            payload = metadata.get(JWT_FILTER, {}).get(m.path[0])
+            return ".".join(m.path[1:]), payload is not None
+        data = data[key]
+    return None
+
+
+def policy_step(
+    bf: BuiltFilter,
+    pt: PolicyTrace,
+    dry_run: bool,
+    metadata: Mapping[str, Mapping[str, Any]] | None = None,
+) -> TraceStep:
     """One Envoy policy's result, in the user's terms: the first clause that failed."""
     stage = Stage(bf.stage)
     src = bf.sources.get(pt.name)
@@ -524,9 +561,12 @@ def policy_step(bf: BuiltFilter, pt: PolicyTrace, dry_run: bool) -> TraceStep:
     failure = first_failure(pt)
     miss: Note | None = failure.note if failure is not None else None
     if miss is not None and miss.field:
+        missing = _jwt_claim_missing(failure, metadata or {}) if failure is not None else None
         return TraceStep(
             stage,
-            render.policy_misses(where, miss),
+            render.claim_missing(where, miss, *missing)
+            if missing is not None
+            else render.policy_misses(where, miss),
             policy,
             rule,
             pt.name,
@@ -702,7 +742,8 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
     if sets_allowed:
         body.insert(0, "al = None")
-    text = "\n".join(body)
+    # the code only: a note quotes policy names, which may read like a value ("v2-get")
+    text = _without_notes("\n".join(body))
     used = sorted(set(re.findall(r"\bv\d+\b", text)), key=lambda v: int(v[1:]))
     if re.search(r"\binp\b", text):  # a compiled closure's call: it takes the input
         used.append("inp")

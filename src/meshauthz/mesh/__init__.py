@@ -8,9 +8,11 @@ Built from loaded manifests (``meshauthz.resources``) only:
   PeerAuthentication apply to a workload, why, and in istiod's order;
 * ``peerauthn``: the effective mTLS mode per workload port;
 * ``ports`` and ``protocol``: inbound ports, their protocols and filter chains,
-  and "to" targets.
+  and "to" targets;
+* ``injection``: which workloads the sidecar injector gives an Envoy.
 """
 
+from meshauthz.mesh.injection import Injection, injection
 from meshauthz.mesh.peerauthn import (
     EffectiveMtls,
     MtlsMode,
@@ -27,6 +29,7 @@ from meshauthz.mesh.ports import (
     inbound_ports,
     resolve_target,
     resolve_target_port,
+    resolve_targets,
     service_port_protocol,
     service_targets,
 )
@@ -67,6 +70,7 @@ __all__ = [
     "EffectiveMtls",
     "Identity",
     "InboundPort",
+    "Injection",
     "ListenerProtocol",
     "LookupFailed",
     "MeshNamespace",
@@ -91,12 +95,14 @@ __all__ = [
     "effective_mtls_mode",
     "inbound_port",
     "inbound_ports",
+    "injection",
     "list_policies",
     "listener_protocol",
     "namespace_mtls_mode",
     "parse_protocol",
     "resolve_target",
     "resolve_target_port",
+    "resolve_targets",
     "select_policies",
     "service_port_protocol",
     "service_targets",

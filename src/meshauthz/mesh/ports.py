@@ -155,6 +155,20 @@ class Target:
 
 
 def resolve_target(snapshot: MeshSnapshot, ref: str) -> Target:
+    """The one destination ``ref`` names (``resolve_targets``); a Service that
+    selects several workloads is an error (LookupFailed, code "ambiguous")."""
+    targets = resolve_targets(snapshot, ref)
+    if len(targets) > 1:
+        svc = targets[0].service
+        assert svc is not None
+        names = ", ".join(t.workload.key for t in targets)
+        raise LookupFailed(
+            f"service {svc.key} selects several workloads ({names}); name one", code="ambiguous"
+        )
+    return targets[0]
+
+
+def resolve_targets(snapshot: MeshSnapshot, ref: str) -> list[Target]:
     """Resolve a destination written as ``ns/name[:port]`` or ``<svc>.<ns>.svc.<suffix>[:port]``.
 
     Rules (ours, documented):
@@ -166,9 +180,12 @@ def resolve_target(snapshot: MeshSnapshot, ref: str) -> Target:
        written (its container port).
     4. Otherwise the Service ``ns/name``.
 
-    A Service resolves to the single workload it selects; none or several is an
-    error (LookupFailed, code "not-found" or "ambiguous"). Without a port, a
-    Service with exactly one port implies it.
+    A Service resolves to each workload it selects, in the snapshot's order; none
+    is an error (LookupFailed, code "not-found"). Without a port, a Service with
+    exactly one port implies it. ``ns/name:port`` where ``ns/name`` is both a
+    Service without that port and a workload is the workload's port only if the
+    workload receives on it (a Service target or a container port); otherwise it
+    is an error naming the Service's ports.
     """
     m = _PORT_RE.match(ref.strip())
     if not m:
@@ -186,20 +203,28 @@ def resolve_target(snapshot: MeshSnapshot, ref: str) -> Target:
     if svc is not None and port is not None and svc.port(port) is not None:
         return _via_service(snapshot, svc, port)
     try:
-        return Target(snapshot.workload(name_ref), port, "workload")
+        w = snapshot.workload(name_ref)
     except LookupFailed as e:
         if e.code == "ambiguous":
             raise
+    else:
+        if svc is None or port is None or port in _receives_on(snapshot, w):
+            return [Target(w, port, "workload")]
     if svc is None:
         gateway = _gateway_target(snapshot, name_ref, port)
         if gateway is not None:
-            return gateway
+            return [gateway]
         ns, _, name = name_ref.partition("/")
         raise LookupFailed(
             f"no workload or service {name_ref}{snapshot.elsewhere(ns, name)}",
             code="not-found",
         )
     return _via_service(snapshot, svc, port)
+
+
+def _receives_on(snapshot: MeshSnapshot, w: MeshWorkload) -> set[int]:
+    """The ports a workload declares: its Service targets and container ports."""
+    return {p.port for p in inbound_ports(snapshot, w)} | {cp.container_port for cp in w.ports}
 
 
 def _gateway_target(snapshot: MeshSnapshot, ref: str, port: int | None) -> Target | None:
@@ -226,16 +251,14 @@ def _gateway_target(snapshot: MeshSnapshot, ref: str, port: int | None) -> Targe
     return Target(pods[0], port, "workload")
 
 
-def _via_service(snapshot: MeshSnapshot, svc: MeshService, port: int | None) -> Target:
+def _via_service(snapshot: MeshSnapshot, svc: MeshService, port: int | None) -> list[Target]:
     ws = snapshot.workloads_for(svc)
     if not ws:
         raise LookupFailed(f"service {svc.key} selects no workload", code="not-found")
-    if len(ws) > 1:
-        names = ", ".join(w.key for w in ws)
-        raise LookupFailed(
-            f"service {svc.key} selects several workloads ({names}); name one", code="ambiguous"
-        )
-    w = ws[0]
+    return [_service_target(svc, w, port) for w in ws]
+
+
+def _service_target(svc: MeshService, w: MeshWorkload, port: int | None) -> Target:
     sp: ServicePort | None
     if port is None:
         if len(svc.ports) != 1:
@@ -266,6 +289,7 @@ __all__ = [
     "inbound_ports",
     "resolve_target",
     "resolve_target_port",
+    "resolve_targets",
     "service_port_protocol",
     "service_targets",
 ]

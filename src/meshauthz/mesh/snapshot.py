@@ -22,6 +22,7 @@ Synthetic addresses (documented contract):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import ipaddress
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from meshauthz.errors import MeshauthzError
+from meshauthz.mesh.injection import Injection, Why, injection, opt_in_by_label
 from meshauthz.mesh.labels import match, subset_of
 from meshauthz.resources.k8s import ContainerPort, ServicePort, ServiceSpec
 from meshauthz.resources.meshconfig import MeshConfig
@@ -161,10 +163,22 @@ class MeshWorkload:
     proxy: ProxyType = "sidecar"
     gateway: Gateway | None = None  # the Gateway these pods implement, if any
     resource: Workload | None = None  # None for a synthetic gateway deployment
+    # Whether the injector gives the pods a sidecar (``proxy == "sidecar"`` only;
+    # None for gateways and waypoints, which are their own proxy).
+    injection: Injection | None = None
+    # The objects that are this workload's pods or make them (ReplicaSets and Pods
+    # of a Deployment in ``kubectl get all`` output), by ownerReferences.
+    members: tuple[Workload, ...] = ()
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def has_proxy(self) -> bool:
+        """An Envoy stands in front of the pods: a gateway, a waypoint, or an injected
+        sidecar. Without one, the pods send plaintext and nothing checks what they receive."""
+        return self.injection is None or self.injection.injected
 
     @property
     def synthetic(self) -> bool:
@@ -245,6 +259,10 @@ class MeshSnapshot:
     def __post_init__(self) -> None:
         for w in self.workloads:
             self._by_key.setdefault(w.key, []).append(w)
+        # A member's own name (a Pod's, a ReplicaSet's) names its workload too.
+        for w in self.workloads:
+            for m in w.members:
+                self._by_key.setdefault(f"{m.namespace}/{m.name}", [w])
         for s in self.services:
             self._svc_by_key[s.key] = s
             self._svc_by_host[s.hostname] = s
@@ -386,11 +404,22 @@ def build_snapshot(
     mc = manifests.mesh_config
     td = mc.trust_domain
 
-    # Workloads from the manifests.
+    # Namespaces: declared ones, plus any an object lives in.
+    namespaces: dict[str, MeshNamespace] = {
+        n.name: MeshNamespace(n.name, dict(n.labels), n) for n in manifests.namespaces
+    }
+    implied: Iterable[str] = (
+        r.namespace for r in manifests.all() if r.namespace and r.kind != "Namespace"
+    )
+    for ns in implied:
+        namespaces.setdefault(ns, MeshNamespace(ns, {}))
+    by_default = not opt_in_by_label(n.labels for n in namespaces.values())
+
+    # Workloads from the manifests: an object and those it owns are one workload.
     gw_api = [g for g in manifests.gateways if g.flavor == "gateway-api"]
     istio_gws = [g for g in manifests.gateways if g.flavor == "istio"]
     drafts: list[dict[str, Any]] = []
-    for w in manifests.workloads:
+    for w, members in _group_by_owner(manifests.workloads):
         labels = dict(w.pod_labels)
         proxy: ProxyType = "sidecar"
         gateway: Gateway | None = None
@@ -410,6 +439,22 @@ def build_snapshot(
                 if g.selector and subset_of(g.selector, labels):
                     proxy, gateway = "gateway", g
                     break
+        inj = None
+        if proxy == "sidecar":
+            home = namespaces[w.namespace]
+            inj = injection(
+                w.namespace,
+                home.labels,
+                labels,
+                w.pod_annotations,
+                host_network=w.host_network,
+                # a namespace the input does not declare has labels no one can see
+                by_default=by_default or not home.declared,
+            )
+            if inj.why is Why.ASSUMED and not by_default:
+                inj = dataclasses.replace(inj, why=Why.UNDECLARED_NAMESPACE)
+        # A controller has no address of its own: its first pod's (by name), if given.
+        ip = w.ip or next((m.ip for m in sorted(members, key=lambda m: m.name) if m.ip), None)
         drafts.append(
             dict(
                 kind=w.kind,
@@ -418,10 +463,12 @@ def build_snapshot(
                 labels=labels,
                 service_account=w.service_account,
                 ports=w.ports,
-                ip=w.ip,
+                ip=ip,
                 proxy=proxy,
                 gateway=gateway,
                 resource=w,
+                injection=inj,
+                members=members,
             )
         )
 
@@ -468,6 +515,8 @@ def build_snapshot(
                 proxy=d["proxy"],
                 gateway=d["gateway"],
                 resource=d["resource"],
+                injection=d.get("injection"),
+                members=d.get("members", ()),
             )
         )
 
@@ -505,15 +554,8 @@ def build_snapshot(
             )
         )
 
-    # Namespaces: declared ones, plus any an object lives in.
-    namespaces: dict[str, MeshNamespace] = {
-        n.name: MeshNamespace(n.name, dict(n.labels), n) for n in manifests.namespaces
-    }
-    implied: Iterable[str] = (
-        r.namespace for r in manifests.all() if r.namespace and r.kind != "Namespace"
-    )
-    for ns in [*implied, *(w.namespace for w in workloads)]:
-        namespaces.setdefault(ns, MeshNamespace(ns, {}))
+    for mw in workloads:  # a synthetic gateway deployment's
+        namespaces.setdefault(mw.namespace, MeshNamespace(mw.namespace, {}))
 
     return MeshSnapshot(
         mesh_config=mc,
@@ -526,6 +568,58 @@ def build_snapshot(
         peer_authentications=sorted(manifests.peer_authentications, key=config_sort_key),
         domain_suffix=domain_suffix,
     )
+
+
+# The label the Deployment controller puts on a ReplicaSet and its Pods
+# (apps/v1 DefaultDeploymentUniqueLabelKey); their names end in "-<hash>".
+POD_TEMPLATE_HASH = "pod-template-hash"
+
+
+def _group_by_owner(objs: Sequence[Workload]) -> list[tuple[Workload, tuple[Workload, ...]]]:
+    """Each workload that no other one in the input owns, with the objects it owns
+    (directly or through others): a Deployment with its ReplicaSets and Pods, as
+    ``kubectl get all -o yaml`` lists them. An owner is found by the controller
+    entry of ``metadata.ownerReferences`` (by uid, else by kind and name, in the same
+    namespace); an object without one, but with the ``pod-template-hash`` label and a
+    name ending in its value, belongs to the ReplicaSet or Deployment that name
+    implies, if the input has it."""
+    by_uid = {o.uid: o for o in objs if o.uid}
+    by_name = {(o.namespace, o.kind, o.name): o for o in objs}
+
+    def owner(o: Workload) -> Workload | None:
+        for ref in o.owners:
+            if not ref.controller:
+                continue
+            found = by_uid.get(ref.uid) if ref.uid else None
+            if found is None:
+                found = by_name.get((o.namespace, ref.kind, ref.name))
+            if found is not None and found.namespace == o.namespace:
+                return found
+            return None  # its controller is not in the input
+        h = o.labels.get(POD_TEMPLATE_HASH)
+        if not h or o.owners:
+            return None
+        if o.kind == "Pod":
+            rs, sep, _ = o.name.rpartition("-")
+            if sep and rs.endswith(f"-{h}"):
+                return by_name.get((o.namespace, "ReplicaSet", rs)) or by_name.get(
+                    (o.namespace, "Deployment", rs.removesuffix(f"-{h}"))
+                )
+        elif o.kind == "ReplicaSet" and o.name.endswith(f"-{h}"):
+            return by_name.get((o.namespace, "Deployment", o.name.removesuffix(f"-{h}")))
+        return None
+
+    def root(o: Workload) -> Workload:
+        seen = {id(o)}
+        while (up := owner(o)) is not None and id(up) not in seen:
+            seen.add(id(up))
+            o = up
+        return o
+
+    groups: dict[int, list[Workload]] = {}
+    for o in objs:
+        groups.setdefault(id(root(o)), []).append(o)
+    return [(o, tuple(m for m in groups[id(o)] if m is not o)) for o in objs if id(o) in groups]
 
 
 def _gateway_deployment(g: Gateway) -> dict[str, Any]:

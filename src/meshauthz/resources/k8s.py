@@ -38,12 +38,25 @@ class K8s(Loose):
     )
 
 
+class OwnerReference(K8s):
+    """``metadata.ownerReferences[]``: the object that made this one (a Pod's
+    ReplicaSet, a ReplicaSet's Deployment)."""
+
+    api_version: str = ""
+    kind: str = ""
+    name: str = ""
+    uid: str = ""
+    controller: bool = False
+
+
 class ObjectMeta(K8s):
     name: str = ""
     generate_name: str = ""
     namespace: str = ""
+    uid: str = ""
     labels: StrMap = {}
     annotations: StrMap = {}
+    owner_references: Annotated[tuple[OwnerReference, ...], BeforeValidator(_none_is_empty)] = ()
 
 
 class ContainerPort(K8s):

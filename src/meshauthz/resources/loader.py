@@ -520,7 +520,7 @@ class _Loader:
             status = self.model(doc, base, ("status",), data.get("status") or {}, PodStatus, ident)
             if pod is not None and status is not None:
                 ip = status.pod_ip or (status.pod_ips[0].ip if status.pod_ips else None)
-                m.workloads.append(self.workload(common, meta.labels, pod, (), ip))
+                m.workloads.append(self.workload(common, meta, meta, pod, (), ip))
         elif (group, kind) in _CONTROLLERS or (group == "batch" and kind == "CronJob"):
             if kind == "CronJob":
                 cj = self.model(doc, base, ("spec",), spec, CronJobSpec, ident)
@@ -534,7 +534,7 @@ class _Loader:
                     return
                 template, tpath = ctl.template, ("spec", "template")
             m.workloads.append(
-                self.workload(common, template.metadata.labels, template.spec, tpath, None)
+                self.workload(common, meta, template.metadata, template.spec, tpath, None)
             )
         elif group == "" and kind == "ConfigMap":
             self.mesh_configmap(doc, base, data, ident)
@@ -573,20 +573,26 @@ class _Loader:
     def workload(
         self,
         common: dict[str, Any],
-        labels: dict[str, str],
+        meta: ObjectMeta,
+        pod_meta: ObjectMeta,
         pod: PodSpec,
         tpath: Path,
         ip: str | None,
     ) -> o.Workload:
+        """``meta``: the object's metadata; ``pod_meta``: its pods' (the template's)."""
         sa = pod.service_account_name or pod.service_account or "default"
         ports = tuple(p for c in pod.containers for p in c.ports)
         return o.Workload(
             **common,
-            pod_labels=dict(labels),
+            pod_labels=dict(pod_meta.labels),
             service_account=sa,
             ports=ports,
             ip=ip or None,
             template_path=tpath,
+            pod_annotations=dict(pod_meta.annotations),
+            host_network=pod.host_network,
+            uid=meta.uid,
+            owners=meta.owner_references,
         )
 
     def mesh_configmap(

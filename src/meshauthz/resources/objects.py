@@ -11,7 +11,7 @@ from meshauthz.resources.istio import (
     PeerAuthenticationSpec,
     RequestAuthenticationSpec,
 )
-from meshauthz.resources.k8s import ContainerPort, ServiceSpec
+from meshauthz.resources.k8s import ContainerPort, OwnerReference, ServiceSpec
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.yamlload import Document, Path
 
@@ -92,6 +92,10 @@ class Workload(Resource):
     ports: tuple[ContainerPort, ...] = ()
     ip: str | None = None
     template_path: Path = ()  # the pod template's path relative to the object
+    pod_annotations: dict[str, str] = field(default_factory=dict)  # the pod's (template's)
+    host_network: bool = False
+    uid: str = ""
+    owners: tuple[OwnerReference, ...] = ()  # metadata.ownerReferences
 
 
 @dataclass(slots=True, eq=False)

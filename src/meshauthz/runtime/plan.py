@@ -33,9 +33,6 @@ from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, service_po
 from meshauthz.mesh.protocol import listener_protocol
 from meshauthz.resources.validation.workload import COMMAND_ANNOTATION
 
-INJECT_ANNOTATION = "sidecar.istio.io/inject"
-INJECT_LABEL = "sidecar.istio.io/inject"
-
 
 def state_root() -> Path:
     """``$MESHAUTHZ_STATE_HOME``, else ``$XDG_STATE_HOME/meshauthz``, else
@@ -246,11 +243,9 @@ def workload_ports(snapshot: MeshSnapshot, w: MeshWorkload) -> list[int]:
 
 
 def has_sidecar(snapshot: MeshSnapshot, w: MeshWorkload) -> bool:
-    """Injection as the tutorial sets it up: a sidecar unless the pod opts out."""
-    ann = _annotations(w)
-    if ann.get(INJECT_ANNOTATION, "").lower() == "false":
-        return False
-    return w.labels.get(INJECT_LABEL, "").lower() != "false"
+    """Whether istiod's injector gives the workload a sidecar (``mesh.injection``:
+    namespace labels, then the pod's label and annotation)."""
+    return w.has_proxy
 
 
 def make_plan(

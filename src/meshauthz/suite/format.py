@@ -53,7 +53,17 @@ _MESH_FIELDS = {
     "extensionProviders",
 }
 _VERDICTS = ("ALLOW", "DENY")
-_STAGES = ("mTLS", "normalization", "CUSTOM", "JWT", "DENY", "ALLOW", "default", "error")
+_STAGES = (
+    "no sidecar",
+    "mTLS",
+    "normalization",
+    "CUSTOM",
+    "JWT",
+    "DENY",
+    "ALLOW",
+    "default",
+    "error",
+)
 _UNSET: Any = object()
 
 

@@ -223,6 +223,7 @@ def _fill(
                     key,
                     i,
                     loc,
+                    http_only=e.http_only,
                 )
             )
             continue

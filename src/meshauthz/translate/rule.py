@@ -83,7 +83,16 @@ class InvalidRule(ValueError):
 
 
 class RuleDropped(ValueError):
-    """An ALLOW rule had a value that cannot be generated: istiod drops the rule."""
+    """An ALLOW rule had a value that cannot be generated: istiod drops the rule.
+    ``http_only``: the field as written, when the value is an HTTP-only field on TCP."""
+
+    def __init__(self, message: str, http_only: str | None = None) -> None:
+        super().__init__(message)
+        self.http_only = http_only
+
+
+class HttpOnly(m.GenerationError):
+    """An HTTP-only field on a TCP chain."""
 
 
 # --- the model ----------------------------------------------------------------
@@ -122,6 +131,9 @@ class Problem:
     rule: int | None = None
     location: Location | None = None
     provider: str | None = None
+    # An HTTP-only field (as written) that a TCP chain left out, or for which it
+    # dropped the rule (ALLOW).
+    http_only: str | None = None
 
 
 @dataclass(slots=True)
@@ -338,10 +350,12 @@ def _attempt(ctx: _Context, f: _Field, negated: bool, fn: Callable[..., Any], *a
     try:
         return fn(*args)
     except m.GenerationError as e:
-        if ctx.action is Action.ALLOW:
-            raise RuleDropped(str(e)) from None
-        loc = ctx.record.location(*(f.not_path if negated else f.path))
         name = f.not_name if negated else f.name
+        written = name if name.startswith(f.section) else f"{f.section}.{name}"
+        http_only = written if isinstance(e, HttpOnly) else None
+        if ctx.action is Action.ALLOW:
+            raise RuleDropped(str(e), http_only) from None
+        loc = ctx.record.location(*(f.not_path if negated else f.path))
         ctx.problems.append(
             Problem(
                 "info",
@@ -349,6 +363,7 @@ def _attempt(ctx: _Context, f: _Field, negated: bool, fn: Callable[..., Any], *a
                 ctx.policy,
                 ctx.rule,
                 loc,
+                http_only=http_only,
             )
         )
         return None
@@ -421,7 +436,7 @@ def _principals(f: _Field, ctx: _Context) -> list[Principal]:
 
 def _http_only(f: _Field, ctx: _Context) -> None:
     if ctx.for_tcp:
-        raise m.GenerationError(f'"{f.key}" is HTTP only')
+        raise HttpOnly(f'"{f.key}" is HTTP only')
 
 
 def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
