@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from meshauthz.ambient.authorization import authorization_from_dump
 from meshauthz.ambient.convert import convert_authorization_policy, convert_peer_authentication
 from meshauthz.mesh.snapshot import creation_time
 from meshauthz.resources.loader import load
@@ -67,3 +68,12 @@ def test_rbac_convert(path: Path) -> None:
     golden = TESTDATA / path.name.replace("-in", "")
     want = yaml.safe_load(golden.read_text()) if golden.exists() else None
     assert got == (want or None)
+
+
+@pytest.mark.parametrize("path", INPUTS[:3], ids=lambda p: p.name)
+def test_config_dump_form_reads_back(path: Path) -> None:
+    # ztunnel's serde form (rbac.rs Authorization) is the same policy.
+    (ap,) = load([str(path)], default_namespace="").manifests.authorization_policies
+    auth = convert_authorization_policy(ROOT, ap).authorization
+    assert auth is not None
+    assert authorization_from_dump(auth.dump()) == auth
