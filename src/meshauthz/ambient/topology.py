@@ -56,16 +56,25 @@ class Enrollment:
     reason: str
 
 
-def _pod_annotations(w: MeshWorkload) -> Mapping[str, str]:
+def _pod_template(w: MeshWorkload) -> Mapping[str, Any]:
     res = w.resource
     if res is None:
         return {}
     data = _raw(res)
     for p in res.template_path:
         data = data.get(p, {}) if isinstance(data, dict) else {}
-    meta = data.get("metadata", {}) if isinstance(data, dict) else {}
+    return data if isinstance(data, dict) else {}
+
+
+def _pod_annotations(w: MeshWorkload) -> Mapping[str, str]:
+    meta = _pod_template(w).get("metadata")
     ann = meta.get("annotations") if isinstance(meta, dict) else None
     return ann if isinstance(ann, dict) else {}
+
+
+def _host_network(w: MeshWorkload) -> bool:
+    spec = _pod_template(w).get("spec")
+    return isinstance(spec, dict) and spec.get("hostNetwork") is True
 
 
 def _raw(obj: Resource) -> Any:
@@ -94,6 +103,8 @@ def enrollment(snapshot: MeshSnapshot, w: MeshWorkload) -> Enrollment:
     if ns_injects and inject != "false":
         return Enrollment("sidecar", f"namespace {w.namespace} is labelled for sidecar injection")
     pod_mode = pod.get(DATAPLANE_MODE_LABEL)
+    if _host_network(w):
+        return Enrollment("none", "the pod uses the host network, which ztunnel never captures")
     if pod_mode == "none":
         return Enrollment("none", f"pod label {DATAPLANE_MODE_LABEL}=none")
     if pod_mode == "ambient":
