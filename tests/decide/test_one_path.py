@@ -153,9 +153,12 @@ def test_decide_is_the_runner_and_the_decision_its_outcome(tmp_path: Path) -> No
     for r in random_requests(snap, random.Random(5), 200):
         pr = decider.prepare_request(r)
         outcome = decider.decide_prepared(pr)
-        assert decider.decide(r) == Decision.of(outcome, r, pr.view)
+        # decide() is the path: for a sidecar, its one hop around the same decision
+        decided = decider.decide(r)
+        assert [h.enforcer for h in decided.hops] == ["sidecar"]
+        assert dataclasses.replace(decided, hops=()) == Decision.of(outcome, r, pr.view)
         traced = decider.decide(r, trace=True)
-        assert dataclasses.replace(traced, trace=()) == Decision.of(outcome, r, pr.view)
+        assert dataclasses.replace(traced, trace=(), hops=()) == Decision.of(outcome, r, pr.view)
 
 
 # --- corpus: Istio's builder goldens ----------------------------------------------------------

@@ -170,6 +170,12 @@ class Authorization:
     # Where it came from, for explanations: "AuthorizationPolicy ns/name",
     # "PeerAuthentication ns/name", or istiod's own policies.
     source: str = field(default="", compare=False)
+    # For an AuthorizationPolicy: the index of each rule in the policy's own
+    # rules (istiod drops ALLOW rules with HTTP fields, so they may differ).
+    origin_rules: tuple[int, ...] = field(default=(), compare=False)
+
+    def origin_rule(self, index: int) -> int:
+        return self.origin_rules[index] if index < len(self.origin_rules) else index
 
     @property
     def key(self) -> str:

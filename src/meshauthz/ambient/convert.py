@@ -136,11 +136,13 @@ def convert_authorization_policy(
         )
     action: Action = "DENY" if spec.action == "DENY" else "ALLOW"
     rules: list[Rule] = []
+    origin: list[int] = []
     found: set[str] = set()
-    for rule in spec.rules:
+    for i, rule in enumerate(spec.rules):
         clauses, l7 = _handle_rule(action, rule, policy.namespace)
         if clauses is not None:
             rules.append(clauses)
+            origin.append(i)
         found.update(l7)
     auth = Authorization(
         name=policy.name,
@@ -150,6 +152,7 @@ def convert_authorization_policy(
         rules=tuple(rules),
         dry_run=dry_run,
         source=f"AuthorizationPolicy {policy.key}",
+        origin_rules=tuple(origin),
     )
     if not found:
         return Conversion(auth, None)

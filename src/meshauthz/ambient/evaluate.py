@@ -44,6 +44,14 @@ class SpiffeIdentity:
     def __str__(self) -> str:
         return f"spiffe://{self.trust_domain}/ns/{self.namespace}/sa/{self.service_account}"
 
+    @staticmethod
+    def parse(principal: str) -> SpiffeIdentity | None:
+        """``td/ns/NS/sa/SA`` (with or without ``spiffe://``); None if not of that form."""
+        parts = principal.removeprefix("spiffe://").split("/")
+        if len(parts) != 5 or parts[1] != "ns" or parts[3] != "sa" or not all(parts):
+            return None
+        return SpiffeIdentity(parts[0], parts[2], parts[4])
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:

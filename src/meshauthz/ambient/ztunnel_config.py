@@ -40,6 +40,13 @@ class IstiodAmbient:
     store: PolicyStore
     conversions: list[tuple[AuthorizationPolicy, Conversion]] = field(default_factory=list)
 
+    def source_policy(self, key: str) -> AuthorizationPolicy | None:
+        """The AuthorizationPolicy a ztunnel policy key was converted from."""
+        for p, c in self.conversions:
+            if c.authorization is not None and c.authorization.key == key:
+                return p
+        return None
+
     def conversion(self, policy: AuthorizationPolicy) -> Conversion | None:
         for p, c in self.conversions:
             if p is policy:

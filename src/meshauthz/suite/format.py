@@ -33,7 +33,8 @@ from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents
 
 _SUITE_FIELDS = {"name", "description", "resources", "mesh", "cases"}
 _CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
-_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule"}
+_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule", "enforcedBy"}
+_ENFORCERS = ("sidecar", "waypoint", "ztunnel")
 _MESH_FIELDS = {
     "rootNamespace",
     "trustDomain",
@@ -56,6 +57,8 @@ class Expectation:
     stage: str | None = None
     policy: str | None = _UNSET
     rule: int | None = _UNSET
+    # The deciding enforcement point ("none": nothing enforces), or the path's list.
+    enforced_by: str | tuple[str, ...] | None = None
 
     @property
     def pins_policy(self) -> bool:
@@ -75,6 +78,9 @@ class Expectation:
             out["policy"] = self.policy
         if self.pins_rule:
             out["rule"] = self.rule
+        if self.enforced_by is not None:
+            eb = self.enforced_by
+            out["enforcedBy"] = eb if isinstance(eb, str) else list(eb)
         return out
 
     def describe(self) -> str:
@@ -87,6 +93,9 @@ class Expectation:
             parts.append(f"policy {self.policy or 'none'}")
         if self.pins_rule:
             parts.append(f"rule {'none' if self.rule is None else self.rule}")
+        if self.enforced_by is not None:
+            eb = self.enforced_by
+            parts.append(f"enforced by {eb if isinstance(eb, str) else ' -> '.join(eb)}")
         return ", ".join(parts)
 
 
@@ -320,7 +329,21 @@ class _SuiteParser:
             and (isinstance(rule, bool) or not isinstance(rule, int) or rule < 0)
         ):
             raise self.fail((*path, "rule"), "expected a rule index (0, 1, ...) or null")
-        return Expectation(verdict, status, stage, policy, rule)
+        return Expectation(
+            verdict, status, stage, policy, rule, self.enforced_by(data.get("enforcedBy"), path)
+        )
+
+    def enforced_by(self, value: Any, path: Path) -> str | tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value in (*_ENFORCERS, "none"):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) and v in _ENFORCERS for v in value):
+            return tuple(value)
+        raise self.fail(
+            (*path, "enforcedBy"),
+            "expected sidecar, waypoint, ztunnel or none, or a list of sidecar, waypoint, ztunnel",
+        )
 
     def verdict(self, value: Any, path: Path) -> str:
         if not isinstance(value, str) or value.upper() not in _VERDICTS:

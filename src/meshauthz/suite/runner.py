@@ -201,4 +201,11 @@ def compare(expect: Expectation, d: Decision) -> list[str]:
         got = "none" if d.rule is None else d.rule
         want = "none" if expect.rule is None else expect.rule
         out.append(f"expected rule {want}, got {got}")
+    if isinstance(expect.enforced_by, str) and d.enforced_by != expect.enforced_by:
+        out.append(f"expected enforced by {expect.enforced_by}, got {d.enforced_by}")
+    if isinstance(expect.enforced_by, tuple):
+        path = tuple(h.enforcer for h in d.hops)
+        if path != expect.enforced_by:
+            shown = " -> ".join(path) or "none"
+            out.append(f"expected the path {' -> '.join(expect.enforced_by)}, got {shown}")
     return out

@@ -1,0 +1,233 @@
+"""A decision is a path: check walks the enforcement points Istio's traffic passes
+(the sidecar; or the waypoint, if bound, then the destination's ztunnel)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meshauthz.cli.main import main
+from meshauthz.decide.engine import Decider
+from meshauthz.decide.request import resolve
+from meshauthz.decide.request_spec import request_from_data
+from meshauthz.mesh.loading import load_mesh
+from tests.conftest import EXAMPLES
+
+L7 = str(Path(__file__).parent / "meshes" / "waypoint-l7.yaml")
+SEED = str(EXAMPLES / "seed")
+SEED_AMBIENT = str(EXAMPLES / "seed-ambient")
+SEED_WAYPOINT = str(EXAMPLES / "seed-ambient-waypoint")
+FRONTEND = "cluster.local/ns/default/sa/frontend"
+
+# The tutorial's four requests (examples/seed/seed.test.yaml).
+TUTORIAL = [
+    ("default/frontend", "GET", "/api/v1/data"),
+    ("default/frontend", "POST", "/api/v1/data"),
+    ("default/frontend", "GET", "/api/v1/other"),
+    ("default/backend", "GET", "/api/v1/data"),
+]
+
+
+def check_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
+    with pytest.raises(SystemExit) as exc:
+        main(["check", *args, "-o", "json"])
+    out, err = capsys.readouterr()
+    assert exc.value.code == 0, err
+    doc: dict[str, Any] = json.loads(out)
+    return doc
+
+
+@pytest.mark.parametrize(("src", "method", "path"), TUTORIAL)
+def test_done_when_the_ambient_seed_denies_the_four_requests_at_ztunnel(capsys, src, method, path):
+    d = check_json(
+        capsys, "-f", SEED_AMBIENT, "--from", src, "--to", "default/backend",
+        "--method", method, "--path", path,
+    )  # fmt: skip
+    assert (d["decision"], d["status"], d["stage"], d["policy"], d["rule"]) == (
+        "DENY",
+        "connection reset",
+        "DENY",
+        "default/deny-all-backend",
+        0,
+    )
+    principal = FRONTEND if src == "default/frontend" else "cluster.local/ns/default/sa/default"
+    assert d["hops"] == [
+        {
+            "enforcer": "ztunnel",
+            "workload": "default/backend",
+            "identity": principal,
+            "decision": "DENY",
+            "policy": "default/deny-all-backend",
+            "rule": 0,
+        }
+    ]
+    assert d["reason"].startswith("ztunnel of default/backend refuses the connection: DENY policy")
+
+
+def test_sidecar_mode_is_one_hop_and_keeps_every_other_key(capsys):
+    args = ("-f", SEED, "--from", "default/frontend", "--to", "default/backend")
+    d = check_json(capsys, *args, "--path", "/api/v1/data")
+    snap = load_mesh([SEED]).snapshot
+    spec = request_from_data(
+        {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}, "t"
+    )
+    r = resolve(spec, snap)
+    at_proxy = Decider(snap).decide_at_proxy(r, trace=True).to_json()
+    hops = d.pop("hops")
+    assert d == at_proxy
+    assert hops == [
+        {
+            "enforcer": "sidecar",
+            "workload": "default/backend",
+            "identity": FRONTEND,
+            "decision": "DENY",
+            "policy": "default/deny-all-backend",
+            "rule": 0,
+        }
+    ]
+
+
+def test_through_a_waypoint_ztunnel_sees_the_waypoint_identity(capsys):
+    # Istio's TestAuthorizationL4 (tests/integration/ambient/baseline_test.go) must
+    # name sa/<waypoint> in the destination's L4 policy for waypoint traffic to pass.
+    d = check_json(
+        capsys, "-f", SEED_WAYPOINT, "--from", "default/frontend", "--to", "default/backend",
+        "--path", "/api/v1/data",
+    )  # fmt: skip
+    assert [(h["enforcer"], h["identity"], h["decision"]) for h in d["hops"]] == [
+        ("waypoint", FRONTEND, "ALLOW"),
+        ("ztunnel", "cluster.local/ns/default/sa/waypoint", "DENY"),
+    ]
+    assert d["status"] == 503
+
+
+def test_waypoint_enforces_target_ref_policies_with_the_client_identity(capsys):
+    d = check_json(capsys, "-f", L7, "--from", "ns/client", "--to", "ns/api:80")
+    assert d["hops"] == [
+        {
+            "enforcer": "waypoint",
+            "workload": "ns/waypoint",
+            "identity": "cluster.local/ns/ns/sa/client",
+            "decision": "ALLOW",
+            "policy": "ns/l7-at-waypoint",
+            "rule": 0,
+        },
+        {
+            "enforcer": "ztunnel",
+            "workload": "ns/api",
+            "identity": "cluster.local/ns/ns/sa/waypoint",
+            "decision": "ALLOW",
+            "policy": "ns/l4-at-ztunnel",
+            "rule": 0,
+        },
+    ]
+    assert (d["decision"], d["status"], d["policy"]) == ("ALLOW", 200, "ns/l7-at-waypoint")
+
+
+def test_waypoint_denial_stops_the_path(capsys):
+    d = check_json(capsys, "-f", L7, "--from", "ns/client", "--to", "ns/api:80", "--method", "POST")
+    assert (d["decision"], d["status"], d["stage"]) == ("DENY", 403, "ALLOW")
+    assert [h["enforcer"] for h in d["hops"]] == ["waypoint"]
+
+
+def test_ports_are_service_ports_at_the_waypoint_and_target_ports_at_ztunnel(capsys):
+    # The waypoint policy names port 80 (the Service's), the ztunnel one 8080 (the pod's).
+    d = check_json(capsys, "-f", L7, "--from", "ns/client", "--to", "ns/api:80")
+    assert [h["decision"] for h in d["hops"]] == ["ALLOW", "ALLOW"]
+    assert d["request"]["port"] == 8080
+
+
+def test_an_uncaptured_client_bypasses_the_waypoint(capsys):
+    d = check_json(capsys, "-f", L7, "--from", "outside/plain", "--to", "ns/api:80")
+    assert d["hops"] == [
+        {
+            "enforcer": "ztunnel",
+            "workload": "ns/api",
+            "identity": None,
+            "decision": "ALLOW",
+            "policy": "ns/l4-at-ztunnel",
+            "rule": 1,
+        }
+    ]
+
+
+def test_explain_says_where_each_policy_applies(capsys):
+    with pytest.raises(SystemExit):
+        main(["explain", "-f", L7, "--from", "outside/plain", "--to", "ns/api:80", "-o", "json"])
+    d = json.loads(capsys.readouterr().out)
+    where = {a["policy"]: (a["enforcer"], a["detail"]) for a in d["applicable"]}
+    assert where["ns/l4-at-ztunnel"][0] == "ztunnel"
+    assert where["ns/l7-at-waypoint"][0] is None
+    assert (
+        "applies nowhere: the request bypasses waypoint ns/waypoint"
+        in where["ns/l7-at-waypoint"][1]
+    )
+    with pytest.raises(SystemExit):
+        main(["explain", "-f", L7, "--from", "ns/client", "--to", "ns/api:80", "-o", "json"])
+    d = json.loads(capsys.readouterr().out)
+    where = {a["policy"]: a["enforcer"] for a in d["applicable"]}
+    assert where == {"ns/l7-at-waypoint": "waypoint", "ns/l4-at-ztunnel": "ztunnel"}
+
+
+def test_explain_text_shows_the_path(capsys):
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "explain",
+                "-f",
+                SEED_WAYPOINT,
+                "--from",
+                "default/frontend",
+                "--to",
+                "default/backend",
+            ]
+        )
+    out = capsys.readouterr().out
+    assert "    waypoint default/waypoint sees cluster.local/ns/default/sa/frontend: ALLOW" in out
+    assert (
+        "at ztunnel of default/backend: selector matches labels app=backend; ztunnel does not support HTTP attributes (found: methods, paths)"
+        in out
+    )
+
+
+def test_an_uncaptured_destination_is_not_enforced(tmp_path):
+    (tmp_path / "m.yaml").write_text(
+        """\
+apiVersion: v1
+kind: Namespace
+metadata: {name: ns, labels: {istio.io/dataplane-mode: ambient}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: ns, labels: {app: db, istio.io/dataplane-mode: none}}
+spec: {containers: [{name: db, ports: [{containerPort: 5432}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: ns}
+spec: {action: DENY, rules: [{}]}
+"""
+    )
+    snap = load_mesh([str(tmp_path)]).snapshot
+    r = resolve(request_from_data({"from": {"plaintext": True}, "to": "ns/db"}, "t"), snap)
+    d = Decider(snap).decide(r)
+    assert (d.verdict, d.hops, d.enforced_by) == ("ALLOW", (), "none")
+    assert "nothing enforces authorization for ns/db" in d.reason
+
+
+def test_the_waypoint_chain_matches_principals_on_filter_state():
+    # istiod builds waypoints with UseFilterState (pilot/pkg/networking/core/
+    # listener_waypoint.go): principals match io.istio.peer_principal, which HBONE
+    # termination sets from the client's certificate.
+    snap = load_mesh([L7]).snapshot
+    decider = Decider(snap)
+    prepared = decider.prepare_waypoint(
+        snap.workload("ns/waypoint"), snap.service("ns/api"), 80, "http"
+    )
+    built = json.dumps(prepared.build.to_dicts())
+    assert '"key": "io.istio.peer_principal"' in built
+    assert "spiffe://cluster.local/ns/ns/sa/client" in built
+    assert [s.key for s in prepared.selected] == ["ns/l7-at-waypoint"]
