@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from meshauthz.ambient.flags import AmbientFlags
 from meshauthz.ambient.ztunnel_config import istiod_ambient, ztunnel_workload
 from meshauthz.mesh.loading import load_mesh_documents
 from meshauthz.resources.yamlload import parse_documents
@@ -77,3 +78,64 @@ def test_ambient_index_policy_steps() -> None:
         if "noPolicy" in step:
             assert step["noPolicy"] not in istiod.store.by_key
     assert checked == 31
+
+
+def test_default_allow_waypoint_policy() -> None:
+    # Istio's TestDefaultAllowWaypointPolicy (ambientindex_test.go), with its
+    # setupPolicyTest: two waypoint pods (service accounts namespace-wide and
+    # waypoint-sa) of waypoint "waypoint-ns" (all traffic), namespace ns1 using it,
+    # PILOT_AUTO_ALLOW_WAYPOINT_POLICY on.
+    managed = {
+        "gateway.istio.io/managed": "istio.io-mesh-controller",
+        "gateway.networking.k8s.io/gateway-name": "waypoint-ns",
+    }
+
+    def pod(name: str, sa: str, labels: dict[str, str]) -> dict[str, Any]:
+        doc = _pod_doc(name, labels)
+        doc["spec"]["serviceAccountName"] = sa
+        return doc
+
+    docs = [
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {
+                "name": "ns1",
+                "labels": {
+                    "istio.io/dataplane-mode": "ambient",
+                    "istio.io/use-waypoint": "waypoint-ns",
+                },
+            },
+        },
+        pod("pod1", "sa1", {"app": "a"}),
+        pod("waypoint-ns-pod", "namespace-wide", managed),
+        pod("waypoint2-sa", "waypoint-sa", managed),
+        {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "Gateway",
+            "metadata": {
+                "name": "waypoint-ns",
+                "namespace": "ns1",
+                "labels": {"istio.io/waypoint-for": "all"},
+            },
+            "spec": {
+                "gatewayClassName": "istio-waypoint",
+                "listeners": [{"name": "mesh", "port": 15008, "protocol": "HBONE"}],
+            },
+            "status": {"addresses": [{"value": "10.0.0.2"}]},
+        },
+    ]
+    snapshot = load_mesh_documents(parse_documents(yaml.safe_dump_all(docs), "t.yaml")).snapshot
+    flags = AmbientFlags(auto_allow_waypoint=True)
+    istiod = istiod_ambient(snapshot, flags)
+    name = "ns1/istio_allow_waypoint_ns1_waypoint-ns"
+    policy = istiod.store.by_key[name]
+    (((match,),),) = policy.rules
+    assert [p.value for p in match.principals] == [
+        "cluster.local/ns/ns1/sa/namespace-wide",
+        "cluster.local/ns/ns1/sa/waypoint-sa",
+    ]
+    held = ztunnel_workload(snapshot, "ns1/pod1", flags, istiod)
+    assert held.workload_policies == [name]
+    # Off by default (features.DefaultAllowFromWaypoint = false).
+    assert ztunnel_workload(snapshot, "ns1/pod1").workload_policies == []
