@@ -71,3 +71,12 @@ def test_accepted_condition() -> None:
     )
     assert warn.condition is not None and warn.condition.status is True
     assert warn.authorization is not None and warn.authorization.rules == ()
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_http_attributes_are_the_ones_the_status_names(case: dict[str, Any]) -> None:
+    from meshauthz.ambient.convert import http_attributes
+
+    conv = convert_authorization_policy(ROOT, authorization_policy(case["spec"]))
+    if conv.dropped_http:
+        assert http_attributes(authorization_policy(case["spec"]).spec) == conv.dropped_http

@@ -27,7 +27,13 @@ from meshauthz.ambient.authorization import (
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.mesh.selection import target_refs
 from meshauthz.mesh.snapshot import creation_time
-from meshauthz.resources.istio import Condition, MutualTls, Operation, Source
+from meshauthz.resources.istio import (
+    AuthorizationPolicySpec,
+    Condition,
+    MutualTls,
+    Operation,
+    Source,
+)
 from meshauthz.resources.istio import Rule as PolicyRule
 from meshauthz.resources.objects import AuthorizationPolicy, PeerAuthentication
 
@@ -165,6 +171,18 @@ def convert_authorization_policy(
     dropped = tuple(sorted(found))
     message = HTTP_RULE_FMT.format(", ".join(dropped), boilerplate)
     return Conversion(auth, StatusMessage("UnsupportedValue", message), dropped)
+
+
+def http_attributes(spec: AuthorizationPolicySpec) -> tuple[str, ...]:
+    """The HTTP attributes (L7) a policy uses, as istiod names them in its status (sorted)."""
+    found: set[str] = set()
+    for rule in spec.rules:
+        for to in rule.to:
+            found.update(_http_operations(to.operation or Operation()))
+        for fr in rule.from_:
+            found.update(_http_sources(fr.source or Source()))
+        found.update(w.key for w in rule.when if w.key not in L4_WHEN_KEYS)
+    return tuple(sorted(found))
 
 
 def has_effective_rules(rules: Sequence[Rule]) -> bool:
@@ -514,6 +532,7 @@ __all__ = [
     "converted_peer_authentication_name",
     "converted_selector_peer_authentications",
     "has_effective_rules",
+    "http_attributes",
     "implicit_waypoint_policy",
     "static_strict_policy",
     "string_to_ip",
