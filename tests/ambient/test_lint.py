@@ -139,3 +139,20 @@ def test_selector_allow_that_misses_the_waypoint_identity() -> None:
     assert ("ambient-waypoint-identity", "default/allow-frontend-get-data") in codes
     ok = load_mesh([str(Path(__file__).parent / "meshes" / "waypoint-l7.yaml")]).snapshot
     assert not [f for f in ambient_findings(ok) if f.code == "ambient-waypoint-identity"]
+
+
+def test_validate_reports_the_ambient_checks_as_warnings(capsys) -> None:
+    import json
+
+    from meshauthz.cli.main import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["validate", str(EXAMPLES / "seed-ambient"), "-o", "json"])
+    assert exc.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["valid"] is True
+    codes = sorted((f["severity"], f["code"], f["resource"]["name"]) for f in doc["findings"])
+    assert codes == [
+        ("warning", "KIA0109", "allow-frontend-get-data"),
+        ("warning", "KIA0110", "allow-frontend-get-data"),
+    ]

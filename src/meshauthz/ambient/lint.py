@@ -40,6 +40,7 @@ from meshauthz.mesh.labels import subset_of
 from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.selection import target_refs
 from meshauthz.mesh.snapshot import GATEWAY_NAME_LABEL, MeshSnapshot, MeshWorkload
+from meshauthz.resources.findings import Finding, Severity
 from meshauthz.resources.istio import PolicyTargetReference
 from meshauthz.resources.objects import AuthorizationPolicy, RequestAuthentication
 
@@ -58,11 +59,13 @@ class AmbientFinding:
     code: str
     policy: AuthorizationPolicy | RequestAuthentication
     message: str
-    severity: str = "warning"
+    severity: Severity = "warning"
 
-    @property
-    def where(self) -> str:
-        return f"{self.policy.file}:{self.policy.line}"
+    def to_finding(self) -> Finding:
+        p = self.policy
+        return Finding(
+            self.severity, self.code, self.message, p.location(), p.kind, p.namespace, p.name
+        )
 
 
 def _enrolled(labels: dict[str, str] | None, ns_labels: dict[str, str]) -> bool:

@@ -6,10 +6,12 @@ import sys
 
 import click
 
+from meshauthz.ambient.lint import ambient_findings
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, loading
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
 from meshauthz.mesh.loading import read_manifests
+from meshauthz.mesh.snapshot import build_snapshot
 
 
 @click.command("validate")
@@ -31,6 +33,9 @@ def validate_command(
         checked = read_manifests(paths, mesh_config=mesh_config)
     manifests = checked.manifests
     findings = list(checked.findings)
+    if not checked.errors:  # ambient mode's checks need the mesh, which errors forbid
+        snapshot = build_snapshot(manifests)
+        findings += [f.to_finding() for f in ambient_findings(snapshot)]
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")
