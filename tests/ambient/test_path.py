@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from meshauthz.cli.main import main
 from meshauthz.decide.engine import Decider
@@ -231,3 +232,65 @@ def test_the_waypoint_chain_matches_principals_on_filter_state():
     assert '"key": "io.istio.peer_principal"' in built
     assert "spiffe://cluster.local/ns/ns/sa/client" in built
     assert [s.key for s in prepared.selected] == ["ns/l7-at-waypoint"]
+
+
+LAYERED = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: on-the-waypoint-pods, namespace: ns}
+spec:
+  selector: {matchLabels: {gateway.networking.k8s.io/gateway-name: waypoint}}
+  action: DENY
+  rules: [{from: [{source: {principals: [cluster.local/ns/ns/sa/client]}}]}]
+"""
+
+
+def test_layered_waypoint_policies_follow_the_flag(capsys, tmp_path):
+    # A selector policy on the waypoint's pods: ignored by the waypoint ("waypoints
+    # never use selector", policyattachment.go) unless
+    # ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES enforces it at HBONE termination
+    # (listener_waypoint.go, NewWaypointTerminationBuilder).
+    (tmp_path / "layered.yaml").write_text(LAYERED)
+    args = ("-f", L7, "-f", str(tmp_path), "--from", "ns/client", "--to", "ns/api:80")
+    off = check_json(capsys, *args)
+    assert off["decision"] == "ALLOW"
+    on = check_json(
+        capsys, *args, "--istiod-flag", "ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES=true"
+    )
+    assert (on["decision"], on["status"], on["policy"]) == (
+        "DENY",
+        "connection reset",
+        "ns/on-the-waypoint-pods",
+    )
+    assert on["hops"] == [
+        {
+            "enforcer": "waypoint",
+            "workload": "ns/waypoint",
+            "identity": "cluster.local/ns/ns/sa/client",
+            "decision": "DENY",
+            "policy": "ns/on-the-waypoint-pods",
+            "rule": 0,
+        }
+    ]
+
+
+def test_check_takes_istiod_flags(capsys, tmp_path):
+    # PILOT_AUTO_ALLOW_WAYPOINT_POLICY (pilot/pkg/features/ambient.go): "zTunnel will
+    # receive synthetic authorization policies for each workload ALLOW the Waypoint's
+    # identity. Unless other ALLOW policies are created, this effectively denies
+    # traffic that doesn't go through the waypoint."
+    docs = [
+        d for d in yaml.safe_load_all(Path(L7).read_text()) if d["kind"] != "AuthorizationPolicy"
+    ]
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump_all(docs))
+    mesh = str(tmp_path / "m.yaml")
+    flag = ("--istiod-flag", "PILOT_AUTO_ALLOW_WAYPOINT_POLICY=true")
+    bypass = ("-f", mesh, "--from", "outside/plain", "--to", "ns/api:80")
+    assert check_json(capsys, *bypass)["decision"] == "ALLOW"
+    denied = check_json(capsys, *bypass, *flag)
+    assert (denied["decision"], denied["hops"][0]["enforcer"]) == ("DENY", "ztunnel")
+    through = check_json(capsys, "-f", mesh, "--from", "ns/client", "--to", "ns/api:80", *flag)
+    assert through["hops"][-1]["policy"] == "ns/istio_allow_waypoint_ns_waypoint"
+    with pytest.raises(SystemExit) as exc:
+        main(["check", *bypass, "--istiod-flag", "X=1"])
+    assert exc.value.code == 2

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.decide import render
@@ -92,6 +93,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
         ),
         MESH_CONFIG_OPTION,
+        ISTIOD_FLAG_OPTION,
         _MANIFESTS,
         FORMAT_OPTION,
     ]
@@ -179,7 +181,7 @@ def decide_all(
         raise click.UsageError("Missing option '-f' / '--filename'.")
     snapshot = load_mesh(o["paths"], o["mesh_config"])
     requests = [resolve(s, snapshot) for s in specs_from_options(o)]
-    decider = Decider(snapshot, ext_authz=o["ext_authz"])
+    decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
     single = not o["request_file"] or len(requests) == 1
     return (
         snapshot,

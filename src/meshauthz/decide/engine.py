@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
+from meshauthz.ambient.topology import HBONE_PORT
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision, Outcome
 from meshauthz.decide.path import walk
@@ -38,8 +39,10 @@ from meshauthz.mesh import (
     MeshService,
     MeshSnapshot,
     MeshWorkload,
+    PolicyMatcher,
     SelectedPolicy,
     effective_mtls_mode,
+    list_policies,
     select_policies,
 )
 from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
@@ -180,6 +183,24 @@ class Decider:
         prepared = self._assemble(
             waypoint, port, protocol, selected, result, jwt_rules, "STRICT", peer_filter_state=True
         )
+        self._waypoint_cache[key] = prepared
+        return prepared
+
+    def prepare_waypoint_termination(self, waypoint: MeshWorkload) -> Prepared:
+        """ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES: the policies that select
+        the waypoint's own pods by the standard rules (``NewWaypointTerminationBuilder``
+        lists them as for a non-waypoint), enforced with L4 semantics at HBONE
+        termination, on the client's certificate (listener_waypoint.go)."""
+        key = (waypoint.key, "<termination>", HBONE_PORT, "tcp")
+        hit = self._waypoint_cache.get(key)
+        if hit is not None:
+            return hit
+        matcher = PolicyMatcher(
+            waypoint.namespace, waypoint.labels, False, (), self.snapshot.root_namespace
+        )
+        selected = list_policies(self.snapshot, matcher, "AuthorizationPolicy")
+        result = build(authorization_policies(selected), Chain.TCP, self.options)
+        prepared = self._assemble(waypoint, HBONE_PORT, "tcp", selected, result, [], "STRICT")
         self._waypoint_cache[key] = prepared
         return prepared
 

@@ -31,6 +31,7 @@ from meshauthz.ambient.evaluate import (
     assert_rbac,
 )
 from meshauthz.ambient.topology import (
+    HBONE_PORT,
     Binding,
     enrollment,
     service_waypoint,
@@ -146,6 +147,19 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
         notes.append(render.waypoint_without_pods(wp.key))
     elif wp is not None:
         w = wp.workloads[0]
+        if decider.flags.layered_waypoint:
+            term = decider.decide_with(
+                decider.prepare_waypoint_termination(w),
+                replace(r, port=HBONE_PORT, protocol="tcp", source_principal=identity),
+                trace=trace,
+                explain=explain,
+            )
+            if not term.allowed:
+                hops.append(Hop("waypoint", w.key, identity, "DENY", term.policy, term.rule))
+                notes.append(render.waypoint_termination_denied(w.key))
+                return replace(
+                    term, request=request_summary(r), hops=tuple(hops), notes=tuple(notes)
+                )
         port = sport.port if sport is not None else r.port
         prepared = decider.prepare_waypoint(w, svc, port, r.protocol)
         d = decider.decide_with(

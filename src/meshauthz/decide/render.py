@@ -312,3 +312,10 @@ def identity_not_spiffe(identity: str) -> str:
         f"the identity {identity} is not of the form td/ns/NS/sa/SA: ztunnel would not "
         "accept such a peer; decided as if it had none"
     )
+
+
+def waypoint_termination_denied(waypoint: str) -> str:
+    return (
+        f"denied at the HBONE termination of waypoint {waypoint} by a policy selecting its "
+        "pods (ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES): the CONNECT is refused"
+    )
