@@ -108,7 +108,7 @@ FILE_PARAMS = {
     "check": {"paths", "request_file", "mesh_config", "config_dump"},
     "explain": {"paths", "request_file", "mesh_config"},
     "build": {"paths", "mesh_config"},
-    "test": {"paths", "junit"},
+    "test": {"paths", "junit", "mesh_state_dir"},
     "mesh up": {"directory", "state_dir"},
     "mesh status": {"state_dir"},
     "mesh down": {"state_dir"},

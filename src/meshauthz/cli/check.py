@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
-from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
+from meshauthz.cli.common import JWKS_OPTION, MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
@@ -93,6 +93,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
             help="What to assume a CUSTOM (ext_authz) provider answers when a request is sent to it.",
         ),
         MESH_CONFIG_OPTION,
+        JWKS_OPTION,
         ISTIOD_FLAG_OPTION,
         _MANIFESTS,
         FORMAT_OPTION,
@@ -179,7 +180,7 @@ def decide_all(
 ) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    snapshot = load_mesh(o["paths"], o["mesh_config"])
+    snapshot = load_mesh(o["paths"], o["mesh_config"], o["jwks"])
     requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
     single = not o["request_file"] or len(requests) == 1
@@ -197,6 +198,11 @@ def decide_with_dump(
     if o["mesh_config"] and not o["paths"]:
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
+        )
+    if o["jwks"]:
+        raise click.UsageError(
+            "--jwks applies to the manifests' RequestAuthentications; with --config-dump "
+            "the dump holds the proxy's keys"
         )
     snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
     dump = load_config_dump(o["config_dump"])

@@ -4,22 +4,27 @@ types of their arguments (text, and file names that complete in the shell)."""
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import click
 
+from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh as load_checked
 from meshauthz.resources.yamlload import paused_gc
 
 
-def load_mesh(paths: tuple[str, ...], mesh_config: str | None) -> MeshSnapshot:
+def load_mesh(
+    paths: tuple[str, ...], mesh_config: str | None, jwks: Mapping[str, str] | None = None
+) -> MeshSnapshot:
     """The one loader; its errors (InvalidInput with the findings, other
-    unusable input) are reported by the entry point, as every error is: exit 2."""
+    unusable input) are reported by the entry point, as every error is: exit 2.
+    ``jwks``: local JWKS files by jwksUri (``--jwks``)."""
     with loading():
-        return load_checked(paths, mesh_config=mesh_config).snapshot
+        return load_checked(paths, mesh_config=mesh_config, jwks=jwks).snapshot
 
 
 @contextmanager
@@ -92,4 +97,44 @@ MESH_CONFIG_OPTION = click.option(
     type=PathArg(),
     metavar="FILE",
     help="A MeshConfig YAML file (otherwise the 'istio' ConfigMap among the inputs, or Istio's defaults).",
+)
+
+
+def parse_jwks(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``--jwks URI=FILE`` values (``mesh up``, ``check``, ``explain``): the
+    keys istiod would fetch from a RequestAuthentication's jwksUri, from a local
+    file. Splits at the last ``=`` (a URI may hold one, a file name rarely)."""
+    out: dict[str, str] = {}
+    for item in items:
+        uri, sep, path = item.rpartition("=")
+        if not sep or not uri or not path:
+            raise click.BadParameter(f"{item!r}: expected URI=FILE", param_hint="--jwks")
+        if uri in out and out[uri] != path:
+            raise click.BadParameter(
+                f"{uri}: given twice ({out[uri]} and {path})", param_hint="--jwks"
+            )
+        if not os.path.isfile(path):
+            raise click.BadParameter(f"{uri}={path}: no such file", param_hint="--jwks")
+        try:
+            with open(path, encoding="utf-8") as f:
+                problem = jwks_problem(f.read())
+        except (OSError, UnicodeDecodeError) as e:
+            problem = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        if problem is not None:
+            raise click.BadParameter(f"{uri}={path}: {problem}", param_hint="--jwks")
+        out[uri] = path
+    return out
+
+
+def _jwks_callback(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> Any:
+    return parse_jwks(value)
+
+
+JWKS_OPTION = click.option(
+    "--jwks",
+    "jwks",
+    multiple=True,
+    metavar="URI=FILE",
+    callback=_jwks_callback,
+    help="The keys of a RequestAuthentication jwksUri, from a local JWKS file (repeatable).",
 )

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from meshauthz.cli.common import PathArg
+from meshauthz.cli.common import JWKS_OPTION, PathArg
 from meshauthz.cli.output import camel_keys, emit_json, format_option
 from meshauthz.errors import EXIT_FAILED, InputError, Location
 from meshauthz.runtime import client, supervisor
@@ -86,13 +86,7 @@ def mesh_group() -> None:
     show_default=True,
     help="Workload certificate lifetime (s).",
 )
-@click.option(
-    "--jwks",
-    "jwks",
-    multiple=True,
-    metavar="URI=FILE",
-    help="A local JWKS file for a RequestAuthentication jwksUri (repeatable).",
-)
+@JWKS_OPTION
 @click.option(
     "--run-commands",
     is_flag=True,
@@ -112,25 +106,19 @@ def up_command(
     name: str | None,
     state_dir: str | None,
     cert_ttl: int,
-    jwks: tuple[str, ...],
+    jwks: dict[str, str],
     run_commands: bool,
     timeout: float,
     fmt: str,
 ) -> None:
     """Start the mesh for the manifests in DIRECTORY; return when it is ready."""
-    mapping = {}
-    for item in jwks:
-        uri, sep, path = item.rpartition("=")
-        if not sep or not uri:
-            raise click.BadParameter(f"{item!r}: expected URI=FILE", param_hint="--jwks")
-        mapping[uri] = path
     start = time.monotonic()
     plan = supervisor.up(
         directory,
         name=name,
         state_dir=state_dir,
         cert_ttl_seconds=cert_ttl,
-        jwks=mapping,
+        jwks=jwks,
         timeout=timeout,
         run_commands=run_commands,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,7 +23,33 @@ from meshauthz.errors import (
 )
 from meshauthz.suite.junit import junit_xml
 from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, run_paths
+from meshauthz.suite.select import CaseSelector
 from meshauthz.suite.watch import watch
+
+if TYPE_CHECKING:  # the local mesh's modules load only for --mesh
+    from meshauthz.runtime.mesh_suite import MeshRun
+    from meshauthz.runtime.plan import MeshPlan
+
+
+def _selector(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return CaseSelector(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _mesh_name(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A mesh name as mesh up --name takes it."""
+    if value is not None:
+        from meshauthz.runtime import supervisor
+
+        try:
+            supervisor.check_name(value)
+        except supervisor.MeshError as e:
+            raise click.BadParameter(str(e).removeprefix("--name ")) from None
+    return value
 
 
 def failure_lines(s: SuiteResult, c: CaseResult) -> list[str]:
@@ -93,7 +119,18 @@ def print_text(result: RunResult, verbose: bool, coverage: bool) -> None:
     if coverage and result.coverage is not None:
         for line in result.coverage.text_lines():
             click.echo(line)
+    if result.threshold is not None:
+        click.echo(threshold_line(result))
     click.echo(summary_line(result))
+
+
+def threshold_line(result: RunResult) -> str:
+    assert result.coverage is not None and result.threshold is not None
+    covered, total = result.coverage.totals()
+    got = f"{covered} of {total} rules covered ({result.coverage.percent():.1f}%)"
+    if result.below_threshold:
+        return f"coverage below the threshold: {got}, {result.threshold:g}% required"
+    return f"coverage threshold met: {got}, {result.threshold:g}% required"
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
@@ -139,6 +176,9 @@ def result_json(result: RunResult) -> dict[str, Any]:
                     "policy": d.policy,
                     "rule": d.rule,
                     "reason": d.reason,
+                    "dryRun": [r.to_json() for r in d.dry_run],
+                    "audit": d.audit,
+                    "auditPolicy": d.audit_policy,
                 }
             if c.outcome == "fail" and c.explained is not None and c.request is not None:
                 assert s.snapshot is not None
@@ -165,6 +205,8 @@ def result_json(result: RunResult) -> dict[str, Any]:
     }
     if result.coverage is not None:
         out["coverage"] = result.coverage.to_json()
+        out["coverage"]["threshold"] = result.threshold
+        out["coverage"]["belowThreshold"] = result.below_threshold
     return out
 
 
@@ -177,9 +219,35 @@ def write_junit(result: RunResult, path: str) -> None:
     os.replace(tmp, path)
 
 
-def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: str | None) -> int:
+def _mesh_plan(name: str | None, state_dir: str | None) -> MeshPlan:
+    """The mesh as the mesh commands find it: by name under the state root, or
+    by its state directory."""
+    from meshauthz.runtime import supervisor
+    from meshauthz.runtime.plan import MeshPlan
+
+    state = supervisor.mesh_dir(name, state_dir)
+    if not (state / "plan.json").exists():
+        raise supervisor.MeshError(f"no mesh at {state}; run: meshauthz mesh up DIR")
+    return MeshPlan.load(state)
+
+
+def run_once(
+    paths: list[str],
+    fmt: str,
+    verbose: bool,
+    coverage: bool,
+    junit: str | None,
+    select: CaseSelector | None = None,
+    threshold: float | None = None,
+    mesh: MeshPlan | None = None,
+) -> int:
+    mesh_run: MeshRun | None = None
     try:
-        result = run_paths(paths, coverage=coverage)
+        result = run_paths(paths, coverage=coverage, select=select, threshold=threshold)
+        if mesh is not None:
+            from meshauthz.runtime.mesh_suite import run_on_mesh
+
+            mesh_run = run_on_mesh(result, mesh)
         if junit:  # first: a report that cannot be written is an error, reported alone
             try:
                 write_junit(result, junit)
@@ -191,16 +259,84 @@ def run_once(paths: list[str], fmt: str, verbose: bool, coverage: bool, junit: s
         report_error(e, fmt)
         return EXIT_INPUT
     if fmt == "json":
-        emit_json(result_json(result))
+        doc = result_json(result)
+        if mesh_run is not None:
+            add_mesh_json(doc, result, mesh_run)
+        emit_json(doc)
     else:
         print_text(result, verbose, coverage)
-    return exit_code(result)
+        if mesh_run is not None:
+            print_mesh(mesh_run, verbose)
+    code = exit_code(result)
+    if code == EXIT_OK and mesh_run is not None and not mesh_run.ok:
+        return EXIT_FAILED
+    return code
+
+
+def print_mesh(run: MeshRun, verbose: bool) -> None:
+    """The mesh's answers, after meshauthz's: failures, cases not run, and cases
+    where the mesh and meshauthz differ (passing ones with -v)."""
+    label = {"pass": "MESH PASS", "fail": "MESH FAIL", "not-run": "MESH NOT RUN"}
+    for file, note in run.notes.items():
+        click.echo(f"note: {file}: {note}")
+    for m in run.cases:
+        if m.outcome == "pass" and not m.differs and not verbose:
+            continue
+        c = m.case
+        click.echo(f"{label[m.outcome]} {_where(c)}: {m.suite.name}: {c.case.name}")
+        if m.reason:
+            click.echo(f"    {m.reason}")
+        for line in m.mismatches:
+            click.echo(f"    {line}")
+        for line in m.differs:
+            click.echo(f"    the mesh and meshauthz differ: {line}")
+    s = run.summary()
+    click.echo(
+        f"mesh {s['name']}: {s['passed']} passed, {s['failed']} failed, {s['notRun']} not run; "
+        f"{s['differFromMeshauthz']} differ from meshauthz"
+    )
+
+
+def add_mesh_json(doc: dict[str, Any], result: RunResult, run: MeshRun) -> None:
+    by_case = {id(m.case): m for m in run.cases}
+    for s_doc, s in zip(doc["suites"], result.suites, strict=True):
+        for c_doc, c in zip(s_doc["cases"], s.cases, strict=True):
+            m = by_case.get(id(c))
+            c_doc["mesh"] = m.to_json() if m is not None else None
+    doc["mesh"] = run.summary()
+    doc["ok"] = doc["ok"] and run.ok
 
 
 @click.command("test")
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=PathArg())
 @FORMAT_OPTION
 @click.option("--coverage", is_flag=True, help="Report which policy rules the cases exercised.")
+@click.option(
+    "--run",
+    "select",
+    metavar="REGEX",
+    callback=_selector,
+    help="Run only the cases whose name 'SUITE: CASE' matches this RE2 expression (searched).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 100),
+    metavar="PCT",
+    help="Fail (exit 1) when less than PCT percent of the rules are covered (implies computing coverage).",
+)
+@click.option(
+    "--mesh",
+    "mesh_name",
+    metavar="NAME",
+    callback=_mesh_name,
+    help="Also send each case through the running local mesh NAME (meshauthz mesh up --name).",
+)
+@click.option(
+    "--mesh-state-dir",
+    type=PathArg(),
+    metavar="DIR",
+    help="As --mesh, for a mesh started with mesh up --state-dir DIR.",
+)
 @click.option(
     "--junit", type=PathArg(), metavar="FILE", help="Also write a JUnit XML report to FILE."
 )
@@ -217,6 +353,10 @@ def test_command(
     paths: tuple[str, ...],
     fmt: str,
     coverage: bool,
+    select: CaseSelector | None,
+    threshold: float | None,
+    mesh_name: str | None,
+    mesh_state_dir: str | None,
     junit: str | None,
     verbose: bool,
     watch_mode: bool,
@@ -225,15 +365,21 @@ def test_command(
     """Run test suites (*.test.yaml files, or directories holding them): each
     case's request is decided and compared with what it expects.
 
-    Exit 0 when every case passes, 1 when one fails, 2 on unusable input,
-    3 when meshauthz failed deciding a case (an internal error).
+    Exit 0 when every case passes, 1 when one fails (or coverage is below
+    --threshold), 2 on unusable input, 3 when meshauthz failed deciding a case
+    (an internal error).
     """
     args = list(paths)
+    if mesh_name is not None and mesh_state_dir is not None:
+        raise click.UsageError("give the mesh once: --mesh NAME or --mesh-state-dir DIR")
+    mesh = None
+    if mesh_name is not None or mesh_state_dir is not None:
+        mesh = _mesh_plan(mesh_name, mesh_state_dir)
     if not watch_mode:
-        sys.exit(run_once(args, fmt, verbose, coverage, junit))
+        sys.exit(run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh))
 
     def again() -> None:
-        run_once(args, fmt, verbose, coverage, junit)
+        run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh)
         click.echo(f"watching {len(args)} path(s) for changes; Ctrl-C to stop", err=True)
 
     def changed(files: list[str]) -> None:

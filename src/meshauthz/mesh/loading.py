@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshauthz.errors import InputError
+from meshauthz.errors import InputError, Location
 from meshauthz.mesh.snapshot import MeshSnapshot, build_snapshot
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.loader import LoadResult, load, load_documents
@@ -27,6 +27,16 @@ from meshauthz.resources.yamlload import Document, paused_gc
 
 PathArg = str | os.PathLike[str]
 MeshConfigArg = PathArg | MeshConfig | None
+
+
+@dataclass(frozen=True, slots=True)
+class JwksText:
+    """Keys given as JWKS text (a test suite's inline ``jwks:``), not as a file."""
+
+    text: str
+
+
+JwksSource = PathArg | JwksText
 # How many errors InvalidInput's text lists: a generated input can have thousands
 # (validate lists every one).
 SHOWN_ERRORS = 20
@@ -108,12 +118,12 @@ def load_mesh(
     paths: PathArg | Iterable[PathArg],
     *,
     mesh_config: MeshConfigArg = None,
-    jwks: Mapping[str, PathArg] | None = None,
+    jwks: Mapping[str, JwksSource] | None = None,
 ) -> LoadedMesh:
     """Read, validate and build the snapshot. Raises InvalidInput when Istio would
     reject an object, InputError when the input cannot be read.
 
-    ``jwks``: local JWKS files by ``jwksUri``; a JWT rule naming one of those URIs
+    ``jwks``: local JWKS files (or ``JwksText``) by ``jwksUri``; a JWT rule naming one of those URIs
     without inline keys gets the file's keys inline, as istiod's JWKS resolver
     inlines the keys it fetched."""
     with paused_gc():
@@ -134,7 +144,7 @@ def _checked(result: LoadResult, mesh_config: MeshConfigArg) -> CheckedManifests
     return CheckedManifests(result.manifests, (*result.findings, *validate(result.manifests)))
 
 
-def _snapshot(checked: CheckedManifests, jwks: Mapping[str, PathArg] | None) -> LoadedMesh:
+def _snapshot(checked: CheckedManifests, jwks: Mapping[str, JwksSource] | None) -> LoadedMesh:
     if checked.errors:
         raise InvalidInput(checked.findings)
     manifests = checked.manifests
@@ -143,22 +153,35 @@ def _snapshot(checked: CheckedManifests, jwks: Mapping[str, PathArg] | None) -> 
     return LoadedMesh(build_snapshot(manifests), manifests, checked.findings)
 
 
-def _inline_jwks(manifests: Manifests, jwks: Mapping[str, PathArg]) -> None:
+def _inline_jwks(manifests: Manifests, jwks: Mapping[str, JwksSource]) -> None:
     for ra in manifests.request_authentications:
         rules = []
         changed = False
         for r in ra.spec.jwt_rules:
             if not r.jwks and r.jwks_url and r.jwks_url in jwks:
-                r = r.model_copy(update={"jwks": Path(jwks[r.jwks_url]).read_text()})
+                r = r.model_copy(update={"jwks": _jwks_text(r.jwks_url, jwks[r.jwks_url])})
                 changed = True
             rules.append(r)
         if changed:
             ra.spec = ra.spec.model_copy(update={"jwt_rules": tuple(rules)})
 
 
+def _jwks_text(uri: str, src: JwksSource) -> str:
+    if isinstance(src, JwksText):
+        return src.text
+    try:
+        return Path(src).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8 text"
+        raise InputError(
+            f"cannot read the keys for jwksUri {uri}: {why}", location=Location(os.fspath(src))
+        ) from None
+
+
 __all__ = [
     "CheckedManifests",
     "InvalidInput",
+    "JwksText",
     "LoadedMesh",
     "load_mesh",
     "load_mesh_documents",

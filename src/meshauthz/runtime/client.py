@@ -152,7 +152,12 @@ def send(
     plaintext: bool = False,
     timeout: float = 10.0,
     request_id: str | None = None,
+    curl_headers: bool = True,
+    host: str | None = None,
 ) -> Response:
+    """``curl_headers``: add the User-Agent and Accept curl sends (off: exactly
+    ``headers``, with the Host and the x-request-id that finds the log entry).
+    ``host``: the Host header (default: the URL's authority, as curl sends it)."""
     caller = plan.workload(caller_ref)
     target, path = resolve_url(plan, snapshot, caller, url)
     via_sidecar = caller.sidecar and not plaintext
@@ -167,8 +172,9 @@ def send(
     else:
         addr = target.workload.inbound_address(target.workload_port)
     rid = request_id or str(uuid.uuid4())
-    sent: list[tuple[str, str]] = [("host", target.host), ("user-agent", USER_AGENT)]
-    sent.append(("accept", "*/*"))
+    sent: list[tuple[str, str]] = [("host", host if host is not None else target.host)]
+    if curl_headers:
+        sent += [("user-agent", USER_AGENT), ("accept", "*/*")]
     if jwt:
         sent.append(("authorization", f"Bearer {jwt}"))
     sent += [(k.strip().lower(), v.strip()) for k, v in headers]
@@ -285,6 +291,8 @@ def interpret(entry: dict[str, Any]) -> dict[str, Any]:
         "rule": None,
         "envoyPolicy": None,
         "dryRun": [],
+        # an AUDIT rule matched (the RBAC LOG filter's hint); None: not in the entry
+        "audit": None,
     }
     denied_by = _details_policy(details)
     if denied_by is not None:
@@ -304,6 +312,9 @@ def interpret(entry: dict[str, Any]) -> dict[str, Any]:
         if pid:
             policy, rule = _policy(pid)
             out.update(stage="ALLOW", policy=policy, rule=rule, envoyPolicy=pid)
+    if http_entry and "common" in entry:
+        common = entry["common"]
+        out["audit"] = isinstance(common, dict) and common.get("access_log_hint") is True
     for prefix, stage in (
         (naming.DRY_RUN_DENY_STAT_PREFIX, "DENY"),
         (naming.DRY_RUN_ALLOW_STAT_PREFIX, "ALLOW"),

@@ -109,6 +109,7 @@ ACCESS_LOG_FORMAT = {
     "rbac": "%DYNAMIC_METADATA(envoy.filters.http.rbac)%",
     "network_rbac": "%DYNAMIC_METADATA(envoy.filters.network.rbac)%",
     "jwt": "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn)%",
+    "common": "%DYNAMIC_METADATA(envoy.common)%",  # the AUDIT filters' access_log_hint
     "request_id": "%REQ(X-REQUEST-ID)%",
     "probe": "%REQ(X-MESHAUTHZ-PROBE)%",
 }

@@ -142,13 +142,18 @@ class Coverage:
         rules = [r for p in self.policies.values() for r in p.rules]
         return sum(1 for r in rules if r.covered), len(rules)
 
+    def percent(self) -> float:
+        """Rules covered, in percent, unrounded (100 when there is no rule)."""
+        covered, total = self.totals()
+        return 100.0 * covered / total if total else 100.0
+
     def to_json(self) -> dict[str, Any]:
         covered, total = self.totals()
         return {
             "rules": {
                 "covered": covered,
                 "total": total,
-                "percent": round(100.0 * covered / total, 1) if total else 100.0,
+                "percent": round(self.percent(), 1),
             },
             "policies": [p.to_json() for p in self.ordered()],
         }

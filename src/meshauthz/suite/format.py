@@ -14,27 +14,47 @@ cases:
     expect: DENY
   - name: pinned
     request: {from: default/frontend, to: default/backend}
-    expect: {decision: DENY, status: 403, policy: default/deny-all-backend, rule: 0}
+    expect: {decision: DENY, status: 403, policy: default/deny-all-backend, rule: 0,
+             dryRun: [{stage: DENY, result: denied}], audit: false}
 ```
+
+``jwks`` (optional) maps a jwksUri to the keys istiod would fetch from it: a
+JWKS file relative to the suite, or the JWKS itself.
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from meshauthz.decide.request_spec import RequestSpec, parse_request
+from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.errors import InputError, Location
+from meshauthz.mesh.loading import JwksSource, JwksText
 from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
 
-_SUITE_FIELDS = {"name", "description", "resources", "mesh", "cases"}
+_SUITE_FIELDS = {"name", "description", "resources", "mesh", "jwks", "cases"}
 _CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
-_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule", "enforcedBy"}
+_EXPECT_FIELDS = {
+    "decision",
+    "status",
+    "stage",
+    "policy",
+    "rule",
+    "dryRun",
+    "audit",
+    "auditPolicy",
+    "enforcedBy",
+}
 _ENFORCERS = ("sidecar", "waypoint", "ztunnel")
+_DRY_RUN_FIELDS = {"stage", "result", "policy", "rule"}
+_DRY_RUN_STAGES = ("AUDIT", "DENY", "ALLOW")  # a filter of each can carry dry-run rules
+_DRY_RUN_RESULTS = ("allowed", "denied")
 _MESH_FIELDS = {
     "rootNamespace",
     "trustDomain",
@@ -48,17 +68,95 @@ _UNSET: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
+class DryRunExpectation:
+    """One dry-run (shadow) result a case expects, as ``check -o json`` lists
+    them: the stage whose filter carried the dry-run policies, what they would
+    have done (``allowed``/``denied``; None: not checked) and which policy
+    and rule decided that (unset: not checked; None: none)."""
+
+    stage: str
+    result: str | None = None
+    policy: str | None = _UNSET
+    rule: int | None = _UNSET
+
+    @property
+    def pins_policy(self) -> bool:
+        return self.policy is not _UNSET
+
+    @property
+    def pins_rule(self) -> bool:
+        return self.rule is not _UNSET
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"stage": self.stage}
+        if self.result is not None:
+            out["result"] = self.result
+        if self.pins_policy:
+            out["policy"] = self.policy
+        if self.pins_rule:
+            out["rule"] = self.rule
+        return out
+
+    def describe(self) -> str:
+        text = f"dry-run {self.stage}: {self.result or 'a result'}"
+        if self.pins_policy:
+            text += f" by {self.policy or 'no policy'}"
+        if self.pins_rule:
+            text += f" rule {'none' if self.rule is None else self.rule}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class Expectation:
     """What a case expects. Fields left unset are not checked; ``policy`` and
-    ``rule`` may be pinned to None (no policy decided)."""
+    ``rule`` may be pinned to None (no policy decided). ``dry_run`` (when set)
+    is every dry-run result, one per stage (``()``: no dry-run policy was
+    evaluated); ``audit`` whether an AUDIT policy marked the request."""
 
     decision: str
     status: int | str | None = None
     stage: str | None = None
     policy: str | None = _UNSET
     rule: int | None = _UNSET
+    dry_run: tuple[DryRunExpectation, ...] | None = None
+    audit: bool | None = None
+    audit_policy: str | None = _UNSET
     # The deciding enforcement point ("none": nothing enforces), or the path's list.
     enforced_by: str | tuple[str, ...] | None = None
+
+    @property
+    def pins_audit_policy(self) -> bool:
+        return self.audit_policy is not _UNSET
+
+    def pinned(self) -> set[str]:
+        """The fields checked besides the decision, by their suite-file names."""
+        out = {k for k, v in (("status", self.status), ("stage", self.stage)) if v is not None}
+        out |= {"dryRun"} if self.dry_run is not None else set()
+        out |= {"audit"} if self.audit is not None else set()
+        out |= {"enforcedBy"} if self.enforced_by is not None else set()
+        for name, pinned in (
+            ("policy", self.pins_policy),
+            ("rule", self.pins_rule),
+            ("auditPolicy", self.pins_audit_policy),
+        ):
+            if pinned:
+                out.add(name)
+        return out
+
+    def without(self, names: set[str]) -> Expectation:
+        """The same expectation with the named fields (``pinned()``'s names) unchecked."""
+        unset = {
+            "status": None,
+            "stage": None,
+            "policy": _UNSET,
+            "rule": _UNSET,
+            "dryRun": None,
+            "audit": None,
+            "auditPolicy": _UNSET,
+            "enforcedBy": None,
+        }
+        attr = {"dryRun": "dry_run", "auditPolicy": "audit_policy", "enforcedBy": "enforced_by"}
+        return replace(self, **{attr.get(n, n): unset[n] for n in names})
 
     @property
     def pins_policy(self) -> bool:
@@ -78,6 +176,12 @@ class Expectation:
             out["policy"] = self.policy
         if self.pins_rule:
             out["rule"] = self.rule
+        if self.dry_run is not None:
+            out["dryRun"] = [d.to_json() for d in self.dry_run]
+        if self.audit is not None:
+            out["audit"] = self.audit
+        if self.pins_audit_policy:
+            out["auditPolicy"] = self.audit_policy
         if self.enforced_by is not None:
             eb = self.enforced_by
             out["enforcedBy"] = eb if isinstance(eb, str) else list(eb)
@@ -93,6 +197,12 @@ class Expectation:
             parts.append(f"policy {self.policy or 'none'}")
         if self.pins_rule:
             parts.append(f"rule {'none' if self.rule is None else self.rule}")
+        if self.dry_run is not None:
+            parts += [d.describe() for d in self.dry_run] or ["no dry-run result"]
+        if self.audit is not None:
+            parts.append("audited" if self.audit else "not audited")
+        if self.pins_audit_policy:
+            parts.append(f"audited by {self.audit_policy or 'no policy'}")
         if self.enforced_by is not None:
             eb = self.enforced_by
             parts.append(f"enforced by {eb if isinstance(eb, str) else ' -> '.join(eb)}")
@@ -118,6 +228,8 @@ class Suite:
     description: str | None = None
     location: Location | None = None
     resource_patterns: list[str] = field(default_factory=list)
+    # jwksUri -> the keys istiod would fetch from it: a file (resolved) or inline JWKS
+    jwks: dict[str, JwksSource] = field(default_factory=dict)
 
 
 def find_suites(paths: list[str]) -> list[str]:
@@ -190,6 +302,7 @@ class _SuiteParser:
         else:
             resources = self.resources(patterns, single=False)
         mesh = self.mesh(data["mesh"]) if data.get("mesh") is not None else None
+        jwks = self.jwks(data["jwks"]) if data.get("jwks") is not None else {}
         cases_raw = data.get("cases")
         if not isinstance(cases_raw, list) or not cases_raw:
             raise self.fail(("cases",), 'a suite needs "cases": a non-empty list')
@@ -218,6 +331,7 @@ class _SuiteParser:
             description=description,
             location=self.doc.location(()),
             resource_patterns=list(patterns),
+            jwks=jwks,
         )
 
     def resources(self, patterns: Any, *, single: bool) -> list[str]:
@@ -247,6 +361,45 @@ class _SuiteParser:
             else:
                 raise self.fail(p, f"no such file or directory: {pat!r} (relative to the suite)")
         return list(dict.fromkeys(out))  # each file once, in the order first named
+
+    def jwks(self, data: Any) -> dict[str, JwksSource]:
+        """``jwks: {URI: FILE | JWKS}``: what ``--jwks URI=FILE`` gives check and
+        mesh up. A string is a file relative to the suite, unless it is JSON text
+        (starts with ``{``); a mapping is the JWKS itself."""
+        if not isinstance(data, dict):
+            raise self.fail(("jwks",), "expected a mapping of jwksUri to a JWKS file or a JWKS")
+        out: dict[str, JwksSource] = {}
+        for uri, value in data.items():
+            path: Path = ("jwks", str(uri))
+            if not isinstance(uri, str) or not uri:
+                raise self.fail(path, "expected a jwksUri as the key")
+            if isinstance(value, dict):
+                if not isinstance(value.get("keys"), list):
+                    raise self.fail(path, 'an inline JWKS needs "keys": a list of keys')
+                text = json.dumps(value)
+                out[uri] = JwksText(text)
+            elif isinstance(value, str) and value.lstrip().startswith("{"):
+                text = value
+                out[uri] = JwksText(value)
+            elif isinstance(value, str) and value:
+                full = os.path.normpath(
+                    value if os.path.isabs(value) else os.path.join(self.base_dir, value)
+                )
+                if not os.path.isfile(full):
+                    raise self.fail(path, f"no such file: {value!r} (relative to the suite)")
+                try:
+                    with open(full, encoding="utf-8") as f:
+                        text = f.read()
+                except (OSError, UnicodeDecodeError) as e:
+                    why = e.strerror if isinstance(e, OSError) and e.strerror else "not UTF-8"
+                    raise self.fail(path, f"cannot read {value!r}: {why}") from None
+                out[uri] = full
+            else:
+                raise self.fail(path, "expected a JWKS file (relative to the suite) or a JWKS")
+            problem = jwks_problem(text)
+            if problem is not None:
+                raise self.fail(path, problem)
+        return out
 
     def mesh(self, data: Any) -> MeshConfig:
         if not isinstance(data, dict):
@@ -313,24 +466,18 @@ class _SuiteParser:
         stage = data.get("stage")
         if stage is not None and stage not in _STAGES:
             raise self.fail((*path, "stage"), f"expected one of {', '.join(_STAGES)}")
-        policy = data.get("policy", _UNSET)
-        if (
-            policy is not _UNSET
-            and policy is not None
-            and (
-                not isinstance(policy, str) or policy.count("/") != 1 or not all(policy.split("/"))
-            )
-        ):
-            raise self.fail((*path, "policy"), 'expected "namespace/name" (or null for none)')
-        rule = data.get("rule", _UNSET)
-        if (
-            rule is not _UNSET
-            and rule is not None
-            and (isinstance(rule, bool) or not isinstance(rule, int) or rule < 0)
-        ):
-            raise self.fail((*path, "rule"), "expected a rule index (0, 1, ...) or null")
+        policy = self.policy_pin(data, path, "policy")
+        rule = self.rule_pin(data, path)
+        dry_run = None
+        if "dryRun" in data:
+            dry_run = self.dry_run(data["dryRun"], (*path, "dryRun"))
+        audit = data.get("audit")
+        if audit is not None and not isinstance(audit, bool):
+            raise self.fail((*path, "audit"), "expected true or false")
+        audit_policy = self.policy_pin(data, path, "auditPolicy")
+        enforced_by = self.enforced_by(data.get("enforcedBy"), path)
         return Expectation(
-            verdict, status, stage, policy, rule, self.enforced_by(data.get("enforcedBy"), path)
+            verdict, status, stage, policy, rule, dry_run, audit, audit_policy, enforced_by
         )
 
     def enforced_by(self, value: Any, path: Path) -> str | tuple[str, ...] | None:
@@ -344,6 +491,52 @@ class _SuiteParser:
             (*path, "enforcedBy"),
             "expected sidecar, waypoint, ztunnel or none, or a list of sidecar, waypoint, ztunnel",
         )
+
+    def policy_pin(self, data: dict[str, Any], path: Path, key: str) -> Any:
+        policy = data.get(key, _UNSET)
+        if (
+            policy is not _UNSET
+            and policy is not None
+            and (
+                not isinstance(policy, str) or policy.count("/") != 1 or not all(policy.split("/"))
+            )
+        ):
+            raise self.fail((*path, key), 'expected "namespace/name" (or null for none)')
+        return policy
+
+    def rule_pin(self, data: dict[str, Any], path: Path) -> Any:
+        rule = data.get("rule", _UNSET)
+        if (
+            rule is not _UNSET
+            and rule is not None
+            and (isinstance(rule, bool) or not isinstance(rule, int) or rule < 0)
+        ):
+            raise self.fail((*path, "rule"), "expected a rule index (0, 1, ...) or null")
+        return rule
+
+    def dry_run(self, data: Any, path: Path) -> tuple[DryRunExpectation, ...]:
+        if not isinstance(data, list):
+            raise self.fail(path, "expected a list of dry-run results ([] for none)")
+        out: list[DryRunExpectation] = []
+        for i, item in enumerate(data):
+            p: Path = (*path, i)
+            if not isinstance(item, dict):
+                raise self.fail(p, "expected a mapping with stage (and result, policy, rule)")
+            self.check_fields(item, _DRY_RUN_FIELDS, p)
+            stage = item.get("stage")
+            if stage not in _DRY_RUN_STAGES:
+                raise self.fail((*p, "stage"), f"expected one of {', '.join(_DRY_RUN_STAGES)}")
+            if any(d.stage == stage for d in out):
+                raise self.fail((*p, "stage"), f"{stage} is listed twice (one result per stage)")
+            result = item.get("result")
+            if result is not None and result not in _DRY_RUN_RESULTS:
+                raise self.fail((*p, "result"), 'expected "allowed" or "denied"')
+            out.append(
+                DryRunExpectation(
+                    stage, result, self.policy_pin(item, p, "policy"), self.rule_pin(item, p)
+                )
+            )
+        return tuple(out)
 
     def verdict(self, value: Any, path: Path) -> str:
         if not isinstance(value, str) or value.upper() not in _VERDICTS:

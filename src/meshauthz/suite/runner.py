@@ -9,21 +9,30 @@ is decided again with ``explain`` so the report can say why.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from meshauthz.decide.decision import Decision
+from meshauthz.decide.decision import Decision, DryRunResult
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.errors import InputError, Location, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.mesh.loading import InvalidInput, load_mesh
+from meshauthz.mesh.loading import InvalidInput, JwksSource, load_mesh
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.loader import collect_files
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.suite.coverage import Coverage
-from meshauthz.suite.format import Case, Expectation, Suite, find_suites, load_suite
+from meshauthz.suite.format import (
+    Case,
+    DryRunExpectation,
+    Expectation,
+    Suite,
+    find_suites,
+    load_suite,
+)
+from meshauthz.suite.select import CaseSelector, full_name
 
 
 @dataclass(slots=True)
@@ -64,6 +73,7 @@ class SuiteResult:
 class RunResult:
     suites: list[SuiteResult]
     coverage: Coverage | None = None
+    threshold: float | None = None  # the rule coverage (percent) required
 
     def count(self, outcome: str) -> int:
         return sum(s.count(outcome) for s in self.suites)
@@ -73,9 +83,19 @@ class RunResult:
         return [s for s in self.suites if s.error is not None or s.findings]
 
     @property
+    def below_threshold(self) -> bool:
+        return (
+            self.threshold is not None
+            and self.coverage is not None
+            and self.coverage.percent() < self.threshold
+        )
+
+    @property
     def ok(self) -> bool:
-        return not self.unusable and all(
-            self.count(o) == 0 for o in ("fail", "error", "internal-error")
+        return (
+            not self.unusable
+            and not self.below_threshold
+            and all(self.count(o) == 0 for o in ("fail", "error", "internal-error"))
         )
 
 
@@ -88,52 +108,79 @@ class _SnapshotCache:
     def get(self, suite: Suite) -> tuple[MeshSnapshot | None, list[Finding]]:
         files = tuple(os.path.realpath(f) for f in collect_files(suite.resources))
         # A suite with its own mesh config shares only with itself.
-        key = (files, None if suite.mesh is None else os.path.realpath(suite.file))
+        key = (
+            files,
+            None if suite.mesh is None else os.path.realpath(suite.file),
+            tuple(sorted(suite.jwks.items(), key=lambda kv: kv[0])),
+        )
         hit = self._cache.get(key)
         if hit is None:
-            hit = _load_snapshot(suite.resources, suite.mesh)
+            hit = _load_snapshot(suite.resources, suite.mesh, suite.jwks)
             self._cache[key] = hit
         return hit
 
 
 def _load_snapshot(
-    resources: list[str], mesh: MeshConfig | None
+    resources: list[str], mesh: MeshConfig | None, jwks: Mapping[str, JwksSource]
 ) -> tuple[MeshSnapshot | None, list[Finding]]:
     """The snapshot, or the findings that make Istio reject the suite's objects
     (reported per suite; other suites still run)."""
     try:
         # The suite's mesh config takes the place of any in the manifests.
-        return load_mesh(resources, mesh_config=mesh).snapshot, []
+        return load_mesh(resources, mesh_config=mesh, jwks=jwks).snapshot, []
     except InvalidInput as e:
         return None, list(e.errors)
 
 
-def run_paths(paths: list[str], *, coverage: bool = False) -> RunResult:
+def run_paths(
+    paths: list[str],
+    *,
+    coverage: bool = False,
+    select: CaseSelector | None = None,
+    threshold: float | None = None,
+) -> RunResult:
     """Find the suites under ``paths`` and run them. Raises InputError when a
-    path does not exist or holds no suite."""
+    path does not exist or holds no suite, or ``select`` selects no case.
+    ``threshold`` (percent of rules covered) implies coverage."""
     files = find_suites(paths)
     if not files:
         raise InputError(
             "no test suites found (files named *.test.yaml)",
             location=Location(paths[0]) if len(paths) == 1 else None,
         )
-    return run_files(files, coverage=coverage)
+    return run_files(files, coverage=coverage, select=select, threshold=threshold)
 
 
-def run_files(files: list[str], *, coverage: bool = False) -> RunResult:
+def run_files(
+    files: list[str],
+    *,
+    coverage: bool = False,
+    select: CaseSelector | None = None,
+    threshold: float | None = None,
+) -> RunResult:
     cache = _SnapshotCache()
-    cov = Coverage() if coverage else None
-    results = [run_suite_file(f, cache, cov) for f in files]
-    return RunResult(results, cov)
+    cov = Coverage() if coverage or threshold is not None else None
+    results = [r for f in files if (r := run_suite_file(f, cache, cov, select)) is not None]
+    if select is not None and not any(r.cases or r.error or r.findings for r in results):
+        raise InputError(f"no case matches --run {select.regex!r} (names are 'SUITE: CASE')")
+    return RunResult(results, cov, threshold)
 
 
 def run_suite_file(
-    path: str, cache: _SnapshotCache | None = None, cov: Coverage | None = None
-) -> SuiteResult:
+    path: str,
+    cache: _SnapshotCache | None = None,
+    cov: Coverage | None = None,
+    select: CaseSelector | None = None,
+) -> SuiteResult | None:
+    """None: ``select`` selects none of the suite's cases (its manifests are not read)."""
     try:
         suite = load_suite(path)
     except MeshauthzError as e:
         return SuiteResult(path, None, error=e)
+    if select is not None:
+        suite.cases = [c for c in suite.cases if select(suite.name, c.name)]
+        if not suite.cases:
+            return None
     return run_suite(suite, cache, cov)
 
 
@@ -178,7 +225,7 @@ def run_case(
     if decision.internal_error:
         return CaseResult(case, "internal-error", decision, request, error=decision.error)
     if cov is not None:
-        cov.record(decision, f"{suite.name if suite else ''}: {case.name}")
+        cov.record(decision, full_name(suite.name if suite else "", case.name))
     mismatches = compare(case.expect, decision)
     if not mismatches:
         return CaseResult(case, "pass", decision, request)
@@ -186,7 +233,28 @@ def run_case(
     return CaseResult(case, "fail", decision, request, mismatches, explained)
 
 
-def compare(expect: Expectation, d: Decision) -> list[str]:
+class Answer(Protocol):
+    """What ``compare`` reads: a Decision, or an answer observed elsewhere."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def status(self) -> int | str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def policy(self) -> str | None: ...
+    @property
+    def rule(self) -> int | None: ...
+    @property
+    def dry_run(self) -> tuple[DryRunResult, ...]: ...
+    @property
+    def audit(self) -> bool: ...
+    @property
+    def audit_policy(self) -> str | None: ...
+
+
+def compare(expect: Expectation, d: Answer) -> list[str]:
     """What differs between the expectation and the decision, one line each."""
     out: list[str] = []
     if d.verdict != expect.decision:
@@ -198,14 +266,62 @@ def compare(expect: Expectation, d: Decision) -> list[str]:
     if expect.pins_policy and d.policy != expect.policy:
         out.append(f"expected policy {expect.policy or 'none'}, got {d.policy or 'none'}")
     if expect.pins_rule and d.rule != expect.rule:
-        got = "none" if d.rule is None else d.rule
-        want = "none" if expect.rule is None else expect.rule
-        out.append(f"expected rule {want}, got {got}")
-    if isinstance(expect.enforced_by, str) and d.enforced_by != expect.enforced_by:
-        out.append(f"expected enforced by {expect.enforced_by}, got {d.enforced_by}")
-    if isinstance(expect.enforced_by, tuple):
-        path = tuple(h.enforcer for h in d.hops)
-        if path != expect.enforced_by:
-            shown = " -> ".join(path) or "none"
-            out.append(f"expected the path {' -> '.join(expect.enforced_by)}, got {shown}")
+        out.append(f"expected rule {_none(expect.rule)}, got {_none(d.rule)}")
+    if expect.dry_run is not None:
+        out += compare_dry_run(expect.dry_run, d.dry_run)
+    if expect.audit is not None and d.audit != expect.audit:
+        got = f"audited by {d.audit_policy}" if d.audit else "not audited"
+        out.append(f"expected {'audited' if expect.audit else 'not audited'}, got {got}")
+    if expect.pins_audit_policy and d.audit_policy != expect.audit_policy:
+        out.append(
+            f"expected audited by {expect.audit_policy or 'no policy'}, "
+            f"got {d.audit_policy or 'no policy'}"
+        )
+    if expect.enforced_by is not None and isinstance(d, Decision):
+        out += compare_enforced_by(expect.enforced_by, d)
     return out
+
+
+def compare_enforced_by(expected: str | tuple[str, ...], d: Decision) -> list[str]:
+    """The enforcement point that decided, or (a list) the whole path."""
+    if isinstance(expected, str):
+        if d.enforced_by != expected:
+            return [f"expected enforced by {expected}, got {d.enforced_by}"]
+        return []
+    path = tuple(h.enforcer for h in d.hops)
+    if path != expected:
+        shown = " -> ".join(path) or "none"
+        return [f"expected the path {' -> '.join(expected)}, got {shown}"]
+    return []
+
+
+def compare_dry_run(
+    expected: tuple[DryRunExpectation, ...], got: tuple[DryRunResult, ...]
+) -> list[str]:
+    """The dry-run results, per stage: each expected one present and as pinned,
+    no other."""
+    out: list[str] = []
+    by_stage = {str(r.stage): r for r in got}
+    for e in expected:
+        r = by_stage.pop(e.stage, None)
+        if r is None:
+            out.append(f"expected {e.describe()}, got no dry-run {e.stage} result")
+            continue
+        if (
+            (e.result is not None and r.result != e.result)
+            or (e.pins_policy and r.policy != e.policy)
+            or (e.pins_rule and r.rule != e.rule)
+        ):
+            out.append(f"expected {e.describe()}, got {_describe_dry_run(r)}")
+    for r in by_stage.values():
+        out.append(f"expected no dry-run {r.stage} result, got {_describe_dry_run(r)}")
+    return out
+
+
+def _describe_dry_run(r: DryRunResult) -> str:
+    text = f"dry-run {r.stage}: {r.result}"
+    return text + (f" by {r.policy} rule {_none(r.rule)}" if r.policy else " by no policy")
+
+
+def _none(v: int | None) -> str:
+    return "none" if v is None else str(v)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from meshauthz.errors import MeshauthzError
+from meshauthz.mesh.loading import JwksText
 from meshauthz.resources.loader import collect_files
 from meshauthz.suite.format import find_suites, load_suite
 
@@ -29,7 +30,9 @@ def watched_files(paths: list[str]) -> list[str]:
         out.append(s)
         # A broken suite is still watched, so fixing it triggers a rerun.
         with contextlib.suppress(MeshauthzError):
-            out.extend(collect_files(load_suite(s).resources))
+            suite = load_suite(s)
+            out.extend(collect_files(suite.resources))
+            out.extend(str(f) for f in suite.jwks.values() if not isinstance(f, JwksText))
     # Directories themselves: a new suite or manifest file changes their listing.
     out.extend(p for p in paths if os.path.isdir(p))
     return out

@@ -199,6 +199,12 @@ class _Key:
 
 
 @lru_cache(maxsize=256)
+def jwks_problem(text: str) -> str | None:
+    """Why Envoy would refuse ``text`` as a JWKS (None: it has a usable key)."""
+    error = parse_jwks(text)[1]
+    return None if error is None else f"not a JWKS Envoy accepts: {error.value}"
+
+
 def parse_jwks(text: str) -> tuple[tuple[_Key, ...], Status | None]:
     """The usable keys of a JWKS, as Envoy's ``Jwks::createFrom(JWKS)`` reads it.
 
