@@ -24,6 +24,7 @@ and which waypoint a Service or workload uses.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -84,9 +85,22 @@ def _raw(obj: Resource) -> Any:
     return data
 
 
+_ENROLLMENT: weakref.WeakKeyDictionary[MeshSnapshot, dict[int, Enrollment]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def enrollment(snapshot: MeshSnapshot, w: MeshWorkload) -> Enrollment:
     """How the workload's traffic is handled: by its own proxy (sidecar,
     gateway, waypoint), by ztunnel (ambient) or by nothing (none)."""
+    known = _ENROLLMENT.setdefault(snapshot, {})
+    hit = known.get(id(w))
+    if hit is None:
+        hit = known[id(w)] = _enrollment(snapshot, w)
+    return hit
+
+
+def _enrollment(snapshot: MeshSnapshot, w: MeshWorkload) -> Enrollment:
     if w.proxy in ("waypoint", "gateway"):
         return Enrollment(w.proxy, f"{w.key} is a {w.proxy} proxy")
     ns = snapshot.namespace(w.namespace)
@@ -167,8 +181,21 @@ def _allowed_routes(spec: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     return "Same", {}
 
 
+_WAYPOINTS: weakref.WeakKeyDictionary[MeshSnapshot, dict[str, Waypoint]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def waypoints(snapshot: MeshSnapshot) -> dict[str, Waypoint]:
-    """Every Gateway API Gateway as istiod's Waypoints collection holds it."""
+    """Every Gateway API Gateway as istiod's Waypoints collection holds it (computed
+    once per snapshot: a snapshot does not change)."""
+    hit = _WAYPOINTS.get(snapshot)
+    if hit is None:
+        hit = _WAYPOINTS[snapshot] = _waypoints(snapshot)
+    return hit
+
+
+def _waypoints(snapshot: MeshSnapshot) -> dict[str, Waypoint]:
     out: dict[str, Waypoint] = {}
     for g in snapshot.gateways:
         if g.flavor != "gateway-api":

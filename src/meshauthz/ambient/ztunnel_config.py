@@ -39,13 +39,15 @@ class IstiodAmbient:
 
     store: PolicyStore
     conversions: list[tuple[AuthorizationPolicy, Conversion]] = field(default_factory=list)
+    _by_key: dict[str, AuthorizationPolicy] | None = field(default=None, repr=False)
 
     def source_policy(self, key: str) -> AuthorizationPolicy | None:
         """The AuthorizationPolicy a ztunnel policy key was converted from."""
-        for p, c in self.conversions:
-            if c.authorization is not None and c.authorization.key == key:
-                return p
-        return None
+        if self._by_key is None:
+            self._by_key = {
+                c.authorization.key: p for p, c in self.conversions if c.authorization is not None
+            }
+        return self._by_key.get(key)
 
     def conversion(self, policy: AuthorizationPolicy) -> Conversion | None:
         for p, c in self.conversions:

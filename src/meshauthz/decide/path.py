@@ -19,7 +19,7 @@ went through one (its upstream connection is refused).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from meshauthz.ambient.authorization import Authorization
@@ -37,7 +37,12 @@ from meshauthz.ambient.topology import (
     service_waypoint,
     workload_waypoint,
 )
-from meshauthz.ambient.ztunnel_config import IstiodAmbient, istiod_ambient, ztunnel_workload
+from meshauthz.ambient.ztunnel_config import (
+    IstiodAmbient,
+    ZtunnelWorkload,
+    istiod_ambient,
+    ztunnel_workload,
+)
 from meshauthz.decide import render
 from meshauthz.decide.cause import (
     NotEnforced,
@@ -90,10 +95,21 @@ def walk(decider: Decider, r: Request, *, trace: bool = False, explain: bool = F
     return _ambient(decider, r, trace=trace, explain=explain)
 
 
-def _state(decider: Decider) -> IstiodAmbient:
+@dataclass
+class _Ambient:
+    """What a Decider keeps about ambient mode, computed on first use."""
+
+    istiod: IstiodAmbient
+    held: dict[str, ZtunnelWorkload] = field(default_factory=dict)
+    bindings: dict[tuple[str, str, int], tuple[MeshService | None, ServicePort | None, Binding]] = (
+        field(default_factory=dict)
+    )
+
+
+def _state(decider: Decider) -> _Ambient:
     if decider.ambient_ is None:
-        decider.ambient_ = istiod_ambient(decider.snapshot, decider.flags)
-    state: IstiodAmbient = decider.ambient_
+        decider.ambient_ = _Ambient(istiod_ambient(decider.snapshot, decider.flags))
+    state: _Ambient = decider.ambient_
     return state
 
 
@@ -134,8 +150,11 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
     state = _state(decider)
     captured, why_not = client_in_mesh(snap, r)
     identity = r.source_principal if captured else None
-    svc, sport = service_of(snap, r)
-    binding = binding_for(snap, r)
+    bkey = (dest.key, r.host, r.port)
+    if bkey not in state.bindings:
+        svc_, sport_ = service_of(snap, r)
+        state.bindings[bkey] = (svc_, sport_, binding_for(snap, r))
+    svc, sport, binding = state.bindings[bkey]
     hops: list[Hop] = []
     notes: list[str] = []
     zt_identity, zt_src_ip, via = identity, r.source_ip, None
@@ -172,7 +191,9 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
         zt_identity, zt_src_ip, via = w.identity.principal, w.address, wp.key
     elif binding.problem:
         notes.append(render.waypoint_not_bound(binding.reason, binding.problem))
-    held = ztunnel_workload(snap, dest, decider.flags, state)
+    held = state.held.get(dest.key)
+    if held is None:
+        held = state.held[dest.key] = ztunnel_workload(snap, dest, decider.flags, state.istiod)
     peer = SpiffeIdentity.parse(zt_identity) if zt_identity else None
     if zt_identity and peer is None:
         notes.append(render.identity_not_spiffe(zt_identity))
@@ -180,7 +201,7 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
     zd = assert_rbac(held.policies, _connection(zt_src_ip, dest.address, r.port, peer))
     policy, rule = _hit(zd.deciding)
     hops.append(Hop("ztunnel", dest.key, seen, zd.verdict, policy, rule))
-    steps = tuple(_steps(zd, dest.key, state))
+    steps = tuple(_steps(zd, dest.key, state.istiod))
     dry = _dry_run(zd)
     if zd.verdict == "DENY":
         hit = zd.deciding
