@@ -77,3 +77,19 @@ def test_config_dump_form_reads_back(path: Path) -> None:
     auth = convert_authorization_policy(ROOT, ap).authorization
     assert auth is not None
     assert authorization_from_dump(auth.dump()) == auth
+
+
+def test_ztunnel_config_dump_policies_read_and_write_back() -> None:
+    # istioctl's ztunnel config-dump test data (configdump_test.go; policies.txt
+    # lists: default/allow-nothing Allow Namespace, default/allow-waypoint Allow
+    # WorkloadSelector).
+    import json
+
+    path = CONFORMANCE / "istioctl/pkg/writer/ztunnel/configdump/testdata/dump.json"
+    raw = json.loads(path.read_text())["policies"]
+    policies = [authorization_from_dump(p) for p in raw]
+    assert [(p.namespace, p.name, p.action, p.scope) for p in policies] == [
+        ("default", "allow-nothing", "ALLOW", "NAMESPACE"),
+        ("default", "allow-waypoint", "ALLOW", "WORKLOAD_SELECTOR"),
+    ]
+    assert [p.dump() for p in policies] == [p | {"dryRun": False} for p in raw]
