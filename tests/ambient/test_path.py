@@ -294,3 +294,12 @@ def test_check_takes_istiod_flags(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["check", *bypass, "--istiod-flag", "X=1"])
     assert exc.value.code == 2
+
+
+def test_the_python_api_gives_the_path():
+    import meshauthz
+
+    mesh = meshauthz.load(SEED_WAYPOINT)
+    d = mesh.check({"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"})
+    assert [h.enforcer for h in d.hops] == ["waypoint", "ztunnel"]
+    assert d.enforced_by == "ztunnel" and d.to_json()["hops"][1]["decision"] == "DENY"
