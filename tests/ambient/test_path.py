@@ -303,3 +303,29 @@ def test_the_python_api_gives_the_path():
     d = mesh.check({"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"})
     assert [h.enforcer for h in d.hops] == ["waypoint", "ztunnel"]
     assert d.enforced_by == "ztunnel" and d.to_json()["hops"][1]["decision"] == "DENY"
+
+
+def test_an_ingress_gateway_uses_the_waypoint_only_when_the_service_says_so(capsys, tmp_path):
+    # services.go ingressUseWaypointFromLabels: istio.io/ingress-use-waypoint on the
+    # Service, else its namespace (TestAuthorizationGateway: without it, ztunnel sees
+    # the gateway's own identity).
+    base = Path(__file__).parent.parent / "ambient_suites"
+    echo = (base / "echo" / "echo.yaml").read_text()
+    gateway = str(base / "TestAuthorizationGateway" / "gateway.yaml")
+    args = (
+        "--from",
+        "istio-system/istio-ingressgateway",
+        "--to",
+        "echo/service-addressed-waypoint:80",
+    )
+    (tmp_path / "echo.yaml").write_text(echo)
+    direct = check_json(capsys, "-f", str(tmp_path), "-f", gateway, *args)
+    assert [h["enforcer"] for h in direct["hops"]] == ["ztunnel"]
+    labelled = echo.replace(
+        "labels: {istio.io/use-waypoint: waypoint-service}",
+        'labels: {istio.io/use-waypoint: waypoint-service, istio.io/ingress-use-waypoint: "true"}',
+    )
+    assert labelled != echo
+    (tmp_path / "echo.yaml").write_text(labelled)
+    through = check_json(capsys, "-f", str(tmp_path), "-f", gateway, *args)
+    assert [h["enforcer"] for h in through["hops"]] == ["waypoint", "ztunnel"]

@@ -41,6 +41,7 @@ DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"
 USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE_LABEL = "istio.io/use-waypoint-namespace"
 WAYPOINT_FOR_LABEL = "istio.io/waypoint-for"
+INGRESS_USE_WAYPOINT_LABEL = "istio.io/ingress-use-waypoint"
 INJECT_LABEL = "sidecar.istio.io/inject"
 INJECTION_NS_LABEL = "istio-injection"
 REVISION_LABEL = "istio.io/rev"
@@ -301,6 +302,18 @@ def service_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> Binding:
     return binding
 
 
+def ingress_uses_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> bool:
+    """services.go ``ingressUseWaypointFromLabels``: the Service's
+    ``istio.io/ingress-use-waypoint``, else its namespace's, read as a Go boolean;
+    without it an ingress gateway calls the Service's endpoints directly."""
+    labels = svc.resource.labels
+    if INGRESS_USE_WAYPOINT_LABEL not in labels:
+        ns = snapshot.namespace(svc.namespace)
+        labels = dict(ns.labels) if ns is not None else {}
+    value = labels.get(INGRESS_USE_WAYPOINT_LABEL)
+    return value in ("1", "t", "T", "TRUE", "true", "True")
+
+
 def workload_waypoint(snapshot: MeshSnapshot, w: MeshWorkload) -> Binding:
     """``fetchWaypointForWorkload``: a namespace-inherited binding to a waypoint
     that is not for workloads is silently no binding."""
@@ -330,6 +343,7 @@ __all__ = [
     "Mode",
     "Waypoint",
     "enrollment",
+    "ingress_uses_waypoint",
     "service_waypoint",
     "use_waypoint",
     "waypoints",

@@ -14,7 +14,7 @@ from typing import Any
 
 from meshauthz.ambient.convert import convert_authorization_policy
 from meshauthz.ambient.topology import enrollment
-from meshauthz.decide.path import binding_for, client_in_mesh, service_of
+from meshauthz.decide.path import binding_for, client_in_mesh, ingress_bypasses, service_of
 from meshauthz.decide.request import Request
 from meshauthz.mesh import MeshSnapshot, SelectedPolicy, select_policies
 from meshauthz.mesh.selection import target_refs
@@ -42,7 +42,12 @@ def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, An
     binding = binding_for(snapshot, r)
     wp = binding.waypoint
     svc, _ = service_of(snapshot, r)
-    passes = wp is not None and bool(wp.workloads) and client_in_mesh(snapshot, r)[0]
+    passes = (
+        wp is not None
+        and bool(wp.workloads)
+        and client_in_mesh(snapshot, r)[0]
+        and not ingress_bypasses(snapshot, r, svc)
+    )
     if wp is not None and passes:
         w = wp.workloads[0]
         for s in select_policies(snapshot, w, "AuthorizationPolicy", service=svc):
@@ -60,11 +65,12 @@ def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, An
             detail += f"; {cond.message}"
         out.append(_entry(s, detail, "ztunnel"))
     if svc is not None and not passes:
-        why = (
-            "the request passes no waypoint"
-            if wp is None
-            else f"the request bypasses waypoint {wp.key} (the client is not in the mesh)"
-        )
+        if wp is None:
+            why = "the request passes no waypoint"
+        elif ingress_bypasses(snapshot, r, svc):
+            why = f"the request bypasses waypoint {wp.key} (an ingress gateway calls the endpoints)"
+        else:
+            why = f"the request bypasses waypoint {wp.key} (the client is not in the mesh)"
         for p in snapshot.authorization_policies_by_namespace.get(svc.namespace, ()):
             refs = target_refs(p.spec.target_ref, p.spec.target_refs)
             if any(ref.kind == "Service" and ref.name == svc.name for ref in refs):

@@ -34,6 +34,7 @@ from meshauthz.ambient.topology import (
     HBONE_PORT,
     Binding,
     enrollment,
+    ingress_uses_waypoint,
     service_waypoint,
     workload_waypoint,
 )
@@ -137,6 +138,16 @@ def service_of(snap: MeshSnapshot, r: Request) -> tuple[MeshService | None, Serv
     return None, None
 
 
+def ingress_bypasses(snap: MeshSnapshot, r: Request, svc: MeshService | None) -> bool:
+    """An ingress gateway calls a Service's endpoints directly unless the Service
+    (or its namespace) has istio.io/ingress-use-waypoint=true (ENABLE_INGRESS_WAYPOINT_ROUTING,
+    on by default: features/ambient.go; services.go ``ingressUseWaypointFromLabels``)."""
+    client = snap.find_workload(r.source_workload) if r.source_workload else None
+    if client is None or client.proxy != "gateway":
+        return False
+    return not (svc is not None and ingress_uses_waypoint(snap, svc))
+
+
 def binding_for(snap: MeshSnapshot, r: Request) -> Binding:
     svc, _ = service_of(snap, r)
     return (
@@ -160,6 +171,9 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
     zt_identity, zt_src_ip, via = identity, r.source_ip, None
     at_waypoint: Decision | None = None
     wp = binding.waypoint
+    if wp is not None and ingress_bypasses(snap, r, svc):
+        notes.append(render.ingress_bypasses_waypoint(r.source_workload or "", wp.key))
+        wp = None
     if wp is not None and not captured:
         notes.append(render.waypoint_bypassed(wp.key, dest.key, why_not))
     elif wp is not None and not wp.workloads:
@@ -189,7 +203,7 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
             return replace(d, request=request_summary(r), hops=tuple(hops), notes=tuple(notes))
         at_waypoint = d
         zt_identity, zt_src_ip, via = w.identity.principal, w.address, wp.key
-    elif binding.problem:
+    elif binding.problem and binding.waypoint is None:
         notes.append(render.waypoint_not_bound(binding.reason, binding.problem))
     held = state.held.get(dest.key)
     if held is None:
@@ -339,4 +353,11 @@ def _step(p: Authorization, zd: ZtunnelDecision, workload: str, state: IstiodAmb
     )
 
 
-__all__ = ["STATUS_UNAVAILABLE", "binding_for", "client_in_mesh", "service_of", "walk"]
+__all__ = [
+    "STATUS_UNAVAILABLE",
+    "binding_for",
+    "client_in_mesh",
+    "ingress_bypasses",
+    "service_of",
+    "walk",
+]

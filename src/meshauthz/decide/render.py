@@ -319,3 +319,11 @@ def waypoint_termination_denied(waypoint: str) -> str:
         f"denied at the HBONE termination of waypoint {waypoint} by a policy selecting its "
         "pods (ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES): the CONNECT is refused"
     )
+
+
+def ingress_bypasses_waypoint(gateway: str, waypoint: str) -> str:
+    return (
+        f"{gateway} is an ingress gateway: it calls the Service's endpoints directly, "
+        f"bypassing waypoint {waypoint}, unless the Service or its namespace has "
+        "istio.io/ingress-use-waypoint=true"
+    )
