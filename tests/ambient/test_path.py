@@ -329,3 +329,56 @@ def test_an_ingress_gateway_uses_the_waypoint_only_when_the_service_says_so(caps
     (tmp_path / "echo.yaml").write_text(labelled)
     through = check_json(capsys, "-f", str(tmp_path), "-f", gateway, *args)
     assert [h["enforcer"] for h in through["hops"]] == ["waypoint", "ztunnel"]
+
+
+AUDIT_AND_DRY_RUN = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: audit-gets, namespace: ns}
+spec:
+  targetRefs: [{kind: Service, group: "", name: api}]
+  action: AUDIT
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: would-deny-gets
+  namespace: ns
+  annotations: {istio.io/dry-run: "true"}
+spec:
+  targetRefs: [{kind: Service, group: "", name: api}]
+  action: DENY
+  rules: [{to: [{operation: {methods: [GET]}}]}]
+"""
+
+
+def test_audit_and_dry_run_apply_at_the_waypoint(capsys, tmp_path):
+    # The waypoint runs the same filters istiod builds for sidecars (AUDIT, dry-run
+    # shadow rules); istiod never sends AUDIT to ztunnel, nor dry-run without the flag.
+    (tmp_path / "p.yaml").write_text(AUDIT_AND_DRY_RUN)
+    d = check_json(
+        capsys, "-f", L7, "-f", str(tmp_path), "--from", "ns/client", "--to", "ns/api:80"
+    )
+    assert d["decision"] == "ALLOW"
+    assert (d["audit"], d["auditPolicy"]) == (True, "ns/audit-gets")
+    assert [(r["stage"], r["result"], r["policy"]) for r in d["dryRun"]] == [
+        ("DENY", "denied", "ns/would-deny-gets")
+    ]
+
+
+def test_explain_a_gateway_targeted_policy_the_request_bypasses(capsys):
+    base = Path(__file__).parent.parent / "ambient_suites"
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "explain", "-f", str(base / "echo"), "-f", str(base / "TestL7JWT" / "waypoint-jwt.yaml"),
+                "--from", "echo/uncaptured", "--to", "echo/service-addressed-waypoint:80", "-o", "json",
+            ]
+        )  # fmt: skip
+    (entry,) = json.loads(capsys.readouterr().out)["applicable"]
+    assert entry["enforcer"] is None
+    assert entry["detail"] == (
+        "targetRef to Gateway echo/waypoint-service, applies nowhere: the request bypasses "
+        "waypoint echo/waypoint-service (the client is not in the mesh)"
+    )

@@ -64,27 +64,32 @@ def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, An
         if cond is not None and cond.reason != "Accepted":
             detail += f"; {cond.message}"
         out.append(_entry(s, detail, "ztunnel"))
-    if svc is not None and not passes:
+    if not passes:
         if wp is None:
             why = "the request passes no waypoint"
         elif ingress_bypasses(snapshot, r, svc):
             why = f"the request bypasses waypoint {wp.key} (an ingress gateway calls the endpoints)"
         else:
             why = f"the request bypasses waypoint {wp.key} (the client is not in the mesh)"
-        for p in snapshot.authorization_policies_by_namespace.get(svc.namespace, ()):
-            refs = target_refs(p.spec.target_ref, p.spec.target_refs)
-            if any(ref.kind == "Service" and ref.name == svc.name for ref in refs):
-                out.append(
-                    {
-                        "policy": p.key,
-                        "action": p.spec.action,
-                        "why": "target-ref",
-                        "detail": f"targetRef to Service {svc.key}, applies nowhere: {why}",
-                        "file": p.file,
-                        "line": p.line,
-                        "enforcer": None,
-                    }
+        for p in snapshot.authorization_policies_by_namespace.get(dest.namespace, ()):
+            for ref in target_refs(p.spec.target_ref, p.spec.target_refs):
+                aimed = (svc is not None and ref.kind == "Service" and ref.name == svc.name) or (
+                    wp is not None and ref.kind == "Gateway" and ref.name == wp.name
                 )
+                if aimed:
+                    out.append(
+                        {
+                            "policy": p.key,
+                            "action": p.spec.action,
+                            "why": "target-ref",
+                            "detail": f"targetRef to {ref.kind} {p.namespace}/{ref.name}, "
+                            f"applies nowhere: {why}",
+                            "file": p.file,
+                            "line": p.line,
+                            "enforcer": None,
+                        }
+                    )
+                    break
     return out
 
 
