@@ -172,12 +172,16 @@ class Waypoint:
 
 def _allowed_routes(spec: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
     """``makeAllowedRoutes`` with the default HBONE listener (no inbound binding)."""
-    for listener in spec.get("listeners") or []:
-        if not isinstance(listener, dict):
-            continue
+
+    def obj(value: Any) -> Mapping[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    listeners = spec.get("listeners")
+    for listener in listeners if isinstance(listeners, list) else []:
+        listener = obj(listener)
         if listener.get("protocol") == "HBONE" and listener.get("port") == HBONE_PORT:
-            ns = ((listener.get("allowedRoutes") or {}).get("namespaces")) or {}
-            sel = (ns.get("selector") or {}).get("matchLabels") or {}
+            ns = obj(obj(listener.get("allowedRoutes")).get("namespaces"))
+            sel = obj(obj(ns.get("selector")).get("matchLabels"))
             return str(ns.get("from") or "Same"), {str(k): str(v) for k, v in sel.items()}
     return "Same", {}
 
