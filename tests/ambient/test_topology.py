@@ -176,3 +176,14 @@ def test_use_waypoint_precedence(svc_labels, ns_labels, want, problem) -> None:
     snap = _service_mesh(svc_labels, ns_labels)
     b = service_waypoint(snap, snap.service("ns1/svc1"))
     assert (b.waypoint.key if b.waypoint else None, b.problem_reason) == (want, problem)
+
+
+def test_odd_listener_shapes_do_not_break_reading_waypoints() -> None:
+    # The Gateway schema meshauthz reads does not type allowedRoutes: a wrong shape
+    # reads as the default (Same), never a traceback.
+    gw = _waypoint("wp", "ns1", {})
+    gw["spec"]["listeners"][0]["allowedRoutes"] = ["not", "a", "mapping"]
+    snap = _snapshot(_ns("ns1"), gw)
+    from meshauthz.ambient.topology import waypoints
+
+    assert waypoints(snap)["ns1/wp"].allowed_from == "Same"
