@@ -156,3 +156,31 @@ def test_validate_reports_the_ambient_checks_as_warnings(capsys) -> None:
         ("warning", "KIA0109", "allow-frontend-get-data"),
         ("warning", "KIA0110", "allow-frontend-get-data"),
     ]
+
+
+def test_negative_waypoint_condition() -> None:
+    # conditions.go reports WaypointAccepted false, and PartiallyInvalid though true
+    # (analyzers_test.go "Condition Analyzer": negative-condition-authz-partially-invalid).
+    ns = dict(AMBIENT)
+    ns["metadata"] = {
+        "name": "ns",
+        "labels": {"istio.io/dataplane-mode": "ambient", "istio.io/use-waypoint": "waypoint"},
+    }
+    waypoint = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "Gateway",
+        "metadata": {"name": "waypoint", "namespace": "ns"},
+        "spec": {"gatewayClassName": "istio-waypoint"},
+    }
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "api", "namespace": "ns"},
+        "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]},
+    }
+    refs = [{"kind": "Service", "name": "api"}, {"kind": "Service", "name": "doesnt-exist"}]
+    snap = _snapshot([ns, POD, waypoint, svc, _ap("partly", {"targetRefs": refs})])
+    (f,) = [f for f in ambient_findings(snap) if f.code == "IST0171"]
+    assert f.message == IST0171.format(
+        "WaypointAccepted", "PartiallyInvalid", "Invalid targetRefs: Service.core:ns/doesnt-exist"
+    )

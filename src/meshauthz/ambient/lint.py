@@ -1,8 +1,9 @@
 """The checks Istio and Kiali make for ambient mode, plus two of ours, as a
 library (``ambient_findings``) for the commands that report findings.
 
-* ``IST0171`` (istioctl analyze NegativeConditionStatus): istiod's
-  ``ZtunnelAccepted`` condition is false (AUDIT, CUSTOM, dry-run without the flag).
+* ``IST0171`` (istioctl analyze NegativeConditionStatus, analyzers/conditions/
+  conditions.go): istiod's ``ZtunnelAccepted`` condition is false (AUDIT, CUSTOM,
+  dry-run without the flag), or ``WaypointAccepted`` is false or PartiallyInvalid.
 * ``IST0166`` (IneffectiveSelector, pkg/config/analysis/analyzers/k8sgateway/
   workloadselector.go): a selector policy matching the pods of a Gateway API
   gateway or waypoint; their proxies take only targetRefs policies.
@@ -36,6 +37,7 @@ from meshauthz.ambient.topology import (
     enrollment,
     service_waypoint,
 )
+from meshauthz.ambient.waypoint_status import waypoint_condition
 from meshauthz.mesh.labels import subset_of
 from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.selection import target_refs
@@ -101,6 +103,16 @@ def ambient_findings(
             out.append(
                 AmbientFinding(
                     "IST0171", ap, IST0171.format("ZtunnelAccepted", cond.reason, cond.message)
+                )
+            )
+        wcond = waypoint_condition(snapshot, ap) if in_scope else None
+        # conditions.go: a false WaypointAccepted, and PartiallyInvalid though it is true.
+        if wcond is not None and (not wcond.status or wcond.reason == "PartiallyInvalid"):
+            out.append(
+                AmbientFinding(
+                    "IST0171",
+                    ap,
+                    IST0171.format("WaypointAccepted", wcond.reason, wcond.message),
                 )
             )
         auth = conv.authorization
