@@ -294,13 +294,16 @@ def load(
     paths: PathArg | Iterable[PathArg],
     *,
     mesh_config: MeshConfigArg = None,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> Mesh:
     """Load manifests (files, directories; ``"-"`` for standard input), validate them
     with Istio's rules and build the mesh. Raises InvalidInput (with ``.findings``)
     when Istio would reject an object, InputError when the input cannot be read.
-    ``mesh_config``: a MeshConfig file (otherwise the ``istio`` ConfigMap among the
-    inputs, or Istio's defaults)."""
-    return Mesh(load_mesh(paths, mesh_config=mesh_config))
+    ``mesh_config``: a MeshConfig file or the ``istio`` ConfigMap (otherwise the
+    ``istio`` ConfigMap among the inputs, or Istio's defaults). ``namespace`` and
+    ``exclude``: the command line's ``-n`` and ``--exclude``."""
+    return Mesh(load_mesh(paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude))
 
 
 def load_config_dump(path: str | os.PathLike[str], *, mesh: Mesh | None = None) -> Proxy:

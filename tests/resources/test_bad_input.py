@@ -112,10 +112,19 @@ def test_missing_path(capsys, tmp_path):
     assert code == 2 and f"{path}: no such file or directory" in err
 
 
-def test_document_that_is_not_an_object(capsys, write):
+def test_document_that_is_not_an_object_is_skipped(capsys, write):
+    # Issue 11 point 7: a document without apiVersion and kind (a list, values.yaml,
+    # a JWKS) is not a Kubernetes object: skipped and listed with -v, never an error.
     path = write("list.yaml", GOOD + "---\n- just\n- a list\n")
+    code, out, _ = run(capsys, "validate", "-v", path)
+    assert code == 0 and "error[" not in out
+    assert f"{path}:10:1: skipped not a Kubernetes object (no apiVersion and kind)" in out
+
+
+def test_a_kind_meshauthz_reads_without_apiversion_is_still_an_error(capsys, write):
+    path = write("p.yaml", GOOD.replace("apiVersion: security.istio.io/v1\n", ""))
     code, out, _ = run(capsys, "validate", path)
-    assert code == 1 and f"{path}:10:1: error[not-an-object]" in out
+    assert code == 1 and "error[not-an-object]" in out and "apiVersion is required" in out
 
 
 def test_json_output_for_input_errors(capsys, write):
@@ -131,7 +140,14 @@ def test_json_output_shape(capsys, write):
     code, out, _ = run(capsys, "validate", "-o", "json", path)
     doc = json.loads(out)
     assert code == 1 and doc["valid"] is False
-    assert doc["summary"] == {"errors": 1, "warnings": 0, "files": 1, "objects": 0, "skipped": 0}
+    assert doc["summary"] == {
+        "errors": 1,
+        "warnings": 0,
+        "files": 1,
+        "objects": 0,
+        "skipped": 0,
+        "unreadable": 0,
+    }
     (f,) = doc["findings"]
     assert f == {
         "severity": "error",

@@ -44,7 +44,7 @@ from meshauthz.mesh.selection import target_refs
 from meshauthz.mesh.snapshot import GATEWAY_NAME_LABEL, MeshSnapshot, MeshWorkload
 from meshauthz.resources.findings import Finding, Severity
 from meshauthz.resources.istio import PolicyTargetReference
-from meshauthz.resources.objects import AuthorizationPolicy, RequestAuthentication
+from meshauthz.resources.objects import AuthorizationPolicy, Manifests, RequestAuthentication
 
 # Message texts: Istio's pkg/config/analysis/msg/messages.yaml, Kiali's models/istio_validation.go.
 IST0171 = "A condition with a negative status is present: type={}, reason={}, message={}."
@@ -82,6 +82,17 @@ def _enrolled(labels: dict[str, str] | None, ns_labels: dict[str, str]) -> bool:
 def _ambient_namespace(snapshot: MeshSnapshot, name: str) -> bool:
     ns = snapshot.namespace(name)
     return ns is not None and ns.labels.get(DATAPLANE_MODE_LABEL) == "ambient"
+
+
+def needs_ambient_checks(manifests: Manifests) -> bool:
+    """Whether the manifests hold anything these checks look at: an ambient label,
+    a Gateway API gateway or its pods (a mesh without any needs no snapshot built)."""
+    labelled = [n.labels for n in manifests.namespaces] + [
+        w.pod_labels for w in manifests.workloads
+    ]
+    return any(
+        DATAPLANE_MODE_LABEL in labels or GATEWAY_NAME_LABEL in labels for labels in labelled
+    ) or any(g.flavor == "gateway-api" for g in manifests.gateways)
 
 
 def ambient_findings(
@@ -231,4 +242,12 @@ def _waypoint_identity(
                     return
 
 
-__all__ = ["IST0166", "IST0171", "KIA0109", "KIA0110", "AmbientFinding", "ambient_findings"]
+__all__ = [
+    "IST0166",
+    "IST0171",
+    "KIA0109",
+    "KIA0110",
+    "AmbientFinding",
+    "ambient_findings",
+    "needs_ambient_checks",
+]

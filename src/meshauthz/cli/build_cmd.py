@@ -12,7 +12,13 @@ import yaml
 from meshauthz.ambient.flags import AmbientFlags
 from meshauthz.ambient.ztunnel_config import ztunnel_workload
 from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
-from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
+from meshauthz.cli.common import (
+    EXCLUDE_OPTION,
+    MANIFEST_OPTION,
+    MESH_CONFIG_OPTION,
+    NAMESPACE_HELP,
+    load_mesh,
+)
 from meshauthz.cli.output import emit_json
 from meshauthz.errors import EXIT_OK
 from meshauthz.mesh import (
@@ -29,11 +35,21 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 
 @click.command("build")
 @MANIFEST_OPTION
-@click.option("--workload", metavar="NS/NAME", help="The workload whose filters to build.")
+@EXCLUDE_OPTION
 @click.option(
-    "--namespace", metavar="NS", help="Instead of --workload: a proxy in this namespace ..."
+    "--workload",
+    metavar="[NS/]NAME",
+    help="The workload whose filters to build (NAME alone: in -n's namespace).",
 )
-@click.option("--labels", metavar="K=V,...", help="... with these labels.")
+@click.option(
+    "-n",
+    "--namespace",
+    metavar="NS",
+    help=NAMESPACE_HELP + " With --labels: the namespace of the proxy.",
+)
+@click.option(
+    "--labels", metavar="K=V,...", help="Instead of --workload: a proxy with these labels."
+)
 @click.option(
     "--port",
     type=int,
@@ -71,6 +87,7 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 )
 def build_command(
     paths: tuple[str, ...],
+    exclude: tuple[str, ...],
     workload: str | None,
     namespace: str | None,
     labels: str | None,
@@ -87,19 +104,21 @@ def build_command(
     or with --ztunnel the L4 policies ztunnel holds for the workload."""
     flags = ambient_flags(istiod_flags)
     if ztunnel:
-        if workload is None or namespace is not None:
+        if workload is None or labels is not None:
             raise click.UsageError("--ztunnel goes with --workload NS/NAME")
         if port is not None or protocol is not None or trust_domain is not None or aliases:
             raise click.UsageError("--ztunnel takes no --port, --protocol or trust-domain options")
-    snapshot = load_mesh(paths, mesh_config)
-    if ztunnel:
-        _print_ztunnel(snapshot, workload or "", flags, fmt)
-        return
-    if (workload is None) == (namespace is None):
+    if (workload is None) == (labels is None):
         raise click.UsageError("give --workload NS/NAME, or --namespace NS with --labels K=V,...")
     if labels is not None and namespace is None:
         raise click.UsageError("--labels goes with --namespace")
+    snapshot = load_mesh(paths, mesh_config, namespace=namespace, exclude=exclude)
     if workload is not None:
+        if "/" not in workload:  # kubectl's NAME with -n NS
+            workload = f"{namespace or 'default'}/{workload}"
+        if ztunnel:
+            _print_ztunnel(snapshot, workload, flags, fmt)
+            return
         try:
             w = snapshot.workload(workload)
         except LookupFailed as e:

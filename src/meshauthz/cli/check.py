@@ -10,8 +10,14 @@ from typing import Any
 import click
 
 from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
-from meshauthz.cli.common import JWKS_OPTION, MESH_CONFIG_OPTION, PathArg, load_mesh
-from meshauthz.cli.output import FORMAT_OPTION, emit_json
+from meshauthz.cli.common import (
+    JWKS_OPTION,
+    MESH_CONFIG_OPTION,
+    PathArg,
+    input_options,
+    load_mesh,
+)
+from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
@@ -96,6 +102,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         JWKS_OPTION,
         ISTIOD_FLAG_OPTION,
         _MANIFESTS,
+        input_options,
         FORMAT_OPTION,
     ]
     for o in reversed(opts):
@@ -180,7 +187,9 @@ def decide_all(
 ) -> tuple[MeshSnapshot, list[tuple[Request, Decision]], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
-    snapshot = load_mesh(o["paths"], o["mesh_config"], o["jwks"])
+    snapshot = load_mesh(
+        o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
+    )
     requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
     single = not o["request_file"] or len(requests) == 1
@@ -204,7 +213,11 @@ def decide_with_dump(
             "--jwks applies to the manifests' RequestAuthentications; with --config-dump "
             "the dump holds the proxy's keys"
         )
-    snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
+    snapshot = (
+        load_mesh(o["paths"], o["mesh_config"], namespace=o["namespace"], exclude=o["exclude"])
+        if o["paths"]
+        else None
+    )
     dump = load_config_dump(o["config_dump"])
     if not o["request_file"]:
         to: str | None = o["to"]
@@ -284,7 +297,7 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
             d.to_json() | ({"configDump": w.to_json()} if w else {})
             for (_, d), w in zip(results, where, strict=True)
         ]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         for (r, d), w in zip(results, where, strict=True):
             for line in render.check_lines(r, d, w, trace=show_trace):
@@ -307,7 +320,7 @@ def explain_command(expect: str | None, **o: Any) -> None:
 
     if o["fmt"] == "json":
         docs = [{**d.to_json(), "applicable": applicable_policies(snapshot, r)} for r, d in results]
-        emit_json(docs[0] if single else docs)
+        emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
     else:
         for r, d in results:
             for line in render.explain_lines(r, d, applicable_policies(snapshot, r)):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -15,16 +15,38 @@ from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh as load_checked
 from meshauthz.resources.yamlload import paused_gc
+from meshauthz.translate.provider_findings import mesh_findings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Warnings that change answers: each is also a line on standard error of the
+# commands that decide (check, explain, build), not only a validate finding.
+ANSWER_WARNINGS = frozenset(
+    {"custom-provider-unknown", "custom-provider-rejected", "removed-gateway-name-label"}
+)
 
 
 def load_mesh(
-    paths: tuple[str, ...], mesh_config: str | None, jwks: Mapping[str, str] | None = None
+    paths: tuple[str, ...],
+    mesh_config: str | None,
+    jwks: Mapping[str, str] | None = None,
+    *,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> MeshSnapshot:
     """The one loader; its errors (InvalidInput with the findings, other
     unusable input) are reported by the entry point, as every error is: exit 2.
-    ``jwks``: local JWKS files by jwksUri (``--jwks``)."""
+    ``jwks``: local JWKS files by jwksUri (``--jwks``); ``namespace``,
+    ``exclude``: ``-n``, ``--exclude``. The warnings that change answers are
+    said on standard error."""
     with loading():
-        return load_checked(paths, mesh_config=mesh_config, jwks=jwks).snapshot
+        loaded = load_checked(
+            paths, mesh_config=mesh_config, jwks=jwks, namespace=namespace, exclude=exclude
+        )
+    for f in (*loaded.findings, *mesh_findings(loaded.snapshot)):
+        if f.code in ANSWER_WARNINGS:
+            click.echo(f.to_text(), err=True)
+    return loaded.snapshot
 
 
 @contextmanager
@@ -96,8 +118,30 @@ MESH_CONFIG_OPTION = click.option(
     "--mesh-config",
     type=PathArg(),
     metavar="FILE",
-    help="A MeshConfig YAML file (otherwise the 'istio' ConfigMap among the inputs, or Istio's defaults).",
+    help="A MeshConfig YAML file, or the 'istio' ConfigMap as kubectl get cm istio -o yaml "
+    "prints it (otherwise the 'istio' ConfigMap among the inputs, or Istio's defaults).",
 )
+NAMESPACE_HELP = (
+    "The namespace of objects that name none, as kubectl apply -n (default: default); "
+    "an object naming another namespace is an error."
+)
+NAMESPACE_OPTION = click.option(
+    "-n", "--namespace", "namespace", metavar="NS", default=None, help=NAMESPACE_HELP
+)
+EXCLUDE_OPTION = click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave out files and directories found in a directory that match GLOB "
+    "(repeatable): the path as walked, the path below the directory, or any one name "
+    "along it ('charts', '*.json', 'overlays/*/secret.yaml').",
+)
+
+
+def input_options(f: F) -> F:
+    """``-n/--namespace`` and ``--exclude``: how the manifests are read."""
+    return NAMESPACE_OPTION(EXCLUDE_OPTION(f))
 
 
 def parse_jwks(items: tuple[str, ...] | list[str]) -> dict[str, str]:

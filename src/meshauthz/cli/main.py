@@ -24,10 +24,15 @@ from meshauthz.cli.output import (
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
+from meshauthz.resources.istio_release import ISTIO
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="meshauthz")
+@click.version_option(
+    __version__,
+    prog_name="meshauthz",
+    message=f"%(prog)s %(version)s, modelling Istio {ISTIO}",
+)
 def cli() -> None:
     """Istio's authorization, without a cluster: validate, build, check and explain
     AuthorizationPolicies exactly as Istio and Envoy would."""

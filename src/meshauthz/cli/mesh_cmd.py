@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import click
 
-from meshauthz.cli.common import JWKS_OPTION, PathArg
+from meshauthz.cli.common import JWKS_OPTION, PathArg, input_options
 from meshauthz.cli.output import camel_keys, emit_json, format_option
 from meshauthz.errors import EXIT_FAILED, InputError, Location
 from meshauthz.runtime import client, supervisor
-from meshauthz.runtime.controlplane import load_snapshot
+from meshauthz.runtime.controlplane import load_plan_snapshot
 from meshauthz.runtime.plan import MeshPlan, WorkloadPlan, state_root
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -100,6 +100,7 @@ def mesh_group() -> None:
     callback=_seconds,
     help="Seconds to wait for ready.",
 )
+@input_options
 @format_option("What was started, for a person or as JSON (the same document as mesh status).")
 def up_command(
     directory: str,
@@ -109,6 +110,8 @@ def up_command(
     jwks: dict[str, str],
     run_commands: bool,
     timeout: float,
+    namespace: str | None,
+    exclude: tuple[str, ...],
     fmt: str,
 ) -> None:
     """Start the mesh for the manifests in DIRECTORY; return when it is ready."""
@@ -121,6 +124,8 @@ def up_command(
         jwks=jwks,
         timeout=timeout,
         run_commands=run_commands,
+        namespace=namespace,
+        exclude=exclude,
     )
     if fmt == "json":
         emit_json(_describe(plan))
@@ -413,7 +418,7 @@ def curl_command(
     if token is not None:
         _sendable(token, "--jwt")
     m = _sendable(method or ("POST" if data is not None else "GET"), "-X")
-    snapshot = load_snapshot(plan.manifests, plan.jwks)
+    snapshot = load_plan_snapshot(plan)
     resp = client.send(
         plan,
         snapshot,

@@ -17,7 +17,12 @@ from typing import Any, TypeVar
 import click
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.mesh.loading import InvalidInput
+from meshauthz.mesh.loading import InvalidInput, UnreadableInput
+from meshauthz.resources.istio_release import ISTIO
+
+# The top-level key of every JSON document a command prints (not of error
+# objects): the Istio release whose behaviour the answer is.
+ISTIO_VERSION_KEY = "istioVersion"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -39,8 +44,17 @@ FORMAT_OPTION = format_option("Text for a person, or JSON with a documented, sta
 
 
 def emit_json(value: Any) -> None:
+    """Print a command's JSON output; a document (not an error object) says
+    which Istio release it models (``istioVersion``)."""
+    if isinstance(value, dict) and set(value) != {"error"}:
+        value = {**value, ISTIO_VERSION_KEY: ISTIO.version}
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
+
+
+def with_istio_version(doc: dict[str, Any]) -> dict[str, Any]:
+    """An element of a JSON list output (a decision of several) with ``istioVersion``."""
+    return {**doc, ISTIO_VERSION_KEY: ISTIO.version}
 
 
 def camel_keys(doc: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +96,8 @@ def error_json(err: MeshauthzError) -> dict[str, Any]:
     )
     if isinstance(err, InvalidInput):  # the objects Istio would reject, as validate lists them
         doc["error"]["findings"] = [f.to_json() for f in err.errors]
+    if isinstance(err, UnreadableInput):  # every file that could not be read, each an error
+        doc["error"]["files"] = [error_json(p)["error"] for p in err.problems]
     return doc
 
 
@@ -93,6 +109,9 @@ def report_error(err: MeshauthzError, fmt: str) -> None:
         for line in err.error_lines():
             click.echo(line, err=True)
         click.echo(f"error: {err.message}", err=True)
+    elif isinstance(err, UnreadableInput):
+        for line in err.error_lines():
+            click.echo(f"error: {line}", err=True)
     else:
         click.echo(f"error: {err}", err=True)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshauthz.cli.common import PathArg
+from meshauthz.cli.common import PathArg, input_options
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, error_json, report_error
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.render import explain_lines, internal_error_line
@@ -240,10 +240,19 @@ def run_once(
     select: CaseSelector | None = None,
     threshold: float | None = None,
     mesh: MeshPlan | None = None,
+    namespace: str | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> int:
     mesh_run: MeshRun | None = None
     try:
-        result = run_paths(paths, coverage=coverage, select=select, threshold=threshold)
+        result = run_paths(
+            paths,
+            coverage=coverage,
+            select=select,
+            threshold=threshold,
+            namespace=namespace,
+            exclude=exclude,
+        )
         if mesh is not None:
             from meshauthz.runtime.mesh_suite import run_on_mesh
 
@@ -342,6 +351,7 @@ def add_mesh_json(doc: dict[str, Any], result: RunResult, run: MeshRun) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Also list the cases that pass.")
 @click.option("--watch", "watch_mode", is_flag=True, help="Rerun whenever a watched file changes.")
+@input_options
 @click.option(
     "--interval",
     type=click.FloatRange(min=0.05),
@@ -361,6 +371,8 @@ def test_command(
     verbose: bool,
     watch_mode: bool,
     interval: float,
+    namespace: str | None,
+    exclude: tuple[str, ...],
 ) -> None:
     """Run test suites (*.test.yaml files, or directories holding them): each
     case's request is decided and compared with what it expects.
@@ -376,10 +388,14 @@ def test_command(
     if mesh_name is not None or mesh_state_dir is not None:
         mesh = _mesh_plan(mesh_name, mesh_state_dir)
     if not watch_mode:
-        sys.exit(run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh))
+        sys.exit(
+            run_once(
+                args, fmt, verbose, coverage, junit, select, threshold, mesh, namespace, exclude
+            )
+        )
 
     def again() -> None:
-        run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh)
+        run_once(args, fmt, verbose, coverage, junit, select, threshold, mesh, namespace, exclude)
         click.echo(f"watching {len(args)} path(s) for changes; Ctrl-C to stop", err=True)
 
     def changed(files: list[str]) -> None:

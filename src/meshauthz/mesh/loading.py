@@ -12,7 +12,7 @@ carries the findings. Warnings never reject; they come back with the mesh.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,12 +68,31 @@ class InvalidInput(InputError):
         return "\n".join([*self.error_lines(), self.message])
 
 
+class UnreadableInput(InputError):
+    """Files that could not be read or parsed (``problems``, one per file); the
+    other files were read, and ``validate`` reports on them all the same."""
+
+    def __init__(self, problems: Iterable[InputError]) -> None:
+        self.problems: tuple[InputError, ...] = tuple(problems)
+        first = self.problems[0]
+        more = len(self.problems) - 1
+        super().__init__(
+            first.message + (f" (and {more} more unreadable file(s))" if more else ""),
+            location=first.location,
+            field=first.field,
+        )
+
+    def error_lines(self) -> list[str]:
+        return [f"{p}" for p in self.problems]
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedManifests:
     """Manifests as read, with every finding (the loader's, then Istio's validation's)."""
 
     manifests: Manifests
     findings: tuple[Finding, ...]
+    unreadable: tuple[InputError, ...] = ()  # files that could not be read or parsed
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -95,13 +114,21 @@ class LoadedMesh:
 
 
 def read_manifests(
-    paths: PathArg | Iterable[PathArg], *, mesh_config: MeshConfigArg = None
+    paths: PathArg | Iterable[PathArg],
+    *,
+    mesh_config: MeshConfigArg = None,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> CheckedManifests:
     """Read and validate, without judging: ``meshauthz validate`` reports on this.
 
-    ``mesh_config``: a MeshConfig file, or a MeshConfig that takes the place of
-    any ``istio`` ConfigMap among the inputs. Raises InputError for input that
-    cannot be read at all (a missing path, bad YAML, a bad mesh config)."""
+    ``mesh_config``: a MeshConfig file (or the ``istio`` ConfigMap), or a
+    MeshConfig that takes the place of any ``istio`` ConfigMap among the inputs.
+    ``namespace``: ``kubectl apply -n``, the namespace of objects that name none
+    (an object naming another is an error). ``exclude``: globs leaving out what
+    a directory holds (``resources.loader.excluded``). Raises InputError for
+    input that cannot be used at all (a missing path, nothing found, a bad mesh
+    config); a file that cannot be parsed is in ``unreadable``."""
     names = [os.fspath(paths)] if isinstance(paths, str | os.PathLike) else list(paths)
     config_file = (
         None if mesh_config is None or isinstance(mesh_config, MeshConfig) else mesh_config
@@ -110,6 +137,8 @@ def read_manifests(
         result = load(
             [os.fspath(p) for p in names],
             mesh_config_file=None if config_file is None else os.fspath(config_file),
+            namespace=namespace,
+            exclude=exclude,
         )
         return _checked(result, mesh_config)
 
@@ -119,15 +148,22 @@ def load_mesh(
     *,
     mesh_config: MeshConfigArg = None,
     jwks: Mapping[str, JwksSource] | None = None,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> LoadedMesh:
     """Read, validate and build the snapshot. Raises InvalidInput when Istio would
-    reject an object, InputError when the input cannot be read.
+    reject an object, UnreadableInput when a file cannot be parsed, InputError
+    when the input cannot be used. ``namespace`` and ``exclude`` as for
+    ``read_manifests``.
 
     ``jwks``: local JWKS files (or ``JwksText``) by ``jwksUri``; a JWT rule naming one of those URIs
     without inline keys gets the file's keys inline, as istiod's JWKS resolver
     inlines the keys it fetched."""
     with paused_gc():
-        return _snapshot(read_manifests(paths, mesh_config=mesh_config), jwks)
+        checked = read_manifests(
+            paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude
+        )
+        return _snapshot(checked, jwks)
 
 
 def load_mesh_documents(
@@ -141,10 +177,16 @@ def load_mesh_documents(
 def _checked(result: LoadResult, mesh_config: MeshConfigArg) -> CheckedManifests:
     if isinstance(mesh_config, MeshConfig):
         result.manifests.mesh_config = mesh_config
-    return CheckedManifests(result.manifests, (*result.findings, *validate(result.manifests)))
+    return CheckedManifests(
+        result.manifests,
+        (*result.findings, *validate(result.manifests)),
+        tuple(result.unreadable),
+    )
 
 
 def _snapshot(checked: CheckedManifests, jwks: Mapping[str, JwksSource] | None) -> LoadedMesh:
+    if checked.unreadable:  # an answer about part of the input would not be true
+        raise UnreadableInput(checked.unreadable)
     if checked.errors:
         raise InvalidInput(checked.findings)
     manifests = checked.manifests
@@ -183,6 +225,7 @@ __all__ = [
     "InvalidInput",
     "JwksText",
     "LoadedMesh",
+    "UnreadableInput",
     "load_mesh",
     "load_mesh_documents",
     "read_manifests",

@@ -191,8 +191,39 @@ def resolve_target(snapshot: MeshSnapshot, ref: str) -> Target:
         if e.code == "ambiguous":
             raise
     if svc is None:
-        raise LookupFailed(f"no workload or service {name_ref}", code="not-found")
+        gateway = _gateway_target(snapshot, name_ref, port)
+        if gateway is not None:
+            return gateway
+        ns, _, name = name_ref.partition("/")
+        raise LookupFailed(
+            f"no workload or service {name_ref}{snapshot.elsewhere(ns, name)}",
+            code="not-found",
+        )
     return _via_service(snapshot, svc, port)
+
+
+def _gateway_target(snapshot: MeshSnapshot, ref: str, port: int | None) -> Target | None:
+    """A Gateway's own name: the pods that implement it (for a managed Gateway API
+    Gateway, the deployment istiod creates, ``<name>-<class>``)."""
+    ns, _, name = ref.partition("/")
+    pods: list[MeshWorkload] = []
+    for g in snapshot.gateways:
+        if g.namespace == ns and g.name == name:
+            pods.extend(w for w in snapshot.gateway_workloads(g) if w not in pods)
+    if not pods:
+        if any(g.namespace == ns and g.name == name for g in snapshot.gateways):
+            raise LookupFailed(
+                f"gateway {ref} has no pods in the manifests (an Istio Gateway selects them "
+                "by spec.selector; a Gateway API Gateway of an unmanaged class needs its own)",
+                code="not-found",
+            )
+        return None
+    if len(pods) > 1:
+        names = ", ".join(w.key for w in pods)
+        raise LookupFailed(
+            f"gateway {ref} has several workloads ({names}); name one", code="ambiguous"
+        )
+    return Target(pods[0], port, "workload")
 
 
 def _via_service(snapshot: MeshSnapshot, svc: MeshService, port: int | None) -> Target:

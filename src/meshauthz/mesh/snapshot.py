@@ -273,11 +273,26 @@ class MeshSnapshot:
         ns, name = _split_key(ref)
         found = self._by_key.get(f"{ns}/{name}", [])
         if not found:
-            raise LookupFailed(f"no workload {ns}/{name}", code="not-found")
+            raise LookupFailed(
+                f"no workload {ns}/{name}{self.elsewhere(ns, name)}", code="not-found"
+            )
         if len(found) > 1:
             kinds = ", ".join(sorted(w.kind for w in found))
             raise LookupFailed(f"workload name {ns}/{name} is ambiguous: {kinds}", code="ambiguous")
         return found[0]
+
+    def elsewhere(self, ns: str, name: str) -> str:
+        """For a name not found in ``ns``: where workloads, Services or Gateways of
+        that name are (" (there is one in namespace bar: bar/name)"), or ""."""
+        pairs = [(w.namespace, w.name) for w in self.workloads]
+        pairs += [(x.namespace, x.name) for x in self.services]
+        pairs += [(g.namespace, g.name) for g in self.gateways]
+        found = sorted({n for n, m in pairs if m == name and n != ns})
+        if not found:
+            return ""
+        where = ", ".join(f"{n}/{name}" for n in found)
+        many = "namespaces" if len(found) > 1 else "namespace"
+        return f" (there is one in {many} {', '.join(found)}: {where})"
 
     def find_workload(self, ref: str) -> MeshWorkload | None:
         try:

@@ -6,12 +6,21 @@ JSON, ``kind: List`` wrappers (``kubectl get -o yaml``), and the output of
 input unusable (InputError); a problem inside one object (a wrong type, an
 unknown field) is a finding on that object, which is then left out, as an API
 server would reject it.
+
+A repository holds more than manifests. A document that is not a Kubernetes
+object (no ``apiVersion`` and ``kind``: ``values.yaml``, a JWKS, a mesh config
+file), and an object of a kind meshauthz does not read (``Kustomization``,
+``IstioOperator``), is skipped without being validated; an unrendered Helm
+template is skipped with a note; a file that cannot be parsed is reported and
+the other files are still read (``LoadResult.unreadable``).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +50,29 @@ from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TEST_SUITE_SUFFIX = ".test.yaml"
 MESH_CONFIGMAP = "istio"
+# Why a document was skipped (``Skipped.reason``), for ``validate -v``.
+NOT_AN_OBJECT = "not a Kubernetes object (no apiVersion and kind)"
+NOT_READ = "a kind meshauthz does not read"
+EMPTY_FILE = "an empty file"
+HELM_TEMPLATE = "an unrendered Helm template"
+# A Helm template action: ``{{`` then a value (``.x``, ``$x``), a trim marker, a
+# comment or a word (``include``, ``if``, ``end``, ...).
+_HELM_ACTION = re.compile(r"\{\{-?\s*(?:[.$]|/\*|[A-Za-z_])")
+# The kinds meshauthz reads (group, kind); every other kind is skipped unread.
+_READ_KINDS = frozenset(
+    {
+        ("security.istio.io", "AuthorizationPolicy"),
+        ("security.istio.io", "RequestAuthentication"),
+        ("security.istio.io", "PeerAuthentication"),
+        ("", "Namespace"),
+        ("", "ServiceAccount"),
+        ("", "Service"),
+        ("", "Pod"),
+        ("batch", "CronJob"),
+        ("networking.istio.io", "Gateway"),
+        ("gateway.networking.k8s.io", "Gateway"),
+    }
+)
 
 _SECURITY_VERSIONS = ("security.istio.io/v1", "security.istio.io/v1beta1")
 _CONTROLLERS = {
@@ -57,14 +89,18 @@ _CONTROLLERS = {
 class LoadResult:
     manifests: o.Manifests
     findings: list[Finding] = field(default_factory=list)
+    # Files that could not be read or parsed: the others were read all the same.
+    unreadable: list[InputError] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
 
 
-def collect_files(paths: Iterable[str]) -> list[str]:
-    """Expand directories (recursively, manifest suffixes only, test suites skipped)."""
+def collect_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> list[str]:
+    """Expand directories (recursively, manifest suffixes only, test suites and
+    hidden directories skipped, files and directories matching ``exclude``
+    left out: see ``excluded``)."""
     out: list[str] = []
     for p in paths:
         if p == "-":
@@ -72,11 +108,19 @@ def collect_files(paths: Iterable[str]) -> list[str]:
         elif os.path.isdir(p):
             found: list[str] = []
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                rel_root = os.path.relpath(root, p)
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if not d.startswith(".")
+                    and not excluded(p, os.path.normpath(os.path.join(rel_root, d)), exclude)
+                )
                 found.extend(
                     os.path.join(root, f)
                     for f in sorted(files)
-                    if f.endswith(MANIFEST_SUFFIXES) and not f.endswith(TEST_SUITE_SUFFIX)
+                    if f.endswith(MANIFEST_SUFFIXES)
+                    and not f.endswith(TEST_SUITE_SUFFIX)
+                    and not excluded(p, os.path.normpath(os.path.join(rel_root, f)), exclude)
                 )
             out.extend(found)
         elif os.path.exists(p):
@@ -86,40 +130,131 @@ def collect_files(paths: Iterable[str]) -> list[str]:
     return out
 
 
+def excluded(directory: str, relative: str, patterns: Sequence[str]) -> bool:
+    """Whether ``--exclude`` leaves out a file or directory found under
+    ``directory`` (``relative``: its path below it). As conftest's ``--ignore``
+    does, a pattern applies only to what is found by walking a directory (a
+    file named on the command line is always read) and is matched against the
+    path as walked (``directory/relative``). Patterns are shell globs
+    (``fnmatch``: ``*`` also matches ``/``) rather than conftest's one regular
+    expression: a pattern matches the path as walked, the path below the
+    directory, or (a pattern without ``/``) any one name along it, so
+    ``charts`` leaves out every directory named charts and ``*.json`` every
+    JSON file."""
+    if not patterns:
+        return False
+    rel = relative.replace(os.sep, "/")
+    walked = os.path.join(directory, relative).replace(os.sep, "/")
+    names = rel.split("/")
+    for pat in patterns:
+        pat = pat.rstrip("/")
+        if fnmatch.fnmatchcase(walked, pat) or fnmatch.fnmatchcase(rel, pat):
+            return True
+        if "/" not in pat and any(fnmatch.fnmatchcase(n, pat) for n in names):
+            return True
+    return False
+
+
+def _in_helm_chart(path: str) -> bool:
+    """A file under a chart's ``templates/`` directory (a ``Chart.yaml`` beside it)."""
+    parts = os.path.normpath(os.path.abspath(path)).split(os.sep)
+    for i in range(len(parts) - 1, 0, -1):
+        if parts[i] == "templates":
+            chart = os.sep.join(parts[:i]) or os.sep
+            if os.path.isfile(os.path.join(chart, "Chart.yaml")):
+                return True
+    return False
+
+
+def _helm_action_line(text: str) -> int | None:
+    m = _HELM_ACTION.search(text)
+    return None if m is None else text.count("\n", 0, m.start()) + 1
+
+
+def _templated(docs: list[Document]) -> bool:
+    """A document whose identity (apiVersion, kind, metadata) holds a template action."""
+    for d in docs:
+        data = d.data
+        if not isinstance(data, dict):
+            continue
+        meta = data.get("metadata")
+        head = [data.get("apiVersion"), data.get("kind")]
+        if isinstance(meta, dict):
+            head += [meta.get("name"), meta.get("namespace")]
+        if any(isinstance(v, str) and "{{" in v for v in head):
+            return True
+    return False
+
+
 def load(
     paths: Iterable[str],
     *,
     default_namespace: str = "default",
+    namespace: str | None = None,
     mesh_config_file: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> LoadResult:
-    """Load every object under ``paths``. Raises InputError for unusable input."""
+    """Load every object under ``paths``. Raises InputError for unusable input:
+    no paths, a path that does not exist, or nothing found.
+
+    ``namespace`` is ``kubectl apply -n``: the namespace of objects that name
+    none, and an object naming another one is an error (finding
+    ``namespace-mismatch``). Without it, objects without a namespace are in
+    ``default_namespace``. ``exclude``: globs, see ``excluded``."""
     paths = list(paths)
     if not paths:
         raise InputError("no input: give at least one file, directory or '-'")
     files: list[str] = []
     for p in paths:
-        found = collect_files([p])
+        found = collect_files([p], exclude)
         if not found:  # a directory without manifests: empty, or not the one meant
             raise InputError(
                 "no manifests found: no .yaml, .yml or .json files (test suites, "
-                "*.test.yaml, are not manifests)",
+                "*.test.yaml, are not manifests"
+                + (", and --exclude leaves out what matches it)" if exclude else ")"),
                 location=Location(p),
             )
         files.extend(found)
-    loader = _Loader(default_namespace)
+    loader = _Loader(namespace or default_namespace, enforce_namespace=namespace is not None)
+    unreadable: list[InputError] = []
     for path in files:
-        display, text = read_source(path)
-        docs = parse_documents(text, display)
-        if not docs:
-            raise InputError(
-                "file is empty: it holds no Kubernetes objects", location=Location(display, 1)
-            )
+        try:
+            display, text = read_source(path)
+        except InputError as e:
+            unreadable.append(e)
+            continue
         loader.manifests.files.append(display)
+        action = _helm_action_line(text)
+        try:
+            docs = parse_documents(text, display)
+        except InputError as e:
+            if action is None:
+                unreadable.append(e)
+                continue
+            docs = []
+        if action is not None and (not docs or _in_helm_chart(path) or _templated(docs)):
+            loader.helm_template(display, action)
+            continue
+        if not docs:
+            loader.skip(Location(display, 1), EMPTY_FILE)
+            continue
         for doc in docs:
             loader.document(doc)
+    if not loader.objects and not unreadable:
+        skipped = loader.manifests.skipped
+        if len(skipped) == 1 and skipped[0].reason == EMPTY_FILE:
+            raise InputError(
+                "file is empty: it holds no Kubernetes objects", location=skipped[0].location
+            )
+        why = "; ".join(sorted({s.reason for s in skipped}))
+        raise InputError(
+            "no Kubernetes objects found"
+            + (f": {len(skipped)} document(s) skipped ({why})" if skipped else ""),
+            location=Location(paths[0]) if len(paths) == 1 else None,
+        )
     if mesh_config_file is not None:
         loader.standalone_mesh_config(mesh_config_file)
-    return LoadResult(loader.manifests, loader.findings)
+    return LoadResult(loader.manifests, loader.findings, unreadable)
 
 
 def load_documents(docs: Iterable[Document], *, default_namespace: str = "default") -> LoadResult:
@@ -133,10 +268,53 @@ def load_documents(docs: Iterable[Document], *, default_namespace: str = "defaul
 
 
 def load_mesh_config_file(path: str) -> MeshConfig:
+    """A MeshConfig YAML file, or the ``istio`` ConfigMap that holds one under
+    ``data.mesh`` (as ``kubectl get cm istio -o yaml`` prints it, alone or in a
+    List)."""
     display, text = read_source(path)
     docs = parse_documents(text, display)
     doc = docs[0] if docs else Document(display, 0, 1, {}, {})
+    found = _configmap_in(doc.data, ())
+    if found is not None:
+        data, base = found
+        return _configmap_mesh_config(doc, base, data) or MeshConfig(location=doc.location(base))
     return _mesh_config_from(doc, ())
+
+
+def _configmap_in(data: Any, base: Path) -> tuple[dict[str, Any], Path] | None:
+    """The ConfigMap in a document (itself, or the first in a List's items)."""
+    if not isinstance(data, dict) or not isinstance(data.get("apiVersion"), str):
+        return None
+    if data.get("kind") == "ConfigMap":
+        return data, base
+    items = data.get("items")
+    if isinstance(items, list):
+        for i, item in enumerate(items):
+            if found := _configmap_in(item, (*base, "items", i)):
+                return found
+    return None
+
+
+def _configmap_mesh_config(doc: Document, base: Path, data: dict[str, Any]) -> MeshConfig | None:
+    """The mesh config under a ConfigMap's ``data.mesh`` (None without one)."""
+    mesh_text = (data.get("data") or {}).get("mesh") if isinstance(data.get("data"), dict) else None
+    if mesh_text is None:
+        return None
+    path = (*base, "data", "mesh")
+    if not isinstance(mesh_text, str):
+        raise InputError(
+            "expected the mesh config as a string",
+            location=doc.location(path),
+            field="data.mesh",
+        )
+    # The mesh text is a YAML document of its own; its lines start after the key.
+    inner = parse_documents(mesh_text, doc.file)
+    offset = doc.location(path).line or 1
+    if not inner:
+        return MeshConfig(location=doc.location(base))
+    d = inner[0]
+    shifted = {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
+    return _mesh_config_from(Document(doc.file, d.index, d.line + offset, d.data, shifted), ())
 
 
 def _mesh_config_from(doc: Document, base: Path) -> MeshConfig:
@@ -158,11 +336,29 @@ def _at(data: Any, path: Path) -> Any:
 
 
 class _Loader:
-    def __init__(self, default_namespace: str) -> None:
+    def __init__(self, default_namespace: str, *, enforce_namespace: bool = False) -> None:
         self.default_namespace = default_namespace
+        self.enforce_namespace = enforce_namespace
         self.manifests = o.Manifests()
         self.findings: list[Finding] = []
+        self.objects = 0  # Kubernetes objects seen, read or not
         self._mesh_config_seen: Location | None = None
+
+    def skip(self, location: Location, reason: str, kind: str = "", api_version: str = "") -> None:
+        self.manifests.skipped.append(o.Skipped(kind, api_version, "", "", location, reason=reason))
+
+    def helm_template(self, file: str, line: int) -> None:
+        """A file with Helm's template actions: not YAML a cluster could take."""
+        self.skip(Location(file, line), HELM_TEMPLATE)
+        self.findings.append(
+            Finding(
+                "info",
+                "helm-template",
+                "skipped: an unrendered Helm template ({{ ... }} here); give meshauthz "
+                "what `helm template` renders",
+                Location(file, line),
+            )
+        )
 
     # --- documents and lists ---------------------------------------------
 
@@ -170,32 +366,23 @@ class _Loader:
         self.object(doc, (), doc.data)
 
     def object(self, doc: Document, base: Path, data: Any) -> None:
-        if not isinstance(data, dict):
-            self.finding(
-                doc,
-                base,
-                "not-an-object",
-                "not a Kubernetes object: expected a mapping with apiVersion and kind",
-            )
-            return
-        api_version, kind = data.get("apiVersion"), data.get("kind")
-        if not isinstance(api_version, str) or not api_version:
-            self.finding(
-                doc,
-                base + ("apiVersion",),
-                "not-an-object",
-                "apiVersion is required (a string such as security.istio.io/v1)",
-                field="apiVersion",
-            )
-            return
-        if not isinstance(kind, str) or not kind:
-            self.finding(
-                doc,
-                base + ("kind",),
-                "not-an-object",
-                "kind is required (a string such as AuthorizationPolicy)",
-                field="kind",
-            )
+        api_version = data.get("apiVersion") if isinstance(data, dict) else None
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not (
+            isinstance(kind, str) and kind and isinstance(api_version, str) and api_version
+        ):
+            if isinstance(kind, str) and any(k == kind for _, k in _READ_KINDS):
+                # a kind meshauthz reads, written without its apiVersion: a mistake
+                self.objects += 1
+                self.finding(
+                    doc,
+                    base + ("apiVersion",),
+                    "not-an-object",
+                    "apiVersion is required (a string such as security.istio.io/v1)",
+                    field="apiVersion",
+                )
+            elif not (isinstance(data, dict) and not data):  # an empty mapping is nothing
+                self.skip(doc.location(base), NOT_AN_OBJECT)
             return
         if kind == "List" or (kind.endswith("List") and "items" in data):
             items = data.get("items")
@@ -207,6 +394,7 @@ class _Loader:
             for i, item in enumerate(items):
                 self.object(doc, (*base, "items", i), item)
             return
+        self.objects += 1
         self.typed(doc, base, data, api_version, kind)
 
     # --- kinds ------------------------------------------------------------
@@ -215,6 +403,18 @@ class _Loader:
         self, doc: Document, base: Path, data: dict[str, Any], api_version: str, kind: str
     ) -> None:
         group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+        raw_meta = data.get("metadata")
+        mesh_configmap = (
+            group == ""
+            and kind == "ConfigMap"
+            and isinstance(raw_meta, dict)
+            and raw_meta.get("name") == MESH_CONFIGMAP
+        )
+        # the one ConfigMap read is the mesh config
+        known = (group, kind) in _READ_KINDS or (group, kind) in _CONTROLLERS or mesh_configmap
+        if not known:
+            self.skip_unread(doc, base, data, api_version, kind)
+            return
         meta = self.model(
             doc, base, ("metadata",), data.get("metadata") or {}, ObjectMeta, {"kind": kind}
         )
@@ -224,6 +424,19 @@ class _Loader:
         cluster_scoped = kind == "Namespace" and group == ""
         namespace = "" if cluster_scoped else (meta.namespace or self.default_namespace)
         ident = dict(kind=kind, namespace=namespace, name=name)
+        if self.enforce_namespace and not cluster_scoped and namespace != self.default_namespace:
+            # kubectl apply -n: "the namespace from the provided object does not match"
+            self.finding(
+                doc,
+                base + ("metadata", "namespace"),
+                "namespace-mismatch",
+                f'the object\'s namespace "{namespace}" does not match -n/--namespace '
+                f'"{self.default_namespace}" (kubectl apply -n refuses it too): drop -n, '
+                "or give the objects of each namespace separately",
+                field="metadata.namespace",
+                **ident,
+            )
+            return
         if not name:
             self.finding(
                 doc,
@@ -323,7 +536,7 @@ class _Loader:
             m.workloads.append(
                 self.workload(common, template.metadata.labels, template.spec, tpath, None)
             )
-        elif group == "" and kind == "ConfigMap" and name == MESH_CONFIGMAP:
+        elif group == "" and kind == "ConfigMap":
             self.mesh_configmap(doc, base, data, ident)
         elif group == "networking.istio.io" and kind == "Gateway":
             gw = self.model(doc, base, ("spec",), spec, IstioGatewaySpec, ident)
@@ -335,8 +548,27 @@ class _Loader:
                 m.gateways.append(
                     o.Gateway(**common, flavor="gateway-api", gateway_class=gw2.gateway_class_name)
                 )
-        else:
-            m.skipped.append(o.Skipped(kind, api_version, name, namespace, doc.location(base)))
+        else:  # pragma: no cover - every kind not read was skipped before
+            raise AssertionError((group, kind))
+
+    def skip_unread(
+        self, doc: Document, base: Path, data: dict[str, Any], api_version: str, kind: str
+    ) -> None:
+        """An object of a kind meshauthz does not read: listed, never validated."""
+        meta = data.get("metadata")
+        meta = meta if isinstance(meta, dict) else {}
+        name = meta.get("name") or meta.get("generateName") or ""
+        ns = meta.get("namespace") or self.default_namespace
+        self.manifests.skipped.append(
+            o.Skipped(
+                kind,
+                api_version,
+                name if isinstance(name, str) else "",
+                ns if isinstance(ns, str) else "",
+                doc.location(base),
+                reason=NOT_READ,
+            )
+        )
 
     def workload(
         self,
@@ -368,30 +600,9 @@ class _Loader:
                 location=here,
             )
         self._mesh_config_seen = here
-        mesh_text = (
-            (data.get("data") or {}).get("mesh") if isinstance(data.get("data"), dict) else None
-        )
-        if mesh_text is None:
-            return
-        path = (*base, "data", "mesh")
-        if not isinstance(mesh_text, str):
-            raise InputError(
-                "expected the mesh config as a string",
-                location=doc.location(path),
-                field="data.mesh",
-            )
-        value_loc = doc.location(path)
-        # The mesh text is a YAML document of its own; its lines start after the key.
-        inner = parse_documents(mesh_text, doc.file)
-        offset = value_loc.line or 1
-        if inner:
-            d = inner[0]
-            shifted = {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
-            self.manifests.mesh_config = _mesh_config_from(
-                Document(doc.file, d.index, d.line + offset, d.data, shifted), ()
-            )
-        else:
-            self.manifests.mesh_config = MeshConfig(location=here)
+        mesh_config = _configmap_mesh_config(doc, base, data)
+        if mesh_config is not None:
+            self.manifests.mesh_config = mesh_config
 
     def standalone_mesh_config(self, path: str) -> None:
         self.manifests.mesh_config = load_mesh_config_file(path)

@@ -113,6 +113,13 @@ class Skipped:
     name: str
     namespace: str
     location: Location
+    reason: str = ""  # why: not an object, a kind not read, a Helm template, ...
+
+    def describe(self) -> str:
+        if not self.kind:
+            return f"skipped {self.reason}"
+        who = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"skipped {self.kind} {who} ({self.api_version}): {self.reason}"
 
 
 @dataclass(slots=True)

@@ -49,6 +49,7 @@ import sys
 import time
 import traceback
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,10 +99,10 @@ def envoy_binary() -> str:
 Signature = tuple[tuple[str, int, int, int], ...]
 
 
-def manifest_signature(directory: str) -> Signature:
+def manifest_signature(directory: str, exclude: Sequence[str] = ()) -> Signature:
     """Each manifest file with its inode, mtime and size."""
     out = []
-    for f in collect_files([directory]):
+    for f in collect_files([directory], exclude):
         with contextlib.suppress(OSError):
             st = os.stat(f)
             out.append((f, st.st_ino, st.st_mtime_ns, st.st_size))
@@ -136,14 +137,15 @@ class ManifestWatch:
     rewritten in place is not read half-way through), or at once when files were
     replaced by a rename."""
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, exclude: Sequence[str] = ()) -> None:
         self.directory = directory
-        self.seen = manifest_signature(directory)
+        self.exclude = tuple(exclude)
+        self.seen = manifest_signature(directory, self.exclude)
         self.pending: tuple[float, str] | None = None  # since when, content hash
 
     def poll(self, now: float) -> bool:
         """Whether to reload now."""
-        sig = manifest_signature(self.directory)
+        sig = manifest_signature(self.directory, self.exclude)
         if sig != self.seen:
             old, self.seen = self.seen, sig
             if replaced_by_rename(old, sig):
@@ -160,12 +162,23 @@ class ManifestWatch:
         return False
 
 
-def load_snapshot(directory: str, jwks: dict[str, str] | None = None) -> MeshSnapshot:
+def load_snapshot(
+    directory: str,
+    jwks: dict[str, str] | None = None,
+    *,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
+) -> MeshSnapshot:
     """The one loader, as ``meshauthz check`` uses it (objects Istio would reject
     raise InvalidInput); a jwksUri with a local JWKS file (``mesh up --jwks
     URI=FILE``) gets the file's keys inline, as istiod's JWKS resolver inlines
-    the keys it fetched."""
-    return load_mesh([directory], jwks=jwks).snapshot
+    the keys it fetched. ``namespace``, ``exclude``: ``mesh up -n``, ``--exclude``."""
+    return load_mesh([directory], jwks=jwks, namespace=namespace, exclude=exclude).snapshot
+
+
+def load_plan_snapshot(plan: MeshPlan) -> MeshSnapshot:
+    """The snapshot of a running mesh's manifests, read as ``mesh up`` read them."""
+    return load_snapshot(plan.manifests, plan.jwks, namespace=plan.namespace, exclude=plan.exclude)
 
 
 # --------------------------------------------------------------------------- processes
@@ -495,7 +508,7 @@ class ControlPlane:
 
     def reload(self) -> None:
         try:
-            snap = load_snapshot(self.plan.manifests, self.plan.jwks)
+            snap = load_plan_snapshot(self.plan)
         except Exception as e:  # keep the running configuration
             msg = str(e).strip() or type(e).__name__
             if msg != self.last_error:
@@ -618,8 +631,8 @@ class ControlPlane:
 
     def start(self) -> None:
         self.log(f"control plane for mesh {self.plan.name} (pid {os.getpid()})")
-        self.watch = ManifestWatch(self.plan.manifests)
-        snap = load_snapshot(self.plan.manifests, self.plan.jwks)
+        self.watch = ManifestWatch(self.plan.manifests, self.plan.exclude)
+        snap = load_plan_snapshot(self.plan)
         for w in self.plan.workloads.values():
             if w.sidecar:
                 self.ensure_cert(w)
@@ -639,7 +652,7 @@ class ControlPlane:
 
     def loop(self) -> None:
         last_status = last_pids = time.monotonic()
-        watch = self.watch or ManifestWatch(self.plan.manifests)
+        watch = self.watch or ManifestWatch(self.plan.manifests, self.plan.exclude)
         while not self.stopping:
             time.sleep(POLL_INTERVAL)
             if watch.poll(time.monotonic()):
@@ -717,6 +730,7 @@ __all__ = [
     "ControlPlane",
     "ManifestWatch",
     "envoy_binary",
+    "load_plan_snapshot",
     "load_snapshot",
     "manifest_signature",
 ]

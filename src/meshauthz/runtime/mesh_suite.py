@@ -38,7 +38,7 @@ from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.resources.loader import collect_files
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.runtime import client
-from meshauthz.runtime.controlplane import load_snapshot
+from meshauthz.runtime.controlplane import load_plan_snapshot
 from meshauthz.runtime.plan import MeshPlan
 from meshauthz.runtime.supervisor import is_running, read_json
 from meshauthz.suite.runner import CaseResult, RunResult, SuiteResult, compare
@@ -149,8 +149,8 @@ def check_mesh(plan: MeshPlan) -> None:
 def run_on_mesh(result: RunResult, plan: MeshPlan, *, timeout: float = 10.0) -> MeshRun:
     """Send every decided case of ``result`` through the mesh and compare."""
     check_mesh(plan)
-    snapshot = load_snapshot(plan.manifests, plan.jwks)
-    theirs = {os.path.realpath(f) for f in collect_files([plan.manifests])}
+    snapshot = load_plan_snapshot(plan)  # read as mesh up read them (-n, --exclude)
+    theirs = {os.path.realpath(f) for f in collect_files([plan.manifests], plan.exclude)}
     run = MeshRun(plan, [])
     for s in result.suites:
         if s.suite is not None and s.cases:

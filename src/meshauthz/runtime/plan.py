@@ -135,6 +135,9 @@ class MeshPlan:
     cert_ttl_seconds: int
     workloads: dict[str, WorkloadPlan] = field(default_factory=dict)
     jwks: dict[str, str] = field(default_factory=dict)  # jwksUri -> local JWKS file
+    # ``mesh up -n`` and ``--exclude``: how the manifests are read, at every reload.
+    namespace: str | None = None
+    exclude: list[str] = field(default_factory=list)
     # When set, the control plane takes the mesh down as soon as this process is
     # gone (tests: nothing outlives the test run, even one that is killed).
     owner_pid: int | None = None

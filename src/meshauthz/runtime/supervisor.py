@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,8 @@ def up(
     timeout: float = 90.0,
     owner_pid: int | None = None,
     run_commands: bool = False,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> MeshPlan:
     """Bring a mesh up; returns its plan once every process is ready. Commands from
     the manifests' ``mesh.meshauthz.io/command`` annotations run only with
@@ -162,7 +165,7 @@ def up(
             raise MeshError(f"--jwks {uri}={f}: no such file")
     jwks = {u: str(Path(f).resolve()) for u, f in (jwks or {}).items()}
     # objects Istio would reject raise InvalidInput (exit 2, with the findings)
-    snapshot = load_snapshot(manifests, jwks)
+    snapshot = load_snapshot(manifests, jwks, namespace=namespace, exclude=exclude)
     plan = make_plan(
         snapshot,
         name=mesh_name,
@@ -178,6 +181,7 @@ def up(
         raise MeshError(f"{state} is no longer empty; mesh {mesh_name} not started") from None
     plan.owner_pid = owner_pid
     plan.run_commands = run_commands
+    plan.namespace, plan.exclude = namespace, list(exclude)
     plan.log_dir().mkdir(parents=True, exist_ok=True)
     plan.save()
     log = (plan.log_dir() / "controlplane.out").open("ab")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -34,7 +35,7 @@ from meshauthz.decide.request_spec import RequestSpec, parse_request
 from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh.loading import JwksSource, JwksText
-from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX
+from meshauthz.resources.loader import MANIFEST_SUFFIXES, TEST_SUITE_SUFFIX, excluded
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
 
@@ -232,16 +233,26 @@ class Suite:
     jwks: dict[str, JwksSource] = field(default_factory=dict)
 
 
-def find_suites(paths: list[str]) -> list[str]:
+def find_suites(paths: list[str], exclude: Sequence[str] = ()) -> list[str]:
     """Suite files under ``paths``: files as given, directories searched
-    recursively (hidden directories skipped) for ``*.test.yaml``."""
+    recursively (hidden directories and what ``exclude`` matches skipped, as
+    ``collect_files`` skips them) for ``*.test.yaml``."""
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                rel_root = os.path.relpath(root, p)
+                dirs[:] = sorted(
+                    d
+                    for d in dirs
+                    if not d.startswith(".")
+                    and not excluded(p, os.path.normpath(os.path.join(rel_root, d)), exclude)
+                )
                 out.extend(
-                    os.path.join(root, f) for f in sorted(files) if f.endswith(TEST_SUITE_SUFFIX)
+                    os.path.join(root, f)
+                    for f in sorted(files)
+                    if f.endswith(TEST_SUITE_SUFFIX)
+                    and not excluded(p, os.path.normpath(os.path.join(rel_root, f)), exclude)
                 )
         elif os.path.exists(p):
             out.append(p)

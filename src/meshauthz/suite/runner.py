@@ -9,7 +9,7 @@ is decided again with ``explain`` so the report can say why.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -100,13 +100,17 @@ class RunResult:
 
 
 class _SnapshotCache:
-    """Suites over the same manifests and mesh config share one snapshot."""
+    """Suites over the same manifests and mesh config share one snapshot.
+    ``namespace`` and ``exclude``: how every suite's manifests are read
+    (``test -n``, ``--exclude``), as ``load_mesh`` takes them."""
 
-    def __init__(self) -> None:
+    def __init__(self, namespace: str | None = None, exclude: Sequence[str] = ()) -> None:
         self._cache: dict[tuple[Any, ...], tuple[MeshSnapshot | None, list[Finding]]] = {}
+        self.namespace = namespace
+        self.exclude = tuple(exclude)
 
     def get(self, suite: Suite) -> tuple[MeshSnapshot | None, list[Finding]]:
-        files = tuple(os.path.realpath(f) for f in collect_files(suite.resources))
+        files = tuple(os.path.realpath(f) for f in collect_files(suite.resources, self.exclude))
         # A suite with its own mesh config shares only with itself.
         key = (
             files,
@@ -115,21 +119,27 @@ class _SnapshotCache:
         )
         hit = self._cache.get(key)
         if hit is None:
-            hit = _load_snapshot(suite.resources, suite.mesh, suite.jwks)
+            hit = self._load(suite.resources, suite.mesh, suite.jwks)
             self._cache[key] = hit
         return hit
 
-
-def _load_snapshot(
-    resources: list[str], mesh: MeshConfig | None, jwks: Mapping[str, JwksSource]
-) -> tuple[MeshSnapshot | None, list[Finding]]:
-    """The snapshot, or the findings that make Istio reject the suite's objects
-    (reported per suite; other suites still run)."""
-    try:
-        # The suite's mesh config takes the place of any in the manifests.
-        return load_mesh(resources, mesh_config=mesh, jwks=jwks).snapshot, []
-    except InvalidInput as e:
-        return None, list(e.errors)
+    def _load(
+        self, resources: list[str], mesh: MeshConfig | None, jwks: Mapping[str, JwksSource]
+    ) -> tuple[MeshSnapshot | None, list[Finding]]:
+        """The snapshot, or the findings that make Istio reject the suite's objects
+        (reported per suite; other suites still run)."""
+        try:
+            # The suite's mesh config takes the place of any in the manifests.
+            loaded = load_mesh(
+                resources,
+                mesh_config=mesh,
+                jwks=jwks,
+                namespace=self.namespace,
+                exclude=self.exclude,
+            )
+            return loaded.snapshot, []
+        except InvalidInput as e:
+            return None, list(e.errors)
 
 
 def run_paths(
@@ -138,17 +148,22 @@ def run_paths(
     coverage: bool = False,
     select: CaseSelector | None = None,
     threshold: float | None = None,
+    namespace: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> RunResult:
     """Find the suites under ``paths`` and run them. Raises InputError when a
     path does not exist or holds no suite, or ``select`` selects no case.
-    ``threshold`` (percent of rules covered) implies coverage."""
-    files = find_suites(paths)
+    ``threshold`` (percent of rules covered) implies coverage. ``namespace``
+    and ``exclude`` as ``load_mesh`` takes them; ``exclude`` also leaves out
+    suites found by walking a directory."""
+    files = find_suites(paths, exclude)
     if not files:
         raise InputError(
             "no test suites found (files named *.test.yaml)",
             location=Location(paths[0]) if len(paths) == 1 else None,
         )
-    return run_files(files, coverage=coverage, select=select, threshold=threshold)
+    cache = _SnapshotCache(namespace, exclude)
+    return run_files(files, coverage=coverage, select=select, threshold=threshold, cache=cache)
 
 
 def run_files(
@@ -157,8 +172,9 @@ def run_files(
     coverage: bool = False,
     select: CaseSelector | None = None,
     threshold: float | None = None,
+    cache: _SnapshotCache | None = None,
 ) -> RunResult:
-    cache = _SnapshotCache()
+    cache = cache or _SnapshotCache()
     cov = Coverage() if coverage or threshold is not None else None
     results = [r for f in files if (r := run_suite_file(f, cache, cov, select)) is not None]
     if select is not None and not any(r.cases or r.error or r.findings for r in results):

@@ -77,6 +77,22 @@ too-short                                       error     a CRD minLength limit
 pattern-mismatch                                error     a CRD pattern
 duplicate-object                                error     the same kind, namespace and name
                                                           defined twice (a cluster keeps one)
+removed-gateway-name-label                      warning   a selector on istio.io/gateway-name,
+                                                          which istiod's gateways lost in 1.24
+=============================================== ========= =====================================
+
+Findings from the loader (``resources.loader``) and from the built mesh
+(``translate.provider_findings``, in ``validate`` and on the standard error of
+``check``, ``explain`` and ``build``):
+
+=============================================== ========= =====================================
+namespace-mismatch                              error     an object's namespace differs from
+                                                          -n/--namespace
+helm-template                                   info      an unrendered Helm template, skipped
+custom-provider-unknown                         warning   a CUSTOM policy's provider is not in
+                                                          the mesh config
+custom-provider-rejected                        warning   a CUSTOM policy's provider is one
+                                                          istiod's builder rejects
 =============================================== ========= =====================================
 """
 
@@ -96,6 +112,7 @@ from meshauthz.resources.validation.authn import (
 )
 from meshauthz.resources.validation.authz import validate_authorization_policy
 from meshauthz.resources.validation.crd import validate_crd
+from meshauthz.resources.validation.releases import release_findings
 from meshauthz.resources.validation.report import Report, raw_object
 from meshauthz.resources.validation.workload import validate_workload
 
@@ -127,6 +144,7 @@ def validate(manifests: Manifests) -> list[Finding]:
     ):
         findings.extend(validate_resource(resource))
     findings.extend(duplicates(manifests))
+    findings.extend(release_findings(manifests))
     for workload in manifests.workloads:
         report = Report(workload)
         validate_workload(workload, report)
