@@ -184,3 +184,10 @@ def test_negative_waypoint_condition() -> None:
     assert f.message == IST0171.format(
         "WaypointAccepted", "PartiallyInvalid", "Invalid targetRefs: Service.core:ns/doesnt-exist"
     )
+
+
+def test_the_mesh_is_built_for_these_checks_only_when_needed() -> None:
+    from meshauthz.ambient.lint import needs_ambient_checks
+
+    assert not needs_ambient_checks(load_mesh([str(EXAMPLES / "seed")]).manifests)
+    assert needs_ambient_checks(load_mesh([str(EXAMPLES / "seed-ambient")]).manifests)
