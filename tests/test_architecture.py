@@ -15,6 +15,7 @@ ORDER = [
     "mesh",
     "envoy",
     "translate",
+    "ambient",
     "decide",
     "analyze",
     "suite",

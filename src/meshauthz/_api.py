@@ -18,7 +18,7 @@ from meshauthz.decide import config_dump as _dump
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.cause import Stage
-from meshauthz.decide.decision import Decision, Verdict
+from meshauthz.decide.decision import Decision, Hop, Verdict
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, request_from_data
@@ -90,6 +90,18 @@ class _Checked:
     @property
     def reason(self) -> str:
         return self.decision.reason
+
+    @property
+    def hops(self) -> tuple[Hop, ...]:
+        """The enforcement points the request passes, in order (check -o json's
+        "hops"; empty for a config dump's proxy)."""
+        return self.decision.hops
+
+    @property
+    def enforced_by(self) -> str:
+        """ "sidecar", "waypoint" or "ztunnel": where the decision was made ("none":
+        nothing enforces)."""
+        return self.decision.enforced_by
 
     @property
     def conditional_on(self) -> tuple[str, ...]:

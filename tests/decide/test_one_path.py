@@ -153,9 +153,12 @@ def test_decide_is_the_runner_and_the_decision_its_outcome(tmp_path: Path) -> No
     for r in random_requests(snap, random.Random(5), 200):
         pr = decider.prepare_request(r)
         outcome = decider.decide_prepared(pr)
-        assert decider.decide(r) == Decision.of(outcome, r, pr.view)
+        # decide() is the path: for a sidecar, its one hop around the same decision
+        decided = decider.decide(r)
+        assert [h.enforcer for h in decided.hops] == ["sidecar"]
+        assert dataclasses.replace(decided, hops=()) == Decision.of(outcome, r, pr.view)
         traced = decider.decide(r, trace=True)
-        assert dataclasses.replace(traced, trace=()) == Decision.of(outcome, r, pr.view)
+        assert dataclasses.replace(traced, trace=(), hops=()) == Decision.of(outcome, r, pr.view)
 
 
 # --- corpus: Istio's builder goldens ----------------------------------------------------------
@@ -257,7 +260,23 @@ def random_requests(
 MTLS = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {{name: pa, namespace: default}}\nspec: {{mtls: {{mode: {mode}}}}}\n"
 
 
-@pytest.mark.parametrize("example", [p.name for p in EXAMPLE_MESHES])
+# The examples whose workloads have sidecars: the Envoy chain this test compares
+# backends of (in the ambient examples, ztunnel decides: tests/ambient).
+SIDECAR_EXAMPLES = [
+    p.name
+    for p in EXAMPLE_MESHES
+    if any(w.proxy == "sidecar" and w.has_proxy for w in snapshot_of(p).workloads)
+]
+
+
+def test_the_sidecar_examples_are_the_examples_without_ambient() -> None:
+    assert set(SIDECAR_EXAMPLES) == {p.name for p in EXAMPLE_MESHES} - {
+        "seed-ambient",
+        "seed-ambient-waypoint",
+    }
+
+
+@pytest.mark.parametrize("example", SIDECAR_EXAMPLES)
 @pytest.mark.parametrize("mtls", [None, "STRICT", "DISABLE"])
 def test_examples(tmp_path: Path, example: str, mtls: str | None) -> None:
     paths: list[Path] = [EXAMPLES / example]

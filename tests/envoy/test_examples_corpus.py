@@ -94,7 +94,7 @@ def test_example_in_real_envoy(example: Path, test_ca: Any) -> None:
     failures = []
     for (probe, prep), got in zip(cases, observed, strict=True):
         req = request_for(probe, prep.workload, prep.protocol)
-        full = decider.decide(req)
+        full = decider.decide_at_proxy(req)  # the sidecar chain, whatever path the mesh takes
         decision, md = decide(prep, req)
         assert (full.verdict, full.status, full.stage, full.policy, full.rule) == (
             decision.verdict,

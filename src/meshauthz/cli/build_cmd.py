@@ -9,6 +9,9 @@ from typing import Any
 import click
 import yaml
 
+from meshauthz.ambient.flags import AmbientFlags
+from meshauthz.ambient.ztunnel_config import ztunnel_workload
+from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
 from meshauthz.cli.common import (
     EXCLUDE_OPTION,
     MANIFEST_OPTION,
@@ -20,6 +23,7 @@ from meshauthz.cli.output import emit_json
 from meshauthz.errors import EXIT_OK
 from meshauthz.mesh import (
     LookupFailed,
+    MeshSnapshot,
     PolicyMatcher,
     inbound_port,
     list_policies,
@@ -66,6 +70,13 @@ from meshauthz.translate.workload import authorization_policies, mesh_build_opti
 )
 @MESH_CONFIG_OPTION
 @click.option(
+    "--ztunnel",
+    is_flag=True,
+    help="With --workload: what the workload's ztunnel holds (ambient mode), as ztunnel's "
+    "config dump (its workload entry and the policies that apply to it).",
+)
+@ISTIOD_FLAG_OPTION
+@click.option(
     "-o",
     "--output",
     "fmt",
@@ -85,9 +96,18 @@ def build_command(
     trust_domain: str | None,
     aliases: tuple[str, ...],
     mesh_config: str | None,
+    ztunnel: bool,
+    istiod_flags: tuple[str, ...],
     fmt: str,
 ) -> None:
-    """Print the Envoy filters istiod would build, in order (CUSTOM, AUDIT, DENY, ALLOW)."""
+    """Print the Envoy filters istiod would build, in order (CUSTOM, AUDIT, DENY, ALLOW),
+    or with --ztunnel the L4 policies ztunnel holds for the workload."""
+    flags = ambient_flags(istiod_flags)
+    if ztunnel:
+        if workload is None or labels is not None:
+            raise click.UsageError("--ztunnel goes with --workload NS/NAME")
+        if port is not None or protocol is not None or trust_domain is not None or aliases:
+            raise click.UsageError("--ztunnel takes no --port, --protocol or trust-domain options")
     if (workload is None) == (labels is None):
         raise click.UsageError("give --workload NS/NAME, or --namespace NS with --labels K=V,...")
     if labels is not None and namespace is None:
@@ -96,6 +116,9 @@ def build_command(
     if workload is not None:
         if "/" not in workload:  # kubectl's NAME with -n NS
             workload = f"{namespace or 'default'}/{workload}"
+        if ztunnel:
+            _print_ztunnel(snapshot, workload, flags, fmt)
+            return
         try:
             w = snapshot.workload(workload)
         except LookupFailed as e:
@@ -133,4 +156,36 @@ def build_command(
             if filters
             else "# no filters: no AuthorizationPolicy applies"
         )
+    sys.exit(EXIT_OK)
+
+
+def _print_ztunnel(snapshot: MeshSnapshot, workload: str, flags: AmbientFlags, fmt: str) -> None:
+    try:
+        w = snapshot.workload(workload)
+    except LookupFailed as e:
+        e.field = "--workload"
+        raise
+    held = ztunnel_workload(snapshot, w, flags)
+    # Policies that select the workload but reach ztunnel changed or not at all.
+    for sp in select_policies(snapshot, w, "AuthorizationPolicy"):
+        conv = held.istiod.conversion(sp.policy)  # type: ignore[arg-type]
+        cond = conv.condition if conv is not None else None
+        if cond is not None and cond.reason != "Accepted":
+            state = "accepted with a warning" if cond.status else "not sent to ztunnel"
+            click.echo(
+                f"{sp.policy.file}:{sp.policy.line}: AuthorizationPolicy {sp.policy.key} "
+                f"{state} ({cond.reason}): {cond.message}",
+                err=True,
+            )
+    if held.enrollment.mode != "ambient":
+        click.echo(
+            f"note: {w.key} is not captured by ztunnel ({held.enrollment.reason}); "
+            "this is what ztunnel would hold if it were",
+            err=True,
+        )
+    dump = held.dump()
+    if fmt == "json":
+        emit_json(dump)
+    else:
+        click.echo(yaml.safe_dump(dump, sort_keys=False).rstrip())
     sys.exit(EXIT_OK)

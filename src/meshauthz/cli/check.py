@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from meshauthz.analyze.decision_notes import DecisionNotes
+from meshauthz.cli.ambient_options import ISTIOD_FLAG_OPTION, ambient_flags
 from meshauthz.cli.common import (
     JWKS_OPTION,
     MESH_CONFIG_OPTION,
@@ -102,6 +103,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         ),
         MESH_CONFIG_OPTION,
         JWKS_OPTION,
+        ISTIOD_FLAG_OPTION,
         _MANIFESTS,
         input_options,
         FORMAT_OPTION,
@@ -198,7 +200,7 @@ def decide_all(
     )
     specs = specs_from_options(o)
     resolved = [(s, resolve_each(s, snapshot)) for s in specs]
-    decider = Decider(snapshot, ext_authz=o["ext_authz"])
+    decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
     single = not o["request_file"] or len(specs) == 1
     groups = [
         (

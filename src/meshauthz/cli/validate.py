@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import click
 
+from meshauthz.ambient.lint import ambient_findings, needs_ambient_checks
 from meshauthz.analyze.sarif import validation_sarif
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, input_options, loading
 from meshauthz.cli.output import emit_json, emit_sarif, error_json, format_option
@@ -53,9 +54,14 @@ def validate_command(
     manifests = checked.manifests
     findings = list(checked.findings)
     custom = any(p.spec.action == "CUSTOM" for p in manifests.authorization_policies)
-    if custom and not checked.errors and not checked.unreadable:
-        # what needs the mesh built: CUSTOM providers istiod cannot use
-        findings.extend(mesh_findings(build_snapshot(manifests)))
+    ambient = needs_ambient_checks(manifests)
+    if (custom or ambient) and not checked.errors and not checked.unreadable:
+        # what needs the mesh built: CUSTOM providers istiod cannot use, ambient mode's checks
+        snapshot = build_snapshot(manifests)
+        if custom:
+            findings.extend(mesh_findings(snapshot))
+        if ambient:
+            findings += [f.to_finding() for f in ambient_findings(snapshot)]
     findings.sort(key=lambda f: (f.location.file, f.location.line or 0, f.location.column or 0))
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = sum(1 for f in findings if f.severity == "warning")

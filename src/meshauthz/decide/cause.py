@@ -119,6 +119,30 @@ class InternalError:
 
 
 @dataclass(frozen=True, slots=True)
+class ZtunnelDenied:
+    """The destination's ztunnel (ambient mode) refused the connection: a DENY
+    policy matched (``policy``), or ALLOW policies exist and none matched."""
+
+    workload: str  # the destination, "namespace/name"
+    policy: str | None  # ztunnel's policy key; None: no ALLOW policy matched
+    rule: int | None
+    identity: str | None  # the peer identity ztunnel saw (None: plaintext)
+    empty_rule: bool = False
+    source: str = ""  # what the policy was converted from, when not an AuthorizationPolicy
+    via_waypoint: str | None = None  # the waypoint whose identity ztunnel saw
+
+
+@dataclass(frozen=True, slots=True)
+class ZtunnelAllowed:
+    """The destination's ztunnel let the connection through (``policy`` None: no
+    ALLOW policy applies)."""
+
+    workload: str
+    policy: str | None
+    rule: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class NotEvaluated:
     """Not a cause but a condition on one: filters that run before the point of
     decision and that meshauthz does not run (Lua, Wasm, ext_proc, any filter it
@@ -141,6 +165,8 @@ Cause = (
     | AllowedByPolicy
     | DefaultAllow
     | InternalError
+    | ZtunnelDenied
+    | ZtunnelAllowed
 )
 
 __all__ = [
@@ -159,4 +185,6 @@ __all__ = [
     "NotEvaluated",
     "PathRejected",
     "Stage",
+    "ZtunnelAllowed",
+    "ZtunnelDenied",
 ]

@@ -82,6 +82,31 @@ class DryRunResult:
         }
 
 
+Enforcer = Literal["sidecar", "waypoint", "ztunnel"]
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One enforcement point a request passes, in the order traffic passes them."""
+
+    enforcer: Enforcer
+    workload: str  # "namespace/name" of the proxy's workload (a waypoint's own)
+    identity: str | None  # the peer identity it sees; None: plaintext
+    decision: Verdict
+    policy: str | None
+    rule: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "enforcer": self.enforcer,
+            "workload": self.workload,
+            "identity": self.identity,
+            "decision": self.decision,
+            "policy": self.policy,
+            "rule": self.rule,
+        }
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What the destination's path did with one request: the chain runner's
@@ -122,6 +147,10 @@ class Decision:
     trace: tuple[TraceStep, ...] = ()
     request: dict[str, Any] = field(default_factory=dict)
     condition: NotEvaluated | None = None  # None: the decision holds as it is
+    # The enforcement points passed (empty: not walked, e.g. a config dump's proxy)
+    # and what the walk noticed on the way (a waypoint bypassed, not ready, ...).
+    hops: tuple[Hop, ...] = ()
+    notes: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, outcome: Outcome, request: Request, view: RequestView | None = None) -> Decision:
@@ -150,6 +179,15 @@ class Decision:
     def reason(self) -> str:
         """One sentence for a person."""
         return render.reason(self.cause)
+
+    @property
+    def enforced_by(self) -> str:
+        """The enforcement point whose answer the client sees: the hop that
+        denied, else the last one passed; "none" when nothing enforces."""
+        if not self.hops:
+            return "none"
+        deny = next((h for h in self.hops if h.decision == "DENY"), None)
+        return (deny or self.hops[-1]).enforcer
 
     @property
     def conditional(self) -> bool:
@@ -188,7 +226,7 @@ class Decision:
             "conditionalOn": list(self.condition.filters) if self.condition else [],
             "request": self.request,
             "trace": [t.to_json() for t in self.trace],
-        }
+        } | ({"hops": [h.to_json() for h in self.hops]} if self.hops else {})
 
 
 def request_summary(r: Request, view: RequestView | None = None) -> dict[str, Any]:

@@ -14,10 +14,14 @@ normalization); every request to it is then seen as the filters see it
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
+from meshauthz.ambient.topology import HBONE_PORT
 from meshauthz.decide import render
 from meshauthz.decide.cause import NoSidecar, Stage
 from meshauthz.decide.decision import STATUS_OK, Decision, Outcome, TraceStep
+from meshauthz.decide.path import walk
 from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
     ChainRunner,
@@ -33,18 +37,25 @@ from meshauthz.envoy.rbac.model import HttpRbacFilter, NetworkRbacFilter
 from meshauthz.envoy.request_headers import HeaderSettings
 from meshauthz.envoy.runtime import EnvoyRuntime
 from meshauthz.mesh import (
+    MeshService,
     MeshSnapshot,
     MeshWorkload,
+    PolicyMatcher,
     SelectedPolicy,
     effective_mtls_mode,
+    list_policies,
     select_policies,
 )
-from meshauthz.translate import BuildResult, BuiltFilter, Chain
+from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
 from meshauthz.translate.hcm_headers import SIDECAR_INBOUND_HEADERS, header_settings
 from meshauthz.translate.requestauthn import jwt_authentication
-from meshauthz.translate.workload import build_for_workload, mesh_build_options
+from meshauthz.translate.workload import (
+    authorization_policies,
+    build_for_workload,
+    mesh_build_options,
+)
 
 
 @dataclass(slots=True)
@@ -87,6 +98,9 @@ class Prepared:
     # request through; a denial at a stage only if those before its filter do.
     not_evaluated: tuple[str, ...] = ()
     not_evaluated_before: dict[Stage, tuple[str, ...]] = field(default_factory=dict)
+    # A waypoint: the peer's identity reaches the filters as the filter state
+    # HBONE termination sets (io.istio.peer_principal), as istiod builds for it.
+    peer_filter_state: bool = False
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -106,11 +120,20 @@ class Prepared:
 class Decider:
     """Decides requests against a mesh snapshot; caches per destination and port."""
 
-    def __init__(self, snapshot: MeshSnapshot, *, ext_authz: ExtAuthzAssumption = "deny") -> None:
+    def __init__(
+        self,
+        snapshot: MeshSnapshot,
+        *,
+        ext_authz: ExtAuthzAssumption = "deny",
+        flags: AmbientFlags = DEFAULT_FLAGS,
+    ) -> None:
         self.snapshot = snapshot
         self.ext_authz = ext_authz
+        self.flags = flags  # istiod's ambient feature flags
         self._cache: dict[tuple[str, int, str], Prepared] = {}
+        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = {}
         self.options = mesh_build_options(snapshot)
+        self.ambient_: Any = None  # the ambient state, built on first use (decide.path)
 
     def prepare(self, workload: MeshWorkload, port: int, protocol: Transport) -> Prepared:
         key = (workload.key, port, protocol)
@@ -119,6 +142,81 @@ class Decider:
             return hit
         chain = Chain.HTTP if protocol == "http" else Chain.TCP
         selected, result = build_for_workload(self.snapshot, workload, chain, self.options)
+        jwt_rules = (
+            select_policies(self.snapshot, workload, "RequestAuthentication")
+            if protocol == "http"
+            else []
+        )
+        prepared = self._assemble(
+            workload,
+            port,
+            protocol,
+            selected,
+            result,
+            jwt_rules,
+            effective_mtls_mode(self.snapshot, workload, port),
+        )
+        self._cache[key] = prepared
+        return prepared
+
+    def prepare_waypoint(
+        self, waypoint: MeshWorkload, service: MeshService | None, port: int, protocol: Transport
+    ) -> Prepared:
+        """A waypoint's chain for ``service`` and its service ``port`` (None: the
+        chain for traffic addressed to a workload, where only Gateway and
+        GatewayClass policies apply), built as istiod builds waypoints: the
+        policies attached by targetRefs, the peer identity from filter state
+        (pilot/pkg/networking/core/listener_waypoint.go)."""
+        key = (waypoint.key, service.key if service else "", port, protocol)
+        hit = self._waypoint_cache.get(key)
+        if hit is not None:
+            return hit
+        chain = Chain.HTTP if protocol == "http" else Chain.TCP
+        selected = select_policies(self.snapshot, waypoint, "AuthorizationPolicy", service=service)
+        options = replace(self.options, use_filter_state=True)
+        result = build(authorization_policies(selected), chain, options)
+        jwt_rules = (
+            select_policies(self.snapshot, waypoint, "RequestAuthentication", service=service)
+            if protocol == "http"
+            else []
+        )
+        # HBONE is always mutual TLS: the waypoint never sees a plaintext peer.
+        prepared = self._assemble(
+            waypoint, port, protocol, selected, result, jwt_rules, "STRICT", peer_filter_state=True
+        )
+        self._waypoint_cache[key] = prepared
+        return prepared
+
+    def prepare_waypoint_termination(self, waypoint: MeshWorkload) -> Prepared:
+        """ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES: the policies that select
+        the waypoint's own pods by the standard rules (``NewWaypointTerminationBuilder``
+        lists them as for a non-waypoint), enforced with L4 semantics at HBONE
+        termination, on the client's certificate (listener_waypoint.go)."""
+        key = (waypoint.key, "<termination>", HBONE_PORT, "tcp")
+        hit = self._waypoint_cache.get(key)
+        if hit is not None:
+            return hit
+        matcher = PolicyMatcher(
+            waypoint.namespace, waypoint.labels, False, (), self.snapshot.root_namespace
+        )
+        selected = list_policies(self.snapshot, matcher, "AuthorizationPolicy")
+        result = build(authorization_policies(selected), Chain.TCP, self.options)
+        prepared = self._assemble(waypoint, HBONE_PORT, "tcp", selected, result, [], "STRICT")
+        self._waypoint_cache[key] = prepared
+        return prepared
+
+    def _assemble(
+        self,
+        workload: MeshWorkload,
+        port: int,
+        protocol: Transport,
+        selected: list[SelectedPolicy],
+        result: BuildResult,
+        jwt_rules: list[SelectedPolicy],
+        mtls_mode: str,
+        *,
+        peer_filter_state: bool = False,
+    ) -> Prepared:
         custom: list[PreparedStage] = []
         rest: list[PreparedStage] = []
         for bf in result.filters:
@@ -126,11 +224,6 @@ class Decider:
             if isinstance(bf.filter, HttpRbacFilter | NetworkRbacFilter):
                 compiled = compile_filter(bf.filter)
             (custom if bf.stage == "CUSTOM" else rest).append(PreparedStage(bf, compiled))
-        jwt_rules = (
-            select_policies(self.snapshot, workload, "RequestAuthentication")
-            if protocol == "http"
-            else []
-        )
         mode = self.snapshot.mesh_config.path_normalization
         gateway = workload.proxy == "gateway"
         xff = (
@@ -138,7 +231,7 @@ class Decider:
             if gateway
             else SIDECAR_INBOUND_XFF
         )
-        prepared = Prepared(
+        return Prepared(
             workload=workload,
             port=port,
             protocol=protocol,
@@ -148,19 +241,38 @@ class Decider:
             rest=rest,
             jwt_rules=jwt_rules,
             jwt=jwt_authentication([s.policy for s in jwt_rules]),
-            mtls_mode=effective_mtls_mode(self.snapshot, workload, port),
+            mtls_mode=mtls_mode,
             normalization=mode,
             path_options=path_options(mode),
             header_settings=header_settings(gateway, xff),
+            peer_filter_state=peer_filter_state,
         )
-        self._cache[key] = prepared
-        return prepared
 
     def decide(self, request: Request, *, trace: bool = False, explain: bool = False) -> Decision:
-        """The decision for ``request``. An internal error denies (fail closed).
+        """The decision for ``request``: the path Istio takes to its destination
+        (its sidecar; or in ambient mode its waypoint, if bound, and its ztunnel),
+        each hop decided, and what the client sees. An internal error denies
+        (fail closed).
 
         ``explain``: also trace the filters after the one that decided (marked
         as not reached), so every applicable policy's rules are explained."""
+        try:
+            return walk(self, request, trace=trace, explain=explain)
+        except Exception as e:  # fail closed, and say so
+            return Decision.of(internal_error(request, e), request)
+
+    def decide_with(
+        self, prepared: Prepared, request: Request, *, trace: bool = False, explain: bool = False
+    ) -> Decision:
+        """Decide ``request`` against ``prepared`` (e.g. a waypoint's chain)."""
+        return run_prepared(
+            prepared, request, ext_authz=self.ext_authz, trace=trace, explain=explain
+        )
+
+    def decide_at_proxy(
+        self, request: Request, *, trace: bool = False, explain: bool = False
+    ) -> Decision:
+        """The decision of the destination's own proxy (its sidecar or gateway)."""
         pr = self.prepare_request(request)
         outcome = self.decide_prepared(pr, trace=trace, explain=explain)
         if (trace or explain) and request.protocol == "tcp" and pr.runner is not None:

@@ -24,12 +24,14 @@ from meshauthz.decide.cause import (
     NoSidecar,
     NotEvaluated,
     PathRejected,
+    ZtunnelAllowed,
+    ZtunnelDenied,
 )
 from meshauthz.mesh.injection import Injection, Why
 
 if TYPE_CHECKING:
     from meshauthz.decide.config_dump import ChainInfo
-    from meshauthz.decide.decision import Decision, TraceStep
+    from meshauthz.decide.decision import Decision, Hop, TraceStep
     from meshauthz.decide.request import Request
     from meshauthz.decide.request_spec import RequestSpec
     from meshauthz.envoy.rbac.model import Note
@@ -66,6 +68,11 @@ def injection(inj: Injection) -> str:
                 f"namespace {ns} has no istio-injection or istio.io/rev label, nor its pods "
                 "a sidecar.istio.io/inject or istio.io/rev label, and a namespace of the "
                 "input enables injection by label, so the labels are taken as the cluster's"
+            )
+        case Why.DATAPLANE_LABEL:
+            return (
+                "neither its namespace nor its pods enable injection by label, and "
+                "istio.io/dataplane-mode is set, so the labels are taken as the cluster's"
             )
         case Why.HOST_NETWORK:
             return "its pods use hostNetwork, which istiod never injects"
@@ -136,6 +143,8 @@ def reason(cause: Cause) -> str:
             return "allowed: no DENY policy matched and no ALLOW policy applies to this workload"
         case InternalError(error):
             return f"meshauthz hit an internal error and denies (fail closed): {error}"
+        case ZtunnelDenied() | ZtunnelAllowed():
+            return ambient_reason(cause)
     raise TypeError(f"not a cause: {cause!r}")
 
 
@@ -339,6 +348,7 @@ def check_lines(
         lines.append(f"  {inferred}")
     if d.condition is not None:
         lines.append(f"  {condition(d.condition)}")
+    lines += path_lines(d)
     if chain is not None:
         lines.append(f"  {describe_chain(chain)}")
     if d.policy:
@@ -360,6 +370,7 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     ``applicable``: the policies that apply to the destination, as ``explain --format json``
     lists them."""
     lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    lines += path_lines(d)
     if r.source_workload and r.source_injection is not None:
         lines.append(caller_without_sidecar(r.source_workload, r.source_injection))
     if (inferred := protocol_inferred(r)) is not None:
@@ -377,3 +388,95 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
         dry = " [dry-run]" if t.dry_run else ""
         lines.append(f"  [{t.stage}]{dry} {t.message}{_where(t)}")
     return lines
+
+
+# --- ambient mode: ztunnel and the hops of a path ------------------------------------------
+
+
+def _seen_as(identity: str | None) -> str:
+    return f"the peer identity {identity}" if identity else "no peer identity (plaintext)"
+
+
+def ambient_reason(cause: ZtunnelDenied | ZtunnelAllowed) -> str:
+    match cause:
+        case ZtunnelDenied(workload, None, _, identity, _, _, via):
+            text = (
+                f"ztunnel of {workload} refuses the connection: ALLOW policies apply and none "
+                f"matches {_seen_as(identity)} (ztunnel: allow policies exist, but none allowed)"
+            )
+        case ZtunnelDenied(workload, policy, rule, identity, empty_rule, source, via):
+            what = f"DENY policy {policy} rule {rule}"
+            if source:
+                what += f" ({source})"
+            text = (
+                f"ztunnel of {workload} refuses the connection: {what} matches {_seen_as(identity)}"
+            )
+            if empty_rule:
+                text += (
+                    ": the rule is empty ({}), so it matches every connection, and DENY "
+                    "policies are evaluated before ALLOW policies"
+                )
+        case ZtunnelAllowed(workload, None, _):
+            return f"ztunnel of {workload} lets the connection through: no DENY policy matched and no ALLOW policy applies"
+        case ZtunnelAllowed(workload, policy, rule):
+            return f"ztunnel of {workload} lets the connection through: ALLOW policy {policy} rule {rule} matches"
+    if via:
+        text += f" (through waypoint {via}, ztunnel sees the waypoint's identity, not the client's)"
+    return text
+
+
+def hop_line(h: Hop) -> str:
+    """One enforcement point of a decision's path."""
+    who = h.identity or "no identity (plaintext)"
+    decided = f" by {h.policy} rule {h.rule}" if h.policy is not None else ""
+    return f"  {h.enforcer} {h.workload} sees {who}: {h.decision}{decided}"
+
+
+def path_lines(d: Decision) -> list[str]:
+    """The hops of an ambient decision (a sidecar's single hop adds nothing)."""
+    if not d.hops or (len(d.hops) == 1 and d.hops[0].enforcer == "sidecar" and not d.notes):
+        return []
+    lines = ["  path:"] + ["  " + hop_line(h) for h in d.hops]
+    lines += [f"  note: {n}" for n in d.notes]
+    return lines
+
+
+def at_ztunnel(workload: str, message: str) -> str:
+    return f"ztunnel of {workload}: {message}"
+
+
+def waypoint_bypassed(waypoint: str, workload: str, why: str) -> str:
+    return (
+        f"{why}; its traffic goes straight to the ztunnel of {workload}, bypassing waypoint "
+        f"{waypoint}: policies attached to the waypoint are not enforced"
+    )
+
+
+def waypoint_without_pods(waypoint: str) -> str:
+    return f"waypoint {waypoint} has no pods in the manifests: its policies are not evaluated"
+
+
+def waypoint_not_bound(reason: str, problem: str) -> str:
+    return f"{reason}, but {problem}: traffic goes straight to the destination's ztunnel"
+
+
+def identity_not_spiffe(identity: str) -> str:
+    return (
+        f"the identity {identity} is not of the form td/ns/NS/sa/SA: ztunnel would not "
+        "accept such a peer; decided as if it had none"
+    )
+
+
+def waypoint_termination_denied(waypoint: str) -> str:
+    return (
+        f"denied at the HBONE termination of waypoint {waypoint} by a policy selecting its "
+        "pods (ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES): the CONNECT is refused"
+    )
+
+
+def ingress_bypasses_waypoint(gateway: str, waypoint: str) -> str:
+    return (
+        f"{gateway} is an ingress gateway: it calls the Service's endpoints directly, "
+        f"bypassing waypoint {waypoint}, unless the Service or its namespace has "
+        "istio.io/ingress-use-waypoint=true"
+    )

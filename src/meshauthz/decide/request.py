@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
+from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.request_spec import RequestSpec
 from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
@@ -115,8 +116,8 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
             w = snapshot.workload(src.workload)
         workload_key, principal, namespace = w.key, w.identity.principal, w.namespace
         ip = ip or w.address
-        if not w.has_proxy and w.injection is not None:
-            # no sidecar to originate mTLS: plaintext, from the pod's own address
+        if w.injection is not None and enrollment(snapshot, w).mode == "none":
+            # no sidecar nor ztunnel to originate mTLS: plaintext, from the pod's own address
             principal, no_sidecar = None, w.injection
     if src.principal is not None:
         principal = src.principal.removeprefix("spiffe://")

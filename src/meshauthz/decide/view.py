@@ -21,6 +21,7 @@ from meshauthz.envoy.codec import CodecRefusal, Http1Request, http1_request
 from meshauthz.envoy.hcm import check_method, normalize_path, remote_address
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
 from meshauthz.envoy.request_headers import Downstream, request_headers
+from meshauthz.translate.rule import PEER_PRINCIPAL_FILTER_STATE
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Prepared
@@ -58,10 +59,13 @@ def request_view(p: Prepared, r: Request) -> RequestView:
         return RequestView(r, MtlsRequired(p.workload.key, p.port))
     peer_hidden = p.mtls_mode == "DISABLE"
     peer = None
+    filter_state: dict[str, str] = {}
     if r.source_principal is not None and not peer_hidden:  # not plaintext
         # interned: the chain's sets of principals hold interned strings
         uri = sys.intern(p.principal_prefix + r.source_principal)
         peer = PeerCertificate(uri_sans=(uri,))
+        if p.peer_filter_state:  # %DOWNSTREAM_PEER_URI_SAN% at HBONE termination
+            filter_state[PEER_PRINCIPAL_FILTER_STATE] = uri
     headers: Headers | None = None
     path = r.path
     if r.protocol == "http":
@@ -93,7 +97,7 @@ def request_view(p: Prepared, r: Request) -> RequestView:
         peer=peer,
         headers=headers,
         dynamic_metadata={},
-        filter_state={},
+        filter_state=filter_state,
     )
     return RequestView(r, None, peer_hidden, path, headers, inp)
 

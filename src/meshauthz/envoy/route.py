@@ -118,7 +118,8 @@ def _unwrap(v: Any) -> Any:
     return v
 
 
-def _strip_port(host: str) -> str:
+def strip_port(host: str) -> str:
+    """``host[:port]`` without the port (an IPv6 literal keeps its brackets)."""
     if host.startswith("["):
         end = host.find("]")
         return host[: end + 1] if end >= 0 else host
@@ -128,7 +129,7 @@ def _strip_port(host: str) -> str:
 def _virtual_host(rc: Mapping[str, Any], authority: str) -> Mapping[str, Any] | None:
     host = ascii_lower(authority)
     if get(rc, "ignore_port_in_host_matching") is True:
-        host = _strip_port(host)
+        host = strip_port(host)
     exact: Mapping[str, Any] | None = None
     suffixes: list[tuple[int, Mapping[str, Any]]] = []
     prefixes: list[tuple[int, Mapping[str, Any]]] = []

@@ -46,6 +46,7 @@ NAMESPACE_LABEL = "istio-injection"  # the legacy namespace label
 REVISION_LABEL = "istio.io/rev"  # label.IoIstioRev
 INJECT_KEY = "sidecar.istio.io/inject"  # label.SidecarInject and annotation.SidecarInject
 DEFAULT_REVISION = "default"
+DATAPLANE_MODE_LABEL = "istio.io/dataplane-mode"  # ambient capture (label.IoIstioDataplaneMode)
 # pkg/kube/inject/initializer.go IgnoredNamespaces (also the auto webhook's exclusions).
 SYSTEM_NAMESPACES = frozenset(
     {"kube-system", "kube-public", "kube-node-lease", "local-path-storage"}
@@ -64,6 +65,9 @@ class Why(enum.StrEnum):
     POD_LABEL_OPT_OUT = "pod-label-opt-out"  # the pod's label is "false"
     POD_ANNOTATION_OPT_OUT = "pod-annotation-opt-out"  # the pod's annotation is "false"
     NO_LABEL = "no-label"  # neither namespace nor pod selects a webhook
+    # the namespace or pod sets istio.io/dataplane-mode: its labels say how it is
+    # meshed, so injection is not assumed
+    DATAPLANE_LABEL = "dataplane-label"
     HOST_NETWORK = "host-network"
     SYSTEM_NAMESPACE = "system-namespace"
 
@@ -90,6 +94,13 @@ def opt_in_by_label(namespace_labels: Iterable[Mapping[str, str]]) -> bool:
         labels.get(NAMESPACE_LABEL) == "enabled" or REVISION_LABEL in labels
         for labels in namespace_labels
     )
+
+
+def dataplane_labelled(namespace_labels: Mapping[str, str], pod_labels: Mapping[str, str]) -> bool:
+    """Whether the namespace or the pod says how it joins the mesh by the ambient
+    label (``ambient``, or ``none`` to stay out): then injection is not assumed
+    for it, only what an injection label enables."""
+    return DATAPLANE_MODE_LABEL in namespace_labels or DATAPLANE_MODE_LABEL in pod_labels
 
 
 def injection(
@@ -155,6 +166,7 @@ def injection(
 
 
 __all__ = [
+    "DATAPLANE_MODE_LABEL",
     "DEFAULT_REVISION",
     "INJECT_KEY",
     "NAMESPACE_LABEL",
@@ -162,6 +174,7 @@ __all__ = [
     "SYSTEM_NAMESPACES",
     "Injection",
     "Why",
+    "dataplane_labelled",
     "injection",
     "opt_in_by_label",
 ]

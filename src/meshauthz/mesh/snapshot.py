@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.mesh.injection import Injection, Why, injection, opt_in_by_label
+from meshauthz.mesh.injection import (
+    Injection,
+    Why,
+    dataplane_labelled,
+    injection,
+    opt_in_by_label,
+)
 from meshauthz.mesh.labels import match, subset_of
 from meshauthz.resources.k8s import ContainerPort, ServicePort, ServiceSpec
 from meshauthz.resources.meshconfig import MeshConfig
@@ -449,10 +455,15 @@ def build_snapshot(
                 w.pod_annotations,
                 host_network=w.host_network,
                 # a namespace the input does not declare has labels no one can see
-                by_default=by_default or not home.declared,
+                # a namespace the input does not declare has labels no one can see;
+                # an explicit dataplane-mode label says how the pod is meshed
+                by_default=(by_default or not home.declared)
+                and not dataplane_labelled(home.labels, labels),
             )
             if inj.why is Why.ASSUMED and not by_default:
                 inj = dataclasses.replace(inj, why=Why.UNDECLARED_NAMESPACE)
+            elif inj.why is Why.NO_LABEL and by_default and dataplane_labelled(home.labels, labels):
+                inj = dataclasses.replace(inj, why=Why.DATAPLANE_LABEL)
         # A controller has no address of its own: its first pod's (by name), if given.
         ip = w.ip or next((m.ip for m in sorted(members, key=lambda m: m.name) if m.ip), None)
         drafts.append(

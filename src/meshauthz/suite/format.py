@@ -41,7 +41,18 @@ from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents
 
 _SUITE_FIELDS = {"name", "description", "resources", "mesh", "jwks", "cases"}
 _CASE_FIELDS = {"name", "request", "expect", "extAuthz", "description"}
-_EXPECT_FIELDS = {"decision", "status", "stage", "policy", "rule", "dryRun", "audit", "auditPolicy"}
+_EXPECT_FIELDS = {
+    "decision",
+    "status",
+    "stage",
+    "policy",
+    "rule",
+    "dryRun",
+    "audit",
+    "auditPolicy",
+    "enforcedBy",
+}
+_ENFORCERS = ("sidecar", "waypoint", "ztunnel")
 _DRY_RUN_FIELDS = {"stage", "result", "policy", "rule"}
 _DRY_RUN_STAGES = ("AUDIT", "DENY", "ALLOW")  # a filter of each can carry dry-run rules
 _DRY_RUN_RESULTS = ("allowed", "denied")
@@ -121,6 +132,8 @@ class Expectation:
     dry_run: tuple[DryRunExpectation, ...] | None = None
     audit: bool | None = None
     audit_policy: str | None = _UNSET
+    # The deciding enforcement point ("none": nothing enforces), or the path's list.
+    enforced_by: str | tuple[str, ...] | None = None
 
     @property
     def pins_audit_policy(self) -> bool:
@@ -131,6 +144,7 @@ class Expectation:
         out = {k for k, v in (("status", self.status), ("stage", self.stage)) if v is not None}
         out |= {"dryRun"} if self.dry_run is not None else set()
         out |= {"audit"} if self.audit is not None else set()
+        out |= {"enforcedBy"} if self.enforced_by is not None else set()
         for name, pinned in (
             ("policy", self.pins_policy),
             ("rule", self.pins_rule),
@@ -150,8 +164,9 @@ class Expectation:
             "dryRun": None,
             "audit": None,
             "auditPolicy": _UNSET,
+            "enforcedBy": None,
         }
-        attr = {"dryRun": "dry_run", "auditPolicy": "audit_policy"}
+        attr = {"dryRun": "dry_run", "auditPolicy": "audit_policy", "enforcedBy": "enforced_by"}
         return replace(self, **{attr.get(n, n): unset[n] for n in names})
 
     @property
@@ -178,6 +193,9 @@ class Expectation:
             out["audit"] = self.audit
         if self.pins_audit_policy:
             out["auditPolicy"] = self.audit_policy
+        if self.enforced_by is not None:
+            eb = self.enforced_by
+            out["enforcedBy"] = eb if isinstance(eb, str) else list(eb)
         return out
 
     def describe(self) -> str:
@@ -196,6 +214,9 @@ class Expectation:
             parts.append("audited" if self.audit else "not audited")
         if self.pins_audit_policy:
             parts.append(f"audited by {self.audit_policy or 'no policy'}")
+        if self.enforced_by is not None:
+            eb = self.enforced_by
+            parts.append(f"enforced by {eb if isinstance(eb, str) else ' -> '.join(eb)}")
         return ", ".join(parts)
 
 
@@ -475,7 +496,22 @@ class _SuiteParser:
         if audit is not None and not isinstance(audit, bool):
             raise self.fail((*path, "audit"), "expected true or false")
         audit_policy = self.policy_pin(data, path, "auditPolicy")
-        return Expectation(verdict, status, stage, policy, rule, dry_run, audit, audit_policy)
+        enforced_by = self.enforced_by(data.get("enforcedBy"), path)
+        return Expectation(
+            verdict, status, stage, policy, rule, dry_run, audit, audit_policy, enforced_by
+        )
+
+    def enforced_by(self, value: Any, path: Path) -> str | tuple[str, ...] | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value in (*_ENFORCERS, "none"):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) and v in _ENFORCERS for v in value):
+            return tuple(value)
+        raise self.fail(
+            (*path, "enforcedBy"),
+            "expected sidecar, waypoint, ztunnel or none, or a list of sidecar, waypoint, ztunnel",
+        )
 
     def policy_pin(self, data: dict[str, Any], path: Path, key: str) -> Any:
         policy = data.get(key, _UNSET)

@@ -293,7 +293,22 @@ def compare(expect: Expectation, d: Answer) -> list[str]:
             f"expected audited by {expect.audit_policy or 'no policy'}, "
             f"got {d.audit_policy or 'no policy'}"
         )
+    if expect.enforced_by is not None and isinstance(d, Decision):
+        out += compare_enforced_by(expect.enforced_by, d)
     return out
+
+
+def compare_enforced_by(expected: str | tuple[str, ...], d: Decision) -> list[str]:
+    """The enforcement point that decided, or (a list) the whole path."""
+    if isinstance(expected, str):
+        if d.enforced_by != expected:
+            return [f"expected enforced by {expected}, got {d.enforced_by}"]
+        return []
+    path = tuple(h.enforcer for h in d.hops)
+    if path != expected:
+        shown = " -> ".join(path) or "none"
+        return [f"expected the path {' -> '.join(expected)}, got {shown}"]
+    return []
 
 
 def compare_dry_run(
