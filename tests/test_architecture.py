@@ -9,7 +9,18 @@ from pathlib import Path
 from tests.conftest import REPO
 
 PACKAGE = REPO / "src" / "meshauthz"
-ORDER = ["errors", "resources", "mesh", "envoy", "translate", "decide", "suite", "runtime", "cli"]
+ORDER = [
+    "errors",
+    "resources",
+    "mesh",
+    "envoy",
+    "translate",
+    "decide",
+    "symbolic",
+    "suite",
+    "runtime",
+    "cli",
+]
 FACADE = {"__init__", "_api"}  # the public API may use every layer
 
 
