@@ -13,6 +13,7 @@ from meshauthz import __version__
 from meshauthz.cli.build_cmd import build_command
 from meshauthz.cli.check import check_command, explain_command
 from meshauthz.cli.common import require_text
+from meshauthz.cli.diff_cmd import diff_command, equiv_command
 from meshauthz.cli.mesh_cmd import mesh_group
 from meshauthz.cli.output import (
     printable_streams,
@@ -38,6 +39,8 @@ cli.add_command(check_command)
 cli.add_command(explain_command)
 cli.add_command(build_command)
 cli.add_command(test_command)
+cli.add_command(diff_command)
+cli.add_command(equiv_command)
 cli.add_command(mesh_group)
 require_text(cli)
 

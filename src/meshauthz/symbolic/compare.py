@@ -199,35 +199,18 @@ def _callers_constraint(
     return (z3.Or(*options) if options else z3.BoolVal(False)), keys
 
 
-def describe(dest: Destination, witness: dict[str, Any], old: End, new: End) -> str:
-    """A class of changed requests in the user's terms."""
-
-    def side(e: End) -> str:
-        if e.policy is not None:
-            return (
-                f"{e.stage} {e.policy} rule {e.rule}"
-                if e.rule is not None
-                else f"{e.stage} {e.policy}"
-            )
-        return {
-            "default": "no ALLOW policy (allowed by default)",
-            "ALLOW": "no ALLOW policy matching",
-            "mTLS": "mTLS STRICT (plaintext refused)",
-        }.get(str(e.stage), str(e.stage))
-
+def describe(dest: Destination, witness: dict[str, Any]) -> str:
+    """A class of changed requests in the user's terms: what, from whom, to where
+    (the deciding policies on each side are the change's ``old`` and ``new``)."""
     src = witness["from"]
     if isinstance(src, str):
-        who = src
+        who = f"the workload {src}"
     elif src.get("plaintext"):
-        who = f"plaintext from {src['ip']}"
+        who = f"a plaintext caller at {src['ip']}"
     else:
         who = src["principal"]
     what = f"{witness['method']} {witness['path']}" if "method" in witness else "connections"
-    return (
-        f"{what} from {who} to {dest.workload}:{dest.port}: "
-        f"{'allowed' if new.verdict == 'ALLOW' else 'denied'} by {side(new)}, "
-        f"was {'allowed' if old.verdict == 'ALLOW' else 'denied'} by {side(old)}"
-    )
+    return f"{what} from {who} to {dest.workload}:{dest.port}"
 
 
 class Comparer:
@@ -331,9 +314,7 @@ class Comparer:
             old_end, new_end = chains[0].end_in(model), chains[1].end_in(model)
             self.confirmers[0].confirm(witness, old_end)
             self.confirmers[1].confirm(witness, new_end)
-            out.append(
-                Change(dest, describe(dest, witness, old_end, new_end), witness, old_end, new_end)
-            )
+            out.append(Change(dest, describe(dest, witness), witness, old_end, new_end))
             solver.add(z3.Not(z3.And(chains[0].cond_of(old_end), chains[1].cond_of(new_end))))
         return out
 
