@@ -111,6 +111,7 @@ FILE_PARAMS = {
     "test": {"paths", "junit"},
     "diff": {"sides", "shared", "mesh_config"},
     "equiv": {"a", "b", "shared", "mesh_config"},
+    "redundant": {"paths", "mesh_config"},
     "mesh up": {"directory", "state_dir"},
     "mesh status": {"state_dir"},
     "mesh down": {"state_dir"},

@@ -22,6 +22,7 @@ from meshauthz.cli.output import (
     report_usage_error,
     requested_format,
 )
+from meshauthz.cli.redundant_cmd import redundant_command
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
@@ -41,6 +42,7 @@ cli.add_command(build_command)
 cli.add_command(test_command)
 cli.add_command(diff_command)
 cli.add_command(equiv_command)
+cli.add_command(redundant_command)
 cli.add_command(mesh_group)
 require_text(cli)
 

@@ -21,6 +21,7 @@ request space, each ``End`` saying what ``check`` would report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +36,7 @@ from meshauthz.envoy.rbac.model import Action, HttpRbacFilter
 from meshauthz.symbolic.matchers import Context, policy_formula
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
+from meshauthz.translate import BuiltFilter
 
 Verdict = Literal["ALLOW", "DENY"]
 
@@ -53,10 +55,23 @@ class End:
         return {"decision": self.verdict, "policy": self.policy, "rule": self.rule}
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyMatch:
+    """One Envoy policy of one filter: when it matches, and when a request
+    reaches its filter at all (what the chain let through before it)."""
+
+    built: BuiltFilter
+    name: str  # the Envoy policy name
+    shadow: bool  # a dry-run (shadow) rule
+    matches: z3.BoolRef
+    reached: z3.BoolRef
+
+
 @dataclass(slots=True)
 class SymbolicChain:
     prepared: Prepared
     ends: list[tuple[z3.BoolRef, End]] = field(default_factory=list)
+    policies: list[PolicyMatch] = field(default_factory=list)
 
     @property
     def allowed(self) -> z3.BoolRef:
@@ -73,13 +88,17 @@ class SymbolicChain:
         return z3.Or(*[c for c, e in self.ends if e == end] or [z3.BoolVal(False)])
 
 
-def _first_matches(engine: CompiledRbac, ctx: Context) -> list[tuple[str, z3.BoolRef]]:
-    """Each policy's "first to match" condition, in Envoy's order (by name)."""
+def _first_matches(
+    engine: CompiledRbac, ctx: Context, seen: Callable[[str, z3.BoolRef], None]
+) -> list[tuple[str, z3.BoolRef]]:
+    """Each policy's "first to match" condition, in Envoy's order (by name);
+    ``seen`` is told each policy's own match condition."""
     out = []
     earlier: list[z3.BoolRef] = []
     policies = dict(engine.rbac.policies)
     for name, _ in engine.matchers:
         m = policy_formula(policies[name], ctx)
+        seen(name, m)
         out.append((name, z3.And(m, *[z3.Not(e) for e in earlier])))
         earlier.append(m)
     return out
@@ -145,9 +164,17 @@ class _Encoder:
         http = isinstance(bf.filter, HttpRbacFilter)
         ns = "envoy.filters.http.rbac" if http else "envoy.filters.network.rbac"
         writes: list[tuple[str, str, z3.BoolRef, object]] = []
+        reached = self.reach
+
+        def seen(shadow: bool) -> Callable[[str, z3.BoolRef], None]:
+            def record(name: str, m: z3.BoolRef) -> None:
+                self.chain.policies.append(PolicyMatch(bf, name, shadow, m, reached))
+
+            return record
+
         if cf.shadow_engine is not None:
             sp = cf.filter.shadow_rules_stat_prefix
-            firsts = _first_matches(cf.shadow_engine, ctx)
+            firsts = _first_matches(cf.shadow_engine, ctx, seen(True))
             matched = z3.Or(*[c for _, c in firsts] or [z3.BoolVal(False)])
             for name, c in firsts:
                 writes.append((ns, sp + "shadow_effective_policy_id", c, name))
@@ -158,7 +185,7 @@ class _Encoder:
         allowed_by: list[tuple[z3.BoolRef, End]] | None = None
         engine = cf.engine
         if engine is not None:
-            firsts = _first_matches(engine, ctx)
+            firsts = _first_matches(engine, ctx, seen(False))
             matched = z3.Or(*[c for _, c in firsts] or [z3.BoolVal(False)])
             ok = _engine_allowed(engine.action, matched)
             if isinstance(bf.filter, HttpRbacFilter):
@@ -220,4 +247,4 @@ def encode_chain(
     return _Encoder(p, space, ext_authz).run()
 
 
-__all__ = ["End", "SymbolicChain", "encode_chain", "locate"]
+__all__ = ["End", "PolicyMatch", "SymbolicChain", "encode_chain", "locate"]
