@@ -36,6 +36,8 @@ from meshauthz.symbolic.witness import (
 )
 
 Callers = Literal["any", "workloads"]
+# A question the solver has not settled in this time is answered unknown, never guessed.
+SOLVER_TIMEOUT_MS = 30_000
 MAX_NOT_NORMAL = 64  # witnesses whose path is no normalized path, set aside before giving up
 
 
@@ -273,6 +275,7 @@ class Comparer:
             )
             # a fresh solver per question: z3 is much slower once push/pop make it incremental
             solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
             solver.add(domain, question)
             changes = self.classes(solver, space, dest, (po, pn), (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
