@@ -179,13 +179,12 @@ def changed_namespaces(old: MeshSnapshot, new: MeshSnapshot) -> set[str] | None:
 
 
 def destinations(
-    old: MeshSnapshot, new: MeshSnapshot, *, changed_only: bool = False
+    old: MeshSnapshot, new: MeshSnapshot, *, changed: set[str] | None = None
 ) -> list[Destination]:
     """Every workload, port and protocol both meshes define, in a stable order;
-    ``changed_only``: only in the namespaces ``changed_namespaces`` names."""
+    with ``changed`` (``changed_namespaces``), only in those namespaces."""
     out: set[Destination] = set()
     new_by_key = {w.key: w for w in new.workloads}
-    changed = changed_namespaces(old, new) if changed_only else None
     for wo in old.workloads:
         wn = new_by_key.get(wo.key)
         if wn is None or (changed is not None and wo.namespace not in changed):
@@ -309,14 +308,18 @@ class Comparer:
         self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
         self._inputs: dict[str, bool] = {}
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
-        self.same_mesh_inputs = changed_namespaces(old, new) is not None
+        self.changed = changed_namespaces(old, new)
+        self.same_mesh_inputs = self.changed is not None
+        self.request_authentications = bool(
+            old.request_authentications or new.request_authentications
+        )
 
     def compare(self, only: list[Destination] | None = None) -> Comparison:
         result = Comparison()
         if only is None:
             new_keys = {w.key for w in self.new.workloads}
             result.compared = sum(1 for w in self.old.workloads if w.key in new_keys)
-            only = destinations(self.old, self.new, changed_only=True)
+            only = destinations(self.old, self.new, changed=self.changed)
         else:
             result.compared = len(only)
         for dest in only:
@@ -347,7 +350,9 @@ class Comparer:
                         [
                             _resource(s.policy)
                             for s in select_policies(snap, w, "RequestAuthentication")
-                        ],
+                        ]
+                        if self.request_authentications
+                        else [],
                     )
                 )
             hit = self._inputs[key] = fingerprints[0] == fingerprints[1]
