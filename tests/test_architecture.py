@@ -17,6 +17,7 @@ ORDER = [
     "translate",
     "ambient",
     "decide",
+    "symbolic",
     "analyze",
     "suite",
     "runtime",

@@ -111,6 +111,9 @@ FILE_PARAMS = {
     "explain": {"paths", "request_file", "mesh_config"},
     "build": {"paths", "mesh_config"},
     "test": {"paths", "junit", "mesh_state_dir"},
+    "diff": {"sides", "shared", "mesh_config"},
+    "equiv": {"a", "b", "shared", "mesh_config"},
+    "redundant": {"paths", "mesh_config"},
     "mesh up": {"directory", "state_dir"},
     "mesh status": {"state_dir"},
     "mesh down": {"state_dir"},
@@ -181,8 +184,19 @@ def _keys(doc: object) -> Iterator[str]:
         ["build", "-f", SEED, "--workload", "default/backend"],
         ["check", "--config-dump", "tests/decide/fixtures/seed-backend.config_dump.json"]
         + ["--plaintext", "--to", ":80"],
+        ["diff", SEED, "examples/seed-fixed"],
     ],
-    ids=["check", "explain", "validate", "analyze", "test", "test-failing", "build", "config-dump"],
+    ids=[
+        "check",
+        "explain",
+        "validate",
+        "analyze",
+        "test",
+        "test-failing",
+        "build",
+        "config-dump",
+        "diff",
+    ],
 )
 def test_every_json_output_names_its_keys_in_camel_case(capsys, args):
     _, out, _ = run(capsys, *args, "-o", "json")

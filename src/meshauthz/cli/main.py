@@ -14,6 +14,7 @@ from meshauthz.cli.analyze_cmd import analyze_command
 from meshauthz.cli.build_cmd import build_command
 from meshauthz.cli.check import check_command, explain_command
 from meshauthz.cli.common import require_text
+from meshauthz.cli.diff_cmd import diff_command, equiv_command
 from meshauthz.cli.mesh_cmd import mesh_group
 from meshauthz.cli.output import (
     printable_streams,
@@ -22,6 +23,7 @@ from meshauthz.cli.output import (
     report_usage_error,
     requested_format,
 )
+from meshauthz.cli.redundant_cmd import redundant_command
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
@@ -45,6 +47,9 @@ cli.add_command(check_command)
 cli.add_command(explain_command)
 cli.add_command(build_command)
 cli.add_command(test_command)
+cli.add_command(diff_command)
+cli.add_command(equiv_command)
+cli.add_command(redundant_command)
 cli.add_command(mesh_group)
 require_text(cli)
 

@@ -1,0 +1,485 @@
+"""Two meshes compared over every request: what NEW allows that OLD denied
+("opened"), and the reverse ("closed"), per destination workload, port and
+protocol, each class of requests with a confirmed witness.
+
+A class is a pair (how OLD's chain ends, how NEW's chain ends): the deciding
+stage, policy and rule on each side. The solver finds a request in a class
+not yet reported, the witness is decided concretely on both sides, the class
+is set aside, and the search goes on (up to ``max_classes`` per destination
+and direction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import z3
+
+from meshauthz.ambient.topology import enrollment
+from meshauthz.decide.engine import Decider, Prepared
+from meshauthz.decide.request import Transport
+from meshauthz.decide.runner import ExtAuthzAssumption
+from meshauthz.envoy.rbac.model import HeaderMatcher
+from meshauthz.mesh import (
+    MeshSnapshot,
+    MeshWorkload,
+    effective_mtls_mode,
+    inbound_port,
+    inbound_ports,
+    select_policies,
+)
+from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
+from meshauthz.symbolic.matchers import header_matchers
+from meshauthz.symbolic.regex import Unencodable
+from meshauthz.symbolic.space import Space
+from meshauthz.symbolic.witness import (
+    Confirmer,
+    Destination,
+    default_host,
+    path_is_normal,
+    readable_model,
+    witness_request,
+)
+
+Callers = Literal["any", "workloads"]
+# A question the solver has not settled in this time is answered unknown, never guessed.
+SOLVER_TIMEOUT_MS = 30_000
+MAX_NOT_NORMAL = 64  # witnesses whose path is no normalized path, set aside before giving up
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A class of requests one side allows and the other denies."""
+
+    destination: Destination
+    description: str
+    witness: dict[str, Any]
+    old: End
+    new: End
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.destination
+        return {
+            "workload": d.workload,
+            "port": d.port,
+            "protocol": d.protocol,
+            "description": self.description,
+            "witness": self.witness,
+            "old": self.old.to_json(),
+            "new": self.new.to_json(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A destination the engine cannot answer for exactly, and why."""
+
+    destination: Destination
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.destination
+        return {
+            "workload": d.workload,
+            "port": d.port,
+            "protocol": d.protocol,
+            "reason": self.reason,
+        }
+
+
+@dataclass(slots=True)
+class Comparison:
+    opened: list[Change] = field(default_factory=list)
+    closed: list[Change] = field(default_factory=list)
+    unknown: list[Unknown] = field(default_factory=list)
+    compared: int = 0  # workloads (or given destinations) compared
+
+    @property
+    def equivalent(self) -> bool:
+        return not (self.opened or self.closed or self.unknown)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "equivalent": self.equivalent,
+            "opened": [c.to_json() for c in self.opened],
+            "closed": [c.to_json() for c in self.closed],
+            "unknown": [u.to_json() for u in self.unknown],
+        }
+
+
+def _protocols(snapshot: MeshSnapshot, w: MeshWorkload, port: int) -> set[Transport]:
+    listener = inbound_port(snapshot, w, port).listener
+    if listener == "http":
+        return {"http"}
+    if listener == "tcp":
+        return {"tcp"}
+    return {"http", "tcp"}  # detected from the traffic: both chains exist
+
+
+def _resource(r: Any) -> tuple[Any, ...]:
+    """What an object means for policy: its names, labels, annotations and spec."""
+    return (
+        r.kind,
+        r.namespace,
+        r.name,
+        sorted(r.labels.items()),
+        sorted(r.annotations.items()),
+        r.spec,
+    )
+
+
+def _workload(w: MeshWorkload) -> tuple[Any, ...]:
+    return (
+        w.kind,
+        w.name,
+        sorted(w.labels.items()),
+        w.service_account,
+        w.ports,
+        w.address,
+        w.identity,
+        w.proxy,
+    )
+
+
+def changed_namespaces(old: MeshSnapshot, new: MeshSnapshot) -> set[str] | None:
+    """The namespaces whose workloads may decide some request differently, or
+    None when a mesh-wide input changed (then every workload may). A workload's
+    chain is built from the policies of its namespace and the root namespace,
+    its own attributes, its Services, the authentication policies and the mesh
+    config: a namespace where none of these changed decides every request alike."""
+    if (
+        old.mesh_config != new.mesh_config
+        or old.domain_suffix != new.domain_suffix
+        or [_resource(r) for r in old.request_authentications]
+        != [_resource(r) for r in new.request_authentications]
+        or [_resource(r) for r in old.peer_authentications]
+        != [_resource(r) for r in new.peer_authentications]
+        or len(old.gateways) + len(new.gateways) > 0
+    ):
+        return None
+
+    def by_namespace(snap: MeshSnapshot) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for ap in snap.authorization_policies:
+            out.setdefault(ap.namespace, []).append(_resource(ap))
+        for w in snap.workloads:
+            out.setdefault(w.namespace, []).append(_workload(w))
+        for svc in snap.services:
+            out.setdefault(svc.namespace, []).append(_resource(svc.resource))
+        for name, ns in snap.namespaces.items():
+            out.setdefault(name, []).append(sorted(ns.labels.items()))
+        return out
+
+    a, b = by_namespace(old), by_namespace(new)
+    changed = {ns for ns in a.keys() | b.keys() if a.get(ns) != b.get(ns)}
+    if old.root_namespace in changed or old.root_namespace != new.root_namespace:
+        return None
+    return changed
+
+
+def destinations(
+    old: MeshSnapshot, new: MeshSnapshot, *, changed: set[str] | None = None
+) -> list[Destination]:
+    """Every workload, port and protocol both meshes define, in a stable order;
+    with ``changed`` (``changed_namespaces``), only in those namespaces."""
+    out: set[Destination] = set()
+    new_by_key = {w.key: w for w in new.workloads}
+    for wo in old.workloads:
+        wn = new_by_key.get(wo.key)
+        if wn is None or (changed is not None and wo.namespace not in changed):
+            continue
+        ports: set[int] = set()
+        for snap, w in ((old, wo), (new, wn)):
+            ports |= {p.port for p in inbound_ports(snap, w)}
+            ports |= {p.container_port for p in w.ports}
+        for port in ports:
+            for proto in _protocols(old, wo, port) | _protocols(new, wn, port):
+                out.add(Destination(wo.key, port, proto))
+    return sorted(out, key=lambda d: (d.workload, d.port, d.protocol))
+
+
+def _same_chain(a: Prepared, b: Prepared) -> bool:
+    """Both destinations decide every request alike for a reason visible in
+    their configuration: the same filters (notes aside), mTLS mode, path options,
+    JWT filter and destination address."""
+    return (
+        [(s.built.stage, s.built.filter) for s in (*a.custom, *a.rest)]
+        == [(s.built.stage, s.built.filter) for s in (*b.custom, *b.rest)]
+        and a.mtls_mode == b.mtls_mode
+        and a.path_options == b.path_options
+        and a.jwt == b.jwt
+        and a.workload.address == b.workload.address
+        and a.header_settings == b.header_settings
+        and a.runtime == b.runtime
+    )
+
+
+def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
+    """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
+    space = Space(http)
+    if not http:
+        return space
+    matchers: dict[str, set[HeaderMatcher]] = {}
+
+    def add(h: HeaderMatcher) -> None:
+        matchers.setdefault(h.name.lower(), set()).add(h)
+
+    for p in prepared:
+        for stage in (*p.custom, *p.rest):
+            cf = stage.compiled
+            if cf is None:
+                continue
+            for engine in (cf.shadow_engine, cf.engine):
+                for _, policy in engine.rbac.policies if engine is not None else ():
+                    for node in (*policy.permissions, *policy.principals):
+                        header_matchers(node, add)
+    for name, ms in sorted(matchers.items()):
+        space.add_header(name, sum(1 for m in ms if m.kind != "present"))
+    return space
+
+
+def _callers_constraint(
+    space: Space, old: MeshSnapshot, new: MeshSnapshot
+) -> tuple[z3.BoolRef, dict[tuple[str, int, bool], str]]:
+    """Callers limited to the workloads both meshes define alike (identity and
+    address): the constraint, and each caller's (principal, address) -> key."""
+    import ipaddress
+
+    new_by_key = {w.key: w for w in new.workloads}
+    options = []
+    keys: dict[tuple[str, int, bool], str] = {}
+    for w in old.workloads:
+        other = new_by_key.get(w.key)
+        if other is None or w.synthetic:
+            continue
+        if (other.identity.principal, other.address) != (w.identity.principal, w.address):
+            continue
+        # a workload neither a sidecar nor ztunnel carries sends plaintext (as
+        # `check` resolves it); one that changes this between the sides is left out
+        outside = [enrollment(snap, x).mode == "none" for snap, x in ((old, w), (new, other))]
+        if outside[0] != outside[1]:
+            continue
+        ip = ipaddress.ip_address(w.address)
+        v6 = ip.version == 6
+        principal = "" if outside[0] else w.identity.principal
+        options.append(
+            z3.And(
+                space.plaintext if outside[0] else z3.Not(space.plaintext),
+                space.use("principal") == z3.StringVal(principal),
+                space.src == z3.BitVecVal(int(ip), 128),
+                space.src_v6 == z3.BoolVal(v6),
+                space.remote == space.src,
+                space.remote_v6 == space.src_v6,
+            )
+        )
+        keys[(principal, int(ip), v6)] = w.key
+    return (z3.Or(*options) if options else z3.BoolVal(False)), keys
+
+
+def describe(dest: Destination, witness: dict[str, Any]) -> str:
+    """A class of changed requests in the user's terms: what, from whom, to where
+    (the deciding policies on each side are the change's ``old`` and ``new``)."""
+    src = witness["from"]
+    if isinstance(src, str):
+        who = f"the workload {src}"
+    elif src.get("plaintext"):
+        who = f"a plaintext caller at {src['ip']}"
+    else:
+        who = src["principal"]
+    what = f"{witness['method']} {witness['path']}" if "method" in witness else "connections"
+    return f"{what} from {who} to {dest.workload}:{dest.port}"
+
+
+class Comparer:
+    """Compares two meshes (or one mesh with itself under two ext_authz assumptions)."""
+
+    def __init__(
+        self,
+        old: MeshSnapshot,
+        new: MeshSnapshot,
+        *,
+        callers: Callers = "any",
+        ext_authz: ExtAuthzAssumption = "deny",
+        max_classes: int = 8,
+    ) -> None:
+        self.old, self.new = old, new
+        self.callers = callers
+        self.ext_authz = ext_authz
+        self.max_classes = max_classes
+        self.deciders = (
+            Decider(old, ext_authz=self.ext_authz),
+            Decider(new, ext_authz=self.ext_authz),
+        )
+        self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
+        self._inputs: dict[str, bool] = {}
+        # mesh-wide inputs (mesh config, authentication policies) the same on both sides
+        self.changed = changed_namespaces(old, new)
+        self.same_mesh_inputs = self.changed is not None
+        self.request_authentications = bool(
+            old.request_authentications or new.request_authentications
+        )
+
+    def compare(self, only: list[Destination] | None = None) -> Comparison:
+        result = Comparison()
+        if only is None:
+            new_keys = {w.key for w in self.new.workloads}
+            result.compared = sum(1 for w in self.old.workloads if w.key in new_keys)
+            only = destinations(self.old, self.new, changed=self.changed)
+        else:
+            result.compared = len(only)
+        for dest in only:
+            try:
+                self.destination(dest, result)
+            except Unencodable as e:
+                result.unknown.append(Unknown(dest, str(e)))
+        return result
+
+    def _prepare(self, i: int, dest: Destination) -> Prepared:
+        snap = (self.old, self.new)[i]
+        proto: Transport = "http" if dest.protocol == "http" else "tcp"
+        return self.deciders[i].prepare(snap.workload(dest.workload), dest.port, proto)
+
+    def _same_inputs(self, key: str) -> bool:
+        """Whether a workload's chains are built from the same inputs on both
+        sides (its attributes, the policies selected for it, their content), so
+        that they are the same chains: the common case, told without building."""
+        hit = self._inputs.get(key)
+        if hit is None:
+            fingerprints = []
+            for snap in (self.old, self.new):
+                w = snap.workload(key)
+                fingerprints.append(
+                    (
+                        _workload(w),
+                        [_resource(s.policy) for s in select_policies(snap, w)],
+                        [
+                            _resource(s.policy)
+                            for s in select_policies(snap, w, "RequestAuthentication")
+                        ]
+                        if self.request_authentications
+                        else [],
+                    )
+                )
+            hit = self._inputs[key] = fingerprints[0] == fingerprints[1]
+        return hit
+
+    def destination(self, dest: Destination, result: Comparison) -> None:
+        modes = [
+            enrollment(snap, snap.workload(dest.workload)).mode for snap in (self.old, self.new)
+        ]
+        if modes == ["none", "none"]:
+            return  # nothing enforces on either side: every request reaches the app
+        for side, mode in zip(("old", "new"), modes, strict=True):
+            if mode == "none":
+                raise Unencodable(
+                    f"{dest.workload} has no sidecar and ztunnel does not capture it on the "
+                    f"{side} side: nothing enforces there (meshauthz check says why)"
+                )
+            if mode == "ambient":
+                raise Unencodable(
+                    f"{dest.workload} is in ambient mode on the {side} side (ztunnel and "
+                    "waypoints enforce): the symbolic engine models sidecar and gateway proxies"
+                )
+        if (
+            self.same_mesh_inputs
+            and self._same_inputs(dest.workload)
+            and effective_mtls_mode(self.old, self.old.workload(dest.workload), dest.port)
+            == effective_mtls_mode(self.new, self.new.workload(dest.workload), dest.port)
+        ):
+            return
+        po, pn = self._prepare(0, dest), self._prepare(1, dest)
+        if _same_chain(po, pn):
+            return
+        http = dest.protocol == "http"
+        for p in (po, pn):
+            if http and p.path_options.unmodelled():
+                raise Unencodable(str(p.path_options.unmodelled()))
+        space = build_space(http, (po, pn))
+        keys: dict[tuple[str, int, bool], str] | None = None
+        if self.callers == "workloads":
+            constraint, keys = _callers_constraint(space, self.old, self.new)
+            space.extra.append(constraint)
+        co, cn = encode_chain(po, space, self.ext_authz), encode_chain(pn, space, self.ext_authz)
+        domain = space.domain()
+        for opened in (True, False):
+            question = (
+                z3.And(z3.Not(co.allowed), cn.allowed)
+                if opened
+                else z3.And(co.allowed, z3.Not(cn.allowed))
+            )
+            # a fresh solver per question: z3 is much slower once push/pop make it incremental
+            solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
+            solver.add(domain, question)
+            changes = self.classes(solver, space, dest, (po, pn), (co, cn), keys)
+            (result.opened if opened else result.closed).extend(changes)
+
+    def classes(
+        self,
+        solver: z3.Solver,
+        space: Space,
+        dest: Destination,
+        prepared: tuple[Prepared, Prepared],
+        chains: tuple[SymbolicChain, SymbolicChain],
+        keys: dict[tuple[str, int, bool], str] | None,
+    ) -> list[Change]:
+        out: list[Change] = []
+        hosts = {default_host(snap, dest.workload) for snap in (self.old, self.new)}
+        host = hosts.pop() if len(hosts) == 1 else None
+        not_normal = 0
+        while len(out) < self.max_classes:
+            verdict = solver.check()
+            if verdict == z3.unknown:
+                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+            if verdict == z3.unsat:
+                break
+            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
+            path = model.eval(space.path, model_completion=True).as_string()
+            if "path" in space.used and not all(path_is_normal(p, path) for p in prepared):
+                not_normal += 1
+                if not_normal > MAX_NOT_NORMAL:
+                    raise Unencodable("too many candidate paths that are not normalized paths")
+                solver.add(space.path != z3.StringVal(path))
+                continue
+            caller = None
+            if keys is not None:
+                principal = model.eval(space.principal, model_completion=True).as_string()
+                src = model.eval(space.src, model_completion=True).as_long()
+                v6 = z3.is_true(model.eval(space.src_v6, model_completion=True))
+                caller = keys[(principal, src, v6)]
+            witness = witness_request(model, space, dest, caller, host)
+            old_end, new_end = chains[0].end_in(model), chains[1].end_in(model)
+            self.confirmers[0].confirm(witness, old_end)
+            self.confirmers[1].confirm(witness, new_end)
+            out.append(Change(dest, describe(dest, witness), witness, old_end, new_end))
+            solver.add(z3.Not(z3.And(chains[0].cond_of(old_end), chains[1].cond_of(new_end))))
+        return out
+
+
+def compare_meshes(
+    old: MeshSnapshot,
+    new: MeshSnapshot,
+    *,
+    callers: Callers = "any",
+    ext_authz: ExtAuthzAssumption = "deny",
+    max_classes: int = 8,
+) -> Comparison:
+    """Every request to every destination both meshes define, decided on both sides."""
+    return Comparer(
+        old, new, callers=callers, ext_authz=ext_authz, max_classes=max_classes
+    ).compare()
+
+
+__all__ = [
+    "Callers",
+    "Change",
+    "Comparer",
+    "Comparison",
+    "Unknown",
+    "build_space",
+    "compare_meshes",
+    "describe",
+    "destinations",
+]
