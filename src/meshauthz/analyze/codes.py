@@ -133,6 +133,36 @@ _ALL = (
         "rules match instead (fails closed).",
     ),
     Code(
+        "MA1010",
+        "negative-condition",
+        "warning",
+        "istiod would set a negative ZtunnelAccepted or WaypointAccepted condition.",
+        "In ambient mode istiod reports on the policy's status whether ztunnel and the waypoint "
+        "could apply it. ztunnel cannot apply AUDIT, CUSTOM or (without the feature flag) "
+        "dry-run policies; a waypoint rejects a policy whose targetRefs it cannot bind. Part or "
+        "all of the policy is not enforced where it was meant.",
+        ("IST0171",),
+    ),
+    Code(
+        "MA1011",
+        "l7-policy-without-waypoint",
+        "warning",
+        "An L7 AuthorizationPolicy in an ambient namespace whose target uses no waypoint.",
+        "Only a waypoint enforces HTTP fields in ambient mode; ztunnel drops them (an ALLOW rule "
+        "then matches more, a DENY rule less or nothing). The policy's target (Service, "
+        "workloads or namespace) is not enrolled in a waypoint with istio.io/use-waypoint.",
+        ("KIA0109",),
+    ),
+    Code(
+        "MA1012",
+        "l7-policy-without-targetrefs",
+        "warning",
+        "An L7 AuthorizationPolicy in ambient mode uses a selector, which waypoints ignore.",
+        "Waypoints take only policies attached with targetRefs (to a Service or Gateway); a "
+        "selector policy goes to ztunnel, which drops its HTTP fields.",
+        ("KIA0110",),
+    ),
+    Code(
         "MA2001",
         "deny-all-over-allow",
         "error",
@@ -234,6 +264,52 @@ _ALL = (
         "A policy in the root namespace applies to every namespace, but it does not override "
         "the others: DENY policies are evaluated first wherever they are, so the requests this "
         "ALLOW lists are still denied.",
+    ),
+    Code(
+        "MA2012",
+        "waypoint-identity-denied",
+        "warning",
+        "An ALLOW at an ambient workload that denies the traffic its waypoint forwards.",
+        "Traffic to a Service enrolled in a waypoint reaches the workload from the waypoint: "
+        "the workload's ztunnel sees the waypoint's identity, not the client's. A selector or "
+        "namespace ALLOW none of whose rules admits the waypoint denies all of that traffic.",
+    ),
+    Code(
+        "MA2013",
+        "ztunnel-deny-no-op",
+        "warning",
+        "A DENY that ztunnel enforces with no rule left once its HTTP fields are dropped.",
+        "istiod sends a selector or namespace policy to ztunnel without its HTTP fields; a DENY "
+        "rule that has only HTTP fields is dropped, and when none is left the DENY never "
+        "matches: the requests it names are not denied.",
+    ),
+    Code(
+        "MA2014",
+        "never-decides",
+        "warning",
+        "A rule or policy whose removal changes no decision.",
+        "The symbolic engine shows that the mesh without this rule (or policy) decides every "
+        "request on every port it applies to as the mesh with it does: it matches no request "
+        "(empty match), only matches HTTP on TCP ports (unreachable on this port's protocol), "
+        "every request it matches is denied by a DENY first (shadowed by a DENY), or every "
+        "request it matches is decided the same by other rules (covered by other rules).",
+    ),
+    Code(
+        "MA2015",
+        "always-denies",
+        "info",
+        "A workload port that denies every request.",
+        "No request of any caller, method, path or header reaches an allowing end of the "
+        "port's chain: the port is closed to all traffic (intended for a lockdown, a mistake "
+        "when ALLOW rules were meant to open it).",
+    ),
+    Code(
+        "MA2016",
+        "always-allows",
+        "info",
+        "A workload port with policies that allows every request.",
+        "Policies apply to the port but no request is denied there: a DENY that never matches "
+        "on this port, or an ALLOW that matches everything.",
     ),
 )
 

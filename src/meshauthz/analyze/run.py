@@ -7,7 +7,16 @@ import fnmatch
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from meshauthz.analyze.checks import deny_all, istio, jwt, paths_hosts, references, traffic
+from meshauthz.analyze.checks import (
+    ambient,
+    deny_all,
+    every_request,
+    istio,
+    jwt,
+    paths_hosts,
+    references,
+    traffic,
+)
 from meshauthz.analyze.codes import CODES
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import SEVERITY_RANK, AnalysisFinding
@@ -24,7 +33,7 @@ Check = Callable[[Context], None]
 CHECKS: tuple[Check, ...] = (
     istio.check_no_matching_workloads,
     istio.check_unknown_namespaces,
-    istio.check_ineffective_selector,
+    ambient.check_ambient,
     references.check_references,
     references.check_custom_providers,
     deny_all.check_deny_all,
@@ -38,6 +47,9 @@ CHECKS: tuple[Check, ...] = (
     jwt.check_jwt_without_requestauthentication,
     jwt.check_optional_tokens,
 )
+
+# What --deep adds: the checks about every request, from the symbolic engine.
+DEEP_CHECKS: tuple[Check, ...] = (every_request.check_every_request,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +145,12 @@ def analyze(
     *,
     suppress: Sequence[Suppression] = (),
     checks: Iterable[Check] = CHECKS,
+    deep: bool = False,
 ) -> Analysis:
+    """``deep``: also the checks about every request (``DEEP_CHECKS``)."""
     ctx = Context.of(loaded)
     validation_warnings(ctx)
-    for check in checks:
+    for check in (*checks, *DEEP_CHECKS) if deep else checks:
         check(ctx)
     kept: list[AnalysisFinding] = []
     seen: set[tuple[str, str, str, str, int | None]] = set()
@@ -154,4 +168,4 @@ def analyze(
     return Analysis(tuple(kept), dropped)
 
 
-__all__ = ["CHECKS", "SUPPRESS_ANNOTATION", "Analysis", "Suppression", "analyze"]
+__all__ = ["CHECKS", "DEEP_CHECKS", "SUPPRESS_ANNOTATION", "Analysis", "Suppression", "analyze"]

@@ -49,6 +49,12 @@ SEVERITIES = ("error", "warning", "info")
     help="With -o sarif: the absolute URL where docs/analyze.md is published; each rule's "
     "helpUri is URL#code (SARIF requires an absolute URI; without it there is none).",
 )
+@click.option(
+    "--deep",
+    is_flag=True,
+    help="Also the checks about every request (MA2014-MA2016: rules that never decide, ports "
+    "that always deny or allow), from the symbolic engine; slower (docs/analyze.md, Cost).",
+)
 def analyze_command(
     paths: tuple[str, ...],
     mesh_config: str | None,
@@ -58,6 +64,7 @@ def analyze_command(
     failure_threshold: str,
     suppress: tuple[str, ...],
     docs_url: str | None,
+    deep: bool,
 ) -> None:
     """Find the mistakes in AuthorizationPolicies that Istio accepts but that
     almost certainly do not do what was meant, each with a stable code, a fix
@@ -76,7 +83,7 @@ def analyze_command(
         )
     with loading():
         loaded = load_mesh(paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude)
-    result = analyze(loaded, suppress=rules)
+    result = analyze(loaded, suppress=rules, deep=deep)
     findings = result.findings
     summary = {
         "errors": result.count("error"),

@@ -1,8 +1,7 @@
 """The checks istioctl analyze makes on these resources, with the same meaning:
 MA1001 (IST0127 NoMatchingWorkloadsFound, KIA0004), MA1002 (IST0101
-ReferencedResourceNotFound for namespaces, KIA0101), MA1003 (IST0166
-IneffectiveSelector). Mirrors pkg/config/analysis/analyzers/authz/
-authorizationpolicies.go and k8sgateway/workloadselector.go."""
+ReferencedResourceNotFound for namespaces, KIA0101). Mirrors pkg/config/analysis/analyzers/authz/
+authorizationpolicies.go. MA1003 (IST0166) is ambient.lint's check (checks/ambient)."""
 
 from __future__ import annotations
 
@@ -13,8 +12,7 @@ from meshauthz.analyze.finding import AnalysisFinding, at
 from meshauthz.mesh import MeshWorkload
 from meshauthz.mesh.labels import subset_of
 from meshauthz.mesh.selection import canonical_group, target_refs
-from meshauthz.mesh.snapshot import GATEWAY_NAME_LABEL
-from meshauthz.resources.objects import AuthorizationPolicy, RequestAuthentication
+from meshauthz.resources.objects import AuthorizationPolicy
 
 # Labels and annotations istioctl's util.PodInMesh and PodInAmbientMode read.
 INJECT = "sidecar.istio.io/inject"
@@ -212,29 +210,3 @@ def check_unknown_namespaces(ctx: Context) -> None:
                                     **at(p, "spec", "rules", i, "when", j, field, k),
                                 )
                             )
-
-
-def check_ineffective_selector(ctx: Context) -> None:
-    snap = ctx.snapshot
-    gateway_pods = [w for w in snap.workloads if GATEWAY_NAME_LABEL in w.labels]
-    policies: list[AuthorizationPolicy | RequestAuthentication] = [
-        *ctx.authorization_policies,
-        *ctx.request_authentications,
-    ]
-    for p in policies:
-        if p.spec.target_ref is not None or p.spec.target_refs or p.spec.selector is None:
-            continue
-        labels = dict(p.spec.selector.match_labels)
-        for w in gateway_pods:
-            if w.namespace == p.namespace and subset_of(labels, w.labels):
-                ctx.add(
-                    AnalysisFinding(
-                        "MA1003",
-                        f"the selector selects the Kubernetes Gateway "
-                        f"{w.labels[GATEWAY_NAME_LABEL]}, where a selector has no effect on "
-                        "waypoints and is not the way to attach a policy: use targetRefs",
-                        fix=f"replace the selector with targetRefs: [{{kind: Gateway, group: "
-                        f"gateway.networking.k8s.io, name: {w.labels[GATEWAY_NAME_LABEL]}}}]",
-                        **at(p, "spec", "selector"),
-                    )
-                )
