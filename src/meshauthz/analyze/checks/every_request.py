@@ -40,7 +40,7 @@ _REASONS = {
         "it only matches HTTP requests and every port it applies to is TCP"
     ),
     "shadowed by a DENY": "every request it matches is denied by a DENY policy first",
-    "covered by other rules": "every request it matches is decided the same by other rules",
+    "covered by other rules": "every request it matches is decided the same without it",
 }
 
 
