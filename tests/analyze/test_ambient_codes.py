@@ -92,3 +92,11 @@ def test_ambient_findings_point_at_the_field(capsys):
     _, doc = analyze_json(capsys, AMBIENT)
     (f,) = [f for f in doc["findings"] if f["code"] == "MA1012"]
     assert (f["field"], f["line"]) == ("spec.selector", 8)
+
+
+@pytest.mark.parametrize("example", [AMBIENT, WAYPOINT])
+def test_workloads_ztunnel_captures_are_in_the_mesh(capsys, example):
+    """The namespace's istio.io/dataplane-mode: ambient puts the backend in the
+    mesh: its policies select a workload (no MA1001/IST0127)."""
+    _, doc = analyze_json(capsys, example)
+    assert "MA1001" not in [f["code"] for f in doc["findings"]]

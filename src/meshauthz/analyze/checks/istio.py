@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meshauthz.ambient.topology import enrollment
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import AnalysisFinding, at
 from meshauthz.mesh import MeshWorkload
@@ -36,7 +37,8 @@ def _template(w: MeshWorkload) -> dict[str, Any]:
 
 
 def in_mesh(ctx: Context, w: MeshWorkload) -> bool:
-    """istioctl's ``PodInMesh`` or ``PodInAmbientMode``: a proxy container, else the
+    """istioctl's ``PodInMesh`` or ``PodInAmbientMode`` (or ztunnel capture as the
+    manifests say it, ``ambient.topology.enrollment``): a proxy container, else the
     pod's inject label or annotation, else its namespace's istio-injection label.
     A namespace the input does not declare cannot say: meshauthz takes such a
     workload as in the mesh, as every command does (istioctl, which would look
@@ -52,6 +54,10 @@ def in_mesh(ctx: Context, w: MeshWorkload) -> bool:
     labels = w.labels
     annotations = meta.get("annotations") or {}
     if annotations.get(AMBIENT_REDIRECTION) == "enabled":
+        return True
+    # the CNI sets that annotation in a cluster; manifests carry what makes ztunnel
+    # capture the pod (istio.io/dataplane-mode), which every command reads
+    if enrollment(ctx.snapshot, w).mode == "ambient":
         return True
     if INJECT in labels:
         return labels[INJECT] == "true"
