@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 
+from meshauthz.mesh.loading import load_mesh
+from meshauthz.symbolic.redundant import always
 from tests.analyze.helpers import FIXED, SEED, analyze_json, codes, run
 from tests.conftest import EXAMPLES, REPO
 
@@ -152,3 +154,20 @@ def test_an_engine_that_cannot_encode_gives_no_finding(capsys, monkeypatch):
     _, plain = analyze_json(capsys, str(TWINS))
     _, deep = analyze_json(capsys, str(TWINS), "--deep")
     assert deep["findings"] == plain["findings"]
+
+
+def test_a_dry_run_policy_alone_is_not_an_always_allows_finding(capsys, tmp_path):
+    p = tmp_path / "dry.yaml"
+    p.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: try-deny, namespace: shop, annotations: {istio.io/dry-run: 'true'}}\n"
+        "spec:\n  selector: {matchLabels: {app: api}}\n  action: DENY\n"
+        "  rules: [{from: [{source: {namespaces: [ops]}}]}]\n"
+    )
+    # the engine: every request is allowed there (a dry-run policy never denies)
+    mesh = load_mesh([BASE, str(p)]).snapshot
+    assert {a.kind for a in always(mesh) if a.destination.workload == "shop/api"} == {
+        "always-allows"
+    }
+    _, doc = analyze_json(capsys, BASE, str(p), "--deep")
+    assert "MA2016" not in codes(doc)

@@ -215,6 +215,8 @@ def _always(ctx: Context, a: Always, enc: Any) -> None:
     policies = [p for p in ctx.snapshot.authorization_policies if p.key in a.policies]
     if not policies:
         return
+    if not deny and not any(p.spec.action in ("ALLOW", "DENY") and not p.dry_run for p in policies):
+        return  # only AUDIT, CUSTOM or dry-run policies there: allowing all is their design
     first = policies[0]
     names = ", ".join(a.policies)
     if deny:
