@@ -362,7 +362,7 @@ class _Walk:
         self.metadata: dict[str, dict[str, Any]] = {} if metadata is None else metadata
         self.headers = view.headers
         # each walk writes its own metadata: the view's input is shared
-        self.inp: RbacInput = replace(view.inp, dynamic_metadata=self.metadata)
+        self.inp: RbacInput = view.inp.with_metadata(self.metadata)
 
     def run(self) -> Outcome:
         p, view = self.p, self.view
@@ -667,7 +667,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
                             f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
                         ],
                     )
-                    for name, _ in shadow.matchers
+                    for name in shadow.names
                 ],
                 [f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(None)))})"],
             )
@@ -694,7 +694,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         branches(
             [
                 (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
-                for name, _ in engine.matchers
+                for name in engine.names
             ],
             code(runner.effect(bf, engine.result_for(None))),
         )
