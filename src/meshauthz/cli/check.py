@@ -18,7 +18,7 @@ from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
-from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK
+from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
 
 # -f is required unless check reads a config dump (checked in decide_all).
@@ -100,7 +100,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
+def specs_from_options(o: dict[str, Any], *, positions: bool = True) -> list[RequestSpec]:
     if o["request_file"]:
         flags = [
             k
@@ -119,7 +119,7 @@ def specs_from_options(o: dict[str, Any]) -> list[RequestSpec]:
         ]
         if flags or o["headers"] or o["plaintext"]:
             raise click.UsageError("give either --request FILE or request flags, not both")
-        return load_request_file(o["request_file"])
+        return load_request_file(o["request_file"], positions=positions)
     if not o["to"]:
         raise click.UsageError(
             "give --to (and --from or --principal or --plaintext), or --request FILE"
@@ -178,14 +178,32 @@ def decide_all(
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
     snapshot = load_mesh(o["paths"], o["mesh_config"])
-    requests = [resolve(s, snapshot) for s in specs_from_options(o)]
+    try:  # a request file is read without positions: fast for many requests
+        requests = [resolve(s, snapshot) for s in specs_from_options(o, positions=False)]
+    except MeshauthzError:
+        if not o["request_file"]:
+            raise
+        # again with positions, so that the error names its line
+        requests = [resolve(s, snapshot) for s in specs_from_options(o)]
     decider = Decider(snapshot, ext_authz=o["ext_authz"])
     single = not o["request_file"] or len(requests) == 1
-    return (
-        snapshot,
-        [(r, decider.decide(r, trace=trace, explain=explain)) for r in requests],
-        single,
-    )
+    decisions = decider.decide_many(requests, trace=trace, explain=explain, progress=progress_bar)
+    return snapshot, list(zip(requests, decisions, strict=True)), single
+
+
+def progress_bar(total: int) -> Callable[[int], None] | None:
+    """A progress bar on stderr for a long run, when stderr is a terminal."""
+    if total < 2000 or not sys.stderr.isatty():
+        return None
+    bar = click.progressbar(length=total, label="deciding", file=sys.stderr)
+    bar.render_progress()
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.pos)
+        if done >= total:
+            bar.render_finish()
+
+    return advance
 
 
 def decide_with_dump(

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import click
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.mesh.loading import InvalidInput
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +79,8 @@ def error_json(err: MeshauthzError) -> dict[str, Any]:
         column=loc.column if loc else None,
         field=err.field,
     )
+    from meshauthz.mesh.loading import InvalidInput  # not at start-up: --version needs none
+
     if isinstance(err, InvalidInput):  # the objects Istio would reject, as validate lists them
         doc["error"]["findings"] = [f.to_json() for f in err.errors]
     return doc
@@ -89,6 +90,8 @@ def report_error(err: MeshauthzError, fmt: str) -> None:
     """Unusable input (exit 2): the error object on stdout for JSON, the text on stderr."""
     if fmt == "json":
         emit_json(error_json(err))
+    from meshauthz.mesh.loading import InvalidInput
+
     if isinstance(err, InvalidInput):
         for line in err.error_lines():
             click.echo(line, err=True)
