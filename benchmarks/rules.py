@@ -66,7 +66,9 @@ def _decider(directory: Path, text: str) -> tuple[Decider, Any]:
     return Decider(snapshot), snapshot
 
 
-def rule_timings(principals: int = 10_000, paths: int = 1_000, requests: int = 500) -> dict[str, Any]:
+def rule_timings(
+    principals: int = 10_000, paths: int = 1_000, requests: int = 500
+) -> dict[str, Any]:
     rng = random.Random(11)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="meshauthz-rules-") as tmp:

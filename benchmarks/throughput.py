@@ -35,7 +35,7 @@ def _run(args: list[str]) -> float:
 
 
 def _request(r: meshgen.Req, port: int) -> dict[str, Any]:
-    return {"from": {"principal": r.principal}, "to": r.destination, "port": port}| {
+    return {"from": {"principal": r.principal}, "to": r.destination, "port": port} | {
         "method": r.method,
         "path": r.path,
     }
