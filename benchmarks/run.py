@@ -48,6 +48,7 @@ import argparse
 import gc
 import json
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -371,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     out.append(
         f"timer: perf_counter_ns itself costs {timer_cost():.3f} µs per sample (included above)"
     )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.append(f"this benchmark's own peak memory: {peak:,.0f} MiB (< 2 GiB)")
     out.append("")
     out.append("targets:")
     for s, timings in results:

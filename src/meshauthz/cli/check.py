@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -13,13 +13,15 @@ from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.decide import render
 from meshauthz.decide.applicable import applicable_policies
-from meshauthz.decide.config_dump import ChainInfo, decide_in_dump, load_config_dump
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
+
+if TYPE_CHECKING:  # config dumps are read only by check --config-dump
+    from meshauthz.decide.config_dump import ChainInfo
 
 # -f is required unless check reads a config dump (checked in decide_all).
 _MANIFESTS = click.option(
@@ -215,6 +217,8 @@ def decide_with_dump(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
         )
     snapshot = load_mesh(o["paths"], o["mesh_config"]) if o["paths"] else None
+    from meshauthz.decide.config_dump import decide_in_dump, load_config_dump
+
     dump = load_config_dump(o["config_dump"])
     if not o["request_file"]:
         to: str | None = o["to"]
