@@ -577,7 +577,12 @@ class Generated:
 
     run: Callable[[Any], Outcome]
     extract: Callable[[RbacInput], tuple[Any, ...]]
-    source: str  # the generated code, for whoever wonders what runs
+    noted_source: str  # the generated code with its notes marked (see ``source``)
+
+    @property
+    def source(self) -> str:
+        """The generated code, for whoever wonders what runs (notes as comments)."""
+        return _with_notes(self.noted_source)
 
 
 _WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
@@ -724,7 +729,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker(_without_notes(source))(**consts)
-    return Generated(run, extract, _with_notes(source))
+    return Generated(run, extract, source)
 
 
 # Marks a note for people in the generated source; NUL never occurs in Python code

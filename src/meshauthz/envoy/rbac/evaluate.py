@@ -297,21 +297,30 @@ def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
     return lambda inp: (n := inp.peer_names) is not None and any(map(fn, n))
 
 
-def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
+def _grouped(nodes: tuple[Any, ...]) -> list[tuple[tuple[Any, ...] | None, list[Any]]]:
+    """An Or's alternatives in order, those with the same fusion key gathered at
+    the first one's place: (key, [nodes]), or (None, [node]) for one not fusable."""
+    out: list[tuple[tuple[Any, ...] | None, list[Any]]] = []
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for n in nodes:
         key = _fusion_key(n)
-        if key is not None:
-            groups.setdefault(key, []).append(n)
+        if key is None:
+            out.append((None, [n]))
+        elif key in groups:
+            groups[key].append(n)
+        else:
+            groups[key] = [n]
+            out.append((key, groups[key]))
+    return out
+
+
+def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
     fns: list[InputFn] = []
-    done: set[tuple[Any, ...]] = set()
-    for n in nodes:
-        key = _fusion_key(n)
-        if key is None or len(groups[key]) == 1:
-            fns.append(compile_node(n))
-        elif key not in done:
-            done.add(key)
-            fns.append(_fused(key, groups[key]))
+    for key, group in _grouped(nodes):
+        if key is None or len(group) == 1:
+            fns.extend(compile_node(n) for n in group)
+        else:
+            fns.append(_fused(key, group))
     return _any(fns)
 
 
@@ -469,20 +478,10 @@ class PythonEmitter:
         return sum(c for c, _ in flat), expr, tuple(flat)
 
     def _alternatives(self, nodes: tuple[Any, ...]) -> _Term:
-        groups: dict[tuple[Any, ...], list[Any]] = {}
-        for n in nodes:
-            key = _fusion_key(n)
-            if key is not None:
-                groups.setdefault(key, []).append(n)
-        terms: list[PythonEmitter._Term] = []
-        done: set[tuple[Any, ...]] = set()
-        for n in nodes:
-            key = _fusion_key(n)
-            if key is None:
-                terms.append(self._node(n))
-            elif key not in done:
-                done.add(key)
-                terms.append(self._fused(key, groups[key]))
+        terms: list[PythonEmitter._Term] = [
+            self._node(group[0]) if key is None else self._fused(key, group)
+            for key, group in _grouped(nodes)
+        ]
         if any(t[1] == "True" for t in terms):
             return 0, "True", None
         if not terms:
