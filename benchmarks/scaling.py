@@ -5,7 +5,8 @@ mesh of N policies and workloads (meshgen.generate_mesh), its YAML size, the
 seconds to load it (``load_mesh``), to build every workload's filters and chain
 (``Decider.prepare`` + its runner, for all N workloads), the median µs of an
 untraced decision of 2,000 prepared random requests, and the process's peak
-resident memory.
+resident memory: before loading (interpreter and modules), after loading, and
+at the end (with every workload's filters built).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from meshauthz.decide.request_spec import request_from_data
 from meshauthz.mesh.loading import load_mesh
 
 
+def _hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # ru_maxrss survives exec: the parent's would count
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def point(n: int) -> dict[str, float]:
+    base = _hwm()  # the interpreter and meshauthz's modules
     with tempfile.TemporaryDirectory(prefix="meshauthz-scale-") as tmp:
         d = Path(tmp) / "mesh"
         rules = meshgen.generate_mesh(d, n)
@@ -35,6 +44,7 @@ def point(n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         snapshot = load_mesh([str(d)]).snapshot
         load = time.perf_counter() - t0
+    loaded = _hwm()
     gc.freeze()  # as the command line does after reading
     decider = Decider(snapshot)
     t0 = time.perf_counter()
@@ -51,7 +61,7 @@ def point(n: int) -> dict[str, float]:
         t = time.perf_counter_ns()
         decider.decide_prepared(p)
         lat.append(time.perf_counter_ns() - t)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    rss = _hwm()
     return {
         "policies": n,
         "yaml_bytes": size,
@@ -59,6 +69,8 @@ def point(n: int) -> dict[str, float]:
         "build_all_s": build,
         "decide_us": statistics.median(lat) / 1000,
         "peak_rss_bytes": rss,
+        "base_rss_bytes": base,
+        "loaded_rss_bytes": loaded,
     }
 
 
