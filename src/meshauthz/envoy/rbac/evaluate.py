@@ -333,7 +333,7 @@ def _authenticated(node: IdAuthenticated) -> InputFn:
 
     def auth(inp: RbacInput) -> bool:
         names = inp.peer_names
-        return names is not None and any(fn(n) for n in names)
+        return names is not None and any(map(fn, names))
 
     return auth
 
@@ -589,21 +589,50 @@ class PolicyTrace:
     principals: tuple[MatchTrace, ...]
 
 
-def _trace(node: Any, leaves: dict[int, InputFn], inp: RbacInput) -> MatchTrace:
+_COMPOUND = (PermAnd, IdAnd, PermOr, IdOr, PermNot, IdNot)
+
+
+class _Leaves:
+    """A traced engine's compiled leaves, by node; and for each Or whose
+    alternatives are all leaves (Istio's value lists), its (leaf, closure) pairs,
+    so that tracing a list of 10,000 principals is one loop."""
+
+    __slots__ = ("flat_ors", "fns")
+
+    def __init__(self) -> None:
+        self.fns: dict[int, InputFn] = {}
+        self.flat_ors: dict[int, tuple[tuple[Any, InputFn], ...] | None] = {}
+
+    def fn(self, node: Any) -> InputFn:
+        fn = self.fns.get(id(node))
+        if fn is None:
+            fn = self.fns[id(node)] = compile_node(node)
+        return fn
+
+    def flat(self, node: Any, subs: tuple[Any, ...]) -> tuple[tuple[Any, InputFn], ...] | None:
+        key = id(node)
+        if key not in self.flat_ors:
+            leaf = not any(isinstance(s, _COMPOUND) for s in subs)
+            self.flat_ors[key] = tuple((s, self.fn(s)) for s in subs) if leaf else None
+        return self.flat_ors[key]
+
+
+def _trace(node: Any, leaves: _Leaves, inp: RbacInput) -> MatchTrace:
     match node:
         case PermAnd(rules=subs) | IdAnd(ids=subs):
             kids = tuple(_trace(s, leaves, inp) for s in subs)
             return MatchTrace(node, all(k.matched for k in kids), kids)
         case PermOr(rules=subs) | IdOr(ids=subs):
-            kids = tuple(_trace(s, leaves, inp) for s in subs)
+            flat = leaves.flat(node, subs)
+            if flat is not None:
+                kids = tuple([MatchTrace(s, fn(inp)) for s, fn in flat])
+            else:
+                kids = tuple(_trace(s, leaves, inp) for s in subs)
             return MatchTrace(node, any(k.matched for k in kids), kids)
         case PermNot(rule=sub) | IdNot(id=sub):
             kid = _trace(sub, leaves, inp)
             return MatchTrace(node, not kid.matched, (kid,))
-    fn = leaves.get(id(node))
-    if fn is None:
-        fn = leaves[id(node)] = compile_node(node)
-    return MatchTrace(node, fn(inp))
+    return MatchTrace(node, leaves.fn(node)(inp))
 
 
 # --- the engine ----------------------------------------------------------------------
@@ -637,7 +666,7 @@ class CompiledRbac:
         # The closures are compiled on first use: a chain the generated backend
         # runs untraced never needs them.
         self._compiled: tuple[tuple[str, Policy, InputFn], ...] | None = None
-        self._leaves: dict[int, InputFn] = {}
+        self._leaves = _Leaves()
         # results are immutable: build each possible one once
         self._results: dict[str | None, EngineResult] = {
             n: self._result(True, n, None) for n in self.names
