@@ -286,3 +286,36 @@ def test_check_request_decides_repeated_requests_alike(capsys, tmp_path):
     code, out, _ = run(capsys, "check", "-f", SEED, "--request", str(path), "-o", "json")
     docs = json.loads(out)
     assert code == 0 and docs[0] == docs[2] == docs[4] and docs[1] == docs[3]
+
+
+def test_check_request_shows_progress_on_a_terminal_only(tmp_path):
+    """A long check --request draws a progress bar on stderr when stderr is a
+    terminal; stdout (the decisions) is the same either way."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    good = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{**good, "path": f"/api/v1/{i}"} for i in range(2500)]))
+    args = [sys.executable, "-m", "meshauthz.cli.main", "check", "-f", SEED, "--request", str(path)]
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    master, slave = pty.openpty()
+    try:
+        tty = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=600)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    assert plain.returncode == tty.returncode == 0
+    assert tty.stdout == plain.stdout and plain.stdout.count("\n") >= 2500
+    assert "deciding" not in plain.stderr and b"deciding" in drawn
