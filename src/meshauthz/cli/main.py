@@ -22,6 +22,7 @@ from meshauthz.cli.output import (
     report_usage_error,
     requested_format,
 )
+from meshauthz.cli.reach_cmd import reach_command
 from meshauthz.cli.redundant_cmd import redundant_command
 from meshauthz.cli.test_cmd import test_command
 from meshauthz.cli.validate import validate_command
@@ -43,6 +44,7 @@ cli.add_command(test_command)
 cli.add_command(diff_command)
 cli.add_command(equiv_command)
 cli.add_command(redundant_command)
+cli.add_command(reach_command)
 cli.add_command(mesh_group)
 require_text(cli)
 

@@ -1,0 +1,155 @@
+"""``meshauthz reach``: verdicts, conditions, witnesses, filters and output shapes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+import pytest
+
+from meshauthz.cli.main import main
+from meshauthz.decide.engine import Decider
+from meshauthz.decide.request import resolve
+from meshauthz.decide.request_spec import request_from_data
+from meshauthz.mesh.loading import load_mesh
+from tests.conftest import EXAMPLES
+
+SEED = str(EXAMPLES / "seed")
+FIXED = str(EXAMPLES / "seed-fixed")
+ROW_KEYS = {
+    "from",
+    "to",
+    "port",
+    "protocol",
+    "verdict",
+    "conditions",
+    "allowedWitness",
+    "deniedWitness",
+}
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    return int(exc.value.code or 0), out, err
+
+
+def rows(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict[str, Any]]:
+    code, out, _ = run(capsys, "reach", *args, "-o", "json")
+    assert code == 0
+    doc = json.loads(out)
+    assert set(doc) == {"rows"}
+    for r in doc["rows"]:
+        assert set(r) == ROW_KEYS
+    result: list[dict[str, Any]] = doc["rows"]
+    return result
+
+
+def cell(rs: list[dict[str, Any]], src: str, dst: str, port: int = 80) -> dict[str, Any]:
+    (r,) = [r for r in rs if r["from"] == src and r["to"] == dst and r["port"] == port]
+    return r
+
+
+def decided(paths: str, request: dict[str, Any]) -> str:
+    snap = load_mesh([paths]).snapshot
+    return Decider(snap).decide(resolve(request_from_data(request), snap)).verdict
+
+
+def test_seed_frontend_to_backend_is_none_because_of_the_deny(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rs = rows(capsys, "-f", SEED)
+    r = cell(rs, "default/frontend", "default/backend")
+    assert r["verdict"] == "none" and r["protocol"] == "http"
+    assert r["conditions"] is None and r["allowedWitness"] is None
+    assert r["deniedWitness"]["from"] == "default/frontend"
+    assert decided(SEED, r["deniedWitness"]) == "DENY"
+    # no policy selects the frontend: everyone reaches it, plaintext callers too
+    for src in ("default/backend", "default/frontend", "plaintext"):
+        assert cell(rs, src, "default/frontend")["verdict"] == "all"
+    code, out, _ = run(capsys, "reach", "-f", SEED)
+    assert code == 0
+    assert "denied by" not in out  # the stage's own wording, as diff prints it
+    assert "DENY by default/deny-all-backend rule 0 (DENY) at " in out
+
+
+def test_seed_fixed_frontend_gets_get_api_v1_data_only(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rs = rows(capsys, "-f", FIXED)
+    r = cell(rs, "default/frontend", "default/backend")
+    assert r["verdict"] == "some"
+    assert r["conditions"] == (
+        "methods GET and paths /api/v1/data [default/allow-frontend-get-data rule 0]"
+    )
+    allowed, denied = r["allowedWitness"], r["deniedWitness"]
+    assert (allowed["method"], allowed["path"]) == ("GET", "/api/v1/data")
+    assert decided(FIXED, allowed) == "ALLOW"
+    assert decided(FIXED, denied) == "DENY"
+    # another identity and plaintext callers get nothing
+    assert cell(rs, "default/backend", "default/backend")["verdict"] == "none"
+    assert cell(rs, "plaintext", "default/backend")["verdict"] == "none"
+
+
+def test_filters_narrow_callers_destinations_and_ports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rs = rows(capsys, "-f", FIXED, "--from", "default/frontend", "--to", "app=backend")
+    assert [(r["from"], r["to"]) for r in rs] == [("default/frontend", "default/backend")]
+    rs = rows(capsys, "-f", FIXED, "--from", "plaintext", "--to", "default")
+    assert {r["from"] for r in rs} == {"plaintext"}
+    assert {r["to"] for r in rs} == {"default/backend", "default/frontend"}
+    assert rows(capsys, "-f", FIXED, "--port", "8080") == []
+    code, _out, err = run(capsys, "reach", "-f", FIXED, "--to", "nowhere/nothing")
+    assert code == 2 and "--to nowhere/nothing: selects no workload" in err
+
+
+def test_callers_given_by_identity_or_address(capsys: pytest.CaptureFixture[str]) -> None:
+    rs = rows(
+        capsys,
+        "-f",
+        FIXED,
+        "--caller",
+        "principal=cluster.local/ns/default/sa/frontend,ip=10.0.0.9",
+        "--caller",
+        "ip=203.0.113.7",
+        "--to",
+        "default/backend",
+    )
+    ident = cell(
+        rs, "principal=cluster.local/ns/default/sa/frontend,ip=10.0.0.9", "default/backend"
+    )
+    assert ident["verdict"] == "some"
+    assert ident["allowedWitness"]["from"] == {
+        "principal": "cluster.local/ns/default/sa/frontend",
+        "ip": "10.0.0.9",
+    }
+    plain = cell(rs, "ip=203.0.113.7", "default/backend")
+    assert plain["verdict"] == "none"
+    assert plain["deniedWitness"]["from"] == {"plaintext": True, "ip": "203.0.113.7"}
+    for bad in ("principal=", "host=x", "ip=not-an-ip"):
+        code, out, _err = run(capsys, "reach", "-f", FIXED, "--caller", bad, "-o", "json")
+        assert code == 2 and json.loads(out)["error"]["field"] == "--caller"
+
+
+def test_csv_has_the_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reach", "-f", FIXED, "-o", "csv")
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert set(table[0]) == ROW_KEYS
+    some = [r for r in table if r["verdict"] == "some"]
+    assert len(some) == 1 and json.loads(some[0]["allowedWitness"])["path"] == "/api/v1/data"
+
+
+def test_the_text_matrix_fits_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reach", "-f", FIXED)
+    assert code == 0
+    matrix = out.split("\n\n")[0].splitlines()
+    assert matrix[0].split() == ["D1", "D2"]
+    assert matrix[2].split() == ["default/frontend", "some[2]", "all"]
+    assert all(len(line) <= 100 for line in out.splitlines() if not line.startswith("    "))
+    assert "allowed when: methods GET and paths /api/v1/data" in out
