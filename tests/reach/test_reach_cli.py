@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +155,44 @@ def test_the_text_matrix_fits_a_terminal(capsys: pytest.CaptureFixture[str]) -> 
     assert matrix[2].split() == ["default/frontend", "some[2]", "all"]
     assert all(len(line) <= 100 for line in out.splitlines() if not line.startswith("    "))
     assert "allowed when: methods GET and paths /api/v1/data" in out
+
+
+def test_dot_draws_one_edge_per_row_coloured_by_verdict(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "reach", "-f", FIXED, "-o", "dot")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "digraph reach {" and lines[-1] == "}"
+    edges = [line for line in lines if "->" in line]
+    assert len(edges) == len(rows(capsys, "-f", FIXED))
+    assert '"default/frontend" -> "default/backend" [color="#f9a825", label="80 some"];' in (
+        line.strip() for line in edges
+    )
+    assert "subgraph cluster_1 {" in out and 'label="default";' in out
+
+
+def test_html_page_is_self_contained_and_holds_the_rows(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "reach.html"
+    code, out, _ = run(capsys, "reach", "-f", FIXED, "--html", str(target), "-o", "json")
+    assert code == 0
+    html = target.read_text()
+    # nothing fetched from the network: no external script, style, image or font
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "@import" not in html and "url(http" not in html
+    blob = re.search(r'<script id="reach-data" type="application/json">(.*?)</script>', html, re.S)
+    assert blob is not None
+    data = json.loads(blob.group(1))
+    shown = [{k: r[k] for k in ROW_KEYS} for r in data["rows"]]
+    assert shown == json.loads(out)["rows"]
+    (some,) = [r for r in data["rows"] if r["verdict"] == "some"]
+    assert {d["policy"] for d in some["deciding"]} == {"default/allow-frontend-get-data", None}
+    assert any(
+        d["file"].endswith("allow-frontend-get-data.yaml") and d["line"] == 13
+        for d in some["deciding"]
+        if d["policy"]
+    )
+    code, _, err = run(capsys, "reach", "-f", FIXED, "--html", str(tmp_path / "no" / "x.html"))
+    assert code == 2 and "--html" in err

@@ -1,4 +1,5 @@
-"""``meshauthz reach``: who can reach whom, as a matrix, JSON, CSV, Graphviz or a page."""
+"""``meshauthz reach``: who can reach whom, as a matrix, JSON, CSV, Graphviz or a page
+(``reach_page``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +16,7 @@ import click
 from meshauthz.cli.common import MANIFEST_OPTION, MESH_CONFIG_OPTION, load_mesh
 from meshauthz.cli.diff_cmd import _end as end_text
 from meshauthz.cli.output import emit_json
+from meshauthz.cli.reach_page import dot_lines, page
 from meshauthz.errors import EXIT_OK, InputError
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.symbolic.compare import destinations
@@ -202,10 +205,17 @@ def write_csv(result: Reachability) -> None:
     "-o",
     "--output",
     "fmt",
-    type=click.Choice(["text", "json", "csv"]),
+    type=click.Choice(["text", "json", "csv", "dot"]),
     default="text",
     show_default=True,
-    help="A matrix with the conditions below it, JSON ({rows: [...]}) or CSV.",
+    help="A matrix with the conditions below it, JSON ({rows: [...]}), CSV or Graphviz.",
+)
+@click.option(
+    "--html",
+    type=click.Path(dir_okay=False, writable=True),
+    metavar="FILE",
+    help="Also write one self-contained page: the graph, the matrix, a filter box, "
+    "and each edge's or cell's conditions, deciding policies and witnesses on a click.",
 )
 def reach_command(
     paths: tuple[str, ...],
@@ -216,6 +226,7 @@ def reach_command(
     ext_authz: Any,
     mesh_config: str | None,
     fmt: str,
+    html: str | None,
 ) -> None:
     """Who can reach whom: for every caller (each workload with its identity,
     each gateway, any plaintext caller, and --caller) and every destination
@@ -229,8 +240,16 @@ def reach_command(
     callers = callers_for(snapshot, from_, extra)
     dests = destinations_for(snapshot, to, ports)
     result = reach(snapshot, callers=callers, only=dests, ext_authz=ext_authz)
+    if html is not None:
+        try:
+            Path(html).write_text(page(result, "meshauthz reach: " + " ".join(paths)))
+        except OSError as e:
+            raise InputError(f"--html {html}: {e.strerror or e}", field="--html") from None
     if fmt == "json":
         emit_json(result.to_json())
+    elif fmt == "dot":
+        for line in dot_lines(result):
+            click.echo(line)
     elif fmt == "csv":
         write_csv(result)
     else:
