@@ -93,6 +93,21 @@ class Caller:
         src = resolve_source(RequestSpec(SourceSpec(principal=principal), to=""), None)
         return Caller(text, "identity", principal=principal, ip=ip, namespace=src.namespace)
 
+    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+        """The request variables this caller fixes, with their values."""
+        out: list[tuple[z3.ExprRef, z3.ExprRef]] = [
+            (space.plaintext, z3.BoolVal(self.principal is None))
+        ]
+        if self.principal is not None:
+            out.append((space.principal, z3.StringVal(self.principal)))
+        if self.ip is not None:
+            ip = ipaddress.ip_address(self.ip)
+            values = (z3.BitVecVal(int(ip), 128), z3.BoolVal(ip.version == 6))
+            out += [(space.src, values[0]), (space.src_v6, values[1])]
+            if self.kind != "gateway":
+                out += [(space.remote, values[0]), (space.remote_v6, values[1])]
+        return out
+
     def constraint(self, space: Space) -> z3.BoolRef:
         """The requests this caller can send, over the destination's variables."""
         c: list[z3.BoolRef] = []
@@ -261,6 +276,36 @@ def rule_text(rule: Rule, caller: Caller) -> str:
 # ------------------------------------------------------------------ the engine
 
 
+def familiar_model(solver: z3.Solver, space: Space, host: str, caller: Caller) -> z3.ModelRef:
+    """``witness.readable_model``'s familiar values, all at once, leaving out the
+    caller's address when the caller fixes it (one check instead of one per
+    value when they fit, as they usually do)."""
+    wishes = [
+        z3.And(space.remote_v6 == space.src_v6, space.remote == space.src),
+        space.sni == z3.StringVal(""),
+    ]
+    if caller.ip is None:
+        src = ipaddress.ip_address(DEFAULT_SOURCE_IP)
+        wishes.append(z3.And(z3.Not(space.src_v6), space.src == z3.BitVecVal(int(src), 128)))
+    if space.http:
+        wishes.append(space.method == z3.StringVal("GET"))
+        if "host" in space.used:
+            wishes.append(space.host == z3.StringVal(host))
+        wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
+    if solver.check(*wishes) == z3.sat:
+        return solver.model()
+    return readable_model(solver, space, host)
+
+
+def _sat(*formulas: z3.BoolRef) -> bool:
+    solver = z3.Solver()
+    solver.add(*formulas)
+    verdict = solver.check()
+    if verdict == z3.unknown:
+        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+    return bool(verdict == z3.sat)
+
+
 class Reacher:
     """Answers rows for one mesh, each destination prepared and encoded once."""
 
@@ -306,43 +351,124 @@ class Reacher:
         domain: z3.BoolRef,
         host: str,
     ) -> Row:
-        solver = z3.Solver()
-        solver.add(domain, caller.constraint(space))
-        found: list[tuple[End, dict[str, Any]]] = []
-        not_normal = 0
-        while True:
-            verdict = solver.check()
-            if verdict == z3.unknown:
-                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-            if verdict == z3.unsat:
-                break
-            model = readable_model(solver, space, host)
-            path = model.eval(space.path, model_completion=True).as_string()
-            if "path" in space.used and not path_is_normal(p, path):
-                not_normal += 1
-                if not_normal > MAX_NOT_NORMAL:
-                    raise Unencodable("too many candidate paths that are not normalized paths")
-                solver.add(space.path != z3.StringVal(path))
-                continue
-            witness = witness_request(model, space, dest, caller.workload, host)
-            end = chain.end_in(model)
-            self.confirmer.confirm(witness, end)
-            found.append((end, witness))
-            solver.add(z3.Not(chain.cond_of(end)))
+        fixed = caller.fixed(space)
+
+        def known(f: z3.BoolRef) -> z3.BoolRef:
+            """``f`` for this caller, simplified: often a constant."""
+            return z3.simplify(z3.substitute(f, *fixed) if fixed else f)
+
+        live = [(c, e) for c, e in ((known(c), e) for c, e in chain.ends) if not z3.is_false(c)]
+        base = [domain, caller.constraint(space)]
+
+        def find(extra: list[z3.BoolRef]) -> tuple[End, dict[str, Any]] | None:
+            """A request of the caller satisfying ``extra``, as a confirmed witness."""
+            solver = z3.Solver()
+            solver.add(*base, *extra)
+            for _ in range(MAX_NOT_NORMAL + 1):
+                verdict = solver.check()
+                if verdict == z3.unknown:
+                    raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+                if verdict == z3.unsat:
+                    return None
+                model = familiar_model(solver, space, host, caller)
+                path = model.eval(space.path, model_completion=True).as_string()
+                if "path" in space.used and not path_is_normal(p, path):
+                    solver.add(space.path != z3.StringVal(path))
+                    continue
+                witness = witness_request(model, space, dest, caller.workload, host)
+                end = chain.end_in(model)
+                self.confirmer.confirm(witness, end)
+                return end, witness
+            raise Unencodable("too many candidate paths that are not normalized paths")
+
+        # the plainest request first (GET / with the usual Host), decided on the
+        # formulas with every variable given; then one of the other kind
+        first = self.plain(caller, dest, space, chain, fixed, host) or find([])
+        if first is None:  # no request of this caller gets here at all
+            return Row(caller, dest, "none", "no request from this caller reaches the port")
+        found = [first]
+        other = [c for c, e in live if e.verdict != first[0].verdict]
+        second = find([z3.Or(*other)]) if other else None
+        if second is not None:
+            found.append(second)
         allowed = [(e, w) for e, w in found if e.verdict == "ALLOW"]
         denied = [(e, w) for e, w in found if e.verdict == "DENY"]
-        if not found:  # no request of this caller gets here at all
-            return Row(caller, dest, "none", "no request from this caller reaches the port")
         verdict_: Verdict = "some" if allowed and denied else ("all" if allowed else "none")
+        ends = [e for e, _ in found]
+        if verdict_ == "some":
+            # every other rule that allows some of the caller's requests, or
+            # takes some away by a DENY, for the conditions
+            for c, e in live:
+                if e in ends or (e.verdict == "DENY" and e.policy is None):
+                    continue
+                if z3.is_true(c) or _sat(*base, c):
+                    ends.append(e)
         return Row(
             caller,
             dest,
             verdict_,
-            self.conditions(caller, allowed, denied) if verdict_ == "some" else None,
+            self.conditions(caller, ends) if verdict_ == "some" else None,
             allowed[0][1] if allowed else None,
             denied[0][1] if denied else None,
-            tuple(self.deciding(e) for e, _ in found),
+            tuple(self.deciding(e) for e in dict.fromkeys(ends)),
         )
+
+    def plain(
+        self,
+        caller: Caller,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
+        host: str,
+    ) -> tuple[End, dict[str, Any]] | None:
+        """The caller's plainest request (GET /, the usual Host, no headers, no
+        SNI, no X-Forwarded-For) and the end the formulas give it, confirmed by
+        ``check``; None when a formula does not reduce to a constant."""
+        ip = caller.ip or DEFAULT_SOURCE_IP
+        addr = ipaddress.ip_address(ip)
+        values = [*fixed]
+        given = {str(v) for v, _ in fixed}
+        for var, value in (
+            (space.src, z3.BitVecVal(int(addr), 128)),
+            (space.src_v6, z3.BoolVal(addr.version == 6)),
+            (space.remote, z3.BitVecVal(int(addr), 128)),
+            (space.remote_v6, z3.BoolVal(addr.version == 6)),
+            (space.sni, z3.StringVal("")),
+            (space.principal, z3.StringVal(caller.principal or "")),
+            (space.method, z3.StringVal("GET")),
+            (space.path, z3.StringVal("/")),
+            (space.host, z3.StringVal(host)),
+        ):
+            if str(var) not in given:
+                values.append((var, value))
+        for h in space.headers.values():
+            values += [(sent, z3.BoolVal(False)) for sent in h.sent]
+            values += [(v, z3.StringVal("")) for v in h.values]
+        if not z3.is_true(z3.simplify(z3.substitute(space.domain(), *values))):
+            return None
+        end = None
+        for cond, e in chain.ends:
+            c = z3.simplify(z3.substitute(cond, *values))
+            if not (z3.is_true(c) or z3.is_false(c)):
+                return None
+            if z3.is_true(c):
+                end = e
+                break
+        if end is None:
+            return None
+        req: dict[str, Any] = {}
+        if caller.workload is not None:
+            req["from"] = caller.workload
+        elif caller.principal is None:
+            req["from"] = {"plaintext": True, "ip": ip}
+        else:
+            req["from"] = {"principal": caller.principal, "ip": ip}
+        req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
+        if space.http:
+            req.update(method="GET", path="/")
+        self.confirmer.confirm(req, end)
+        return end, req
 
     def deciding(self, end: End) -> Deciding:
         ap = self.policies.get(end.policy) if end.policy else None
@@ -359,22 +485,17 @@ class Reacher:
             return None
         return rule_text(ap.spec.rules[end.rule], caller)
 
-    def conditions(
-        self,
-        caller: Caller,
-        allowed: list[tuple[End, dict[str, Any]]],
-        denied: list[tuple[End, dict[str, Any]]],
-    ) -> str:
+    def conditions(self, caller: Caller, ends: list[End]) -> str:
         """Allowed when one allowing rule matches, unless a DENY rule does."""
         grants: list[str] = []
-        for end, _ in allowed:
+        for end in (e for e in ends if e.verdict == "ALLOW"):
             text = self._rule(end, caller)
             if text is None:
                 grants.append("any request")
             else:
                 grants.append(f"{text} [{end.policy} rule {end.rule}]")
         unless = []
-        for end, _ in denied:
+        for end in (e for e in ends if e.verdict == "DENY"):
             if str(end.stage) == "DENY":
                 text = self._rule(end, caller)
                 if text is not None:
