@@ -276,10 +276,12 @@ def rule_text(rule: Rule, caller: Caller) -> str:
 # ------------------------------------------------------------------ the engine
 
 
-def familiar_model(solver: z3.Solver, space: Space, host: str, caller: Caller) -> z3.ModelRef:
-    """``witness.readable_model``'s familiar values, all at once, leaving out the
-    caller's address when the caller fixes it (one check instead of one per
-    value when they fit, as they usually do)."""
+_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+
+def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
+    """``witness.readable_model``'s familiar values, leaving out the caller's
+    address when the caller fixes it: all of them, then all but the method."""
     wishes = [
         z3.And(space.remote_v6 == space.src_v6, space.remote == space.src),
         space.sni == z3.StringVal(""),
@@ -287,13 +289,53 @@ def familiar_model(solver: z3.Solver, space: Space, host: str, caller: Caller) -
     if caller.ip is None:
         src = ipaddress.ip_address(DEFAULT_SOURCE_IP)
         wishes.append(z3.And(z3.Not(space.src_v6), space.src == z3.BitVecVal(int(src), 128)))
-    if space.http:
-        wishes.append(space.method == z3.StringVal("GET"))
-        if "host" in space.used:
-            wishes.append(space.host == z3.StringVal(host))
-        wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
-    if solver.check(*wishes) == z3.sat:
-        return solver.model()
+    if not space.http:
+        return [wishes]
+    if "host" in space.used:
+        wishes.append(space.host == z3.StringVal(host))
+    wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
+    return [[*wishes, space.method == z3.StringVal(m)] for m in _METHODS] + [wishes]
+
+
+def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
+    """String constants of ``f`` that could be a path (the policies' own paths)."""
+    out: dict[str, None] = {}
+    todo, seen = [f], set()
+    while todo and len(out) < limit:
+        e = todo.pop()
+        if e.get_id() in seen:
+            continue
+        seen.add(e.get_id())
+        if z3.is_string_value(e):
+            text = e.as_string()
+            if text.startswith("/"):
+                out[text] = None
+        todo.extend(e.children())
+    return list(out)
+
+
+def familiar_model(
+    solver: z3.Solver, space: Space, host: str, caller: Caller, hint: z3.ExprRef | None = None
+) -> z3.ModelRef | None:
+    """A model with familiar values, None when the solver's constraints have
+    none. The solver is asked with the values given first, then with each of
+    ``hint``'s paths: z3 answers string questions with every variable fixed
+    far faster than open ones."""
+    sets = _wishes(space, host, caller)
+    if hint is not None and "path" in space.used:
+        sets[1:1] = [
+            [*sets[i], space.path == z3.StringVal(p)]
+            for i in range(len(sets) - 1)
+            for p in _paths(hint)
+        ]
+    for wishes in sets:
+        if solver.check(*wishes) == z3.sat:
+            return solver.model()
+    verdict = solver.check()
+    if verdict == z3.unknown:
+        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+    if verdict == z3.unsat:
+        return None
     return readable_model(solver, space, host)
 
 
@@ -365,12 +407,9 @@ class Reacher:
             solver = z3.Solver()
             solver.add(*base, *extra)
             for _ in range(MAX_NOT_NORMAL + 1):
-                verdict = solver.check()
-                if verdict == z3.unknown:
-                    raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-                if verdict == z3.unsat:
+                model = familiar_model(solver, space, host, caller, z3.And(*extra))
+                if model is None:
                     return None
-                model = familiar_model(solver, space, host, caller)
                 path = model.eval(space.path, model_completion=True).as_string()
                 if "path" in space.used and not path_is_normal(p, path):
                     solver.add(space.path != z3.StringVal(path))
@@ -388,7 +427,10 @@ class Reacher:
             return Row(caller, dest, "none", "no request from this caller reaches the port")
         found = [first]
         other = [c for c, e in live if e.verdict != first[0].verdict]
-        second = find([z3.Or(*other)]) if other else None
+        second = None
+        if other:
+            want = z3.Or(*other)
+            second = self.guess(caller, dest, space, chain, fixed, host, want) or find([want])
         if second is not None:
             found.append(second)
         allowed = [(e, w) for e, w in found if e.verdict == "ALLOW"]
@@ -401,7 +443,11 @@ class Reacher:
             for c, e in live:
                 if e in ends or (e.verdict == "DENY" and e.policy is None):
                     continue
-                if z3.is_true(c) or _sat(*base, c):
+                if (
+                    z3.is_true(c)
+                    or self.guess(caller, dest, space, chain, fixed, host, c) is not None
+                    or self._sat([*base, c], space, host, caller)
+                ):
                     ends.append(e)
         return Row(
             caller,
@@ -413,6 +459,11 @@ class Reacher:
             tuple(self.deciding(e) for e in dict.fromkeys(ends)),
         )
 
+    def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
+        solver = z3.Solver()
+        solver.add(*formulas)
+        return familiar_model(solver, space, host, caller, formulas[-1]) is not None
+
     def plain(
         self,
         caller: Caller,
@@ -421,10 +472,14 @@ class Reacher:
         chain: SymbolicChain,
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
+        method: str = "GET",
+        path: str = "/",
+        want: z3.BoolRef | None = None,
     ) -> tuple[End, dict[str, Any]] | None:
-        """The caller's plainest request (GET /, the usual Host, no headers, no
-        SNI, no X-Forwarded-For) and the end the formulas give it, confirmed by
-        ``check``; None when a formula does not reduce to a constant."""
+        """The caller's plain request (by default GET /; the usual Host, no
+        headers, no SNI, no X-Forwarded-For) and the end the formulas give it,
+        confirmed by ``check``; None when it is not in the space, does not
+        satisfy ``want``, or a formula does not reduce to a constant."""
         ip = caller.ip or DEFAULT_SOURCE_IP
         addr = ipaddress.ip_address(ip)
         values = [*fixed]
@@ -436,8 +491,8 @@ class Reacher:
             (space.remote_v6, z3.BoolVal(addr.version == 6)),
             (space.sni, z3.StringVal("")),
             (space.principal, z3.StringVal(caller.principal or "")),
-            (space.method, z3.StringVal("GET")),
-            (space.path, z3.StringVal("/")),
+            (space.method, z3.StringVal(method)),
+            (space.path, z3.StringVal(path)),
             (space.host, z3.StringVal(host)),
         ):
             if str(var) not in given:
@@ -446,6 +501,8 @@ class Reacher:
             values += [(sent, z3.BoolVal(False)) for sent in h.sent]
             values += [(v, z3.StringVal("")) for v in h.values]
         if not z3.is_true(z3.simplify(z3.substitute(space.domain(), *values))):
+            return None
+        if want is not None and not z3.is_true(z3.simplify(z3.substitute(want, *values))):
             return None
         end = None
         for cond, e in chain.ends:
@@ -466,9 +523,32 @@ class Reacher:
             req["from"] = {"principal": caller.principal, "ip": ip}
         req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
         if space.http:
-            req.update(method="GET", path="/")
+            req.update(method=method, path=path)
         self.confirmer.confirm(req, end)
         return end, req
+
+    def guess(
+        self,
+        caller: Caller,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
+        host: str,
+        want: z3.BoolRef,
+    ) -> tuple[End, dict[str, Any]] | None:
+        """A plain request satisfying ``want`` among the familiar methods and the
+        paths the formulas name, each decided on the formulas (z3 takes far
+        longer to search for one than to evaluate a few dozen)."""
+        if not space.http:
+            return None
+        paths = ["/", *_paths(want)] if "path" in space.used else ["/"]
+        for method in _METHODS:
+            for path in paths:
+                hit = self.plain(caller, dest, space, chain, fixed, host, method, path, want)
+                if hit is not None:
+                    return hit
+        return None
 
     def deciding(self, end: End) -> Deciding:
         ap = self.policies.get(end.policy) if end.policy else None
