@@ -242,7 +242,9 @@ def reach_command(
     result = reach(snapshot, callers=callers, only=dests, ext_authz=ext_authz)
     if html is not None:
         try:
-            Path(html).write_text(page(result, "meshauthz reach: " + " ".join(paths)))
+            Path(html).write_text(
+                page(result, "meshauthz reach: " + " ".join(Path(p).name for p in paths))
+            )
         except OSError as e:
             raise InputError(f"--html {html}: {e.strerror or e}", field="--html") from None
     if fmt == "json":

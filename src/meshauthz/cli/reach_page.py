@@ -98,10 +98,11 @@ table { border-collapse: collapse; }
 th, td { border: 1px solid #ddd; padding: 2px 5px; white-space: nowrap; }
 th.dest { writing-mode: vertical-rl; transform: rotate(180deg); font-weight: normal; }
 td.cell { cursor: pointer; text-align: center; color: #fff; }
-td.sel, path.sel { outline: 3px solid #000; stroke-width: 4; }
+td.sel { outline: 3px solid #000; }
+path.edge.sel { stroke-width: 5; opacity: 1; }
 svg text { font-size: 11px; pointer-events: none; }
-path.edge { fill: none; cursor: pointer; stroke-width: 1.6; opacity: .85; }
-path.edge.none { stroke-dasharray: 4 3; opacity: .35; }
+path.edge { fill: none; cursor: pointer; stroke-width: 2.5; opacity: .85; }
+path.edge.none { stroke-dasharray: 4 3; opacity: .22; }
 pre { white-space: pre-wrap; margin: 2px 0 8px; }
 .legend span { padding: 1px 6px; color: #fff; margin-right: 4px; }
 </style>
@@ -193,7 +194,7 @@ function drawGraph(rows) {
   svg.innerHTML = "";
   const defs = el("defs", {}, svg, true);
   for (const v of Object.keys(C)) {
-    const m = el("marker", { id: "arrow-" + v, viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "7", markerHeight: "7", orient: "auto-start-reverse" }, defs, true);
+    const m = el("marker", { id: "arrow-" + v, viewBox: "0 0 10 10", refX: "10", refY: "5", markerWidth: "12", markerHeight: "12", markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" }, defs, true);
     el("path", { d: "M 0 0 L 10 5 L 0 10 z", fill: C[v] }, m, true);
   }
   const grouped = groupBox.checked;
@@ -213,12 +214,15 @@ function drawGraph(rows) {
   }
   const pos = new Map();
   const nss = [...byNs.keys()];
-  const R = nss.length > 1 ? 330 : 0;
+  const radius = (k) => (k > 1 ? Math.min(340, 50 + 24 * k) : 0);
+  // the namespaces on a ring long enough for each one's circle
+  const widest = Math.max(...nss.map((ns) => radius(byNs.get(ns).length)));
+  const R = nss.length > 1 ? (2 * widest + 120) / (2 * Math.sin(Math.PI / nss.length)) : 0;
   nss.forEach((ns, i) => {
     const a = (2 * Math.PI * i) / nss.length - Math.PI / 2;
     const cx = 500 + R * Math.cos(a), cy = 500 + R * Math.sin(a);
     const members = byNs.get(ns);
-    const r = members.length > 1 ? Math.min(nss.length > 1 ? 130 : 360, 30 + 14 * members.length) : 0;
+    const r = radius(members.length);
     if (!grouped && nss.length > 1) {
       el("circle", { cx, cy, r: r + 34, fill: "#eceff1", stroke: "#cfd8dc", class: "namespace" }, svg, true);
       const t = el("text", { x: cx, y: cy - r - 38, "text-anchor": "middle", "font-weight": "bold" }, svg, true);
