@@ -297,8 +297,8 @@ def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
     return [[*wishes, space.method == z3.StringVal(m)] for m in _METHODS] + [wishes]
 
 
-def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
-    """String constants of ``f`` that could be a path (the policies' own paths)."""
+def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
+    """The string constants of ``f`` (the policies' own paths, hosts, ...)."""
     out: dict[str, None] = {}
     todo, seen = [f], set()
     while todo and len(out) < limit:
@@ -307,11 +307,19 @@ def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
             continue
         seen.add(e.get_id())
         if z3.is_string_value(e):
-            text = e.as_string()
-            if text.startswith("/"):
-                out[text] = None
+            out[e.as_string()] = None
         todo.extend(e.children())
     return list(out)
+
+
+def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
+    """String constants of ``f`` that could be a path."""
+    return [s for s in _strings(f) if s.startswith("/")][:limit]
+
+
+def _hosts(f: z3.ExprRef, limit: int = 4) -> list[str]:
+    """String constants of ``f`` that could be a Host (a name with a dot)."""
+    return [s for s in _strings(f) if "." in s and "/" not in s and " " not in s][:limit]
 
 
 def familiar_model(
@@ -357,6 +365,7 @@ class Reacher:
         self.decider = Decider(snapshot, ext_authz=ext_authz)
         self.confirmer = Confirmer(snapshot, ext_authz)
         self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
+        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current destination's space
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
@@ -368,10 +377,10 @@ class Reacher:
             if dest.protocol == "http" and p.path_options.unmodelled():
                 raise Unencodable(str(p.path_options.unmodelled()))
             space = build_space(dest.protocol == "http", (p,))
-            for c in callers:  # every string variable a caller constraint reads
-                c.constraint(space)
+            if any(c.principal is not None for c in callers):
+                space.use("principal")  # read by the callers' constraints
             chain = encode_chain(p, space, self.ext_authz)
-            domain = space.domain()
+            domain = self.domain = space.domain()
         except Unencodable as e:
             for c in callers:
                 yield Row(c, dest, "unknown", str(e))
@@ -400,12 +409,17 @@ class Reacher:
             return z3.simplify(z3.substitute(f, *fixed) if fixed else f)
 
         live = [(c, e) for c, e in ((known(c), e) for c, e in chain.ends) if not z3.is_false(c)]
-        base = [domain, caller.constraint(space)]
+        base_: list[z3.BoolRef] = []
+
+        def base() -> list[z3.BoolRef]:
+            if not base_:
+                base_.extend((domain, caller.constraint(space)))
+            return base_
 
         def find(extra: list[z3.BoolRef]) -> tuple[End, dict[str, Any]] | None:
             """A request of the caller satisfying ``extra``, as a confirmed witness."""
             solver = z3.Solver()
-            solver.add(*base, *extra)
+            solver.add(*base(), *extra)
             for _ in range(MAX_NOT_NORMAL + 1):
                 model = familiar_model(solver, space, host, caller, z3.And(*extra))
                 if model is None:
@@ -446,7 +460,7 @@ class Reacher:
                 if (
                     z3.is_true(c)
                     or self.guess(caller, dest, space, chain, fixed, host, c) is not None
-                    or self._sat([*base, c], space, host, caller)
+                    or self._sat([*base(), c], space, host, caller)
                 ):
                     ends.append(e)
         return Row(
@@ -475,6 +489,7 @@ class Reacher:
         method: str = "GET",
         path: str = "/",
         want: z3.BoolRef | None = None,
+        host_sent: str | None = None,
     ) -> tuple[End, dict[str, Any]] | None:
         """The caller's plain request (by default GET /; the usual Host, no
         headers, no SNI, no X-Forwarded-For) and the end the formulas give it,
@@ -483,7 +498,7 @@ class Reacher:
         ip = caller.ip or DEFAULT_SOURCE_IP
         addr = ipaddress.ip_address(ip)
         values = [*fixed]
-        given = {str(v) for v, _ in fixed}
+        given = {v.get_id() for v, _ in fixed}
         for var, value in (
             (space.src, z3.BitVecVal(int(addr), 128)),
             (space.src_v6, z3.BoolVal(addr.version == 6)),
@@ -493,23 +508,34 @@ class Reacher:
             (space.principal, z3.StringVal(caller.principal or "")),
             (space.method, z3.StringVal(method)),
             (space.path, z3.StringVal(path)),
-            (space.host, z3.StringVal(host)),
+            (space.host, z3.StringVal(host_sent or host)),
         ):
-            if str(var) not in given:
+            if var.get_id() not in given:
                 values.append((var, value))
         for h in space.headers.values():
             values += [(sent, z3.BoolVal(False)) for sent in h.sent]
             values += [(v, z3.StringVal("")) for v in h.values]
-        if not z3.is_true(z3.simplify(z3.substitute(space.domain(), *values))):
+        # one model holding every value, evaluated without completion: a
+        # variable left out keeps a formula open, and the guess is dropped
+        ctx = z3.main_ctx()
+        model = z3.ModelRef(z3.Z3_mk_model(ctx.ref()), ctx)
+        for var, value in values:
+            model.update_value(var, value)
+
+        def holds(f: z3.ExprRef) -> bool | None:
+            v = model.eval(f, model_completion=False)
+            return True if z3.is_true(v) else (False if z3.is_false(v) else None)
+
+        if not holds(self.domain):
             return None
-        if want is not None and not z3.is_true(z3.simplify(z3.substitute(want, *values))):
+        if want is not None and not holds(want):
             return None
         end = None
         for cond, e in chain.ends:
-            c = z3.simplify(z3.substitute(cond, *values))
-            if not (z3.is_true(c) or z3.is_false(c)):
+            taken = holds(cond)
+            if taken is None:
                 return None
-            if z3.is_true(c):
+            if taken:
                 end = e
                 break
         if end is None:
@@ -524,6 +550,8 @@ class Reacher:
         req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
         if space.http:
             req.update(method=method, path=path)
+            if host_sent is not None and host_sent != host:
+                req["host"] = host_sent
         self.confirmer.confirm(req, end)
         return end, req
 
@@ -543,11 +571,15 @@ class Reacher:
         if not space.http:
             return None
         paths = ["/", *_paths(want)] if "path" in space.used else ["/"]
-        for method in _METHODS:
-            for path in paths:
-                hit = self.plain(caller, dest, space, chain, fixed, host, method, path, want)
-                if hit is not None:
-                    return hit
+        hosts = [host, *_hosts(want)] if "host" in space.used else [host]
+        for sent in hosts:
+            for method in _METHODS:
+                for path in paths:
+                    hit = self.plain(
+                        caller, dest, space, chain, fixed, host, method, path, want, sent
+                    )
+                    if hit is not None:
+                        return hit
         return None
 
     def deciding(self, end: End) -> Deciding:
