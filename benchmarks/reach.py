@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,10 +51,17 @@ def meshauthz_reach(directory: Path) -> Callable[[], object]:
 
 
 def nca_connectivity(directory: Path) -> Callable[[], object] | None:
+    # benchmarks/nca.py, beside this script, would shadow NCA's own package
+    here = Path(__file__).resolve().parent
+    saved = sys.path[:]
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
+    sys.modules.pop("nca", None)
     try:
         from nca.nca_cli import nca_main
     except ImportError:
         return None
+    finally:
+        sys.path[:] = saved
 
     def run() -> object:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):

@@ -170,3 +170,31 @@ def test_what_cannot_be_encoded_is_unknown_never_equivalent(tmp_path: Path, poli
     result = compare_meshes(snapshot(a), snapshot(b))
     assert not result.equivalent
     assert [u.destination.workload for u in result.unknown] == ["default/backend"]
+
+
+def test_a_label_change_that_moves_a_policy_counts(tmp_path: Path) -> None:
+    """NEW relabels the backend: the seed's policies no longer select it."""
+    new = tmp_path / "new"
+    shutil.copytree(SEED, new)
+    backend = new / "backend.yaml"
+    backend.write_text(backend.read_text().replace("app: backend", "app: backend2"))
+    result = compare_meshes(snapshot(SEED), snapshot(new))
+    assert not result.closed and not result.unknown
+    (change,) = result.opened
+    assert change.destination.workload == "default/backend"
+    assert change.old.policy == "default/deny-all-backend"
+    assert (change.new.verdict, change.new.policy) == ("ALLOW", None)
+
+
+def test_strict_mtls_closes_plaintext_callers(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    shutil.copytree(SEED_FIXED, new)
+    (new / "strict.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\n"
+        "metadata: {name: default, namespace: default}\nspec: {mtls: {mode: STRICT}}\n"
+    )
+    result = compare_meshes(snapshot(SEED_FIXED), snapshot(new))
+    assert not result.opened and not result.unknown
+    assert result.closed
+    assert all(c.witness["from"].get("plaintext") for c in result.closed)
+    assert {c.destination.workload for c in result.closed} == {"default/frontend"}

@@ -12,14 +12,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.errors import EXIT_FAILED, EXIT_OK, InputError
-from meshauthz.symbolic import Change, Comparison, End, Unknown, compare_meshes
+
+if TYPE_CHECKING:  # the engine (and z3) load only when a command that needs them runs
+    from meshauthz.symbolic import Change, Comparison, End, Unknown
 
 CALLERS_OPTION = click.option(
     "--callers",
@@ -86,6 +88,8 @@ def _compare(
     callers: Any,
     ext_authz: Any,
 ) -> Comparison:
+    from meshauthz.symbolic import compare_meshes
+
     old = load_mesh(old_paths, mesh_config)
     new = load_mesh(new_paths, mesh_config)
     result = compare_meshes(old, new, callers=callers, ext_authz=ext_authz)

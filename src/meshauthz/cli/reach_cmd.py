@@ -9,7 +9,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,22 +19,17 @@ from meshauthz.cli.output import emit_json
 from meshauthz.cli.reach_page import dot_lines, page
 from meshauthz.errors import EXIT_OK, InputError
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.symbolic.compare import destinations
-from meshauthz.symbolic.reach import (
-    PLAINTEXT,
-    Caller,
-    Reachability,
-    Row,
-    mesh_callers,
-    reach,
-    select_workloads,
-)
-from meshauthz.symbolic.witness import Destination
+
+if TYPE_CHECKING:  # the engine (and z3) load only when reach runs
+    from meshauthz.symbolic.reach import Caller, Reachability, Row
+    from meshauthz.symbolic.witness import Destination
 
 _CELL = {"all": "all", "none": "-", "some": "some", "unknown": "?"}
 
 
 def _selected(snapshot: MeshSnapshot, selectors: tuple[str, ...], option: str) -> set[str]:
+    from meshauthz.symbolic.reach import PLAINTEXT, select_workloads
+
     out: set[str] = set()
     for sel in selectors:
         found = select_workloads(snapshot, sel)
@@ -50,6 +45,8 @@ def callers_for(
     snapshot: MeshSnapshot, from_: tuple[str, ...], extra: tuple[str, ...]
 ) -> list[Caller]:
     """The mesh's callers narrowed by ``--from``, then the ``--caller``s."""
+    from meshauthz.symbolic.reach import Caller, mesh_callers
+
     callers = mesh_callers(snapshot)
     if from_:
         keys = _selected(snapshot, from_, "--from")
@@ -69,6 +66,8 @@ def callers_for(
 def destinations_for(
     snapshot: MeshSnapshot, to: tuple[str, ...], ports: tuple[int, ...]
 ) -> list[Destination]:
+    from meshauthz.symbolic.compare import destinations
+
     dests = destinations(snapshot, snapshot)
     dests = [d for d in dests if not snapshot.workload(d.workload).is_waypoint]
     if to:
@@ -236,6 +235,8 @@ def reach_command(
 
     Exit 0 when answered, 2 on unusable input.
     """
+    from meshauthz.symbolic.reach import reach
+
     snapshot = load_mesh(paths, mesh_config)
     callers = callers_for(snapshot, from_, extra)
     dests = destinations_for(snapshot, to, ports)

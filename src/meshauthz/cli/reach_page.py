@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshauthz.symbolic.reach import Reachability, Row
+if TYPE_CHECKING:  # the engine (and z3) load only when reach runs
+    from meshauthz.symbolic.reach import Reachability, Row
 
 GROUP_ABOVE = 40  # nodes: above this the page opens grouped by namespace
 COLOURS = {"all": "#2e7d32", "some": "#f9a825", "none": "#c62828", "unknown": "#757575"}

@@ -10,7 +10,6 @@ import click
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.errors import EXIT_FAILED, EXIT_OK
-from meshauthz.symbolic.redundant import redundant
 
 
 @click.command("redundant")
@@ -36,6 +35,8 @@ def redundant_command(
 
     Exit 0 when none is found, 1 when some are, 2 on unusable input.
     """
+    from meshauthz.symbolic.redundant import redundant  # the engine loads only when needed
+
     report = redundant(load_mesh(paths, mesh_config), ext_authz=ext_authz)
     if fmt == "json":
         emit_json(report.to_json())

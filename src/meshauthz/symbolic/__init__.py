@@ -20,6 +20,10 @@ The library:
         description, witness request, ``old``/``new`` ``End``: decision,
         stage, policy, rule); ``.unknown``: destinations not answered, with
         the reason; ``.equivalent``; ``.to_json()``.
+    meshauthz.symbolic.redundant.redundant(snapshot, *, ext_authz="deny")
+        -> RedundancyReport, and ``always(snapshot, *, ext_authz="deny")`` ->
+        list[Always] (always-denies / always-allows per workload, port and
+        protocol): see that module's docstring.
 """
 
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain

@@ -21,7 +21,14 @@ from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Transport
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.envoy.rbac.model import HeaderMatcher
-from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_port, inbound_ports
+from meshauthz.mesh import (
+    MeshSnapshot,
+    MeshWorkload,
+    effective_mtls_mode,
+    inbound_port,
+    inbound_ports,
+    select_policies,
+)
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
@@ -36,6 +43,8 @@ from meshauthz.symbolic.witness import (
 )
 
 Callers = Literal["any", "workloads"]
+# A question the solver has not settled in this time is answered unknown, never guessed.
+SOLVER_TIMEOUT_MS = 30_000
 MAX_NOT_NORMAL = 64  # witnesses whose path is no normalized path, set aside before giving up
 
 
@@ -84,7 +93,7 @@ class Comparison:
     opened: list[Change] = field(default_factory=list)
     closed: list[Change] = field(default_factory=list)
     unknown: list[Unknown] = field(default_factory=list)
-    compared: int = 0  # destinations looked at
+    compared: int = 0  # workloads (or given destinations) compared
 
     @property
     def equivalent(self) -> bool:
@@ -108,13 +117,77 @@ def _protocols(snapshot: MeshSnapshot, w: MeshWorkload, port: int) -> set[Transp
     return {"http", "tcp"}  # detected from the traffic: both chains exist
 
 
-def destinations(old: MeshSnapshot, new: MeshSnapshot) -> list[Destination]:
-    """Every workload, port and protocol both meshes define, in a stable order."""
+def _resource(r: Any) -> tuple[Any, ...]:
+    """What an object means for policy: its names, labels, annotations and spec."""
+    return (
+        r.kind,
+        r.namespace,
+        r.name,
+        sorted(r.labels.items()),
+        sorted(r.annotations.items()),
+        r.spec,
+    )
+
+
+def _workload(w: MeshWorkload) -> tuple[Any, ...]:
+    return (
+        w.kind,
+        w.name,
+        sorted(w.labels.items()),
+        w.service_account,
+        w.ports,
+        w.address,
+        w.identity,
+        w.proxy,
+    )
+
+
+def changed_namespaces(old: MeshSnapshot, new: MeshSnapshot) -> set[str] | None:
+    """The namespaces whose workloads may decide some request differently, or
+    None when a mesh-wide input changed (then every workload may). A workload's
+    chain is built from the policies of its namespace and the root namespace,
+    its own attributes, its Services, the authentication policies and the mesh
+    config: a namespace where none of these changed decides every request alike."""
+    if (
+        old.mesh_config != new.mesh_config
+        or old.domain_suffix != new.domain_suffix
+        or [_resource(r) for r in old.request_authentications]
+        != [_resource(r) for r in new.request_authentications]
+        or [_resource(r) for r in old.peer_authentications]
+        != [_resource(r) for r in new.peer_authentications]
+        or len(old.gateways) + len(new.gateways) > 0
+    ):
+        return None
+
+    def by_namespace(snap: MeshSnapshot) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {}
+        for ap in snap.authorization_policies:
+            out.setdefault(ap.namespace, []).append(_resource(ap))
+        for w in snap.workloads:
+            out.setdefault(w.namespace, []).append(_workload(w))
+        for svc in snap.services:
+            out.setdefault(svc.namespace, []).append(_resource(svc.resource))
+        for name, ns in snap.namespaces.items():
+            out.setdefault(name, []).append(sorted(ns.labels.items()))
+        return out
+
+    a, b = by_namespace(old), by_namespace(new)
+    changed = {ns for ns in a.keys() | b.keys() if a.get(ns) != b.get(ns)}
+    if old.root_namespace in changed or old.root_namespace != new.root_namespace:
+        return None
+    return changed
+
+
+def destinations(
+    old: MeshSnapshot, new: MeshSnapshot, *, changed: set[str] | None = None
+) -> list[Destination]:
+    """Every workload, port and protocol both meshes define, in a stable order;
+    with ``changed`` (``changed_namespaces``), only in those namespaces."""
     out: set[Destination] = set()
     new_by_key = {w.key: w for w in new.workloads}
     for wo in old.workloads:
         wn = new_by_key.get(wo.key)
-        if wn is None:
+        if wn is None or (changed is not None and wo.namespace not in changed):
             continue
         ports: set[int] = set()
         for snap, w in ((old, wo), (new, wn)):
@@ -161,7 +234,6 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
                 for _, policy in engine.rbac.policies if engine is not None else ():
                     for node in (*policy.permissions, *policy.principals):
                         header_matchers(node, add)
-    space.add_header("content-type", 1)  # a QUERY request needs one
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
     return space
@@ -234,11 +306,23 @@ class Comparer:
             Decider(new, ext_authz=self.ext_authz),
         )
         self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
+        self._inputs: dict[str, bool] = {}
+        # mesh-wide inputs (mesh config, authentication policies) the same on both sides
+        self.changed = changed_namespaces(old, new)
+        self.same_mesh_inputs = self.changed is not None
+        self.request_authentications = bool(
+            old.request_authentications or new.request_authentications
+        )
 
-    def compare(self, only: Iterable[Destination] | None = None) -> Comparison:
+    def compare(self, only: list[Destination] | None = None) -> Comparison:
         result = Comparison()
-        for dest in destinations(self.old, self.new) if only is None else only:
-            result.compared += 1
+        if only is None:
+            new_keys = {w.key for w in self.new.workloads}
+            result.compared = sum(1 for w in self.old.workloads if w.key in new_keys)
+            only = destinations(self.old, self.new, changed=self.changed)
+        else:
+            result.compared = len(only)
+        for dest in only:
             try:
                 self.destination(dest, result)
             except Unencodable as e:
@@ -250,7 +334,38 @@ class Comparer:
         proto: Transport = "http" if dest.protocol == "http" else "tcp"
         return self.deciders[i].prepare(snap.workload(dest.workload), dest.port, proto)
 
+    def _same_inputs(self, key: str) -> bool:
+        """Whether a workload's chains are built from the same inputs on both
+        sides (its attributes, the policies selected for it, their content), so
+        that they are the same chains: the common case, told without building."""
+        hit = self._inputs.get(key)
+        if hit is None:
+            fingerprints = []
+            for snap in (self.old, self.new):
+                w = snap.workload(key)
+                fingerprints.append(
+                    (
+                        _workload(w),
+                        [_resource(s.policy) for s in select_policies(snap, w)],
+                        [
+                            _resource(s.policy)
+                            for s in select_policies(snap, w, "RequestAuthentication")
+                        ]
+                        if self.request_authentications
+                        else [],
+                    )
+                )
+            hit = self._inputs[key] = fingerprints[0] == fingerprints[1]
+        return hit
+
     def destination(self, dest: Destination, result: Comparison) -> None:
+        if (
+            self.same_mesh_inputs
+            and self._same_inputs(dest.workload)
+            and effective_mtls_mode(self.old, self.old.workload(dest.workload), dest.port)
+            == effective_mtls_mode(self.new, self.new.workload(dest.workload), dest.port)
+        ):
+            return
         po, pn = self._prepare(0, dest), self._prepare(1, dest)
         if _same_chain(po, pn):
             return
@@ -273,6 +388,7 @@ class Comparer:
             )
             # a fresh solver per question: z3 is much slower once push/pop make it incremental
             solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
             solver.add(domain, question)
             changes = self.classes(solver, space, dest, (po, pn), (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
@@ -296,7 +412,7 @@ class Comparer:
                 raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
             if verdict == z3.unsat:
                 break
-            model = readable_model(solver, space, host)
+            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
             path = model.eval(space.path, model_completion=True).as_string()
             if "path" in space.used and not all(path_is_normal(p, path) for p in prepared):
                 not_normal += 1

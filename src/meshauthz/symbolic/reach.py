@@ -40,7 +40,12 @@ from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.labels import subset_of
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
-from meshauthz.symbolic.compare import MAX_NOT_NORMAL, build_space, destinations
+from meshauthz.symbolic.compare import (
+    MAX_NOT_NORMAL,
+    SOLVER_TIMEOUT_MS,
+    build_space,
+    destinations,
+)
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
 from meshauthz.symbolic.witness import (
@@ -344,11 +349,12 @@ def familiar_model(
         raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
     if verdict == z3.unsat:
         return None
-    return readable_model(solver, space, host)
+    return readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
 
 
 def _sat(*formulas: z3.BoolRef) -> bool:
     solver = z3.Solver()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
     solver.add(*formulas)
     verdict = solver.check()
     if verdict == z3.unknown:
@@ -419,6 +425,7 @@ class Reacher:
         def find(extra: list[z3.BoolRef]) -> tuple[End, dict[str, Any]] | None:
             """A request of the caller satisfying ``extra``, as a confirmed witness."""
             solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
             solver.add(*base(), *extra)
             for _ in range(MAX_NOT_NORMAL + 1):
                 model = familiar_model(solver, space, host, caller, z3.And(*extra))
@@ -475,6 +482,7 @@ class Reacher:
 
     def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
         solver = z3.Solver()
+        solver.set("timeout", SOLVER_TIMEOUT_MS)
         solver.add(*formulas)
         return familiar_model(solver, space, host, caller, formulas[-1]) is not None
 

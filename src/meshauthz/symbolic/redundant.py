@@ -41,7 +41,13 @@ from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import SymbolicChain, encode_chain
-from meshauthz.symbolic.compare import Comparer, Unknown, build_space, destinations
+from meshauthz.symbolic.compare import (
+    SOLVER_TIMEOUT_MS,
+    Comparer,
+    Unknown,
+    build_space,
+    destinations,
+)
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.witness import Destination
 
@@ -129,6 +135,7 @@ def _without(snapshot: MeshSnapshot, policy: AuthorizationPolicy, rule: int | No
 
 def _sat(*formulas: z3.BoolRef) -> bool:
     solver = z3.Solver()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
     solver.add(*formulas)
     verdict = solver.check()
     if verdict == z3.unknown:

@@ -88,7 +88,7 @@ def witness_request(
             req["host"] = _string(model, space.host)
         headers: dict[str, Any] = {}
         for h in space.headers.values():
-            if h.name not in space.used and h.name != "content-type":
+            if h.name not in space.used:
                 continue
             values = [
                 _string(model, v)
@@ -97,6 +97,9 @@ def witness_request(
             ]
             if values:
                 headers[h.name] = values[0] if len(values) == 1 else values
+        if req["method"] == "QUERY" and "content-type" not in headers:
+            # the codec refuses a QUERY without one; no matcher reads it
+            headers["content-type"] = "text/plain"
         if headers:
             req["headers"] = headers
     sni = _string(model, space.sni) if "sni" in space.used else ""
@@ -106,12 +109,27 @@ def witness_request(
 
 
 _FAMILIAR_METHODS = ("POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+WISH_TIMEOUT_MS = 2_000
 
 
-def readable_model(solver: z3.Solver, space: Space, host: str | None) -> z3.ModelRef:
-    """A model of the solver's constraints with the values a reader expects
-    wherever they fit: the default caller address, no X-Forwarded-For, the
-    destination's usual Host, GET, no SNI and no extra headers."""
+def _plain_path(path: z3.SeqRef) -> z3.BoolRef:
+    """A path every normalization leaves as it is: letters, digits, "-", "_" and
+    single slashes."""
+    plain = z3.Union(
+        z3.Range("a", "z"), z3.Range("A", "Z"), z3.Range("0", "9"), z3.Re("-"), z3.Re("_")
+    )
+    segment = z3.Concat(z3.Re("/"), z3.Star(plain))
+    return z3.InRe(path, z3.Plus(segment))
+
+
+def readable_model(
+    solver: z3.Solver, space: Space, host: str | None, timeout_ms: int
+) -> z3.ModelRef:
+    """A model of the solver's constraints (just checked sat) with the values a
+    reader expects wherever they fit: the default caller address, no
+    X-Forwarded-For, the destination's usual Host, GET, a path of plain
+    characters, no SNI and no extra headers. ``timeout_ms``: the solver's own
+    time limit, restored afterwards."""
     wishes: list[z3.BoolRef] = [
         z3.And(
             z3.Not(space.src_v6),
@@ -122,24 +140,31 @@ def readable_model(solver: z3.Solver, space: Space, host: str | None) -> z3.Mode
     ]
     if space.http:
         wishes.append(space.method == z3.StringVal("GET"))
+        if "path" in space.used:
+            wishes.append(_plain_path(space.path))
         if host is not None and "host" in space.used:
             wishes.append(space.host == z3.StringVal(host))
         wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
-    if solver.check(*wishes) == z3.sat:  # usually they all fit at once
-        return solver.model()
-    solver.push()
-    for wish in wishes:
-        if solver.check(wish) == z3.sat:
-            solver.add(wish)
-        elif space.http and wish is wishes[3]:  # not GET: the next most familiar method
-            for m in _FAMILIAR_METHODS:
-                if solver.check(space.method == z3.StringVal(m)) == z3.sat:
-                    solver.add(space.method == z3.StringVal(m))
-                    break
-    assert solver.check() == z3.sat
-    model = solver.model()
-    solver.pop()
-    return model
+    fallback = solver.model()
+    # wishes are worth a short wait only: the model found is a witness already
+    solver.set("timeout", WISH_TIMEOUT_MS)
+    try:
+        if solver.check(*wishes) == z3.sat:  # usually they all fit at once
+            return solver.model()
+        solver.push()
+        for wish in wishes:
+            if solver.check(wish) == z3.sat:
+                solver.add(wish)
+            elif space.http and wish is wishes[3]:  # not GET: the next most familiar method
+                for m in _FAMILIAR_METHODS:
+                    if solver.check(space.method == z3.StringVal(m)) == z3.sat:
+                        solver.add(space.method == z3.StringVal(m))
+                        break
+        model = solver.model() if solver.check() == z3.sat else fallback
+        solver.pop()
+        return model
+    finally:
+        solver.set("timeout", timeout_ms)
 
 
 def default_host(snapshot: MeshSnapshot, workload: str) -> str:
