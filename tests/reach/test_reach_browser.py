@@ -223,3 +223,40 @@ def test_bookinfo_page_matrix_graph_filter_and_screenshot(
 def test_the_readme_shows_the_screenshot() -> None:
     assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](docs/reach.png)" in (REPO / "README.md").read_text()
+
+
+def test_a_200_workload_mesh_opens_grouped_by_namespace(browser: Any, tmp_path: Path) -> None:
+    """Readable at 200 workloads: one node per namespace, edges combined."""
+    from selenium.webdriver.common.by import By
+
+    from meshauthz.cli.reach_page import GROUP_ABOVE, page
+    from meshauthz.symbolic.reach import Caller, Reachability, Row
+    from meshauthz.symbolic.witness import Destination
+
+    keys = [f"ns{i % 10}/w{i}" for i in range(200)]
+    verdicts = ("all", "none", "some")
+    rows = [
+        Row(
+            Caller(keys[i], "workload", workload=keys[i]),
+            Destination(keys[(i * 7 + k) % 200], 8080, "http"),
+            verdicts[(i + k) % 3],  # type: ignore[arg-type]
+        )
+        for i in range(200)
+        for k in range(3)
+    ]
+    target = tmp_path / "big.html"
+    target.write_text(page(Reachability(rows), "200 workloads"))
+    browser.get(target.as_uri())
+    assert len({*keys}) > GROUP_ABOVE
+    assert browser.find_element(By.ID, "group").is_selected()
+    nodes = {n.get_attribute("data-name") for n in browser.find_elements(By.CSS_SELECTOR, "g.node")}
+    assert nodes == {f"ns{i}" for i in range(10)}
+    _, edges = _drawn(browser)
+    expected: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        pair = (r.caller.label.split("/")[0], r.destination.workload.split("/")[0])
+        expected.setdefault(pair, []).append(r.verdict)
+    assert edges == {k: _combined(v) for k, v in expected.items()}
+    # ungrouped on request: every workload drawn
+    browser.find_element(By.ID, "group").click()
+    assert len(browser.find_elements(By.CSS_SELECTOR, "g.node")) == 200
