@@ -196,3 +196,39 @@ def test_html_page_is_self_contained_and_holds_the_rows(
     )
     code, _, err = run(capsys, "reach", "-f", FIXED, "--html", str(tmp_path / "no" / "x.html"))
     assert code == 2 and "--html" in err
+
+
+STRICT = """
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: strict, namespace: default}
+spec: {mtls: {mode: STRICT}}
+"""
+JWT = """
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: default}
+spec:
+  selector: {matchLabels: {app: frontend}}
+  jwtRules: [{issuer: "https://issuer.example", jwks: '{"keys": []}'}]
+"""
+
+
+def test_strict_mtls_leaves_plaintext_callers_nothing(
+    capsys: pytest.CaptureFixture[str], write: Any
+) -> None:
+    rs = rows(capsys, "-f", SEED, "-f", write("strict.yaml", STRICT), "--to", "default/frontend")
+    assert cell(rs, "plaintext", "default/frontend")["verdict"] == "none"
+    assert cell(rs, "default/backend", "default/frontend")["verdict"] == "all"
+    denied = cell(rs, "plaintext", "default/frontend")["deniedWitness"]
+    assert denied["from"] == {"plaintext": True, "ip": "192.0.2.10"}
+
+
+def test_what_the_engine_cannot_encode_is_unknown_with_the_reason(
+    capsys: pytest.CaptureFixture[str], write: Any
+) -> None:
+    rs = rows(capsys, "-f", SEED, "-f", write("jwt.yaml", JWT), "--to", "default/frontend")
+    r = cell(rs, "default/backend", "default/frontend")
+    assert r["verdict"] == "unknown"
+    assert "RequestAuthentication" in r["conditions"]
+    assert r["allowedWitness"] is None and r["deniedWitness"] is None
