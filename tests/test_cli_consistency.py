@@ -118,6 +118,7 @@ FILE_PARAMS = {
     "diff": {"sides", "shared", "mesh_config"},
     "equiv": {"a", "b", "shared", "mesh_config"},
     "redundant": {"paths", "mesh_config"},
+    "reach": {"paths", "mesh_config", "html"},
     "mesh up": {"directory", "state_dir"},
     "mesh status": {"state_dir"},
     "mesh down": {"state_dir"},

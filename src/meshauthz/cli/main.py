@@ -33,6 +33,7 @@ COMMANDS = {
     "diff": ("meshauthz.cli.diff_cmd", "diff_command"),
     "equiv": ("meshauthz.cli.diff_cmd", "equiv_command"),
     "redundant": ("meshauthz.cli.redundant_cmd", "redundant_command"),
+    "reach": ("meshauthz.cli.reach_cmd", "reach_command"),
     "mesh": ("meshauthz.cli.mesh_cmd", "mesh_group"),
 }
 
