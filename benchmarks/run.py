@@ -19,15 +19,21 @@ What it measures, in one run, for two scenarios:
 For each scenario and each engine: the decisions per second over all requests
 (warm: after one pass), and the median and 99th percentile of single-decision
 latency (each call timed on its own with ``time.perf_counter_ns``; the timer's
-own cost, shown on the last line, is included). meshauthz is timed twice:
-"meshauthz" is the chain runner alone on a prepared request
+own cost, shown on the last line, is included). meshauthz is timed three ways:
+(a) "meshauthz", the chain runner alone on a prepared request
 (``Decider.prepare_request`` once per request, then ``Decider.decide_prepared``:
-the untraced backend's Outcome), "meshauthz check" the path ``check`` takes
-for a request (``Decider.decide``: the request view, the runner, the
-Decision). Each peer prepares its native request once and is timed on its
-decision call, so it compares with the runner alone. For the mesh, also the
-time to build and compile the filters of one workload (``Decider.prepare``
-plus its chain runner), on fresh deciders.
+the untraced backend's Outcome); (b) "meshauthz new", a new request end to end
+from the request format (``resolve(request_from_data(...))`` then
+``Decider.decide``: what ``mesh.check`` and ``check --request`` do per request);
+(c) "meshauthz traced", ``decide_prepared(trace=True)``. Each peer prepares its
+native request once and is timed on its decision call (described in the
+output), in a forked child, on the first ``PEER_SAMPLE`` requests (some peers
+keep memory per call). For the mesh, also the time to build and compile the
+filters of one workload (``Decider.prepare`` plus its chain runner), on fresh
+deciders. Then: one rule of 10,000 ``prefix-*`` principals and one of 1,000
+paths (rules.py), ``check --request`` with 10,000 requests and start-up beside
+``python -c pass`` (throughput.py), and scaling points at 100/1,000/10,000
+policies, each in its own process (scaling.py).
 
 Before any timing, every engine's verdict is checked against meshauthz's on
 every request, and meshauthz's untraced outcome against its traced one on a
@@ -46,8 +52,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
+import os
+import pickle
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -61,6 +72,8 @@ sys.path.insert(0, str(HERE))
 
 import meshgen  # noqa: E402
 import peers as peer_engines  # noqa: E402
+import rules as big_rules  # noqa: E402
+import throughput  # noqa: E402
 
 from meshauthz.decide.engine import Decider  # noqa: E402
 from meshauthz.decide.request import resolve  # noqa: E402
@@ -96,6 +109,7 @@ class Scenario:
     allowed: list[bool]
     resolved: list[Any]  # the requests, resolved: what check decides
     model: dict[str, meshgen.DestinationPolicies]
+    datas: list[dict[str, Any]] = field(default_factory=list)  # in the request format
     notes: list[str] = field(default_factory=list)
 
 
@@ -107,11 +121,13 @@ def _scenario(name: str, paths: list[str], reqs: list[meshgen.Req], port: int) -
     decider = Decider(snapshot)
     specs: dict[meshgen.Req, Any] = {}
     requests = []
+    datas = []
     for r in reqs:
+        data = {"from": {"principal": r.principal}, "to": r.destination, "port": port}
+        data |= {"method": r.method, "path": r.path}
+        datas.append(data)
         req = specs.get(r)
         if req is None:
-            data = {"from": {"principal": r.principal}, "to": r.destination, "port": port}
-            data |= {"method": r.method, "path": r.path}
             req = specs[r] = resolve(request_from_data(data), snapshot)
         requests.append(req)
     prepared = [decider.prepare_request(r) for r in requests]
@@ -129,7 +145,7 @@ def _scenario(name: str, paths: list[str], reqs: list[meshgen.Req], port: int) -
     for r, a in zip(reqs, allowed, strict=True):
         if model[r.destination].decide(r) != a:
             raise Disagreement(f"{name}: the logical model disagrees with meshauthz on {r}")
-    return Scenario(name, reqs, decider, prepared, allowed, requests, model)
+    return Scenario(name, reqs, decider, prepared, allowed, requests, model, datas)
 
 
 def seed_scenario(n: int) -> Scenario:
@@ -142,6 +158,20 @@ def mesh_scenario(n: int, policies: int, directory: Path) -> tuple[Scenario, Pat
         f"mesh ({policies} policies)", [str(directory)], meshgen.mesh_requests(rules, n), 8080
     )
     return s, directory
+
+
+TIMED_CALLS = (
+    "meshauthz: Decider.decide_prepared(prepared) -> Outcome (the request resolved, viewed and"
+    " bound beforehand: the chain alone)",
+    "meshauthz new: resolve(request_from_data(dict)) then Decider.decide -> Decision (the request"
+    " format to the answer, as mesh.check and check --request take it)",
+    "meshauthz traced: Decider.decide_prepared(prepared, trace=True) (what --trace and explain add)",
+    "cedarpy: cedarpy.is_authorized(request, policy set, entities), the request dict built once",
+    "pycasbin: Enforcer.enforce(sub, act, path) on the destination's enforcer",
+    "regorus (RVM): Rvm.set_input_json(JSON text built once) + Rvm.execute() of the compiled"
+    " program (input parsing included, as for a new request)",
+    "regopy (bundle): Interpreter.set_input(Input built once) + query_bundle",
+)
 
 
 # --- timing --------------------------------------------------------------------------------
@@ -180,6 +210,47 @@ def timer_cost() -> float:
     return statistics.median(lat) / 1000
 
 
+def peak_mib() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not carried
+    over from the parent across fork and exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+CHILD_PEAKS: list[float] = []
+# Peers are checked and timed on the first requests only: regopy and pycasbin
+# keep memory per call (~5-15 KB), which at 100,000 requests would pass 2 GiB.
+PEER_SAMPLE = 20_000
+PEER_SAMPLE_FOR = {"regopy (bundle)": 2_000}  # ~58 KB kept per call on the mesh
+
+
+def in_child(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a forked child: some peers hold on to memory per call (regopy,
+    pycasbin), which then goes away with the child instead of piling up here."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(r)
+        try:
+            out: Any = ("ok", fn(), peak_mib())
+        except SystemExit as e:
+            out = ("exit", e.code, peak_mib())
+        with os.fdopen(w, "wb") as f:
+            pickle.dump(out, f)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value, peak = pickle.loads(data)
+    CHILD_PEAKS.append(peak)
+    if kind == "exit":
+        raise SystemExit(value)
+    return value
+
+
 def run_peers(s: Scenario, skip: bool) -> tuple[list[Timing], list[str]]:
     timings: list[Timing] = []
     notes: list[str] = []
@@ -187,23 +258,30 @@ def run_peers(s: Scenario, skip: bool) -> tuple[list[Timing], list[str]]:
         if skip:
             notes.append(f"{cls.name}: skipped (--no-peers)")
             continue
-        try:
-            t0 = time.perf_counter()
-            peer = cls(s.model)
-            setup = time.perf_counter() - t0
-        except peer_engines.Unavailable as e:
-            notes.append(f"{cls.name}: unavailable: {e} (pip install -e '.[bench]')")
-            continue
-        prepared = [peer.prepare(r) for r in s.requests]
-        for r, p, want in zip(s.requests, prepared, s.allowed, strict=True):
-            got = peer.decide(p)
-            if got is not want:
-                raise Disagreement(
-                    f"{s.name}: {cls.name} says {'ALLOW' if got else 'DENY'} but meshauthz says "
-                    f"{'ALLOW' if want else 'DENY'} for {r}"
-                )
-        notes.append(f"{cls.name}: agrees on all {len(prepared)} requests (setup {setup:.2f} s)")
-        timings.append(time_engine(cls.name, peer.decide, prepared))
+
+        def one(cls: type[peer_engines.Peer] = cls) -> tuple[Timing | None, str]:
+            try:
+                t0 = time.perf_counter()
+                peer = cls(s.model)  # type: ignore[call-arg]
+                setup = time.perf_counter() - t0
+            except peer_engines.Unavailable as e:
+                return None, f"{cls.name}: unavailable: {e} (pip install -e '.[bench]')"
+            reqs = s.requests[: PEER_SAMPLE_FOR.get(cls.name, PEER_SAMPLE)]
+            prepared = [peer.prepare(r) for r in reqs]
+            for r, p, want in zip(reqs, prepared, s.allowed[: len(reqs)], strict=True):
+                got = peer.decide(p)
+                if got is not want:
+                    raise Disagreement(
+                        f"{s.name}: {cls.name} says {'ALLOW' if got else 'DENY'} but meshauthz "
+                        f"says {'ALLOW' if want else 'DENY'} for {r}"
+                    )
+            note = f"{cls.name}: agrees on all {len(prepared)} requests (setup {setup:.2f} s)"
+            return time_engine(cls.name, peer.decide, prepared), note
+
+        timing, note = in_child(one)
+        notes.append(note)
+        if timing is not None:
+            timings.append(timing)
     return timings, notes
 
 
@@ -262,10 +340,43 @@ def main(argv: list[str] | None = None) -> int:
         builds = build_time(directory, 5 if args.quick else 20)
         for s in scenarios:
             ours = time_engine("meshauthz", s.decider.decide_prepared, s.prepared)
-            check = time_engine("meshauthz check", s.decider.decide, s.resolved)
+            snap = s.decider.snapshot
+
+            def new_request(data: dict[str, Any], s: Scenario = s, snap: Any = snap) -> Any:
+                return s.decider.decide(resolve(request_from_data(data), snap))
+
+            fresh = time_engine("meshauthz new", new_request, s.datas)
+            traced = time_engine(
+                "meshauthz traced",
+                lambda p, s=s: s.decider.decide_prepared(p, trace=True),
+                s.prepared[: max(200, len(s.prepared) // 10)],
+            )
             theirs, notes = run_peers(s, args.no_peers)
             s.notes = notes
-            results.append((s, [ours, check, *theirs]))
+            results.append((s, [ours, fresh, traced, *theirs]))
+        work = Path(tmp)
+        tput = throughput.check_request_throughput(
+            directory,
+            mesh.requests[: 500 if args.quick else 10_000],
+            8080,
+            work,
+            1 if args.quick else 2,
+        )
+    big = big_rules.rule_timings(*((500, 100, 100) if args.quick else (10_000, 1_000, 500)))
+    start = throughput.startup(2 if args.quick else 5)
+    sizes = (50, 100) if args.quick else (100, 1_000, 10_000)
+    scaling = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, str(HERE / "scaling.py"), str(n)],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=3600,
+            ).stdout
+        )
+        for n in sizes
+    ]
 
     out: list[str] = []
     for s, timings in results:
@@ -275,7 +386,42 @@ def main(argv: list[str] | None = None) -> int:
             f"{s.name}: {len(s.requests)} requests, {allowed / len(s.allowed):.0%} allowed", timings
         )
         out += [f"  {note}" for note in s.notes]
+    out.append("")
+    out.append("what each engine's timed call does:")
+    out += [f"  {line}" for line in TIMED_CALLS]
     build_median = statistics.median(builds)
+    out.append("")
+    out.append(
+        f"one rule, {big['principals']:,} prefix-* principals: untraced "
+        f"{big['principals_untraced_us']:.2f} µs, traced {big['principals_traced_us']:,.0f} µs"
+    )
+    out.append(
+        f"one rule, {big['paths']:,} paths (half *suffix, half {{*}} templates): untraced "
+        f"{big['paths_untraced_us']:.2f} µs, traced {big['paths_traced_us']:,.0f} µs"
+    )
+    out.append(
+        f"check --request, {tput['requests']:,} requests to the mesh: {tput['seconds']:.2f} s "
+        f"(one request: {tput['seconds_one']:.2f} s): {tput['per_second']:,.0f} decisions/s "
+        f"beyond start-up and load, {tput['per_second_total']:,.0f}/s overall"
+    )
+    base = start["python -c pass"]
+    out.append(
+        "start-up: "
+        + ", ".join(f"{k} {v * 1000:.0f} ms ({v / base:.1f}x)" for k, v in start.items())
+    )
+    out.append("scaling (generated mesh, N policies and workloads):")
+    out.append(
+        f"  {'N':>7} {'YAML MB':>8} {'load s':>8} {'build all s':>12} {'decide µs':>10} "
+        f"{'loaded MB':>10} {'(-base)/YAML':>13} {'peak MB':>8}"
+    )
+    for p in scaling:
+        out.append(
+            f"  {p['policies']:>7,} {p['yaml_bytes'] / 1e6:>8.1f} {p['load_s']:>8.2f} "
+            f"{p['build_all_s']:>12.2f} {p['decide_us']:>10.2f} "
+            f"{p['loaded_rss_bytes'] / 1e6:>10.0f} "
+            f"{(p['loaded_rss_bytes'] - p['base_rss_bytes']) / p['yaml_bytes']:>12.1f}x "
+            f"{p['peak_rss_bytes'] / 1e6:>8.0f}"
+        )
     out.append("")
     out.append(
         f"build: filters for one workload of the mesh (Decider.prepare + chain runner), "
@@ -283,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.append(
         f"timer: perf_counter_ns itself costs {timer_cost():.3f} µs per sample (included above)"
+    )
+    peak = max([peak_mib(), *CHILD_PEAKS])
+    out.append(
+        f"this benchmark's peak memory: {peak:,.0f} MiB (largest of this process and the "
+        f"peers' forked children; < 2 GiB: {'met' if peak < 2048 else 'NOT met'})"
     )
     out.append("")
     out.append("targets:")
@@ -295,15 +446,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{'met' if ours.median_us <= goal else 'NOT met'}"
         )
         out.append(
-            f"  {key}: check's path (view + runner + Decision) median {timings[1].median_us:.2f} µs"
+            f"  {key}: a new request end to end (request format -> Decision) median "
+            f"{timings[1].median_us:.2f} µs; traced {timings[2].median_us:.2f} µs"
         )
-        for t in timings[2:]:
+        for t in timings[3:]:
             ratio = t.median_us / ours.median_us
             ok = ratio >= PEER_RATIO_TARGET
             peers_ok[t.engine] = peers_ok.get(t.engine, True) and ok
             out.append(
                 f"  {key}: {ratio:.1f}x faster than {t.engine} (>= {PEER_RATIO_TARGET:g}x): "
                 f"{'met' if ok else 'NOT met'}"
+            )
+            new_ratio = t.median_us / timings[1].median_us
+            out.append(
+                f"  {key}: a new request {new_ratio:.1f}x faster than {t.engine} (>= 3x): "
+                f"{'met' if new_ratio >= 3 else 'NOT met'}"
             )
     out.append(
         f"  build: {build_median:.2f} ms < {BUILD_TARGET_MS:g} ms: "

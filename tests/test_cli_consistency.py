@@ -89,7 +89,11 @@ def _commands(
 ) -> Iterator[tuple[str, click.Command]]:
     yield " ".join(path) or "meshauthz", cmd
     if isinstance(cmd, click.Group):
-        for name, sub in cmd.commands.items():
+        # every command, also those the group imports only when they run
+        ctx = click.Context(cmd)
+        for name in cmd.list_commands(ctx):
+            sub = cmd.get_command(ctx, name)
+            assert sub is not None, name
             yield from _commands(sub, (*path, name))
 
 
@@ -114,6 +118,7 @@ FILE_PARAMS = {
     "diff": {"sides", "shared", "mesh_config"},
     "equiv": {"a", "b", "shared", "mesh_config"},
     "redundant": {"paths", "mesh_config"},
+    "reach": {"paths", "mesh_config", "html"},
     "mesh up": {"directory", "state_dir"},
     "mesh status": {"state_dir"},
     "mesh down": {"state_dir"},

@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from meshauthz.cli.main import main
+from meshauthz.decide.request_spec import load_request_file
+from meshauthz.errors import InputError
 from tests.conftest import EXAMPLES
 
 SEED = str(EXAMPLES / "seed")
@@ -828,3 +830,70 @@ def test_kubectl_get_all_output_is_one_workload(capsys):
     d = json.loads(out)
     assert d["request"]["from"]["workload"] == "foo/httpbin"
     assert d["request"]["from"]["ip"] == "10.244.0.17"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_check_request_file_errors_name_their_line(capsys, tmp_path, suffix):
+    """A request file is read without positions for speed; an error found in it,
+    or a name the mesh does not hold, is still reported with its line."""
+    good = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
+    many = [good] * 3 + [{**good, "to": "default/nope"}] + [good]
+    path = tmp_path / f"requests{suffix}"
+    text = json.dumps(many, indent=1) if suffix == ".json" else yaml.safe_dump(many)
+    path.write_text(text)
+    where = load_request_file(str(path))[3].location  # the request's own line
+    assert where is not None and where.line is not None and where.line > 1
+    code, _, err = run(capsys, "check", "-f", SEED, "--request", str(path))
+    assert code == 2 and "default/nope" in err
+    assert f"{where}: to: no workload or service default/nope" in err, err
+    many[1] = {**good, "method": 7}  # a malformed request: read again with positions
+    text = json.dumps(many, indent=1) if suffix == ".json" else yaml.safe_dump(many)
+    path.write_text(text)
+    with pytest.raises(InputError) as e:
+        load_request_file(str(path))  # positions: the message names the field's line
+    assert e.value.location is not None and e.value.location.line is not None
+    code, _, err = run(capsys, "check", "-f", SEED, "--request", str(path))
+    assert code == 2 and f"{e.value.location}:" in err, err
+
+
+def test_check_request_decides_repeated_requests_alike(capsys, tmp_path):
+    good = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
+    other = {**good, "method": "DELETE"}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([good, other, good, other, good]))
+    code, out, _ = run(capsys, "check", "-f", SEED, "--request", str(path), "-o", "json")
+    docs = json.loads(out)
+    assert code == 0 and docs[0] == docs[2] == docs[4] and docs[1] == docs[3]
+
+
+def test_check_request_shows_progress_on_a_terminal_only(tmp_path):
+    """A long check --request draws a progress bar on stderr when stderr is a
+    terminal; stdout (the decisions) is the same either way."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    good = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps([{**good, "path": f"/api/v1/{i}"} for i in range(2500)]))
+    args = [sys.executable, "-m", "meshauthz.cli.main", "check", "-f", SEED, "--request", str(path)]
+    plain = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    master, slave = pty.openpty()
+    try:
+        tty = subprocess.run(args, stdout=subprocess.PIPE, stderr=slave, text=True, timeout=600)
+        os.close(slave)
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(master)
+    assert plain.returncode == tty.returncode == 0
+    assert tty.stdout == plain.stdout and plain.stdout.count("\n") >= 2500
+    assert "deciding" not in plain.stderr and b"deciding" in drawn

@@ -9,21 +9,56 @@ The Python API (the README's "Python API" section)::
 
 __version__ = "0.1.0"
 
-from meshauthz._api import (
-    Mesh,
-    Outcome,
-    Proxy,
-    ProxyOutcome,
-    RequestData,
-    load,
-    load_config_dump,
-)
-from meshauthz.decide.cause import Stage
-from meshauthz.decide.decision import Decision
-from meshauthz.errors import InputError, MeshauthzError
-from meshauthz.mesh.loading import InvalidInput
-from meshauthz.resources.findings import Finding
-from meshauthz.translate import BuiltFilter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshauthz._api import (
+        Mesh,
+        Outcome,
+        Proxy,
+        ProxyOutcome,
+        RequestData,
+        load,
+        load_config_dump,
+    )
+    from meshauthz.decide.cause import Stage
+    from meshauthz.decide.decision import Decision
+    from meshauthz.errors import InputError, MeshauthzError
+    from meshauthz.mesh.loading import InvalidInput
+    from meshauthz.resources.findings import Finding
+    from meshauthz.translate import BuiltFilter
+
+# Imported on first use (PEP 562): the command line imports this package for its
+# version and each command only what it runs.
+_WHERE = {
+    **dict.fromkeys(
+        ("Mesh", "Outcome", "Proxy", "ProxyOutcome", "RequestData", "load", "load_config_dump"),
+        "meshauthz._api",
+    ),
+    "Stage": "meshauthz.decide.cause",
+    "Decision": "meshauthz.decide.decision",
+    "InputError": "meshauthz.errors",
+    "MeshauthzError": "meshauthz.errors",
+    "InvalidInput": "meshauthz.mesh.loading",
+    "Finding": "meshauthz.resources.findings",
+    "BuiltFilter": "meshauthz.translate",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshauthz' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
 
 __all__ = [
     "BuiltFilter",

@@ -219,6 +219,8 @@ spec: {action: DENY, rules: [{}]}
     d = Decider(snap).decide(r)
     assert (d.verdict, d.hops, d.enforced_by) == ("ALLOW", (), "none")
     assert d.reason.startswith("ns/db has no sidecar (") and "no policy is enforced" in d.reason
+    # injection is not assumed where the dataplane-mode label says how the pod is meshed
+    assert "istio.io/dataplane-mode is set" in d.reason
 
 
 def test_the_waypoint_chain_matches_principals_on_filter_state():

@@ -381,3 +381,25 @@ def test_head_denial_has_no_body(tmp_path):
     d = decide(ds, method="HEAD", path="/data")
     assert (d.status, d.body) == (403, None)
     assert decide(ds, method="GET", path="/other").body == "RBAC: access denied"
+
+
+def test_decide_many_decides_identical_requests_once():
+    """check --request: identical requests share one decision, equal to each alone."""
+    from meshauthz.decide.engine import Decider
+    from meshauthz.decide.request import resolve
+    from meshauthz.decide.request_spec import request_from_data
+    from meshauthz.mesh.loading import load_mesh
+    from tests.conftest import REPO
+
+    snapshot = load_mesh([str(REPO / "examples" / "seed")]).snapshot
+    specs = [
+        {"from": "default/frontend", "to": "default/backend", "path": p}
+        for p in ("/api/v1/data", "/admin", "/api/v1/data")
+    ]
+    requests = [resolve(request_from_data(s), snapshot) for s in specs]
+    decider = Decider(snapshot)
+    calls = []
+    decided = decider.decide_many(requests, progress=lambda n: calls.append)
+    assert decided[0] is decided[2]
+    assert [d.verdict for d in decided] == [decider.decide(r).verdict for r in requests]
+    assert not any(d.internal_error for d in decided)

@@ -40,15 +40,25 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
+def _with_proxies(example: Path) -> list[Any]:
+    """The workloads an Envoy stands in front of (a sidecar, gateway or waypoint):
+    in ambient mode the applications have none (ztunnel enforces: tests/ambient)."""
+    return [w for w in load_mesh([str(example)]).snapshot.workloads if w.has_proxy]
+
+
 def _examples() -> list[Any]:
-    return [pytest.param(d, id=d.name) for d in EXAMPLE_MESHES]
+    return [pytest.param(d, id=d.name) for d in EXAMPLE_MESHES if _with_proxies(d)]
+
+
+def test_every_example_with_a_proxy_is_in_the_corpus() -> None:
+    assert {p.name for p in EXAMPLE_MESHES if not _with_proxies(p)} == {"seed-ambient"}
 
 
 @pytest.mark.parametrize("example", _examples())
 def test_example_in_real_envoy(example: Path, test_ca: Any) -> None:
     snap = load_mesh([str(example)]).snapshot
     decider = Decider(snap)
-    workloads = list(snap.workloads)
+    workloads = [w for w in snap.workloads if w.has_proxy]
     sites: list[Site] = []
     cases: list[tuple[Probe, Any]] = []
     for w in workloads:

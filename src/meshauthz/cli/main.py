@@ -3,6 +3,7 @@ same way (exit 2 for unusable input and usage errors, 3 for bugs)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -10,12 +11,6 @@ import traceback
 import click
 
 from meshauthz import __version__
-from meshauthz.cli.analyze_cmd import analyze_command
-from meshauthz.cli.build_cmd import build_command
-from meshauthz.cli.check import check_command, explain_command
-from meshauthz.cli.common import require_text
-from meshauthz.cli.diff_cmd import diff_command, equiv_command
-from meshauthz.cli.mesh_cmd import mesh_group
 from meshauthz.cli.output import (
     printable_streams,
     report_error,
@@ -23,14 +18,42 @@ from meshauthz.cli.output import (
     report_usage_error,
     requested_format,
 )
-from meshauthz.cli.redundant_cmd import redundant_command
-from meshauthz.cli.test_cmd import test_command
-from meshauthz.cli.validate import validate_command
 from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
 from meshauthz.resources.istio_release import ISTIO
 
+# Each command's module is imported when the command runs (or help lists it):
+# a command line pays for its own command only, and --version for none.
+COMMANDS = {
+    "validate": ("meshauthz.cli.validate", "validate_command"),
+    "analyze": ("meshauthz.cli.analyze_cmd", "analyze_command"),
+    "check": ("meshauthz.cli.check", "check_command"),
+    "explain": ("meshauthz.cli.check", "explain_command"),
+    "build": ("meshauthz.cli.build_cmd", "build_command"),
+    "test": ("meshauthz.cli.test_cmd", "test_command"),
+    "diff": ("meshauthz.cli.diff_cmd", "diff_command"),
+    "equiv": ("meshauthz.cli.diff_cmd", "equiv_command"),
+    "redundant": ("meshauthz.cli.redundant_cmd", "redundant_command"),
+    "reach": ("meshauthz.cli.reach_cmd", "reach_command"),
+    "mesh": ("meshauthz.cli.mesh_cmd", "mesh_group"),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            from meshauthz.cli.common import require_text
+
+            module, attr = COMMANDS[cmd_name]
+            command: click.Command = getattr(importlib.import_module(module), attr)
+            require_text(command)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
     __version__,
     prog_name="meshauthz",
@@ -41,26 +64,15 @@ def cli() -> None:
     AuthorizationPolicies exactly as Istio and Envoy would."""
 
 
-cli.add_command(validate_command)
-cli.add_command(analyze_command)
-cli.add_command(check_command)
-cli.add_command(explain_command)
-cli.add_command(build_command)
-cli.add_command(test_command)
-cli.add_command(diff_command)
-cli.add_command(equiv_command)
-cli.add_command(redundant_command)
-cli.add_command(mesh_group)
-require_text(cli)
-
-
 def value_options(args: list[str]) -> set[str]:
     """The options of the command ``args`` names that take a value."""
     cmd: click.Command = cli
+    ctx = click.Context(cli)
     for a in args:
-        if not isinstance(cmd, click.Group) or a not in cmd.commands:
+        sub = cmd.get_command(ctx, a) if isinstance(cmd, click.Group) else None
+        if sub is None:
             break
-        cmd = cmd.commands[a]
+        cmd = sub
     return {
         name
         for p in cmd.params

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import click
 
 from meshauthz.errors import MeshauthzError
-from meshauthz.mesh.loading import InvalidInput, UnreadableInput
 from meshauthz.resources.istio_release import ISTIO
 
 # The top-level key of every JSON document a command prints (not of error
@@ -100,6 +99,9 @@ def error_json(err: MeshauthzError) -> dict[str, Any]:
         column=loc.column if loc else None,
         field=err.field,
     )
+    # not at start-up: --version needs none
+    from meshauthz.mesh.loading import InvalidInput, UnreadableInput
+
     if isinstance(err, InvalidInput):  # the objects Istio would reject, as validate lists them
         doc["error"]["findings"] = [f.to_json() for f in err.errors]
     if isinstance(err, UnreadableInput):  # every file that could not be read, each an error
@@ -111,6 +113,8 @@ def report_error(err: MeshauthzError, fmt: str) -> None:
     """Unusable input (exit 2): the error object on stdout for JSON, the text on stderr."""
     if fmt == "json":
         emit_json(error_json(err))
+    from meshauthz.mesh.loading import InvalidInput, UnreadableInput
+
     if isinstance(err, InvalidInput):
         for line in err.error_lines():
             click.echo(line, err=True)

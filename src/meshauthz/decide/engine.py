@@ -13,6 +13,7 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -280,6 +281,33 @@ class Decider:
             if notes:
                 outcome = replace(outcome, trace=(*notes, *outcome.trace))
         return Decision.of(outcome, request, pr.view)
+
+    def decide_many(
+        self,
+        requests: Sequence[Request],
+        *,
+        trace: bool = False,
+        explain: bool = False,
+        progress: Callable[[int], Callable[[int], None] | None] | None = None,
+    ) -> list[Decision]:
+        """``decide`` for each request; identical requests are decided once (a
+        decision depends on the request and the mesh only). ``progress(total)``
+        may return a function told how many are done, now and then."""
+        seen: dict[Request, Decision] = {}
+        out: list[Decision] = []
+        tick = progress(len(requests)) if progress is not None else None
+        for i, r in enumerate(requests):
+            try:
+                d = seen.get(r)
+            except TypeError:  # a request holding unhashable values (JWT claims)
+                d = self.decide(r, trace=trace, explain=explain)
+            else:
+                if d is None:
+                    d = seen[r] = self.decide(r, trace=trace, explain=explain)
+            out.append(d)
+            if tick is not None and (i % 500 == 499 or i == len(requests) - 1):
+                tick(i + 1)
+        return out
 
     def prepare_request(self, request: Request) -> PreparedRequest:
         """Do a request's per-request work once (its destination's chain, its view);

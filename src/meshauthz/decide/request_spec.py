@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshauthz.errors import InputError, Location
-from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
+from meshauthz.resources.yamlload import (
+    Document,
+    Path,
+    dotted,
+    parse_documents,
+    parse_plain,
+    read_source,
+)
 
 _FIELDS = {
     "from",
@@ -70,10 +77,23 @@ class RequestSpec:
     location: Location | None = field(default=None, compare=False)
 
 
-def load_request_file(path: str) -> list[RequestSpec]:
-    """Read a YAML or JSON file holding one request or a list of requests."""
+def load_request_file(path: str, *, positions: bool = True) -> list[RequestSpec]:
+    """Read a YAML or JSON file holding one request or a list of requests.
+
+    ``positions=False`` reads the data alone (fast, for large files): a request
+    then has no line (its location is the file); an error found while reading
+    is reported after reading again with positions, so it names its line. A
+    caller that finds an error later reads the file again with positions."""
     display, text = read_source(path)
-    docs = parse_documents(text, display)
+    if not positions:
+        try:
+            return _requests(parse_plain(text, display), display)
+        except InputError:
+            pass  # again with positions, to say where
+    return _requests(parse_documents(text, display), display)
+
+
+def _requests(docs: list[Document], display: str) -> list[RequestSpec]:
     if not docs:
         raise InputError("the request file is empty", location=Location(display, 1))
     out: list[RequestSpec] = []

@@ -362,7 +362,7 @@ class _Walk:
         self.metadata: dict[str, dict[str, Any]] = {} if metadata is None else metadata
         self.headers = view.headers
         # each walk writes its own metadata: the view's input is shared
-        self.inp: RbacInput = replace(view.inp, dynamic_metadata=self.metadata)
+        self.inp: RbacInput = view.inp.with_metadata(self.metadata)
 
     def run(self) -> Outcome:
         p, view = self.p, self.view
@@ -617,7 +617,12 @@ class Generated:
 
     run: Callable[[Any], Outcome]
     extract: Callable[[RbacInput], tuple[Any, ...]]
-    source: str  # the generated code, for whoever wonders what runs
+    noted_source: str  # the generated code with its notes marked (see ``source``)
+
+    @property
+    def source(self) -> str:
+        """The generated code, for whoever wonders what runs (notes as comments)."""
+        return _with_notes(self.noted_source)
 
 
 _WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
@@ -707,7 +712,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
                             f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(name)))})"
                         ],
                     )
-                    for name, _ in shadow.matchers
+                    for name in shadow.names
                 ],
                 [f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(None)))})"],
             )
@@ -734,7 +739,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         branches(
             [
                 (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
-                for name, _ in engine.matchers
+                for name in engine.names
             ],
             code(runner.effect(bf, engine.result_for(None))),
         )
@@ -765,7 +770,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker(_without_notes(source))(**consts)
-    return Generated(run, extract, _with_notes(source))
+    return Generated(run, extract, source)
 
 
 # Marks a note for people in the generated source; NUL never occurs in Python code

@@ -24,6 +24,7 @@ own code:
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -106,8 +107,29 @@ class InboundPort:
         return chain_for(self.listener, http_request=http_request)
 
 
+# Per snapshot, per workload: its inbound ports, with the Service list they were
+# computed from (a list that changed since is read again). Every request to a
+# workload asks for them.
+_INBOUND: weakref.WeakKeyDictionary[
+    MeshSnapshot,
+    tuple[list[MeshService], int, dict[MeshWorkload, tuple[InboundPort, ...]]],
+] = weakref.WeakKeyDictionary()
+
+
 def inbound_ports(snapshot: MeshSnapshot, workload: str | MeshWorkload) -> list[InboundPort]:
     """The ports with their own inbound chains, by port number."""
+    w = snapshot.workload(workload)
+    services = snapshot.services
+    hit = _INBOUND.get(snapshot)
+    if hit is None or hit[0] is not services or hit[1] != len(services):
+        hit = _INBOUND[snapshot] = (services, len(services), {})
+    ports = hit[2].get(w)
+    if ports is None:
+        ports = hit[2][w] = tuple(_inbound_ports(snapshot, w))
+    return list(ports)
+
+
+def _inbound_ports(snapshot: MeshSnapshot, workload: MeshWorkload) -> list[InboundPort]:
     by_port: dict[int, list[ServiceTarget]] = {}
     for t in service_targets(snapshot, workload):
         by_port.setdefault(t.target_port, []).append(t)

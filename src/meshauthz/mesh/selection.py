@@ -19,6 +19,7 @@ Mirrors, in our own code:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -238,9 +239,86 @@ def peer_authentication_store(snapshot: MeshSnapshot) -> list[PeerAuthentication
     return kept
 
 
+_PA_STORES: weakref.WeakKeyDictionary[
+    MeshSnapshot, tuple[list[PeerAuthentication], int, dict[str, list[Policy]]]
+] = weakref.WeakKeyDictionary()
+
+
+def _peer_authentications_by_namespace(snapshot: MeshSnapshot) -> Mapping[str, Sequence[Policy]]:
+    """``peer_authentication_store`` by namespace, computed once per snapshot."""
+    pas = snapshot.peer_authentications
+    hit = _PA_STORES.get(snapshot)
+    if hit is None or hit[0] is not pas or hit[1] != len(pas):
+        kept: dict[str, list[Policy]] = {}
+        for pa in peer_authentication_store(snapshot):
+            kept.setdefault(pa.namespace, []).append(pa)
+        hit = _PA_STORES[snapshot] = (pas, len(pas), kept)
+    return hit[2]
+
+
 def dropped_peer_authentications(snapshot: MeshSnapshot) -> list[PeerAuthentication]:
     kept = {id(p) for p in peer_authentication_store(snapshot)}
     return [p for p in snapshot.peer_authentications if id(p) not in kept]
+
+
+class _Candidates:
+    """One namespace's policies of one kind, indexed so that a workload reads only
+    those that can attach to it: a policy whose selector has labels can only
+    attach to a workload that carries the selector's first label; a policy with
+    targetRefs only to a Gateway API workload (``should_attach``). Everything else
+    (no or an empty selector) is a candidate for every workload. Candidates keep
+    the namespace's order; ``should_attach`` still decides each one."""
+
+    __slots__ = ("always", "by_label", "policies", "targeted")
+
+    def __init__(self, policies: Sequence[Policy]) -> None:
+        self.policies = policies
+        self.always: list[int] = []
+        self.by_label: dict[tuple[str, str], list[int]] = {}
+        self.targeted: list[int] = []
+        for i, p in enumerate(policies):
+            refs = (
+                () if isinstance(p, PeerAuthentication) else (p.spec.target_ref, p.spec.target_refs)
+            )
+            if refs and (refs[0] is not None or refs[1]):
+                self.targeted.append(i)
+                continue
+            sel = p.spec.selector
+            labels = sel.match_labels if sel is not None else None
+            if labels:
+                self.by_label.setdefault(min(labels.items()), []).append(i)
+            else:
+                self.always.append(i)
+
+    def candidates(self, matcher: PolicyMatcher) -> Sequence[Policy]:
+        if matcher.labels.get(GATEWAY_NAME_LABEL) is not None:
+            return self.policies  # Gateway API workloads: rare, and targetRefs decide
+        found = list(self.always)
+        for item in matcher.labels.items():
+            found += self.by_label.get(item, ())
+        if len(found) == len(self.policies):
+            return self.policies
+        found.sort()
+        return [self.policies[i] for i in found]
+
+
+# Per snapshot, per (kind, namespace): the index, with the list it was built from
+# (a list that changed since is indexed again).
+_INDEXES: weakref.WeakKeyDictionary[
+    MeshSnapshot, dict[tuple[str, str], tuple[Sequence[Policy], int, _Candidates]]
+] = weakref.WeakKeyDictionary()
+
+
+def _candidates(
+    snapshot: MeshSnapshot, kind: str, ns: str, policies: Sequence[Policy], matcher: PolicyMatcher
+) -> Sequence[Policy]:
+    if len(policies) < 8:  # not worth an index
+        return policies
+    cache = _INDEXES.setdefault(snapshot, {})
+    hit = cache.get((kind, ns))
+    if hit is None or hit[0] is not policies or hit[1] != len(policies):
+        hit = cache[(kind, ns)] = (policies, len(policies), _Candidates(policies))
+    return hit[2].candidates(matcher)
 
 
 def list_policies(
@@ -264,16 +342,13 @@ def list_policies(
         by_namespace = snapshot.request_authentications_by_namespace
     elif kind == "PeerAuthentication":
         lookup = [matcher.namespace, root]
-        kept: dict[str, list[Policy]] = {}
-        for pa in peer_authentication_store(snapshot):
-            kept.setdefault(pa.namespace, []).append(pa)
-        by_namespace = kept
+        by_namespace = _peer_authentications_by_namespace(snapshot)
     else:
         raise ValueError(f"unknown policy kind {kind!r}")
     lookup += [s.namespace for s in matcher.services]
     out: list[SelectedPolicy] = []
     for ns in dict.fromkeys(lookup):
-        for p in by_namespace.get(ns, ()):
+        for p in _candidates(snapshot, kind, ns, by_namespace.get(ns, ()), matcher):
             reason: SelectionReason | None
             if isinstance(p, PeerAuthentication):
                 reason = _selector_reason(matcher, ns, p.spec.selector)

@@ -166,13 +166,13 @@ def parse_documents(text: str, file: str) -> list[Document]:
         return _parse_documents(text, file)
 
 
-def _parse_documents(text: str, file: str) -> list[Document]:
+def _parse_documents(text: str, file: str, *, record: bool = True) -> list[Document]:
     docs: list[Document] = []
     try:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text))
+            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text), record)
             data = builder.build(node, (), 0)
             if data is None:
                 continue
@@ -190,6 +190,61 @@ def _parse_documents(text: str, file: str) -> list[Document]:
     except RecursionError:
         raise InputError("document is nested too deeply", location=Location(file)) from None
     return docs
+
+
+def parse_plain(text: str, file: str) -> list[Document]:
+    """``parse_documents``'s data without the positions (``Document.positions``
+    empty): for large inputs read for their data, e.g. a file of many requests. A
+    caller that finds an error in the data parses again with ``parse_documents``
+    to say where. JSON text is read by ``json`` when it means what the YAML reader
+    would make of it; anything else goes through the same builder as
+    ``parse_documents``, recording nothing."""
+    stripped = text.lstrip()
+    if stripped[:1] in ("{", "["):
+        data = _plain_json(text)
+        if data is not _NOT_JSON:
+            return [Document(file, 0, 1, data, {})] if data is not None else []
+    with paused_gc():
+        return _parse_documents(text, file, record=False)
+
+
+_NOT_JSON = object()
+
+
+class _Unlike(Exception):
+    """JSON whose meaning the YAML reader would not share."""
+
+
+def _yaml_float(literal: str) -> float:
+    # YAML 1.1 reads 1e5 (no dot) as a string, JSON as a number
+    if "." not in literal:
+        raise _Unlike
+    return float(literal)
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):  # YAML refuses a duplicate key: let it say where
+        raise _Unlike
+    return out
+
+
+def _not_yaml(literal: str) -> Any:
+    raise _Unlike
+
+
+def _plain_json(text: str) -> Any:
+    if "\\ud" in text.lower():
+        return _NOT_JSON  # escaped surrogates: the readers differ
+    try:
+        return json.loads(
+            text,
+            object_pairs_hook=_unique,
+            parse_float=_yaml_float,
+            parse_constant=_not_yaml,
+        )
+    except (_Unlike, ValueError, RecursionError):
+        return _NOT_JSON
 
 
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
@@ -230,10 +285,11 @@ _constructor = yaml.constructor.SafeConstructor()
 class _Builder:
     """Turns a composed node tree into plain data and records positions."""
 
-    def __init__(self, file: str, max_nodes: int) -> None:
+    def __init__(self, file: str, max_nodes: int, record: bool = True) -> None:
         self.file = file
         self.max_nodes = max_nodes
         self.positions: dict[Path, tuple[int, int]] = {}
+        self.record = record  # False: positions are not kept (parse_plain)
         self.nodes = 0
 
     def _loc(self, node: yaml.Node) -> Location:
@@ -249,7 +305,7 @@ class _Builder:
         if depth > MAX_DEPTH:
             raise InputError("document is nested too deeply", location=self._loc(node))
         positions = self.positions
-        if path not in positions:
+        if self.record and path not in positions:
             mark = node.start_mark
             positions[path] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.ScalarNode):
@@ -327,16 +383,19 @@ class _Builder:
                     field=_dotted(key_path),
                 )
             # A field's position is where its key is written.
-            mark = key_node.start_mark
-            self.positions[key_path] = (mark.line + 1, mark.column + 1)
+            if self.record:
+                mark = key_node.start_mark
+                self.positions[key_path] = (mark.line + 1, mark.column + 1)
             out[key] = self.build(value_node, key_path, depth + 1)
         for source in merged:  # explicit keys win over merged ones
             for key_node, value_node in source.value:
                 key = self._key(key_node)
                 if key not in out:
-                    self.positions.setdefault(
-                        (*path, key), (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                    )
+                    if self.record:
+                        self.positions.setdefault(
+                            (*path, key),
+                            (key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                        )
                     out[key] = self.build(value_node, (*path, key), depth + 1)
         return out
 

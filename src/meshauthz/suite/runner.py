@@ -237,7 +237,8 @@ def run_case(
         request = resolve(case.request, snapshot)
     except MeshauthzError as e:
         return CaseResult(case, "error", error=str(e))
-    decision = decider.decide(request, trace=True)
+    # untraced unless coverage reads the trace; a failure is decided again, explained
+    decision = decider.decide(request, trace=cov is not None)
     if decision.internal_error:
         return CaseResult(case, "internal-error", decision, request, error=decision.error)
     if cov is not None:

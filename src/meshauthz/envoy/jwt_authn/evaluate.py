@@ -49,13 +49,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
+# cryptography and PyJWT are imported where keys are read and signatures checked:
+# most commands never do, and importing them costs more than starting Python.
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
 
 from .model import (
     JWT_FILTER,
@@ -233,6 +232,9 @@ def _jwk(d: dict[str, Any]) -> _Key | None:
         return None
     if kty == "OKP" and d.get("crv") != "Ed25519":
         return None
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
+
     loader: Any = {
         "RSA": RSAAlgorithm,
         "EC": ECAlgorithm,
@@ -894,6 +896,8 @@ def normalize_payload(payload: Mapping[str, Any], space_delimited: Iterable[str]
 
 
 def _digest(alg: str) -> hashes.HashAlgorithm:
+    from cryptography.hazmat.primitives import hashes
+
     if alg.endswith("384"):
         return hashes.SHA384()
     if alg.endswith("512"):
@@ -903,6 +907,11 @@ def _digest(alg: str) -> hashes.HashAlgorithm:
 
 def verify_signature(jwt: ParsedJwt, keys: Sequence[_Key]) -> Status:
     """verify.cc ``verifyJwtWithoutTimeChecking``: try each key that fits kid and alg."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hmac
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
     matched = False
     for k in keys:
         if jwt.kid and k.kid and k.kid != jwt.kid:

@@ -13,7 +13,7 @@ import ipaddress
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .matchers import (
     InputFn,
@@ -22,12 +22,14 @@ from .matchers import (
     compile_header,
     compile_metadata,
     compile_string,
+    string_set,
     uri_template_fn,
     url_path_fn,
 )
 from .model import (
     RBAC,
     Action,
+    HeaderMatcher,
     HttpRbacFilter,
     IdAnd,
     IdAny,
@@ -55,10 +57,11 @@ from .model import (
     PermUriTemplate,
     PermUrlPath,
     Policy,
+    StringKind,
     StringMatcher,
 )
 from .serialize import check_network_rules
-from .uri_template import strip_query_and_fragment
+from .uri_template import strip_query_and_fragment, template_set
 
 # --- the request as the filter sees it ---------------------------------------------
 
@@ -137,6 +140,18 @@ class RbacInput:
         p = self.peer
         self.peer_names = None if p is None else (*p.uri_sans, *p.dns_sans, p.subject)
 
+    def with_metadata(self, dynamic_metadata: Mapping[str, Any]) -> RbacInput:
+        """The same request with other dynamic metadata: what is derived from the
+        request (header map, paths, addresses) is shared, not computed again."""
+        new = object.__new__(RbacInput)
+        for name in _INPUT_SLOTS:
+            object.__setattr__(new, name, getattr(self, name))
+        new.dynamic_metadata = dynamic_metadata
+        return new
+
+
+_INPUT_SLOTS = RbacInput.__slots__
+
 
 # --- compiling the tree ------------------------------------------------------------
 
@@ -194,17 +209,24 @@ def _any(fns: list[InputFn]) -> InputFn:
 
 
 # --- fused alternatives ----------------------------------------------------------------
-# An Or of many plain string matchers on the same input (Istio's lists of
-# methods, paths and principals) is one set lookup or one startswith on a
-# tuple instead of a closure per value. Matchers are pure, so an Or's result
+# An Or of string matchers on the same input (Istio's lists of methods, paths,
+# hosts and principals) is one lookup per kind of matcher (``string_set``: a set
+# for exact values, a sorted table for prefixes and suffixes) instead of a
+# closure per value; an Or of path templates tries only the templates of the
+# path's first segment (``template_set``). Matchers are pure, so an Or's result
 # does not depend on the order of its alternatives.
 
 
-def _plain(m: StringMatcher | None) -> str | None:
-    """The matcher's kind if it is an exact or prefix match without ignore_case."""
-    if m is None or m.ignore_case or m.kind not in ("exact", "prefix"):
-        return None
-    return m.kind
+def _value_matcher(h: HeaderMatcher) -> StringMatcher | None:
+    """The header's value test as a StringMatcher (None: not a string test)."""
+    if h.kind == "string":
+        return h.string
+    if h.kind == "exact":
+        # the deprecated exact_match: "" accepts any value, which no set says
+        return StringMatcher("exact", h.value) if h.value != "" else None
+    if h.kind in ("prefix", "suffix", "contains", "safe_regex"):
+        return StringMatcher(cast(StringKind, h.kind), h.value)
+    return None
 
 
 def _fusion_key(node: Any) -> tuple[Any, ...] | None:
@@ -213,54 +235,92 @@ def _fusion_key(node: Any) -> tuple[Any, ...] | None:
         case PermHeader(header=h) | IdHeader(header=h):
             if h.invert_match or h.treat_missing_header_as_empty:
                 return None
-            if h.kind == "string" and _plain(h.string) == "exact":
+            if _value_matcher(h) is not None:
                 return ("header", ascii_lower(h.name))
-            if h.kind == "exact" and h.value != "":  # "" accepts any value
-                return ("header", ascii_lower(h.name))
-        case PermUrlPath(path=m) | IdUrlPath(path=m):
-            if _plain(m) is not None:
-                return ("url_path",)
+        case PermUrlPath():
+            return ("url_path",)
+        case IdUrlPath():
+            return ("url_path",)
+        case PermUriTemplate():
+            return ("uri_template",)
         case IdAuthenticated(principal_name=m):
-            if _plain(m) == "exact":
+            if m is not None:
                 return ("authenticated",)
+        case IdFilterState(key=key):
+            return ("filter_state", key)
+    return None
+
+
+def _string_of(node: Any) -> StringMatcher:
+    """The string matcher of a fusable node (see ``_fusion_key``)."""
+    match node:
+        case PermHeader(header=h) | IdHeader(header=h):
+            m = _value_matcher(h)
+            assert m is not None
+            return m
+        case PermUrlPath(path=m) | IdUrlPath(path=m) | IdFilterState(string=m):
+            return m
+        case IdAuthenticated(principal_name=m) if m is not None:
+            return m
+    raise TypeError(node)
+
+
+def _exact_values(matchers: list[StringMatcher]) -> frozenset[str] | None:
+    """The values, when every matcher is a case-sensitive exact match."""
+    if all(m.kind == "exact" and not m.ignore_case for m in matchers):
+        return frozenset(_intern(m.value) for m in matchers)
     return None
 
 
 def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
-    """A fused Or as a closure: ``PythonEmitter``'s expression for it, compiled."""
-    em = PythonEmitter()
-    expr = em.fused(key, nodes)
-    consts = em.constants()
-    source = "\n".join(
-        [
-            f"def make({', '.join(consts)}):",
-            "  def fused(inp):",
-            *(f"    {line}" for line in em.prologue()),
-            f"    return {expr}",
-            "  return fused",
-        ]
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(source, "<meshauthz fused matcher>", "exec"), namespace)
-    fn: InputFn = namespace["make"](**consts)
-    return fn
+    """A fused Or as a closure; ``PythonEmitter._fused`` writes the same test inline."""
+    if key[0] == "uri_template":
+        tset = template_set([n.path_template for n in nodes])
+        return lambda inp: tset(inp.url_path or "")
+    matchers = [_string_of(n) for n in nodes]
+    exact = _exact_values(matchers)
+    fn = string_set(matchers)
+    if key[0] == "header":
+        name = key[1]
+        if exact is not None:
+            return lambda inp: (
+                (h := inp.header_map.get(name)) is not None and not exact.isdisjoint(h)
+            )
+        return lambda inp: (h := inp.header_map.get(name)) is not None and any(map(fn, h))
+    if key[0] == "url_path":
+        return lambda inp: (p := inp.url_path) is not None and fn(p)
+    if key[0] == "filter_state":
+        fs_key = key[1]
+        return lambda inp: (v := inp.filter_state.get(fs_key)) is not None and fn(v)
+    if exact is not None:  # authenticated: one of the peer's names (RbacInput.peer_names)
+        return lambda inp: (n := inp.peer_names) is not None and not exact.isdisjoint(n)
+    return lambda inp: (n := inp.peer_names) is not None and any(map(fn, n))
 
 
-def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
+def _grouped(nodes: tuple[Any, ...]) -> list[tuple[tuple[Any, ...] | None, list[Any]]]:
+    """An Or's alternatives in order, those with the same fusion key gathered at
+    the first one's place: (key, [nodes]), or (None, [node]) for one not fusable."""
+    out: list[tuple[tuple[Any, ...] | None, list[Any]]] = []
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for n in nodes:
         key = _fusion_key(n)
-        if key is not None:
-            groups.setdefault(key, []).append(n)
+        if key is None:
+            out.append((None, [n]))
+        elif key in groups:
+            groups[key].append(n)
+        else:
+            groups[key] = [n]
+            out.append((key, groups[key]))
+    return out
+
+
+def _compile_alternatives(nodes: tuple[Any, ...]) -> InputFn:
     fns: list[InputFn] = []
-    done: set[tuple[Any, ...]] = set()
-    for n in nodes:
-        key = _fusion_key(n)
-        if key is None or len(groups[key]) == 1:
-            fns.append(compile_node(n))
-        elif key not in done:
-            done.add(key)
-            fns.append(_fused(key, groups[key]))
+    for key, group in _grouped(nodes):
+        if key is None or len(group) == 1:
+            fns.extend(compile_node(n) for n in group)
+        else:
+            fns.append(_fused(key, group))
     return _any(fns)
 
 
@@ -273,7 +333,7 @@ def _authenticated(node: IdAuthenticated) -> InputFn:
 
     def auth(inp: RbacInput) -> bool:
         names = inp.peer_names
-        return names is not None and any(fn(n) for n in names)
+        return names is not None and any(map(fn, names))
 
     return auth
 
@@ -355,8 +415,8 @@ class PythonEmitter:
     callers that compile many policies into one function (meshauthz.decide.runner).
 
     The expressions mean exactly what ``compile_node``/``compile_policy`` mean:
-    the fusions (a set lookup for an Or of exact values) are described only
-    here, the closures compile ``fused``'s expression; And/Or/Not are Python's
+    the fusions (one lookup for an Or of string matchers on one input) are
+    ``_fused``'s tests, written inline; And/Or/Not are Python's
     short-circuit operators, and every other leaf is a call of its compiled
     closure. Matchers are pure, so the operands of an And (nested Ands
     flattened) are ordered cheapest first: path, then headers, then the peer,
@@ -418,20 +478,10 @@ class PythonEmitter:
         return sum(c for c, _ in flat), expr, tuple(flat)
 
     def _alternatives(self, nodes: tuple[Any, ...]) -> _Term:
-        groups: dict[tuple[Any, ...], list[Any]] = {}
-        for n in nodes:
-            key = _fusion_key(n)
-            if key is not None:
-                groups.setdefault(key, []).append(n)
-        terms: list[PythonEmitter._Term] = []
-        done: set[tuple[Any, ...]] = set()
-        for n in nodes:
-            key = _fusion_key(n)
-            if key is None:
-                terms.append(self._node(n))
-            elif key not in done:
-                done.add(key)
-                terms.append(self._fused(key, groups[key]))
+        terms: list[PythonEmitter._Term] = [
+            self._node(group[0]) if key is None else self._fused(key, group)
+            for key, group in _grouped(nodes)
+        ]
         if any(t[1] == "True" for t in terms):
             return 0, "True", None
         if not terms:
@@ -440,41 +490,51 @@ class PythonEmitter:
             return terms[0]
         return sum(t[0] for t in terms), "(" + " or ".join(t[1] for t in terms) + ")", None
 
-    def fused(self, key: tuple[Any, ...], nodes: list[Any]) -> str:
-        """An Or of alternatives with the same ``_fusion_key`` as one expression:
-        the one description of what such an Or matches (closures compile it too)."""
-        return self._fused(key, nodes)[1]
-
     def _fused(self, key: tuple[Any, ...], nodes: list[Any]) -> _Term:
+        if key[0] == "uri_template":
+            tset = self.constant(template_set([n.path_template for n in nodes]))
+            return 4, f"{tset}({self.read('inp.url_path')} or '')", None
+        matchers = [_string_of(n) for n in nodes]
+        exact = _exact_values(matchers)
         if key[0] == "header":
             # a header matcher matches if any of the header's entries matches
-            values = self.constant(
-                frozenset(
-                    _intern(n.header.string.value if n.header.kind == "string" else n.header.value)
-                    for n in nodes
-                )
-            )
             h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r})")
-            return 2, f"({h} is not None and not {values}.isdisjoint({h}))", None
+            if exact is not None:
+                return 2, f"({h} is not None and not {self.constant(exact)}.isdisjoint({h}))", None
+            fn = self.constant(string_set(matchers))
+            return 3, f"({h} is not None and any(map({fn}, {h})))", None
         if key[0] == "url_path":
             up = self.read("inp.url_path")
-            exact = frozenset(_intern(n.path.value) for n in nodes if n.path.kind == "exact")
-            prefixes = tuple(n.path.value for n in nodes if n.path.kind == "prefix")
-            tests = []
-            if exact:
-                tests.append(
-                    f"{up} == {self.constant(next(iter(exact)))}"
-                    if len(exact) == 1
-                    else f"{up} in {self.constant(exact)}"
-                )
-            if prefixes:
-                arg = prefixes[0] if len(prefixes) == 1 else prefixes
-                tests.append(f"{up}.startswith({self.constant(arg)})")
-            return 1, f"({up} is not None and ({' or '.join(tests)}))", None
+            prefixes = [m.value for m in matchers if m.kind == "prefix" and not m.ignore_case]
+            plain = [m for m in matchers if m.kind == "exact" and not m.ignore_case]
+            if len(prefixes) + len(plain) == len(matchers) and len(prefixes) <= 4:
+                # the common short lists, inline: a set test and a startswith on a tuple
+                tests = []
+                if plain:
+                    values = frozenset(_intern(m.value) for m in plain)
+                    tests.append(
+                        f"{up} == {self.constant(next(iter(values)))}"
+                        if len(values) == 1
+                        else f"{up} in {self.constant(values)}"
+                    )
+                if prefixes:
+                    arg = prefixes[0] if len(prefixes) == 1 else tuple(prefixes)
+                    tests.append(f"{up}.startswith({self.constant(arg)})")
+                return 1, f"({up} is not None and ({' or '.join(tests)}))", None
+            return 2, f"({up} is not None and {self.constant(string_set(matchers))}({up}))", None
+        if key[0] == "filter_state":
+            v = self.read(f"{self.read('inp.filter_state')}.get({key[1]!r})")
+            return 3, f"({v} is not None and {self.constant(string_set(matchers))}({v}))", None
         # an authenticated principal: one of the peer's names (RbacInput.peer_names)
-        names = self.constant(frozenset(_intern(n.principal_name.value) for n in nodes))
         peer = self.read("inp.peer_names")
-        return 3, f"({peer} is not None and not {names}.isdisjoint({peer}))", None
+        if exact is not None:
+            return (
+                3,
+                f"({peer} is not None and not {self.constant(exact)}.isdisjoint({peer}))",
+                None,
+            )
+        fn = self.constant(string_set(matchers))
+        return 3, f"({peer} is not None and any(map({fn}, {peer})))", None
 
     def _node(self, node: Any) -> _Term:
         match node:
@@ -529,21 +589,50 @@ class PolicyTrace:
     principals: tuple[MatchTrace, ...]
 
 
-def _trace(node: Any, leaves: dict[int, InputFn], inp: RbacInput) -> MatchTrace:
+_COMPOUND = (PermAnd, IdAnd, PermOr, IdOr, PermNot, IdNot)
+
+
+class _Leaves:
+    """A traced engine's compiled leaves, by node; and for each Or whose
+    alternatives are all leaves (Istio's value lists), its (leaf, closure) pairs,
+    so that tracing a list of 10,000 principals is one loop."""
+
+    __slots__ = ("flat_ors", "fns")
+
+    def __init__(self) -> None:
+        self.fns: dict[int, InputFn] = {}
+        self.flat_ors: dict[int, tuple[tuple[Any, InputFn], ...] | None] = {}
+
+    def fn(self, node: Any) -> InputFn:
+        fn = self.fns.get(id(node))
+        if fn is None:
+            fn = self.fns[id(node)] = compile_node(node)
+        return fn
+
+    def flat(self, node: Any, subs: tuple[Any, ...]) -> tuple[tuple[Any, InputFn], ...] | None:
+        key = id(node)
+        if key not in self.flat_ors:
+            leaf = not any(isinstance(s, _COMPOUND) for s in subs)
+            self.flat_ors[key] = tuple((s, self.fn(s)) for s in subs) if leaf else None
+        return self.flat_ors[key]
+
+
+def _trace(node: Any, leaves: _Leaves, inp: RbacInput) -> MatchTrace:
     match node:
         case PermAnd(rules=subs) | IdAnd(ids=subs):
             kids = tuple(_trace(s, leaves, inp) for s in subs)
             return MatchTrace(node, all(k.matched for k in kids), kids)
         case PermOr(rules=subs) | IdOr(ids=subs):
-            kids = tuple(_trace(s, leaves, inp) for s in subs)
+            flat = leaves.flat(node, subs)
+            if flat is not None:
+                kids = tuple([MatchTrace(s, fn(inp)) for s, fn in flat])
+            else:
+                kids = tuple(_trace(s, leaves, inp) for s in subs)
             return MatchTrace(node, any(k.matched for k in kids), kids)
         case PermNot(rule=sub) | IdNot(id=sub):
             kid = _trace(sub, leaves, inp)
             return MatchTrace(node, not kid.matched, (kid,))
-    fn = leaves.get(id(node))
-    if fn is None:
-        fn = leaves[id(node)] = compile_node(node)
-    return MatchTrace(node, fn(inp))
+    return MatchTrace(node, leaves.fn(node)(inp))
 
 
 # --- the engine ----------------------------------------------------------------------
@@ -567,21 +656,28 @@ class CompiledRbac:
     1.40: of "zeta", "beta", "alpha2", "alpha10" all matching, "alpha10" is
     reported); Python's str order is the same as UTF-8 byte order."""
 
-    __slots__ = ("_leaves", "_policies", "_results", "action", "rbac")
+    __slots__ = ("_compiled", "_leaves", "_ordered", "_results", "action", "names", "rbac")
 
     def __init__(self, rbac: RBAC) -> None:
         self.rbac = rbac
         self.action = rbac.action
-        ordered = sorted(rbac.policies, key=lambda kv: kv[0])
-        self._policies: tuple[tuple[str, Policy, InputFn], ...] = tuple(
-            (name, pol, compile_policy(pol)) for name, pol in ordered
-        )
-        self._leaves: dict[int, InputFn] = {}
+        self._ordered = sorted(rbac.policies, key=lambda kv: kv[0])
+        self.names: tuple[str, ...] = tuple(n for n, _ in self._ordered)  # Envoy's order
+        # The closures are compiled on first use: a chain the generated backend
+        # runs untraced never needs them.
+        self._compiled: tuple[tuple[str, Policy, InputFn], ...] | None = None
+        self._leaves = _Leaves()
         # results are immutable: build each possible one once
         self._results: dict[str | None, EngineResult] = {
-            n: self._result(True, n, None) for n, *_ in ordered
+            n: self._result(True, n, None) for n in self.names
         }
         self._results[None] = self._result(False, None, None)
+
+    @property
+    def _policies(self) -> tuple[tuple[str, Policy, InputFn], ...]:
+        if self._compiled is None:
+            self._compiled = tuple((n, pol, compile_policy(pol)) for n, pol in self._ordered)
+        return self._compiled
 
     @property
     def matchers(self) -> tuple[tuple[str, InputFn], ...]:
@@ -619,7 +715,7 @@ class CompiledRbac:
     def _evaluate_traced(self, inp: RbacInput) -> EngineResult:
         traces = []
         first: str | None = None
-        for name, pol, _ in self._policies:
+        for name, pol in self._ordered:
             perms = tuple(_trace(p, self._leaves, inp) for p in pol.permissions)
             ids = tuple(_trace(p, self._leaves, inp) for p in pol.principals)
             ok = bool(perms) and bool(ids)

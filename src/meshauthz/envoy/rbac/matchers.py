@@ -6,8 +6,9 @@ so that the per-request path does no parsing, lowercasing or regex building.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
 import re2
@@ -69,6 +70,139 @@ def compile_string(m: StringMatcher) -> StrFn:
     if m.kind == "suffix":
         return lambda s: s.endswith(v)
     return lambda s: v in s
+
+
+# --- sets of string matchers ----------------------------------------------------
+# Istio writes a field's values (principals, paths, hosts) as an Or of string
+# matchers on one input. Matchers are pure, so the Or means "one of them
+# matches", whatever their order: each kind becomes one lookup (a set for exact
+# values, a sorted table for prefixes and suffixes) instead of a test per value.
+
+
+def _prefix_fn(prefixes: Iterable[str]) -> StrFn:
+    """``s.startswith(p)`` for some p: one binary search. Prefixes that extend a
+    shorter one are dropped (the shorter one matches whatever they match); in the
+    sorted prefix-free rest, the only candidate prefix of ``s`` is the last entry
+    <= s (every string between a prefix of s and s starts with that prefix)."""
+    free: list[str] = []
+    for p in sorted(set(prefixes)):
+        if not free or not p.startswith(free[-1]):
+            free.append(p)
+    if free and free[0] == "":
+        return lambda s: True
+    if len(free) <= 4:  # a C loop over a short tuple beats the search
+        t = tuple(free)
+        return lambda s: s.startswith(t)
+    table = free
+    right = bisect.bisect_right
+
+    def lookup(s: str) -> bool:
+        i = right(table, s)
+        return i > 0 and s.startswith(table[i - 1])
+
+    return lookup
+
+
+def _suffix_fn(suffixes: Iterable[str]) -> StrFn:
+    rev = _prefix_fn(x[::-1] for x in suffixes)
+    return lambda s: rev(s[::-1])
+
+
+# istiod writes a principal "*x" as the regex "spiffe://.*" + QuoteMeta("x")
+# (translate/matchers.string_matcher): a known head, then anything, then a literal.
+_QUOTED = frozenset("\\.+*?()|[]{}^$")
+
+
+def _unquote_meta(q: str) -> str | None:
+    """The literal Go's QuoteMeta turned into ``q``, or None if ``q`` is not one."""
+    out = []
+    i = 0
+    while i < len(q):
+        c = q[i]
+        if c == "\\":
+            if i + 1 >= len(q) or q[i + 1] not in _QUOTED:
+                return None
+            out.append(q[i + 1])
+            i += 2
+            continue
+        if c in _QUOTED:
+            return None
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _head_any_tail(regex: str) -> tuple[str, str] | None:
+    """(head, tail) when ``regex`` is literal head, ``.*``, literal tail without a
+    newline: it fully matches s iff s starts with head and the rest ends with tail
+    and holds no newline (RE2's ``.`` stops at one)."""
+    head, sep, tail = regex.partition(".*")
+    if not sep:
+        return None
+    h, t = _unquote_meta(head), _unquote_meta(tail)
+    if h is None or t is None or "\n" in t:
+        return None
+    return h, t
+
+
+def string_set(matchers: Iterable[StringMatcher]) -> StrFn:
+    """``any(compile_string(m)(s) for m in matchers)`` as one lookup per kind."""
+    exact: set[str] = set()
+    exact_ic: set[str] = set()
+    by_kind: dict[tuple[str, bool], list[str]] = {}
+    tails: dict[str, list[str]] = {}  # head -> tails of "head.*tail" regexes
+    others: list[StrFn] = []
+    for m in matchers:
+        if m.kind == "exact":
+            (exact_ic.add(ascii_lower(m.value)) if m.ignore_case else exact.add(m.value))
+        elif m.kind in ("prefix", "suffix", "contains"):
+            v = ascii_lower(m.value) if m.ignore_case else m.value
+            by_kind.setdefault((m.kind, m.ignore_case), []).append(v)
+        elif m.kind == "safe_regex" and (split := _head_any_tail(m.value)) is not None:
+            tails.setdefault(split[0], []).append(split[1])
+        else:
+            others.append(compile_string(m))
+    fns: list[StrFn] = []
+    lowered: list[StrFn] = []  # tests on the ASCII-lowered value
+    if exact:
+        fns.append(frozenset(exact).__contains__)
+    if exact_ic:
+        lowered.append(frozenset(exact_ic).__contains__)
+    for (kind, ic), values in by_kind.items():
+        if kind == "prefix":
+            fn = _prefix_fn(values)
+        elif kind == "suffix":
+            fn = _suffix_fn(values)
+        else:
+            t = tuple(values)
+
+            def fn(s: str, t: tuple[str, ...] = t) -> bool:
+                return any(v in s for v in t)
+
+        (lowered if ic else fns).append(fn)
+    for head, ts in tails.items():
+        ends, n = _suffix_fn(ts), len(head)
+
+        def anything_then(s: str, head: str = head, n: int = n, ends: StrFn = ends) -> bool:
+            return s.startswith(head) and "\n" not in s[n:] and ends(s[n:])
+
+        fns.append(anything_then)
+    if lowered:
+        low = _any_str(lowered)
+        fns.append(lambda s: low(ascii_lower(s)))
+    return _any_str(fns + others)
+
+
+def _any_str(fns: list[StrFn]) -> StrFn:
+    if not fns:
+        return lambda s: False
+    if len(fns) == 1:
+        return fns[0]
+    if len(fns) == 2:
+        a, b = fns
+        return lambda s: a(s) or b(s)
+    t = tuple(fns)
+    return lambda s: any(f(s) for f in t)
 
 
 def simple_atoi64(s: str) -> int | None:

@@ -165,6 +165,32 @@ def compile_uri_template(template: str) -> Any:
     return re2.compile("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
 
 
+def template_set(templates: list[str]) -> Any:
+    """``fn(path)``: whether one of the templates fully matches ``path``. A template
+    whose first segment is a literal can only match paths whose first segment is
+    that literal (a literal segment ends at "/" or at the end), so templates are
+    indexed by it and a path tries only its own segment's few."""
+    by_first: dict[str, list[Any]] = {}
+    always: list[Any] = []
+    for t in dict.fromkeys(templates):
+        full = compile_uri_template(t).fullmatch
+        segments, _ = _parse(t)
+        if segments and not isinstance(segments[0], str) and segments[0][0] == "lit":
+            by_first.setdefault(segments[0][1], []).append(full)
+        else:
+            always.append(full)
+    index = {k: (*always, *v) for k, v in by_first.items()}
+    rest = tuple(always)
+
+    def match(path: str) -> bool:
+        for full in index.get(path[1:].split("/", 1)[0], rest):  # noqa: SIM110
+            if full(path) is not None:
+                return True
+        return False
+
+    return match
+
+
 def strip_query_and_fragment(path: str) -> str:
     """Envoy's PathUtil::removeQueryAndFragment: cut at the first '?' or '#'."""
     return path.partition("?")[0].partition("#")[0]

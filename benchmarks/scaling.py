@@ -1,0 +1,78 @@
+"""One scaling point, in a process of its own (so that its peak memory is its own).
+
+Usage: ``python benchmarks/scaling.py N`` prints one JSON object: the generated
+mesh of N policies and workloads (meshgen.generate_mesh), its YAML size, the
+seconds to load it (``load_mesh``), to build every workload's filters and chain
+(``Decider.prepare`` + its runner, for all N workloads), the median µs of an
+untraced decision of 2,000 prepared random requests, and the process's peak
+resident memory: before loading (interpreter and modules), after loading, and
+at the end (with every workload's filters built).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import meshgen
+
+from meshauthz.decide.engine import Decider
+from meshauthz.decide.request import resolve
+from meshauthz.decide.request_spec import request_from_data
+from meshauthz.mesh.loading import load_mesh
+
+
+def _hwm() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):  # ru_maxrss survives exec: the parent's would count
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def point(n: int) -> dict[str, float]:
+    base = _hwm()  # the interpreter and meshauthz's modules
+    with tempfile.TemporaryDirectory(prefix="meshauthz-scale-") as tmp:
+        d = Path(tmp) / "mesh"
+        rules = meshgen.generate_mesh(d, n)
+        size = sum(p.stat().st_size for p in d.iterdir())
+        t0 = time.perf_counter()
+        snapshot = load_mesh([str(d)]).snapshot
+        load = time.perf_counter() - t0
+    loaded = _hwm()
+    gc.freeze()  # as the command line does after reading
+    decider = Decider(snapshot)
+    t0 = time.perf_counter()
+    for w in snapshot.workloads:
+        assert decider.prepare(w, 8080, "http").runner is not None
+    build = time.perf_counter() - t0
+    prepared = []
+    for r in meshgen.mesh_requests(rules, 2000):
+        data = {"from": {"principal": r.principal}, "to": r.destination, "port": 8080}
+        data |= {"method": r.method, "path": r.path}
+        prepared.append(decider.prepare_request(resolve(request_from_data(data), snapshot)))
+    lat = []
+    for p in prepared:
+        t = time.perf_counter_ns()
+        decider.decide_prepared(p)
+        lat.append(time.perf_counter_ns() - t)
+    rss = _hwm()
+    return {
+        "policies": n,
+        "yaml_bytes": size,
+        "load_s": load,
+        "build_all_s": build,
+        "decide_us": statistics.median(lat) / 1000,
+        "peak_rss_bytes": rss,
+        "base_rss_bytes": base,
+        "loaded_rss_bytes": loaded,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(point(int(sys.argv[1]))))

@@ -1,0 +1,74 @@
+"""``meshauthz check --request`` on many requests, and start-up, as users run them.
+
+``check_request_throughput(directory, requests)`` writes ``requests`` (meshgen's
+random requests to the generated mesh) as one JSON request file and runs
+``meshauthz check -f DIR --request FILE`` in a fresh process, then the same with
+the file's first request alone; the difference is what the extra requests cost
+(read, resolve, decide, print), and their number over it the decisions per
+second. ``startup()`` times ``python -c pass``, ``meshauthz --version`` and
+``meshauthz check`` of one seed request (fresh processes, medians of a few).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import meshgen
+
+CLI = [sys.executable, "-m", "meshauthz.cli.main"]
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(args: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        sys.exit(f"ABORT: {' '.join(args[:6])}... exited {proc.returncode}: {proc.stderr[-500:]}")
+    return elapsed
+
+
+def _request(r: meshgen.Req, port: int) -> dict[str, Any]:
+    return {"from": {"principal": r.principal}, "to": r.destination, "port": port} | {
+        "method": r.method,
+        "path": r.path,
+    }
+
+
+def check_request_throughput(
+    directory: Path, reqs: list[meshgen.Req], port: int, work: Path, rounds: int = 2
+) -> dict[str, float]:
+    many, one = work / "requests.json", work / "one.json"
+    many.write_text(json.dumps([_request(r, port) for r in reqs]))
+    one.write_text(json.dumps([_request(reqs[0], port)]))
+    base = [*CLI, "check", "-f", str(directory), "--request"]
+    t_many = min(_run([*base, str(many)]) for _ in range(rounds))
+    t_one = min(_run([*base, str(one)]) for _ in range(rounds))
+    extra = max(t_many - t_one, 1e-9)
+    return {
+        "requests": len(reqs),
+        "seconds": t_many,
+        "seconds_one": t_one,
+        "per_second": (len(reqs) - 1) / extra,
+        "per_second_total": len(reqs) / t_many,
+    }
+
+
+def startup(rounds: int = 5) -> dict[str, float]:
+    seed = [*CLI[:1], "-c", "pass"]
+    check = [*CLI, "check", "-f", str(EXAMPLES / "seed"), "--from", "default/frontend"]
+    check += ["--to", "default/backend", "--path", "/api/v1/data"]
+    out = {}
+    for name, args in (
+        ("python -c pass", seed),
+        ("meshauthz --version", [*CLI, "--version"]),
+        ("meshauthz check (seed)", check),
+    ):
+        out[name] = statistics.median(_run(args) for _ in range(rounds))
+    return out

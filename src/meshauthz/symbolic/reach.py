@@ -1,0 +1,681 @@
+"""Who can reach whom: for every caller and every destination workload, port
+and protocol, whether all, none or some requests are allowed.
+
+Callers are each workload of the manifests (with the identity and address
+``decide.request.resolve_source`` gives it, as ``check`` resolves a workload
+caller), each gateway workload ("gateway:ns/name": its identity and address,
+the original client's address in X-Forwarded-For), any plaintext caller, and
+callers given by identity and/or address. For one caller and destination the
+chain's ends (``chain.encode_chain``) the caller can reach are enumerated,
+one solver model each, and every model becomes a witness request that
+``check`` decides as the engine says (``witness.Confirmer``): the verdict is
+"all" when every reachable end allows, "none" when every one denies, else
+"some", with the conditions rendered from the rules that allow and the DENY
+rules that take requests away, in the AuthorizationPolicy's own fields.
+
+The library:
+
+    reach(snapshot, *, callers=None, destinations=None, ext_authz="deny") -> Reachability
+        ``Reachability.rows``: ``Row(caller, destination, verdict, conditions,
+        allowed_witness, denied_witness, deciding)``; ``.to_json()`` gives
+        ``{"rows": [...]}`` in the shape ``meshauthz reach -o json`` prints.
+    mesh_callers(snapshot) -> list[Caller]
+        the workloads, gateways and "any plaintext caller".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import z3
+
+from meshauthz.decide.engine import Decider, Prepared
+from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve_source
+from meshauthz.decide.request_spec import RequestSpec, SourceSpec
+from meshauthz.decide.runner import ExtAuthzAssumption
+from meshauthz.mesh import MeshSnapshot
+from meshauthz.mesh.labels import subset_of
+from meshauthz.resources.istio import Condition, Operation, Rule, Source
+from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
+from meshauthz.symbolic.compare import (
+    MAX_NOT_NORMAL,
+    SOLVER_TIMEOUT_MS,
+    build_space,
+    destinations,
+)
+from meshauthz.symbolic.regex import Unencodable
+from meshauthz.symbolic.space import Space
+from meshauthz.symbolic.witness import (
+    Confirmer,
+    Destination,
+    default_host,
+    path_is_normal,
+    readable_model,
+    witness_request,
+)
+
+Verdict = Literal["all", "none", "some", "unknown"]
+CallerKind = Literal["workload", "gateway", "plaintext", "identity", "address"]
+PLAINTEXT = "plaintext"
+GATEWAY_PREFIX = "gateway:"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sends the requests of one row."""
+
+    label: str  # what rows show as "from"
+    kind: CallerKind
+    workload: str | None = None  # "ns/name" for a workload or gateway of the manifests
+    principal: str | None = None  # None: plaintext
+    ip: str | None = None  # None: any address
+    namespace: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> Caller:
+        """``principal=ID[,ip=ADDR]`` or ``ip=ADDR`` (``--caller``); raises ValueError."""
+        fields: dict[str, str] = {}
+        for part in text.split(","):
+            key, eq, value = part.strip().partition("=")
+            if not eq or key not in ("principal", "ip") or not value or key in fields:
+                raise ValueError(
+                    f"{text!r}: give principal=ID, optionally with ,ip=ADDRESS, or ip=ADDRESS"
+                )
+            fields[key] = value.strip()
+        ip = fields.get("ip")
+        if ip is not None:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                raise ValueError(f"{text!r}: {ip!r} is not an IP address") from None
+        principal = fields.get("principal")
+        if principal is None:
+            return Caller(text, "address", ip=ip)
+        principal = principal.removeprefix("spiffe://")
+        src = resolve_source(RequestSpec(SourceSpec(principal=principal), to=""), None)
+        return Caller(text, "identity", principal=principal, ip=ip, namespace=src.namespace)
+
+    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+        """The request variables this caller fixes, with their values."""
+        out: list[tuple[z3.ExprRef, z3.ExprRef]] = [
+            (space.plaintext, z3.BoolVal(self.principal is None))
+        ]
+        if self.principal is not None:
+            out.append((space.principal, z3.StringVal(self.principal)))
+        if self.ip is not None:
+            ip = ipaddress.ip_address(self.ip)
+            values = (z3.BitVecVal(int(ip), 128), z3.BoolVal(ip.version == 6))
+            out += [(space.src, values[0]), (space.src_v6, values[1])]
+            if self.kind != "gateway":
+                out += [(space.remote, values[0]), (space.remote_v6, values[1])]
+        return out
+
+    def constraint(self, space: Space) -> z3.BoolRef:
+        """The requests this caller can send, over the destination's variables."""
+        c: list[z3.BoolRef] = []
+        if self.principal is None:
+            c.append(space.plaintext)
+        else:
+            c.append(z3.Not(space.plaintext))
+            c.append(space.use("principal") == z3.StringVal(self.principal))
+        if self.ip is not None:
+            ip = ipaddress.ip_address(self.ip)
+            c.append(space.src == z3.BitVecVal(int(ip), 128))
+            c.append(space.src_v6 == z3.BoolVal(ip.version == 6))
+        if self.kind != "gateway" and self.ip is not None:
+            # no X-Forwarded-For of its own: the remote address is the caller's
+            c.append(z3.And(space.remote == space.src, space.remote_v6 == space.src_v6))
+        return z3.And(*c)
+
+
+def mesh_callers(snapshot: MeshSnapshot) -> list[Caller]:
+    """Each workload (waypoints aside) and gateway, then any plaintext caller."""
+    out: list[Caller] = []
+    for w in sorted(snapshot.workloads, key=lambda w: w.key):
+        if w.is_waypoint:
+            continue
+        src = resolve_source(RequestSpec(SourceSpec(workload=w.key), to=w.key), snapshot)
+        gateway = w.proxy == "gateway"
+        out.append(
+            Caller(
+                f"{GATEWAY_PREFIX}{w.key}" if gateway else w.key,
+                "gateway" if gateway else "workload",
+                workload=w.key,
+                principal=src.principal,
+                ip=src.ip,
+                namespace=src.namespace,
+            )
+        )
+    out.append(Caller(PLAINTEXT, "plaintext"))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Deciding:
+    """A policy rule that decides some of a row's requests, and where it is written."""
+
+    end: End
+    file: str | None
+    line: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision": self.end.verdict,
+            "stage": str(self.end.stage),
+            "policy": self.end.policy,
+            "rule": self.end.rule,
+            "file": self.file,
+            "line": self.line,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    caller: Caller
+    destination: Destination
+    verdict: Verdict
+    conditions: str | None = None
+    allowed_witness: dict[str, Any] | None = None
+    denied_witness: dict[str, Any] | None = None
+    deciding: tuple[Deciding, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        d = self.destination
+        return {
+            "from": self.caller.label,
+            "to": d.workload,
+            "port": d.port,
+            "protocol": d.protocol,
+            "verdict": self.verdict,
+            "conditions": self.conditions,
+            "allowedWitness": self.allowed_witness,
+            "deniedWitness": self.denied_witness,
+        }
+
+
+@dataclass(slots=True)
+class Reachability:
+    rows: list[Row] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": [r.to_json() for r in self.rows]}
+
+
+# ------------------------------------------------------------------ conditions
+
+
+def _values(name: str, values: Iterable[str], negated: bool = False) -> str:
+    vs = ", ".join(values)
+    return f"{name} not {vs}" if negated else f"{name} {vs}"
+
+
+_SOURCE_FIELDS = (
+    ("principals", "principals", "not_principals"),
+    ("requestPrincipals", "request_principals", "not_request_principals"),
+    ("namespaces", "namespaces", "not_namespaces"),
+    ("serviceAccounts", "service_accounts", "not_service_accounts"),
+    ("ipBlocks", "ip_blocks", "not_ip_blocks"),
+    ("remoteIpBlocks", "remote_ip_blocks", "not_remote_ip_blocks"),
+    ("trustDomains", "trust_domains", "not_trust_domains"),
+)
+_OPERATION_FIELDS = (
+    ("methods", "methods", "not_methods"),
+    ("paths", "paths", "not_paths"),
+    ("hosts", "hosts", "not_hosts"),
+    ("ports", "ports", "not_ports"),
+)
+# What a caller of fixed identity (and address) decides by itself.
+_IDENTITY_DECIDED = {"principals", "namespaces", "serviceAccounts", "trustDomains"}
+
+
+def _fields(
+    obj: Source | Operation, table: tuple[tuple[str, str, str], ...], skip: set[str]
+) -> str:
+    parts = []
+    for label, yes, no in table:
+        if label in skip:
+            continue
+        if getattr(obj, yes):
+            parts.append(_values(label, getattr(obj, yes)))
+        if getattr(obj, no):
+            parts.append(_values(label, getattr(obj, no), negated=True))
+    return " and ".join(parts)
+
+
+def _when(c: Condition) -> str:
+    parts = []
+    if c.values:
+        parts.append(f"{c.key} in [{', '.join(c.values)}]")
+    if c.not_values:
+        parts.append(f"{c.key} not in [{', '.join(c.not_values)}]")
+    return " and ".join(parts)
+
+
+def _any_of(parts: list[str]) -> str:
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def rule_text(rule: Rule, caller: Caller) -> str:
+    """A rule's match in the AuthorizationPolicy's own field names, leaving out
+    what the caller decides by itself (its identity, and its address if fixed)."""
+    skip = set(_IDENTITY_DECIDED) if caller.principal is not None else set()
+    if caller.ip is not None:
+        skip.add("ipBlocks")
+    sources = [_fields(f.source, _SOURCE_FIELDS, skip) for f in rule.from_ if f.source]
+    ops = [_fields(t.operation, _OPERATION_FIELDS, set()) for t in rule.to if t.operation]
+    parts = [
+        _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
+        _any_of(ops),
+        *[_when(c) for c in rule.when],
+    ]
+    text = " and ".join(p for p in parts if p)
+    return text or "any request"
+
+
+# ------------------------------------------------------------------ the engine
+
+
+_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+
+
+def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
+    """``witness.readable_model``'s familiar values, leaving out the caller's
+    address when the caller fixes it: all of them, then all but the method."""
+    wishes = [
+        z3.And(space.remote_v6 == space.src_v6, space.remote == space.src),
+        space.sni == z3.StringVal(""),
+    ]
+    if caller.ip is None:
+        src = ipaddress.ip_address(DEFAULT_SOURCE_IP)
+        wishes.append(z3.And(z3.Not(space.src_v6), space.src == z3.BitVecVal(int(src), 128)))
+    if not space.http:
+        return [wishes]
+    if "host" in space.used:
+        wishes.append(space.host == z3.StringVal(host))
+    wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
+    return [[*wishes, space.method == z3.StringVal(m)] for m in _METHODS] + [wishes]
+
+
+def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
+    """The string constants of ``f`` (the policies' own paths, hosts, ...)."""
+    out: dict[str, None] = {}
+    todo, seen = [f], set()
+    while todo and len(out) < limit:
+        e = todo.pop()
+        if e.get_id() in seen:
+            continue
+        seen.add(e.get_id())
+        if z3.is_string_value(e):
+            out[e.as_string()] = None
+        todo.extend(e.children())
+    return list(out)
+
+
+def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
+    """String constants of ``f`` that could be a path."""
+    return [s for s in _strings(f) if s.startswith("/")][:limit]
+
+
+def _hosts(f: z3.ExprRef, limit: int = 4) -> list[str]:
+    """String constants of ``f`` that could be a Host (a name with a dot)."""
+    return [s for s in _strings(f) if "." in s and "/" not in s and " " not in s][:limit]
+
+
+def familiar_model(
+    solver: z3.Solver, space: Space, host: str, caller: Caller, hint: z3.ExprRef | None = None
+) -> z3.ModelRef | None:
+    """A model with familiar values, None when the solver's constraints have
+    none. The solver is asked with the values given first, then with each of
+    ``hint``'s paths: z3 answers string questions with every variable fixed
+    far faster than open ones."""
+    sets = _wishes(space, host, caller)
+    if hint is not None and "path" in space.used:
+        sets[1:1] = [
+            [*sets[i], space.path == z3.StringVal(p)]
+            for i in range(len(sets) - 1)
+            for p in _paths(hint)
+        ]
+    for wishes in sets:
+        if solver.check(*wishes) == z3.sat:
+            return solver.model()
+    verdict = solver.check()
+    if verdict == z3.unknown:
+        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+    if verdict == z3.unsat:
+        return None
+    return readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
+
+
+def _sat(*formulas: z3.BoolRef) -> bool:
+    solver = z3.Solver()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    solver.add(*formulas)
+    verdict = solver.check()
+    if verdict == z3.unknown:
+        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+    return bool(verdict == z3.sat)
+
+
+class Reacher:
+    """Answers rows for one mesh, each destination prepared and encoded once."""
+
+    def __init__(self, snapshot: MeshSnapshot, ext_authz: ExtAuthzAssumption = "deny") -> None:
+        self.snapshot = snapshot
+        self.ext_authz = ext_authz
+        self.decider = Decider(snapshot, ext_authz=ext_authz)
+        self.confirmer = Confirmer(snapshot, ext_authz)
+        self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
+        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current destination's space
+
+    def prepared(self, d: Destination) -> Prepared:
+        proto: Any = d.protocol
+        return self.decider.prepare(self.snapshot.workload(d.workload), d.port, proto)
+
+    def rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
+        p = self.prepared(dest)
+        try:
+            if dest.protocol == "http" and p.path_options.unmodelled():
+                raise Unencodable(str(p.path_options.unmodelled()))
+            space = build_space(dest.protocol == "http", (p,))
+            if any(c.principal is not None for c in callers):
+                space.use("principal")  # read by the callers' constraints
+            chain = encode_chain(p, space, self.ext_authz)
+            domain = self.domain = space.domain()
+        except Unencodable as e:
+            for c in callers:
+                yield Row(c, dest, "unknown", str(e))
+            return
+        host = default_host(self.snapshot, dest.workload)
+        for c in callers:
+            try:
+                yield self.row(c, dest, p, space, chain, domain, host)
+            except Unencodable as e:
+                yield Row(c, dest, "unknown", str(e))
+
+    def row(
+        self,
+        caller: Caller,
+        dest: Destination,
+        p: Prepared,
+        space: Space,
+        chain: SymbolicChain,
+        domain: z3.BoolRef,
+        host: str,
+    ) -> Row:
+        fixed = caller.fixed(space)
+
+        def known(f: z3.BoolRef) -> z3.BoolRef:
+            """``f`` for this caller, simplified: often a constant."""
+            return z3.simplify(z3.substitute(f, *fixed) if fixed else f)
+
+        live = [(c, e) for c, e in ((known(c), e) for c, e in chain.ends) if not z3.is_false(c)]
+        base_: list[z3.BoolRef] = []
+
+        def base() -> list[z3.BoolRef]:
+            if not base_:
+                base_.extend((domain, caller.constraint(space)))
+            return base_
+
+        def find(extra: list[z3.BoolRef]) -> tuple[End, dict[str, Any]] | None:
+            """A request of the caller satisfying ``extra``, as a confirmed witness."""
+            solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
+            solver.add(*base(), *extra)
+            for _ in range(MAX_NOT_NORMAL + 1):
+                model = familiar_model(solver, space, host, caller, z3.And(*extra))
+                if model is None:
+                    return None
+                path = model.eval(space.path, model_completion=True).as_string()
+                if "path" in space.used and not path_is_normal(p, path):
+                    solver.add(space.path != z3.StringVal(path))
+                    continue
+                witness = witness_request(model, space, dest, caller.workload, host)
+                end = chain.end_in(model)
+                self.confirmer.confirm(witness, end)
+                return end, witness
+            raise Unencodable("too many candidate paths that are not normalized paths")
+
+        # the plainest request first (GET / with the usual Host), decided on the
+        # formulas with every variable given; then one of the other kind
+        first = self.plain(caller, dest, space, chain, fixed, host) or find([])
+        if first is None:  # no request of this caller gets here at all
+            return Row(caller, dest, "none", "no request from this caller reaches the port")
+        found = [first]
+        other = [c for c, e in live if e.verdict != first[0].verdict]
+        second = None
+        if other:
+            want = z3.Or(*other)
+            second = self.guess(caller, dest, space, chain, fixed, host, want) or find([want])
+        if second is not None:
+            found.append(second)
+        allowed = [(e, w) for e, w in found if e.verdict == "ALLOW"]
+        denied = [(e, w) for e, w in found if e.verdict == "DENY"]
+        verdict_: Verdict = "some" if allowed and denied else ("all" if allowed else "none")
+        ends = [e for e, _ in found]
+        if verdict_ == "some":
+            # every other rule that allows some of the caller's requests, or
+            # takes some away by a DENY, for the conditions
+            for c, e in live:
+                if e in ends or (e.verdict == "DENY" and e.policy is None):
+                    continue
+                if (
+                    z3.is_true(c)
+                    or self.guess(caller, dest, space, chain, fixed, host, c) is not None
+                    or self._sat([*base(), c], space, host, caller)
+                ):
+                    ends.append(e)
+        return Row(
+            caller,
+            dest,
+            verdict_,
+            self.conditions(caller, ends) if verdict_ == "some" else None,
+            allowed[0][1] if allowed else None,
+            denied[0][1] if denied else None,
+            tuple(self.deciding(e) for e in dict.fromkeys(ends)),
+        )
+
+    def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
+        solver = z3.Solver()
+        solver.set("timeout", SOLVER_TIMEOUT_MS)
+        solver.add(*formulas)
+        return familiar_model(solver, space, host, caller, formulas[-1]) is not None
+
+    def plain(
+        self,
+        caller: Caller,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
+        host: str,
+        method: str = "GET",
+        path: str = "/",
+        want: z3.BoolRef | None = None,
+        host_sent: str | None = None,
+    ) -> tuple[End, dict[str, Any]] | None:
+        """The caller's plain request (by default GET /; the usual Host, no
+        headers, no SNI, no X-Forwarded-For) and the end the formulas give it,
+        confirmed by ``check``; None when it is not in the space, does not
+        satisfy ``want``, or a formula does not reduce to a constant."""
+        ip = caller.ip or DEFAULT_SOURCE_IP
+        addr = ipaddress.ip_address(ip)
+        values = [*fixed]
+        given = {v.get_id() for v, _ in fixed}
+        for var, value in (
+            (space.src, z3.BitVecVal(int(addr), 128)),
+            (space.src_v6, z3.BoolVal(addr.version == 6)),
+            (space.remote, z3.BitVecVal(int(addr), 128)),
+            (space.remote_v6, z3.BoolVal(addr.version == 6)),
+            (space.sni, z3.StringVal("")),
+            (space.principal, z3.StringVal(caller.principal or "")),
+            (space.method, z3.StringVal(method)),
+            (space.path, z3.StringVal(path)),
+            (space.host, z3.StringVal(host_sent or host)),
+        ):
+            if var.get_id() not in given:
+                values.append((var, value))
+        for h in space.headers.values():
+            values += [(sent, z3.BoolVal(False)) for sent in h.sent]
+            values += [(v, z3.StringVal("")) for v in h.values]
+        # one model holding every value, evaluated without completion: a
+        # variable left out keeps a formula open, and the guess is dropped
+        ctx = z3.main_ctx()
+        model = z3.ModelRef(z3.Z3_mk_model(ctx.ref()), ctx)
+        for var, value in values:
+            model.update_value(var, value)
+
+        def holds(f: z3.ExprRef) -> bool | None:
+            v = model.eval(f, model_completion=False)
+            return True if z3.is_true(v) else (False if z3.is_false(v) else None)
+
+        if not holds(self.domain):
+            return None
+        if want is not None and not holds(want):
+            return None
+        end = None
+        for cond, e in chain.ends:
+            taken = holds(cond)
+            if taken is None:
+                return None
+            if taken:
+                end = e
+                break
+        if end is None:
+            return None
+        req: dict[str, Any] = {}
+        if caller.workload is not None:
+            req["from"] = caller.workload
+        elif caller.principal is None:
+            req["from"] = {"plaintext": True, "ip": ip}
+        else:
+            req["from"] = {"principal": caller.principal, "ip": ip}
+        req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
+        if space.http:
+            req.update(method=method, path=path)
+            if host_sent is not None and host_sent != host:
+                req["host"] = host_sent
+        self.confirmer.confirm(req, end)
+        return end, req
+
+    def guess(
+        self,
+        caller: Caller,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
+        host: str,
+        want: z3.BoolRef,
+    ) -> tuple[End, dict[str, Any]] | None:
+        """A plain request satisfying ``want`` among the familiar methods and the
+        paths the formulas name, each decided on the formulas (z3 takes far
+        longer to search for one than to evaluate a few dozen)."""
+        if not space.http:
+            return None
+        paths = ["/", *_paths(want)] if "path" in space.used else ["/"]
+        hosts = [host, *_hosts(want)] if "host" in space.used else [host]
+        for sent in hosts:
+            for method in _METHODS:
+                for path in paths:
+                    hit = self.plain(
+                        caller, dest, space, chain, fixed, host, method, path, want, sent
+                    )
+                    if hit is not None:
+                        return hit
+        return None
+
+    def deciding(self, end: End) -> Deciding:
+        ap = self.policies.get(end.policy) if end.policy else None
+        if ap is None:
+            return Deciding(end, None, None)
+        if end.rule is not None and end.rule < len(ap.spec.rules):
+            loc = ap.location("spec", "rules", end.rule)
+            return Deciding(end, ap.file, loc.line or ap.line)
+        return Deciding(end, ap.file, ap.line)
+
+    def _rule(self, end: End, caller: Caller) -> str | None:
+        ap = self.policies.get(end.policy) if end.policy else None
+        if ap is None or end.rule is None or end.rule >= len(ap.spec.rules):
+            return None
+        return rule_text(ap.spec.rules[end.rule], caller)
+
+    def conditions(self, caller: Caller, ends: list[End]) -> str:
+        """Allowed when one allowing rule matches, unless a DENY rule does."""
+        grants: list[str] = []
+        for end in (e for e in ends if e.verdict == "ALLOW"):
+            text = self._rule(end, caller)
+            if text is None:
+                grants.append("any request")
+            else:
+                grants.append(f"{text} [{end.policy} rule {end.rule}]")
+        unless = []
+        for end in (e for e in ends if e.verdict == "DENY"):
+            if str(end.stage) == "DENY":
+                text = self._rule(end, caller)
+                if text is not None:
+                    unless.append(f"{text} [{end.policy} rule {end.rule}]")
+        out = " or ".join(dict.fromkeys(grants))
+        if unless:
+            out += "; unless " + " or ".join(dict.fromkeys(unless))
+        return out
+
+
+def reach(
+    snapshot: MeshSnapshot,
+    *,
+    callers: list[Caller] | None = None,
+    only: Iterable[Destination] | None = None,
+    ext_authz: ExtAuthzAssumption = "deny",
+) -> Reachability:
+    """Every caller against every destination (``only``: a subset of them)."""
+    callers = mesh_callers(snapshot) if callers is None else callers
+    reacher = Reacher(snapshot, ext_authz)
+    result = Reachability()
+    for dest in destinations(snapshot, snapshot) if only is None else only:
+        result.rows.extend(reacher.rows(dest, callers))
+    return result
+
+
+__all__ = [
+    "DEFAULT_SOURCE_IP",
+    "GATEWAY_PREFIX",
+    "PLAINTEXT",
+    "Caller",
+    "Deciding",
+    "Reachability",
+    "Reacher",
+    "Row",
+    "Verdict",
+    "mesh_callers",
+    "reach",
+    "rule_text",
+    "select_workloads",
+]
+
+
+# ------------------------------------------------------------------ selections
+
+
+def select_workloads(snapshot: MeshSnapshot, selector: str) -> set[str]:
+    """The workloads ``selector`` names: ``k=v[,k=v]`` (labels), ``ns/name`` (a
+    workload, or the workloads of that Service) or ``ns`` (a namespace)."""
+    sel = selector.strip()
+    if "=" in sel:
+        want: dict[str, str] = {}
+        for part in sel.split(","):
+            k, _, v = part.partition("=")
+            want[k.strip()] = v.strip()
+        return {w.key for w in snapshot.workloads if subset_of(want, w.labels)}
+    if "/" in sel:
+        out = {w.key for w in snapshot.workloads if w.key == sel}
+        for s in snapshot.services:
+            if s.key == sel:
+                out |= {w.key for w in snapshot.workloads_for(s)}
+        return out
+    return {w.key for w in snapshot.workloads if w.namespace == sel}
