@@ -32,12 +32,14 @@ from typing import Any, Literal
 
 import z3
 
+from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve_source
 from meshauthz.decide.request_spec import RequestSpec, SourceSpec
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.labels import subset_of
+from meshauthz.mesh.selection import select_policies
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import (
@@ -372,12 +374,27 @@ class Reacher:
         self.confirmer = Confirmer(snapshot, ext_authz)
         self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
         self.domain: z3.BoolRef = z3.BoolVal(True)  # the current destination's space
+        self._gateway_policy_keys: dict[str, list[str]] = {}
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
         return self.decider.prepare(self.snapshot.workload(d.workload), d.port, proto)
 
     def rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
+        mode = enrollment(self.snapshot, self.snapshot.workload(dest.workload))
+        if mode.mode in ("ambient", "none"):
+            # ztunnel enforces (ambient), or nothing does: not the sidecar chain the
+            # engine encodes; `check` decides such requests hop by hop
+            why = (
+                f"{dest.workload} is in ambient mode (ztunnel and waypoints enforce): "
+                "the symbolic engine models sidecar and gateway proxies; use check"
+                if mode.mode == "ambient"
+                else f"{dest.workload} has no sidecar and ztunnel does not capture it: "
+                "nothing enforces authorization there, every request reaches it"
+            )
+            for c in callers:
+                yield Row(c, dest, "unknown" if mode.mode == "ambient" else "all", why)
+            return
         p = self.prepared(dest)
         try:
             if dest.protocol == "http" and p.path_options.unmodelled():
@@ -393,10 +410,32 @@ class Reacher:
             return
         host = default_host(self.snapshot, dest.workload)
         for c in callers:
+            if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
+                # the gateway's own filters run first on what its clients send: two
+                # chains, which the engine does not combine (a wrong "all" otherwise)
+                yield Row(
+                    c,
+                    dest,
+                    "unknown",
+                    f"AuthorizationPolicies apply to the gateway {c.workload} itself "
+                    f"({', '.join(self._gateway_policies(c))}); its filters and the "
+                    "destination's are not combined here: use check",
+                )
+                continue
             try:
                 yield self.row(c, dest, p, space, chain, domain, host)
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def _gateway_policies(self, c: Caller) -> list[str]:
+        assert c.workload is not None
+        hit = self._gateway_policy_keys.get(c.workload)
+        if hit is None:
+            w = self.snapshot.workload(c.workload)
+            hit = self._gateway_policy_keys[c.workload] = [
+                s.policy.key for s in select_policies(self.snapshot, w)
+            ]
+        return hit
 
     def row(
         self,

@@ -1,0 +1,63 @@
+"""Rows the sidecar chain alone cannot answer: never a guessed verdict.
+
+- an ambient destination (ztunnel and waypoints enforce): unknown, with the reason;
+- a destination without a sidecar that ztunnel does not capture: all (nothing
+  enforces: `check` answers ALLOW at the "no sidecar" stage);
+- a gateway row where policies select the gateway itself: its filters run before
+  the destination's, which the engine does not combine: unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from meshauthz.cli.main import main
+from tests.conftest import EXAMPLES, REPO
+
+SUITES = REPO / "tests" / "istio_suites"
+
+
+def rows(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    with pytest.raises(SystemExit) as exc:
+        main(["reach", *args, "-o", "json"])
+    assert exc.value.code == 0
+    return list(json.loads(capsys.readouterr().out)["rows"])
+
+
+def test_ambient_destinations_are_unknown(capsys):
+    got = rows(capsys, "-f", str(EXAMPLES / "seed-ambient"))
+    assert got and {r["verdict"] for r in got} == {"unknown"}
+    assert all("ambient mode" in r["conditions"] for r in got)
+
+
+def test_a_destination_nothing_enforces_allows_all(capsys, tmp_path: Path):
+    d = tmp_path / "outside"
+    shutil.copytree(EXAMPLES / "seed", d)
+    ns = d / "namespace.yaml"
+    ns.write_text(ns.read_text().replace("istio-injection: enabled", "istio-injection: disabled"))
+    got = rows(capsys, "-f", str(d), "--to", "default/backend")
+    assert got and {r["verdict"] for r in got} == {"all"}
+    assert all("nothing enforces" in r["conditions"] for r in got)
+    # as check answers: the DENY {} policy is never enforced without a sidecar
+    with pytest.raises(SystemExit):
+        main(["check", "-f", str(d), "--from", "default/frontend", "--to", "default/backend",
+              "-o", "json"])  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["stage"] == "no sidecar"
+
+
+def test_gateway_rows_with_the_gateways_own_policies_are_unknown(capsys):
+    suite = SUITES / "TestAuthz_IngressGateway"
+    got = rows(
+        capsys,
+        "-f", str(SUITES / "echo"), "-f", str(suite / "policies.yaml"),
+        "--mesh-config", str(suite / "mesh-config.yaml"), "--to", "echo1/b",
+    )  # fmt: skip
+    gateway = [r for r in got if r["from"].startswith("gateway:")]
+    assert gateway and {r["verdict"] for r in gateway} == {"unknown"}
+    assert all("istio-system/policy-b" in r["conditions"] for r in gateway)
+    # the other callers are still answered
+    assert {r["verdict"] for r in got if not r["from"].startswith("gateway:")} - {"unknown"}
