@@ -230,9 +230,13 @@ def test_build_namespace_is_the_same_option(capsys, write):
 
 def test_mesh_logs_keeps_n_as_its_line_count():
     # mesh logs reads no manifests: -n stays --tail (as tail -n)
+    import click
+
     from meshauthz.cli.main import cli
 
-    logs = cli.commands["mesh"].commands["logs"]  # type: ignore[attr-defined]
+    mesh = cli.get_command(click.Context(cli), "mesh")  # imported on first use
+    assert isinstance(mesh, click.Group)
+    logs = mesh.commands["logs"]
     assert [p.opts for p in logs.params if "-n" in p.opts] == [["-n", "--tail"]]
 
 
