@@ -284,11 +284,11 @@ def service_waypoint(snapshot: MeshSnapshot, svc: MeshService | ServiceEntry) ->
     return binding
 
 
-def ingress_uses_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> bool:
+def ingress_uses_waypoint(snapshot: MeshSnapshot, svc: MeshService | ServiceEntry) -> bool:
     """services.go ``ingressUseWaypointFromLabels``: the Service's
     ``istio.io/ingress-use-waypoint``, else its namespace's, read as a Go boolean;
     without it an ingress gateway calls the Service's endpoints directly."""
-    labels = svc.resource.labels
+    labels = svc.labels if isinstance(svc, ServiceEntry) else svc.resource.labels
     if INGRESS_USE_WAYPOINT_LABEL not in labels:
         ns = snapshot.namespace(svc.namespace)
         labels = dict(ns.labels) if ns is not None else {}
