@@ -87,3 +87,24 @@ def test_explain_places_the_service_entry_policy_at_the_waypoint(capsys):
     d = run(capsys, "explain", "-f", str(SE_MESH), *TO_SE)
     where = {a["policy"]: a["enforcer"] for a in d["applicable"]}
     assert where == {"ns/se-at-waypoint": "waypoint", "ns/l4-at-ztunnel": "ztunnel"}
+
+
+def test_to_a_service_entry_host_reaches_the_workloads_it_selects(capsys):
+    d = run(capsys, "check", "-f", str(SE_MESH), "--from", "ns/client", "--to", "ext.example.com")
+    assert (d["request"]["to"], d["request"]["port"], d["request"]["host"]) == (
+        "ns/ext",
+        8080,
+        "ext.example.com",
+    )
+    assert hops(d) == [
+        ("waypoint", CLIENT, "ALLOW", "ns/se-at-waypoint"),
+        ("ztunnel", WAYPOINT, "ALLOW", "ns/l4-at-ztunnel"),
+    ]
+
+
+def test_to_a_service_entry_port_it_does_not_declare_is_an_input_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "-f", str(SE_MESH), "--from", "ns/client", "--to", "ext.example.com:81"])
+    _, err = capsys.readouterr()
+    assert exc.value.code == 2
+    assert "to: service entry ns/ext has no port 81 (ports: 80)" in err
