@@ -57,6 +57,15 @@ def test_waypoint_policy_status_collection(case: dict[str, Any]) -> None:
                 "spec": {"ports": [{"port": 80}]},
             }
         )
+    for name, labels in case.get("serviceEntries", {}).items():
+        docs.append(
+            {
+                "apiVersion": "networking.istio.io/v1alpha3",
+                "kind": "ServiceEntry",
+                "metadata": {"name": name, "namespace": "ns1", "labels": labels},
+                "spec": {},
+            }
+        )
     snap = load_mesh_documents(parse_documents(yaml.safe_dump_all(docs), "t.yaml")).snapshot
     (ap,) = snap.authorization_policies
     got = [[b.ancestor, b.reason, b.message, b.bound] for b in waypoint_bindings(snap, ap)]

@@ -292,3 +292,19 @@ def test_a_directory_without_manifests_is_unusable_input(capsys, tmp_path, args)
     assert code == 2 and out == ""
     assert f"error: {d}: no manifests found: no .yaml, .yml or .json files" in err
     assert not state.exists()  # mesh up started nothing
+
+
+def test_service_entry_with_a_wrong_type_names_field_and_line(capsys, write):
+    text = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: foo}
+spec:
+  hosts: [api.example.com]
+  ports:
+  - number: https
+"""
+    path = write("se.yaml", text)
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 1
+    assert f"{path}:7:5: error[schema] ServiceEntry foo/ext: spec.ports[0].number" in out

@@ -416,3 +416,26 @@ def test_the_seed_example_loads_completely():
 def test_missing_path_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load([str(tmp_path / "nope.yaml")])
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1", "v1alpha3"])
+def test_service_entry_is_read_in_every_served_version(write, version):
+    text = f"""\
+apiVersion: networking.istio.io/{version}
+kind: ServiceEntry
+metadata: {{name: ext, namespace: foo, labels: {{istio.io/use-waypoint: waypoint}}}}
+spec:
+  hosts: [api.example.com]
+  ports: [{{number: 443, name: https, protocol: TLS}}]
+  resolution: DNS
+  location: MESH_EXTERNAL
+  workloadSelector: {{labels: {{app: ext}}}}
+"""
+    m = load([write("se.yaml", text)]).manifests
+    (se,) = m.service_entries
+    assert se.key == "foo/ext" and se.labels == {"istio.io/use-waypoint": "waypoint"}
+    assert se.spec.hosts == ("api.example.com",) and se.spec.resolution == "DNS"
+    assert (se.spec.ports[0].number, se.spec.ports[0].protocol) == (443, "TLS")
+    assert se.spec.workload_selector is not None
+    assert se.spec.workload_selector.labels == {"app": "ext"}
+    assert not m.skipped

@@ -17,7 +17,7 @@ and which waypoint a Service or workload uses.
 * Binding (``fetchWaypointForTarget``, ``GetUseWaypoint``): the object's
   ``istio.io/use-waypoint`` (``none`` opts out), else its namespace's; the
   waypoint's namespace from ``istio.io/use-waypoint-namespace`` next to it,
-  else the object's namespace. Services need a waypoint for ``service`` or
+  else the object's namespace. Services and ServiceEntries need a waypoint for ``service`` or
   ``all`` traffic, workloads one for ``workload`` or ``all``.
 """
 
@@ -35,7 +35,7 @@ from meshauthz.mesh.snapshot import (
     MeshSnapshot,
     MeshWorkload,
 )
-from meshauthz.resources.objects import Gateway, Resource
+from meshauthz.resources.objects import Gateway, Resource, ServiceEntry
 
 USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE_LABEL = "istio.io/use-waypoint-namespace"
@@ -262,17 +262,17 @@ def _for_target(
     return Binding(wp, f"{source}={wp.name}"), own
 
 
-def service_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> Binding:
-    """``fetchWaypointForService``."""
-    labels = svc.resource.labels
+def service_waypoint(snapshot: MeshSnapshot, svc: MeshService | ServiceEntry) -> Binding:
+    """``fetchWaypointForService``, for a Service or a ServiceEntry alike
+    (services.go reads both through it)."""
+    labels = svc.labels if isinstance(svc, ServiceEntry) else svc.resource.labels
     if labels.get("gateway.istio.io/managed") in (
         "istio.io-mesh-controller",
         "istio.io-eastwest-controller",
     ):
         return Binding(None, "")
-    binding, _ = _for_target(
-        snapshot, waypoints(snapshot), f"Service {svc.key}", svc.namespace, labels
-    )
+    what = f"{'ServiceEntry' if isinstance(svc, ServiceEntry) else 'Service'} {svc.key}"
+    binding, _ = _for_target(snapshot, waypoints(snapshot), what, svc.namespace, labels)
     wp = binding.waypoint
     if wp is not None and wp.traffic_type not in ("service", "all"):
         return Binding(
@@ -284,11 +284,11 @@ def service_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> Binding:
     return binding
 
 
-def ingress_uses_waypoint(snapshot: MeshSnapshot, svc: MeshService) -> bool:
+def ingress_uses_waypoint(snapshot: MeshSnapshot, svc: MeshService | ServiceEntry) -> bool:
     """services.go ``ingressUseWaypointFromLabels``: the Service's
     ``istio.io/ingress-use-waypoint``, else its namespace's, read as a Go boolean;
     without it an ingress gateway calls the Service's endpoints directly."""
-    labels = svc.resource.labels
+    labels = svc.labels if isinstance(svc, ServiceEntry) else svc.resource.labels
     if INGRESS_USE_WAYPOINT_LABEL not in labels:
         ns = snapshot.namespace(svc.namespace)
         labels = dict(ns.labels) if ns is not None else {}

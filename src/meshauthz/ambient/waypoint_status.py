@@ -5,8 +5,7 @@ pilot/pkg/model/service.go ``flattenConditions``), pinned by Istio's
 
 GatewayClass objects are not read: the built-in ``istio-waypoint`` class
 (istiod's, controller istio.io/mesh-controller) is taken to exist, any other
-class not. ServiceEntries are not read either: a ServiceEntry target gets no
-binding here.
+class not.
 """
 
 from __future__ import annotations
@@ -82,7 +81,18 @@ def waypoint_bindings(snapshot: MeshSnapshot, policy: AuthorizationPolicy) -> li
                 else:
                     reason = ANCESTOR_NOT_BOUND
                     message = f"Service {key} is not bound to a waypoint"
-        else:  # ServiceEntry: not read
+        elif ref.kind == "ServiceEntry":
+            se = snapshot.find_service_entry(key)
+            if se is None:
+                reason, message = TARGET_NOT_FOUND, f"ServiceEntry {key} was not found"
+            else:
+                bound_to = service_waypoint(snapshot, se).waypoint
+                if bound_to is not None:
+                    reason, message, bound = ACCEPTED, f"bound to {bound_to.key}", True
+                else:
+                    reason = ANCESTOR_NOT_BOUND
+                    message = f"ServiceEntry {key} is not bound to a waypoint"
+        else:
             continue
         group = ref.group or "core"
         out.append(PolicyBinding(f"{ref.kind}.{group}:{key}", reason, message, bound))

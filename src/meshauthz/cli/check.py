@@ -65,7 +65,7 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--to",
             metavar="NS/NAME[:PORT]",
-            help="The destination workload or Service (a Service port after ':'); with --config-dump also :PORT.",
+            help="The destination workload, Service or Service/ServiceEntry host (a service port after ':'); with --config-dump also :PORT.",
         ),
         click.option("--port", type=int, help="The port the destination workload receives on."),
         click.option(

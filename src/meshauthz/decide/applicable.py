@@ -14,7 +14,7 @@ from typing import Any
 
 from meshauthz.ambient.convert import convert_authorization_policy
 from meshauthz.ambient.topology import enrollment
-from meshauthz.decide.path import binding_for, client_in_mesh, ingress_bypasses, service_of
+from meshauthz.decide.path import addressed, binding_for, client_in_mesh, ingress_bypasses
 from meshauthz.decide.request import Request
 from meshauthz.mesh import MeshSnapshot, SelectedPolicy, select_policies
 from meshauthz.mesh.selection import target_refs
@@ -41,7 +41,7 @@ def applicable_policies(snapshot: MeshSnapshot, r: Request) -> list[dict[str, An
     out: list[dict[str, Any]] = []
     binding = binding_for(snapshot, r)
     wp = binding.waypoint
-    svc, _ = service_of(snapshot, r)
+    svc, _ = addressed(snapshot, r)
     passes = (
         wp is not None
         and bool(wp.workloads)

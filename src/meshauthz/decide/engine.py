@@ -47,6 +47,7 @@ from meshauthz.mesh import (
     list_policies,
     select_policies,
 )
+from meshauthz.resources.objects import ServiceEntry
 from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
@@ -161,14 +162,19 @@ class Decider:
         return prepared
 
     def prepare_waypoint(
-        self, waypoint: MeshWorkload, service: MeshService | None, port: int, protocol: Transport
+        self,
+        waypoint: MeshWorkload,
+        service: MeshService | ServiceEntry | None,
+        port: int,
+        protocol: Transport,
     ) -> Prepared:
         """A waypoint's chain for ``service`` and its service ``port`` (None: the
         chain for traffic addressed to a workload, where only Gateway and
-        GatewayClass policies apply), built as istiod builds waypoints: the
+        GatewayClass policies apply; a ServiceEntry: its chain), built as istiod builds waypoints: the
         policies attached by targetRefs, the peer identity from filter state
         (pilot/pkg/networking/core/listener_waypoint.go)."""
-        key = (waypoint.key, service.key if service else "", port, protocol)
+        name = f"{service.kind} {service.key}" if isinstance(service, ServiceEntry) else ""
+        key = (waypoint.key, name or (service.key if service else ""), port, protocol)
         hit = self._waypoint_cache.get(key)
         if hit is not None:
             return hit

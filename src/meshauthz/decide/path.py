@@ -3,7 +3,8 @@
 * A destination with its own proxy (sidecar, gateway): one hop, that proxy's
   filters (``Decider.decide_at_proxy``).
 * An ambient destination (captured by ztunnel): the waypoint, when the Service
-  (Service-addressed traffic) or the workload uses one and the client's traffic
+  or ServiceEntry the request's Host names (Service-addressed traffic) or the
+  workload uses one and the client's traffic
   reaches it, decided by the same Envoy layer as sidecars with istiod's
   waypoint build (``Decider.prepare_waypoint``); then the destination's
   ztunnel (``meshauthz.ambient``), which sees the waypoint's identity and
@@ -62,7 +63,9 @@ from meshauthz.decide.decision import (
 )
 from meshauthz.envoy.route import strip_port
 from meshauthz.mesh import MeshService, MeshSnapshot, resolve_target_port
+from meshauthz.mesh.labels import match
 from meshauthz.resources.k8s import ServicePort
+from meshauthz.resources.objects import ServiceEntry
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Decider
@@ -95,9 +98,9 @@ class _Ambient:
 
     istiod: IstiodAmbient
     held: dict[str, ZtunnelWorkload] = field(default_factory=dict)
-    bindings: dict[tuple[str, str, int], tuple[MeshService | None, ServicePort | None, Binding]] = (
-        field(default_factory=dict)
-    )
+    bindings: dict[
+        tuple[str, str, int], tuple[MeshService | ServiceEntry | None, int | None, Binding]
+    ] = field(default_factory=dict)
 
 
 def _state(decider: Decider) -> _Ambient:
@@ -132,7 +135,30 @@ def service_of(snap: MeshSnapshot, r: Request) -> tuple[MeshService | None, Serv
     return None, None
 
 
-def ingress_bypasses(snap: MeshSnapshot, r: Request, svc: MeshService | None) -> bool:
+def service_entry_of(snap: MeshSnapshot, r: Request) -> tuple[ServiceEntry, int] | None:
+    """The ServiceEntry the request is addressed to when no Service is: one of its
+    ``hosts`` is the request's Host, its ``workloadSelector`` selects the
+    destination (in the ServiceEntry's namespace) and one of its ports sends to
+    the request's port (``targetPort``, else the port ``number``); with that
+    port's number. ServiceEntries without a workloadSelector name no workload
+    of the mesh and address nothing here."""
+    host = strip_port(r.host).lower().rstrip(".") if r.host else ""
+    dest = r.destination
+    for se in snap.service_entries:
+        sel = se.spec.workload_selector
+        if sel is None or se.namespace != dest.namespace or not host:
+            continue
+        if host not in (h.lower() for h in se.spec.hosts) or not match(sel.labels, dest.labels):
+            continue
+        for p in se.spec.ports:
+            if (p.target_port or p.number) == r.port:
+                return se, p.number
+    return None
+
+
+def ingress_bypasses(
+    snap: MeshSnapshot, r: Request, svc: MeshService | ServiceEntry | None
+) -> bool:
     """An ingress gateway calls a Service's endpoints directly unless the Service
     (or its namespace) has istio.io/ingress-use-waypoint=true (ENABLE_INGRESS_WAYPOINT_ROUTING,
     on by default: features/ambient.go; services.go ``ingressUseWaypointFromLabels``)."""
@@ -142,8 +168,20 @@ def ingress_bypasses(snap: MeshSnapshot, r: Request, svc: MeshService | None) ->
     return not (svc is not None and ingress_uses_waypoint(snap, svc))
 
 
+def addressed(
+    snap: MeshSnapshot, r: Request
+) -> tuple[MeshService | ServiceEntry | None, int | None]:
+    """The Service or ServiceEntry the request is addressed to and its service
+    port; (None, None): addressed to the workload itself."""
+    svc, sport = service_of(snap, r)
+    if svc is not None and sport is not None:
+        return svc, sport.port
+    hit = service_entry_of(snap, r)
+    return hit if hit is not None else (None, None)
+
+
 def binding_for(snap: MeshSnapshot, r: Request) -> Binding:
-    svc, _ = service_of(snap, r)
+    svc, _ = addressed(snap, r)
     return (
         service_waypoint(snap, svc) if svc is not None else workload_waypoint(snap, r.destination)
     )
@@ -157,7 +195,7 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
     identity = r.source_principal if captured else None
     bkey = (dest.key, r.host, r.port)
     if bkey not in state.bindings:
-        svc_, sport_ = service_of(snap, r)
+        svc_, sport_ = addressed(snap, r)
         state.bindings[bkey] = (svc_, sport_, binding_for(snap, r))
     svc, sport, binding = state.bindings[bkey]
     hops: list[Hop] = []
@@ -187,7 +225,7 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
                 return replace(
                     term, request=request_summary(r), hops=tuple(hops), notes=tuple(notes)
                 )
-        port = sport.port if sport is not None else r.port
+        port = sport if sport is not None else r.port
         prepared = decider.prepare_waypoint(w, svc, port, r.protocol)
         d = decider.decide_with(
             prepared, replace(r, port=port, source_principal=identity), trace=trace, explain=explain
@@ -349,9 +387,11 @@ def _step(p: Authorization, zd: ZtunnelDecision, workload: str, state: IstiodAmb
 
 __all__ = [
     "STATUS_UNAVAILABLE",
+    "addressed",
     "binding_for",
     "client_in_mesh",
     "ingress_bypasses",
+    "service_entry_of",
     "service_of",
     "walk",
 ]

@@ -141,6 +141,9 @@ def default_host(snapshot: MeshSnapshot, target: Target, inbound: InboundPort) -
     one named, else the one istiod gives the workload's port (``inbound``: the
     first Service whose port reaches it); when none does, the client calls the
     pod: its address."""
+    if target.host:
+        number = target.host_port or inbound.port
+        return target.host if number == HTTP_DEFAULT_PORT else f"{target.host}:{number}"
     svc, svc_port = target.service, target.service_port
     if svc_port is None:
         first = inbound.target

@@ -28,6 +28,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Literal
 
+from meshauthz.mesh.labels import match
 from meshauthz.mesh.protocol import (
     Chain,
     ListenerProtocol,
@@ -171,6 +172,10 @@ class Target:
     via: Literal["workload", "service"]
     service: MeshService | None = None
     service_port: ServicePort | None = None
+    # A ServiceEntry host named the destination: the Host a client sends, with
+    # the ServiceEntry port's number.
+    host: str = ""
+    host_port: int | None = None
 
     def inbound(self, snapshot: MeshSnapshot) -> InboundPort | None:
         return inbound_port(snapshot, self.workload, self.port) if self.port is not None else None
@@ -195,7 +200,8 @@ def resolve_targets(snapshot: MeshSnapshot, ref: str) -> list[Target]:
 
     Rules (ours, documented):
 
-    1. A hostname (no "/") names a Service.
+    1. A hostname (no "/") names a Service, else a host of a ServiceEntry
+       with a workloadSelector (its port, mapped to its targetPort).
     2. ``ns/name`` with a port that is a port of a Service ``ns/name``: the
        Service port, mapped to its target port (what ``curl name:port`` reaches).
     3. Otherwise, if a workload ``ns/name`` exists: that workload, the port as
@@ -219,6 +225,9 @@ def resolve_targets(snapshot: MeshSnapshot, ref: str) -> list[Target]:
     if "/" not in name_ref:
         svc = snapshot.service_by_hostname(name_ref)
         if svc is None:
+            by_entry = _via_service_entry(snapshot, name_ref, port)
+            if by_entry:
+                return by_entry
             raise LookupFailed(f"no service with hostname {name_ref}", code="not-found")
         return _via_service(snapshot, svc, port)
     svc = snapshot.find_service(name_ref)
@@ -242,6 +251,37 @@ def resolve_targets(snapshot: MeshSnapshot, ref: str) -> list[Target]:
             code="not-found",
         )
     return _via_service(snapshot, svc, port)
+
+
+def _via_service_entry(snapshot: MeshSnapshot, host: str, port: int | None) -> list[Target]:
+    """A host of a ServiceEntry with a workloadSelector: the workloads it selects
+    in its namespace, on the target port of the ServiceEntry port ``port`` (the
+    only one when none is given). A ServiceEntry without a workloadSelector names
+    no workload: nothing here."""
+    wanted = host.lower().rstrip(".")
+    for se in snapshot.service_entries:
+        sel = se.spec.workload_selector
+        if sel is None or wanted not in (h.lower() for h in se.spec.hosts):
+            continue
+        ports = se.spec.ports
+        chosen = [p for p in ports if p.number == port] if port is not None else list(ports)
+        if port is not None and not chosen:
+            shown = ", ".join(str(p.number) for p in ports) or "none"
+            raise LookupFailed(
+                f"service entry {se.key} has no port {port} (ports: {shown})", code="not-found"
+            )
+        sp = chosen[0] if len(chosen) == 1 else None
+        ws = [
+            w
+            for w in snapshot.workloads
+            if w.namespace == se.namespace and match(sel.labels, w.labels)
+        ]
+        if not ws:
+            raise LookupFailed(f"service entry {se.key} selects no workload", code="not-found")
+        tp = (sp.target_port or sp.number) if sp is not None else None
+        number = sp.number if sp is not None else None
+        return [Target(w, tp, "service", host=wanted, host_port=number) for w in ws]
+    return []
 
 
 def _receives_on(snapshot: MeshSnapshot, w: MeshWorkload) -> set[int]:

@@ -37,6 +37,7 @@ from meshauthz.resources.objects import (
     AuthorizationPolicy,
     PeerAuthentication,
     RequestAuthentication,
+    ServiceEntry,
 )
 
 PolicyKind = Literal["AuthorizationPolicy", "RequestAuthentication", "PeerAuthentication"]
@@ -69,9 +70,16 @@ class PolicyMatcher:
 
     @staticmethod
     def for_workload(
-        w: MeshWorkload, *, root_namespace: str, service: MeshService | None = None
+        w: MeshWorkload,
+        *,
+        root_namespace: str,
+        service: MeshService | ServiceEntry | None = None,
     ) -> PolicyMatcher:
-        services = (ServiceRef(service.name, service.namespace),) if service is not None else ()
+        services: tuple[ServiceRef, ...] = ()
+        if isinstance(service, ServiceEntry):
+            services = (ServiceRef(service.name, service.namespace, "External"),)
+        elif service is not None:
+            services = (ServiceRef(service.name, service.namespace),)
         return PolicyMatcher(w.namespace, w.labels, w.is_waypoint, services, root_namespace)
 
 
@@ -378,19 +386,24 @@ def select_policies(
     workload: str | MeshWorkload,
     kind: PolicyKind = "AuthorizationPolicy",
     *,
-    service: str | MeshService | None = None,
+    service: str | MeshService | ServiceEntry | None = None,
     selector_based_k8s_gateway_policy: bool = DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY,
 ) -> list[SelectedPolicy]:
     """The policies of ``kind`` that apply to ``workload`` ("ns/name" or a
     MeshWorkload), each with its reason, in istiod's order.
 
     ``service`` is only meaningful for a waypoint: the Service whose chain is
-    being built (policies with a Service targetRef attach to that chain only).
+    being built (policies with a Service targetRef attach to that chain only), or
+    the ServiceEntry (its ServiceEntry targetRefs).
     Sidecars and gateways are selected without a Service, as istiod does
     (``authz.NewBuilder``).
     """
     w = snapshot.workload(workload)
-    svc = snapshot.service(service) if service is not None else None
+    svc = (
+        service
+        if service is None or isinstance(service, ServiceEntry)
+        else snapshot.service(service)
+    )
     matcher = PolicyMatcher.for_workload(w, root_namespace=snapshot.root_namespace, service=svc)
     return list_policies(
         snapshot,

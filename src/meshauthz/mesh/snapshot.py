@@ -50,6 +50,7 @@ from meshauthz.resources.objects import (
     RequestAuthentication,
     Resource,
     Service,
+    ServiceEntry,
     Workload,
 )
 
@@ -250,6 +251,7 @@ class MeshSnapshot:
     request_authentications: list[RequestAuthentication]
     peer_authentications: list[PeerAuthentication]
     domain_suffix: str = DEFAULT_DOMAIN_SUFFIX
+    service_entries: list[ServiceEntry] = field(default_factory=list)
     _by_key: dict[str, list[MeshWorkload]] = field(default_factory=dict, repr=False)
     _svc_by_key: dict[str, MeshService] = field(default_factory=dict, repr=False)
     _svc_by_host: dict[str, MeshService] = field(default_factory=dict, repr=False)
@@ -333,6 +335,10 @@ class MeshSnapshot:
         if svc is None:
             raise LookupFailed(f"no service {ns}/{name}", code="not-found")
         return svc
+
+    def find_service_entry(self, key: str) -> ServiceEntry | None:
+        """The ServiceEntry ``namespace/name``."""
+        return next((se for se in self.service_entries if se.key == key), None)
 
     def find_service(self, ref: str) -> MeshService | None:
         try:
@@ -578,6 +584,7 @@ def build_snapshot(
         request_authentications=sorted(manifests.request_authentications, key=config_sort_key),
         peer_authentications=sorted(manifests.peer_authentications, key=config_sort_key),
         domain_suffix=domain_suffix,
+        service_entries=list(manifests.service_entries),
     )
 
 

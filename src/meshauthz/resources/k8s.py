@@ -126,6 +126,27 @@ class IstioGatewaySpec(K8s):
     selector: StrMap = {}
 
 
+class ServiceEntryPort(K8s):
+    number: int
+    name: str = ""
+    protocol: str = ""
+    target_port: int | None = None
+
+
+class ServiceEntrySelector(K8s):
+    labels: StrMap = {}
+
+
+class ServiceEntrySpec(K8s):
+    """networking.istio.io ServiceEntry (v1, v1beta1, v1alpha3): the fields that
+    decide which workloads it names and which waypoint its hosts go through."""
+
+    hosts: Annotated[tuple[str, ...], BeforeValidator(_none_is_empty)] = ()
+    ports: Annotated[tuple[ServiceEntryPort, ...], BeforeValidator(_none_is_empty)] = ()
+    resolution: str = "NONE"
+    workload_selector: ServiceEntrySelector | None = None
+
+
 class GatewayListener(K8s):
     name: str = ""
     port: int = 0

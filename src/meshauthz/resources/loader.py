@@ -42,6 +42,7 @@ from meshauthz.resources.k8s import (
     ObjectMeta,
     PodSpec,
     PodStatus,
+    ServiceEntrySpec,
     ServiceSpec,
 )
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
@@ -71,6 +72,7 @@ _READ_KINDS = frozenset(
         ("batch", "CronJob"),
         ("networking.istio.io", "Gateway"),
         ("gateway.networking.k8s.io", "Gateway"),
+        ("networking.istio.io", "ServiceEntry"),
     }
 )
 
@@ -548,6 +550,10 @@ class _Loader:
                 m.gateways.append(
                     o.Gateway(**common, flavor="gateway-api", gateway_class=gw2.gateway_class_name)
                 )
+        elif group == "networking.istio.io" and kind == "ServiceEntry":
+            se = self.model(doc, base, ("spec",), spec, ServiceEntrySpec, ident)
+            if se is not None:
+                m.service_entries.append(o.ServiceEntry(**common, spec=se))
         else:  # pragma: no cover - every kind not read was skipped before
             raise AssertionError((group, kind))
 

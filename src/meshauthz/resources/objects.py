@@ -11,7 +11,7 @@ from meshauthz.resources.istio import (
     PeerAuthenticationSpec,
     RequestAuthenticationSpec,
 )
-from meshauthz.resources.k8s import ContainerPort, OwnerReference, ServiceSpec
+from meshauthz.resources.k8s import ContainerPort, OwnerReference, ServiceEntrySpec, ServiceSpec
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.yamlload import Document, Path
 
@@ -104,6 +104,11 @@ class Service(Resource):
 
 
 @dataclass(slots=True, eq=False)
+class ServiceEntry(Resource):
+    spec: ServiceEntrySpec = field(default_factory=ServiceEntrySpec)
+
+
+@dataclass(slots=True, eq=False)
 class Gateway(Resource):
     flavor: Literal["istio", "gateway-api"] = "istio"
     selector: dict[str, str] = field(default_factory=dict)  # Istio Gateway only
@@ -138,6 +143,7 @@ class Manifests:
     workloads: list[Workload] = field(default_factory=list)
     services: list[Service] = field(default_factory=list)
     gateways: list[Gateway] = field(default_factory=list)
+    service_entries: list[ServiceEntry] = field(default_factory=list)
     mesh_config: MeshConfig = field(default_factory=MeshConfig)
     skipped: list[Skipped] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
@@ -149,6 +155,7 @@ class Manifests:
             *self.workloads,
             *self.services,
             *self.gateways,
+            *self.service_entries,
             *self.peer_authentications,
             *self.request_authentications,
             *self.authorization_policies,
