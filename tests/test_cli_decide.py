@@ -897,3 +897,24 @@ def test_check_request_shows_progress_on_a_terminal_only(tmp_path):
     assert plain.returncode == tty.returncode == 0
     assert tty.stdout == plain.stdout and plain.stdout.count("\n") >= 2500
     assert "deciding" not in plain.stderr and b"deciding" in drawn
+
+
+def test_a_deny_for_an_unusable_custom_provider_says_why(tmp_path, capsys):
+    # builder goldens custom-bad-*: for CUSTOM policies whose provider istiod cannot
+    # use, it builds a deny filter in their place; the reason says so (seen by a new
+    # user with a misspelt provider beside a good one)
+    f = tmp_path / "custom.yaml"
+    f.write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: ext, namespace: default}\n"
+        "spec: {selector: {matchLabels: {app: backend}}, action: CUSTOM, "
+        "provider: {name: no-such-provider}, rules: [{to: [{operation: {paths: [/admin]}}]}]}\n"
+    )
+    _, out, err = run(
+        capsys, "check", "-f", FIXED, "-f", str(f), "--from", "default/frontend",
+        "--to", "default/backend", "--path", "/admin", "--ext-authz", "allow", "-o", "json",
+    )  # fmt: skip
+    d = json.loads(out)
+    assert (d["decision"], d["stage"], d["policy"]) == ("DENY", "CUSTOM", "default/ext")
+    assert "istiod cannot use the CUSTOM provider(s)" in d["reason"]
+    assert "no-such-provider" in err  # the warning names it

@@ -24,6 +24,7 @@ from meshauthz.decide.cause import (
     NoSidecar,
     NotEvaluated,
     PathRejected,
+    Stage,
     ZtunnelAllowed,
     ZtunnelDenied,
 )
@@ -125,6 +126,14 @@ def reason(cause: Cause) -> str:
             return f"denied by the {stage} filter"
         case DeniedByPolicy(stage, policy, rule, empty_rule):
             text = f"denied by {stage} policy {policy} rule {rule}"
+            if stage is Stage.CUSTOM:
+                # the RBAC stand-in istiod builds for CUSTOM policies whose provider it
+                # cannot use (builder goldens custom-bad-*): no request reaches a provider
+                text += (
+                    ": istiod cannot use the CUSTOM provider(s) of this workload's CUSTOM "
+                    "policies (meshauthz validate says why), so it denies every request "
+                    "their rules match instead of sending it to a provider"
+                )
             if empty_rule:
                 # Istio's documented evaluation order: DENY before ALLOW.
                 text += (
