@@ -22,19 +22,23 @@ class DecisionNotes:
         self._by_rule: dict[tuple[str, int], list[AnalysisFinding]] = {}
         if not deciding:
             return
-        ctx = Context(snapshot, only=frozenset(p for p, _ in deciding if p))
+        rules_of: dict[str, list[int]] = {}
+        for policy, rule in deciding:
+            assert policy is not None and rule is not None
+            rules_of.setdefault(policy, []).append(rule)
+        ctx = Context(snapshot, only=frozenset(rules_of))
         for check in CHECKS:
             check(ctx)
         for f in ctx.findings:
             # an info finding is a remark, not a warning about the answer
             if f.severity == "info" or annotation_suppresses(f):
                 continue
-            for policy, rule in deciding:
-                assert policy is not None and rule is not None
+            # only the deciding rules of the finding's own policy (a batch of
+            # requests decides with many policies)
+            for rule in rules_of.get(f.resource_key, ()):
                 prefix = f"spec.rules[{rule}]"
-                on_rule = f.field == prefix or f.field.startswith((prefix + ".", prefix + "["))
-                if f.resource_key == policy and on_rule:
-                    found = self._by_rule.setdefault((policy, rule), [])
+                if f.field == prefix or f.field.startswith((prefix + ".", prefix + "[")):
+                    found = self._by_rule.setdefault((f.resource_key, rule), [])
                     if all(g.code != f.code for g in found):
                         found.append(f)
 

@@ -60,11 +60,8 @@ class Change:
     new: End
 
     def to_json(self) -> dict[str, Any]:
-        d = self.destination
         return {
-            "workload": d.workload,
-            "port": d.port,
-            "protocol": d.protocol,
+            **self.destination.to_json(),
             "description": self.description,
             "witness": self.witness,
             "old": self.old.to_json(),
@@ -80,13 +77,7 @@ class Unknown:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        d = self.destination
-        return {
-            "workload": d.workload,
-            "port": d.port,
-            "protocol": d.protocol,
-            "reason": self.reason,
-        }
+        return {**self.destination.to_json(), "reason": self.reason}
 
 
 @dataclass(slots=True)
@@ -107,6 +98,18 @@ class Comparison:
             "closed": [c.to_json() for c in self.closed],
             "unknown": [u.to_json() for u in self.unknown],
         }
+
+
+def sat(*formulas: z3.BoolRef) -> bool:
+    """Whether ``formulas`` have a model; the solver giving up is ``Unencodable``
+    (an unknown answer, never a guess)."""
+    solver = z3.Solver()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    solver.add(*formulas)
+    verdict = solver.check()
+    if verdict == z3.unknown:
+        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+    return bool(verdict == z3.sat)
 
 
 def _protocols(snapshot: MeshSnapshot, w: MeshWorkload, port: int) -> set[Transport]:

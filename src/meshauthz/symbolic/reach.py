@@ -354,16 +354,6 @@ def familiar_model(
     return readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
 
 
-def _sat(*formulas: z3.BoolRef) -> bool:
-    solver = z3.Solver()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    solver.add(*formulas)
-    verdict = solver.check()
-    if verdict == z3.unknown:
-        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-    return bool(verdict == z3.sat)
-
-
 class Reacher:
     """Answers rows for one mesh, each destination prepared and encoded once."""
 

@@ -42,11 +42,11 @@ from meshauthz.mesh import MeshSnapshot
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import (
-    SOLVER_TIMEOUT_MS,
     Comparer,
     Unknown,
     build_space,
     destinations,
+    sat,
 )
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.witness import Destination
@@ -73,10 +73,7 @@ class Redundant:
             "policy": self.policy,
             "rule": self.rule,
             "reason": self.reason,
-            "destinations": [
-                {"workload": d.workload, "port": d.port, "protocol": d.protocol}
-                for d in self.destinations
-            ],
+            "destinations": [d.to_json() for d in self.destinations],
             "file": self.file,
             "line": self.line,
         }
@@ -111,7 +108,9 @@ class Always:
         }
 
 
-def _without(snapshot: MeshSnapshot, policy: AuthorizationPolicy, rule: int | None) -> MeshSnapshot:
+def without_rule(
+    snapshot: MeshSnapshot, policy: AuthorizationPolicy, rule: int | None
+) -> MeshSnapshot:
     """The mesh without ``policy`` (``rule`` None) or without one of its rules."""
     kept: list[AuthorizationPolicy] = []
     for ap in snapshot.authorization_policies:
@@ -131,16 +130,6 @@ def _without(snapshot: MeshSnapshot, policy: AuthorizationPolicy, rule: int | No
         peer_authentications=snapshot.peer_authentications,
         domain_suffix=snapshot.domain_suffix,
     )
-
-
-def _sat(*formulas: z3.BoolRef) -> bool:
-    solver = z3.Solver()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    solver.add(*formulas)
-    verdict = solver.check()
-    if verdict == z3.unknown:
-        raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-    return bool(verdict == z3.sat)
 
 
 class _Mesh:
@@ -179,9 +168,9 @@ def _reason(mesh: _Mesh, key: str, rule: int | None, dests: list[Destination]) -
             src = pm.built.sources.get(pm.name)
             if pm.shadow or src is None or src[0] != key or (rule is not None and src[1] != rule):
                 continue
-            if _sat(domain, pm.matches):
+            if sat(domain, pm.matches):
                 matched_somewhere = True
-                if _sat(domain, pm.matches, pm.reached):
+                if sat(domain, pm.matches, pm.reached):
                     reached_somewhere = True
         if d.protocol == "tcp":
             on_other_protocol = True
@@ -199,7 +188,7 @@ def _reason(mesh: _Mesh, key: str, rule: int | None, dests: list[Destination]) -
 def _matches_on(mesh: _Mesh, key: str, rule: int | None, d: Destination) -> bool:
     chain, domain = mesh.chain(d)
     return any(
-        _sat(domain, pm.matches)
+        sat(domain, pm.matches)
         for pm in chain.policies
         if not pm.shadow
         and (src := pm.built.sources.get(pm.name)) is not None
@@ -236,7 +225,7 @@ def redundant(
             ):
                 break  # the whole policy is redundant: so is each of its rules
             result = Comparer(
-                snapshot, _without(snapshot, ap, rule), ext_authz=ext_authz, max_classes=1
+                snapshot, without_rule(snapshot, ap, rule), ext_authz=ext_authz, max_classes=1
             ).compare(only=dests)
             for u in result.unknown:
                 unknown.setdefault(u.destination, u)
@@ -273,9 +262,9 @@ def always(snapshot: MeshSnapshot, *, ext_authz: ExtAuthzAssumption = "deny") ->
             chain, domain = mesh.chain(d)
             allowed = chain.allowed
             policies = tuple(s.key for s in p.selected)
-            if not _sat(domain, allowed):
+            if not sat(domain, allowed):
                 out.append(Always(d, "always-denies", policies))
-            elif not _sat(domain, z3.Not(allowed)):
+            elif not sat(domain, z3.Not(allowed)):
                 out.append(Always(d, "always-allows", policies))
         except Unencodable:
             continue

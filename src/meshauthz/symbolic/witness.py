@@ -41,6 +41,10 @@ class Destination:
     port: int
     protocol: str  # "http" | "tcp"
 
+    def to_json(self) -> dict[str, Any]:
+        """The keys every JSON document of the engine names a destination with."""
+        return {"workload": self.workload, "port": self.port, "protocol": self.protocol}
+
 
 def _string(model: z3.ModelRef, v: z3.SeqRef) -> str:
     value = model.eval(v, model_completion=True)

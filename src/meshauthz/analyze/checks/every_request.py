@@ -29,7 +29,7 @@ from meshauthz.decide.engine import Decider
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import SOLVER_TIMEOUT_MS, build_space, destinations
-from meshauthz.symbolic.redundant import Always, Redundant, _without, always, redundant
+from meshauthz.symbolic.redundant import Always, Redundant, always, redundant, without_rule
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
 from meshauthz.symbolic.witness import Destination, default_host, readable_model, witness_request
@@ -163,7 +163,7 @@ def _removal_witness(
     """A request the rule (or policy) matches that the mesh without it decides as
     the mesh does, both decided by the concrete path; preferably one that another
     policy decides, so the witness shows who does."""
-    without = Witnesses(_without(ctx.snapshot, p, r.rule))
+    without = Witnesses(without_rule(ctx.snapshot, p, r.rule))
     for d in dests:
         e = enc(d)
         if e is None:
