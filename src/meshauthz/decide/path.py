@@ -79,9 +79,7 @@ def walk(decider: Decider, r: Request, *, trace: bool = False, explain: bool = F
     dest = r.destination
     mode = enrollment(snap, dest)
     if mode.mode in ("sidecar", "gateway", "waypoint"):
-        if r.source_workload is not None and not client_in_mesh(snap, r)[0]:
-            # A client outside the mesh has no certificate: its proxy-less traffic is plaintext.
-            r = replace(r, source_principal=None, source_namespace=None)
+        # a client outside the mesh is already plaintext: decide.request resolves it so
         d = decider.decide_at_proxy(r, trace=trace, explain=explain)
         enforcer: Enforcer = "waypoint" if mode.mode == "waypoint" else "sidecar"
         hop = Hop(enforcer, dest.key, r.source_principal, d.verdict, d.policy, d.rule)
