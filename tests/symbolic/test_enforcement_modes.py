@@ -90,3 +90,12 @@ def test_no_sidecar_on_both_sides_is_the_same(capsys, tmp_path):
     policy.write_text(policy.read_text().replace('"GET"', '"POST"'))
     code, doc = run(capsys, "diff", a, b, "-o", "json")
     assert (code, doc["equivalent"], doc["unknown"]) == (0, True, [])
+
+
+def test_diff_text_names_the_unenforced_side(capsys, tmp_path):
+    outside = relabel(tmp_path, "outside", "istio-injection: disabled")
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", str(EXAMPLES / "seed-fixed"), outside])
+    out = capsys.readouterr().out
+    assert exc.value.code == 1
+    assert "    new: ALLOW: nothing enforces (no sidecar)" in out.splitlines()

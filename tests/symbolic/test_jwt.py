@@ -154,6 +154,25 @@ def test_a_request_authentication_added_closes_rejected_tokens(tmp_path: Path) -
     assert b.decide(change.witness).status == 401
 
 
+def test_diff_text_says_the_jwt_filter_rejects(tmp_path: Path, capsys: Any) -> None:
+    import pytest
+
+    from meshauthz.cli.main import main
+
+    for name, text in (("old", ""), ("new", request_authn())):
+        d = tmp_path / name
+        d.mkdir()
+        for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
+            shutil.copy(SEED / f, d / f)
+        (d / "policies.yaml").write_text(text)
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", str(tmp_path / "old"), str(tmp_path / "new")])
+    lines = capsys.readouterr().out.splitlines()
+    assert exc.value.code == 1
+    assert "    new: DENY: the JWT filter rejects the token (JWT)" in lines
+    assert any(line.startswith("    witness: ") and '"exp": 1' in line for line in lines)
+
+
 def test_keys_envoy_refuses_deny_every_request(tmp_path: Path) -> None:
     broken = request_authn(f'{{issuer: "{ISSUER}", jwks: \'{{"keys": []}}\'}}')
     result, a, b = compare(tmp_path, "", broken)
