@@ -25,8 +25,8 @@ in istiod's shape, a provider reading tokens from cookies only, a matcher on a
 header a token travels in, a claim the providers split differently, or a
 value matcher istiod does not write.
 
-A claim's value is a string, a list (its string elements: as many as there
-are string matchers on the elements, enough to tell any two lists apart), or
+A claim's value is a string, a list (its string elements: one per list
+matcher on the claim, enough to tell any two lists apart), or
 anything else (absent, a number, an object: no string matcher matches it).
 What Envoy's JWT parser requires of the registered claims (``iss``, ``sub``,
 ``jti`` strings, ``aud`` a string or strings, the times numbers) is part of
@@ -50,7 +50,7 @@ from meshauthz.envoy.jwt_authn import (
     jwks_problem,
 )
 from meshauthz.envoy.jwt_authn.evaluate import DEFAULT_HEADER
-from meshauthz.envoy.rbac.model import MetadataMatcher, StringMatcher, ValueMatcher
+from meshauthz.envoy.rbac.model import MetadataMatcher, Policy, ValueMatcher
 from meshauthz.symbolic.matchers import Context, metadata_matchers
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import (
@@ -74,39 +74,40 @@ _PLAIN = z3.Star(
 EXPIRED = 1
 
 
-def _leaves(v: ValueMatcher, out: set[StringMatcher]) -> None:
-    """The string matchers a list matcher tries on the elements."""
-    if v.kind == "string" and v.string is not None:
-        out.add(v.string)
-    for s in v.or_matchers:
-        _leaves(s, out)
+def chain_policies(prepared: Iterable[Prepared]) -> list[Policy]:
+    """The RBAC policies of the chains, enforced and shadow."""
+    out: list[Policy] = []
+    for p in prepared:
+        for stage in (*p.custom, *p.rest):
+            cf = stage.compiled
+            for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
+                if engine is not None:
+                    out.extend(policy for _, policy in engine.rbac.policies)
+    return out
 
 
-def _reads(prepared: Iterable[Prepared], key: str) -> dict[tuple[str, ...], set[StringMatcher]]:
-    """Each claim path the chains' matchers read, with the string matchers
-    tried on its list elements."""
-    out: dict[tuple[str, ...], set[StringMatcher]] = {}
+def claim_reads(policies: Iterable[Policy], key: str) -> dict[tuple[str, ...], set[ValueMatcher]]:
+    """Each claim path the policies' matchers read (below the payload's metadata
+    key), with the matchers tried on its list elements: a list matches one when
+    some element does, so one element per such matcher tells any list apart."""
+    out: dict[tuple[str, ...], set[ValueMatcher]] = {}
 
     def add(m: MetadataMatcher) -> None:
         if m.filter != JWT_FILTER or len(m.path) < 2 or m.path[0] != key:
             return
-        leaves = out.setdefault(m.path[1:], set())
+        on_elements = out.setdefault(m.path[1:], set())
 
         def walk(v: ValueMatcher) -> None:
             if v.kind == "list" and v.one_of is not None:
-                _leaves(v.one_of, leaves)
+                on_elements.add(v.one_of)
             for s in v.or_matchers:
                 walk(s)
 
         walk(m.value)
 
-    for p in prepared:
-        for stage in (*p.custom, *p.rest):
-            cf = stage.compiled
-            for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
-                for _, policy in engine.rbac.policies if engine is not None else ():
-                    for node in (*policy.permissions, *policy.principals):
-                        metadata_matchers(node, add)
+    for policy in policies:
+        for node in (*policy.permissions, *policy.principals):
+            metadata_matchers(node, add)
     return out
 
 
@@ -152,10 +153,16 @@ def add_jwt_space(space: Space, prepared: Iterable[Prepared]) -> None:
             "with tokens in several places is not encoded"
         )
     config = configs.pop()
-    key = _check(config)
     for name in sorted(token_headers(config) & set(space.headers)):
         raise Unencodable(f"a matcher on the header {name!r}, where a JWT travels")
-    reads = _reads(ps, key)
+    jwt_space(space, config, chain_policies(ps))
+
+
+def jwt_space(space: Space, config: JwtAuthentication, policies: Iterable[Policy]) -> JwtSpace:
+    """The token variables for ``config`` and the claims ``policies`` read, their
+    domain added to ``space`` (raises ``Unencodable``)."""
+    key = _check(config)
+    reads = claim_reads(policies, key)
     for path in reads:
         if len(path) == 1:
             split = {path[0] in p.space_delimited_claims for p in config.providers}
@@ -163,12 +170,13 @@ def add_jwt_space(space: Space, prepared: Iterable[Prepared]) -> None:
                 raise Unencodable(f"the claim {path[0]!r}, which some JWT providers split")
     js = space.jwt = JwtSpace(key, config)
     js.claim(("iss",))
-    for path, leaves in sorted(reads.items()):
-        js.claim(path, len(leaves))
+    for path, on_elements in sorted(reads.items()):
+        js.claim(path, len(on_elements))
     if any(p.audiences for p in config.providers):
         # one element more for the audience a provider allows
         js.claim(("aud",), len(reads.get(("aud",), ())) + 1)
     space.extra.append(_domain(js, config))
+    return js
 
 
 def _domain(js: JwtSpace, config: JwtAuthentication) -> z3.BoolRef:
@@ -288,7 +296,8 @@ def _text(model: z3.ModelRef, v: z3.SeqRef) -> str:
     return "".join(codes)
 
 
-def _value(model: z3.ModelRef, v: ClaimVar) -> Any:
+def claim_value(model: z3.ModelRef, v: ClaimVar) -> Any:
+    """The claim's value in the model (None: left out of the payload)."""
     kind = model.eval(v.kind, model_completion=True)
     assert isinstance(kind, z3.IntNumRef)
     if kind.as_long() == STRING:
@@ -322,7 +331,7 @@ def witness_token(model: z3.ModelRef, space: Space) -> dict[str, Any]:
     if z3.is_true(model.eval(js.accepted, model_completion=True)):
         claims: dict[str, Any] = {}
         for path, v in sorted(js.claims.items(), key=lambda kv: len(kv[0])):
-            value = _value(model, v)
+            value = claim_value(model, v)
             if value is None:
                 continue
             holder = claims
@@ -347,7 +356,11 @@ __all__ = [
     "EXPIRED",
     "accepts",
     "add_jwt_space",
+    "chain_policies",
+    "claim_reads",
+    "claim_value",
     "jwt_filter",
+    "jwt_space",
     "location",
     "token_headers",
     "wishes",

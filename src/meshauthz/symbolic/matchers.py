@@ -54,7 +54,7 @@ from meshauthz.envoy.rbac.model import (
 )
 from meshauthz.envoy.rbac.uri_template import UriTemplateError, compile_uri_template
 from meshauthz.symbolic.regex import Unencodable, re2_to_z3
-from meshauthz.symbolic.space import CHAR_MAX, LIST, STRING, ClaimVar, Space
+from meshauthz.symbolic.space import CLAIM_NAMED_LIMIT, LIST, STRING, ClaimVar, Space
 
 SPIFFE = "spiffe://"
 _ALL = z3.AllChar(z3.ReSort(z3.StringSort()))
@@ -248,12 +248,14 @@ def _item_formula(v: ValueMatcher, item: z3.SeqRef) -> z3.BoolRef:
 
 
 def _claim_string(m: StringMatcher) -> StringMatcher:
-    """``m``, when every character it names is one the solver knows (the others
-    would be told apart from the solver's characters by it)."""
-    if any(ord(c) >= CHAR_MAX or 0xD800 <= ord(c) <= 0xDFFF for c in m.value) or (
-        m.kind == "safe_regex" and ("\\x{" in m.value or "\\U" in m.value)
-    ):
-        raise Unencodable(f"a JWT claim matcher naming characters beyond U+{CHAR_MAX:X}")
+    """``m``, when every character it names is below ``CLAIM_NAMED_LIMIT`` (the
+    claims' alphabet stands for the others only then): literally, or by an
+    escape naming a code point."""
+    escapes = ("\\x{", "\\u", "\\U", "\\N") if m.kind == "safe_regex" else ()
+    if any(ord(c) >= CLAIM_NAMED_LIMIT for c in m.value) or any(e in m.value for e in escapes):
+        raise Unencodable(
+            f"a JWT claim matcher naming characters from U+{CLAIM_NAMED_LIMIT:X} on: {m.value!r}"
+        )
     return m
 
 
