@@ -226,3 +226,28 @@ def test_what_is_not_encoded_is_unknown(tmp_path: Path) -> None:
     )
     result, _, _ = compare(tmp_path / "b", split, split + reading)
     assert "split" in result.unknown[0].reason
+
+
+def test_redundant_claim_rules(tmp_path: Path) -> None:
+    from meshauthz.symbolic.redundant import always, redundant
+
+    text = request_authn() + policy(
+        "p",
+        "ALLOW",
+        when("request.auth.claims[groups]", '["admin"]')
+        + "\n"
+        + when("request.auth.claims[groups]", '["admin", "dev"]'),
+    )
+    d = tmp_path / "m"
+    d.mkdir()
+    for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
+        shutil.copy(SEED / f, d / f)
+    (d / "policies.yaml").write_text(text)
+    snap = load_mesh((str(d),)).snapshot
+    report = redundant(snap)
+    assert not report.unknown
+    assert [(f.policy, f.rule, f.reason) for f in report.findings] == [
+        ("default/p", 0, "covered by other rules")
+    ]
+    # some tokens are allowed, others are not: neither always-denies nor always-allows
+    assert not [a for a in always(snap) if a.destination.workload == "default/backend"]
