@@ -251,6 +251,17 @@ def _has(space: Space, name: str) -> z3.BoolRef:
     return z3.Or(*[z3.And(s, z3.Length(v) > 0) for s, v in zip(h.sent, h.values, strict=True)])
 
 
+def preflight(space: Space, config: JwtAuthentication) -> z3.BoolRef:
+    """A CORS preflight, which the filter lets through unverified."""
+    if not config.bypass_cors_preflight:
+        return z3.BoolVal(False)
+    return z3.And(
+        space.method == z3.StringVal("OPTIONS"),
+        _has(space, "origin"),
+        _has(space, "access-control-request-method"),
+    )
+
+
 def jwt_filter(config: JwtAuthentication, ctx: Context) -> z3.BoolRef:
     """The requests the filter rejects; the context learns when it passes a payload."""
     js = ctx.space.jwt
@@ -260,17 +271,7 @@ def jwt_filter(config: JwtAuthentication, ctx: Context) -> z3.BoolRef:
         # Envoy refuses the filter's config: every request is a 401
         ctx.jwt_payload = z3.BoolVal(False)
         return z3.BoolVal(True)
-    sp = ctx.space
-    preflight = (
-        z3.And(
-            sp.method == z3.StringVal("OPTIONS"),
-            _has(sp, "origin"),
-            _has(sp, "access-control-request-method"),
-        )
-        if config.bypass_cors_preflight
-        else z3.BoolVal(False)
-    )
-    checked = z3.And(js.token, z3.Not(preflight))
+    checked = z3.And(js.token, z3.Not(preflight(ctx.space, config)))
     ctx.jwt_payload = z3.And(checked, js.accepted)
     return z3.And(checked, z3.Not(js.accepted))
 
@@ -327,6 +328,8 @@ def witness_token(model: z3.ModelRef, space: Space) -> dict[str, Any]:
     js = space.jwt
     if js is None or not z3.is_true(model.eval(js.token, model_completion=True)):
         return {}
+    if z3.is_true(model.eval(preflight(space, js.config), model_completion=True)):
+        return {}  # not verified: the request without it goes the same way
     providers = js.config.providers
     if z3.is_true(model.eval(js.accepted, model_completion=True)):
         claims: dict[str, Any] = {}
@@ -362,6 +365,7 @@ __all__ = [
     "jwt_filter",
     "jwt_space",
     "location",
+    "preflight",
     "token_headers",
     "wishes",
     "witness_token",
