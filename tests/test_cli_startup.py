@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from meshauthz.resources.istio_release import ISTIO
 from tests.conftest import REPO
 
@@ -84,6 +86,26 @@ def test_check_without_a_deciding_rule_imports_no_analysis() -> None:
     out, mods = _run("check", "-f", SEED, "--from", "default/backend", "--to", "default/frontend")
     assert out.startswith("ALLOW (200)") and "finding" not in out
     assert not _heavy(mods, (*HEAVY, *ANALYSIS)), _heavy(mods, (*HEAVY, *ANALYSIS))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", SEED],
+        ["explain", "-f", SEED, "--from", "default/frontend", "--to", "default/backend"],
+        ["test", str(REPO / "examples" / "seed" / "seed.test.yaml")],
+        ["analyze", SEED],  # without --deep: no question about every request
+        ["build", "-f", SEED, "--workload", "default/backend"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_commands_that_decide_concretely_never_import_the_symbolic_engine(
+    args: list[str],
+) -> None:
+    out, mods = _run(*args)
+    assert out, "the command printed nothing: it did not run"
+    symbolic = ("z3", "meshauthz.symbolic", "meshauthz.analyze.checks.every_request")
+    assert not _heavy(mods, (*symbolic, "meshauthz.runtime")), _heavy(mods, symbolic)
 
 
 def test_help_lists_every_command() -> None:
