@@ -34,6 +34,15 @@ HEAVY = (
     "meshauthz.analyze.sarif",
     "z3",
 )
+# ztunnel's model and istiod's ambient conversion: for meshes with something ambient
+AMBIENT = (
+    "meshauthz.ambient.authorization",
+    "meshauthz.ambient.convert",
+    "meshauthz.ambient.evaluate",
+    "meshauthz.ambient.store",
+    "meshauthz.ambient.ztunnel_config",
+    "meshauthz.ambient.waypoint_status",
+)
 # what the analysis adds: imported only to name a finding on the deciding rule
 ANALYSIS = ("meshauthz.analyze.run", "meshauthz.analyze.checks", "meshauthz.analyze.context")
 
@@ -79,6 +88,7 @@ def test_check_imports_neither_other_commands_nor_z3() -> None:
     assert "finding MA2001 (deny-all-over-allow) on default/deny-all-backend rule 0" in out
     assert "meshauthz.cli.check" in mods and "meshauthz.analyze.run" in mods
     assert not _heavy(mods, HEAVY), _heavy(mods, HEAVY)
+    assert not _heavy(mods, AMBIENT), _heavy(mods, AMBIENT)  # the seed has sidecars only
 
 
 def test_check_without_a_deciding_rule_imports_no_analysis() -> None:
