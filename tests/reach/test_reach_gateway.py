@@ -207,7 +207,7 @@ def test_remote_ip_blocks_at_the_gateway_follow_its_trusted_proxies(
         assert not allowed["from"]["ip"].startswith("198.51.100.")
         # the onward request carries the client's entries, then its connection's address
         assert row.allowed_onward["headers"]["x-forwarded-for"] == (
-            f"{allowed['headers']['x-forwarded-for']}, {allowed['from']['ip']}"
+            f"{allowed['headers']['x-forwarded-for']},{allowed['from']['ip']}"
         )
     else:  # from the connection: the client's own address
         assert allowed["from"]["ip"].startswith("198.51.100.")
@@ -297,10 +297,25 @@ def test_the_destination_sees_the_clients_address_as_its_remote_address(tmp_path
     assert row.allowed_witness["path"] != "/admin"
 
 
-def test_a_loopback_client_is_replaced_by_the_gateways_address() -> None:
-    assert appended_peer("127.0.0.5", GATEWAY_IP) == GATEWAY_IP
+def test_for_127_0_0_1_the_gateway_appends_its_own_address(tmp_path: Path) -> None:
+    """tests/envoy/test_gateway_forwarded_for.py observes it with Envoy 1.40."""
+    assert appended_peer("127.0.0.1", GATEWAY_IP) == GATEWAY_IP
     assert appended_peer("::1", GATEWAY_IP) == GATEWAY_IP
-    assert appended_peer("203.0.113.7", GATEWAY_IP) == "203.0.113.7"
+    assert appended_peer("127.0.0.5", GATEWAY_IP) == "127.0.0.5"
+    # a backend that takes its remote address from the gateway's X-Forwarded-For
+    snap = write_mesh(
+        tmp_path / "m",
+        [{"action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}],
+        [{"action": "ALLOW", "rules": [{"from": [{"source": {"remoteIpBlocks": [GATEWAY_IP]}}]}]}],
+    )
+    row = gateway_row(snap)
+    assert row.verdict == "some"
+    confirm(snap, row)
+    assert row.allowed_witness["from"]["ip"] in ("127.0.0.1", "::1", GATEWAY_IP)
+    decider = Decider(snap)
+    for ip, verdict in [("127.0.0.1", "ALLOW"), ("127.0.0.5", "DENY"), (GATEWAY_IP, "ALLOW")]:
+        client = {"from": {"plaintext": True, "ip": ip}, "to": GATEWAY, "port": 8080}
+        assert through(decider, client).final.verdict == verdict, ip
 
 
 def test_a_gateway_jwt_filter_stays_unknown_with_the_reason(tmp_path: Path) -> None:
@@ -353,7 +368,7 @@ def test_istios_ingress_gateway_cases_through_both_hops() -> None:
 
 PATHS = ["/public/*", "/admin", "*/x", "/"]
 METHODS = ["GET", "POST"]
-BLOCKS = ["203.0.113.0/24", "10.0.0.0/8", "198.51.100.4"]
+BLOCKS = ["203.0.113.0/24", "10.0.0.0/8", "198.51.100.4", "127.0.0.1"]
 
 gw_rule = st.fixed_dictionaries(
     {},
@@ -425,7 +440,9 @@ def random_clients(rng: random.Random, n: int) -> list[dict[str, Any]]:
         req: dict[str, Any] = {
             "from": {
                 "plaintext": True,
-                "ip": rng.choice(["203.0.113.7", "10.1.2.3", "192.0.2.10", "127.0.0.5"]),
+                "ip": rng.choice(
+                    ["203.0.113.7", "10.1.2.3", "192.0.2.10", "127.0.0.5", "127.0.0.1"]
+                ),
             },
             "to": GATEWAY,
             "port": 8080,

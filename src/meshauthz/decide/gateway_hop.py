@@ -14,10 +14,10 @@ request from the gateway workload:
   as the gateway normalized it;
 - X-Forwarded-For: the client's entries, then the address of the gateway's
   peer, which a ``use_remote_address`` connection manager (every gateway's)
-  appends; Envoy's own address when that peer is a loopback address (Envoy's
-  ``ConnectionManagerUtility::mutateRequestHeaders``, documented under the
-  HCM's x-forwarded-for header). The destination's sidecar takes the last
-  entry as the remote address;
+  appends; Envoy's own address (the pod's) when that peer is 127.0.0.1 or
+  ::1 (Envoy's ``ConnectionManagerUtility::mutateRequestHeaders``; observed
+  with Envoy 1.40: tests/envoy/test_gateway_forwarded_for.py). The
+  destination's sidecar takes the last entry as the remote address;
 - TCP: the destination sees the gateway's connection, nothing of the client.
 
 Routing (Gateway servers, VirtualServices) is not read: the destination and
@@ -58,9 +58,20 @@ class ThroughGateway:
         return self.at_destination is None
 
 
+# The peers for which Envoy appends its own address (``isLoopbackAddress``:
+# 127.0.0.1 itself, not all of 127.0.0.0/8; observed with Envoy 1.40).
+LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
 def appended_peer(peer: str, gateway_address: str) -> str:
     """The address a ``use_remote_address`` HCM appends to X-Forwarded-For."""
-    return gateway_address if ipaddress.ip_address(peer).is_loopback else peer
+    return gateway_address if ipaddress.ip_address(peer) in LOOPBACK else peer
+
+
+def forwarded_for(sent: list[str], peer: str, gateway_address: str) -> str:
+    """The X-Forwarded-For a gateway's filters see and send on: the client's
+    entries (its header lines joined with ","), then the peer appended."""
+    return ",".join([*sent, appended_peer(peer, gateway_address)])
 
 
 def through_gateway(
@@ -88,8 +99,7 @@ def through_gateway(
         for name, value in view.headers:
             if not name.startswith(":"):
                 headers.setdefault(name, []).append(value)
-        xff = [", ".join(headers.pop(XFF))] if XFF in headers else []
-        headers[XFF] = [", ".join([*xff, appended_peer(r.source_ip, gateway.address)])]
+        headers[XFF] = [forwarded_for(headers.pop(XFF, []), r.source_ip, gateway.address)]
         onward.update(
             method=r.method,
             path=view.path,
@@ -102,4 +112,4 @@ def through_gateway(
     return ThroughGateway(at_gateway, onward, at_destination)
 
 
-__all__ = ["ThroughGateway", "appended_peer", "through_gateway"]
+__all__ = ["LOOPBACK", "ThroughGateway", "appended_peer", "forwarded_for", "through_gateway"]

@@ -34,7 +34,7 @@ import z3
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.engine import Decider, Prepared
-from meshauthz.decide.gateway_hop import through_gateway
+from meshauthz.decide.gateway_hop import LOOPBACK, through_gateway
 from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve_source
 from meshauthz.decide.request_spec import RequestSpec, SourceSpec
 from meshauthz.decide.runner import ExtAuthzAssumption
@@ -378,8 +378,8 @@ class Found:
 
 
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
-    """A loopback address (127.0.0.0/8, ::1), as Envoy's ``isLoopbackAddress``."""
-    return z3.If(v6, ip == 1, z3.Extract(31, 24, ip) == 127)
+    """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
+    return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
 
 
 @dataclass(slots=True)
