@@ -479,3 +479,109 @@ def test_soundness_through_a_gateway(
         for client in random_clients(random.Random(len(gw) * 7 + len(be)), 60):
             got = through(decider, client).final.verdict
             assert got == ("ALLOW" if row.verdict == "all" else "DENY"), (client, row)
+
+
+# ------------------------------------------------------------------ more of the gateway's chain
+
+EXT_AUTHZ = [
+    {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "istio", "namespace": "istio-system"},
+        "data": {
+            "mesh": yaml.safe_dump(
+                {
+                    "extensionProviders": [
+                        {
+                            "name": "my-ext",
+                            "envoyExtAuthzHttp": {
+                                "service": "ext.default.svc.cluster.local",
+                                "port": 8000,
+                            },
+                        }
+                    ]
+                }
+            )
+        },
+    },
+    {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "ext", "namespace": "default"},
+        "spec": {"selector": {"app": "ext"}, "ports": [{"name": "http", "port": 8000}]},
+    },
+]
+
+
+@pytest.mark.parametrize("assume", ["deny", "allow"])
+def test_a_custom_policy_on_the_gateway(tmp_path: Path, assume: Any) -> None:
+    snap = write_mesh(
+        tmp_path / "m",
+        [
+            {
+                "action": "CUSTOM",
+                "provider": {"name": "my-ext"},
+                "rules": [{"to": [{"operation": {"paths": ["/ext/*"]}}]}],
+            }
+        ],
+        extra=EXT_AUTHZ,
+    )
+    callers = [c for c in mesh_callers(snap) if c.kind == "gateway"]
+    (row,) = reach(snap, callers=callers, only=[BACKEND], ext_authz=assume).rows
+    if assume == "allow":  # the provider lets everything through
+        assert row.verdict == "all"
+        return
+    assert row.verdict == "some"
+    assert row.denied_witness["path"].startswith("/ext/") and row.denied_onward is None
+    (custom,) = [d for d in row.deciding if str(d.end.stage) == "CUSTOM"]
+    assert (custom.end.verdict, custom.end.policy) == ("DENY", "istio-system/gw0")
+    confirm(snap, row)
+
+
+def test_a_gateway_with_two_ports_decides_per_port(tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    snap = write_mesh(
+        d, [{"action": "ALLOW", "rules": [{"to": [{"operation": {"ports": ["8080"]}}]}]}]
+    )
+    text = (d / "gateway.yaml").read_text()
+    text = text.replace(
+        "    - {containerPort: 8080}\n",
+        "    - {containerPort: 8080}\n    - {containerPort: 8081}\n",
+    )
+    text = text.replace(
+        "  - {name: http2, port: 80, targetPort: 8080}\n",
+        "  - {name: http2, port: 80, targetPort: 8080}\n  - {name: http-alt, port: 81, targetPort: 8081}\n",
+    )
+    (d / "gateway.yaml").write_text(text)
+    snap = load_mesh((str(d),)).snapshot
+    row = gateway_row(snap)
+    assert row.verdict == "some"
+    assert row.conditions == "through port 8080: all; through port 8081: none"
+    assert row.allowed_witness["port"] == 8080 and row.denied_witness["port"] == 8081
+    confirm(snap, row)
+
+
+def test_the_cli_keeps_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from meshauthz.cli.main import main
+
+    args = [
+        "reach", "-f", str(SEED / "backend.yaml"), "-f", str(SEED / "namespace.yaml"),
+        "-f", str(REPO / "tests" / "reach" / "gateway"), "--to", "default/backend",
+    ]  # fmt: skip
+    outputs = {}
+    for fmt in ("json", "csv", "dot"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "-o", fmt, "--html", str(tmp_path / f"{fmt}.html")])
+        assert exc.value.code == 0
+        outputs[fmt] = capsys.readouterr().out
+    import json
+
+    rows = {r["from"]: r for r in json.loads(outputs["json"])["rows"]}
+    gw = rows[f"gateway:{GATEWAY}"]
+    assert gw["verdict"] == "some" and gw["deniedWitnessOnward"] is None
+    assert gw["allowedWitnessOnward"]["to"] == "default/backend"
+    assert "allowedWitnessOnward" not in rows["plaintext"]
+    assert f"gateway:{GATEWAY},default/backend,80,http,some," in outputs["csv"]
+    assert f'"gateway:{GATEWAY}" -> "default/backend"' in outputs["dot"]
+    page = (tmp_path / "json.html").read_text()
+    assert "allowedWitnessOnward" in page and "sent on by the gateway" in page

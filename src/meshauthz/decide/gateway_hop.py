@@ -87,6 +87,8 @@ def through_gateway(
     decided at the gateway, then sent on to ``to``:``port`` when allowed."""
     snap = decider.snapshot
     r = resolve(request_from_data(client), snap)
+    if r.protocol != protocol:
+        raise ValueError(f"a {r.protocol} request to the gateway is not sent on as {protocol}")
     at_gateway = decider.decide(r)
     if not at_gateway.allowed:
         return ThroughGateway(at_gateway)
@@ -96,14 +98,17 @@ def through_gateway(
         view = decider.prepare_request(r).view
         assert view is not None and view.headers is not None  # allowed over HTTP
         headers: dict[str, list[str]] = {}
+        authority = r.host
         for name, value in view.headers:
-            if not name.startswith(":"):
+            if name == ":authority":
+                authority = value
+            elif not name.startswith(":"):
                 headers.setdefault(name, []).append(value)
         headers[XFF] = [forwarded_for(headers.pop(XFF, []), r.source_ip, gateway.address)]
         onward.update(
             method=r.method,
             path=view.path,
-            host=r.host,
+            host=authority,
             headers={n: vs[0] if len(vs) == 1 else vs for n, vs in headers.items()},
         )
     if sni:
