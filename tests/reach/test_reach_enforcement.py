@@ -1,6 +1,7 @@
 """Rows the sidecar chain alone cannot answer: never a guessed verdict.
 
-- an ambient destination (ztunnel and waypoints enforce): unknown, with the reason;
+- an ambient destination a waypoint can be in front of: unknown, with the reason
+  (one that ztunnel alone guards is answered: test_reach_ambient.py);
 - a destination without a sidecar that ztunnel does not capture: all (nothing
   enforces: `check` answers ALLOW at the "no sidecar" stage);
 - a gateway row where policies select the gateway itself, for a protocol the
@@ -29,8 +30,8 @@ def rows(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
     return list(json.loads(capsys.readouterr().out)["rows"])
 
 
-def test_ambient_destinations_are_unknown(capsys):
-    got = rows(capsys, "-f", str(EXAMPLES / "seed-ambient"))
+def test_ambient_destinations_behind_a_waypoint_are_unknown(capsys):
+    got = rows(capsys, "-f", str(EXAMPLES / "seed-ambient-waypoint"))
     assert got and {r["verdict"] for r in got} == {"unknown"}
     assert all("ambient mode" in r["conditions"] for r in got)
 

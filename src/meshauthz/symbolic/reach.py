@@ -13,6 +13,12 @@ one solver model each, and every model becomes a witness request that
 "some", with the conditions rendered from the rules that allow and the DENY
 rules that take requests away, in the AuthorizationPolicy's own fields.
 
+A gateway caller that policies select itself is its clients' requests through
+it: the gateway's chain and the destination's, encoded together
+(``GatewayHop``, following ``decide.gateway_hop``). A destination in ambient
+mode without a waypoint is decided by its ztunnel (``symbolic.ztunnel``); one
+a waypoint can be in front of is "unknown".
+
 The library:
 
     reach(snapshot, *, callers=None, destinations=None, ext_authz="deny") -> Reachability
@@ -32,14 +38,22 @@ from typing import Any, Literal
 
 import z3
 
-from meshauthz.ambient.topology import enrollment
+from meshauthz.ambient.evaluate import Connection, SpiffeIdentity
+from meshauthz.ambient.topology import enrollment, service_waypoint, workload_waypoint
+from meshauthz.ambient.ztunnel_config import (
+    IstiodAmbient,
+    ZtunnelWorkload,
+    istiod_ambient,
+    ztunnel_workload,
+)
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.gateway_hop import LOOPBACK, through_gateway
-from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve_source
-from meshauthz.decide.request_spec import RequestSpec, SourceSpec
+from meshauthz.decide.path import client_in_mesh
+from meshauthz.decide.request import DEFAULT_SOURCE_IP, Request, resolve, resolve_source
+from meshauthz.decide.request_spec import RequestSpec, SourceSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.mesh.labels import subset_of
+from meshauthz.mesh.labels import match, subset_of
 from meshauthz.mesh.selection import select_policies
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
@@ -61,6 +75,7 @@ from meshauthz.symbolic.witness import (
     readable_model,
     witness_request,
 )
+from meshauthz.symbolic.ztunnel import ztunnel_ends
 
 Verdict = Literal["all", "none", "some", "unknown"]
 CallerKind = Literal["workload", "gateway", "plaintext", "identity", "address"]
@@ -377,6 +392,11 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
+def dest_ip(r: Request) -> str:
+    """The address ztunnel sees the connection to: the destination workload's."""
+    return r.destination.address
+
+
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
@@ -485,6 +505,7 @@ class Reacher:
         self.domain: z3.BoolRef = z3.BoolVal(True)  # the current row's space
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
+        self._istiod: IstiodAmbient | None = None
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
@@ -492,12 +513,19 @@ class Reacher:
 
     def rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
         mode = enrollment(self.snapshot, self.snapshot.workload(dest.workload))
+        waypoint = None
+        if mode.mode == "ambient":
+            waypoint = self._waypoint(dest)
+            if waypoint is None:  # ztunnel alone decides
+                yield from self.ztunnel_rows(dest, callers)
+                return
         if mode.mode in ("ambient", "none"):
-            # ztunnel enforces (ambient), or nothing does: not the sidecar chain the
-            # engine encodes; `check` decides such requests hop by hop
+            # a waypoint enforces too (ambient), or nothing does: `check` decides
+            # such requests hop by hop
             why = (
-                f"{dest.workload} is in ambient mode (ztunnel and waypoints enforce): "
-                "the symbolic engine models sidecar and gateway proxies; use check"
+                f"{dest.workload} is in ambient mode and requests to it can go through "
+                f"the waypoint {waypoint}: the symbolic engine models ztunnel alone, "
+                "sidecar and gateway proxies; use check"
                 if mode.mode == "ambient"
                 else f"{dest.workload} has no sidecar and ztunnel does not capture it: "
                 "nothing enforces authorization there, every request reaches it"
@@ -529,6 +557,157 @@ class Reacher:
                 yield self.row(c, dest, p, space, chain, domain, host)
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def _waypoint(self, dest: Destination) -> str | None:
+        """A waypoint some request to ``dest`` goes through (``decide.path.binding_for``:
+        the workload's, or that of a Service or ServiceEntry naming it), if any."""
+        snap = self.snapshot
+        w = snap.workload(dest.workload)
+        bindings = [workload_waypoint(snap, w)]
+        bindings += [service_waypoint(snap, svc) for svc in snap.services_for(w)]
+        for se in snap.service_entries:
+            sel = se.spec.workload_selector
+            if sel is not None and se.namespace == w.namespace and match(sel.labels, w.labels):
+                bindings.append(service_waypoint(snap, se))
+        return next((b.waypoint.key for b in bindings if b.waypoint is not None), None)
+
+    def _held(self, dest: Destination) -> ZtunnelWorkload:
+        if self._istiod is None:
+            self._istiod = istiod_ambient(self.snapshot, self.decider.flags)
+        return ztunnel_workload(self.snapshot, dest.workload, self.decider.flags, self._istiod)
+
+    def ztunnel_rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
+        """Rows for a destination in ambient mode that no waypoint is in front of:
+        its ztunnel decides each connection (``symbolic.ztunnel``)."""
+        held = self._held(dest)
+        space = Space(False)
+        domain = space.domain()
+        for c in callers:
+            if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
+                yield Row(
+                    c,
+                    dest,
+                    "unknown",
+                    f"AuthorizationPolicies apply to the gateway {c.workload} itself "
+                    f"({', '.join(self._gateway_policies(c))}) and {dest.workload} is in "
+                    "ambient mode: the engine does not combine the gateway's chain with "
+                    "ztunnel's; use check",
+                )
+                continue
+            yield self.ztunnel_row(c, dest, held, space, domain)
+
+    def ztunnel_row(
+        self,
+        caller: Caller,
+        dest: Destination,
+        held: ZtunnelWorkload,
+        space: Space,
+        domain: z3.BoolRef,
+    ) -> Row:
+        def request(ip: str) -> dict[str, Any]:
+            req: dict[str, Any] = {}
+            if caller.workload is not None:
+                req["from"] = caller.workload
+            elif caller.principal is None:
+                req["from"] = {"plaintext": True, "ip": ip}
+            else:
+                req["from"] = {"principal": caller.principal, "ip": ip}
+            req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
+            if dest.protocol == "http":
+                req.update(method="GET", path="/")
+            return req
+
+        def confirmed(req: dict[str, Any], end: End) -> tuple[End, dict[str, Any]]:
+            self.confirmer.confirm(req, end)
+            return end, req
+
+        ip0 = caller.ip or DEFAULT_SOURCE_IP
+        req0 = request(ip0)
+        r = resolve(request_from_data(req0), self.snapshot)
+        if caller.workload is not None or caller.ip is not None:
+            # everything ztunnel reads is given: one connection decides every request
+            d = self.confirmer.decide(req0)
+            end = End(d.verdict, d.stage, d.policy, d.rule)
+            ok = d.verdict == "ALLOW"
+            return Row(
+                caller,
+                dest,
+                "all" if ok else "none",
+                None,
+                req0 if ok else None,
+                None if ok else req0,
+                (self.deciding(end),),
+            )
+        captured, _ = client_in_mesh(self.snapshot, r)
+        identity = r.source_principal if captured else None
+        peer = SpiffeIdentity.parse(identity) if identity else None
+        ends = ztunnel_ends(held.policies, Connection.of(ip0, dest_ip(r), r.port, peer), space)
+        addr0 = ipaddress.ip_address(ip0)
+        at_ip0 = [
+            (space.src, z3.BitVecVal(int(addr0), 128)),
+            (space.src_v6, z3.BoolVal(addr0.version == 6)),
+        ]
+
+        def address(cond: z3.BoolRef) -> str | None:
+            """The default address if it satisfies ``cond``, else one that does."""
+            if z3.is_true(z3.simplify(z3.substitute(cond, *at_ip0))):
+                return ip0
+            solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
+            solver.add(domain, cond)
+            verdict = solver.check()
+            if verdict == z3.unknown:
+                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+            if verdict == z3.unsat:
+                return None
+            m = solver.model()
+            n = m.eval(space.src, model_completion=True)
+            assert isinstance(n, z3.BitVecNumRef)
+            if z3.is_true(m.eval(space.src_v6, model_completion=True)):
+                return str(ipaddress.IPv6Address(n.as_long()))
+            return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
+
+        def end_at(ip: str) -> End:
+            a = ipaddress.ip_address(ip)
+            values = [
+                (space.src, z3.BitVecVal(int(a), 128)),
+                (space.src_v6, z3.BoolVal(a.version == 6)),
+            ]
+            for cond, end, _ in ends:
+                if z3.is_true(z3.simplify(z3.substitute(cond, *values))):
+                    return end
+            raise AssertionError("the ends of ztunnel's decision partition the addresses")
+
+        found: dict[str, tuple[End, dict[str, Any]]] = {}
+        for verdict in ("ALLOW", "DENY"):
+            ip = address(z3.Or(*[c for c, e, _ in ends if e.verdict == verdict] or [False]))
+            if ip is not None:
+                req = request(ip)
+                found[verdict] = confirmed(req, end_at(ip))
+        allowed, denied = found.get("ALLOW"), found.get("DENY")
+        verdict_: Verdict = "some" if allowed and denied else ("all" if allowed else "none")
+        deciding = [e for e, _ in found.values()]
+        conditions = None
+        if verdict_ == "some":
+            grants: list[str] = []
+            unless: list[str] = []
+            for cond, e, text in ends:
+                if text is None or address(cond) is None:
+                    continue
+                deciding.append(e)
+                (grants if e.verdict == "ALLOW" else unless).append(text)
+            conditions = " or ".join(grants) or "any request"
+            if unless:
+                conditions += "; unless " + " or ".join(unless)
+        return Row(
+            caller,
+            dest,
+            verdict_,
+            conditions,
+            allowed[1] if allowed else None,
+            denied[1] if denied else None,
+            tuple(self.deciding(e) for e in dict.fromkeys(deciding)),
+        )
 
     def _gateway_policies(self, c: Caller) -> list[str]:
         assert c.workload is not None
