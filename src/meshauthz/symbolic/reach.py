@@ -49,7 +49,7 @@ from meshauthz.ambient.ztunnel_config import (
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.gateway_hop import LOOPBACK, through_gateway
 from meshauthz.decide.path import client_in_mesh
-from meshauthz.decide.request import DEFAULT_SOURCE_IP, Request, resolve, resolve_source
+from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve, resolve_source
 from meshauthz.decide.request_spec import RequestSpec, SourceSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
@@ -392,11 +392,6 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
-def dest_ip(r: Request) -> str:
-    """The address ztunnel sees the connection to: the destination workload's."""
-    return r.destination.address
-
-
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
@@ -594,7 +589,10 @@ class Reacher:
                     "ztunnel's; use check",
                 )
                 continue
-            yield self.ztunnel_row(c, dest, held, space, domain)
+            try:
+                yield self.ztunnel_row(c, dest, held, space, domain)
+            except Unencodable as e:
+                yield Row(c, dest, "unknown", str(e))
 
     def ztunnel_row(
         self,
@@ -641,7 +639,9 @@ class Reacher:
         captured, _ = client_in_mesh(self.snapshot, r)
         identity = r.source_principal if captured else None
         peer = SpiffeIdentity.parse(identity) if identity else None
-        ends = ztunnel_ends(held.policies, Connection.of(ip0, dest_ip(r), r.port, peer), space)
+        ends = ztunnel_ends(
+            held.policies, Connection.of(ip0, r.destination.address, r.port, peer), space
+        )
         addr0 = ipaddress.ip_address(ip0)
         at_ip0 = [
             (space.src, z3.BitVecVal(int(addr0), 128)),
