@@ -332,8 +332,23 @@ def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
     return [[*wishes, space.method == z3.StringVal(m)] for m in _METHODS] + [wishes]
 
 
+# _strings' answers by AST id, with the formula kept so the id stays its own:
+# the same formulas are asked about again and again within a row.
+_STRINGS: dict[int, tuple[z3.ExprRef, list[str]]] = {}
+
+
 def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
     """The string constants of ``f`` (the policies' own paths, hosts, ...)."""
+    hit = _STRINGS.get(f.get_id())
+    if hit is not None:
+        return hit[1]
+    if len(_STRINGS) > 4096:
+        _STRINGS.clear()
+    _STRINGS[f.get_id()] = (f, found := _walk_strings(f, limit))
+    return found
+
+
+def _walk_strings(f: z3.ExprRef, limit: int) -> list[str]:
     out: dict[str, None] = {}
     todo, seen = [f], set()
     while todo and len(out) < limit:
@@ -366,10 +381,9 @@ def familiar_model(
     far faster than open ones."""
     sets = _wishes(space, host, caller)
     if hint is not None and "path" in space.used:
+        paths = _paths(hint)  # once: a walk over the whole formula
         sets[1:1] = [
-            [*sets[i], space.path == z3.StringVal(p)]
-            for i in range(len(sets) - 1)
-            for p in _paths(hint)
+            [*sets[i], space.path == z3.StringVal(p)] for i in range(len(sets) - 1) for p in paths
         ]
     for wishes in sets:
         if solver.check(*wishes) == z3.sat:
