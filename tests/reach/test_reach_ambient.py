@@ -212,3 +212,48 @@ def test_soundness_at_ztunnel(ps: list[dict[str, Any]]) -> None:
                 req = dict(r.allowed_witness or r.denied_witness or {})
                 req["from"] = {**req["from"], "ip": ip}
                 assert confirmer.decide(req).verdict == want, (req, r)
+
+
+# ------------------------------------------------------------------ through a gateway
+
+
+GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+
+
+@pytest.mark.parametrize("admits_gateway", [True, False])
+def test_through_a_gateway_with_its_own_policies(tmp_path: Path, admits_gateway: bool) -> None:
+    """The gateway's chain decides its clients' requests; the destination's
+    ztunnel decides every connection from the gateway alike."""
+    from tests.reach.test_reach_gateway import GATEWAY_YAML, gateway_row
+    from tests.reach.test_reach_gateway import confirm as confirm_hops
+
+    gateway_policy = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "AuthorizationPolicy",
+        "metadata": {"name": "public-only", "namespace": "istio-system"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "istio-ingressgateway"}},
+            "rules": [{"to": [{"operation": {"paths": ["/public/*"]}}]}],
+        },
+    }
+    allowed = GATEWAY_PRINCIPAL if admits_gateway else FRONTEND
+    d = tmp_path / "m"
+    write_mesh(
+        d,
+        [{"action": "ALLOW", "rules": [{"from": [{"source": {"principals": [allowed]}}]}]}],
+        [gateway_policy],
+    )
+    (d / "gateway.yaml").write_text(GATEWAY_YAML)
+    snap = load_mesh((str(d),)).snapshot
+    row = gateway_row(snap)
+    confirm_hops(snap, row)
+    if admits_gateway:
+        assert row.verdict == "some"
+        assert row.allowed_witness["path"].startswith("/public/")
+        assert row.conditions == (
+            "at the gateway istio-system/istio-ingressgateway: paths /public/* "
+            "[istio-system/public-only rule 0]; then at default/backend: any request "
+            "[default/p0 rule 0]"
+        )
+    else:
+        assert row.verdict == "none"

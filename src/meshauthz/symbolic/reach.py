@@ -16,8 +16,9 @@ rules that take requests away, in the AuthorizationPolicy's own fields.
 A gateway caller that policies select itself is its clients' requests through
 it: the gateway's chain and the destination's, encoded together
 (``GatewayHop``, following ``decide.gateway_hop``). A destination in ambient
-mode without a waypoint is decided by its ztunnel (``symbolic.ztunnel``); one
-a waypoint can be in front of is "unknown".
+mode without a waypoint is decided by its ztunnel (``symbolic.ztunnel``), and
+through such a gateway by the gateway's chain then ztunnel's one decision on
+the gateway's connections; one a waypoint can be in front of is "unknown".
 
 The library:
 
@@ -449,22 +450,30 @@ class GatewayHop:
 
 
 def gateway_hop(
-    pg: Prepared, p: Prepared, via: Caller, ext_authz: ExtAuthzAssumption
+    pg: Prepared, p: Prepared | End, via: Caller, ext_authz: ExtAuthzAssumption
 ) -> tuple[GatewayHop, Space]:
-    """Both chains over one space (raises ``Unencodable``)."""
+    """Both chains over one space (raises ``Unencodable``). ``p``: the
+    destination's chain, or how its ztunnel decides every connection from the
+    gateway (an ambient destination no waypoint is in front of)."""
     if via.principal is None:
         raise Unencodable(f"the gateway {pg.workload.key} sends plaintext")
-    http = p.protocol == "http"
-    if http and (pg.path_options, pg.runtime) != (p.path_options, p.runtime):
+    http = pg.protocol == "http"
+    if isinstance(p, End):
+        space = build_space(http, (pg,))
+        dest_ends = [(z3.BoolVal(True), p)]
+        chain_of = pg
+    elif http and (pg.path_options, pg.runtime) != (p.path_options, p.runtime):
         # the space's path is the one both normalize to: they must normalize alike
         raise Unencodable(
             f"the gateway {pg.workload.key} and {p.workload.key} normalize paths differently"
         )
+    else:
+        space = build_space(http, (p, pg))
+        dest_ends = encode_chain(p, space, ext_authz).ends
+        chain_of = p
     if http and pg.path_options.unmodelled():
         raise Unencodable(str(pg.path_options.unmodelled()))
-    space = build_space(http, (p, pg))
     g = encode_chain(pg, space, ext_authz)
-    d = encode_chain(p, space, ext_authz)
     # at the gateway: a plaintext client (no certificate, no SNI)
     at_gw = [(space.plaintext, z3.BoolVal(True)), (space.sni, z3.StringVal(""))]
     ip = ipaddress.ip_address(pg.workload.address)
@@ -487,14 +496,14 @@ def gateway_hop(
     gends = [(z3.substitute(c, *at_gw), e) for c, e in g.ends]
     passed = z3.Or(*[c for c, e in gends if e.verdict == "ALLOW"] or [z3.BoolVal(False)])
     ends = [(c, e) for c, e in gends if e.verdict == "DENY"]
-    ends += [(z3.And(passed, z3.substitute(c, *at_dest)), e) for c, e in d.ends]
+    ends += [(z3.And(passed, z3.substitute(c, *at_dest)), e) for c, e in dest_ends]
     hops = pg.xff.xff_num_trusted_hops if http else 0
     same = z3.And(space.remote == space.src, space.remote_v6 == space.src_v6)
     hop = GatewayHop(
         Destination(pg.workload.key, pg.port, pg.protocol),
         via,
         hops,
-        SymbolicChain(p, ends),
+        SymbolicChain(chain_of, ends),
         [e for _, e in gends if e.verdict == "DENY"],
         [(c, e) for c, e in gends if e.verdict == "ALLOW"],
         z3.BoolVal(True) if hops else same,
@@ -559,7 +568,7 @@ class Reacher:
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
                 # the gateway's own filters decide first, on what its clients send
-                yield self.through_gateway(c, dest, p, host)
+                yield self.through_gateway(c, dest, p)
                 continue
             self.domain = domain
             try:
@@ -593,15 +602,10 @@ class Reacher:
         domain = space.domain()
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
-                yield Row(
-                    c,
-                    dest,
-                    "unknown",
-                    f"AuthorizationPolicies apply to the gateway {c.workload} itself "
-                    f"({', '.join(self._gateway_policies(c))}) and {dest.workload} is in "
-                    "ambient mode: the engine does not combine the gateway's chain with "
-                    "ztunnel's; use check",
-                )
+                # ztunnel decides every connection from the gateway alike
+                req: dict[str, Any] = {"from": c.workload, "to": dest.workload, "port": dest.port}
+                d = self.confirmer.decide({**req, "protocol": dest.protocol})
+                yield self.through_gateway(c, dest, End(d.verdict, d.stage, d.policy, d.rule))
                 continue
             try:
                 yield self.ztunnel_row(c, dest, held, space, domain)
@@ -741,10 +745,13 @@ class Reacher:
                 self._entries.setdefault(d.workload, []).append(d)
         return [d for d in self._entries.get(gateway, []) if d.protocol == protocol]
 
-    def through_gateway(self, caller: Caller, dest: Destination, p: Prepared, host: str) -> Row:
+    def through_gateway(self, caller: Caller, dest: Destination, p: Prepared | End) -> Row:
         """A gateway row whose gateway has policies of its own: one row per port
-        its clients can use, merged (all / none when every port says so)."""
+        its clients can use, merged (all / none when every port says so). ``p``:
+        the destination's chain, or its ztunnel's decision on the gateway's
+        connections."""
         assert caller.workload is not None
+        host = default_host(self.snapshot, dest.workload)
         entries = self.entry_ports(caller.workload, dest.protocol)
         if not entries:
             return Row(
@@ -758,10 +765,13 @@ class Reacher:
         rows = []
         for entry in entries:
             try:
-                hop, space = gateway_hop(self.prepared(entry), p, caller, self.ext_authz)
+                pg = self.prepared(entry)
+                hop, space = gateway_hop(pg, p, caller, self.ext_authz)
                 self.domain = space.domain()
                 client = Caller(caller.label, "plaintext")
-                row = self.row(client, dest, p, space, hop.chain, self.domain, host, hop)
+                row = self.row(
+                    client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
+                )
                 rows.append(replace(row, caller=caller, two_hops=True))
             except Unencodable as e:
                 return Row(
