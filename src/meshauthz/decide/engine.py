@@ -13,6 +13,7 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -121,6 +122,12 @@ class Prepared:
         return self.runner_
 
 
+_PREPARED: weakref.WeakKeyDictionary[
+    MeshSnapshot,
+    tuple[dict[tuple[str, int, str], Prepared], dict[tuple[str, str, int, str], Prepared]],
+] = weakref.WeakKeyDictionary()
+
+
 class Decider:
     """Decides requests against a mesh snapshot; caches per destination and port."""
 
@@ -134,8 +141,14 @@ class Decider:
         self.snapshot = snapshot
         self.ext_authz = ext_authz
         self.flags = flags  # istiod's ambient feature flags
-        self._cache: dict[tuple[str, int, str], Prepared] = {}
-        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = {}
+        # A destination's chain depends on the snapshot alone (the ext_authz
+        # assumption applies when a request is bound): every Decider of a
+        # snapshot (check's, the analysis' witnesses') shares the chains built.
+        shared = _PREPARED.get(snapshot)
+        if shared is None:
+            shared = _PREPARED[snapshot] = ({}, {})
+        self._cache: dict[tuple[str, int, str], Prepared] = shared[0]
+        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = shared[1]
         self.options = mesh_build_options(snapshot)
         self.ambient_: Any = None  # the ambient state, built on first use (decide.path)
 

@@ -203,9 +203,14 @@ def resolve_each(spec: RequestSpec, snapshot: MeshSnapshot) -> list[Request]:
     """``resolve``, once for each workload the destination names: a Service that
     selects several workloads gives one request to each, in the snapshot's order."""
     source = _source(spec, snapshot)
-    with _named_at(spec, "to"):
-        targets = resolve_targets(snapshot, _target_ref(spec))
-    return [_request(spec, source, _destination(spec, snapshot, t)) for t in targets]
+    memo = _resolved(snapshot)
+    key = ("each", spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
+    dests = memo.get(key)
+    if dests is None:
+        with _named_at(spec, "to"):
+            targets = resolve_targets(snapshot, _target_ref(spec))
+        dests = memo[key] = [_destination(spec, snapshot, t) for t in targets]
+    return [_request(spec, source, d) for d in dests]
 
 
 def _target_ref(spec: RequestSpec) -> str:
