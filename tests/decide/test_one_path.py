@@ -495,3 +495,21 @@ def test_causes_are_data() -> None:
     assert "no rule of any ALLOW policy" in Decision(o.verdict, o.status, o.stage, o.cause).reason
     ok = AllowedByPolicy("ns/p", 0)
     assert Decision("ALLOW", 200, Stage.ALLOW, ok).reason == "allowed by ALLOW policy ns/p rule 0"
+
+
+def test_the_view_memos_are_bounded() -> None:
+    """A long stream of distinct paths to one destination keeps at most
+    DESTINATION_MEMO_SIZE of them, and decides each as afresh."""
+    snap = snapshot_of(EXAMPLES / "seed")
+    decider = Decider(snap)
+    backend = snap.workload("default/backend")
+    base = Request(
+        backend, 80, "http", "cluster.local/ns/default/sa/frontend", None, "10.0.0.1", None
+    )
+    p = decider.prepare(backend, 80, "http")
+    for i in range(view_module.DESTINATION_MEMO_SIZE * 2 + 7):
+        r = dataclasses.replace(base, path=f"/api/v1/data/{i}")
+        view = request_view(p, r)
+        assert len(p.views_.paths) <= view_module.DESTINATION_MEMO_SIZE
+        if i % 97 == 0:
+            assert cold_view(p, r) == view

@@ -63,6 +63,8 @@ class RequestView:
 # verdict depends on the request alone; the rest on the destination's settings
 # too, so it is kept per destination (``ViewMemo``), keyed by strings only.
 MEMO_SIZE = 8192
+# Per destination, smaller: a mesh's every destination has its own (beside its chain).
+DESTINATION_MEMO_SIZE = 512
 
 
 @functools.lru_cache(maxsize=MEMO_SIZE)
@@ -155,7 +157,7 @@ def request_view(p: Prepared, r: Request) -> RequestView:
 
 
 def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
-    if len(memo) >= MEMO_SIZE:
+    if len(memo) >= DESTINATION_MEMO_SIZE:
         memo.clear()  # bounded: a long stream of distinct requests starts afresh
     memo[key] = value
 
