@@ -9,6 +9,11 @@ the Istio integration suites in tests/istio_suites, and random policy sets and
 requests (the generators of tests/envoy/test_random_corpus.py, fixed seed,
 with Host headers, X-Forwarded-For chains, repeated headers and gateway XFF
 settings added).
+
+The per-request work's memos are a backend too: on every corpus the request
+view as decided (memos warm) equals the view computed with every memo empty,
+and a new request in the request format gives the same Decision (or error) as
+the validating parser, empty memos and a new Decider give.
 """
 
 from __future__ import annotations
