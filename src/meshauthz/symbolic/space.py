@@ -85,6 +85,9 @@ def char_class(chars: str) -> z3.ReRef:
 
 
 _PATH_CHAR = _path_char()
+# The methods a request in the space carries (a CONNECT with a path is refused
+# before the filters, hcm.check_method).
+METHODS: tuple[str, ...] = tuple(sorted(HTTP1_METHODS - {"CONNECT"}))
 
 
 @dataclass(slots=True)
@@ -151,8 +154,7 @@ class Space:
         if "sni" in used:
             c.append(z3.InRe(self.sni, z3.Star(_GRAPH)))
         if self.http:
-            methods = sorted(HTTP1_METHODS - {"CONNECT"})
-            c.append(z3.Or(*[self.method == z3.StringVal(m) for m in methods]))
+            c.append(z3.Or(*[self.method == z3.StringVal(m) for m in METHODS]))
             if "path" in used:
                 c.append(z3.InRe(self.path, z3.Concat(z3.Re("/"), z3.Star(_PATH_CHAR))))
             if "host" in used:
@@ -187,4 +189,4 @@ def header_encodable(name: str) -> bool:
     return bool(name) and all(c in _TCHAR for c in name)
 
 
-__all__ = ["HeaderVar", "Space", "header_encodable"]
+__all__ = ["METHODS", "HeaderVar", "Space", "header_encodable"]
