@@ -12,6 +12,9 @@ never an answer.
 from __future__ import annotations
 
 import ipaddress
+import re
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,13 +115,17 @@ def witness_request(
     return req
 
 
-_FAMILIAR_METHODS = ("POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-WISH_TIMEOUT_MS = 2_000
+# The methods a reader expects, most familiar first.
+FAMILIAR_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
+# What a readable witness may cost the solver in all: the model found is a
+# witness already, and its looks are not worth a wait.
+WISH_BUDGET_MS = 500
+_PLAIN_PATH = re.compile(r"(/[A-Za-z0-9_-]*)+")
 
 
 def _plain_path(path: z3.SeqRef) -> z3.BoolRef:
     """A path every normalization leaves as it is: letters, digits, "-", "_" and
-    single slashes."""
+    single slashes (``_PLAIN_PATH``)."""
     plain = z3.Union(
         z3.Range("a", "z"), z3.Range("A", "Z"), z3.Range("0", "9"), z3.Re("-"), z3.Re("_")
     )
@@ -126,47 +133,101 @@ def _plain_path(path: z3.SeqRef) -> z3.BoolRef:
     return z3.InRe(path, z3.Plus(segment))
 
 
+def string_constants(formulas: Iterable[z3.ExprRef], limit: int = 256) -> list[str]:
+    """The string constants of ``formulas`` (the policies' own paths, hosts, ...),
+    in the order met."""
+    out: dict[str, None] = {}
+    todo, seen = list(reversed(list(formulas))), set()
+    while todo and len(out) < limit:
+        e = todo.pop()
+        if e.get_id() in seen:
+            continue
+        seen.add(e.get_id())
+        if z3.is_string_value(e):
+            out[e.as_string()] = None
+        todo.extend(reversed(e.children()))
+    return list(out)
+
+
+def _plain_paths(solver: z3.Solver, limit: int = 16) -> list[str]:
+    """Plain paths the policies name (a prefix or exact path as written, a suffix
+    after "/"): the likeliest readable paths, cheap to try."""
+    out: dict[str, None] = {}
+    for s in string_constants(solver.assertions()):
+        p = s if s.startswith("/") else "/" + s
+        if _PLAIN_PATH.fullmatch(p):
+            out[p] = None
+    return list(out)[:limit]
+
+
+class _Wisher:
+    """Checks of the solver's constraints with wishes assumed, within one budget."""
+
+    def __init__(self, solver: z3.Solver, budget_ms: int) -> None:
+        self.solver = solver
+        self.deadline = time.monotonic() + budget_ms / 1000
+        self.model: z3.ModelRef = solver.model()
+
+    def fits(self, *wishes: z3.BoolRef) -> bool:
+        left = int((self.deadline - time.monotonic()) * 1000)
+        if left <= 0:
+            return False
+        self.solver.set("timeout", left)
+        if self.solver.check(*wishes) != z3.sat:
+            return False
+        self.model = self.solver.model()
+        return True
+
+
 def readable_model(
     solver: z3.Solver, space: Space, host: str | None, timeout_ms: int
 ) -> z3.ModelRef:
     """A model of the solver's constraints (just checked sat) with the values a
-    reader expects wherever they fit: the default caller address, no
-    X-Forwarded-For, the destination's usual Host, GET, a path of plain
-    characters, no SNI and no extra headers. ``timeout_ms``: the solver's own
-    time limit, restored afterwards."""
-    wishes: list[z3.BoolRef] = [
-        z3.And(
-            z3.Not(space.src_v6),
-            space.src == z3.BitVecVal(int(ipaddress.ip_address(DEFAULT_SOURCE_IP)), 128),
-        ),
-        z3.And(space.remote_v6 == space.src_v6, space.remote == space.src),
-        space.sni == z3.StringVal(""),
+    reader expects wherever they fit, in this order: the default caller address,
+    no X-Forwarded-For, no SNI, a familiar method (GET first), a path of plain
+    characters, the destination's usual Host and no extra headers. Each wish is
+    an equality the solver settles by propagation (a path is tried among the
+    policies' own plain paths before any regex), and all of them together cost
+    at most ``WISH_BUDGET_MS``. ``timeout_ms``: the solver's own time limit,
+    restored afterwards."""
+    default_src = z3.BitVecVal(int(ipaddress.ip_address(DEFAULT_SOURCE_IP)), 128)
+    # each wish: the alternatives, most wished first; the first that fits is kept
+    groups: list[list[z3.BoolRef]] = [
+        [z3.And(z3.Not(space.src_v6), space.src == default_src)],
+        [z3.And(space.remote_v6 == space.src_v6, space.remote == space.src)],
+        [space.sni == z3.StringVal("")],
     ]
+    path = "path" in space.used
+    tail: list[list[z3.BoolRef]] = []
     if space.http:
-        wishes.append(space.method == z3.StringVal("GET"))
-        if "path" in space.used:
-            wishes.append(_plain_path(space.path))
+        groups.append([space.method == z3.StringVal(m) for m in FAMILIAR_METHODS])
         if host is not None and "host" in space.used:
-            wishes.append(space.host == z3.StringVal(host))
-        wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
-    fallback = solver.model()
-    # wishes are worth a short wait only: the model found is a witness already
-    solver.set("timeout", WISH_TIMEOUT_MS)
+            tail.append([space.host == z3.StringVal(host)])
+        tail.extend([z3.Not(sent)] for h in space.headers.values() for sent in h.sent)
+    w = _Wisher(solver, WISH_BUDGET_MS)
     try:
-        if solver.check(*wishes) == z3.sat:  # usually they all fit at once
-            return solver.model()
-        solver.push()
-        for wish in wishes:
-            if solver.check(wish) == z3.sat:
-                solver.add(wish)
-            elif space.http and wish is wishes[3]:  # not GET: the next most familiar method
-                for m in _FAMILIAR_METHODS:
-                    if solver.check(space.method == z3.StringVal(m)) == z3.sat:
-                        solver.add(space.method == z3.StringVal(m))
-                        break
-        model = solver.model() if solver.check() == z3.sat else fallback
-        solver.pop()
-        return model
+        firsts = [g[0] for g in groups + tail]
+        if w.fits(*firsts) and (not path or _PLAIN_PATH.fullmatch(_string(w.model, space.path))):
+            return w.model  # usually they all fit at once
+        kept: list[z3.BoolRef] = []
+        for group in groups:
+            if len(group) > 1 and not w.fits(*kept, z3.Or(*group)):
+                continue  # none of them fits: no need to try each
+            kept.extend(next(([alt] for alt in group if w.fits(*kept, alt)), []))
+        if path:
+            current = _string(w.model, space.path)
+            if _PLAIN_PATH.fullmatch(current):
+                kept.append(space.path == z3.StringVal(current))
+            else:
+                tries = [space.path == z3.StringVal(p) for p in _plain_paths(solver)]
+                if tries and w.fits(*kept, z3.Or(*tries)):
+                    kept.extend(next(([t] for t in tries if w.fits(*kept, t)), []))
+                elif w.fits(*kept, _plain_path(space.path)):
+                    kept.append(_plain_path(space.path))
+        for group in tail:
+            if w.fits(*kept, group[0]):
+                kept.append(group[0])
+        return w.model
     finally:
         solver.set("timeout", timeout_ms)
 
@@ -209,11 +270,13 @@ class Confirmer:
 
 
 __all__ = [
+    "FAMILIAR_METHODS",
     "Confirmer",
     "Destination",
     "WitnessMismatch",
     "default_host",
     "path_is_normal",
     "readable_model",
+    "string_constants",
     "witness_request",
 ]
