@@ -21,7 +21,13 @@ from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Transport
 from meshauthz.decide.runner import ExtAuthzAssumption
-from meshauthz.envoy.rbac.model import HeaderMatcher
+from meshauthz.envoy.rbac.model import (
+    HeaderMatcher,
+    PermAnd,
+    PermDestinationIp,
+    PermNot,
+    PermOr,
+)
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -37,6 +43,7 @@ from meshauthz.symbolic.space import Space
 from meshauthz.symbolic.witness import (
     Confirmer,
     Destination,
+    WitnessMismatch,
     default_host,
     path_is_normal,
     readable_model,
@@ -219,6 +226,54 @@ def _same_chain(a: Prepared, b: Prepared) -> bool:
     )
 
 
+def _reads_destination_ip(node: Any) -> bool:
+    match node:
+        case PermDestinationIp():
+            return True
+        case PermAnd(rules=subs) | PermOr(rules=subs):
+            return any(_reads_destination_ip(n) for n in subs)
+        case PermNot(rule=sub):
+            return _reads_destination_ip(sub)
+    return False
+
+
+def _chain_shape(p: Prepared) -> tuple[Any, ...]:
+    """What the encoding and the ends of ``p``'s chain are made of, the
+    destination workload aside: two destinations of one shape (replicas, pods of
+    one app) have the same formulas over the same space. The workload's address
+    counts only where a filter reads it, the Host only where one reads it."""
+    stages = [*p.custom, *p.rest]
+    reads_ip = reads_host = False
+
+    def header(h: HeaderMatcher) -> None:
+        nonlocal reads_host
+        reads_host = reads_host or h.name.lower() == ":authority"
+
+    for stage in stages:
+        cf = stage.compiled
+        for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
+            for _, policy in engine.rbac.policies if engine is not None else ():
+                reads_ip = reads_ip or any(_reads_destination_ip(n) for n in policy.permissions)
+                for node in (*policy.permissions, *policy.principals):
+                    header_matchers(node, header)
+    return (
+        [(s.built.stage, s.built.filter, s.built.sources, s.built.provider) for s in stages],
+        [s.policy.key for s in p.selected],
+        p.mtls_mode,
+        p.path_options,
+        p.jwt,
+        p.header_settings,
+        p.runtime,
+        p.empty_rules,
+        p.not_evaluated,
+        p.not_evaluated_before,
+        p.peer_filter_state,
+        p.principal_prefix,
+        p.workload.address if reads_ip else None,
+        reads_host,
+    )
+
+
 def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
     """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
     space = Space(http)
@@ -317,6 +372,8 @@ class Comparer:
         )
         self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
         self._inputs: dict[str, bool] = {}
+        # (shape, the changes found for a destination of that shape)
+        self._shapes: list[tuple[tuple[Any, ...], tuple[list[Change], list[Change]]]] = []
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
         self.changed = changed_namespaces(old, new)
         self.same_mesh_inputs = self.changed is not None
@@ -396,6 +453,22 @@ class Comparer:
         if _same_chain(po, pn):
             return
         http = dest.protocol == "http"
+        shape = (
+            dest.port,
+            dest.protocol,
+            _chain_shape(po),
+            _chain_shape(pn),
+            tuple(default_host(snap, dest.workload) for snap in (self.old, self.new))
+            if http
+            else None,
+        )
+        found = next((changes for key, changes in self._shapes if key == shape), None)
+        if found is not None:
+            reused = self._reuse(dest, found)
+            if reused is not None:
+                result.opened.extend(reused[0])
+                result.closed.extend(reused[1])
+                return
         for p in (po, pn):
             if http and p.path_options.unmodelled():
                 raise Unencodable(str(p.path_options.unmodelled()))
@@ -406,6 +479,7 @@ class Comparer:
             space.extra.append(constraint)
         co, cn = encode_chain(po, space, self.ext_authz), encode_chain(pn, space, self.ext_authz)
         domain = space.domain()
+        answered: list[list[Change]] = []
         for opened in (True, False):
             question = (
                 z3.And(z3.Not(co.allowed), cn.allowed)
@@ -418,6 +492,26 @@ class Comparer:
             solver.add(domain, question)
             changes = self.classes(solver, space, dest, (po, pn), (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
+            answered.append(changes)
+        self._shapes.append((shape, (answered[0], answered[1])))
+
+    def _reuse(
+        self, dest: Destination, changes: tuple[list[Change], list[Change]]
+    ) -> tuple[list[Change], list[Change]] | None:
+        """The changes of a destination of the same shape, their witnesses sent
+        to ``dest`` and confirmed there on both sides; None when one is decided
+        otherwise (then ``dest`` is asked afresh)."""
+        out: tuple[list[Change], list[Change]] = ([], [])
+        for found, into in zip(changes, out, strict=True):
+            for c in found:
+                witness = {**c.witness, "to": dest.workload}
+                try:
+                    self.confirmers[0].confirm(witness, c.old)
+                    self.confirmers[1].confirm(witness, c.new)
+                except WitnessMismatch:
+                    return None
+                into.append(Change(dest, describe(dest, witness), witness, c.old, c.new))
+        return out
 
     def classes(
         self,
