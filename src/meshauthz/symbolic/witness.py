@@ -167,10 +167,12 @@ class _Wisher:
         self.solver = solver
         self.deadline = time.monotonic() + budget_ms / 1000
         self.model: z3.ModelRef = solver.model()
+        self.out_of_time = False
 
     def fits(self, *wishes: z3.BoolRef) -> bool:
         left = int((self.deadline - time.monotonic()) * 1000)
         if left <= 0:
+            self.out_of_time = True
             return False
         self.solver.set("timeout", left)
         if self.solver.check(*wishes) != z3.sat:
@@ -179,18 +181,86 @@ class _Wisher:
         return True
 
 
+Assignment = list[tuple[z3.ExprRef, z3.ExprRef]]
+
+
+class _Candidate:
+    """A concrete request (a model) changed one wish at a time, each change
+    kept only if the solver's constraints still evaluate to true: no search."""
+
+    def __init__(self, solver: z3.Solver) -> None:
+        self.formula = z3.And(*solver.assertions())
+        self.model = self._copy(solver.model(), [])
+
+    @staticmethod
+    def _copy(model: z3.ModelRef, changes: Assignment) -> z3.ModelRef:
+        ctx = model.ctx
+        out = z3.ModelRef(z3.Z3_mk_model(ctx.ref()), ctx)
+        for d in model.decls():
+            out.update_value(d, model[d])
+        for var, value in changes:
+            out.update_value(var, value)
+        return out
+
+    def value(self, e: z3.ExprRef) -> z3.ExprRef:
+        return self.model.eval(e, model_completion=True)
+
+    def fits(self, changes: Assignment) -> bool:
+        trial = self._copy(self.model, changes)
+        if not z3.is_true(trial.eval(self.formula, model_completion=True)):
+            return False
+        self.model = trial
+        return True
+
+
+def _evaluated_wishes(
+    solver: z3.Solver, space: Space, host: str | None, default_src: z3.BitVecNumRef
+) -> tuple[z3.ModelRef, bool]:
+    """``readable_model``'s wishes granted one by one on the solver's model by
+    evaluation alone: the model, and whether every wish was granted."""
+    c = _Candidate(solver)
+    granted = True
+
+    def wish(*alternatives: Assignment) -> None:
+        nonlocal granted
+        if not any(c.fits(a) for a in alternatives):
+            granted = False
+
+    wish([(space.src_v6, z3.BoolVal(False)), (space.src, default_src)])
+    wish([(space.remote_v6, c.value(space.src_v6)), (space.remote, c.value(space.src))])
+    if "sni" in space.used:
+        wish([(space.sni, z3.StringVal(""))])
+    if space.http:
+        wish(*[[(space.method, z3.StringVal(m))] for m in FAMILIAR_METHODS])
+        if "path" in space.used and not _PLAIN_PATH.fullmatch(_string(c.model, space.path)):
+            wish(*[[(space.path, z3.StringVal(p))] for p in [*_plain_paths(solver), "/"]])
+        if host is not None and "host" in space.used:
+            wish([(space.host, z3.StringVal(host))])
+        for h in space.headers.values():
+            for sent in h.sent:
+                wish([(sent, z3.BoolVal(False))])
+    return c.model, granted
+
+
 def readable_model(
     solver: z3.Solver, space: Space, host: str | None, timeout_ms: int
 ) -> z3.ModelRef:
     """A model of the solver's constraints (just checked sat) with the values a
     reader expects wherever they fit, in this order: the default caller address,
     no X-Forwarded-For, no SNI, a familiar method (GET first), a path of plain
-    characters, the destination's usual Host and no extra headers. Each wish is
-    an equality the solver settles by propagation (a path is tried among the
-    policies' own plain paths before any regex), and all of them together cost
-    at most ``WISH_BUDGET_MS``. ``timeout_ms``: the solver's own time limit,
-    restored afterwards."""
+    characters (the policies' own plain paths first), the destination's usual
+    Host and no extra headers.
+
+    The wishes are first granted on the solver's model by evaluating the
+    constraints (the usual case, without any search); only a wish that needs
+    several values changed at once asks the solver, with each wish an equality
+    it settles by propagation (a path among the policies' own plain paths before
+    any regex), all of them within ``WISH_BUDGET_MS``. ``timeout_ms``: the
+    solver's own time limit, restored afterwards."""
     default_src = z3.BitVecVal(int(ipaddress.ip_address(DEFAULT_SOURCE_IP)), 128)
+    evaluated, granted = _evaluated_wishes(solver, space, host, default_src)
+    if granted:
+        return evaluated
     # each wish: the alternatives, most wished first; the first that fits is kept
     groups: list[list[z3.BoolRef]] = [
         [z3.And(z3.Not(space.src_v6), space.src == default_src)],
@@ -208,7 +278,7 @@ def readable_model(
     try:
         firsts = [g[0] for g in groups + tail]
         if w.fits(*firsts) and (not path or _PLAIN_PATH.fullmatch(_string(w.model, space.path))):
-            return w.model  # usually they all fit at once
+            return w.model
         kept: list[z3.BoolRef] = []
         for group in groups:
             if len(group) > 1 and not w.fits(*kept, z3.Or(*group)):
@@ -227,7 +297,8 @@ def readable_model(
         for group in tail:
             if w.fits(*kept, group[0]):
                 kept.append(group[0])
-        return w.model
+        # out of time: the evaluated model, which does not depend on the machine's load
+        return evaluated if w.out_of_time else w.model
     finally:
         solver.set("timeout", timeout_ms)
 
