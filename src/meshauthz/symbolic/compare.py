@@ -453,13 +453,14 @@ class Comparer:
         if _same_chain(po, pn):
             return
         http = dest.protocol == "http"
+        shapes = (_chain_shape(po), _chain_shape(pn))
         shape = (
             dest.port,
             dest.protocol,
-            _chain_shape(po),
-            _chain_shape(pn),
+            shapes,
+            # a witness names the Host only where a filter reads it
             tuple(default_host(snap, dest.workload) for snap in (self.old, self.new))
-            if http
+            if http and (shapes[0][-1] or shapes[1][-1])
             else None,
         )
         found = next((changes for key, changes in self._shapes if key == shape), None)

@@ -154,7 +154,7 @@ class Space:
         if "sni" in used:
             c.append(z3.InRe(self.sni, z3.Star(_GRAPH)))
         if self.http:
-            c.append(z3.Or(*[self.method == z3.StringVal(m) for m in METHODS]))
+            c.append(_method_domain(self.method))
             if "path" in used:
                 c.append(z3.InRe(self.path, z3.Concat(z3.Re("/"), z3.Star(_PATH_CHAR))))
             if "host" in used:
@@ -169,6 +169,19 @@ class Space:
             if ct is not None and "content-type" in used:
                 c.append(z3.Implies(self.method == z3.StringVal("QUERY"), ct.present()))
         return z3.And(*c)
+
+
+# The method variable's domain, built once (the variable is the same in every space).
+_METHOD_DOMAINS: dict[int, z3.BoolRef] = {}
+
+
+def _method_domain(method: z3.SeqRef) -> z3.BoolRef:
+    hit = _METHOD_DOMAINS.get(method.get_id())
+    if hit is None:
+        hit = _METHOD_DOMAINS[method.get_id()] = z3.Or(
+            *[method == z3.StringVal(m) for m in METHODS]
+        )
+    return hit
 
 
 def _ip_ok(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
