@@ -45,6 +45,8 @@ from meshauthz.symbolic.witness import (
     Destination,
     WitnessMismatch,
     default_host,
+    guess,
+    method_classes,
     path_is_normal,
     readable_model,
     witness_request,
@@ -372,6 +374,7 @@ class Comparer:
         )
         self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
         self._inputs: dict[str, bool] = {}
+        self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
         self._shapes: list[tuple[tuple[Any, ...], tuple[list[Change], list[Change]]]] = []
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
@@ -453,6 +456,7 @@ class Comparer:
         if _same_chain(po, pn):
             return
         http = dest.protocol == "http"
+        self._seeds = []  # the requests found at this destination, both questions
         shapes = (_chain_shape(po), _chain_shape(pn))
         shape = (
             dest.port,
@@ -527,13 +531,18 @@ class Comparer:
         hosts = {default_host(snap, dest.workload) for snap in (self.old, self.new)}
         host = hosts.pop() if len(hosts) == 1 else None
         not_normal = 0
+        methods = method_classes(prepared) if "path" in space.used else []
         while len(out) < self.max_classes:
-            verdict = solver.check()
-            if verdict == z3.unknown:
-                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-            if verdict == z3.unsat:
-                break
-            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
+            # a path makes the solver's search slow: first the requests found so far
+            found = guess(solver, space, self._seeds, methods) if methods else None
+            if found is None:
+                verdict = solver.check()
+                if verdict == z3.unknown:
+                    raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+                if verdict == z3.unsat:
+                    break
+            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS, found)
+            self._seeds.append(model)
             path = model.eval(space.path, model_completion=True).as_string()
             if "path" in space.used and not all(path_is_normal(p, path) for p in prepared):
                 not_normal += 1

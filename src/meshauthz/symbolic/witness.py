@@ -26,9 +26,13 @@ from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve
 from meshauthz.decide.request_spec import request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.envoy.hcm import HcmConfigError, normalize_path
+from meshauthz.envoy.rbac.evaluate import RbacInput
+from meshauthz.envoy.rbac.matchers import compile_header
+from meshauthz.envoy.rbac.model import HeaderMatcher
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.symbolic.chain import End
-from meshauthz.symbolic.space import Space
+from meshauthz.symbolic.matchers import header_matchers
+from meshauthz.symbolic.space import METHODS, Space
 
 # The caller's identity in a witness when no matcher reads it.
 ANY_PRINCIPAL = "cluster.local/ns/default/sa/default"
@@ -163,10 +167,10 @@ def _plain_paths(solver: z3.Solver, limit: int = 16) -> list[str]:
 class _Wisher:
     """Checks of the solver's constraints with wishes assumed, within one budget."""
 
-    def __init__(self, solver: z3.Solver, budget_ms: int) -> None:
+    def __init__(self, solver: z3.Solver, budget_ms: int, model: z3.ModelRef) -> None:
         self.solver = solver
         self.deadline = time.monotonic() + budget_ms / 1000
-        self.model: z3.ModelRef = solver.model()
+        self.model = model
         self.out_of_time = False
 
     def fits(self, *wishes: z3.BoolRef) -> bool:
@@ -188,9 +192,9 @@ class _Candidate:
     """A concrete request (a model) changed one wish at a time, each change
     kept only if the solver's constraints still evaluate to true: no search."""
 
-    def __init__(self, solver: z3.Solver) -> None:
+    def __init__(self, solver: z3.Solver, model: z3.ModelRef | None = None) -> None:
         self.formula = z3.And(*solver.assertions())
-        self.model = self._copy(solver.model(), [])
+        self.model = self._copy(solver.model() if model is None else model, [])
 
     @staticmethod
     def _copy(model: z3.ModelRef, changes: Assignment) -> z3.ModelRef:
@@ -213,12 +217,55 @@ class _Candidate:
         return True
 
 
+def method_classes(prepared: Iterable[Prepared]) -> list[str]:
+    """One method of each class of methods no ``:method`` matcher of the chains
+    tells apart (the familiar ones first)."""
+    fns = []
+
+    def add(h: HeaderMatcher) -> None:
+        if h.name.lower() == ":method":
+            fns.append(compile_header(h))
+
+    for p in prepared:
+        for stage in (*p.custom, *p.rest):
+            cf = stage.compiled
+            for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
+                for _, policy in engine.rbac.policies if engine is not None else ():
+                    for node in (*policy.permissions, *policy.principals):
+                        header_matchers(node, add)
+    out: dict[tuple[bool, ...], str] = {}
+    for m in (*FAMILIAR_METHODS, *METHODS):
+        out.setdefault(tuple(fn(RbacInput(headers=((":method", m),))) for fn in fns), m)
+    return list(out.values())
+
+
+def guess(
+    solver: z3.Solver, space: Space, seeds: list[z3.ModelRef], methods: list[str]
+) -> z3.ModelRef | None:
+    """A model of the solver's constraints among the requests found before (the
+    latest first), as they are or with another of ``methods``, by evaluation
+    alone; None when none is one. The next class of a comparison often differs
+    from the last only in its method, and evaluating is far cheaper than a search
+    over paths."""
+    for seed in reversed(seeds[-4:]):
+        c = _Candidate(solver, seed)
+        if c.fits([]):
+            return c.model
+        if space.http and any(c.fits([(space.method, z3.StringVal(m))]) for m in methods):
+            return c.model
+    return None
+
+
 def _evaluated_wishes(
-    solver: z3.Solver, space: Space, host: str | None, default_src: z3.BitVecNumRef
+    solver: z3.Solver,
+    space: Space,
+    host: str | None,
+    default_src: z3.BitVecNumRef,
+    model: z3.ModelRef | None,
 ) -> tuple[z3.ModelRef, bool]:
-    """``readable_model``'s wishes granted one by one on the solver's model by
-    evaluation alone: the model, and whether every wish was granted."""
-    c = _Candidate(solver)
+    """``readable_model``'s wishes granted one by one on the solver's model (or
+    ``model``) by evaluation alone: the model, and whether every wish was granted."""
+    c = _Candidate(solver, model)
     granted = True
 
     def wish(*alternatives: Assignment) -> None:
@@ -243,7 +290,11 @@ def _evaluated_wishes(
 
 
 def readable_model(
-    solver: z3.Solver, space: Space, host: str | None, timeout_ms: int
+    solver: z3.Solver,
+    space: Space,
+    host: str | None,
+    timeout_ms: int,
+    model: z3.ModelRef | None = None,
 ) -> z3.ModelRef:
     """A model of the solver's constraints (just checked sat) with the values a
     reader expects wherever they fit, in this order: the default caller address,
@@ -256,9 +307,10 @@ def readable_model(
     several values changed at once asks the solver, with each wish an equality
     it settles by propagation (a path among the policies' own plain paths before
     any regex), all of them within ``WISH_BUDGET_MS``. ``timeout_ms``: the
-    solver's own time limit, restored afterwards."""
+    solver's own time limit, restored afterwards. ``model``: a model of the
+    constraints to start from (by default the solver's)."""
     default_src = z3.BitVecVal(int(ipaddress.ip_address(DEFAULT_SOURCE_IP)), 128)
-    evaluated, granted = _evaluated_wishes(solver, space, host, default_src)
+    evaluated, granted = _evaluated_wishes(solver, space, host, default_src, model)
     if granted:
         return evaluated
     # each wish: the alternatives, most wished first; the first that fits is kept
@@ -274,7 +326,7 @@ def readable_model(
         if host is not None and "host" in space.used:
             tail.append([space.host == z3.StringVal(host)])
         tail.extend([z3.Not(sent)] for h in space.headers.values() for sent in h.sent)
-    w = _Wisher(solver, WISH_BUDGET_MS)
+    w = _Wisher(solver, WISH_BUDGET_MS, evaluated)
     try:
         firsts = [g[0] for g in groups + tail]
         if w.fits(*firsts) and (not path or _PLAIN_PATH.fullmatch(_string(w.model, space.path))):
@@ -346,6 +398,8 @@ __all__ = [
     "Destination",
     "WitnessMismatch",
     "default_host",
+    "guess",
+    "method_classes",
     "path_is_normal",
     "readable_model",
     "string_constants",
