@@ -372,7 +372,10 @@ class Comparer:
             Decider(old, ext_authz=self.ext_authz),
             Decider(new, ext_authz=self.ext_authz),
         )
-        self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
+        self.confirmers = (
+            Confirmer(old, ext_authz, self.deciders[0]),
+            Confirmer(new, ext_authz, self.deciders[1]),
+        )
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)

@@ -374,9 +374,16 @@ def path_is_normal(p: Prepared, path: str) -> bool:
 class Confirmer:
     """Decides witnesses on one side, as ``check`` does."""
 
-    def __init__(self, snapshot: MeshSnapshot, ext_authz: ExtAuthzAssumption = "deny") -> None:
+    def __init__(
+        self,
+        snapshot: MeshSnapshot,
+        ext_authz: ExtAuthzAssumption = "deny",
+        decider: Decider | None = None,
+    ) -> None:
+        """``decider``: one of ``snapshot`` with ``ext_authz`` to share (its
+        destinations prepared once for the formulas and the witnesses)."""
         self.snapshot = snapshot
-        self.decider = Decider(snapshot, ext_authz=ext_authz)
+        self.decider = Decider(snapshot, ext_authz=ext_authz) if decider is None else decider
 
     def decide(self, request: dict[str, Any]) -> Decision:
         return self.decider.decide(resolve(request_from_data(request), self.snapshot))
