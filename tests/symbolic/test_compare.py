@@ -200,3 +200,33 @@ def test_strict_mtls_closes_plaintext_callers(tmp_path: Path) -> None:
     assert result.closed
     assert all(c.witness["from"].get("plaintext") for c in result.closed)
     assert {c.destination.workload for c in result.closed} == {"default/frontend"}
+
+
+def test_replicas_of_one_shape_each_get_their_own_confirmed_witness(tmp_path: Path) -> None:
+    """Two Deployments the same policy selects have chains of one shape: the
+    second reuses the first one's classes, with witnesses sent to itself and
+    confirmed there by check on both sides."""
+    twin = (
+        (SEED / "backend.yaml")
+        .read_text()
+        .split("---")[0]
+        .replace("name: backend", "name: backend-v2")
+    )
+    rules = policy("allow-get", "ALLOW", "  - to: [{operation: {methods: [GET, POST]}}]")
+    old, new = (
+        mesh_dir(tmp_path, "old", rules),
+        mesh_dir(tmp_path, "new", rules.replace(", POST", "")),
+    )
+    for d in (old, new):
+        (d / "backend-v2.yaml").write_text(twin)
+    a, b = snapshot(old), snapshot(new)
+    result = compare_meshes(a, b)
+    assert not result.opened and not result.unknown
+    by_workload = {c.destination.workload: c for c in result.closed}
+    assert sorted(by_workload) == ["default/backend", "default/backend-v2"]
+    for key, change in by_workload.items():
+        assert change.witness["to"] == key and change.witness["method"] == "POST"
+        assert Confirmer(a).decide(change.witness).verdict == "ALLOW"
+        assert Confirmer(b).decide(change.witness).verdict == "DENY"
+    first, second = by_workload.values()
+    assert {**first.witness, "to": ""} == {**second.witness, "to": ""}

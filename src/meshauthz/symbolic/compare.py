@@ -23,7 +23,13 @@ from meshauthz.decide.cause import Stage
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Transport
 from meshauthz.decide.runner import ExtAuthzAssumption
-from meshauthz.envoy.rbac.model import HeaderMatcher
+from meshauthz.envoy.rbac.model import (
+    HeaderMatcher,
+    PermAnd,
+    PermDestinationIp,
+    PermNot,
+    PermOr,
+)
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
@@ -40,7 +46,10 @@ from meshauthz.symbolic.space import Space
 from meshauthz.symbolic.witness import (
     Confirmer,
     Destination,
+    WitnessMismatch,
     default_host,
+    guess,
+    method_classes,
     path_is_normal,
     readable_model,
     witness_request,
@@ -228,6 +237,54 @@ def unenforced(p: Prepared) -> SymbolicChain:
     return SymbolicChain(p, [(z3.BoolVal(True), End("ALLOW", Stage.NO_SIDECAR))])
 
 
+def _reads_destination_ip(node: Any) -> bool:
+    match node:
+        case PermDestinationIp():
+            return True
+        case PermAnd(rules=subs) | PermOr(rules=subs):
+            return any(_reads_destination_ip(n) for n in subs)
+        case PermNot(rule=sub):
+            return _reads_destination_ip(sub)
+    return False
+
+
+def _chain_shape(p: Prepared) -> tuple[Any, ...]:
+    """What the encoding and the ends of ``p``'s chain are made of, the
+    destination workload aside: two destinations of one shape (replicas, pods of
+    one app) have the same formulas over the same space. The workload's address
+    counts only where a filter reads it, the Host only where one reads it."""
+    stages = [*p.custom, *p.rest]
+    reads_ip = reads_host = False
+
+    def header(h: HeaderMatcher) -> None:
+        nonlocal reads_host
+        reads_host = reads_host or h.name.lower() == ":authority"
+
+    for stage in stages:
+        cf = stage.compiled
+        for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
+            for _, policy in engine.rbac.policies if engine is not None else ():
+                reads_ip = reads_ip or any(_reads_destination_ip(n) for n in policy.permissions)
+                for node in (*policy.permissions, *policy.principals):
+                    header_matchers(node, header)
+    return (
+        [(s.built.stage, s.built.filter, s.built.sources, s.built.provider) for s in stages],
+        [s.policy.key for s in p.selected],
+        p.mtls_mode,
+        p.path_options,
+        p.jwt,
+        p.header_settings,
+        p.runtime,
+        p.empty_rules,
+        p.not_evaluated,
+        p.not_evaluated_before,
+        p.peer_filter_state,
+        p.principal_prefix,
+        p.workload.address if reads_ip else None,
+        reads_host,
+    )
+
+
 def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
     """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
     prepared = list(prepared)
@@ -334,8 +391,14 @@ class Comparer:
             Decider(old, ext_authz=self.ext_authz),
             Decider(new, ext_authz=self.ext_authz),
         )
-        self.confirmers = (Confirmer(old, ext_authz), Confirmer(new, ext_authz))
+        self.confirmers = (
+            Confirmer(old, ext_authz, self.deciders[0]),
+            Confirmer(new, ext_authz, self.deciders[1]),
+        )
         self._inputs: dict[str, bool] = {}
+        self._seeds: list[z3.ModelRef] = []
+        # (shape, the changes found for a destination of that shape)
+        self._shapes: list[tuple[tuple[Any, ...], tuple[list[Change], list[Change]]]] = []
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
         self.changed = changed_namespaces(old, new)
         self.same_mesh_inputs = self.changed is not None
@@ -412,6 +475,25 @@ class Comparer:
         if all(enforced) and _same_chain(po, pn):
             return
         http = dest.protocol == "http"
+        self._seeds = []  # the requests found at this destination, both questions
+        shapes = (_chain_shape(po), _chain_shape(pn))
+        shape = (
+            tuple(enforced),
+            dest.port,
+            dest.protocol,
+            shapes,
+            # a witness names the Host only where a filter reads it
+            tuple(default_host(snap, dest.workload) for snap in (self.old, self.new))
+            if http and (shapes[0][-1] or shapes[1][-1])
+            else None,
+        )
+        found = next((changes for key, changes in self._shapes if key == shape), None)
+        if found is not None:
+            reused = self._reuse(dest, found)
+            if reused is not None:
+                result.opened.extend(reused[0])
+                result.closed.extend(reused[1])
+                return
         # the chains that run: a side without a sidecar has none
         running = [p for p, on in ((po, enforced[0]), (pn, enforced[1])) if on]
         for p in running:
@@ -427,6 +509,7 @@ class Comparer:
             for p, on in ((po, enforced[0]), (pn, enforced[1]))
         )
         domain = space.domain()
+        answered: list[list[Change]] = []
         for opened in (True, False):
             question = (
                 z3.And(z3.Not(co.allowed), cn.allowed)
@@ -439,6 +522,26 @@ class Comparer:
             solver.add(domain, question)
             changes = self.classes(solver, space, dest, running, (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
+            answered.append(changes)
+        self._shapes.append((shape, (answered[0], answered[1])))
+
+    def _reuse(
+        self, dest: Destination, changes: tuple[list[Change], list[Change]]
+    ) -> tuple[list[Change], list[Change]] | None:
+        """The changes of a destination of the same shape, their witnesses sent
+        to ``dest`` and confirmed there on both sides; None when one is decided
+        otherwise (then ``dest`` is asked afresh)."""
+        out: tuple[list[Change], list[Change]] = ([], [])
+        for found, into in zip(changes, out, strict=True):
+            for c in found:
+                witness = {**c.witness, "to": dest.workload}
+                try:
+                    self.confirmers[0].confirm(witness, c.old)
+                    self.confirmers[1].confirm(witness, c.new)
+                except WitnessMismatch:
+                    return None
+                into.append(Change(dest, describe(dest, witness), witness, c.old, c.new))
+        return out
 
     def classes(
         self,
@@ -453,13 +556,18 @@ class Comparer:
         hosts = {default_host(snap, dest.workload) for snap in (self.old, self.new)}
         host = hosts.pop() if len(hosts) == 1 else None
         not_normal = 0
+        methods = method_classes(prepared) if "path" in space.used else []
         while len(out) < self.max_classes:
-            verdict = solver.check()
-            if verdict == z3.unknown:
-                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
-            if verdict == z3.unsat:
-                break
-            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
+            # a path makes the solver's search slow: first the requests found so far
+            found = guess(solver, space, self._seeds, methods) if methods else None
+            if found is None:
+                verdict = solver.check()
+                if verdict == z3.unknown:
+                    raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+                if verdict == z3.unsat:
+                    break
+            model = readable_model(solver, space, host, SOLVER_TIMEOUT_MS, found)
+            self._seeds.append(model)
             path = model.eval(space.path, model_completion=True).as_string()
             if "path" in space.used and not all(path_is_normal(p, path) for p in prepared):
                 not_normal += 1

@@ -89,6 +89,9 @@ def char_class(chars: str) -> z3.ReRef:
 
 
 _PATH_CHAR = _path_char()
+# The methods a request in the space carries (a CONNECT with a path is refused
+# before the filters, hcm.check_method).
+METHODS: tuple[str, ...] = tuple(sorted(HTTP1_METHODS - {"CONNECT"}))
 
 # A JWT claim's characters: U+0000 to U+D7FF. A payload holds any code point
 # but the surrogates; the matchers may name only characters below
@@ -211,8 +214,7 @@ class Space:
         if "sni" in used:
             c.append(z3.InRe(self.sni, z3.Star(_GRAPH)))
         if self.http:
-            methods = sorted(HTTP1_METHODS - {"CONNECT"})
-            c.append(z3.Or(*[self.method == z3.StringVal(m) for m in methods]))
+            c.append(_method_domain(self.method))
             if "path" in used:
                 c.append(z3.InRe(self.path, z3.Concat(z3.Re("/"), z3.Star(_PATH_CHAR))))
             if "host" in used:
@@ -227,6 +229,19 @@ class Space:
             if ct is not None and "content-type" in used:
                 c.append(z3.Implies(self.method == z3.StringVal("QUERY"), ct.present()))
         return z3.And(*c)
+
+
+# The method variable's domain, built once (the variable is the same in every space).
+_METHOD_DOMAINS: dict[int, z3.BoolRef] = {}
+
+
+def _method_domain(method: z3.SeqRef) -> z3.BoolRef:
+    hit = _METHOD_DOMAINS.get(method.get_id())
+    if hit is None:
+        hit = _METHOD_DOMAINS[method.get_id()] = z3.Or(
+            *[method == z3.StringVal(m) for m in METHODS]
+        )
+    return hit
 
 
 def _ip_ok(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
@@ -251,6 +266,7 @@ __all__ = [
     "CLAIM_CHAR",
     "CLAIM_NAMED_LIMIT",
     "LIST",
+    "METHODS",
     "OTHER",
     "STRING",
     "ClaimVar",
