@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,14 @@ from meshauthz.resources.k8s import (
     ServiceSpec,
 )
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
-from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
+from meshauthz.resources.yamlload import (
+    Document,
+    Path,
+    Positions,
+    dotted,
+    parse_documents,
+    read_source,
+)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TEST_SUITE_SUFFIX = ".test.yaml"
@@ -315,7 +322,11 @@ def _configmap_mesh_config(doc: Document, base: Path, data: dict[str, Any]) -> M
     if not inner:
         return MeshConfig(location=doc.location(base))
     d = inner[0]
-    shifted = {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
+    shifted: Mapping[Path, tuple[int, int]] = (
+        d.positions.shifted(offset)
+        if isinstance(d.positions, Positions)
+        else {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
+    )
     return _mesh_config_from(Document(doc.file, d.index, d.line + offset, d.data, shifted), ())
 
 
