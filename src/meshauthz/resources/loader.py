@@ -22,7 +22,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -465,8 +465,9 @@ class _Loader:
             api_version=api_version,
             name=name,
             namespace=namespace,
-            labels=dict(meta.labels),
-            annotations=dict(meta.annotations),
+            # the model's own maps: frozen models that nothing changes, held once
+            labels=meta.labels,
+            annotations=meta.annotations,
             doc=doc,
             base=base,
         )
@@ -601,12 +602,12 @@ class _Loader:
         ports = tuple(p for c in pod.containers for p in c.ports)
         return o.Workload(
             **common,
-            pod_labels=dict(pod_meta.labels),
+            pod_labels=pod_meta.labels,
             service_account=sa,
             ports=ports,
             ip=ip or None,
             template_path=tpath,
-            pod_annotations=dict(pod_meta.annotations),
+            pod_annotations=pod_meta.annotations,
             host_network=pod.host_network,
             uid=meta.uid,
             owners=meta.owner_references,
@@ -642,7 +643,7 @@ class _Loader:
         ident: dict[str, str],
     ) -> Any:
         try:
-            return cls.model_validate(data)
+            return _shared_fields_sets(cls.model_validate(data))
         except ValidationError as e:
             seen: set[str] = set()
             for err in e.errors():
@@ -688,6 +689,48 @@ class _Loader:
                 field,
             )
         )
+
+
+# One set object per distinct set of fields given (see _shared_fields_sets).
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+# Per model class: its fields whose values can hold models.
+_NESTED: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _holds_models(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(a) for a in get_args(annotation))
+
+
+def _shared_fields_sets(model: BaseModel) -> BaseModel:
+    """``model`` and the models in it, each holding a shared set of the fields
+    given rather than a set of its own: a set is most of a small model's memory,
+    and a large mesh has hundreds of thousands of models with a few shapes. The
+    models are frozen, and pydantic copies the set when it copies a model, so no
+    one changes a shared set."""
+    fields = model.__pydantic_fields_set__
+    key = frozenset(fields)
+    shared = _FIELDS_SETS.get(key)
+    if shared is None:
+        shared = _FIELDS_SETS[key] = set(fields)
+    object.__setattr__(model, "__pydantic_fields_set__", shared)
+    cls = type(model)
+    nested = _NESTED.get(cls)
+    if nested is None:
+        nested = _NESTED[cls] = tuple(
+            name for name, f in cls.model_fields.items() if _holds_models(f.annotation)
+        )
+    values = model.__dict__
+    for name in nested:
+        value = values[name]
+        if isinstance(value, BaseModel):
+            _shared_fields_sets(value)
+        elif isinstance(value, tuple | dict):
+            for item in value.values() if isinstance(value, dict) else value:
+                if isinstance(item, BaseModel):
+                    _shared_fields_sets(item)
+    return model
 
 
 _TYPE_WORDS: dict[str, str] = {

@@ -125,15 +125,14 @@ class Positions(Mapping[Path, tuple[int, int]]):
     def of(data: Any, keys: list[int], marks: list[int]) -> Positions | dict[Path, tuple[int, int]]:
         """``keys`` (each path's hash) and ``marks`` in the order the values were
         read (depth first, a mapping's keys in order, as ``data`` holds them)."""
-        if len(set(keys)) != len(keys):
+        at = dict(zip(keys, marks, strict=True))
+        if len(at) != len(keys):
             return {
                 path: (mark >> 32, mark & 0xFFFFFFFF)
                 for path, mark in zip(_paths(data, ()), marks, strict=True)
             }
-        ordered = sorted(zip(keys, marks, strict=True))
-        return Positions(
-            data, array("q", [k for k, _ in ordered]), array("Q", [m for _, m in ordered])
-        )
+        ordered = sorted(at)
+        return Positions(data, array("q", ordered), array("Q", map(at.__getitem__, ordered)))
 
     def shifted(self, lines: int) -> Positions:
         """The same positions ``lines`` further down (a document read from a string
@@ -460,13 +459,15 @@ class _Builder:
                 mark = node.start_mark
             self.keys.append(hash(path))
             self.marks.append((mark.line + 1) << 32 | (mark.column + 1))
-        if isinstance(node, yaml.ScalarNode):
+        # type(), not isinstance: the composer makes these three classes, never subclasses
+        if type(node) is yaml.ScalarNode:
             if node.tag == _STR_TAG:
                 value = node.value
                 return self.strings.setdefault(value, value)
             return self._scalar(node)
-        if isinstance(node, yaml.SequenceNode):
-            self._check_tag(node, _SEQUENCE_TAG, "a list")
+        if type(node) is yaml.SequenceNode:
+            if node.tag != _SEQUENCE_TAG:
+                self._check_tag(node, _SEQUENCE_TAG, "a list")
             out: Any = []
             for n, item in enumerate(node.value):
                 try:
@@ -475,8 +476,9 @@ class _Builder:
                     e.path.append(n)
                     raise
             return out
-        if isinstance(node, yaml.MappingNode):
-            self._check_tag(node, _MAPPING_TAG, "a mapping")
+        if type(node) is yaml.MappingNode:
+            if node.tag != _MAPPING_TAG:
+                self._check_tag(node, _MAPPING_TAG, "a mapping")
             return self._mapping(node, depth, path)
         raise InputError("unsupported YAML node", location=self._loc(node))  # pragma: no cover
 
@@ -539,7 +541,11 @@ class _Builder:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(self._merge_sources(value_node))
                 continue
-            key = self._key_of(key_node)
+            if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode:
+                key = key_node.value
+                key = self.strings.setdefault(key, key)
+            else:
+                key = self._key_of(key_node)
             if key in out:
                 first = next(
                     k.start_mark.line + 1
