@@ -1,17 +1,55 @@
 """The command line imports what the command it runs needs, nothing more:
-``--version`` loads no command, ``check`` not the others' modules."""
+``--version`` loads neither click nor a command, ``check`` not the others'
+modules, nor the symbolic engine (z3), nor the analysis unless a rule decided.
+What a command imports is its start-up time (benchmarks/throughput.py
+``startup()`` measures it); these tests fail when a heavy import comes back."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+import pytest
+
+from meshauthz.resources.istio_release import ISTIO
 from tests.conftest import REPO
 
-HEAVY = ("meshauthz.cli.test_cmd", "meshauthz.cli.mesh_cmd", "meshauthz.runtime", "meshauthz._api")
+SEED = str(REPO / "examples" / "seed")
+# other commands' modules, and the layers check never uses
+HEAVY = (
+    "meshauthz.cli.test_cmd",
+    "meshauthz.cli.mesh_cmd",
+    "meshauthz.cli.diff_cmd",
+    "meshauthz.cli.reach_cmd",
+    "meshauthz.cli.redundant_cmd",
+    "meshauthz.cli.analyze_cmd",
+    "meshauthz.cli.validate",
+    "meshauthz.cli.build_cmd",
+    "meshauthz.runtime",
+    "meshauthz.suite",
+    "meshauthz.symbolic",
+    "meshauthz._api",
+    "meshauthz.decide.config_dump",
+    "meshauthz.analyze.checks.every_request",
+    "meshauthz.analyze.sarif",
+    "z3",
+)
+# ztunnel's model and istiod's ambient conversion: for meshes with something ambient
+AMBIENT = (
+    "meshauthz.ambient.authorization",
+    "meshauthz.ambient.convert",
+    "meshauthz.ambient.evaluate",
+    "meshauthz.ambient.store",
+    "meshauthz.ambient.ztunnel_config",
+    "meshauthz.ambient.waypoint_status",
+)
+# what the analysis adds: imported only to name a finding on the deciding rule
+ANALYSIS = ("meshauthz.analyze.run", "meshauthz.analyze.checks", "meshauthz.analyze.context")
 
 
-def _imported(*args: str) -> set[str]:
+def _run(*args: str) -> tuple[str, set[str]]:
+    """The command's standard output, and the modules it imported (as the
+    installed command runs it: a fresh interpreter)."""
     code = (
         "import sys; from meshauthz.cli.main import main\n"
         "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
@@ -20,25 +58,69 @@ def _imported(*args: str) -> set[str]:
     proc = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=120
     )
-    return set(proc.stderr.split())
+    return proc.stdout, set(proc.stderr.split())
 
 
-def test_version_imports_no_command() -> None:
-    mods = _imported("--version")
-    assert not any(m.startswith(("meshauthz.cli.check", "meshauthz.decide", *HEAVY)) for m in mods)
+def _heavy(mods: set[str], prefixes: tuple[str, ...]) -> list[str]:
+    return sorted(m for m in mods if m.startswith(prefixes))
 
 
-def test_check_imports_only_check() -> None:
-    mods = _imported(
-        "check",
-        "-f",
-        str(REPO / "examples" / "seed"),
-        "--from",
-        "default/frontend",
-        "--to",
-        "default/backend",
-    )
-    assert "meshauthz.cli.check" in mods
-    assert not any(m.startswith(HEAVY) for m in mods), sorted(
-        m for m in mods if m.startswith(HEAVY)
-    )
+def test_version_imports_neither_click_nor_a_command() -> None:
+    out, mods = _run("--version")
+    assert out == f"meshauthz 0.1.0, modelling Istio {ISTIO}\n"
+    assert not _heavy(mods, ("click", "pydantic", "meshauthz.cli.group", "meshauthz.cli.check"))
+    assert not _heavy(mods, ("meshauthz.decide", *HEAVY))
+
+
+def test_version_through_the_group_says_the_same() -> None:
+    # click's --version option (eager, before any command) prints the same line
+    fast, _ = _run("--version")
+    slow, mods = _run("--version", "check")
+    assert slow == fast and "click" in mods and "meshauthz.cli.check" not in mods
+
+
+def test_check_imports_neither_other_commands_nor_z3() -> None:
+    out, mods = _run(
+        "check", "-f", SEED, "--from", "default/frontend", "--to", "default/backend",
+        "--path", "/api/v1/data",
+    )  # fmt: skip
+    # the deciding rule has a finding: check names it, from the analysis
+    assert "finding MA2001 (deny-all-over-allow) on default/deny-all-backend rule 0" in out
+    assert "meshauthz.cli.check" in mods and "meshauthz.analyze.run" in mods
+    assert not _heavy(mods, HEAVY), _heavy(mods, HEAVY)
+    assert not _heavy(mods, AMBIENT), _heavy(mods, AMBIENT)  # the seed has sidecars only
+
+
+def test_check_without_a_deciding_rule_imports_no_analysis() -> None:
+    # the frontend has no policy: allowed by default, no rule to name a finding on
+    out, mods = _run("check", "-f", SEED, "--from", "default/backend", "--to", "default/frontend")
+    assert out.startswith("ALLOW (200)") and "finding" not in out
+    assert not _heavy(mods, (*HEAVY, *ANALYSIS)), _heavy(mods, (*HEAVY, *ANALYSIS))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", SEED],
+        ["explain", "-f", SEED, "--from", "default/frontend", "--to", "default/backend"],
+        ["test", str(REPO / "examples" / "seed" / "seed.test.yaml")],
+        ["analyze", SEED],  # without --deep: no question about every request
+        ["build", "-f", SEED, "--workload", "default/backend"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_commands_that_decide_concretely_never_import_the_symbolic_engine(
+    args: list[str],
+) -> None:
+    out, mods = _run(*args)
+    assert out, "the command printed nothing: it did not run"
+    symbolic = ("z3", "meshauthz.symbolic", "meshauthz.analyze.checks.every_request")
+    assert not _heavy(mods, (*symbolic, "meshauthz.runtime")), _heavy(mods, symbolic)
+
+
+def test_help_lists_every_command() -> None:
+    from meshauthz.cli.group import COMMANDS
+
+    out, _ = _run("--help")
+    listed = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
+    assert listed == set(COMMANDS)

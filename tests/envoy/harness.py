@@ -540,13 +540,16 @@ class Envoy:
 
     def _connect(self, probe: Probe) -> tuple[socket.socket, str]:
         site = self.sites[probe.site]
+        # another source address reaches Envoy by the PROXY header only
+        loopback = ipaddress.ip_address(probe.source_ip).is_loopback
+        bound = probe.source_ip if loopback else "127.0.0.1"
         for _attempt in range(20):
             port = self._next_port()
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.settimeout(10)
             try:
-                s.bind((probe.source_ip, port))
+                s.bind((bound, port))
                 s.connect(("127.0.0.1", site.port))
             except OSError:
                 s.close()
@@ -554,7 +557,7 @@ class Envoy:
             break
         else:
             raise OSError("no free client port")
-        peer = f"{probe.source_ip}:{port}"
+        peer = f"{bound}:{port}"  # the access log's direct remote address
         proxy = f"PROXY TCP4 {probe.source_ip} {probe.dest_ip} {port} {probe.dest_port}\r\n"
         s.sendall(proxy.encode())
         if probe.principal is not None:

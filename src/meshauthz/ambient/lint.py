@@ -22,14 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meshauthz.ambient.authorization import Authorization
-from meshauthz.ambient.convert import (
-    convert_authorization_policy,
-    has_effective_rules,
-    http_attributes,
-)
-from meshauthz.ambient.evaluate import Connection, SpiffeIdentity, matches
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.ambient.topology import (
     DATAPLANE_MODE_LABEL,
@@ -37,7 +31,6 @@ from meshauthz.ambient.topology import (
     enrollment,
     service_waypoint,
 )
-from meshauthz.ambient.waypoint_status import waypoint_condition
 from meshauthz.mesh.labels import subset_of
 from meshauthz.mesh.ports import resolve_target_port
 from meshauthz.mesh.selection import target_refs
@@ -45,6 +38,9 @@ from meshauthz.mesh.snapshot import GATEWAY_NAME_LABEL, MeshSnapshot, MeshWorklo
 from meshauthz.resources.findings import Finding, Severity
 from meshauthz.resources.istio import PolicyTargetReference
 from meshauthz.resources.objects import AuthorizationPolicy, Manifests, RequestAuthentication
+
+if TYPE_CHECKING:
+    from meshauthz.ambient.authorization import Authorization
 
 # Message texts: Istio's pkg/config/analysis/msg/messages.yaml, Kiali's models/istio_validation.go.
 IST0171 = "A condition with a negative status is present: type={}, reason={}, message={}."
@@ -98,6 +94,15 @@ def needs_ambient_checks(manifests: Manifests) -> bool:
 def ambient_findings(
     snapshot: MeshSnapshot, flags: AmbientFlags = DEFAULT_FLAGS
 ) -> list[AmbientFinding]:
+    # istiod's conversion is imported here: a mesh without anything ambient (see
+    # needs_ambient_checks) is never converted, and its commands do not load it
+    from meshauthz.ambient.convert import (
+        convert_authorization_policy,
+        has_effective_rules,
+        http_attributes,
+    )
+    from meshauthz.ambient.waypoint_status import waypoint_condition
+
     out: list[AmbientFinding] = []
     root = snapshot.root_namespace
     ambient_workloads = [w for w in snapshot.workloads if enrollment(snapshot, w).mode == "ambient"]
@@ -213,6 +218,8 @@ def _waypoint_identity(
     in_scope: list[MeshWorkload],
     out: list[AmbientFinding],
 ) -> None:
+    from meshauthz.ambient.evaluate import Connection, SpiffeIdentity, matches
+
     sel = ap.spec.selector
     for w in in_scope:
         if sel is not None and (not sel.match_labels or not subset_of(sel.match_labels, w.labels)):

@@ -5,13 +5,12 @@ evaluator knows nothing of it."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshauthz.analyze.context import Context
-from meshauthz.analyze.finding import AnalysisFinding
-from meshauthz.analyze.run import CHECKS, annotation_suppresses
-from meshauthz.decide.decision import Decision
-from meshauthz.mesh import MeshSnapshot
+if TYPE_CHECKING:
+    from meshauthz.analyze.finding import AnalysisFinding
+    from meshauthz.decide.decision import Decision
+    from meshauthz.mesh import MeshSnapshot
 
 
 class DecisionNotes:
@@ -22,6 +21,11 @@ class DecisionNotes:
         self._by_rule: dict[tuple[str, int], list[AnalysisFinding]] = {}
         if not deciding:
             return
+        # the checks are imported only here: a decision no rule made (the default
+        # of a chain, a mode's refusal) has nothing for them to name
+        from meshauthz.analyze.context import Context
+        from meshauthz.analyze.run import CHECKS, annotation_suppresses
+
         rules_of: dict[str, list[int]] = {}
         for policy, rule in deciding:
             assert policy is not None and rule is not None

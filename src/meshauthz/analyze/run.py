@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from meshauthz.analyze.checks import (
     ambient,
     deny_all,
-    every_request,
     istio,
     jwt,
     paths_hosts,
@@ -48,8 +47,13 @@ CHECKS: tuple[Check, ...] = (
     jwt.check_optional_tokens,
 )
 
-# What --deep adds: the checks about every request, from the symbolic engine.
-DEEP_CHECKS: tuple[Check, ...] = (every_request.check_every_request,)
+
+def deep_checks() -> tuple[Check, ...]:
+    """What --deep adds: the checks about every request, from the symbolic
+    engine (imported here: z3 and the symbolic package only when asked for)."""
+    from meshauthz.analyze.checks import every_request
+
+    return (every_request.check_every_request,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +151,10 @@ def analyze(
     checks: Iterable[Check] = CHECKS,
     deep: bool = False,
 ) -> Analysis:
-    """``deep``: also the checks about every request (``DEEP_CHECKS``)."""
+    """``deep``: also the checks about every request (``deep_checks``)."""
     ctx = Context.of(loaded)
     validation_warnings(ctx)
-    for check in (*checks, *DEEP_CHECKS) if deep else checks:
+    for check in (*checks, *deep_checks()) if deep else checks:
         check(ctx)
     kept: list[AnalysisFinding] = []
     seen: set[tuple[str, str, str, str, int | None]] = set()
@@ -168,4 +172,4 @@ def analyze(
     return Analysis(tuple(kept), dropped)
 
 
-__all__ = ["CHECKS", "DEEP_CHECKS", "SUPPRESS_ANNOTATION", "Analysis", "Suppression", "analyze"]
+__all__ = ["CHECKS", "SUPPRESS_ANNOTATION", "Analysis", "Suppression", "analyze"]

@@ -20,7 +20,6 @@ from meshauthz.cli.common import (
 )
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
-from meshauthz.decide.applicable import applicable_policies
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve_each
@@ -439,6 +438,10 @@ def explain_command(expect: str | None, **o: Any) -> None:
     --trace) is always shown; against a config dump, use check --config-dump
     --trace. Exit codes as check's.
     """
+    # explain's own: which policies apply (through ambient's conversion, which
+    # check does not load for a mesh without anything ambient)
+    from meshauthz.decide.applicable import applicable_policies
+
     snapshot, groups, single = decide_all(o, trace=True, explain=True)
     notes = DecisionNotes(snapshot, (d for _, d in flatten(groups)))
 

@@ -141,8 +141,14 @@ def matrix_lines(result: Reachability, width: int) -> Iterator[str]:
             yield f"    {line}"
         if r.allowed_witness is not None:
             yield f"    allowed: {json.dumps(r.allowed_witness)}"
+            if r.allowed_onward is not None:  # through a gateway: what it sends on
+                yield f"      sent on: {json.dumps(r.allowed_onward)}"
         if r.denied_witness is not None:
             yield f"    denied:  {json.dumps(r.denied_witness)}"
+            if r.denied_onward is not None:
+                yield f"      sent on: {json.dumps(r.denied_onward)}"
+            elif r.two_hops:
+                yield "      (denied at the gateway)"
 
 
 # ------------------------------------------------------------------ csv

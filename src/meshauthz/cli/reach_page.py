@@ -175,7 +175,7 @@ function showDetails(rows, title) {
       const where = d.file ? " at " + d.file + ":" + d.line : "";
       el("li", {}, ul).textContent = d.decision + " by " + who + " (" + d.stage + ")" + where;
     }
-    for (const [k, label] of [["allowedWitness", "allowed witness"], ["deniedWitness", "denied witness"]]) {
+    for (const [k, label] of [["allowedWitness", "allowed witness"], ["allowedWitnessOnward", "sent on by the gateway"], ["deniedWitness", "denied witness"], ["deniedWitnessOnward", "sent on by the gateway"]]) {
       if (r[k]) {
         el("div", {}, sec).textContent = label + ":";
         el("pre", { class: k }, sec).textContent = JSON.stringify(r[k], null, 1);

@@ -23,14 +23,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from meshauthz.ambient.authorization import Authorization
-from meshauthz.ambient.evaluate import (
-    Connection,
-    PolicyHit,
-    SpiffeIdentity,
-    ZtunnelDecision,
-    assert_rbac,
-)
 from meshauthz.ambient.topology import (
     HBONE_PORT,
     Binding,
@@ -38,12 +30,6 @@ from meshauthz.ambient.topology import (
     ingress_uses_waypoint,
     service_waypoint,
     workload_waypoint,
-)
-from meshauthz.ambient.ztunnel_config import (
-    IstiodAmbient,
-    ZtunnelWorkload,
-    istiod_ambient,
-    ztunnel_workload,
 )
 from meshauthz.decide import render
 from meshauthz.decide.cause import (
@@ -68,6 +54,9 @@ from meshauthz.resources.k8s import ServicePort
 from meshauthz.resources.objects import ServiceEntry
 
 if TYPE_CHECKING:
+    from meshauthz.ambient.authorization import Authorization
+    from meshauthz.ambient.evaluate import Connection, PolicyHit, SpiffeIdentity, ZtunnelDecision
+    from meshauthz.ambient.ztunnel_config import IstiodAmbient, ZtunnelWorkload
     from meshauthz.decide.engine import Decider
     from meshauthz.decide.request import Request
 
@@ -80,10 +69,8 @@ def walk(decider: Decider, r: Request, *, trace: bool = False, explain: bool = F
     mode = enrollment(snap, dest)
     if mode.mode in ("sidecar", "gateway", "waypoint"):
         # a client outside the mesh is already plaintext: decide.request resolves it so
-        d = decider.decide_at_proxy(r, trace=trace, explain=explain)
         enforcer: Enforcer = "waypoint" if mode.mode == "waypoint" else "sidecar"
-        hop = Hop(enforcer, dest.key, r.source_principal, d.verdict, d.policy, d.rule)
-        return replace(d, hops=(hop,))
+        return decider.decide_at_proxy(r, trace=trace, explain=explain, hop=enforcer)
     if mode.mode == "none":
         # no sidecar and not captured: nothing enforces (the engine says why)
         return decider.decide_at_proxy(r, trace=trace, explain=explain)
@@ -103,6 +90,9 @@ class _Ambient:
 
 def _state(decider: Decider) -> _Ambient:
     if decider.ambient_ is None:
+        # ztunnel's model is imported by the first ambient destination only
+        from meshauthz.ambient.ztunnel_config import istiod_ambient
+
         decider.ambient_ = _Ambient(istiod_ambient(decider.snapshot, decider.flags))
     state: _Ambient = decider.ambient_
     return state
@@ -235,6 +225,9 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
         zt_identity, zt_src_ip, via = w.identity.principal, w.address, wp.key
     elif binding.problem and binding.waypoint is None:
         notes.append(render.waypoint_not_bound(binding.reason, binding.problem))
+    from meshauthz.ambient.evaluate import SpiffeIdentity, assert_rbac
+    from meshauthz.ambient.ztunnel_config import ztunnel_workload
+
     held = state.held.get(dest.key)
     if held is None:
         held = state.held[dest.key] = ztunnel_workload(snap, dest, decider.flags, state.istiod)
@@ -303,6 +296,8 @@ def _ambient(decider: Decider, r: Request, *, trace: bool, explain: bool) -> Dec
 
 
 def _connection(src: str, dst: str, port: int, peer: SpiffeIdentity | None) -> Connection:
+    from meshauthz.ambient.evaluate import Connection
+
     return Connection.of(src, dst, port, peer)
 
 

@@ -33,7 +33,12 @@ StrMap = Annotated[dict[str, str], BeforeValidator(_none_is_empty_map)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(
-        extra="forbid", strict=True, frozen=True, alias_generator=to_camel, populate_by_name=False
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=False,
+        defer_build=True,
     )
 
 

@@ -24,7 +24,9 @@ def _none_is_empty(value: Any) -> Any:
 class Loose(BaseModel):
     """Reads the fields it names, strictly typed, and ignores the rest."""
 
-    model_config = ConfigDict(extra="ignore", strict=True, frozen=True, populate_by_name=False)
+    model_config = ConfigDict(
+        extra="ignore", strict=True, frozen=True, populate_by_name=False, defer_build=True
+    )
 
 
 def _camel(name: str) -> str:
@@ -34,7 +36,12 @@ def _camel(name: str) -> str:
 
 class K8s(Loose):
     model_config = ConfigDict(
-        extra="ignore", strict=True, frozen=True, alias_generator=_camel, populate_by_name=False
+        extra="ignore",
+        strict=True,
+        frozen=True,
+        alias_generator=_camel,
+        populate_by_name=False,
+        defer_build=True,
     )
 
 

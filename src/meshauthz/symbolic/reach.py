@@ -13,6 +13,13 @@ one solver model each, and every model becomes a witness request that
 "some", with the conditions rendered from the rules that allow and the DENY
 rules that take requests away, in the AuthorizationPolicy's own fields.
 
+A gateway caller that policies select itself is its clients' requests through
+it: the gateway's chain and the destination's, encoded together
+(``GatewayHop``, following ``decide.gateway_hop``). A destination in ambient
+mode without a waypoint is decided by its ztunnel (``symbolic.ztunnel``), and
+through such a gateway by the gateway's chain then ztunnel's one decision on
+the gateway's connections; one a waypoint can be in front of is "unknown".
+
 The library:
 
     reach(snapshot, *, callers=None, destinations=None, ext_authz="deny") -> Reachability
@@ -27,18 +34,27 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import z3
 
-from meshauthz.ambient.topology import enrollment
+from meshauthz.ambient.evaluate import Connection, SpiffeIdentity
+from meshauthz.ambient.topology import enrollment, service_waypoint, workload_waypoint
+from meshauthz.ambient.ztunnel_config import (
+    IstiodAmbient,
+    ZtunnelWorkload,
+    istiod_ambient,
+    ztunnel_workload,
+)
 from meshauthz.decide.engine import Decider, Prepared
-from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve_source
-from meshauthz.decide.request_spec import RequestSpec, SourceSpec
+from meshauthz.decide.gateway_hop import LOOPBACK, through_gateway
+from meshauthz.decide.path import client_in_mesh
+from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve, resolve_source
+from meshauthz.decide.request_spec import RequestSpec, SourceSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.mesh.labels import subset_of
+from meshauthz.mesh.labels import match, subset_of
 from meshauthz.mesh.selection import select_policies
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
@@ -51,13 +67,16 @@ from meshauthz.symbolic.compare import (
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
 from meshauthz.symbolic.witness import (
+    ANY_PRINCIPAL,
     Confirmer,
     Destination,
+    WitnessMismatch,
     default_host,
     path_is_normal,
     readable_model,
     witness_request,
 )
+from meshauthz.symbolic.ztunnel import ztunnel_ends
 
 Verdict = Literal["all", "none", "some", "unknown"]
 CallerKind = Literal["workload", "gateway", "plaintext", "identity", "address"]
@@ -183,10 +202,16 @@ class Row:
     allowed_witness: dict[str, Any] | None = None
     denied_witness: dict[str, Any] | None = None
     deciding: tuple[Deciding, ...] = ()
+    # Through a gateway whose own policies take part: the witnesses are the
+    # client's requests to the gateway, these the requests it sends on (None
+    # for one the gateway denies).
+    allowed_onward: dict[str, Any] | None = None
+    denied_onward: dict[str, Any] | None = None
+    two_hops: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = self.destination
-        return {
+        out = {
             "from": self.caller.label,
             "to": d.workload,
             "port": d.port,
@@ -196,6 +221,10 @@ class Row:
             "allowedWitness": self.allowed_witness,
             "deniedWitness": self.denied_witness,
         }
+        if self.two_hops:
+            out["allowedWitnessOnward"] = self.allowed_onward
+            out["deniedWitnessOnward"] = self.denied_onward
+        return out
 
 
 @dataclass(slots=True)
@@ -304,8 +333,23 @@ def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
     return [[*wishes, space.method == z3.StringVal(m)] for m in _METHODS] + [wishes]
 
 
+# _strings' answers by AST id, with the formula kept so the id stays its own:
+# the same formulas are asked about again and again within a row.
+_STRINGS: dict[int, tuple[z3.ExprRef, list[str]]] = {}
+
+
 def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
     """The string constants of ``f`` (the policies' own paths, hosts, ...)."""
+    hit = _STRINGS.get(f.get_id())
+    if hit is not None:
+        return hit[1]
+    if len(_STRINGS) > 4096:
+        _STRINGS.clear()
+    _STRINGS[f.get_id()] = (f, found := _walk_strings(f, limit))
+    return found
+
+
+def _walk_strings(f: z3.ExprRef, limit: int) -> list[str]:
     out: dict[str, None] = {}
     todo, seen = [f], set()
     while todo and len(out) < limit:
@@ -338,10 +382,9 @@ def familiar_model(
     far faster than open ones."""
     sets = _wishes(space, host, caller)
     if hint is not None and "path" in space.used:
+        paths = _paths(hint)  # once: a walk over the whole formula
         sets[1:1] = [
-            [*sets[i], space.path == z3.StringVal(p)]
-            for i in range(len(sets) - 1)
-            for p in _paths(hint)
+            [*sets[i], space.path == z3.StringVal(p)] for i in range(len(sets) - 1) for p in paths
         ]
     for wishes in sets:
         if solver.check(*wishes) == z3.sat:
@@ -354,6 +397,120 @@ def familiar_model(
     return readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
 
 
+@dataclass(frozen=True, slots=True)
+class Found:
+    """A request of a row, the end the formulas give it, confirmed by ``check``
+    (through a gateway: the client's request, and the request sent on)."""
+
+    end: End
+    request: dict[str, Any]
+    onward: dict[str, Any] | None = None
+
+
+def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
+    """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
+    return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
+
+
+@dataclass(slots=True)
+class GatewayHop:
+    """A row through a gateway whose own policies take part (``decide.gateway_hop``):
+    the client's request decided at the gateway, then the onward request at the
+    destination, both chains over one space. The space's caller variables are
+    the client's (plaintext, its address, the remote address the gateway
+    derives); the destination's are substituted: the gateway's identity and
+    address, the client's address as the remote one (the last X-Forwarded-For
+    entry, which the gateway appends)."""
+
+    gateway: Destination  # the gateway workload, the port its clients reach, the protocol
+    via: Caller  # the gateway as the destination's caller
+    trusted_hops: int  # the gateway's numTrustedProxies
+    chain: SymbolicChain  # the gateway's DENY ends, then the destination's ends
+    gateway_ends: list[End]  # the ends that are the gateway's decision
+    gateway_allows: list[tuple[z3.BoolRef, End]]  # the gateway's ALLOW ends
+    constraint: z3.BoolRef  # what the gateway's clients can send
+
+    def at_gateway(self, end: End) -> bool:
+        return any(end is e for e in self.gateway_ends)
+
+    def client_request(
+        self, model: z3.ModelRef, space: Space, host: str
+    ) -> tuple[dict[str, Any], str]:
+        """The client's request a model describes, and the SNI of the onward one."""
+        req = witness_request(model, space, self.gateway, None, host)
+        src = req["from"]["ip"]
+        remote = req.pop("remoteIP", src)
+        req["from"] = {"plaintext": True, "ip": src}
+        if space.http:
+            req.setdefault("host", host)  # the client names the destination's Service
+            if remote != src:  # the entry the gateway's trusted hops lead to
+                xff = ", ".join([remote] + [src] * (self.trusted_hops - 1))
+                req["headers"] = {**req.get("headers", {}), "x-forwarded-for": xff}
+        return req, req.pop("sni", "")
+
+
+def gateway_hop(
+    pg: Prepared, p: Prepared | End, via: Caller, ext_authz: ExtAuthzAssumption
+) -> tuple[GatewayHop, Space]:
+    """Both chains over one space (raises ``Unencodable``). ``p``: the
+    destination's chain, or how its ztunnel decides every connection from the
+    gateway (an ambient destination no waypoint is in front of)."""
+    if via.principal is None:
+        raise Unencodable(f"the gateway {pg.workload.key} sends plaintext")
+    http = pg.protocol == "http"
+    if isinstance(p, End):
+        space = build_space(http, (pg,))
+        dest_ends = [(z3.BoolVal(True), p)]
+        chain_of = pg
+    elif http and (pg.path_options, pg.runtime) != (p.path_options, p.runtime):
+        # the space's path is the one both normalize to: they must normalize alike
+        raise Unencodable(
+            f"the gateway {pg.workload.key} and {p.workload.key} normalize paths differently"
+        )
+    else:
+        space = build_space(http, (p, pg))
+        dest_ends = encode_chain(p, space, ext_authz).ends
+        chain_of = p
+    if http and pg.path_options.unmodelled():
+        raise Unencodable(str(pg.path_options.unmodelled()))
+    g = encode_chain(pg, space, ext_authz)
+    # at the gateway: a plaintext client (no certificate, no SNI)
+    at_gw = [(space.plaintext, z3.BoolVal(True)), (space.sni, z3.StringVal(""))]
+    ip = ipaddress.ip_address(pg.workload.address)
+    gw_ip, gw_v6 = z3.BitVecVal(int(ip), 128), z3.BoolVal(ip.version == 6)
+    remote: z3.ExprRef
+    remote_v6: z3.ExprRef
+    if http:  # the gateway appends its peer (itself for a loopback peer); the last entry
+        loop = _loopback(space.src_v6, space.src)
+        remote, remote_v6 = z3.If(loop, gw_ip, space.src), z3.If(loop, gw_v6, space.src_v6)
+    else:  # a TCP destination sees the gateway's connection only
+        remote, remote_v6 = gw_ip, gw_v6
+    at_dest = [
+        (space.plaintext, z3.BoolVal(False)),
+        (space.principal, z3.StringVal(via.principal)),
+        (space.src, gw_ip),
+        (space.src_v6, gw_v6),
+        (space.remote, remote),
+        (space.remote_v6, remote_v6),
+    ]
+    gends = [(z3.substitute(c, *at_gw), e) for c, e in g.ends]
+    passed = z3.Or(*[c for c, e in gends if e.verdict == "ALLOW"] or [z3.BoolVal(False)])
+    ends = [(c, e) for c, e in gends if e.verdict == "DENY"]
+    ends += [(z3.And(passed, z3.substitute(c, *at_dest)), e) for c, e in dest_ends]
+    hops = pg.xff.xff_num_trusted_hops if http else 0
+    same = z3.And(space.remote == space.src, space.remote_v6 == space.src_v6)
+    hop = GatewayHop(
+        Destination(pg.workload.key, pg.port, pg.protocol),
+        via,
+        hops,
+        SymbolicChain(chain_of, ends),
+        [e for _, e in gends if e.verdict == "DENY"],
+        [(c, e) for c, e in gends if e.verdict == "ALLOW"],
+        z3.BoolVal(True) if hops else same,
+    )
+    return hop, space
+
+
 class Reacher:
     """Answers rows for one mesh, each destination prepared and encoded once."""
 
@@ -363,8 +520,10 @@ class Reacher:
         self.decider = Decider(snapshot, ext_authz=ext_authz)
         self.confirmer = Confirmer(snapshot, ext_authz)
         self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
-        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current destination's space
+        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current row's space
         self._gateway_policy_keys: dict[str, list[str]] = {}
+        self._entries: dict[str, list[Destination]] | None = None
+        self._istiod: IstiodAmbient | None = None
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
@@ -372,12 +531,19 @@ class Reacher:
 
     def rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
         mode = enrollment(self.snapshot, self.snapshot.workload(dest.workload))
+        waypoint = None
+        if mode.mode == "ambient":
+            waypoint = self._waypoint(dest)
+            if waypoint is None:  # ztunnel alone decides
+                yield from self.ztunnel_rows(dest, callers)
+                return
         if mode.mode in ("ambient", "none"):
-            # ztunnel enforces (ambient), or nothing does: not the sidecar chain the
-            # engine encodes; `check` decides such requests hop by hop
+            # a waypoint enforces too (ambient), or nothing does: `check` decides
+            # such requests hop by hop
             why = (
-                f"{dest.workload} is in ambient mode (ztunnel and waypoints enforce): "
-                "the symbolic engine models sidecar and gateway proxies; use check"
+                f"{dest.workload} is in ambient mode and requests to it can go through "
+                f"the waypoint {waypoint}: the symbolic engine models ztunnel alone, "
+                "sidecar and gateway proxies; use check"
                 if mode.mode == "ambient"
                 else f"{dest.workload} has no sidecar and ztunnel does not capture it: "
                 "nothing enforces authorization there, every request reaches it"
@@ -393,7 +559,7 @@ class Reacher:
             if any(c.principal is not None for c in callers):
                 space.use("principal")  # read by the callers' constraints
             chain = encode_chain(p, space, self.ext_authz)
-            domain = self.domain = space.domain()
+            domain = space.domain()
         except Unencodable as e:
             for c in callers:
                 yield Row(c, dest, "unknown", str(e))
@@ -401,21 +567,165 @@ class Reacher:
         host = default_host(self.snapshot, dest.workload)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
-                # the gateway's own filters run first on what its clients send: two
-                # chains, which the engine does not combine (a wrong "all" otherwise)
-                yield Row(
-                    c,
-                    dest,
-                    "unknown",
-                    f"AuthorizationPolicies apply to the gateway {c.workload} itself "
-                    f"({', '.join(self._gateway_policies(c))}); its filters and the "
-                    "destination's are not combined here: use check",
-                )
+                # the gateway's own filters decide first, on what its clients send
+                yield self.through_gateway(c, dest, p)
                 continue
+            self.domain = domain
             try:
                 yield self.row(c, dest, p, space, chain, domain, host)
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def _waypoint(self, dest: Destination) -> str | None:
+        """A waypoint some request to ``dest`` goes through (``decide.path.binding_for``:
+        the workload's, or that of a Service or ServiceEntry naming it), if any."""
+        snap = self.snapshot
+        w = snap.workload(dest.workload)
+        bindings = [workload_waypoint(snap, w)]
+        bindings += [service_waypoint(snap, svc) for svc in snap.services_for(w)]
+        for se in snap.service_entries:
+            sel = se.spec.workload_selector
+            if sel is not None and se.namespace == w.namespace and match(sel.labels, w.labels):
+                bindings.append(service_waypoint(snap, se))
+        return next((b.waypoint.key for b in bindings if b.waypoint is not None), None)
+
+    def _held(self, dest: Destination) -> ZtunnelWorkload:
+        if self._istiod is None:
+            self._istiod = istiod_ambient(self.snapshot, self.decider.flags)
+        return ztunnel_workload(self.snapshot, dest.workload, self.decider.flags, self._istiod)
+
+    def ztunnel_rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
+        """Rows for a destination in ambient mode that no waypoint is in front of:
+        its ztunnel decides each connection (``symbolic.ztunnel``)."""
+        held = self._held(dest)
+        space = Space(False)
+        domain = space.domain()
+        for c in callers:
+            if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
+                # ztunnel decides every connection from the gateway alike
+                req: dict[str, Any] = {"from": c.workload, "to": dest.workload, "port": dest.port}
+                d = self.confirmer.decide({**req, "protocol": dest.protocol})
+                yield self.through_gateway(c, dest, End(d.verdict, d.stage, d.policy, d.rule))
+                continue
+            try:
+                yield self.ztunnel_row(c, dest, held, space, domain)
+            except Unencodable as e:
+                yield Row(c, dest, "unknown", str(e))
+
+    def ztunnel_row(
+        self,
+        caller: Caller,
+        dest: Destination,
+        held: ZtunnelWorkload,
+        space: Space,
+        domain: z3.BoolRef,
+    ) -> Row:
+        def request(ip: str) -> dict[str, Any]:
+            req: dict[str, Any] = {}
+            if caller.workload is not None:
+                req["from"] = caller.workload
+            elif caller.principal is None:
+                req["from"] = {"plaintext": True, "ip": ip}
+            else:
+                req["from"] = {"principal": caller.principal, "ip": ip}
+            req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
+            if dest.protocol == "http":
+                req.update(method="GET", path="/")
+            return req
+
+        def confirmed(req: dict[str, Any], end: End) -> tuple[End, dict[str, Any]]:
+            self.confirmer.confirm(req, end)
+            return end, req
+
+        ip0 = caller.ip or DEFAULT_SOURCE_IP
+        req0 = request(ip0)
+        r = resolve(request_from_data(req0), self.snapshot)
+        if caller.workload is not None or caller.ip is not None:
+            # everything ztunnel reads is given: one connection decides every request
+            d = self.confirmer.decide(req0)
+            end = End(d.verdict, d.stage, d.policy, d.rule)
+            ok = d.verdict == "ALLOW"
+            return Row(
+                caller,
+                dest,
+                "all" if ok else "none",
+                None,
+                req0 if ok else None,
+                None if ok else req0,
+                (self.deciding(end),),
+            )
+        captured, _ = client_in_mesh(self.snapshot, r)
+        identity = r.source_principal if captured else None
+        peer = SpiffeIdentity.parse(identity) if identity else None
+        ends = ztunnel_ends(
+            held.policies, Connection.of(ip0, r.destination.address, r.port, peer), space
+        )
+        addr0 = ipaddress.ip_address(ip0)
+        at_ip0 = [
+            (space.src, z3.BitVecVal(int(addr0), 128)),
+            (space.src_v6, z3.BoolVal(addr0.version == 6)),
+        ]
+
+        def address(cond: z3.BoolRef) -> str | None:
+            """The default address if it satisfies ``cond``, else one that does."""
+            if z3.is_true(z3.simplify(z3.substitute(cond, *at_ip0))):
+                return ip0
+            solver = z3.Solver()
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
+            solver.add(domain, cond)
+            verdict = solver.check()
+            if verdict == z3.unknown:
+                raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
+            if verdict == z3.unsat:
+                return None
+            m = solver.model()
+            n = m.eval(space.src, model_completion=True)
+            assert isinstance(n, z3.BitVecNumRef)
+            if z3.is_true(m.eval(space.src_v6, model_completion=True)):
+                return str(ipaddress.IPv6Address(n.as_long()))
+            return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
+
+        def end_at(ip: str) -> End:
+            a = ipaddress.ip_address(ip)
+            values = [
+                (space.src, z3.BitVecVal(int(a), 128)),
+                (space.src_v6, z3.BoolVal(a.version == 6)),
+            ]
+            for cond, end, _ in ends:
+                if z3.is_true(z3.simplify(z3.substitute(cond, *values))):
+                    return end
+            raise AssertionError("the ends of ztunnel's decision partition the addresses")
+
+        found: dict[str, tuple[End, dict[str, Any]]] = {}
+        for verdict in ("ALLOW", "DENY"):
+            ip = address(z3.Or(*[c for c, e, _ in ends if e.verdict == verdict] or [False]))
+            if ip is not None:
+                req = request(ip)
+                found[verdict] = confirmed(req, end_at(ip))
+        allowed, denied = found.get("ALLOW"), found.get("DENY")
+        verdict_: Verdict = "some" if allowed and denied else ("all" if allowed else "none")
+        deciding = [e for e, _ in found.values()]
+        conditions = None
+        if verdict_ == "some":
+            grants: list[str] = []
+            unless: list[str] = []
+            for cond, e, text in ends:
+                if text is None or address(cond) is None:
+                    continue
+                deciding.append(e)
+                (grants if e.verdict == "ALLOW" else unless).append(text)
+            conditions = " or ".join(grants) or "any request"
+            if unless:
+                conditions += "; unless " + " or ".join(unless)
+        return Row(
+            caller,
+            dest,
+            verdict_,
+            conditions,
+            allowed[1] if allowed else None,
+            denied[1] if denied else None,
+            tuple(self.deciding(e) for e in dict.fromkeys(deciding)),
+        )
 
     def _gateway_policies(self, c: Caller) -> list[str]:
         assert c.workload is not None
@@ -427,6 +737,48 @@ class Reacher:
             ]
         return hit
 
+    def entry_ports(self, gateway: str, protocol: str) -> list[Destination]:
+        """The ports of ``gateway`` its clients send ``protocol`` to."""
+        if self._entries is None:
+            self._entries = {}
+            for d in destinations(self.snapshot, self.snapshot):
+                self._entries.setdefault(d.workload, []).append(d)
+        return [d for d in self._entries.get(gateway, []) if d.protocol == protocol]
+
+    def through_gateway(self, caller: Caller, dest: Destination, p: Prepared | End) -> Row:
+        """A gateway row whose gateway has policies of its own: one row per port
+        its clients can use, merged (all / none when every port says so). ``p``:
+        the destination's chain, or its ztunnel's decision on the gateway's
+        connections."""
+        assert caller.workload is not None
+        host = default_host(self.snapshot, dest.workload)
+        entries = self.entry_ports(caller.workload, dest.protocol)
+        if not entries:
+            return Row(
+                caller,
+                dest,
+                "unknown",
+                f"AuthorizationPolicies apply to the gateway {caller.workload} itself "
+                f"({', '.join(self._gateway_policies(caller))}), which receives no "
+                f"{dest.protocol} on any port the manifests declare: use check",
+            )
+        rows = []
+        for entry in entries:
+            try:
+                pg = self.prepared(entry)
+                hop, space = gateway_hop(pg, p, caller, self.ext_authz)
+                self.domain = space.domain()
+                client = Caller(caller.label, "plaintext")
+                row = self.row(
+                    client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
+                )
+                rows.append(replace(row, caller=caller, two_hops=True))
+            except Unencodable as e:
+                return Row(
+                    caller, dest, "unknown", f"at the gateway {entry.workload}:{entry.port}: {e}"
+                )
+        return _merge(rows, entries)
+
     def row(
         self,
         caller: Caller,
@@ -436,6 +788,7 @@ class Reacher:
         chain: SymbolicChain,
         domain: z3.BoolRef,
         host: str,
+        hop: GatewayHop | None = None,
     ) -> Row:
         fixed = caller.fixed(space)
 
@@ -449,9 +802,11 @@ class Reacher:
         def base() -> list[z3.BoolRef]:
             if not base_:
                 base_.extend((domain, caller.constraint(space)))
+                if hop is not None:
+                    base_.append(hop.constraint)
             return base_
 
-        def find(extra: list[z3.BoolRef]) -> tuple[End, dict[str, Any]] | None:
+        def find(extra: list[z3.BoolRef]) -> Found | None:
             """A request of the caller satisfying ``extra``, as a confirmed witness."""
             solver = z3.Solver()
             solver.set("timeout", SOLVER_TIMEOUT_MS)
@@ -464,50 +819,91 @@ class Reacher:
                 if "path" in space.used and not path_is_normal(p, path):
                     solver.add(space.path != z3.StringVal(path))
                     continue
-                witness = witness_request(model, space, dest, caller.workload, host)
                 end = chain.end_in(model)
+                if hop is not None:
+                    req, sni = hop.client_request(model, space, host)
+                    return self.confirm_hop(hop, dest, req, sni, end)
+                witness = witness_request(model, space, dest, caller.workload, host)
                 self.confirmer.confirm(witness, end)
-                return end, witness
+                return Found(end, witness)
             raise Unencodable("too many candidate paths that are not normalized paths")
 
         # the plainest request first (GET / with the usual Host), decided on the
         # formulas with every variable given; then one of the other kind
-        first = self.plain(caller, dest, space, chain, fixed, host) or find([])
+        first = self.plain(caller, dest, space, chain, fixed, host, hop=hop) or find([])
         if first is None:  # no request of this caller gets here at all
             return Row(caller, dest, "none", "no request from this caller reaches the port")
         found = [first]
-        other = [c for c, e in live if e.verdict != first[0].verdict]
+        other = [c for c, e in live if e.verdict != first.end.verdict]
         second = None
         if other:
             want = z3.Or(*other)
-            second = self.guess(caller, dest, space, chain, fixed, host, want) or find([want])
+            second = self.guess(caller, dest, space, chain, fixed, host, want, hop) or find([want])
         if second is not None:
             found.append(second)
-        allowed = [(e, w) for e, w in found if e.verdict == "ALLOW"]
-        denied = [(e, w) for e, w in found if e.verdict == "DENY"]
+        allowed = [f for f in found if f.end.verdict == "ALLOW"]
+        denied = [f for f in found if f.end.verdict == "DENY"]
         verdict_: Verdict = "some" if allowed and denied else ("all" if allowed else "none")
-        ends = [e for e, _ in found]
+        ends = [f.end for f in found]
+
+        def decides(c: z3.BoolRef) -> bool:
+            return (
+                z3.is_true(c)
+                or self.guess(caller, dest, space, chain, fixed, host, c, hop) is not None
+                or self._sat([*base(), c], space, host, caller)
+            )
+
+        gateway_grants: list[End] = []
         if verdict_ == "some":
             # every other rule that allows some of the caller's requests, or
             # takes some away by a DENY, for the conditions
             for c, e in live:
                 if e in ends or (e.verdict == "DENY" and e.policy is None):
                     continue
-                if (
-                    z3.is_true(c)
-                    or self.guess(caller, dest, space, chain, fixed, host, c) is not None
-                    or self._sat([*base(), c], space, host, caller)
-                ):
+                if decides(c):
                     ends.append(e)
+            if hop is not None:  # the gateway's rules that let requests the destination allows
+                passed = z3.Or(*[c for c, e in live if e.verdict == "ALLOW"])
+                for c, e in hop.gateway_allows:
+                    if e.policy is not None and decides(z3.simplify(z3.And(known(c), passed))):
+                        gateway_grants.append(e)
+        if hop is None:
+            conditions = self.conditions(caller, ends) if verdict_ == "some" else None
+        else:
+            conditions = (
+                self.hop_conditions(hop, dest, ends, gateway_grants) if verdict_ == "some" else None
+            )
         return Row(
             caller,
             dest,
             verdict_,
-            self.conditions(caller, ends) if verdict_ == "some" else None,
-            allowed[0][1] if allowed else None,
-            denied[0][1] if denied else None,
-            tuple(self.deciding(e) for e in dict.fromkeys(ends)),
+            conditions,
+            allowed[0].request if allowed else None,
+            denied[0].request if denied else None,
+            tuple(self.deciding(e) for e in dict.fromkeys([*gateway_grants, *ends])),
+            allowed[0].onward if allowed else None,
+            denied[0].onward if denied else None,
         )
+
+    def confirm_hop(
+        self, hop: GatewayHop, dest: Destination, req: dict[str, Any], sni: str, end: End
+    ) -> Found:
+        """The client's request through the gateway as ``decide.gateway_hop``
+        decides it: the end the formulas give it must be the hop and decision."""
+        t = through_gateway(
+            self.confirmer.decider, req, dest.workload, dest.port, dest.protocol, sni=sni
+        )
+        at_gateway = hop.at_gateway(end)
+        d = t.at_gateway if at_gateway else t.at_destination
+        got = None if d is None else (d.verdict, d.policy, d.rule)
+        if at_gateway != t.decided_at_gateway or got != (end.verdict, end.policy, end.rule):
+            where = "the gateway" if t.decided_at_gateway else dest.workload
+            raise WitnessMismatch(
+                f"the witness {req} (then {t.onward}) is decided {got} at {where} by check, "
+                f"the engine derived {(end.verdict, end.policy, end.rule)} at "
+                f"{'the gateway' if at_gateway else dest.workload}"
+            )
+        return Found(end, req, t.onward)
 
     def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
         solver = z3.Solver()
@@ -527,7 +923,8 @@ class Reacher:
         path: str = "/",
         want: z3.BoolRef | None = None,
         host_sent: str | None = None,
-    ) -> tuple[End, dict[str, Any]] | None:
+        hop: GatewayHop | None = None,
+    ) -> Found | None:
         """The caller's plain request (by default GET /; the usual Host, no
         headers, no SNI, no X-Forwarded-For) and the end the formulas give it,
         confirmed by ``check``; None when it is not in the space, does not
@@ -542,7 +939,8 @@ class Reacher:
             (space.remote, z3.BitVecVal(int(addr), 128)),
             (space.remote_v6, z3.BoolVal(addr.version == 6)),
             (space.sni, z3.StringVal("")),
-            (space.principal, z3.StringVal(caller.principal or "")),
+            # a plaintext caller's is never read, but the space has one
+            (space.principal, z3.StringVal(caller.principal or ANY_PRINCIPAL)),
             (space.method, z3.StringVal(method)),
             (space.path, z3.StringVal(path)),
             (space.host, z3.StringVal(host_sent or host)),
@@ -578,6 +976,12 @@ class Reacher:
         if end is None:
             return None
         req: dict[str, Any] = {}
+        if hop is not None:
+            req["from"] = {"plaintext": True, "ip": ip}
+            req.update(to=hop.gateway.workload, port=hop.gateway.port, protocol=dest.protocol)
+            if space.http:
+                req.update(method=method, path=path, host=host_sent or host)
+            return self.confirm_hop(hop, dest, req, "", end)
         if caller.workload is not None:
             req["from"] = caller.workload
         elif caller.principal is None:
@@ -590,7 +994,7 @@ class Reacher:
             if host_sent is not None and host_sent != host:
                 req["host"] = host_sent
         self.confirmer.confirm(req, end)
-        return end, req
+        return Found(end, req)
 
     def guess(
         self,
@@ -601,7 +1005,8 @@ class Reacher:
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
         want: z3.BoolRef,
-    ) -> tuple[End, dict[str, Any]] | None:
+        hop: GatewayHop | None = None,
+    ) -> Found | None:
         """A plain request satisfying ``want`` among the familiar methods and the
         paths the formulas name, each decided on the formulas (z3 takes far
         longer to search for one than to evaluate a few dozen)."""
@@ -613,11 +1018,23 @@ class Reacher:
             for method in _METHODS:
                 for path in paths:
                     hit = self.plain(
-                        caller, dest, space, chain, fixed, host, method, path, want, sent
+                        caller, dest, space, chain, fixed, host, method, path, want, sent, hop
                     )
                     if hit is not None:
                         return hit
         return None
+
+    def hop_conditions(
+        self, hop: GatewayHop, dest: Destination, ends: list[End], gateway_grants: list[End]
+    ) -> str:
+        """The gateway's conditions on what its clients send, then the destination's."""
+        client = Caller("", "plaintext")
+        at_gw = [*gateway_grants, *(e for e in ends if hop.at_gateway(e))]
+        at_dest = [e for e in ends if not hop.at_gateway(e)]
+        return (
+            f"at the gateway {hop.gateway.workload}: {self.conditions(client, at_gw)}; "
+            f"then at {dest.workload}: {self.conditions(hop.via, at_dest)}"
+        )
 
     def deciding(self, end: End) -> Deciding:
         ap = self.policies.get(end.policy) if end.policy else None
@@ -649,10 +1066,35 @@ class Reacher:
                 text = self._rule(end, caller)
                 if text is not None:
                     unless.append(f"{text} [{end.policy} rule {end.rule}]")
-        out = " or ".join(dict.fromkeys(grants))
+        out = " or ".join(dict.fromkeys(grants)) or "any request"
         if unless:
             out += "; unless " + " or ".join(dict.fromkeys(unless))
         return out
+
+
+def _merge(rows: list[Row], entries: list[Destination]) -> Row:
+    """One row from the rows through each port of a gateway."""
+    first = rows[0]
+    verdicts = {r.verdict for r in rows}
+    if len(rows) == 1 or (len(verdicts) == 1 and verdicts != {"some"}):
+        return first
+    allowed = next((r for r in rows if r.allowed_witness is not None), None)
+    denied = next((r for r in rows if r.denied_witness is not None), None)
+    return Row(
+        first.caller,
+        first.destination,
+        "some",
+        "; ".join(
+            f"through port {e.port}: {r.conditions or r.verdict}"
+            for r, e in zip(rows, entries, strict=True)
+        ),
+        allowed.allowed_witness if allowed else None,
+        denied.denied_witness if denied else None,
+        tuple(dict.fromkeys(d for r in rows for d in r.deciding)),
+        allowed.allowed_onward if allowed else None,
+        denied.denied_onward if denied else None,
+        two_hops=True,
+    )
 
 
 def reach(
