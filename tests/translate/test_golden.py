@@ -20,6 +20,7 @@ from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.meshconfig import ExtensionProvider
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.translate import BuildOptions, Chain, build
+from meshauthz.translate.builder import TranslationCache
 from tests.conftest import CONFORMANCE
 
 TESTDATA = CONFORMANCE / "pilot/pkg/security/authz/builder/testdata"
@@ -225,11 +226,15 @@ def _run(
         extension_providers=(provider,) if provider else (),
         known_services=KNOWN_SERVICES,
     )
-    got = build(policies, chain, options).to_dicts()
     wanted = [yaml.safe_load((base / w).read_text()) for w in want]
-    assert len(got) == len(wanted), f"got {len(got)} filters, want {len(wanted)}"
-    for g, w, name in zip(got, wanted, want, strict=True):
-        assert g == w, name
+    # Built alone, then twice with a cache of translated policies (filling it, then
+    # reading it, as a mesh's workloads share it): the same filters each time.
+    cache = TranslationCache()
+    for shared in (None, cache, cache):
+        got = build(policies, chain, options, cache=shared).to_dicts()
+        assert len(got) == len(wanted), f"got {len(got)} filters, want {len(wanted)}"
+        for g, w, name in zip(got, wanted, want, strict=True):
+            assert g == w, name
 
 
 @pytest.mark.parametrize(("input", "want", "trust_domains", "provider"), HTTP_CASES)

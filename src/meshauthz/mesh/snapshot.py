@@ -418,7 +418,7 @@ def build_snapshot(
 
     # Namespaces: declared ones, plus any an object lives in.
     namespaces: dict[str, MeshNamespace] = {
-        n.name: MeshNamespace(n.name, dict(n.labels), n) for n in manifests.namespaces
+        n.name: MeshNamespace(n.name, n.labels, n) for n in manifests.namespaces
     }
     implied: Iterable[str] = (
         r.namespace for r in manifests.all() if r.namespace and r.kind != "Namespace"
@@ -432,7 +432,7 @@ def build_snapshot(
     istio_gws = [g for g in manifests.gateways if g.flavor == "istio"]
     drafts: list[dict[str, Any]] = []
     for w, members in _group_by_owner(manifests.workloads):
-        labels = dict(w.pod_labels)
+        labels = w.pod_labels  # the manifest's: nothing changes it, one copy is enough
         proxy: ProxyType = "sidecar"
         gateway: Gateway | None = None
         gw_name = labels.get(GATEWAY_NAME_LABEL)

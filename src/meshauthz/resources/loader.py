@@ -20,9 +20,9 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -46,7 +46,14 @@ from meshauthz.resources.k8s import (
     ServiceSpec,
 )
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
-from meshauthz.resources.yamlload import Document, Path, dotted, parse_documents, read_source
+from meshauthz.resources.yamlload import (
+    Document,
+    Path,
+    Positions,
+    dotted,
+    parse_documents,
+    read_source,
+)
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 TEST_SUITE_SUFFIX = ".test.yaml"
@@ -315,7 +322,11 @@ def _configmap_mesh_config(doc: Document, base: Path, data: dict[str, Any]) -> M
     if not inner:
         return MeshConfig(location=doc.location(base))
     d = inner[0]
-    shifted = {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
+    shifted: Mapping[Path, tuple[int, int]] = (
+        d.positions.shifted(offset)
+        if isinstance(d.positions, Positions)
+        else {p: (ln + offset, col) for p, (ln, col) in d.positions.items()}
+    )
     return _mesh_config_from(Document(doc.file, d.index, d.line + offset, d.data, shifted), ())
 
 
@@ -454,8 +465,9 @@ class _Loader:
             api_version=api_version,
             name=name,
             namespace=namespace,
-            labels=dict(meta.labels),
-            annotations=dict(meta.annotations),
+            # the model's own maps: frozen models that nothing changes, held once
+            labels=meta.labels,
+            annotations=meta.annotations,
             doc=doc,
             base=base,
         )
@@ -590,12 +602,12 @@ class _Loader:
         ports = tuple(p for c in pod.containers for p in c.ports)
         return o.Workload(
             **common,
-            pod_labels=dict(pod_meta.labels),
+            pod_labels=pod_meta.labels,
             service_account=sa,
             ports=ports,
             ip=ip or None,
             template_path=tpath,
-            pod_annotations=dict(pod_meta.annotations),
+            pod_annotations=pod_meta.annotations,
             host_network=pod.host_network,
             uid=meta.uid,
             owners=meta.owner_references,
@@ -631,7 +643,7 @@ class _Loader:
         ident: dict[str, str],
     ) -> Any:
         try:
-            return cls.model_validate(data)
+            return _shared_fields_sets(cls.model_validate(data))
         except ValidationError as e:
             seen: set[str] = set()
             for err in e.errors():
@@ -677,6 +689,48 @@ class _Loader:
                 field,
             )
         )
+
+
+# One set object per distinct set of fields given (see _shared_fields_sets).
+_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
+# Per model class: its fields whose values can hold models.
+_NESTED: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _holds_models(annotation: Any) -> bool:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_models(a) for a in get_args(annotation))
+
+
+def _shared_fields_sets(model: BaseModel) -> BaseModel:
+    """``model`` and the models in it, each holding a shared set of the fields
+    given rather than a set of its own: a set is most of a small model's memory,
+    and a large mesh has hundreds of thousands of models with a few shapes. The
+    models are frozen, and pydantic copies the set when it copies a model, so no
+    one changes a shared set."""
+    fields = model.__pydantic_fields_set__
+    key = frozenset(fields)
+    shared = _FIELDS_SETS.get(key)
+    if shared is None:
+        shared = _FIELDS_SETS[key] = set(fields)
+    object.__setattr__(model, "__pydantic_fields_set__", shared)
+    cls = type(model)
+    nested = _NESTED.get(cls)
+    if nested is None:
+        nested = _NESTED[cls] = tuple(
+            name for name, f in cls.model_fields.items() if _holds_models(f.annotation)
+        )
+    values = model.__dict__
+    for name in nested:
+        value = values[name]
+        if isinstance(value, BaseModel):
+            _shared_fields_sets(value)
+        elif isinstance(value, tuple | dict):
+            for item in value.values() if isinstance(value, dict) else value:
+                if isinstance(item, BaseModel):
+                    _shared_fields_sets(item)
+    return model
 
 
 _TYPE_WORDS: dict[str, str] = {

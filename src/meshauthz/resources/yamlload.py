@@ -12,9 +12,13 @@ import base64
 import datetime
 import gc
 import json
-from collections.abc import Iterator
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import reduce
+from operator import getitem
 from typing import Any
 
 import yaml
@@ -92,6 +96,107 @@ _MAPPING_TAG = _CORE + "map"
 _STR_TAG = _CORE + "str"
 
 
+_MISSING: Any = object()
+
+
+class Positions(Mapping[Path, tuple[int, int]]):
+    """Where each value of a document is written (line, column; 1-based), as two
+    arrays rather than a tuple and a record per value: a large input then costs
+    the collector nothing and 16 bytes per value. A value is found by its path's
+    hash (its key: sorted, so found by bisection) once the path is known to lead
+    to a value of the data.
+
+    Two values of one document whose paths have one hash (a chance of about one
+    in 2**64 per pair) make it keep a plain mapping instead (``Positions.of``); a
+    path that leads nowhere is never taken for a value (one that reads as if it
+    did, through a negative index or into a string, needs the same chance again).
+    A mapping's value is where its key is written; a list's item and the
+    document itself, where the item begins."""
+
+    __slots__ = ("_data", "_keys", "_marks", "_offset")
+
+    def __init__(self, data: Any, keys: array[int], marks: array[int], offset: int = 0) -> None:
+        self._data = data
+        self._keys = keys
+        self._marks = marks  # line << 32 | column
+        self._offset = offset  # added to every line (a document inside a string)
+
+    @staticmethod
+    def of(data: Any, keys: list[int], marks: list[int]) -> Positions | dict[Path, tuple[int, int]]:
+        """``keys`` (each path's hash) and ``marks`` in the order the values were
+        read (depth first, a mapping's keys in order, as ``data`` holds them)."""
+        at = dict(zip(keys, marks, strict=True))
+        if len(at) != len(keys):
+            return {
+                path: (mark >> 32, mark & 0xFFFFFFFF)
+                for path, mark in zip(_paths(data, ()), marks, strict=True)
+            }
+        ordered = sorted(at)
+        return Positions(data, array("q", ordered), array("Q", map(at.__getitem__, ordered)))
+
+    def shifted(self, lines: int) -> Positions:
+        """The same positions ``lines`` further down (a document read from a string
+        value that starts there)."""
+        return Positions(self._data, self._keys, self._marks, self._offset + lines)
+
+    def _find(self, path: Path) -> int:
+        """The index of the value ``path`` (a tuple) leads to, or -1."""
+        keys = self._keys
+        key = hash(path)
+        i = bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key:
+            return -1
+        try:  # the path leads somewhere in the data
+            reduce(getitem, path, self._data)
+        except (KeyError, IndexError, TypeError):
+            return -1
+        return i
+
+    def _nearest(self, path: Path) -> int:
+        i = self._find(path)
+        while i < 0:
+            path = path[:-1]  # the root is always found
+            i = self._find(path)
+        return i
+
+    def nearest(self, path: Path) -> tuple[int, int]:
+        """The position of ``path`` (a tuple), or of its closest parent that exists."""
+        mark = self._marks[self._nearest(path)]
+        return (mark >> 32) + self._offset, mark & 0xFFFFFFFF
+
+    def line(self, path: Path) -> int:
+        """``nearest(path)``'s line."""
+        return (self._marks[self._nearest(path)] >> 32) + self._offset
+
+    def __getitem__(self, path: Path) -> tuple[int, int]:
+        i = self._find(tuple(path))
+        if i < 0:
+            raise KeyError(path)
+        mark = self._marks[i]
+        return (mark >> 32) + self._offset, mark & 0xFFFFFFFF
+
+    def __iter__(self) -> Iterator[Path]:
+        return _paths(self._data, ())
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the keys hold str hashes, which differ from one process to another
+        return (dict, (dict(self),))
+
+
+def _paths(data: Any, path: Path) -> Iterator[Path]:
+    """Every value's path, in reading order."""
+    yield path
+    if isinstance(data, dict):
+        for k, v in data.items():
+            yield from _paths(v, (*path, k))
+    elif isinstance(data, list):
+        for n, v in enumerate(data):
+            yield from _paths(v, (*path, n))
+
+
 @dataclass(slots=True)
 class Document:
     """One YAML document of a file."""
@@ -100,18 +205,32 @@ class Document:
     index: int  # 0-based position in the file's stream
     line: int  # 1-based line where the document's content starts
     data: Any
-    positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    # Each path's (line, column): ``Positions`` from the reader, or any mapping
+    # (a document built in memory; empty when positions are unknown).
+    positions: Mapping[Path, tuple[int, int]] = field(default_factory=dict)
 
     def location(self, path: Path = ()) -> Location:
         """The nearest known position of ``path`` (or of its closest parent)."""
+        positions = self.positions
+        if type(positions) is Positions:  # not isinstance: an ABC's check is slow
+            line, column = positions.nearest(tuple(path))
+            return Location(self.file, line, column)
         p = tuple(path)
         while True:
-            pos = self.positions.get(p)
+            pos = positions.get(p)
             if pos is not None:
                 return Location(self.file, pos[0], pos[1])
             if not p:
                 return Location(self.file, self.line)
             p = p[:-1]
+
+    def line_at(self, path: Path) -> int | None:
+        """``location(path).line``, without making the Location (for the many
+        notes a large mesh's filters carry)."""
+        positions = self.positions
+        if type(positions) is Positions:
+            return positions.line(path)
+        return self.location(path).line
 
 
 def read_source(path: str) -> tuple[str, str]:
@@ -168,15 +287,20 @@ def parse_documents(text: str, file: str) -> list[Document]:
 
 def _parse_documents(text: str, file: str, *, record: bool = True) -> list[Document]:
     docs: list[Document] = []
+    strings: dict[str, str] = {}
     try:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text), record)
-            data = builder.build(node, (), 0)
+            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text), record, strings)
+            data = builder.build(node, 0)
             if data is None:
                 continue
-            docs.append(Document(file, index, node.start_mark.line + 1, data, builder.positions))
+            positions = builder.positions(data) if record else {}
+            docs.append(Document(file, index, node.start_mark.line + 1, data, positions))
+    except _DuplicateKey as e:
+        path = tuple(reversed(e.path))
+        raise InputError(e.message, location=e.location, field=_dotted(path)) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or "invalid YAML"
@@ -282,20 +406,46 @@ def _parse_json_fallback(text: str, file: str, yaml_message: str, loc: Location)
 _constructor = yaml.constructor.SafeConstructor()
 
 
+class _DuplicateKey(Exception):
+    """A key written twice in one mapping; ``path`` is filled in (innermost first)
+    as the reading unwinds, so that no path is kept for the values read fine."""
+
+    def __init__(self, message: str, location: Location, key: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.path: list[str | int] = [key]
+
+
 class _Builder:
     """Turns a composed node tree into plain data and records positions."""
 
-    def __init__(self, file: str, max_nodes: int, record: bool = True) -> None:
+    def __init__(
+        self,
+        file: str,
+        max_nodes: int,
+        record: bool = True,
+        strings: dict[str, str] | None = None,
+    ) -> None:
         self.file = file
         self.max_nodes = max_nodes
-        self.positions: dict[Path, tuple[int, int]] = {}
         self.record = record  # False: positions are not kept (parse_plain)
         self.nodes = 0
+        # Each value's key and position, in reading order (see Positions).
+        self.keys: list[int] = []
+        self.marks: list[int] = []
+        # Equal strings read once: keys and values repeat across a file's objects.
+        self.strings: dict[str, str] = {} if strings is None else strings
+
+    def positions(self, data: Any) -> Positions | dict[Path, tuple[int, int]]:
+        return Positions.of(data, self.keys, self.marks)
 
     def _loc(self, node: yaml.Node) -> Location:
         return Location(self.file, node.start_mark.line + 1, node.start_mark.column + 1)
 
-    def build(self, node: yaml.Node, path: Path, depth: int) -> Any:
+    def build(self, node: yaml.Node, depth: int, path: Path = (), mark: Any = None) -> Any:
+        """The data of ``node``; ``path``: where it is in the document; ``mark``:
+        where it is written if not where it begins (a mapping's value: its key)."""
         self.nodes += 1
         if self.nodes > self.max_nodes:
             raise InputError(
@@ -304,18 +454,32 @@ class _Builder:
             )
         if depth > MAX_DEPTH:
             raise InputError("document is nested too deeply", location=self._loc(node))
-        positions = self.positions
-        if self.record and path not in positions:
-            mark = node.start_mark
-            positions[path] = (mark.line + 1, mark.column + 1)
-        if isinstance(node, yaml.ScalarNode):
-            return node.value if node.tag == _STR_TAG else self._scalar(node)
-        if isinstance(node, yaml.SequenceNode):
-            self._check_tag(node, _SEQUENCE_TAG, "a list")
-            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, yaml.MappingNode):
-            self._check_tag(node, _MAPPING_TAG, "a mapping")
-            return self._mapping(node, path, depth)
+        if self.record:
+            if mark is None:
+                mark = node.start_mark
+            self.keys.append(hash(path))
+            self.marks.append((mark.line + 1) << 32 | (mark.column + 1))
+        # type(), not isinstance: the composer makes these three classes, never subclasses
+        if type(node) is yaml.ScalarNode:
+            if node.tag == _STR_TAG:
+                value = node.value
+                return self.strings.setdefault(value, value)
+            return self._scalar(node)
+        if type(node) is yaml.SequenceNode:
+            if node.tag != _SEQUENCE_TAG:
+                self._check_tag(node, _SEQUENCE_TAG, "a list")
+            out: Any = []
+            for n, item in enumerate(node.value):
+                try:
+                    out.append(self.build(item, depth + 1, (*path, n)))
+                except _DuplicateKey as e:
+                    e.path.append(n)
+                    raise
+            return out
+        if type(node) is yaml.MappingNode:
+            if node.tag != _MAPPING_TAG:
+                self._check_tag(node, _MAPPING_TAG, "a mapping")
+            return self._mapping(node, depth, path)
         raise InputError("unsupported YAML node", location=self._loc(node))  # pragma: no cover
 
     def _check_tag(self, node: yaml.Node, expected: str, what: str) -> None:
@@ -363,40 +527,53 @@ class _Builder:
             return "true" if value else "false"
         return value if isinstance(value, str) else node.value
 
-    def _mapping(self, node: yaml.MappingNode, path: Path, depth: int) -> dict[str, Any]:
+    def _key_of(self, node: yaml.Node) -> str:
+        if node.tag == _STR_TAG and isinstance(node, yaml.ScalarNode):
+            key: str = node.value
+        else:
+            key = self._key(node)
+        return self.strings.setdefault(key, key)
+
+    def _mapping(self, node: yaml.MappingNode, depth: int, path: Path) -> dict[str, Any]:
         out: dict[str, Any] = {}
         merged: list[yaml.MappingNode] = []
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG:
                 merged.extend(self._merge_sources(value_node))
                 continue
-            if key_node.tag == _STR_TAG and isinstance(key_node, yaml.ScalarNode):
+            if key_node.tag == _STR_TAG and type(key_node) is yaml.ScalarNode:
                 key = key_node.value
+                key = self.strings.setdefault(key, key)
             else:
-                key = self._key(key_node)
-            key_path = (*path, key)
+                key = self._key_of(key_node)
             if key in out:
-                first = self.positions.get(key_path, (0, 0))[0]
-                raise InputError(
+                first = next(
+                    k.start_mark.line + 1
+                    for k, _ in node.value
+                    if k.tag != _MERGE_TAG and self._key_of(k) == key
+                )
+                raise _DuplicateKey(
                     f"duplicate key {key!r} (first defined at line {first})",
-                    location=self._loc(key_node),
-                    field=_dotted(key_path),
+                    self._loc(key_node),
+                    key,
                 )
             # A field's position is where its key is written.
-            if self.record:
-                mark = key_node.start_mark
-                self.positions[key_path] = (mark.line + 1, mark.column + 1)
-            out[key] = self.build(value_node, key_path, depth + 1)
+            try:
+                out[key] = self.build(value_node, depth + 1, (*path, key), key_node.start_mark)
+            except _DuplicateKey as e:
+                e.path.append(key)
+                raise
         for source in merged:  # explicit keys win over merged ones
             for key_node, value_node in source.value:
-                key = self._key(key_node)
+                key = self._key_of(key_node)
                 if key not in out:
-                    if self.record:
-                        self.positions.setdefault(
-                            (*path, key),
-                            (key_node.start_mark.line + 1, key_node.start_mark.column + 1),
+                    try:
+                        out[key] = self.build(
+                            value_node, depth + 1, (*path, key), key_node.start_mark
                         )
-                    out[key] = self.build(value_node, (*path, key), depth + 1)
+                    except _DuplicateKey as e:
+                        e.path.append(key)
+                        raise
         return out
 
     def _merge_sources(self, node: yaml.Node) -> list[yaml.MappingNode]:

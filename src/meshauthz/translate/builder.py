@@ -176,6 +176,38 @@ class _RuleSet:
         return RBAC(action, tuple(((rename or str)(n), p) for n, p in self.policies.items()))
 
 
+@dataclass(frozen=True, slots=True)
+class _Translated:
+    """One policy's rules as one action builds them on one kind of chain: what
+    ``_fill`` adds to a rule set. It depends on the policy, not on the workload
+    it is built for, so every workload the policy selects shares it."""
+
+    policy: AuthorizationPolicy  # kept so that the cache key (its id) stays its own
+    spec: Any  # the spec translated (a policy whose spec was replaced is translated again)
+    rules: tuple[tuple[str, Policy, tuple[str, int | None]], ...]
+    problems: tuple[Problem, ...]
+
+
+class TranslationCache:
+    """Translated policies, for building many workloads' filters from one set of
+    policies (``build``'s ``cache``). Keyed by the policy object, the action, the
+    CUSTOM provider, the chain's kind and the options that change a rule."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], _Translated] = {}
+
+    def get(self, key: tuple[Any, ...], policy: AuthorizationPolicy) -> _Translated | None:
+        hit = self._entries.get(key)
+        if hit is None or hit.policy is not policy or hit.spec is not policy.spec:
+            return None
+        return hit
+
+    def put(self, key: tuple[Any, ...], value: _Translated) -> None:
+        self._entries[key] = value
+
+
 def _fill(
     target: _RuleSet,
     policy: AuthorizationPolicy,
@@ -187,20 +219,54 @@ def _fill(
     options: BuildOptions,
     bundle: TrustDomainBundle,
     problems: list[Problem],
+    cache: TranslationCache | None = None,
 ) -> None:
     """Translate every rule of one policy into ``target``."""
     key = _key(policy)
+    cache_key = (
+        id(policy),
+        action,
+        provider,
+        chain.for_tcp,
+        options.use_filter_state,
+        bundle.domains,
+    )
+    translated = cache.get(cache_key, policy) if cache is not None else None
+    if translated is None:
+        translated = _translate(policy, action, provider, chain, options, bundle)
+        if cache is not None:
+            cache.put(cache_key, translated)
     names: list[str] = []
+    for name, generated, source in translated.rules:
+        target.policies[name] = generated
+        target.sources[name] = source
+        names.append(name)
+    problems.extend(translated.problems)
+    target.placements.append(Placement(key, placement_target, tuple(names), dry_run))
+
+
+def _translate(
+    policy: AuthorizationPolicy,
+    action: Action,
+    provider: str | None,
+    chain: Chain,
+    options: BuildOptions,
+    bundle: TrustDomainBundle,
+) -> _Translated:
+    key = _key(policy)
+    problems: list[Problem] = []
+    out: list[tuple[str, Policy, tuple[str, int | None]]] = []
     rules = policy.spec.rules
     for i, rule in enumerate(rules):
         name = naming.policy_name(policy.namespace, policy.name, i, provider=provider)
-        loc = policy.location("spec", "rules", i)
         if rule is None:  # pragma: no cover - the loader does not produce these
+            loc = policy.location("spec", "rules", i)
             problems.append(Problem("error", f"skipped nil rule {name}", key, i, loc))
             continue
         try:
             model = r.new_model(policy, i, rule)
         except r.InvalidRule as e:
+            loc = policy.location("spec", "rules", i)
             problems.append(Problem("error", f"skipped invalid rule {name}: {e}", key, i, loc))
             continue
         r.migrate_trust_domain(model, bundle)
@@ -222,20 +288,16 @@ def _fill(
                     f"skipped rule {name} on {where} filter chain: {e}",
                     key,
                     i,
-                    loc,
+                    policy.location("spec", "rules", i),
                     http_only=e.http_only,
                 )
             )
             continue
-        target.policies[name] = generated
-        target.sources[name] = (key, i)
-        names.append(name)
+        out.append((name, generated, (key, i)))
     if not rules:
         name = naming.policy_name(policy.namespace, policy.name, 0, provider=provider)
-        target.policies[name] = r.match_never(policy)
-        target.sources[name] = (key, None)
-        names.append(name)
-    target.placements.append(Placement(key, placement_target, tuple(names), dry_run))
+        out.append((name, r.match_never(policy), (key, None)))
+    return _Translated(policy, policy.spec, tuple(out), tuple(problems))
 
 
 def _shadow_prefix(shadow: RBAC | None) -> str:
@@ -267,6 +329,7 @@ def _build_action(
     options: BuildOptions,
     bundle: TrustDomainBundle,
     problems: list[Problem],
+    cache: TranslationCache | None = None,
 ) -> BuiltFilter | None:
     if not policies:
         return None
@@ -288,6 +351,7 @@ def _build_action(
             options,
             bundle,
             problems,
+            cache,
         )
     rules = enforce.rbac(action) if has_enforce else None
     shadow_rules = shadow.rbac(action) if has_shadow else None
@@ -322,6 +386,7 @@ def _build_custom(
     options: BuildOptions,
     bundle: TrustDomainBundle,
     problems: list[Problem],
+    cache: TranslationCache | None = None,
 ) -> list[BuiltFilter]:
     if not policies:
         return []
@@ -347,6 +412,7 @@ def _build_custom(
             options,
             bundle,
             problems,
+            cache,
         )
     providers = sorted(enforce)
     out: list[BuiltFilter] = []
@@ -421,9 +487,12 @@ def build(
     policies: Sequence[AuthorizationPolicy],
     chain: Chain = Chain.HTTP,
     options: BuildOptions | None = None,
+    *,
+    cache: TranslationCache | None = None,
 ) -> BuildResult:
     """The filters istiod builds for a workload from the policies that apply
-    to it (already selected, in istiod's order)."""
+    to it (already selected, in istiod's order). ``cache``: policies translated
+    for other workloads, reused (and added to) here."""
     options = options or BuildOptions()
     bundle = TrustDomainBundle(options.trust_domains)
     result = BuildResult()
@@ -436,7 +505,7 @@ def build(
     for p in policies:
         by_action[p.spec.action].append(p)
     result.filters.extend(
-        _build_custom(by_action["CUSTOM"], chain, options, bundle, result.problems)
+        _build_custom(by_action["CUSTOM"], chain, options, bundle, result.problems, cache)
     )
     stages: tuple[tuple[Stage, Action], ...] = (
         ("AUDIT", Action.LOG),
@@ -445,7 +514,7 @@ def build(
     )
     for stage, action in stages:
         built = _build_action(
-            by_action[stage], stage, action, chain, options, bundle, result.problems
+            by_action[stage], stage, action, chain, options, bundle, result.problems, cache
         )
         if built is not None:
             result.filters.append(built)

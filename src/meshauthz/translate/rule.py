@@ -144,10 +144,12 @@ class _Context:
     for_tcp: bool
     use_authenticated: bool
     problems: list[Problem]
+    policy: str = ""  # namespace/name, one string for all of the rule's notes
+    file: str = ""
 
-    @property
-    def policy(self) -> str:
-        return f"{self.record.namespace}/{self.record.name}"
+    def __post_init__(self) -> None:
+        self.policy = f"{self.record.namespace}/{self.record.name}"
+        self.file = self.record.doc.file
 
     def note(
         self,
@@ -156,8 +158,8 @@ class _Context:
         field: str | None = None,
         value: str | None = None,
     ) -> Note:
-        loc = self.record.location(*path)
-        return Note(self.policy, self.rule, section, field, value, loc.file, loc.line)
+        line = self.record.doc.line_at(self.record.base + path)
+        return Note(self.policy, self.rule, section, field, value, self.file, line)
 
 
 @dataclass(slots=True)
@@ -168,7 +170,26 @@ class RuleModel:
     principal_paths: list[tuple[tuple[str | int, ...], str | None]] = field(default_factory=list)
 
 
-_SOURCE_FIELDS = (
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _not(name: str) -> str:
+    return "not" + name[:1].upper() + name[1:]
+
+
+_Spec = tuple[str, str, str, str, str, str]
+
+
+def _fields(*table: tuple[str, str, str]) -> tuple[_Spec, ...]:
+    """(written field, attribute key, generator, its negation as written, and
+    both as model attributes) for each of ``table``'s fields."""
+    return tuple(
+        (name, key, kind, _not(name), _snake(name), _snake(_not(name))) for name, key, kind in table
+    )
+
+
+_SOURCE_FIELDS = _fields(
     # (written field, attribute key, generator) in istiod's output order
     ("principals", SOURCE_PRINCIPAL, "principal"),
     ("requestPrincipals", REQUEST_PRINCIPAL, "request_principal"),
@@ -178,7 +199,7 @@ _SOURCE_FIELDS = (
     ("remoteIpBlocks", REMOTE_IP, "remote_ip"),
     ("ipBlocks", SOURCE_IP, "source_ip"),
 )
-_OPERATION_FIELDS = (
+_OPERATION_FIELDS = _fields(
     ("hosts", HOST_KEY, "host"),
     ("methods", METHOD_KEY, "method"),
     ("paths", PATH_KEY, "path"),
@@ -189,14 +210,6 @@ _PERMISSION_KINDS = frozenset(
 )
 # Generators that make one matcher for all values (not one per value).
 _EXTENDED = frozenset({"request_principal", "audiences", "presenter", "claims", "envoy_filter"})
-
-
-def _snake(name: str) -> str:
-    return "".join("_" + c.lower() if c.isupper() else c for c in name)
-
-
-def _not(name: str) -> str:
-    return "not" + name[:1].upper() + name[1:]
 
 
 def _when_kind(key: str) -> str | None:
@@ -582,16 +595,16 @@ def match_never(record: AuthorizationPolicy) -> Policy:
 
 
 def _clause_fields(
-    obj: Any, table: Any, section: str, holder: str, path: tuple[str | int, ...]
+    obj: Any, table: tuple[_Spec, ...], section: str, holder: str, path: tuple[str | int, ...]
 ) -> list[_Field]:
     """The set fields of one ``from.source`` or ``to.operation``, in ``table`` order."""
     fields: list[_Field] = []
     if obj is None:
         return fields
     p = (*path, holder)
-    for name, key, kind in table:
-        vals = getattr(obj, _snake(name))
-        nots = getattr(obj, _snake(_not(name)))
+    for name, key, kind, not_name, attr, not_attr in table:
+        vals = getattr(obj, attr)
+        nots = getattr(obj, not_attr)
         if not vals and not nots:
             continue
         fields.append(
@@ -602,9 +615,9 @@ def _clause_fields(
                 _values(nots),
                 section,
                 f"{holder}.{name}",
-                f"{holder}.{_not(name)}",
+                f"{holder}.{not_name}",
                 (*p, name),
-                (*p, _not(name)),
+                (*p, not_name),
             )
         )
     return fields

@@ -57,7 +57,10 @@ class TrustDomainBundle:
         out: list[str] = []
         for domain in self.domains:
             # A wildcard trust domain that covers this alias stays as written.
-            new = principal if _pattern_suffix(domain, td) else "/".join([domain, *parts[1:]])
+            if domain == td or _pattern_suffix(domain, td):
+                new = principal  # the same string: a large mesh holds it once
+            else:
+                new = "/".join([domain, *parts[1:]])
             if new not in out:
                 out.append(new)
         return out
