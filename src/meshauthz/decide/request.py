@@ -197,6 +197,8 @@ def _request(
     )
     port = spec.port if spec.port is not None else target.port
     dest = target.workload
+    if principal is not None and spec.source.principal is None and not dest.auto_mtls:
+        principal = None  # its proxy sends plaintext there; a given principal stands for mTLS
     if port is None:
         ports = inbound_ports(snapshot, dest)
         declared = sorted({p.port for p in ports} | {p.container_port for p in dest.ports})
