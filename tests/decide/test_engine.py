@@ -403,3 +403,18 @@ def test_decide_many_decides_identical_requests_once():
     assert decided[0] is decided[2]
     assert [d.verdict for d in decided] == [decider.decide(r).verdict for r in requests]
     assert not any(d.internal_error for d in decided)
+
+
+def test_deciders_of_one_snapshot_share_the_chains_built(tmp_path):
+    """A chain depends on the snapshot alone: check's Decider and the analysis'
+    witnesses build each destination once; the ext_authz assumption still
+    applies per Decider (it is applied when a request is bound)."""
+    deny, snap = decider(tmp_path, CUSTOM, MESH)
+    allow = Decider(snap, ext_authz="allow")
+    data = {"from": "ns/client", "to": "ns/api:80", "path": "/ext/a"}
+    req = resolve(request_from_data(data), snap)
+    p = deny.prepare(req.destination, req.port, req.protocol)
+    assert allow.prepare(req.destination, req.port, req.protocol) is p
+    assert Decider(snap).prepare(req.destination, req.port, req.protocol) is p
+    assert (deny.decide(req).verdict, allow.decide(req).verdict) == ("DENY", "ALLOW")
+    assert deny.decide(req).verdict == "DENY"  # after the other, as before it

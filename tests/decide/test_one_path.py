@@ -9,6 +9,11 @@ the Istio integration suites in tests/istio_suites, and random policy sets and
 requests (the generators of tests/envoy/test_random_corpus.py, fixed seed,
 with Host headers, X-Forwarded-For chains, repeated headers and gateway XFF
 settings added).
+
+The per-request work's memos are a backend too: on every corpus the request
+view as decided (memos warm) equals the view computed with every memo empty,
+and a new request in the request format gives the same Decision (or error) as
+the validating parser, empty memos and a new Decider give.
 """
 
 from __future__ import annotations
@@ -23,14 +28,19 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from meshauthz.decide import request as request_module
+from meshauthz.decide import view as view_module
 from meshauthz.decide.cause import AllowedByPolicy, NoAllowMatched, Stage
 from meshauthz.decide.decision import Decision, Outcome
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Request, resolve
+from meshauthz.decide.request_spec import parse_request, request_from_data
 from meshauthz.decide.runner import PreparedRequest
-from meshauthz.decide.view import request_view
+from meshauthz.decide.view import RequestView, ViewMemo, request_view
+from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
+from meshauthz.resources.yamlload import Document
 from meshauthz.suite import find_suites, load_suite
 from meshauthz.suite.runner import _SnapshotCache
 from meshauthz.translate import BuildOptions, Chain, build
@@ -73,7 +83,23 @@ def differences(a: Outcome, b: Outcome) -> list[str]:
     ]
 
 
+def cold_view(p: Prepared, r: Request) -> RequestView:
+    """``r``'s view computed afresh: none of the view's memos (the codec's verdicts,
+    the destination's normalized paths and added headers) holds anything."""
+    saved = p.views_
+    p.views_ = ViewMemo()
+    view_module._codec.cache_clear()
+    view_module._peer.cache_clear()
+    try:
+        return request_view(p, r)
+    finally:
+        p.views_ = saved
+
+
 def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
+    if pr.runner is not None and pr.view is not None:
+        # the view as decided, with memos warm from the corpus so far, is the fresh one
+        assert cold_view(pr.runner.p, pr.request) == pr.view, what
     untraced = pr.outcome()
     for kind, slow in (("traced", pr.outcome(trace=True)), ("explain", pr.outcome(explain=True))):
         diffs = differences(untraced, slow)
@@ -292,6 +318,82 @@ def test_examples(tmp_path: Path, example: str, mtls: str | None) -> None:
     assert {"ALLOW", "DENY"} <= {v for v, _ in tally.outcomes}
 
 
+# --- the path of a new request: request format to Decision, memos warm or cold -------------
+
+NEW_FROM = [
+    "default/frontend",
+    "default/backend",
+    "default/nobody",
+    {"principal": "cluster.local/ns/default/sa/frontend"},
+    {"principal": "spiffe://cluster.local/ns/foo/sa/sleep", "namespace": "foo"},
+    {"workload": "default/frontend", "ip": "10.9.9.9"},
+    {"plaintext": True},
+]
+NEW_TO = [
+    "default/backend",
+    "default/frontend",
+    "default/backend:80",
+    "default/backend:9999",
+    "backend.default.svc.cluster.local",
+    "default/ghost",
+]
+
+
+def new_requests(rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """Requests in the request format, with Host, header and X-Forwarded-For cases,
+    and some that fail to resolve."""
+    out = []
+    for _ in range(n):
+        data: dict[str, Any] = {"from": rng.choice(NEW_FROM), "to": rng.choice(NEW_TO)}
+        data["method"], data["path"] = rng.choice(METHODS), rng.choice(PATHS)
+        if rng.random() < 0.5:
+            data["port"] = rng.choice((80, 8080))
+        if rng.random() < 0.3:
+            data["host"] = rng.choice([h for h in REQUEST_HOSTS if h])
+        if rng.random() < 0.5:
+            data["headers"] = {n: v for n, v in rng.choice(HEADERS)}
+        if rng.random() < 0.2:
+            data["remoteIP"] = rng.choice(IPS)
+        if rng.random() < 0.1:
+            data["protocol"] = "tcp"
+        out.append(data)
+    return out
+
+
+def decided_json(snap: Any, decider: Decider, data: dict[str, Any], *, cold: bool) -> Any:
+    """The Decision's JSON (or the error) for ``data``; ``cold``: parsed by the
+    validating parser, resolved and viewed with every memo empty, by a new Decider."""
+    try:
+        if cold:
+            request_module._RESOLVED.pop(snap, None)
+            view_module._codec.cache_clear()
+            view_module._peer.cache_clear()
+            spec = parse_request(Document("<request>", 0, 1, data, {}), ())
+            return Decider(snap).decide(resolve(spec, snap)).to_json()
+        return decider.decide(resolve(request_from_data(data), snap)).to_json()
+    except MeshauthzError as e:
+        return ("error", type(e).__name__, str(e), e.field, e.location)
+
+
+@pytest.mark.parametrize("example", ["seed", "seed-fixed"])
+def test_a_new_request_is_decided_as_afresh(example: str) -> None:
+    """``resolve(request_from_data(...))`` then ``decide``, as mesh.check and check
+    --request run it, with memos warm from earlier requests: the same Decision
+    (as JSON: what check prints) and the same errors as computed from nothing."""
+    snap = snapshot_of(EXAMPLES / example)
+    decider = Decider(snap)
+    warm = [
+        (d, decided_json(snap, decider, d, cold=False))
+        for d in new_requests(random.Random(example), 600)
+    ]
+    kinds = set()
+    for data, got in warm:
+        assert got == decided_json(snap, decider, data, cold=False), data  # a memo hit
+        assert got == decided_json(snap, decider, data, cold=True), data
+        kinds.add("error" if isinstance(got, tuple) else got["decision"])
+    assert kinds == {"error", "ALLOW", "DENY"}
+
+
 # --- corpus: Istio's integration suites -----------------------------------------------------
 
 
@@ -398,3 +500,21 @@ def test_causes_are_data() -> None:
     assert "no rule of any ALLOW policy" in Decision(o.verdict, o.status, o.stage, o.cause).reason
     ok = AllowedByPolicy("ns/p", 0)
     assert Decision("ALLOW", 200, Stage.ALLOW, ok).reason == "allowed by ALLOW policy ns/p rule 0"
+
+
+def test_the_view_memos_are_bounded() -> None:
+    """A long stream of distinct paths to one destination keeps at most
+    DESTINATION_MEMO_SIZE of them, and decides each as afresh."""
+    snap = snapshot_of(EXAMPLES / "seed")
+    decider = Decider(snap)
+    backend = snap.workload("default/backend")
+    base = Request(
+        backend, 80, "http", "cluster.local/ns/default/sa/frontend", None, "10.0.0.1", None
+    )
+    p = decider.prepare(backend, 80, "http")
+    for i in range(view_module.DESTINATION_MEMO_SIZE * 2 + 7):
+        r = dataclasses.replace(base, path=f"/api/v1/data/{i}")
+        view = request_view(p, r)
+        assert len(p.views_.paths) <= view_module.DESTINATION_MEMO_SIZE
+        if i % 97 == 0:
+            assert cold_view(p, r) == view

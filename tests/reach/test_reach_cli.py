@@ -204,13 +204,14 @@ kind: PeerAuthentication
 metadata: {name: strict, namespace: default}
 spec: {mtls: {mode: STRICT}}
 """
-JWT = """
+XFF = """
 apiVersion: security.istio.io/v1
-kind: RequestAuthentication
-metadata: {name: jwt, namespace: default}
+kind: AuthorizationPolicy
+metadata: {name: xff, namespace: default}
 spec:
   selector: {matchLabels: {app: frontend}}
-  jwtRules: [{issuer: "https://issuer.example", jwks: '{"keys": []}'}]
+  action: DENY
+  rules: [{when: [{key: "request.headers[x-forwarded-for]", values: ["192.0.2.1"]}]}]
 """
 
 
@@ -227,8 +228,8 @@ def test_strict_mtls_leaves_plaintext_callers_nothing(
 def test_what_the_engine_cannot_encode_is_unknown_with_the_reason(
     capsys: pytest.CaptureFixture[str], write: Any
 ) -> None:
-    rs = rows(capsys, "-f", SEED, "-f", write("jwt.yaml", JWT), "--to", "default/frontend")
+    rs = rows(capsys, "-f", SEED, "-f", write("xff.yaml", XFF), "--to", "default/frontend")
     r = cell(rs, "default/backend", "default/frontend")
     assert r["verdict"] == "unknown"
-    assert "RequestAuthentication" in r["conditions"]
+    assert "x-forwarded-for" in r["conditions"]
     assert r["allowedWitness"] is None and r["deniedWitness"] is None

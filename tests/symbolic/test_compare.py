@@ -160,9 +160,11 @@ spec:
             "DENY",
             '  - when: [{key: "request.headers[x-forwarded-for]", values: ["1.2.3.4"]}]',
         ),
-        REQUEST_AUTHN,
+        REQUEST_AUTHN
+        + "---\n"
+        + policy("p", "DENY", '  - when: [{key: "request.headers[authorization]", values: ["x"]}]'),
     ],
-    ids=["header-the-proxy-writes", "jwt-filter"],
+    ids=["header-the-proxy-writes", "header-a-jwt-travels-in"],
 )
 def test_what_cannot_be_encoded_is_unknown_never_equivalent(tmp_path: Path, policies: str) -> None:
     a = mesh_dir(tmp_path, "a", "")

@@ -1,6 +1,7 @@
 """Destinations no sidecar enforces: the symbolic engine never answers
 "equivalent" for ztunnel-enforced (ambient) destinations, whose decision it does
-not model, and knows that a destination nothing enforces allows everything."""
+not model, and knows that a destination nothing enforces allows everything
+(``check``'s "no sidecar" stage), on one side or both."""
 
 from __future__ import annotations
 
@@ -41,11 +42,44 @@ def test_moving_to_ambient_is_unknown_not_equivalent(capsys, tmp_path):
     )
 
 
-def test_a_destination_without_a_sidecar_on_one_side_is_unknown(capsys, tmp_path):
+@pytest.mark.parametrize("outside_is_new", [True, False])
+def test_a_destination_without_a_sidecar_on_one_side_allows_everything_there(
+    capsys, tmp_path, outside_is_new
+):
+    """Nothing enforces on the side without a sidecar: what the other side denies
+    is opened (or closed), nothing else, each witness as check decides it."""
     outside = relabel(tmp_path, "outside", "istio-injection: disabled")
-    code, doc = run(capsys, "diff", str(EXAMPLES / "seed-fixed"), outside, "-o", "json")
-    assert code == 1 and doc["equivalent"] is False
-    assert any("has no sidecar" in u["reason"] for u in doc["unknown"])
+    enforced = str(EXAMPLES / "seed-fixed")
+    old, new = (enforced, outside) if outside_is_new else (outside, enforced)
+    code, doc = run(capsys, "diff", old, new, "-o", "json")
+    assert code == 1 and doc["equivalent"] is False and doc["unknown"] == []
+    changes = doc["opened" if outside_is_new else "closed"]
+    assert doc["closed" if outside_is_new else "opened"] == []
+    # the seed-fixed backend denies all but frontend's GET /api/v1/data
+    assert {c["workload"] for c in changes} == {"default/backend"}
+    sides = {"old": old, "new": new}
+    request = tmp_path / "witness.json"
+    for c in changes:
+        request.write_text(json.dumps(c["witness"]))
+        for side, mesh in sides.items():
+            _, decided = run(capsys, "check", "-f", mesh, "--request", str(request), "-o", "json")
+            unenforced = (side == "new") == outside_is_new
+            assert decided["decision"] == c[side]["decision"]
+            assert decided["decision"] == ("ALLOW" if unenforced else "DENY")
+            if unenforced:
+                assert decided["stage"] == "no sidecar"
+
+
+def test_redundant_and_always_skip_nothing_enforced(tmp_path):
+    from meshauthz.mesh.loading import load_mesh
+    from meshauthz.symbolic.redundant import always, redundant
+
+    snap = load_mesh((relabel(tmp_path, "outside", "istio-injection: disabled"),)).snapshot
+    # no policy decides anything where nothing enforces: none is reported redundant
+    assert redundant(snap).findings == []
+    kinds = {(a.destination.workload, a.kind) for a in always(snap)}
+    assert ("default/backend", "always-allows") in kinds
+    assert not any(k == "always-denies" for _, k in kinds)
 
 
 def test_no_sidecar_on_both_sides_is_the_same(capsys, tmp_path):
@@ -56,3 +90,12 @@ def test_no_sidecar_on_both_sides_is_the_same(capsys, tmp_path):
     policy.write_text(policy.read_text().replace('"GET"', '"POST"'))
     code, doc = run(capsys, "diff", a, b, "-o", "json")
     assert (code, doc["equivalent"], doc["unknown"]) == (0, True, [])
+
+
+def test_diff_text_names_the_unenforced_side(capsys, tmp_path):
+    outside = relabel(tmp_path, "outside", "istio-injection: disabled")
+    with pytest.raises(SystemExit) as exc:
+        main(["diff", str(EXAMPLES / "seed-fixed"), outside])
+    out = capsys.readouterr().out
+    assert exc.value.code == 1
+    assert "    new: ALLOW: nothing enforces (no sidecar)" in out.splitlines()

@@ -54,6 +54,8 @@ _WITHOUT_POLICY = {
     "default": "no ALLOW policy applies",
     "mTLS": "plaintext refused, mTLS is STRICT",
     "CUSTOM": "sent to the CUSTOM provider",
+    "JWT": "the JWT filter rejects the token",
+    "no sidecar": "nothing enforces",
 }
 
 

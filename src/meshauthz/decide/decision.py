@@ -153,7 +153,13 @@ class Decision:
     notes: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, outcome: Outcome, request: Request, view: RequestView | None = None) -> Decision:
+    def of(
+        cls,
+        outcome: Outcome,
+        request: Request,
+        view: RequestView | None = None,
+        hops: tuple[Hop, ...] = (),
+    ) -> Decision:
         """``view``: the request as the filters saw it, for what the connection
         manager derived (the remote address from X-Forwarded-For)."""
         http = request.protocol == "http"
@@ -173,6 +179,7 @@ class Decision:
             trace=outcome.trace,
             request=request_summary(request, view),
             condition=outcome.condition,
+            hops=hops,
         )
 
     @property

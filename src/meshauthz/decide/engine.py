@@ -13,6 +13,7 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +22,7 @@ from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.ambient.topology import HBONE_PORT
 from meshauthz.decide import render
 from meshauthz.decide.cause import NoSidecar, Stage
-from meshauthz.decide.decision import STATUS_OK, Decision, Outcome, TraceStep
+from meshauthz.decide.decision import STATUS_OK, Decision, Enforcer, Hop, Outcome, TraceStep
 from meshauthz.decide.path import walk
 from meshauthz.decide.request import Request, Transport
 from meshauthz.decide.runner import (
@@ -30,7 +31,7 @@ from meshauthz.decide.runner import (
     PreparedRequest,
     internal_error,
 )
-from meshauthz.decide.view import request_view
+from meshauthz.decide.view import ViewMemo, request_view
 from meshauthz.envoy.hcm import PathOptions, XffSettings
 from meshauthz.envoy.jwt_authn import JwtAuthentication
 from meshauthz.envoy.rbac.evaluate import CompiledFilter, compile_filter
@@ -105,6 +106,8 @@ class Prepared:
     peer_filter_state: bool = False
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
+    # what request views to this destination computed, by their inputs (decide.view)
+    views_: ViewMemo = field(default_factory=ViewMemo, init=False, repr=False, compare=False)
 
     @property
     def xff(self) -> XffSettings:
@@ -117,6 +120,12 @@ class Prepared:
         if self.runner_ is None:
             self.runner_ = ChainRunner(self)
         return self.runner_
+
+
+_PREPARED: weakref.WeakKeyDictionary[
+    MeshSnapshot,
+    tuple[dict[tuple[str, int, str], Prepared], dict[tuple[str, str, int, str], Prepared]],
+] = weakref.WeakKeyDictionary()
 
 
 class Decider:
@@ -132,8 +141,14 @@ class Decider:
         self.snapshot = snapshot
         self.ext_authz = ext_authz
         self.flags = flags  # istiod's ambient feature flags
-        self._cache: dict[tuple[str, int, str], Prepared] = {}
-        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = {}
+        # A destination's chain depends on the snapshot alone (the ext_authz
+        # assumption applies when a request is bound): every Decider of a
+        # snapshot (check's, the analysis' witnesses') shares the chains built.
+        shared = _PREPARED.get(snapshot)
+        if shared is None:
+            shared = _PREPARED[snapshot] = ({}, {})
+        self._cache: dict[tuple[str, int, str], Prepared] = shared[0]
+        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = shared[1]
         self.options = mesh_build_options(snapshot)
         self.ambient_: Any = None  # the ambient state, built on first use (decide.path)
 
@@ -281,16 +296,27 @@ class Decider:
         )
 
     def decide_at_proxy(
-        self, request: Request, *, trace: bool = False, explain: bool = False
+        self,
+        request: Request,
+        *,
+        trace: bool = False,
+        explain: bool = False,
+        hop: Enforcer | None = None,
     ) -> Decision:
-        """The decision of the destination's own proxy (its sidecar or gateway)."""
+        """The decision of the destination's own proxy (its sidecar or gateway);
+        ``hop``: the proxy is an enforcement point of the request's path, of this kind."""
         pr = self.prepare_request(request)
         outcome = self.decide_prepared(pr, trace=trace, explain=explain)
         if (trace or explain) and request.protocol == "tcp" and pr.runner is not None:
             notes = http_only_notes(pr.runner.p)
             if notes:
                 outcome = replace(outcome, trace=(*notes, *outcome.trace))
-        return Decision.of(outcome, request, pr.view)
+        hops: tuple[Hop, ...] = ()
+        if hop is not None:
+            o = outcome
+            dest = request.destination.key
+            hops = (Hop(hop, dest, request.source_principal, o.verdict, o.policy, o.rule),)
+        return Decision.of(outcome, request, pr.view, hops)
 
     def decide_many(
         self,

@@ -69,10 +69,8 @@ def walk(decider: Decider, r: Request, *, trace: bool = False, explain: bool = F
     mode = enrollment(snap, dest)
     if mode.mode in ("sidecar", "gateway", "waypoint"):
         # a client outside the mesh is already plaintext: decide.request resolves it so
-        d = decider.decide_at_proxy(r, trace=trace, explain=explain)
         enforcer: Enforcer = "waypoint" if mode.mode == "waypoint" else "sidecar"
-        hop = Hop(enforcer, dest.key, r.source_principal, d.verdict, d.policy, d.rule)
-        return replace(d, hops=(hop,))
+        return decider.decide_at_proxy(r, trace=trace, explain=explain, hop=enforcer)
     if mode.mode == "none":
         # no sidecar and not captured: nothing enforces (the engine says why)
         return decider.decide_at_proxy(r, trace=trace, explain=explain)

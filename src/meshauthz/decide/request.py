@@ -7,10 +7,11 @@ a Service destination gives the workload and the port it receives on.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.request_spec import RequestSpec
@@ -161,22 +162,55 @@ def default_host(snapshot: MeshSnapshot, target: Target, inbound: InboundPort) -
     return name if number == HTTP_DEFAULT_PORT else f"{name}:{number}"
 
 
+# Names resolve the same way for every request to a snapshot: what a request's
+# ``from`` and its destination fields resolve to is kept per snapshot (bounded),
+# so a stream of requests resolves each distinct caller and destination once.
+# Errors are not kept: a failing request raises again, naming its own location.
+_RESOLVED: weakref.WeakKeyDictionary[MeshSnapshot, dict[Any, Any]] = weakref.WeakKeyDictionary()
+_RESOLVED_MAX = 65536
+
+
+def _resolved(snapshot: MeshSnapshot) -> dict[Any, Any]:
+    memo = _RESOLVED.get(snapshot)
+    if memo is None or len(memo) >= _RESOLVED_MAX:
+        memo = _RESOLVED[snapshot] = {}
+    return memo
+
+
+def _source(spec: RequestSpec, snapshot: MeshSnapshot) -> ResolvedSource:
+    memo = _resolved(snapshot)
+    source = memo.get(spec.source)
+    if source is None:
+        source = memo[spec.source] = resolve_source(spec, snapshot)
+    return source
+
+
 def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
     """Resolve names against the mesh. Raises InputError naming what is missing, or
     LookupFailed (code "ambiguous") for a Service that selects several workloads."""
-    source = resolve_source(spec, snapshot)
-    with _named_at(spec, "to"):
-        target = resolve_target(snapshot, _target_ref(spec))
-    return _request(spec, snapshot, source, target)
+    source = _source(spec, snapshot)
+    memo = _resolved(snapshot)
+    key = (spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
+    dest = memo.get(key)
+    if dest is None:
+        with _named_at(spec, "to"):
+            target = resolve_target(snapshot, _target_ref(spec))
+        dest = memo[key] = _destination(spec, snapshot, target)
+    return _request(spec, source, dest)
 
 
 def resolve_each(spec: RequestSpec, snapshot: MeshSnapshot) -> list[Request]:
     """``resolve``, once for each workload the destination names: a Service that
     selects several workloads gives one request to each, in the snapshot's order."""
-    source = resolve_source(spec, snapshot)
-    with _named_at(spec, "to"):
-        targets = resolve_targets(snapshot, _target_ref(spec))
-    return [_request(spec, snapshot, source, t) for t in targets]
+    source = _source(spec, snapshot)
+    memo = _resolved(snapshot)
+    key = ("each", spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
+    dests = memo.get(key)
+    if dests is None:
+        with _named_at(spec, "to"):
+            targets = resolve_targets(snapshot, _target_ref(spec))
+        dests = memo[key] = [_destination(spec, snapshot, t) for t in targets]
+    return [_request(spec, source, d) for d in dests]
 
 
 def _target_ref(spec: RequestSpec) -> str:
@@ -186,19 +220,21 @@ def _target_ref(spec: RequestSpec) -> str:
     return spec.to
 
 
-def _request(
-    spec: RequestSpec, snapshot: MeshSnapshot, source: ResolvedSource, target: Target
-) -> Request:
-    principal, namespace, ip, workload_key = (
-        source.principal,
-        source.namespace,
-        source.ip,
-        source.workload,
-    )
+@dataclass(frozen=True, slots=True)
+class _Destination:
+    """What a request's destination fields (to, port, protocol) resolve to;
+    ``host``: the Host a client sends when the request gives none."""
+
+    workload: MeshWorkload
+    port: int
+    protocol: Transport
+    inferred: Inferred | None
+    host: str | None
+
+
+def _destination(spec: RequestSpec, snapshot: MeshSnapshot, target: Target) -> _Destination:
     port = spec.port if spec.port is not None else target.port
     dest = target.workload
-    if principal is not None and spec.source.principal is None and not dest.auto_mtls:
-        principal = None  # its proxy sends plaintext there; a given principal stands for mTLS
     if port is None:
         ports = inbound_ports(snapshot, dest)
         declared = sorted({p.port for p in ports} | {p.container_port for p in dest.ports})
@@ -221,25 +257,35 @@ def _request(
         if inbound.listener == "auto":
             # no protocol declared: the sidecar sniffs it; a request here is HTTP
             inferred = "undeclared" if inbound.passthrough else "unnamed"
+    host = None if spec.host is not None else default_host(snapshot, target, inbound)
+    return _Destination(dest, port, protocol, inferred, host)
 
-    host = spec.host if spec.host is not None else default_host(snapshot, target, inbound)
-    jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
+
+def _request(spec: RequestSpec, source: ResolvedSource, d: _Destination) -> Request:
+    jwt = (
+        None
+        if spec.jwt is None and spec.token is None
+        else JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
+    )
+    principal = source.principal
+    if principal is not None and not d.workload.auto_mtls and spec.source.principal is None:
+        principal = None  # its proxy sends plaintext there; a given principal stands for mTLS
     return Request(
-        destination=dest,
-        port=port,
-        protocol=protocol,
+        destination=d.workload,
+        port=d.port,
+        protocol=d.protocol,
         source_principal=principal,
-        source_namespace=namespace,
-        source_ip=ip,
+        source_namespace=source.namespace,
+        source_ip=source.ip,
         remote_ip=spec.remote_ip,
-        source_workload=workload_key,
+        source_workload=source.workload,
         method=spec.method,
         path=spec.path,
-        host=host,
+        host=spec.host if spec.host is not None else d.host or "",
         headers=spec.headers,
         jwt=jwt,
         sni=spec.sni or "",
         name=spec.name,
         source_injection=source.injection,
-        protocol_inferred=inferred,
+        protocol_inferred=d.inferred,
     )

@@ -99,6 +99,11 @@ def _requests(docs: list[Document], display: str) -> list[RequestSpec]:
     out: list[RequestSpec] = []
     for doc in docs:
         if isinstance(doc.data, list):
+            if not doc.positions:  # read without positions: every request is at the document
+                where = doc.location()
+                for i, item in enumerate(doc.data):
+                    out.append(_plain_request(item, where) or parse_request(doc, (i,)))
+                continue
             out.extend(parse_request(doc, (i,)) for i in range(len(doc.data)))
         else:
             out.append(parse_request(doc, ()))
@@ -107,7 +112,72 @@ def _requests(docs: list[Document], display: str) -> list[RequestSpec]:
 
 def request_from_data(data: Any, file: str = "<request>") -> RequestSpec:
     """Parse a request given as plain data (positions unknown)."""
+    location = Location(file, 1)
+    fast = _plain_request(data, location)
+    if fast is not None:
+        return fast
     return parse_request(Document(file, 0, 1, data, {}), ())
+
+
+# The fields ``_plain_request`` reads; a request with any other is parsed by ``_Parser``.
+_PLAIN_FIELDS = frozenset({"from", "to", "port", "method", "path", "host", "headers", "name"})
+_PLAIN_FROM_FIELDS = frozenset({"principal", "namespace", "workload"})
+
+
+def _plain_request(data: Any, location: Location) -> RequestSpec | None:
+    """A well-formed request of the common fields (strings, a port number, single
+    header values), parsed without ``_Parser``'s per-field bookkeeping: the same
+    RequestSpec as ``_Parser.request``. None for anything else, which the parser
+    reads (and reports, naming the field)."""
+    if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS:
+        return None
+    to = data.get("to")
+    src = data.get("from")
+    if type(to) is not str or ":" in to or to.count("/") != 1 or "" in to.split("/"):
+        return None
+    if type(src) is str:
+        if src.count("/") != 1 or "" in src.split("/"):
+            return None
+        source = SourceSpec(workload=src)
+    elif type(src) is dict and src and src.keys() <= _PLAIN_FROM_FIELDS:
+        if not all(type(v) is str and v for v in src.values()):
+            return None
+        source = SourceSpec(
+            workload=src.get("workload"),
+            principal=src.get("principal"),
+            namespace=src.get("namespace"),
+        )
+    else:
+        return None
+    port = data.get("port")
+    if port is not None and (type(port) is not int or not 0 < port < 65536):
+        return None
+    method = data.get("method", "GET")
+    path = data.get("path", "/")
+    host = data.get("host")
+    name = data.get("name")
+    for v in (method, path, host, name):
+        if v is not None and (type(v) is not str or not v):
+            return None
+    if method is None or path is None:
+        return None
+    headers: tuple[tuple[str, str], ...] = ()
+    hs = data.get("headers")
+    if hs is not None:
+        if type(hs) is not dict or not all(type(n) is type(v) is str for n, v in hs.items()):
+            return None
+        headers = tuple((n.lower(), v) for n, v in hs.items())
+    return RequestSpec(
+        source=source,
+        to=to,
+        port=port,
+        method=method,
+        path=path,
+        host=host,
+        headers=headers,
+        name=name,
+        location=location,
+    )
 
 
 def parse_request(doc: Document, base: Path) -> RequestSpec:

@@ -170,10 +170,6 @@ def _constant(o: Outcome) -> Callable[[Any], Outcome]:
     return lambda args: o
 
 
-def _intern(v: Any) -> Any:
-    return sys.intern(v) if type(v) is str else v
-
-
 class ChainRunner:
     """One prepared destination's chain; picks the backend for each request."""
 
@@ -193,13 +189,14 @@ class ChainRunner:
     def bind(self, view: RequestView, ext_authz: ExtAuthzAssumption) -> PreparedRequest:
         """The request ready to be decided untraced by the fastest backend that can."""
         r = view.request
+        g = self.generated
+        if g is not None and view.inp is not None and view.rejected is None:
+            intern = sys.intern  # the chain's sets hold interned strings
+            args = tuple([intern(v) if type(v) is str else v for v in g.extract(view.inp)])
+            return PreparedRequest(r, g.run, args, runner=self, view=view, ext_authz=ext_authz)
         kw: dict[str, Any] = {"runner": self, "view": view, "ext_authz": ext_authz}
         if view.rejected is not None:
             return PreparedRequest(r, _constant(self.rejected(view, False)), **kw)
-        g = self.generated
-        if g is not None and view.inp is not None:
-            args = tuple(_intern(v) for v in g.extract(view.inp))
-            return PreparedRequest(r, g.run, args, **kw)
 
         def walk(args: Any) -> Outcome:
             return _Walk(self, view, ext_authz, trace=False, explain=False).run()

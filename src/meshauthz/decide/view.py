@@ -12,13 +12,19 @@ address is derived from X-Forwarded-For as the destination's HCM is set up.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from meshauthz.decide.cause import CodecRejected, MtlsRequired, PathRejected
 from meshauthz.envoy.codec import CodecRefusal, Http1Request, http1_request
-from meshauthz.envoy.hcm import check_method, normalize_path, remote_address
+from meshauthz.envoy.hcm import (
+    NormalizedPath,
+    check_method,
+    normalize_path,
+    remote_address,
+)
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
 from meshauthz.envoy.request_headers import Downstream, request_headers
 from meshauthz.translate.rule import PEER_PRINCIPAL_FILTER_STATE
@@ -52,6 +58,43 @@ class RequestView:
         return self.path != self.request.path
 
 
+# A stream of requests repeats its paths, header blocks and callers: what a view
+# computes is the one implementation's answer, kept by its inputs. The codec's
+# verdict depends on the request alone; the rest on the destination's settings
+# too, so it is kept per destination (``ViewMemo``), keyed by strings only.
+MEMO_SIZE = 8192
+# Per destination, smaller: a mesh's every destination has its own (beside its chain).
+DESTINATION_MEMO_SIZE = 512
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _codec(
+    method: str, path: str, host: str, headers: Headers
+) -> tuple[NormalizedPath | None, Http1Request | CodecRefusal | None]:
+    """The codec's verdicts on the request line's method and on the header block
+    (None for the block when the method is refused: it is not read)."""
+    refused = check_method(method, headers)
+    if refused is not None:
+        return refused, None
+    return None, http1_request(method, path, host, headers)
+
+
+@functools.lru_cache(maxsize=MEMO_SIZE)
+def _peer(uri: str) -> PeerCertificate:
+    # interned: the chain's sets of principals hold interned strings
+    return PeerCertificate(uri_sans=(sys.intern(uri),))
+
+
+class ViewMemo:
+    """One destination's normalized paths and added headers, by their inputs."""
+
+    __slots__ = ("added", "paths")
+
+    def __init__(self) -> None:
+        self.paths: dict[str, NormalizedPath] = {}
+        self.added: dict[tuple[str | None, str, str | None, Headers], tuple[Headers, str]] = {}
+
+
 def request_view(p: Prepared, r: Request) -> RequestView:
     """``r`` as the filters of the destination ``p`` see it."""
     if p.mtls_mode == "STRICT" and r.plaintext:
@@ -59,33 +102,44 @@ def request_view(p: Prepared, r: Request) -> RequestView:
         return RequestView(r, MtlsRequired(p.workload.key, p.port))
     peer_hidden = p.mtls_mode == "DISABLE"
     peer = None
+    uri = None
     filter_state: dict[str, str] = {}
     if r.source_principal is not None and not peer_hidden:  # not plaintext
-        # interned: the chain's sets of principals hold interned strings
-        uri = sys.intern(p.principal_prefix + r.source_principal)
-        peer = PeerCertificate(uri_sans=(uri,))
+        peer = _peer(p.principal_prefix + r.source_principal)
+        uri = peer.uri_sans[0]
         if p.peer_filter_state:  # %DOWNSTREAM_PEER_URI_SAN% at HBONE termination
             filter_state[PEER_PRINCIPAL_FILTER_STATE] = uri
     headers: Headers | None = None
     path = r.path
+    remote_ip = r.remote_ip
     if r.protocol == "http":
-        norm = check_method(r.method, r.headers) or normalize_path(
-            r.path, p.path_options, p.runtime
-        )
+        memo = p.views_
+        refused, block = _codec(r.method, r.path, r.host, r.headers)
+        norm = refused or memo.paths.get(r.path)
+        if norm is None:
+            norm = normalize_path(r.path, p.path_options, p.runtime)
+            _keep(memo.paths, r.path, norm)
         if norm.path is None:
             return RequestView(
                 r, PathRejected(norm.reason or "", norm.rejected_status or 400), peer_hidden
             )
-        block = http1_request(r.method, r.path, r.host, r.headers)
         if isinstance(block, CodecRefusal):
             return RequestView(r, CodecRejected(block.reason, block.status), peer_hidden)
+        assert block is not None
         path = norm.path
-        headers = envoy_headers(p, r, path, peer, block)
-    remote_ip = r.remote_ip
-    if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
-        xff = [v for n, v in headers or () if n == "x-forwarded-for"]
+        key = (uri, r.source_ip, r.remote_ip, block.headers)
+        got = memo.added.get(key)
+        if got is None:
+            got = _added_headers(p, peer, r.source_ip, r.remote_ip, block.headers)
+            _keep(memo.added, key, got)
+        # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
+        pseudo = ((":authority", block.authority), (":method", r.method), (":path", path))
+        headers = pseudo + got[0]
+        remote_ip = got[1]
+    elif remote_ip is None:  # no headers: the socket's peer
+        xff = p.xff
         remote_ip = remote_address(
-            r.source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
+            r.source_ip, [], xff.xff_num_trusted_hops, xff.use_remote_address
         )
     inp = RbacInput(
         direct_remote_ip=r.source_ip,
@@ -102,29 +156,42 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     return RequestView(r, None, peer_hidden, path, headers, inp)
 
 
-def envoy_headers(
-    p: Prepared, r: Request, path: str, peer: PeerCertificate | None, block: Http1Request
-) -> Headers:
-    """The header map the first HTTP filter sees, pseudo headers first, from the
-    header block as the codec passed it on (``block``)."""
-    # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
-    sent = list(block.headers)
-    headers = [(":authority", block.authority), (":method", r.method), (":path", path)]
-    # What the connection manager adds, rewrites and drops before any filter:
-    # :scheme, x-forwarded-proto, x-request-id, x-forwarded-client-cert (mTLS).
+def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
+    if len(memo) >= DESTINATION_MEMO_SIZE:
+        memo.clear()  # bounded: a long stream of distinct requests starts afresh
+    memo[key] = value
+
+
+def _added_headers(
+    p: Prepared,
+    peer: PeerCertificate | None,
+    source_ip: str,
+    remote_ip: str | None,
+    sent: Headers,
+) -> tuple[Headers, str]:
+    """The headers after the pseudo headers, for the client's ``sent`` ones: what
+    the connection manager adds, rewrites and drops before any filter (:scheme,
+    x-forwarded-proto, x-request-id, x-forwarded-client-cert with mTLS); and the
+    remote address (given, or derived from X-Forwarded-For as the HCM is set up)."""
+    settings = p.header_settings
     downstream = Downstream(
         tls=peer is not None,
         peer=peer,
         local_uri_sans=(p.workload.identity.spiffe_uri,),
-        direct_remote_ip=r.source_ip,
-        remote_ip=r.remote_ip,
+        direct_remote_ip=source_ip,
+        remote_ip=remote_ip,
     )
-    headers += request_headers(p.header_settings, downstream, sent)
+    headers = request_headers(settings, downstream, sent)
     # A request given with a remote address stands for a proxy that saw it: the
     # address arrives as X-Forwarded-For unless the client sent one.
-    if r.remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in sent):
-        headers.append(("x-forwarded-for", r.remote_ip))
-    return tuple(headers)
+    if remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in sent):
+        headers.append(("x-forwarded-for", remote_ip))
+    if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
+        xff = [v for n, v in headers if n == "x-forwarded-for"]
+        remote_ip = remote_address(
+            source_ip, xff, settings.xff.xff_num_trusted_hops, settings.xff.use_remote_address
+        )
+    return tuple(headers), remote_ip
 
 
-__all__ = ["RequestView", "envoy_headers", "request_view"]
+__all__ = ["RequestView", "ViewMemo", "request_view"]

@@ -68,6 +68,7 @@ Expectations for every rule above come from a real Envoy 1.40 (the corpora in
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -225,6 +226,8 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_~")
 # Printable characters the canonicalizer writes as %XX.
 _ESCAPED = frozenset('"<>`^{|}')
+# A part without dots, escapes, backslashes or characters to escape: canonical as it is.
+_CANONICAL = re.compile(r"[^.%\\" + re.escape("".join(sorted(_ESCAPED))) + "]*")
 
 
 # Request methods Envoy 1.40's HTTP/1.1 codec accepts (checked against the
@@ -328,18 +331,23 @@ def normalize_path(
 
 def _check_request_target(path: str) -> NormalizedPath | None:
     """The HTTP/1.1 codec's verdict on the request target, None if accepted."""
+    if path.isascii() and path.isprintable() and " " not in path:  # all of "!".."~"
+        return None if path.startswith("/") else _NOT_ABSOLUTE
     for i, ch in enumerate(path):
         if "!" <= ch <= "~":
             continue
         if ch == "\n" or (ch == "\r" and path[i + 1 : i + 2] == "\n"):
             return NormalizedPath.reject(426, "line break ends the request line (no HTTP version)")
         return NormalizedPath.reject(400, f"invalid character {ch!r} in request target")
-    if not path.startswith("/"):
-        return NormalizedPath.reject(400, "request target is not an absolute path")
-    return None
+    return None if path.startswith("/") else _NOT_ABSOLUTE
+
+
+_NOT_ABSOLUTE = NormalizedPath.reject(400, "request target is not an absolute path")
 
 
 def _unescape_slashes(part: str) -> str:
+    if "%" not in part:
+        return part
     out: list[str] = []
     i = 0
     while i < len(part):
@@ -357,6 +365,8 @@ def _unescape_slashes(part: str) -> str:
 
 
 def _strip_dot_segment_parameters(part: str) -> str:
+    if ";" not in part:
+        return part
     segments = part.split("/")
     for n, seg in enumerate(segments):
         if n == 0:
@@ -425,6 +435,8 @@ def _decode_escape(s: str, i: int) -> int | None:
 
 def _canonicalize(part: str) -> str | None:
     """Chromium's path canonicalization of ``part`` (starts with '/'); None on failure."""
+    if part[:1] == "/" and _CANONICAL.fullmatch(part):  # nothing below would change it
+        return part
     out: list[str] = []
     end = len(part)
     last_bad_percent = -(10**9)

@@ -267,8 +267,7 @@ def request_headers(
     return list(_request_headers(settings, downstream, tuple(headers)))
 
 
-# Deciding one request again and again (a benchmark, a test matrix) costs one lookup.
-@functools.lru_cache(maxsize=4096)
+# (memoized by the request view, per destination: meshauthz.decide.view)
 def _request_headers(
     settings: HeaderSettings, downstream: Downstream, sent: tuple[tuple[str, str], ...]
 ) -> tuple[tuple[str, str], ...]:

@@ -4,8 +4,9 @@ For a destination workload, port and protocol, the chain the decision path
 runs (``meshauthz.decide.runner``, over the same ``Prepared`` filters) is
 encoded as formulas over the request variables (``space``): who calls
 (an mTLS identity or plaintext), from which addresses, the SNI, and for HTTP
-the method, the normalized path, the Host and the headers the matchers name.
-Each matcher model class of ``meshauthz.envoy.rbac.model`` has one case
+the method, the normalized path, the Host, the headers the matchers name and,
+behind a RequestAuthentication, the token and the claims the matchers read
+(``jwt``). Each matcher model class of ``meshauthz.envoy.rbac.model`` has one case
 (``matchers``); regexes and uri templates are translated exactly or not at
 all (``regex``). What cannot be encoded exactly makes the answer "unknown"
 with the reason (``Unencodable``), never a guess. Every answer that says two

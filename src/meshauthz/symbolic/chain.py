@@ -9,7 +9,8 @@ runner's ``ChainRunner.effect`` says what each filter's answer does:
 - CUSTOM: the marking RBAC filter's shadow rules write their metadata, the
   ext_authz filter's gate reads it; a request sent to the provider is
   decided by the same assumption ``check --ext-authz`` takes (deny by default);
-- JWT: a RequestAuthentication's filter is not encoded (the answer is unknown);
+- JWT: a token the filter rejects ends the chain (401/403); one it accepts
+  gives the later matchers its claims (``meshauthz.symbolic.jwt``);
 - AUDIT, DENY, ALLOW: each RBAC filter's policies are tried in Envoy's order
   (by name), the first match is the effective policy; a DENY match or an
   ALLOW filter without a match stops the chain; dry-run rules only write
@@ -33,6 +34,7 @@ from meshauthz.decide.runner import ExtAuthzAssumption, locate
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.rbac.evaluate import ALLOWED, DENIED, CompiledRbac
 from meshauthz.envoy.rbac.model import Action, HttpRbacFilter
+from meshauthz.symbolic.jwt import jwt_filter
 from meshauthz.symbolic.matchers import Context, policy_formula
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
@@ -137,7 +139,7 @@ class _Encoder:
         for stage in p.custom:
             self.stop(self.filter(stage)[0])
         if self.runner.http and p.jwt is not None:
-            raise Unencodable("a RequestAuthentication's JWT filter on this workload")
+            self.stop([(jwt_filter(p.jwt, self.ctx), End("DENY", Stage.JWT))])
         allowed: list[tuple[z3.BoolRef, End]] | None = None
         for stage in p.rest:
             stops, allowed_by = self.filter(stage)

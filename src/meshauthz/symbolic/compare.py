@@ -11,6 +11,7 @@ and direction).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from typing import Any, Literal
 import z3
 
 from meshauthz.ambient.topology import enrollment
+from meshauthz.decide.cause import Stage
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Transport
 from meshauthz.decide.runner import ExtAuthzAssumption
@@ -31,6 +33,7 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
+from meshauthz.symbolic.jwt import EXPIRED, add_jwt_space
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
@@ -219,8 +222,15 @@ def _same_chain(a: Prepared, b: Prepared) -> bool:
     )
 
 
+def unenforced(p: Prepared) -> SymbolicChain:
+    """The chain of a destination without a sidecar (nor ztunnel): none runs, so
+    ``check`` allows every request at the "no sidecar" stage."""
+    return SymbolicChain(p, [(z3.BoolVal(True), End("ALLOW", Stage.NO_SIDECAR))])
+
+
 def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
     """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
+    prepared = list(prepared)
     space = Space(http)
     if not http:
         return space
@@ -240,6 +250,7 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
                         header_matchers(node, add)
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
+    add_jwt_space(space, prepared)
     return space
 
 
@@ -292,7 +303,15 @@ def describe(dest: Destination, witness: dict[str, Any]) -> str:
     else:
         who = src["principal"]
     what = f"{witness['method']} {witness['path']}" if "method" in witness else "connections"
-    return f"{what} from {who} to {dest.workload}:{dest.port}"
+    token = ""
+    if "jwt" in witness:
+        claims = witness["jwt"]
+        token = (
+            " with a JWT the filter rejects"
+            if claims.get("exp") == EXPIRED
+            else f" with a JWT {json.dumps(claims, sort_keys=True)}"
+        )
+    return f"{what} from {who}{token} to {dest.workload}:{dest.port}"
 
 
 class Comparer:
@@ -375,36 +394,38 @@ class Comparer:
         if modes == ["none", "none"]:
             return  # nothing enforces on either side: every request reaches the app
         for side, mode in zip(("old", "new"), modes, strict=True):
-            if mode == "none":
-                raise Unencodable(
-                    f"{dest.workload} has no sidecar and ztunnel does not capture it on the "
-                    f"{side} side: nothing enforces there (meshauthz check says why)"
-                )
             if mode == "ambient":
                 raise Unencodable(
                     f"{dest.workload} is in ambient mode on the {side} side (ztunnel and "
                     "waypoints enforce): the symbolic engine models sidecar and gateway proxies"
                 )
+        enforced = [mode != "none" for mode in modes]
         if (
-            self.same_mesh_inputs
+            all(enforced)
+            and self.same_mesh_inputs
             and self._same_inputs(dest.workload)
             and effective_mtls_mode(self.old, self.old.workload(dest.workload), dest.port)
             == effective_mtls_mode(self.new, self.new.workload(dest.workload), dest.port)
         ):
             return
         po, pn = self._prepare(0, dest), self._prepare(1, dest)
-        if _same_chain(po, pn):
+        if all(enforced) and _same_chain(po, pn):
             return
         http = dest.protocol == "http"
-        for p in (po, pn):
+        # the chains that run: a side without a sidecar has none
+        running = [p for p, on in ((po, enforced[0]), (pn, enforced[1])) if on]
+        for p in running:
             if http and p.path_options.unmodelled():
                 raise Unencodable(str(p.path_options.unmodelled()))
-        space = build_space(http, (po, pn))
+        space = build_space(http, running)
         keys: dict[tuple[str, int, bool], str] | None = None
         if self.callers == "workloads":
             constraint, keys = _callers_constraint(space, self.old, self.new)
             space.extra.append(constraint)
-        co, cn = encode_chain(po, space, self.ext_authz), encode_chain(pn, space, self.ext_authz)
+        co, cn = (
+            encode_chain(p, space, self.ext_authz) if on else unenforced(p)
+            for p, on in ((po, enforced[0]), (pn, enforced[1]))
+        )
         domain = space.domain()
         for opened in (True, False):
             question = (
@@ -416,7 +437,7 @@ class Comparer:
             solver = z3.Solver()
             solver.set("timeout", SOLVER_TIMEOUT_MS)
             solver.add(domain, question)
-            changes = self.classes(solver, space, dest, (po, pn), (co, cn), keys)
+            changes = self.classes(solver, space, dest, running, (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
 
     def classes(
@@ -424,7 +445,7 @@ class Comparer:
         solver: z3.Solver,
         space: Space,
         dest: Destination,
-        prepared: tuple[Prepared, Prepared],
+        prepared: list[Prepared],
         chains: tuple[SymbolicChain, SymbolicChain],
         keys: dict[tuple[str, int, bool], str] | None,
     ) -> list[Change]:
@@ -485,4 +506,5 @@ __all__ = [
     "compare_meshes",
     "describe",
     "destinations",
+    "unenforced",
 ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import z3
 
+from meshauthz.envoy.jwt_authn import JWT_FILTER
 from meshauthz.envoy.rbac.evaluate import RbacInput, compile_node
 from meshauthz.envoy.rbac.matchers import ascii_lower, compile_header, compile_string
 from meshauthz.envoy.rbac.model import (
@@ -34,6 +35,7 @@ from meshauthz.envoy.rbac.model import (
     IdRemoteIp,
     IdSourceIp,
     IdUrlPath,
+    MetadataMatcher,
     PermAnd,
     PermAny,
     PermDestinationIp,
@@ -48,10 +50,11 @@ from meshauthz.envoy.rbac.model import (
     PermUrlPath,
     Policy,
     StringMatcher,
+    ValueMatcher,
 )
 from meshauthz.envoy.rbac.uri_template import UriTemplateError, compile_uri_template
 from meshauthz.symbolic.regex import Unencodable, re2_to_z3
-from meshauthz.symbolic.space import Space
+from meshauthz.symbolic.space import CLAIM_NAMED_LIMIT, LIST, STRING, ClaimVar, Space
 
 SPIFFE = "spiffe://"
 _ALL = z3.AllChar(z3.ReSort(z3.StringSort()))
@@ -94,6 +97,8 @@ class Context:
     destination_ip: str
     destination_port: int
     writes: Writes = field(default_factory=Writes)
+    # when the JWT filter has run: the requests it passes with a payload
+    jwt_payload: z3.BoolRef | None = None
     concrete: RbacInput = field(init=False)
 
     def __post_init__(self) -> None:
@@ -201,9 +206,82 @@ def _url_path(m: StringMatcher, ctx: Context) -> z3.BoolRef:
     return string_formula(m, ctx.space.use("path"))
 
 
+def claim_value_formula(v: ValueMatcher, claim: ClaimVar | None) -> z3.BoolRef:
+    """envoy.type.matcher.v3.ValueMatcher on a JWT payload's value, as
+    ``matchers.compile_value`` decides it (``claim`` None: an object, which no
+    string or list matcher matches)."""
+    match v.kind:
+        case "string":
+            assert v.string is not None
+            if claim is None:
+                return z3.BoolVal(False)
+            return z3.And(
+                claim.kind == STRING, string_formula(_claim_string(v.string), claim.string)
+            )
+        case "list":
+            assert v.one_of is not None
+            if claim is None:
+                return z3.BoolVal(False)
+            return z3.And(
+                claim.kind == LIST,
+                z3.Or(
+                    z3.BoolVal(False),
+                    *[
+                        z3.And(sent, _item_formula(v.one_of, item))
+                        for sent, item in zip(claim.sent, claim.items, strict=True)
+                    ],
+                ),
+            )
+        case "or":
+            return z3.Or(z3.BoolVal(False), *[claim_value_formula(s, claim) for s in v.or_matchers])
+    raise Unencodable(f"a {v.kind} value matcher on a JWT claim")
+
+
+def _item_formula(v: ValueMatcher, item: z3.SeqRef) -> z3.BoolRef:
+    """A list element matcher on one string element."""
+    if v.kind == "string":
+        assert v.string is not None
+        return string_formula(_claim_string(v.string), item)
+    if v.kind == "or":
+        return z3.Or(z3.BoolVal(False), *[_item_formula(s, item) for s in v.or_matchers])
+    raise Unencodable(f"a {v.kind} matcher on the elements of a JWT claim's list")
+
+
+def _claim_string(m: StringMatcher) -> StringMatcher:
+    """``m``, when every character it names is below ``CLAIM_NAMED_LIMIT`` (the
+    claims' alphabet stands for the others only then): literally, or by an
+    escape naming a code point."""
+    escapes = ("\\x{", "\\u", "\\U", "\\N") if m.kind == "safe_regex" else ()
+    if any(ord(c) >= CLAIM_NAMED_LIMIT for c in m.value) or any(e in m.value for e in escapes):
+        raise Unencodable(
+            f"a JWT claim matcher naming characters from U+{CLAIM_NAMED_LIMIT:X} on: {m.value!r}"
+        )
+    return m
+
+
+def _jwt_claim(node: PermMetadata | IdMetadata, ctx: Context, payload: z3.BoolRef) -> z3.BoolRef:
+    """A matcher on the JWT filter's metadata: on the claims when a provider
+    accepted a token, else the evaluator's answer on no metadata."""
+    m = node.metadata
+    jwt = ctx.space.jwt
+    assert jwt is not None
+    unwritten = z3.BoolVal(compile_node(node)(ctx.concrete))
+    if not m.path or m.path[0] != jwt.key:
+        if not m.path:
+            raise Unencodable("a metadata matcher on the whole JWT filter's namespace")
+        return unwritten  # a key the filter never writes
+    claim = jwt.claims.get(m.path[1:]) if len(m.path) > 1 else None
+    if claim is None and len(m.path) > 1:
+        raise AssertionError(f"the space has no variable for the claim {m.path[1:]}")
+    matched = z3.Xor(claim_value_formula(m.value, claim), z3.BoolVal(m.invert))
+    return z3.If(payload, matched, unwritten)
+
+
 def _metadata(node: PermMetadata | IdMetadata, ctx: Context) -> z3.BoolRef:
     """A metadata matcher over what the filters before it wrote."""
     m = node.metadata
+    if m.filter == JWT_FILTER and ctx.jwt_payload is not None:
+        return _jwt_claim(node, ctx, ctx.jwt_payload)
     fn = compile_node(node)
     if m.filter not in ctx.writes.namespaces() or len(m.path) >= 2:
         # nothing written there, or below a written scalar: the evaluator's constant
@@ -334,13 +412,27 @@ def header_matchers(node: Any, out: Callable[[HeaderMatcher], None]) -> None:
             out(h)
 
 
+def metadata_matchers(node: Any, out: Callable[[MetadataMatcher], None]) -> None:
+    """Report every metadata matcher in a permission or principal."""
+    match node:
+        case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
+            for s in subs:
+                metadata_matchers(s, out)
+        case PermNot(rule=sub) | IdNot(id=sub):
+            metadata_matchers(sub, out)
+        case PermMetadata(metadata=m) | IdMetadata(metadata=m):
+            out(m)
+
+
 __all__ = [
     "SPIFFE",
     "Context",
     "Writes",
     "cidr_formula",
+    "claim_value_formula",
     "header_formula",
     "header_matchers",
+    "metadata_matchers",
     "node_formula",
     "policy_formula",
     "string_formula",

@@ -10,11 +10,14 @@ finding. Its reason says why, from the chain's formulas: an empty match (it
 matches no request), unreachable on the port's protocol (it only matches on
 the other chain), shadowed by a DENY (every request it matches is denied
 before its filter), or covered by other rules. Dry-run and AUDIT policies
-never decide and are not reported.
+never decide and are not reported, nor are destinations nothing enforces
+(no sidecar, no ztunnel: every request reaches the application, whatever the
+policies say).
 
 ``always(snapshot)``: per workload, port and protocol with at least one
 policy, ``always-denies`` (no request is allowed) and ``always-allows`` (no
-request is denied), for the lint front end.
+request is denied), for the lint front end; a destination nothing enforces
+allows every request.
 
 The library (for ``analyze`` and other front ends):
 
@@ -36,6 +39,7 @@ from typing import Any, Literal
 
 import z3
 
+from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.mesh import MeshSnapshot
@@ -47,6 +51,7 @@ from meshauthz.symbolic.compare import (
     build_space,
     destinations,
     sat,
+    unenforced,
 )
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.witness import Destination
@@ -146,13 +151,26 @@ class _Mesh:
         proto: Any = d.protocol
         return self.decider.prepare(self.snapshot.workload(d.workload), d.port, proto)
 
+    def mode(self, d: Destination) -> str:
+        """Who enforces at ``d``: "sidecar", "ambient" (ztunnel) or "none"."""
+        return enrollment(self.snapshot, self.snapshot.workload(d.workload)).mode
+
     def chain(self, d: Destination) -> tuple[SymbolicChain, z3.BoolRef]:
         """The chain's formulas and the space's domain (raises ``Unencodable``)."""
         hit = self._chains.get(d)
         if hit is None:
             p = self.prepared(d)
-            space = build_space(d.protocol == "http", (p,))
-            chain = encode_chain(p, space, self.ext_authz)
+            mode = self.mode(d)
+            if mode == "ambient":
+                raise Unencodable(
+                    f"{d.workload} is in ambient mode (ztunnel and waypoints enforce)"
+                )
+            if mode == "none":
+                space = build_space(d.protocol == "http", ())
+                chain = unenforced(p)
+            else:
+                space = build_space(d.protocol == "http", (p,))
+                chain = encode_chain(p, space, self.ext_authz)
             hit = self._chains[d] = (chain, space.domain())
         return hit
 
@@ -206,6 +224,8 @@ def redundant(
     mesh = _Mesh(snapshot, ext_authz)
     applies: dict[str, list[Destination]] = {}
     for d in mesh.dests:
+        if mesh.mode(d) == "none":
+            continue  # nothing enforces there: no policy decides anything
         for s in mesh.prepared(d).selected:
             applies.setdefault(s.key, []).append(d)
     unknown: dict[Destination, Unknown] = {}

@@ -22,7 +22,10 @@ What the space holds, and why it is exact:
 - headers the connection manager itself adds, rewrites or drops (``:path``
   with its query, ``x-forwarded-*``, ``x-request-id``, ``x-envoy-*``,
   hop-by-hop and framing headers) are not encoded: a matcher on one makes
-  the answer unknown.
+  the answer unknown;
+- behind a JWT filter, the token the request presents (``JwtSpace``):
+  none, one the filter rejects, or one it accepts, with the claims the
+  matchers read (``meshauthz.symbolic.jwt`` says why that is every case).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import z3
 
 from meshauthz.envoy.codec import JOINED_HEADERS
 from meshauthz.envoy.hcm import HTTP1_METHODS
+from meshauthz.envoy.jwt_authn import JwtAuthentication
 from meshauthz.envoy.rbac.matchers import ascii_lower
 from meshauthz.symbolic.regex import Unencodable
 
@@ -86,6 +90,61 @@ def char_class(chars: str) -> z3.ReRef:
 
 _PATH_CHAR = _path_char()
 
+# A JWT claim's characters: U+0000 to U+D7FF. A payload holds any code point
+# but the surrogates; the matchers may name only characters below
+# ``CLAIM_NAMED_LIMIT`` (``matchers`` refuses others), so every character from
+# there on, kept or not, is told apart from none of U+D000..U+D7FF by any of
+# them: a payload and the same with those characters replaced are decided
+# alike. (One range: the solver is much slower on a union of two.)
+CLAIM_NAMED_LIMIT = 0xD000
+CLAIM_CHAR = z3.Range("\x00", "\ud7ff")
+# A claim's value, as far as string and list matchers tell values apart.
+OTHER, STRING, LIST = 0, 1, 2
+
+
+@dataclass(slots=True)
+class ClaimVar:
+    """The value at one path of the JWT payload (below its metadata key):
+    ``kind`` OTHER (absent, a number, a bool, null or an object: no string or
+    list matcher matches it), STRING (``string``) or LIST (the strings
+    ``items[i]`` with ``sent[i]``; other elements never match and are left out)."""
+
+    path: tuple[str, ...]
+    kind: z3.ArithRef
+    string: z3.SeqRef
+    sent: list[z3.BoolRef]
+    items: list[z3.SeqRef]
+
+    def strings(self) -> list[z3.SeqRef]:
+        return [self.string, *self.items]
+
+
+@dataclass(slots=True)
+class JwtSpace:
+    """The token a request presents to the destination's JWT filter: ``token``
+    (one is presented where a provider reads), ``accepted`` (a provider
+    accepts it; its payload is then the claims), and each claim a matcher reads."""
+
+    key: str  # the metadata key the payload is written under
+    config: JwtAuthentication  # the filter (the same on each side that has one)
+    token: z3.BoolRef = field(default_factory=lambda: z3.Bool("jwt_token"))
+    accepted: z3.BoolRef = field(default_factory=lambda: z3.Bool("jwt_accepted"))
+    claims: dict[tuple[str, ...], ClaimVar] = field(default_factory=dict)
+
+    def claim(self, path: tuple[str, ...], slots: int = 0) -> ClaimVar:
+        """The variable of the claim at ``path``, with at least ``slots`` list items."""
+        var = self.claims.get(path)
+        if var is None:
+            i = len(self.claims)
+            var = self.claims[path] = ClaimVar(
+                path, z3.Int(f"c{i}_kind"), z3.String(f"c{i}_string"), [], []
+            )
+        while len(var.items) < slots:
+            k = len(var.items)
+            var.sent.append(z3.Bool(f"{var.kind}_sent{k}"))
+            var.items.append(z3.String(f"{var.kind}_item{k}"))
+        return var
+
 
 @dataclass(slots=True)
 class HeaderVar:
@@ -115,6 +174,7 @@ class Space:
     path: z3.SeqRef = field(default_factory=lambda: z3.String("path"))
     host: z3.SeqRef = field(default_factory=lambda: z3.String("host"))
     headers: dict[str, HeaderVar] = field(default_factory=dict)
+    jwt: JwtSpace | None = None  # with a JWT filter on a side
     extra: list[z3.BoolRef] = field(default_factory=list)  # e.g. the callers allowed
     # The string variables some matcher reads (the others keep their defaults
     # in witnesses and are left out of the constraints).
@@ -187,4 +247,15 @@ def header_encodable(name: str) -> bool:
     return bool(name) and all(c in _TCHAR for c in name)
 
 
-__all__ = ["HeaderVar", "Space", "header_encodable"]
+__all__ = [
+    "CLAIM_CHAR",
+    "CLAIM_NAMED_LIMIT",
+    "LIST",
+    "OTHER",
+    "STRING",
+    "ClaimVar",
+    "HeaderVar",
+    "JwtSpace",
+    "Space",
+    "header_encodable",
+]

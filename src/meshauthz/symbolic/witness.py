@@ -25,6 +25,8 @@ from meshauthz.decide.runner import ExtAuthzAssumption
 from meshauthz.envoy.hcm import HcmConfigError, normalize_path
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.symbolic.chain import End
+from meshauthz.symbolic.jwt import wishes as jwt_wishes
+from meshauthz.symbolic.jwt import witness_token
 from meshauthz.symbolic.space import Space
 
 # The caller's identity in a witness when no matcher reads it.
@@ -109,6 +111,7 @@ def witness_request(
     sni = _string(model, space.sni) if "sni" in space.used else ""
     if sni:
         req["sni"] = sni
+    req.update(witness_token(model, space))
     return req
 
 
@@ -149,6 +152,8 @@ def readable_model(
         if host is not None and "host" in space.used:
             wishes.append(space.host == z3.StringVal(host))
         wishes.extend(z3.Not(sent) for h in space.headers.values() for sent in h.sent)
+        if space.jwt is not None:
+            wishes.extend(jwt_wishes(space.jwt))
     fallback = solver.model()
     # wishes are worth a short wait only: the model found is a witness already
     solver.set("timeout", WISH_TIMEOUT_MS)
