@@ -29,7 +29,7 @@ from meshauthz.decide.engine import Decider
 from meshauthz.decide.gateway_hop import appended_peer, through_gateway
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh
-from meshauthz.symbolic.reach import Row, mesh_callers, reach
+from meshauthz.symbolic.reach import Caller, Row, mesh_callers, reach
 from meshauthz.symbolic.witness import Destination
 from tests.conftest import EXAMPLES, REPO
 
@@ -559,6 +559,44 @@ def test_a_gateway_with_two_ports_decides_per_port(tmp_path: Path) -> None:
     assert row.conditions == "through port 8080: all; through port 8081: none"
     assert row.allowed_witness["port"] == 8080 and row.denied_witness["port"] == 8081
     confirm(snap, row)
+
+
+MESH_STRICT = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "istio-system"},
+    "spec": {"mtls": {"mode": "STRICT"}},
+}
+
+
+def test_mesh_wide_strict_does_not_reset_the_gateways_clients(tmp_path: Path) -> None:
+    """PeerAuthentication is not applied at a gateway's listeners (gateway.go;
+    Istio's tests/integration/security/pqc/main_test.go TestIngress gets 200
+    through the ingress gateway from a client without a certificate under a
+    mesh-wide STRICT policy; tests/decide/test_gateway_mtls.py): the gateway's
+    own rules decide its plaintext clients, the backend the gateway's mTLS."""
+    public = [{"action": "ALLOW", "rules": [{"to": [{"operation": {"paths": ["/public/*"]}}]}]}]
+    snap = write_mesh(tmp_path / "m", public, extra=[MESH_STRICT])
+    row = gateway_row(snap)
+    assert row.verdict == "some", row
+    confirm(snap, row)
+    assert row.allowed_witness["path"].startswith("/public/")
+
+
+def test_a_workload_reaches_the_gateway_in_plaintext(tmp_path: Path) -> None:
+    """The gateway's pods carry no security.istio.io/tlsMode label, so the
+    frontend's auto mTLS sends them plaintext (cluster_tls.go; see
+    tests/decide/test_gateway_mtls.py): a rule on its principal at the gateway
+    does not match it, while a caller given by that identity (mTLS a
+    DestinationRule sets) does."""
+    principal = "cluster.local/ns/default/sa/frontend"
+    only = [{"action": "ALLOW", "rules": [{"from": [{"source": {"principals": [principal]}}]}]}]
+    snap = write_mesh(tmp_path / "m", only, extra=[MESH_STRICT])
+    callers = [c for c in mesh_callers(snap) if c.workload == "default/frontend"]
+    callers.append(Caller.parse(f"principal={principal}"))
+    rows = reach(snap, callers=callers, only=[Destination(GATEWAY, 8080, "http")]).rows
+    verdicts = {r.caller.label: r.verdict for r in rows}
+    assert verdicts == {"default/frontend": "none", f"principal={principal}": "all"}, rows
 
 
 def test_the_cli_keeps_every_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

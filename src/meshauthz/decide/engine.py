@@ -171,7 +171,11 @@ class Decider:
             selected,
             result,
             jwt_rules,
-            effective_mtls_mode(self.snapshot, workload, port),
+            # a gateway's listeners take their TLS from its Gateway servers alone, never
+            # from PeerAuthentication (gateway.go): what the caller presents reaches it
+            "PERMISSIVE"
+            if workload.proxy == "gateway"
+            else effective_mtls_mode(self.snapshot, workload, port),
         )
         self._cache[key] = prepared
         return prepared

@@ -267,11 +267,14 @@ def _request(spec: RequestSpec, source: ResolvedSource, d: _Destination) -> Requ
         if spec.jwt is None and spec.token is None
         else JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     )
+    principal = source.principal
+    if principal is not None and not d.workload.auto_mtls and spec.source.principal is None:
+        principal = None  # its proxy sends plaintext there; a given principal stands for mTLS
     return Request(
         destination=d.workload,
         port=d.port,
         protocol=d.protocol,
-        source_principal=source.principal,
+        source_principal=principal,
         source_namespace=source.namespace,
         source_ip=source.ip,
         remote_ip=spec.remote_ip,

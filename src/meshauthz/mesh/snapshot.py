@@ -64,6 +64,8 @@ SYNTHETIC_SERVICE_CIDR = ipaddress.IPv4Network("10.96.0.0/16")
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 GATEWAY_CLASS_LABEL = "gateway.networking.k8s.io/gateway-class-name"
 GATEWAY_MANAGED_LABEL = "gateway.istio.io/managed"
+# label.SecurityTlsMode: the endpoint metadata a client's auto mTLS selects on
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
 MANAGED_GATEWAY_CONTROLLER = (
     "istio.io-gateway-controller"  # constants.ManagedGatewayControllerLabel
 )
@@ -194,6 +196,18 @@ class MeshWorkload:
     @property
     def is_waypoint(self) -> bool:
         return self.proxy == "waypoint"
+
+    @property
+    def auto_mtls(self) -> bool:
+        """Whether a client's proxy sends these pods Istio mTLS without a
+        DestinationRule saying so. Auto mTLS picks it only for endpoints whose
+        security.istio.io/tlsMode label is istio (cluster_tls.go
+        ``applyUpstreamTLSSettings``, the endpoint's metadata from
+        ``GetTLSModeFromEndpointLabels``), and other endpoints get plaintext.
+        Sidecar injection sets the label (injection-template.yaml). The gateway
+        template and the gateway Deployments istiod writes do not, so a
+        gateway's clients send plaintext unless its pods carry the label."""
+        return self.proxy != "gateway" or self.labels.get(TLS_MODE_LABEL) == "istio"
 
     @property
     def gateway_name(self) -> str | None:

@@ -455,8 +455,6 @@ def gateway_hop(
     """Both chains over one space (raises ``Unencodable``). ``p``: the
     destination's chain, or how its ztunnel decides every connection from the
     gateway (an ambient destination no waypoint is in front of)."""
-    if via.principal is None:
-        raise Unencodable(f"the gateway {pg.workload.key} sends plaintext")
     http = pg.protocol == "http"
     if isinstance(p, End):
         space = build_space(http, (pg,))
@@ -486,8 +484,8 @@ def gateway_hop(
     else:  # a TCP destination sees the gateway's connection only
         remote, remote_v6 = gw_ip, gw_v6
     at_dest = [
-        (space.plaintext, z3.BoolVal(False)),
-        (space.principal, z3.StringVal(via.principal)),
+        (space.plaintext, z3.BoolVal(via.principal is None)),
+        (space.principal, z3.StringVal(via.principal or "")),
         (space.src, gw_ip),
         (space.src_v6, gw_v6),
         (space.remote, remote),
@@ -530,7 +528,10 @@ class Reacher:
         return self.decider.prepare(self.snapshot.workload(d.workload), d.port, proto)
 
     def rows(self, dest: Destination, callers: list[Caller]) -> Iterator[Row]:
-        mode = enrollment(self.snapshot, self.snapshot.workload(dest.workload))
+        target = self.snapshot.workload(dest.workload)
+        if not target.auto_mtls:  # a workload's proxy sends plaintext there, as check has it
+            callers = [replace(c, principal=None) if c.workload else c for c in callers]
+        mode = enrollment(self.snapshot, target)
         waypoint = None
         if mode.mode == "ambient":
             waypoint = self._waypoint(dest)
