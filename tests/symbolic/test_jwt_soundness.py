@@ -19,11 +19,8 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from meshauthz.mesh.loading import load_mesh
-from meshauthz.symbolic import Comparison, compare_meshes
-from meshauthz.symbolic.witness import Confirmer
 from tests.conftest import EXAMPLES
-from tests.symbolic.test_soundness import assert_no_gap
+from tests.symbolic.test_soundness import assert_no_gap, assert_sound, edit
 
 SEED = EXAMPLES / "seed"
 ISSUERS = ["https://a.example", "https://b.example"]
@@ -95,23 +92,8 @@ policy = st.fixed_dictionaries(
 policies = st.lists(policy, min_size=1, max_size=3)
 
 
-def edit(draw: Any, ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One small change of a policy set."""
-    ps = yaml.safe_load(yaml.safe_dump(ps))  # a deep copy
-    i = draw(st.integers(0, len(ps) - 1))
-    kind = draw(st.sampled_from(["drop-policy", "drop-rule", "flip", "new-rule", "condition"]))
-    rules = ps[i]["rules"]
-    if kind == "drop-policy":
-        del ps[i]
-    elif kind == "drop-rule" and rules:
-        del rules[draw(st.integers(0, len(rules) - 1))]
-    elif kind == "flip":
-        ps[i]["action"] = "DENY" if ps[i]["action"] == "ALLOW" else "ALLOW"
-    elif kind == "condition" and rules:
-        rules[0]["when"] = [draw(condition)]
-    else:
-        rules.append(draw(rule))
-    return ps
+def _new_condition(draw: Any, r: dict[str, Any]) -> None:
+    r["when"] = [draw(condition)]
 
 
 def write_mesh(
@@ -210,18 +192,6 @@ def random_requests(rng: random.Random, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def assert_sound(old_dir: Path, new_dir: Path, seed: int, n: int) -> Comparison:
-    old, new = load_mesh((str(old_dir),)).snapshot, load_mesh((str(new_dir),)).snapshot
-    result = compare_meshes(old, new)
-    a, b = Confirmer(old), Confirmer(new)
-    for change in [*result.opened, *result.closed]:
-        assert a.decide(change.witness).verdict != b.decide(change.witness).verdict, change
-    if result.equivalent:
-        for req in random_requests(random.Random(seed), n):
-            assert a.decide(req).verdict == b.decide(req).verdict, req
-    return result
-
-
 @settings(
     max_examples=25,
     deadline=None,
@@ -231,7 +201,7 @@ def assert_sound(old_dir: Path, new_dir: Path, seed: int, n: int) -> Comparison:
 def test_random_jwt_policies_and_edits(
     data: st.DataObject, ps: list[dict[str, Any]], authn: list[dict[str, Any]] | None
 ) -> None:
-    edited = edit(data.draw, ps)
+    edited = edit(data.draw, ps, rule, _new_condition)
     # the same RequestAuthentication on both sides, or one side without it
     authn_new = authn if data.draw(st.integers(0, 4)) else None
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,6 +211,7 @@ def test_random_jwt_policies_and_edits(
             write_mesh(root, "b", edited, authn_new),
             len(ps),
             1500,
+            random_requests,
         )
         assert_no_gap(result)
         event("equivalent" if result.equivalent else "differs")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,11 +72,18 @@ policy = st.fixed_dictionaries(
 policies = st.lists(policy, min_size=1, max_size=3)
 
 
-def edit(draw: Any, ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One small change of a policy set."""
+def edit(
+    draw: Any,
+    ps: list[dict[str, Any]],
+    new_rule: st.SearchStrategy[dict[str, Any]] = rule,
+    tweak: Callable[[Any, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """One small change of a policy set: a policy or a rule dropped, an action
+    flipped, a rule added (drawn from ``new_rule``), or the first rule of a
+    policy changed by ``tweak`` (by default: its methods)."""
     ps = yaml.safe_load(yaml.safe_dump(ps))  # a deep copy
     i = draw(st.integers(0, len(ps) - 1))
-    kind = draw(st.sampled_from(["drop-policy", "drop-rule", "flip", "new-rule", "method"]))
+    kind = draw(st.sampled_from(["drop-policy", "drop-rule", "flip", "new-rule", "tweak"]))
     rules = ps[i]["rules"]
     if kind == "drop-policy":
         del ps[i]
@@ -83,12 +91,15 @@ def edit(draw: Any, ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         del rules[draw(st.integers(0, len(rules) - 1))]
     elif kind == "flip":
         ps[i]["action"] = "DENY" if ps[i]["action"] == "ALLOW" else "ALLOW"
-    elif kind == "method" and rules:
-        r = rules[0]
-        r["to"] = [{"operation": {"methods": [draw(st.sampled_from(METHODS))]}}]
+    elif kind == "tweak" and rules:
+        (tweak or _other_method)(draw, rules[0])
     else:
-        rules.append(draw(rule))
+        rules.append(draw(new_rule))
     return ps
+
+
+def _other_method(draw: Any, r: dict[str, Any]) -> None:
+    r["to"] = [{"operation": {"methods": [draw(st.sampled_from(METHODS))]}}]
 
 
 def write_mesh(root: Path, name: str, ps: list[dict[str, Any]]) -> Path:
@@ -139,14 +150,23 @@ def random_requests(rng: random.Random, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def assert_sound(old_dir: Path, new_dir: Path, seed: int, n: int = 150) -> Comparison:
+RequestMaker = Callable[[random.Random, int], list[dict[str, Any]]]
+
+
+def assert_sound(
+    old_dir: Path, new_dir: Path, seed: int, n: int = 150, requests: RequestMaker | None = None
+) -> Comparison:
+    """The engine's answer on two meshes, checked by ``check``: each witness is
+    decided differently on the two sides; when it says "equivalent", ``n``
+    random requests (from ``requests``, by default ``random_requests``) are
+    decided alike."""
     old, new = load_mesh((str(old_dir),)).snapshot, load_mesh((str(new_dir),)).snapshot
     result = compare_meshes(old, new)
     a, b = Confirmer(old), Confirmer(new)
     for change in [*result.opened, *result.closed]:
         assert a.decide(change.witness).verdict != b.decide(change.witness).verdict, change
     if result.equivalent:
-        for req in random_requests(random.Random(seed), n):
+        for req in (requests or random_requests)(random.Random(seed), n):
             assert a.decide(req).verdict == b.decide(req).verdict, req
     return result
 
