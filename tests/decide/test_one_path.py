@@ -86,14 +86,14 @@ def differences(a: Outcome, b: Outcome) -> list[str]:
 def cold_view(p: Prepared, r: Request) -> RequestView:
     """``r``'s view computed afresh: none of the view's memos (the codec's verdicts,
     the destination's normalized paths and added headers) holds anything."""
-    saved = p.views_
-    p.views_ = ViewMemo()
+    saved = p.view_memo
+    p.view_memo = ViewMemo()
     view_module._codec.cache_clear()
     view_module._peer.cache_clear()
     try:
         return request_view(p, r)
     finally:
-        p.views_ = saved
+        p.view_memo = saved
 
 
 def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
@@ -515,6 +515,6 @@ def test_the_view_memos_are_bounded() -> None:
     for i in range(view_module.DESTINATION_MEMO_SIZE * 2 + 7):
         r = dataclasses.replace(base, path=f"/api/v1/data/{i}")
         view = request_view(p, r)
-        assert len(p.views_.paths) <= view_module.DESTINATION_MEMO_SIZE
+        assert len(p.view_memo.paths) <= view_module.DESTINATION_MEMO_SIZE
         if i % 97 == 0:
             assert cold_view(p, r) == view

@@ -107,7 +107,7 @@ class Prepared:
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
     # what request views to this destination computed, by their inputs (decide.view)
-    views_: ViewMemo = field(default_factory=ViewMemo, init=False, repr=False, compare=False)
+    view_memo: ViewMemo = field(default_factory=ViewMemo, init=False, repr=False, compare=False)
 
     @property
     def xff(self) -> XffSettings:

@@ -113,7 +113,7 @@ def request_view(p: Prepared, r: Request) -> RequestView:
     path = r.path
     remote_ip = r.remote_ip
     if r.protocol == "http":
-        memo = p.views_
+        memo = p.view_memo
         refused, block = _codec(r.method, r.path, r.host, r.headers)
         norm = refused or memo.paths.get(r.path)
         if norm is None:
@@ -173,7 +173,6 @@ def _added_headers(
     the connection manager adds, rewrites and drops before any filter (:scheme,
     x-forwarded-proto, x-request-id, x-forwarded-client-cert with mTLS); and the
     remote address (given, or derived from X-Forwarded-For as the HCM is set up)."""
-    settings = p.header_settings
     downstream = Downstream(
         tls=peer is not None,
         peer=peer,
@@ -181,7 +180,7 @@ def _added_headers(
         direct_remote_ip=source_ip,
         remote_ip=remote_ip,
     )
-    headers = request_headers(settings, downstream, sent)
+    headers = request_headers(p.header_settings, downstream, sent)
     # A request given with a remote address stands for a proxy that saw it: the
     # address arrives as X-Forwarded-For unless the client sent one.
     if remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in sent):
@@ -189,7 +188,7 @@ def _added_headers(
     if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
         xff = [v for n, v in headers if n == "x-forwarded-for"]
         remote_ip = remote_address(
-            source_ip, xff, settings.xff.xff_num_trusted_hops, settings.xff.use_remote_address
+            source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
         )
     return tuple(headers), remote_ip
 
