@@ -37,6 +37,7 @@ from typing import Any
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.gateway_hop import through_gateway
+from meshauthz.decide.render import caller_note, check_lines
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
 from meshauthz.mesh.loading import load_mesh
@@ -163,6 +164,19 @@ def test_a_mesh_caller_of_a_gateway_sends_plaintext(tmp_path):
         r.source_principal
         == "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
     )
+
+
+def test_check_says_why_a_mesh_caller_of_a_gateway_is_plaintext(tmp_path):
+    d = _decider(tmp_path, ONLY_A)
+    r = resolve(request_from_data({"from": "internal/a", **AT_GATEWAY}), d.snapshot)
+    lines = check_lines(r, d.decide(r))
+    assert any("internal/a sends plaintext" in line and TLS_MODE_LABEL in line for line in lines), (
+        lines
+    )
+    # with the label, the caller's identity arrives: nothing to explain
+    d = _decider(tmp_path, ONLY_A, gateway_labels=f", {TLS_MODE_LABEL}: istio")
+    r = resolve(request_from_data({"from": "internal/a", **AT_GATEWAY}), d.snapshot)
+    assert caller_note(r) is None
 
 
 def test_a_gateway_labelled_for_istio_mtls_sees_its_callers_identity(tmp_path):

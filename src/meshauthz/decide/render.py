@@ -89,6 +89,22 @@ def caller_without_sidecar(workload: str, inj: Injection) -> str:
     )
 
 
+def caller_note(r: Request) -> str | None:
+    """Why a workload caller arrives in plaintext, when the request does not say."""
+    if not r.source_workload:
+        return None
+    if r.source_injection is not None:
+        return caller_without_sidecar(r.source_workload, r.source_injection)
+    if r.plaintext and not r.destination.auto_mtls:
+        return (
+            f"the caller {r.source_workload} sends plaintext to {r.destination.key}: its "
+            "sidecar originates Istio mTLS only to pods labelled "
+            "security.istio.io/tlsMode=istio, which gateway pods are not (where a "
+            "DestinationRule sets ISTIO_MUTUAL, give the caller's principal)"
+        )
+    return None
+
+
 def reason(cause: Cause) -> str:
     """The one sentence that says why."""
     match cause:
@@ -351,8 +367,8 @@ def check_lines(
 ) -> list[str]:
     """``check``'s text for one decision."""
     lines = [f"{verdict(d)} ({d.status}) {request_line(r)}", f"  {d.reason}"]
-    if r.source_workload and r.source_injection is not None:
-        lines.append(f"  {caller_without_sidecar(r.source_workload, r.source_injection)}")
+    if (note := caller_note(r)) is not None:
+        lines.append(f"  {note}")
     if (inferred := protocol_inferred(r)) is not None:
         lines.append(f"  {inferred}")
     if d.condition is not None:
@@ -380,8 +396,8 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     lists them."""
     lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
     lines += path_lines(d)
-    if r.source_workload and r.source_injection is not None:
-        lines.append(caller_without_sidecar(r.source_workload, r.source_injection))
+    if (note := caller_note(r)) is not None:
+        lines.append(note)
     if (inferred := protocol_inferred(r)) is not None:
         lines.append(inferred)
     if applicable:
