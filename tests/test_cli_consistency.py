@@ -12,7 +12,8 @@ import pytest
 
 from meshauthz.cli import validate as validate_module
 from meshauthz.cli.common import PathArg
-from meshauthz.cli.main import cli, main
+from meshauthz.cli.group import cli
+from meshauthz.cli.main import main
 
 SEED = "examples/seed"
 CHECK = ["check", "-f", SEED, "--from", "default/frontend", "--to", "default/backend"]

@@ -232,7 +232,7 @@ def test_mesh_logs_keeps_n_as_its_line_count():
     # mesh logs reads no manifests: -n stays --tail (as tail -n)
     import click
 
-    from meshauthz.cli.main import cli
+    from meshauthz.cli.group import cli
 
     mesh = cli.get_command(click.Context(cli), "mesh")  # imported on first use
     assert isinstance(mesh, click.Group)

@@ -70,14 +70,5 @@ def main(argv: list[str] | None = None, prog_name: str = "meshauthz") -> None:
         sys.exit(EXIT_INTERNAL)
 
 
-def __getattr__(name: str) -> object:
-    # the group lives in cli.group, imported only when a command runs
-    if name in ("cli", "value_options", "COMMANDS", "LazyGroup"):
-        from meshauthz.cli import group
-
-        return getattr(group, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 if __name__ == "__main__":
     main()
