@@ -12,7 +12,7 @@ and direction).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -237,6 +237,17 @@ def unenforced(p: Prepared) -> SymbolicChain:
     return SymbolicChain(p, [(z3.BoolVal(True), End("ALLOW", Stage.NO_SIDECAR))])
 
 
+def _rbac_nodes(p: Prepared) -> Iterator[Any]:
+    """Every permission and principal of the RBAC policies ``p``'s filters
+    enforce or shadow."""
+    for stage in (*p.custom, *p.rest):
+        cf = stage.compiled
+        for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
+            for _, policy in engine.rbac.policies if engine is not None else ():
+                yield from policy.permissions
+                yield from policy.principals
+
+
 def _reads_destination_ip(node: Any) -> bool:
     match node:
         case PermDestinationIp():
@@ -260,13 +271,9 @@ def _chain_shape(p: Prepared) -> tuple[Any, ...]:
         nonlocal reads_host
         reads_host = reads_host or h.name.lower() == ":authority"
 
-    for stage in stages:
-        cf = stage.compiled
-        for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
-            for _, policy in engine.rbac.policies if engine is not None else ():
-                reads_ip = reads_ip or any(_reads_destination_ip(n) for n in policy.permissions)
-                for node in (*policy.permissions, *policy.principals):
-                    header_matchers(node, header)
+    for node in _rbac_nodes(p):
+        reads_ip = reads_ip or _reads_destination_ip(node)  # False for a principal
+        header_matchers(node, header)
     return (
         [(s.built.stage, s.built.filter, s.built.sources, s.built.provider) for s in stages],
         [s.policy.key for s in p.selected],
@@ -297,14 +304,8 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
         matchers.setdefault(h.name.lower(), set()).add(h)
 
     for p in prepared:
-        for stage in (*p.custom, *p.rest):
-            cf = stage.compiled
-            if cf is None:
-                continue
-            for engine in (cf.shadow_engine, cf.engine):
-                for _, policy in engine.rbac.policies if engine is not None else ():
-                    for node in (*policy.permissions, *policy.principals):
-                        header_matchers(node, add)
+        for node in _rbac_nodes(p):
+            header_matchers(node, add)
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
     add_jwt_space(space, prepared)

@@ -65,7 +65,7 @@ from meshauthz.symbolic.compare import (
     destinations,
 )
 from meshauthz.symbolic.regex import Unencodable
-from meshauthz.symbolic.space import Space
+from meshauthz.symbolic.space import Space, ip_value, model_ip
 from meshauthz.symbolic.witness import (
     ANY_PRINCIPAL,
     Confirmer,
@@ -127,8 +127,7 @@ class Caller:
         if self.principal is not None:
             out.append((space.principal, z3.StringVal(self.principal)))
         if self.ip is not None:
-            ip = ipaddress.ip_address(self.ip)
-            values = (z3.BitVecVal(int(ip), 128), z3.BoolVal(ip.version == 6))
+            values = ip_value(self.ip)
             out += [(space.src, values[0]), (space.src_v6, values[1])]
             if self.kind != "gateway":
                 out += [(space.remote, values[0]), (space.remote_v6, values[1])]
@@ -143,9 +142,9 @@ class Caller:
             c.append(z3.Not(space.plaintext))
             c.append(space.use("principal") == z3.StringVal(self.principal))
         if self.ip is not None:
-            ip = ipaddress.ip_address(self.ip)
-            c.append(space.src == z3.BitVecVal(int(ip), 128))
-            c.append(space.src_v6 == z3.BoolVal(ip.version == 6))
+            ip, v6 = ip_value(self.ip)
+            c.append(space.src == ip)
+            c.append(space.src_v6 == v6)
         if self.kind != "gateway" and self.ip is not None:
             # no X-Forwarded-For of its own: the remote address is the caller's
             c.append(z3.And(space.remote == space.src, space.remote_v6 == space.src_v6))
@@ -323,8 +322,8 @@ def _wishes(space: Space, host: str, caller: Caller) -> list[list[z3.BoolRef]]:
         space.sni == z3.StringVal(""),
     ]
     if caller.ip is None:
-        src = ipaddress.ip_address(DEFAULT_SOURCE_IP)
-        wishes.append(z3.And(z3.Not(space.src_v6), space.src == z3.BitVecVal(int(src), 128)))
+        src, v6 = ip_value(DEFAULT_SOURCE_IP)
+        wishes.append(z3.And(space.src_v6 == v6, space.src == src))
     if not space.http:
         return [wishes]
     if "host" in space.used:
@@ -474,8 +473,7 @@ def gateway_hop(
     g = encode_chain(pg, space, ext_authz)
     # at the gateway: a plaintext client (no certificate, no SNI)
     at_gw = [(space.plaintext, z3.BoolVal(True)), (space.sni, z3.StringVal(""))]
-    ip = ipaddress.ip_address(pg.workload.address)
-    gw_ip, gw_v6 = z3.BitVecVal(int(ip), 128), z3.BoolVal(ip.version == 6)
+    gw_ip, gw_v6 = ip_value(pg.workload.address)
     remote: z3.ExprRef
     remote_v6: z3.ExprRef
     if http:  # the gateway appends its peer (itself for a loopback peer); the last entry
@@ -661,11 +659,12 @@ class Reacher:
         ends = ztunnel_ends(
             held.policies, Connection.of(ip0, r.destination.address, r.port, peer), space
         )
-        addr0 = ipaddress.ip_address(ip0)
-        at_ip0 = [
-            (space.src, z3.BitVecVal(int(addr0), 128)),
-            (space.src_v6, z3.BoolVal(addr0.version == 6)),
-        ]
+
+        def at(ip: str) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+            value, v6 = ip_value(ip)
+            return [(space.src, value), (space.src_v6, v6)]
+
+        at_ip0 = at(ip0)
 
         def address(cond: z3.BoolRef) -> str | None:
             """The default address if it satisfies ``cond``, else one that does."""
@@ -679,19 +678,10 @@ class Reacher:
                 raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
             if verdict == z3.unsat:
                 return None
-            m = solver.model()
-            n = m.eval(space.src, model_completion=True)
-            assert isinstance(n, z3.BitVecNumRef)
-            if z3.is_true(m.eval(space.src_v6, model_completion=True)):
-                return str(ipaddress.IPv6Address(n.as_long()))
-            return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
+            return model_ip(solver.model(), space.src_v6, space.src)
 
         def end_at(ip: str) -> End:
-            a = ipaddress.ip_address(ip)
-            values = [
-                (space.src, z3.BitVecVal(int(a), 128)),
-                (space.src_v6, z3.BoolVal(a.version == 6)),
-            ]
+            values = at(ip)
             for cond, end, _ in ends:
                 if z3.is_true(z3.simplify(z3.substitute(cond, *values))):
                     return end
@@ -931,14 +921,14 @@ class Reacher:
         confirmed by ``check``; None when it is not in the space, does not
         satisfy ``want``, or a formula does not reduce to a constant."""
         ip = caller.ip or DEFAULT_SOURCE_IP
-        addr = ipaddress.ip_address(ip)
+        addr, v6 = ip_value(ip)
         values = [*fixed]
         given = {v.get_id() for v, _ in fixed}
         for var, value in (
-            (space.src, z3.BitVecVal(int(addr), 128)),
-            (space.src_v6, z3.BoolVal(addr.version == 6)),
-            (space.remote, z3.BitVecVal(int(addr), 128)),
-            (space.remote_v6, z3.BoolVal(addr.version == 6)),
+            (space.src, addr),
+            (space.src_v6, v6),
+            (space.remote, addr),
+            (space.remote_v6, v6),
             (space.sni, z3.StringVal("")),
             # a plaintext caller's is never read, but the space has one
             (space.principal, z3.StringVal(caller.principal or ANY_PRINCIPAL)),

@@ -30,6 +30,7 @@ What the space holds, and why it is exact:
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 import z3
@@ -248,6 +249,21 @@ def _ip_ok(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     return z3.Or(v6, z3.Extract(127, 32, ip) == 0)
 
 
+def ip_value(address: str) -> tuple[z3.BitVecRef, z3.BoolRef]:
+    """An address as the space holds it: its 128 bits and whether it is IPv6."""
+    a = ipaddress.ip_address(address)
+    return z3.BitVecVal(int(a), 128), z3.BoolVal(a.version == 6)
+
+
+def model_ip(model: z3.ModelRef, v6: z3.BoolRef, ip: z3.BitVecRef) -> str:
+    """The address a model gives an address variable (``ip_value`` reversed)."""
+    n = model.eval(ip, model_completion=True)
+    assert isinstance(n, z3.BitVecNumRef)
+    if z3.is_true(model.eval(v6, model_completion=True)):
+        return str(ipaddress.IPv6Address(n.as_long()))
+    return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
+
+
 def header_encodable(name: str) -> bool:
     """Whether a header with this (lower case) name is a request variable: the
     ones a client sends as they are. Raises ``Unencodable`` for the headers the
@@ -274,4 +290,6 @@ __all__ = [
     "JwtSpace",
     "Space",
     "header_encodable",
+    "ip_value",
+    "model_ip",
 ]

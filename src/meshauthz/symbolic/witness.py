@@ -11,7 +11,6 @@ never an answer.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 from collections.abc import Iterable
@@ -34,7 +33,7 @@ from meshauthz.symbolic.chain import End
 from meshauthz.symbolic.jwt import wishes as jwt_wishes
 from meshauthz.symbolic.jwt import witness_token
 from meshauthz.symbolic.matchers import header_matchers
-from meshauthz.symbolic.space import METHODS, Space
+from meshauthz.symbolic.space import METHODS, Space, ip_value, model_ip
 
 # The caller's identity in a witness when no matcher reads it.
 ANY_PRINCIPAL = "cluster.local/ns/default/sa/default"
@@ -61,14 +60,6 @@ def _string(model: z3.ModelRef, v: z3.SeqRef) -> str:
     return str(value.as_string())
 
 
-def _ip(model: z3.ModelRef, v6: z3.BoolRef, ip: z3.BitVecRef) -> str:
-    n = model.eval(ip, model_completion=True)
-    assert isinstance(n, z3.BitVecNumRef)
-    if z3.is_true(model.eval(v6, model_completion=True)):
-        return str(ipaddress.IPv6Address(n.as_long()))
-    return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
-
-
 def witness_request(
     model: z3.ModelRef,
     space: Space,
@@ -79,8 +70,8 @@ def witness_request(
     """The request ``model`` describes, in the request format. ``caller``: the
     workload ("namespace/name") the model's caller is, when callers are workloads;
     ``host``: the Host left out when the request has it (the default on both sides)."""
-    src = _ip(model, space.src_v6, space.src)
-    remote = _ip(model, space.remote_v6, space.remote)
+    src = model_ip(model, space.src_v6, space.src)
+    remote = model_ip(model, space.remote_v6, space.remote)
     req: dict[str, Any] = {}
     if caller is not None:
         req["from"] = caller
@@ -312,7 +303,7 @@ def readable_model(
     any regex), all of them within ``WISH_BUDGET_MS``. ``timeout_ms``: the
     solver's own time limit, restored afterwards. ``model``: a model of the
     constraints to start from (by default the solver's)."""
-    default_src = z3.BitVecVal(int(ipaddress.ip_address(DEFAULT_SOURCE_IP)), 128)
+    default_src = ip_value(DEFAULT_SOURCE_IP)[0]
     evaluated, granted = _evaluated_wishes(solver, space, host, default_src, model)
     if granted:
         return evaluated
