@@ -496,7 +496,8 @@ class Comparer:
                 result.closed.extend(reused[1])
                 return
         # the chains that run: a side without a sidecar has none
-        running = [p for p, on in ((po, enforced[0]), (pn, enforced[1])) if on]
+        sides = ((po, enforced[0]), (pn, enforced[1]))
+        running = [p for p, on in sides if on]
         for p in running:
             if http and p.path_options.unmodelled():
                 raise Unencodable(str(p.path_options.unmodelled()))
@@ -506,8 +507,7 @@ class Comparer:
             constraint, keys = _callers_constraint(space, self.old, self.new)
             space.extra.append(constraint)
         co, cn = (
-            encode_chain(p, space, self.ext_authz) if on else unenforced(p)
-            for p, on in ((po, enforced[0]), (pn, enforced[1]))
+            encode_chain(p, space, self.ext_authz) if on else unenforced(p) for p, on in sides
         )
         domain = space.domain()
         answered: list[list[Change]] = []
