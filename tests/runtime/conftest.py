@@ -103,6 +103,12 @@ def mesh_runner(tmp_path: Path) -> Iterator[Callable[..., Mesh]]:
     for state in started:
         pids.extend(supervisor.recorded_pids(state))
         supervisor.down(state, timeout=10)
+    # a process that is exiting has already lost its command line (so the
+    # mesh's identity checks see it gone) but keeps its PID a moment longer
+    deadline = time.monotonic() + 5
     left = [p for p in set(pids) if supervisor._alive(p)]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = [p for p in left if supervisor._alive(p)]
     assert not left, f"processes left running after mesh down: {left}"
     assert not any(s.exists() for s in started), "state directories left behind"
