@@ -65,7 +65,7 @@ from meshauthz.symbolic.compare import (
     destinations,
 )
 from meshauthz.symbolic.regex import Unencodable
-from meshauthz.symbolic.space import Space, ip_value, model_ip
+from meshauthz.symbolic.space import Space, ip_value, model_ip, read_variables
 from meshauthz.symbolic.witness import (
     ANY_PRINCIPAL,
     Confirmer,
@@ -564,16 +564,43 @@ class Reacher:
                 yield Row(c, dest, "unknown", str(e))
             return
         host = default_host(self.snapshot, dest.workload)
+        reads = read_variables([c for c, _ in chain.ends])
+        classes: dict[tuple[Any, ...], tuple[Row, Found | None, Found | None]] = {}
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
                 # the gateway's own filters decide first, on what its clients send
                 yield self.through_gateway(c, dest, p)
                 continue
             self.domain = domain
+            key = _caller_class(c, space, reads)
             try:
-                yield self.row(c, dest, p, space, chain, domain, host)
+                hit = classes.get(key) if key is not None else None
+                if hit is not None:
+                    yield self.same_as(hit, c)
+                    continue
+                row, allowed, denied = self.found_row(c, dest, p, space, chain, domain, host)
+                if key is not None:
+                    classes[key] = (row, allowed, denied)
+                yield row
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def same_as(self, hit: tuple[Row, Found | None, Found | None], caller: Caller) -> Row:
+        """The row of a workload caller the chain cannot tell from an earlier
+        one (``_caller_class``): its answer, with witnesses sent by this caller,
+        each confirmed by ``check``."""
+        row, allowed, denied = hit
+        witnesses: list[dict[str, Any] | None] = []
+        for found in (allowed, denied):
+            if found is None:
+                witnesses.append(None)
+                continue
+            req = {**found.request, "from": caller.workload}
+            self.confirmer.confirm(req, found.end)
+            witnesses.append(req)
+        return replace(
+            row, caller=caller, allowed_witness=witnesses[0], denied_witness=witnesses[1]
+        )
 
     def _waypoint(self, dest: Destination) -> str | None:
         """A waypoint some request to ``dest`` goes through (``decide.path.binding_for``:
@@ -781,6 +808,20 @@ class Reacher:
         host: str,
         hop: GatewayHop | None = None,
     ) -> Row:
+        return self.found_row(caller, dest, p, space, chain, domain, host, hop)[0]
+
+    def found_row(
+        self,
+        caller: Caller,
+        dest: Destination,
+        p: Prepared,
+        space: Space,
+        chain: SymbolicChain,
+        domain: z3.BoolRef,
+        host: str,
+        hop: GatewayHop | None = None,
+    ) -> tuple[Row, Found | None, Found | None]:
+        """``row``, with the allowed and the denied witness found."""
         fixed = caller.fixed(space)
 
         def known(f: z3.BoolRef) -> z3.BoolRef:
@@ -823,7 +864,8 @@ class Reacher:
         # formulas with every variable given; then one of the other kind
         first = self.plain(caller, dest, space, chain, fixed, host, hop=hop) or find([])
         if first is None:  # no request of this caller gets here at all
-            return Row(caller, dest, "none", "no request from this caller reaches the port")
+            none = Row(caller, dest, "none", "no request from this caller reaches the port")
+            return none, None, None
         found = [first]
         other = [c for c, e in live if e.verdict != first.end.verdict]
         second = None
@@ -864,7 +906,7 @@ class Reacher:
             conditions = (
                 self.hop_conditions(hop, dest, ends, gateway_grants) if verdict_ == "some" else None
             )
-        return Row(
+        row = Row(
             caller,
             dest,
             verdict_,
@@ -875,6 +917,7 @@ class Reacher:
             allowed[0].onward if allowed else None,
             denied[0].onward if denied else None,
         )
+        return row, allowed[0] if allowed else None, denied[0] if denied else None
 
     def confirm_hop(
         self, hop: GatewayHop, dest: Destination, req: dict[str, Any], sni: str, end: End
@@ -1061,6 +1104,28 @@ class Reacher:
         if unless:
             out += "; unless " + " or ".join(dict.fromkeys(unless))
         return out
+
+
+# The variables a caller fixes (``Caller.fixed``), by name.
+_CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
+
+
+def _caller_class(caller: Caller, space: Space, reads: set[int] | None) -> tuple[Any, ...] | None:
+    """What a destination's chain can tell of a workload caller: the values it
+    fixes of the variables the chain reads (``reads``), and whether it fixes an
+    identity and an address at all (the row's conditions leave those out). Two
+    callers of one class get the same row but for the caller and the witnesses'
+    sender. None: a caller of another kind, or a chain whose reads are not known."""
+    if caller.kind != "workload" or caller.workload is None or reads is None:
+        return None
+    values = {var.get_id(): value for var, value in caller.fixed(space)}
+    key: list[Any] = [caller.principal is None, caller.ip is None]
+    for name in _CALLER_VARIABLES:
+        var = getattr(space, name)
+        if var.get_id() in reads:
+            value = values.get(var.get_id())
+            key.append(None if value is None else value.sexpr())
+    return tuple(key)
 
 
 def _merge(rows: list[Row], entries: list[Destination]) -> Row:

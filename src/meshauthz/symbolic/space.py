@@ -31,6 +31,7 @@ What the space holds, and why it is exact:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import z3
@@ -264,6 +265,28 @@ def model_ip(model: z3.ModelRef, v6: z3.BoolRef, ip: z3.BitVecRef) -> str:
     return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
 
 
+def read_variables(formulas: Iterable[z3.ExprRef]) -> set[int] | None:
+    """The AST ids of the variables ``formulas`` read (each shared subterm visited
+    once); None when a formula holds a quantifier, whose body is not walked."""
+    out: set[int] = set()
+    seen: set[int] = set()
+    todo = list(formulas)
+    while todo:
+        e = todo.pop()
+        i = e.get_id()
+        if i in seen:
+            continue
+        seen.add(i)
+        if z3.is_const(e):
+            if e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
+                out.add(i)
+        elif z3.is_app(e):
+            todo.extend(e.children())
+        else:
+            return None
+    return out
+
+
 def header_encodable(name: str) -> bool:
     """Whether a header with this (lower case) name is a request variable: the
     ones a client sends as they are. Raises ``Unencodable`` for the headers the
@@ -292,4 +315,5 @@ __all__ = [
     "header_encodable",
     "ip_value",
     "model_ip",
+    "read_variables",
 ]
