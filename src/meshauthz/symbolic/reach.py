@@ -65,7 +65,7 @@ from meshauthz.symbolic.compare import (
     destinations,
 )
 from meshauthz.symbolic.regex import Unencodable
-from meshauthz.symbolic.space import Space, ip_value, model_ip, read_variables
+from meshauthz.symbolic.space import Space, ip_value, model_ip, read_of
 from meshauthz.symbolic.witness import (
     ANY_PRINCIPAL,
     Confirmer,
@@ -119,18 +119,30 @@ class Caller:
         src = resolve_source(RequestSpec(SourceSpec(principal=principal), to=""), None)
         return Caller(text, "identity", principal=principal, ip=ip, namespace=src.namespace)
 
-    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-        """The request variables this caller fixes, with their values."""
-        out: list[tuple[z3.ExprRef, z3.ExprRef]] = [
-            (space.plaintext, z3.BoolVal(self.principal is None))
-        ]
+    def given(self) -> dict[str, Any]:
+        """The request variables this caller fixes (by name), with their values."""
+        out: dict[str, Any] = {"plaintext": self.principal is None}
         if self.principal is not None:
-            out.append((space.principal, z3.StringVal(self.principal)))
+            out["principal"] = self.principal
         if self.ip is not None:
-            values = ip_value(self.ip)
-            out += [(space.src, values[0]), (space.src_v6, values[1])]
+            out["src"] = out["src_v6"] = self.ip
             if self.kind != "gateway":
-                out += [(space.remote, values[0]), (space.remote_v6, values[1])]
+                out["remote"] = out["remote_v6"] = self.ip
+        return out
+
+    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+        """``given`` as the space's variables and z3 values."""
+        out: list[tuple[z3.ExprRef, z3.ExprRef]] = []
+        for name, value in self.given().items():
+            var = getattr(space, name)
+            if name == "plaintext":
+                out.append((var, z3.BoolVal(value)))
+            elif name == "principal":
+                out.append((var, z3.StringVal(value)))
+            elif name in ("src", "remote"):
+                out.append((var, ip_value(value)[0]))
+            else:
+                out.append((var, ip_value(value)[1]))
         return out
 
     def constraint(self, space: Space) -> z3.BoolRef:
@@ -564,7 +576,9 @@ class Reacher:
                 yield Row(c, dest, "unknown", str(e))
             return
         host = default_host(self.snapshot, dest.workload)
-        reads = read_variables([c for c, _ in chain.ends])
+        reads = read_of(
+            [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
+        )
         classes: dict[tuple[Any, ...], tuple[Row, Found | None, Found | None]] = {}
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
@@ -572,7 +586,7 @@ class Reacher:
                 yield self.through_gateway(c, dest, p)
                 continue
             self.domain = domain
-            key = _caller_class(c, space, reads)
+            key = _caller_class(c, reads)
             try:
                 hit = classes.get(key) if key is not None else None
                 if hit is not None:
@@ -900,6 +914,10 @@ class Reacher:
                 for c, e in hop.gateway_allows:
                     if e.policy is not None and decides(z3.simplify(z3.And(known(c), passed))):
                         gateway_grants.append(e)
+        # in the chain's order, not the order they were found in (which the
+        # solver's models decide)
+        order = {e: i for i, (_, e) in enumerate(chain.ends)}
+        ends.sort(key=lambda e: order.get(e, len(order)))
         if hop is None:
             conditions = self.conditions(caller, ends) if verdict_ == "some" else None
         else:
@@ -1110,22 +1128,20 @@ class Reacher:
 _CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
 
 
-def _caller_class(caller: Caller, space: Space, reads: set[int] | None) -> tuple[Any, ...] | None:
+def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...] | None:
     """What a destination's chain can tell of a workload caller: the values it
     fixes of the variables the chain reads (``reads``), and whether it fixes an
     identity and an address at all (the row's conditions leave those out). Two
     callers of one class get the same row but for the caller and the witnesses'
-    sender. None: a caller of another kind, or a chain whose reads are not known."""
-    if caller.kind != "workload" or caller.workload is None or reads is None:
+    sender. None: a caller of another kind."""
+    if caller.kind != "workload" or caller.workload is None:
         return None
-    values = {var.get_id(): value for var, value in caller.fixed(space)}
-    key: list[Any] = [caller.principal is None, caller.ip is None]
-    for name in _CALLER_VARIABLES:
-        var = getattr(space, name)
-        if var.get_id() in reads:
-            value = values.get(var.get_id())
-            key.append(None if value is None else value.sexpr())
-    return tuple(key)
+    given = caller.given()
+    return (
+        caller.principal is None,
+        caller.ip is None,
+        *(given.get(name) for name in _CALLER_VARIABLES if name in reads),
+    )
 
 
 def _merge(rows: list[Row], entries: list[Destination]) -> Row:

@@ -31,7 +31,6 @@ What the space holds, and why it is exact:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import z3
@@ -265,26 +264,16 @@ def model_ip(model: z3.ModelRef, v6: z3.BoolRef, ip: z3.BitVecRef) -> str:
     return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
 
 
-def read_variables(formulas: Iterable[z3.ExprRef]) -> set[int] | None:
-    """The AST ids of the variables ``formulas`` read (each shared subterm visited
-    once); None when a formula holds a quantifier, whose body is not walked."""
-    out: set[int] = set()
-    seen: set[int] = set()
-    todo = list(formulas)
-    while todo:
-        e = todo.pop()
-        i = e.get_id()
-        if i in seen:
-            continue
-        seen.add(i)
-        if z3.is_const(e):
-            if e.decl().kind() == z3.Z3_OP_UNINTERPRETED:
-                out.add(i)
-        elif z3.is_app(e):
-            todo.extend(e.children())
-        else:
-            return None
-    return out
+def read_of(formulas: list[z3.BoolRef], variables: dict[str, z3.ExprRef]) -> frozenset[str]:
+    """The names of the ``variables`` that ``formulas`` read: those whose
+    replacement by a fresh variable changes them (z3 shares equal terms, so a
+    formula without the variable comes back as the very same term)."""
+    whole = z3.And(*formulas)
+    out = set()
+    for name, var in variables.items():
+        if not z3.substitute(whole, (var, z3.FreshConst(var.sort()))).eq(whole):
+            out.add(name)
+    return frozenset(out)
 
 
 def header_encodable(name: str) -> bool:
@@ -315,5 +304,5 @@ __all__ = [
     "header_encodable",
     "ip_value",
     "model_ip",
-    "read_variables",
+    "read_of",
 ]
