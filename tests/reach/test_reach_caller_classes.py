@@ -1,7 +1,9 @@
 """Workload callers a destination's chain cannot tell apart share one row's
-answer (``reach._caller_class``): the rows are the ones computed caller by
-caller, but for the witnesses' sender, and every witness is still decided by
-``check`` as the row says."""
+answer (``reach._caller_class``), and so do destinations whose formulas are
+the same (``Reacher._classes``: replicas, ports a policy treats alike): the
+rows are the ones computed caller by caller and destination by destination,
+but for the witnesses' sender and receiver, and every witness is still
+decided by ``check`` as the row says."""
 
 from __future__ import annotations
 
@@ -33,6 +35,12 @@ NCA_ATTRS = REPO / "benchmarks" / "nca_inputs" / "bookinfo_request_attrs"
 BOOKINFO_NS = REPO / "benchmarks" / "nca_inputs" / "bookinfo" / "bookinfo_ns_list.json"
 
 
+def _replica(d: Path) -> None:
+    """A second backend Deployment the Service and the policies select alike."""
+    text = (d / "backend.yaml").read_text().split("---")[0]
+    (d / "backend-2.yaml").write_text(text.replace("name: backend\n", "name: backend-2\n", 1))
+
+
 def _callers_file(d: Path) -> None:
     docs: list[dict[str, Any]] = [
         {
@@ -61,7 +69,8 @@ def _both_ways(
     snap = load_mesh(paths).snapshot
     classes = reach(snap)
     with monkeypatch.context() as m:
-        m.setattr(reach_module, "_caller_class", lambda *a: None)
+        m.setattr(reach_module, "_caller_class", lambda c, reads: ("caller", c))
+        m.setattr(reach_module.Reacher, "_classes", lambda self, *a: {})
         alone = reach(snap)
     return classes, alone, snap
 
@@ -109,6 +118,7 @@ def test_random_policies_give_the_rows_computed_caller_by_caller(
 ) -> None:
     d = write_mesh(tmp_path_factory.mktemp("mesh"), "mesh", ps)
     _callers_file(d)
+    _replica(d)
     classes, alone, snap = _both_ways([str(d)], monkeypatch)
     assert_same_rows(classes, alone, snap)
 
@@ -161,3 +171,22 @@ def test_callers_of_one_class_are_answered_once(
     # backend's callers: frontend's identity (frontend, c1-c3), default's
     # (c4, c5, backend itself), other's (c6), and plaintext
     assert calls[0] < len(rows)
+
+
+def test_destinations_of_one_shape_are_answered_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ps = [{"action": "ALLOW", "rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}]
+    d = write_mesh(tmp_path, "mesh", ps)
+    _replica(d)
+    calls = _shared(monkeypatch)
+    rows = reach(load_mesh([str(d)]).snapshot).rows
+    replicas = [r for r in rows if r.destination.workload.startswith("default/backend")]
+    assert {r.destination.workload for r in replicas} == {"default/backend", "default/backend-2"}
+    assert {r.verdict for r in replicas} == {"some"}
+    for r in replicas:
+        assert r.allowed_witness is not None and r.denied_witness is not None
+        assert r.allowed_witness["to"] == r.denied_witness["to"] == r.destination.workload
+    # nothing reads the caller: per shape (the replicas', frontend's) one row
+    # for the workloads and one for plaintext are computed, the others reused
+    assert len(rows) == 12 and calls[0] == 4

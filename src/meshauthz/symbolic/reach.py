@@ -418,6 +418,10 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
+# A row with its allowed and denied witnesses as found.
+RowFound = tuple["Row", Found | None, Found | None]
+
+
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
@@ -532,6 +536,10 @@ class Reacher:
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
+        # the rows of each caller class, by destination shape (``_classes``)
+        self._shapes: dict[
+            tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
+        ] = {}
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
@@ -579,7 +587,7 @@ class Reacher:
         reads = read_of(
             [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
         )
-        classes: dict[tuple[Any, ...], tuple[Row, Found | None, Found | None]] = {}
+        classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
                 # the gateway's own filters decide first, on what its clients send
@@ -588,32 +596,71 @@ class Reacher:
             self.domain = domain
             key = _caller_class(c, reads)
             try:
-                hit = classes.get(key) if key is not None else None
+                hit = classes.get(key)
                 if hit is not None:
-                    yield self.same_as(hit, c)
-                    continue
+                    row = self.same_as(hit, c, dest)
+                    if row is not None:
+                        yield row
+                        continue
                 row, allowed, denied = self.found_row(c, dest, p, space, chain, domain, host)
-                if key is not None:
-                    classes[key] = (row, allowed, denied)
+                classes[key] = (row, allowed, denied)
                 yield row
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
 
-    def same_as(self, hit: tuple[Row, Found | None, Found | None], caller: Caller) -> Row:
-        """The row of a workload caller the chain cannot tell from an earlier
-        one (``_caller_class``): its answer, with witnesses sent by this caller,
-        each confirmed by ``check``."""
+    def _classes(
+        self,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        domain: z3.BoolRef,
+        host: str,
+        callers: list[Caller],
+    ) -> dict[tuple[Any, ...], RowFound]:
+        """The rows found so far for the callers' classes at destinations whose
+        formulas are the very ones of ``dest``'s (z3 shares equal terms: the same
+        AST ids) with the same callers: replicas, ports a policy treats alike.
+        The terms are kept with the rows, so that their ids stay theirs."""
+        shape = (
+            dest.protocol,
+            tuple((c.get_id(), e) for c, e in chain.ends),
+            domain.get_id(),
+            tuple(sorted(space.used)),
+            tuple(space.headers),
+            host if "host" in space.used else None,
+            tuple(callers),
+        )
+        hit = self._shapes.get(shape)
+        if hit is None:
+            hit = self._shapes[shape] = (chain, domain, {})
+        return hit[2]
+
+    def same_as(self, hit: RowFound, caller: Caller, dest: Destination) -> Row | None:
+        """The row of a caller the formulas cannot tell from an earlier one
+        (``_caller_class``, ``_classes``): its answer, with the witnesses sent by
+        this caller to ``dest``, each confirmed by ``check``. None when ``check``
+        decides one otherwise (what the formulas cannot tell apart, the path
+        from caller to destination can: a workload calling itself)."""
         row, allowed, denied = hit
         witnesses: list[dict[str, Any] | None] = []
         for found in (allowed, denied):
             if found is None:
                 witnesses.append(None)
                 continue
-            req = {**found.request, "from": caller.workload}
-            self.confirmer.confirm(req, found.end)
+            req = {**found.request, "to": dest.workload, "port": dest.port}
+            if caller.kind == "workload":
+                req["from"] = caller.workload
+            try:
+                self.confirmer.confirm(req, found.end)
+            except WitnessMismatch:
+                return None
             witnesses.append(req)
         return replace(
-            row, caller=caller, allowed_witness=witnesses[0], denied_witness=witnesses[1]
+            row,
+            caller=caller,
+            destination=dest,
+            allowed_witness=witnesses[0],
+            denied_witness=witnesses[1],
         )
 
     def _waypoint(self, dest: Destination) -> str | None:
@@ -1128,14 +1175,14 @@ class Reacher:
 _CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
 
 
-def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...] | None:
-    """What a destination's chain can tell of a workload caller: the values it
-    fixes of the variables the chain reads (``reads``), and whether it fixes an
-    identity and an address at all (the row's conditions leave those out). Two
-    callers of one class get the same row but for the caller and the witnesses'
-    sender. None: a caller of another kind."""
+def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
+    """What a destination's chain can tell of a caller. A workload's: the values
+    it fixes of the variables the chain reads (``reads``), and whether it fixes
+    an identity and an address at all (the row's conditions leave those out);
+    two workloads of one class get the same row but for the witnesses' sender.
+    Any other caller is a class of its own."""
     if caller.kind != "workload" or caller.workload is None:
-        return None
+        return ("caller", caller)
     given = caller.given()
     return (
         caller.principal is None,
