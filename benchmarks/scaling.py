@@ -13,7 +13,6 @@ child process, so that the memory generating them takes is not counted.
 
 from __future__ import annotations
 
-import gc
 import json
 import resource
 import statistics
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import meshgen
 
+from meshauthz.cli.common import settle
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
@@ -56,7 +56,7 @@ def point(n: int) -> dict[str, float]:
         load, load_cpu = time.perf_counter() - t0, time.process_time() - c0
         loaded = _hwm()
         rules = meshgen.generate_mesh(Path(tmp) / "again", n)  # the same rules, for requests
-    gc.freeze()  # as the command line does after reading
+    settle()  # as the command line does after reading
     decider = Decider(snapshot)
     t0, c0 = time.perf_counter(), time.process_time()
     for w in snapshot.workloads:

@@ -52,12 +52,27 @@ def load_mesh(
 @contextmanager
 def loading() -> Iterator[None]:
     """Around a command's reading of its input: no cyclic collection meanwhile,
-    and what was read is then frozen (``gc.freeze``). A command answers about one
-    mesh, which lives until it exits: out of the collector's sight, a large one is
-    not walked by every later collection."""
+    then ``settle``."""
     with paused_gc():
         yield
-        gc.freeze()
+        settle()
+
+
+# A count of young collections never reached: no full collection.
+_NO_FULL_COLLECTION = 1 << 30
+
+
+def settle() -> None:
+    """After a command has read its mesh. The mesh lives until the command
+    exits, and so does most of what the command builds from it (each
+    workload's filters and chains, the answers): what was read is frozen
+    (``gc.freeze``), and the collector's full collections, each of which walks
+    every object alive, are left off; the young generations, where short-lived
+    cycles die, are collected as usual. Without this, building every workload
+    of a 10,000-policy mesh spent a third of its time in full collections."""
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, _NO_FULL_COLLECTION)
 
 
 class PathArg(click.Path):
