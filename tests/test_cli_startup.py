@@ -124,3 +124,27 @@ def test_help_lists_every_command() -> None:
     out, _ = _run("--help")
     listed = {line.split()[0] for line in out.split("Commands:")[1].splitlines() if line.strip()}
     assert listed == set(COMMANDS)
+
+
+def test_after_reading_its_mesh_a_command_leaves_it_to_no_full_collection() -> None:
+    # what a command read is frozen and full collections are off, so that
+    # building every workload's filters does not walk the whole heap again and
+    # again (cli.common.settle); young collections go on as before
+    code = (
+        "import gc, sys; from meshauthz.cli.main import main\n"
+        "young = gc.get_threshold()[0]\n"
+        "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print(gc.get_threshold()[0] == young, gc.get_threshold()[2], gc.get_freeze_count(),"
+        " file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "validate", SEED],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    same_young, full, frozen = proc.stderr.splitlines()[-1].split()
+    assert same_young == "True"
+    assert int(full) >= 1 << 30
+    assert int(frozen) > 1000
