@@ -26,6 +26,7 @@ from meshauthz.decide.request import Request, resolve_each
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
+from meshauthz.resources.yamlload import paused_gc
 
 if TYPE_CHECKING:  # config dumps are read only by check --config-dump
     from meshauthz.decide.config_dump import ChainInfo
@@ -199,23 +200,28 @@ def decide_all(
     snapshot = load_mesh(
         o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
-    try:  # a request file is read without positions: fast for many requests
-        specs = specs_from_options(o, positions=False)
-        resolved = resolve_all(specs, snapshot)
-    except MeshauthzError:
-        if not o["request_file"]:
-            raise
-        # again with positions, so that the error names its line
-        specs = specs_from_options(o)
-        resolved = resolve_all(specs, snapshot)
-    decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
-    single = not o["request_file"] or len(specs) == 1
-    flat = [r for _, requests in resolved for r in requests]
-    decisions = iter(decider.decide_many(flat, trace=trace, explain=explain, progress=progress_bar))
-    groups = [
-        (render.target_as_written(s), [(r, next(decisions)) for r in requests])
-        for s, requests in resolved
-    ]
+    # the requests, resolved and decided, live until the output: no cyclic
+    # collection walks them meanwhile (deciding makes no cyclic garbage)
+    with paused_gc():
+        try:  # a request file is read without positions: fast for many requests
+            specs = specs_from_options(o, positions=False)
+            resolved = resolve_all(specs, snapshot)
+        except MeshauthzError:
+            if not o["request_file"]:
+                raise
+            # again with positions, so that the error names its line
+            specs = specs_from_options(o)
+            resolved = resolve_all(specs, snapshot)
+        flags = ambient_flags(o["istiod_flags"])
+        decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=flags)
+        single = not o["request_file"] or len(specs) == 1
+        flat = [r for _, requests in resolved for r in requests]
+        decided = decider.decide_many(flat, trace=trace, explain=explain, progress=progress_bar)
+        decisions = iter(decided)
+        groups = [
+            (render.target_as_written(s), [(r, next(decisions)) for r in requests])
+            for s, requests in resolved
+        ]
     return snapshot, groups, single
 
 

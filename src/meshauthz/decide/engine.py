@@ -49,6 +49,7 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.resources.objects import ServiceEntry
+from meshauthz.resources.yamlload import paused_gc
 from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
@@ -328,21 +329,27 @@ class Decider:
     ) -> list[Decision]:
         """``decide`` for each request; identical requests are decided once (a
         decision depends on the request and the mesh only). ``progress(total)``
-        may return a function told how many are done, now and then."""
+        may return a function told how many are done, now and then.
+
+        No cyclic collection meanwhile: every decision (and its view, its
+        destination's chain) lives on, and deciding makes no cyclic garbage
+        (tests/decide/test_engine.py), so a collector run would walk a growing
+        heap again and again for nothing."""
         seen: dict[Request, Decision] = {}
         out: list[Decision] = []
         tick = progress(len(requests)) if progress is not None else None
-        for i, r in enumerate(requests):
-            try:
-                d = seen.get(r)
-            except TypeError:  # a request holding unhashable values (JWT claims)
-                d = self.decide(r, trace=trace, explain=explain)
-            else:
-                if d is None:
-                    d = seen[r] = self.decide(r, trace=trace, explain=explain)
-            out.append(d)
-            if tick is not None and (i % 500 == 499 or i == len(requests) - 1):
-                tick(i + 1)
+        with paused_gc():
+            for i, r in enumerate(requests):
+                try:
+                    d = seen.get(r)
+                except TypeError:  # a request holding unhashable values (JWT claims)
+                    d = self.decide(r, trace=trace, explain=explain)
+                else:
+                    if d is None:
+                        d = seen[r] = self.decide(r, trace=trace, explain=explain)
+                out.append(d)
+                if tick is not None and (i % 500 == 499 or i == len(requests) - 1):
+                    tick(i + 1)
         return out
 
     def prepare_request(self, request: Request) -> PreparedRequest:
