@@ -17,6 +17,7 @@ from meshauthz.cli.common import (
     PathArg,
     input_options,
     load_mesh,
+    loading,
 )
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
@@ -26,7 +27,6 @@ from meshauthz.decide.request import Request, resolve_each
 from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
 from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
-from meshauthz.resources.yamlload import paused_gc
 
 if TYPE_CHECKING:  # config dumps are read only by check --config-dump
     from meshauthz.decide.config_dump import ChainInfo
@@ -200,9 +200,10 @@ def decide_all(
     snapshot = load_mesh(
         o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
-    # the requests, resolved and decided, live until the output: no cyclic
-    # collection walks them meanwhile (deciding makes no cyclic garbage)
-    with paused_gc():
+    # the requests, resolved and decided, live until the command exits, as the
+    # mesh does: no cyclic collection walks them meanwhile, nor after (deciding
+    # makes no cyclic garbage)
+    with loading():
         try:  # a request file is read without positions: fast for many requests
             specs = specs_from_options(o, positions=False)
             resolved = resolve_all(specs, snapshot)
