@@ -39,6 +39,8 @@ CASES = [
     "plain scalar\n",
     "spec:\n  rules:\n"
     + "".join(f"  - from:\n    - source:\n        principals: [p{i}a, p{i}b]\n" for i in range(40)),
+    # columns past 4095: the positions do not fit the 32-bit packing
+    "a: {" + ", ".join(f"k{i}: [v{i}]" for i in range(700)) + "}\n",
 ]
 
 
@@ -126,3 +128,31 @@ def test_positions_survive_pickling_and_shifting() -> None:
     assert pickle.loads(pickle.dumps(doc.positions)) == plain
     shifted = doc.positions.shifted(10)
     assert dict(shifted) == {p: (line + 10, col) for p, (line, col) in plain.items()}
+
+
+def test_positions_take_the_narrowest_packing_that_holds_them() -> None:
+    (doc,) = parse_documents("a:\n  b: [x, y]\n", "f.yaml")
+    assert isinstance(doc.positions, Positions)
+    assert (doc.positions._keys.typecode, doc.positions._marks.typecode) == ("I", "I")
+    (wide,) = parse_documents(CASES[-1], "f.yaml")
+    assert isinstance(wide.positions, Positions)
+    assert wide.positions._marks.typecode == "Q"
+    assert wide.location(("a", "k699", 0)).column > 4096
+
+
+def test_paths_whose_hashes_share_their_low_bits_keep_the_whole_hash() -> None:
+    data = {"a": [1, 2]}
+    paths: list[Path] = [(), ("a",), ("a", 0), ("a", 1)]
+    keys = [hash(p) for p in paths]
+    marks = [(1 << 32) | 1, (1 << 32) | 1, (2 << 32) | 3, (2 << 32) | 6]
+    # a fifth value whose hash has the low 32 bits of ("a", 1)'s: told apart by
+    # the full hash
+    data["b"] = 3
+    paths.append(("b",))
+    keys.append((keys[3] & 0xFFFFFFFF) | ((~keys[3] >> 32) << 32))
+    marks.append((3 << 32) | 1)
+    positions = Positions.of(data, keys, marks)
+    assert isinstance(positions, Positions)
+    assert positions._keys.typecode == "q"
+    assert positions[("a", 1)] == (2, 6)
+    assert positions.nearest(("a", 0, "x")) == (2, 3)

@@ -562,3 +562,35 @@ def test_from_mesh_config() -> None:
         MeshConfig(trust_domain="td", trust_domain_aliases=("old",))
     )
     assert opts.trust_domains == ("td", "old")
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("source", {}),
+        ("source", {"principals": ["a/ns/b/sa/c"]}),
+        ("source", {"principals": [], "notNamespaces": ["x"]}),
+        ("source", {"notPrincipals": ["*"], "ipBlocks": ["10.0.0.0/8"], "remoteIpBlocks": None}),
+        ("source", {"requestPrincipals": ["i/s"], "trustDomains": ["t"], "serviceAccounts": ["s"]}),
+        ("operation", {"methods": ["GET"], "notPaths": ["/x"], "ports": []}),
+        ("operation", {"hosts": ["h"], "notHosts": ["g"], "notPorts": ["1"], "paths": ["/"]}),
+    ],
+)
+def test_clause_fields_of_the_fields_given_are_those_of_the_whole_table(
+    kind: str, data: dict[str, object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the rows for the fields given (rule._given, cached by which fields are given)
+    # are what reading every field of the table finds
+    from meshauthz.resources.istio import Operation, Source
+    from meshauthz.translate import rule
+
+    model, table = (
+        (Source, rule._SOURCE_FIELDS) if kind == "source" else (Operation, rule._OPERATION_FIELDS)
+    )
+    obj = model.model_validate(data)
+    section = "from" if kind == "source" else "to"
+    got = rule._clause_fields(obj, table, section, kind, ("spec", "rules", 0, section, 0))
+    monkeypatch.setattr(rule, "_given", lambda table, given: table)
+    want = rule._clause_fields(obj, table, section, kind, ("spec", "rules", 0, section, 0))
+    assert got == want
+    assert bool(got) == any(data.values())

@@ -164,3 +164,55 @@ def test_a_replaced_spec_is_translated_again(tmp_path: Path) -> None:
     _, after = build_for_workload(snapshot, w, Chain.HTTP)
     assert after.to_dicts() != before.to_dicts()
     _same(after, _alone(snapshot, "a", Chain.HTTP))
+
+
+SHARED_VALUES = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow-{name}, namespace: shop}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  rules:
+  - from:
+    - source: {{principals: ["cluster.local/ns/shop/sa/front", "{name}-only"]}}
+    to:
+    - operation:
+        methods: ["GET", "POST"]
+        paths: ["/api/*", "/{name}"]
+        hosts: ["shop.example.com"]
+"""
+
+
+def test_equal_values_of_different_policies_share_their_leaf_matchers(tmp_path: Path) -> None:
+    f = tmp_path / "mesh.yaml"
+    f.write_text(
+        textwrap.dedent(MESH)
+        + "".join(_workload(n) for n in ("a", "b"))
+        + "".join("---\n" + SHARED_VALUES.format(name=n) for n in ("a", "b"))
+    )
+    snapshot = load_mesh([str(f)]).snapshot
+
+    def leaves(result: BuildResult) -> dict[str, object]:
+        allow = result.stage("ALLOW")[0].filter.rules
+        assert allow is not None
+        policy = next(p for n, p in allow.policies if "allow-" in n)
+        ((to,), (frm,)) = (policy.permissions, policy.principals)
+        hosts, methods, paths = to.rules  # type: ignore[union-attr]
+        principals = frm.ids[0]  # type: ignore[union-attr]
+        return {
+            "GET": methods.rules[0].header,
+            "/api/*": paths.rules[0].path,
+            "host": hosts.rules[0].header,
+            "front": principals.ids[0].principal_name,
+            "own path": paths.rules[1].path,
+        }
+
+    got = {}
+    for name in ("a", "b"):
+        _, result = build_for_workload(snapshot, snapshot.workload(f"shop/{name}"), Chain.HTTP)
+        _same(result, _alone(snapshot, name, Chain.HTTP))  # as built afresh, notes and all
+        got[name] = leaves(result)
+    a, b = got["a"], got["b"]
+    for value in ("GET", "/api/*", "host", "front"):
+        assert a[value] is b[value], value
+    assert a["own path"] != b["own path"]

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
-from operator import getitem
+from operator import getitem, or_
 from typing import Any
 
 import yaml
@@ -98,13 +98,23 @@ _STR_TAG = _CORE + "str"
 
 _MISSING: Any = object()
 
+# Positions' packing: a key is a path's hash or its low 32 bits; a mark is
+# line << 32 | column, or line << 12 | column in 32 bits when every line and
+# column of the document fits (lines below 2**20, columns below 2**12).
+_NARROW_KEY = 0xFFFFFFFF
+_WIDE_SHIFT = 32
+_WIDE_COLUMN = 0xFFFFFFFF
+_NARROW_SHIFT = 12
+_NARROW_COLUMN = (1 << _NARROW_SHIFT) - 1
+
 
 class Positions(Mapping[Path, tuple[int, int]]):
     """Where each value of a document is written (line, column; 1-based), as two
     arrays rather than a tuple and a record per value: a large input then costs
-    the collector nothing and 16 bytes per value. A value is found by its path's
-    hash (its key: sorted, so found by bisection) once the path is known to lead
-    to a value of the data.
+    the collector nothing and 8 bytes per value (16 in a document whose paths'
+    hashes need 64 bits to be told apart, or whose lines or columns are long). A
+    value is found by its path's hash (its key: sorted, so found by bisection)
+    once the path is known to lead to a value of the data.
 
     Two values of one document whose paths have one hash (a chance of about one
     in 2**64 per pair) make it keep a plain mapping instead (``Positions.of``); a
@@ -113,36 +123,70 @@ class Positions(Mapping[Path, tuple[int, int]]):
     A mapping's value is where its key is written; a list's item and the
     document itself, where the item begins."""
 
-    __slots__ = ("_data", "_keys", "_marks", "_offset")
+    __slots__ = ("_data", "_key_mask", "_keys", "_line_shift", "_marks", "_offset")
 
-    def __init__(self, data: Any, keys: array[int], marks: array[int], offset: int = 0) -> None:
+    def __init__(
+        self,
+        data: Any,
+        keys: array[int],
+        marks: array[int],
+        offset: int = 0,
+        line_shift: int = _WIDE_SHIFT,
+    ) -> None:
         self._data = data
         self._keys = keys
-        self._marks = marks  # line << 32 | column
+        # 32-bit keys are a hash's low bits
+        self._key_mask = _NARROW_KEY if keys.typecode == "I" else -1
+        self._marks = marks  # line << line_shift | column
+        self._line_shift = line_shift
         self._offset = offset  # added to every line (a document inside a string)
 
     @staticmethod
     def of(data: Any, keys: list[int], marks: list[int]) -> Positions | dict[Path, tuple[int, int]]:
-        """``keys`` (each path's hash) and ``marks`` in the order the values were
-        read (depth first, a mapping's keys in order, as ``data`` holds them)."""
-        at = dict(zip(keys, marks, strict=True))
+        """``keys`` (each path's hash) and ``marks`` (``line << 32 | column``) in
+        the order the values were read (depth first, a mapping's keys in order, as
+        ``data`` holds them)."""
+        # the hashes' low 32 bits when they tell the paths apart (as they do in
+        # all but large documents), else all 64
+        at = dict(zip([k & _NARROW_KEY for k in keys], marks, strict=True))
+        key_type = "I"
+        if len(at) != len(keys):
+            at = dict(zip(keys, marks, strict=True))
+            key_type = "q"
         if len(at) != len(keys):
             return {
                 path: (mark >> 32, mark & 0xFFFFFFFF)
                 for path, mark in zip(_paths(data, ()), marks, strict=True)
             }
         ordered = sorted(at)
-        return Positions(data, array("q", ordered), array("Q", map(at.__getitem__, ordered)))
+        ms = list(map(at.__getitem__, ordered))
+        bits = reduce(or_, ms, 0)  # the widest line and column, or-ed
+        if (
+            bits >> _WIDE_SHIFT < 1 << (32 - _NARROW_SHIFT)
+            and bits & _WIDE_COLUMN < 1 << _NARROW_SHIFT
+        ):
+            narrow = array(
+                "I", [m >> (_WIDE_SHIFT - _NARROW_SHIFT) | m & _NARROW_COLUMN for m in ms]
+            )
+            return Positions(data, array(key_type, ordered), narrow, 0, _NARROW_SHIFT)
+        return Positions(data, array(key_type, ordered), array("Q", ms))
 
     def shifted(self, lines: int) -> Positions:
         """The same positions ``lines`` further down (a document read from a string
         value that starts there)."""
-        return Positions(self._data, self._keys, self._marks, self._offset + lines)
+        return Positions(
+            self._data, self._keys, self._marks, self._offset + lines, self._line_shift
+        )
+
+    def _mark(self, i: int) -> tuple[int, int]:
+        mark = self._marks[i]
+        shift = self._line_shift
+        return (mark >> shift) + self._offset, mark & ((1 << shift) - 1)
 
     def _find(self, path: Path) -> int:
         """The index of the value ``path`` (a tuple) leads to, or -1."""
         keys = self._keys
-        key = hash(path)
+        key = hash(path) & self._key_mask
         i = bisect_left(keys, key)
         if i == len(keys) or keys[i] != key:
             return -1
@@ -161,19 +205,17 @@ class Positions(Mapping[Path, tuple[int, int]]):
 
     def nearest(self, path: Path) -> tuple[int, int]:
         """The position of ``path`` (a tuple), or of its closest parent that exists."""
-        mark = self._marks[self._nearest(path)]
-        return (mark >> 32) + self._offset, mark & 0xFFFFFFFF
+        return self._mark(self._nearest(path))
 
     def line(self, path: Path) -> int:
         """``nearest(path)``'s line."""
-        return (self._marks[self._nearest(path)] >> 32) + self._offset
+        return (self._marks[self._nearest(path)] >> self._line_shift) + self._offset
 
     def __getitem__(self, path: Path) -> tuple[int, int]:
         i = self._find(tuple(path))
         if i < 0:
             raise KeyError(path)
-        mark = self._marks[i]
-        return (mark >> 32) + self._offset, mark & 0xFFFFFFFF
+        return self._mark(i)
 
     def __iter__(self) -> Iterator[Path]:
         return _paths(self._data, ())
@@ -475,7 +517,8 @@ class _Builder:
                 except _DuplicateKey as e:
                     e.path.append(n)
                     raise
-            return out
+            # a copy is allocated to its length: appending leaves room for more
+            return out.copy() if out else out
         if type(node) is yaml.MappingNode:
             if node.tag != _MAPPING_TAG:
                 self._check_tag(node, _MAPPING_TAG, "a mapping")

@@ -65,7 +65,7 @@ from meshauthz.symbolic.compare import (
     destinations,
 )
 from meshauthz.symbolic.regex import Unencodable
-from meshauthz.symbolic.space import Space, ip_value, model_ip
+from meshauthz.symbolic.space import Space, ip_value, model_ip, read_of
 from meshauthz.symbolic.witness import (
     ANY_PRINCIPAL,
     Confirmer,
@@ -119,18 +119,30 @@ class Caller:
         src = resolve_source(RequestSpec(SourceSpec(principal=principal), to=""), None)
         return Caller(text, "identity", principal=principal, ip=ip, namespace=src.namespace)
 
-    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
-        """The request variables this caller fixes, with their values."""
-        out: list[tuple[z3.ExprRef, z3.ExprRef]] = [
-            (space.plaintext, z3.BoolVal(self.principal is None))
-        ]
+    def given(self) -> dict[str, Any]:
+        """The request variables this caller fixes (by name), with their values."""
+        out: dict[str, Any] = {"plaintext": self.principal is None}
         if self.principal is not None:
-            out.append((space.principal, z3.StringVal(self.principal)))
+            out["principal"] = self.principal
         if self.ip is not None:
-            values = ip_value(self.ip)
-            out += [(space.src, values[0]), (space.src_v6, values[1])]
+            out["src"] = out["src_v6"] = self.ip
             if self.kind != "gateway":
-                out += [(space.remote, values[0]), (space.remote_v6, values[1])]
+                out["remote"] = out["remote_v6"] = self.ip
+        return out
+
+    def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
+        """``given`` as the space's variables and z3 values."""
+        out: list[tuple[z3.ExprRef, z3.ExprRef]] = []
+        for name, value in self.given().items():
+            var = getattr(space, name)
+            if name == "plaintext":
+                out.append((var, z3.BoolVal(value)))
+            elif name == "principal":
+                out.append((var, z3.StringVal(value)))
+            elif name in ("src", "remote"):
+                out.append((var, ip_value(value)[0]))
+            else:
+                out.append((var, ip_value(value)[1]))
         return out
 
     def constraint(self, space: Space) -> z3.BoolRef:
@@ -406,6 +418,10 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
+# A row with its allowed and denied witnesses as found.
+RowFound = tuple["Row", Found | None, Found | None]
+
+
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
@@ -520,6 +536,10 @@ class Reacher:
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
+        # the rows of each caller class, by destination shape (``_classes``)
+        self._shapes: dict[
+            tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
+        ] = {}
 
     def prepared(self, d: Destination) -> Prepared:
         proto: Any = d.protocol
@@ -564,16 +584,84 @@ class Reacher:
                 yield Row(c, dest, "unknown", str(e))
             return
         host = default_host(self.snapshot, dest.workload)
+        reads = read_of(
+            [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
+        )
+        classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
                 # the gateway's own filters decide first, on what its clients send
                 yield self.through_gateway(c, dest, p)
                 continue
             self.domain = domain
+            key = _caller_class(c, reads)
             try:
-                yield self.row(c, dest, p, space, chain, domain, host)
+                hit = classes.get(key)
+                if hit is not None:
+                    row = self.same_as(hit, c, dest)
+                    if row is not None:
+                        yield row
+                        continue
+                row, allowed, denied = self.found_row(c, dest, p, space, chain, domain, host)
+                classes[key] = (row, allowed, denied)
+                yield row
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def _classes(
+        self,
+        dest: Destination,
+        space: Space,
+        chain: SymbolicChain,
+        domain: z3.BoolRef,
+        host: str,
+        callers: list[Caller],
+    ) -> dict[tuple[Any, ...], RowFound]:
+        """The rows found so far for the callers' classes at destinations whose
+        formulas are the very ones of ``dest``'s (z3 shares equal terms: the same
+        AST ids) with the same callers: replicas, ports a policy treats alike.
+        The terms are kept with the rows, so that their ids stay theirs."""
+        shape = (
+            dest.protocol,
+            tuple((c.get_id(), e) for c, e in chain.ends),
+            domain.get_id(),
+            tuple(sorted(space.used)),
+            tuple(space.headers),
+            host if "host" in space.used else None,
+            tuple(callers),
+        )
+        hit = self._shapes.get(shape)
+        if hit is None:
+            hit = self._shapes[shape] = (chain, domain, {})
+        return hit[2]
+
+    def same_as(self, hit: RowFound, caller: Caller, dest: Destination) -> Row | None:
+        """The row of a caller the formulas cannot tell from an earlier one
+        (``_caller_class``, ``_classes``): its answer, with the witnesses sent by
+        this caller to ``dest``, each confirmed by ``check``. None when ``check``
+        decides one otherwise (what the formulas cannot tell apart, the path
+        from caller to destination can: a workload calling itself)."""
+        row, allowed, denied = hit
+        witnesses: list[dict[str, Any] | None] = []
+        for found in (allowed, denied):
+            if found is None:
+                witnesses.append(None)
+                continue
+            req = {**found.request, "to": dest.workload, "port": dest.port}
+            if caller.kind == "workload":
+                req["from"] = caller.workload
+            try:
+                self.confirmer.confirm(req, found.end)
+            except WitnessMismatch:
+                return None
+            witnesses.append(req)
+        return replace(
+            row,
+            caller=caller,
+            destination=dest,
+            allowed_witness=witnesses[0],
+            denied_witness=witnesses[1],
+        )
 
     def _waypoint(self, dest: Destination) -> str | None:
         """A waypoint some request to ``dest`` goes through (``decide.path.binding_for``:
@@ -781,6 +869,20 @@ class Reacher:
         host: str,
         hop: GatewayHop | None = None,
     ) -> Row:
+        return self.found_row(caller, dest, p, space, chain, domain, host, hop)[0]
+
+    def found_row(
+        self,
+        caller: Caller,
+        dest: Destination,
+        p: Prepared,
+        space: Space,
+        chain: SymbolicChain,
+        domain: z3.BoolRef,
+        host: str,
+        hop: GatewayHop | None = None,
+    ) -> tuple[Row, Found | None, Found | None]:
+        """``row``, with the allowed and the denied witness found."""
         fixed = caller.fixed(space)
 
         def known(f: z3.BoolRef) -> z3.BoolRef:
@@ -823,7 +925,8 @@ class Reacher:
         # formulas with every variable given; then one of the other kind
         first = self.plain(caller, dest, space, chain, fixed, host, hop=hop) or find([])
         if first is None:  # no request of this caller gets here at all
-            return Row(caller, dest, "none", "no request from this caller reaches the port")
+            none = Row(caller, dest, "none", "no request from this caller reaches the port")
+            return none, None, None
         found = [first]
         other = [c for c, e in live if e.verdict != first.end.verdict]
         second = None
@@ -858,13 +961,17 @@ class Reacher:
                 for c, e in hop.gateway_allows:
                     if e.policy is not None and decides(z3.simplify(z3.And(known(c), passed))):
                         gateway_grants.append(e)
+        # in the chain's order, not the order they were found in (which the
+        # solver's models decide)
+        order = {e: i for i, (_, e) in enumerate(chain.ends)}
+        ends.sort(key=lambda e: order.get(e, len(order)))
         if hop is None:
             conditions = self.conditions(caller, ends) if verdict_ == "some" else None
         else:
             conditions = (
                 self.hop_conditions(hop, dest, ends, gateway_grants) if verdict_ == "some" else None
             )
-        return Row(
+        row = Row(
             caller,
             dest,
             verdict_,
@@ -875,6 +982,7 @@ class Reacher:
             allowed[0].onward if allowed else None,
             denied[0].onward if denied else None,
         )
+        return row, allowed[0] if allowed else None, denied[0] if denied else None
 
     def confirm_hop(
         self, hop: GatewayHop, dest: Destination, req: dict[str, Any], sni: str, end: End
@@ -1061,6 +1169,26 @@ class Reacher:
         if unless:
             out += "; unless " + " or ".join(dict.fromkeys(unless))
         return out
+
+
+# The variables a caller fixes (``Caller.fixed``), by name.
+_CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
+
+
+def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
+    """What a destination's chain can tell of a caller. A workload's: the values
+    it fixes of the variables the chain reads (``reads``), and whether it fixes
+    an identity and an address at all (the row's conditions leave those out);
+    two workloads of one class get the same row but for the witnesses' sender.
+    Any other caller is a class of its own."""
+    if caller.kind != "workload" or caller.workload is None:
+        return ("caller", caller)
+    given = caller.given()
+    return (
+        caller.principal is None,
+        caller.ip is None,
+        *(given.get(name) for name in _CALLER_VARIABLES if name in reads),
+    )
 
 
 def _merge(rows: list[Row], entries: list[Destination]) -> Row:

@@ -264,6 +264,18 @@ def model_ip(model: z3.ModelRef, v6: z3.BoolRef, ip: z3.BitVecRef) -> str:
     return str(ipaddress.IPv4Address(n.as_long() & 0xFFFFFFFF))
 
 
+def read_of(formulas: list[z3.BoolRef], variables: dict[str, z3.ExprRef]) -> frozenset[str]:
+    """The names of the ``variables`` that ``formulas`` read: those whose
+    replacement by a fresh variable changes them (z3 shares equal terms, so a
+    formula without the variable comes back as the very same term)."""
+    whole = z3.And(*formulas)
+    out = set()
+    for name, var in variables.items():
+        if not z3.substitute(whole, (var, z3.FreshConst(var.sort()))).eq(whole):
+            out.add(name)
+    return frozenset(out)
+
+
 def header_encodable(name: str) -> bool:
     """Whether a header with this (lower case) name is a request variable: the
     ones a client sends as they are. Raises ``Unencodable`` for the headers the
@@ -292,4 +304,5 @@ __all__ = [
     "header_encodable",
     "ip_value",
     "model_ip",
+    "read_of",
 ]

@@ -193,10 +193,13 @@ class TranslationCache:
     policies (``build``'s ``cache``). Keyed by the policy object, the action, the
     CUSTOM provider, the chain's kind and the options that change a rule."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "leaves")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], _Translated] = {}
+        # Leaf matchers (a principal, a method, a path) by what they match: equal
+        # values written in many policies share one (see rule.generate).
+        self.leaves: dict[tuple[str, str], Any] = {}
 
     def get(self, key: tuple[Any, ...], policy: AuthorizationPolicy) -> _Translated | None:
         hit = self._entries.get(key)
@@ -233,7 +236,8 @@ def _fill(
     )
     translated = cache.get(cache_key, policy) if cache is not None else None
     if translated is None:
-        translated = _translate(policy, action, provider, chain, options, bundle)
+        leaves = cache.leaves if cache is not None else None
+        translated = _translate(policy, action, provider, chain, options, bundle, leaves)
         if cache is not None:
             cache.put(cache_key, translated)
     names: list[str] = []
@@ -252,6 +256,7 @@ def _translate(
     chain: Chain,
     options: BuildOptions,
     bundle: TrustDomainBundle,
+    leaves: dict[tuple[str, str], Any] | None = None,
 ) -> _Translated:
     key = _key(policy)
     problems: list[Problem] = []
@@ -279,6 +284,7 @@ def _translate(
                 for_tcp=chain.for_tcp,
                 use_authenticated=not options.use_filter_state,
                 problems=problems,
+                leaves=leaves,
             )
         except r.RuleDropped as e:
             where = "TCP" if chain.for_tcp else "HTTP"

@@ -48,15 +48,15 @@ class PolicyName:
         return f"{self.namespace}/{self.name}"
 
     def __str__(self) -> str:
-        prefix = custom_rule_prefix(self.provider) if self.provider is not None else ""
-        name = f"{prefix}ns[{self.namespace}]-policy[{self.name}]-rule[{self.rule}]"
+        name = policy_name(self.namespace, self.name, self.rule, provider=self.provider)
         return name + BAD_CUSTOM_SUFFIX if self.bad_custom else name
 
 
 def policy_name(namespace: str, name: str, rule: int, *, provider: str | None = None) -> str:
     """The Envoy policy name of rule ``rule`` of AuthorizationPolicy ``namespace/name``
     (``provider``: of a CUSTOM policy)."""
-    return str(PolicyName(namespace, name, rule, provider))
+    prefix = custom_rule_prefix(provider) if provider is not None else ""
+    return f"{prefix}ns[{namespace}]-policy[{name}]-rule[{rule}]"
 
 
 def custom_rule_prefix(provider: str) -> str:

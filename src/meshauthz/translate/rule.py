@@ -51,6 +51,7 @@ from meshauthz.envoy.rbac.model import (
 from meshauthz.errors import Location
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
+from meshauthz.resources.yamlload import Positions
 from meshauthz.translate import matchers as m
 from meshauthz.translate.trustdomain import TrustDomainBundle
 
@@ -136,6 +137,10 @@ class Problem:
     http_only: str | None = None
 
 
+def _no_line(path: tuple[str | int, ...]) -> int | None:  # pragma: no cover - replaced
+    return None
+
+
 @dataclass(slots=True)
 class _Context:
     record: AuthorizationPolicy
@@ -144,12 +149,23 @@ class _Context:
     for_tcp: bool
     use_authenticated: bool
     problems: list[Problem]
+    # Leaf matchers by what they are made of, shared by every rule of a mesh
+    # (``TranslationCache.leaves``): a principal or method written in many
+    # policies is then one object.
+    leaves: dict[tuple[str, str], Any] = field(default_factory=dict)
     policy: str = ""  # namespace/name, one string for all of the rule's notes
     file: str = ""
+    base: tuple[str | int, ...] = ()
+    line_at: Callable[[tuple[str | int, ...]], int | None] = _no_line
 
     def __post_init__(self) -> None:
         self.policy = f"{self.record.namespace}/{self.record.name}"
-        self.file = self.record.doc.file
+        doc = self.record.doc
+        self.file = doc.file
+        self.base = self.record.base
+        positions = doc.positions
+        # Positions.line is what Document.line_at calls for a document read from a file
+        self.line_at = positions.line if type(positions) is Positions else doc.line_at
 
     def note(
         self,
@@ -158,8 +174,16 @@ class _Context:
         field: str | None = None,
         value: str | None = None,
     ) -> Note:
-        line = self.record.doc.line_at(self.record.base + path)
+        line = self.line_at(self.base + path)
         return Note(self.policy, self.rule, section, field, value, self.file, line)
+
+    def leaf(self, kind: str, value: str, make: Callable[..., Any], *args: Any) -> Any:
+        """``make(*args)``, the leaf matcher of ``value`` as a ``kind``: made once."""
+        key = (kind, value)
+        hit = self.leaves.get(key)
+        if hit is None:
+            hit = self.leaves[key] = make(*args)
+        return hit
 
 
 @dataclass(slots=True)
@@ -334,12 +358,20 @@ def generate(
     for_tcp: bool,
     use_authenticated: bool = True,
     problems: list[Problem] | None = None,
+    leaves: dict[tuple[str, str], Any] | None = None,
 ) -> Policy:
     """The Envoy policy for a modelled rule. Raises RuleDropped when an ALLOW
     rule has a value that cannot be generated (for other actions the value is
-    left out and the match gets broader; that is recorded in ``problems``)."""
+    left out and the match gets broader; that is recorded in ``problems``).
+    ``leaves``: leaf matchers made for other rules, reused (and added to)."""
     ctx = _Context(
-        record, index, action, for_tcp, use_authenticated, problems if problems is not None else []
+        record,
+        index,
+        action,
+        for_tcp,
+        use_authenticated,
+        problems if problems is not None else [],
+        {} if leaves is None else leaves,
     )
     perms: list[Permission] = []
     for fields, (path, section) in zip(model.permissions, model.permission_paths, strict=True):
@@ -462,15 +494,15 @@ def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
             return PermRequestedServerName(m.string_matcher(v), note=note)
         case "host":
             _http_only(f, ctx)
-            return PermHeader(m.host_matcher(v), note=note)
+            return PermHeader(ctx.leaf("host", v, m.host_matcher, v), note=note)
         case "method":
             _http_only(f, ctx)
-            return PermHeader(m.header_matcher(METHOD_KEY, v), note=note)
+            return PermHeader(ctx.leaf("method", v, m.header_matcher, METHOD_KEY, v), note=note)
         case "path":
             _http_only(f, ctx)
             if m.contains_path_template(v):
                 return PermUriTemplate(m.path_template(v), note=note)
-            return PermUrlPath(m.string_matcher(v), note=note)
+            return PermUrlPath(ctx.leaf("path", v, m.string_matcher, v), note=note)
     raise m.GenerationError("unimplemented")
 
 
@@ -524,7 +556,7 @@ def _principal_one(f: _Field, v: str, ctx: _Context, note: Note) -> Principal:
                 s = m.regex(f"spiffe://{m.quote_meta(a)}[^/]*{m.quote_meta(b)}/.*")
             return _peer(s, ctx, note)
         case "principal":
-            return _peer(m.string_matcher(v, m.SPIFFE_PREFIX), ctx, note)
+            return _peer(ctx.leaf("principal", v, m.string_matcher, v, m.SPIFFE_PREFIX), ctx, note)
         case "header":
             _http_only(f, ctx)
             name = m.name_in_brackets(f.key.removeprefix(REQUEST_HEADERS))
@@ -602,7 +634,7 @@ def _clause_fields(
     if obj is None:
         return fields
     p = (*path, holder)
-    for name, key, kind, not_name, attr, not_attr in table:
+    for name, key, kind, not_name, attr, not_attr in _given(table, obj.model_fields_set):
         vals = getattr(obj, attr)
         nots = getattr(obj, not_attr)
         if not vals and not nots:
@@ -621,3 +653,17 @@ def _clause_fields(
             )
         )
     return fields
+
+
+# Per field table and set of fields given: the table's rows for those fields.
+_GIVEN: dict[tuple[int, frozenset[str]], tuple[_Spec, ...]] = {}
+
+
+def _given(table: tuple[_Spec, ...], given: set[str]) -> tuple[_Spec, ...]:
+    """The rows of ``table`` (a module constant) whose field or negation is among
+    ``given``: a field not given holds its default, no values."""
+    key = (id(table), frozenset(given))
+    rows = _GIVEN.get(key)
+    if rows is None:
+        rows = _GIVEN[key] = tuple(r for r in table if r[4] in given or r[5] in given)
+    return rows

@@ -52,6 +52,8 @@ class TrustDomainBundle:
             # Not an identity with a trust domain to enforce: keep as written.
             return [principal]
         td = parts[0]
+        if self.domains == (td,):  # the mesh's own trust domain, no aliases
+            return [principal]
         if not (_matches_any(td, self.domains) or td == CLUSTER_LOCAL):
             return [principal]
         out: list[str] = []
