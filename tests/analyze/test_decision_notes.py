@@ -48,3 +48,117 @@ def test_a_suppressed_finding_is_not_named(tmp_path, capsys):
     p.write_text(yaml.safe_dump(doc))
     _, out, _ = run(capsys, "check", "-f", str(d), *REQUEST)
     assert "finding" not in out
+
+
+# --- the notes' analysis is the full analysis, narrowed ----------------------------------
+
+# An ALLOW rule on two workloads, the first PERMISSIVE (its plaintext finding
+# is a remark, and the analysis stops at it), the second with mTLS disabled; a
+# DENY rule on both; an ALLOW rule on the PERMISSIVE one alone.
+MIXED_MODES = """
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {istio-injection: enabled}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: a, namespace: shop}
+spec:
+  selector: {matchLabels: {app: x, tier: a}}
+  template:
+    metadata: {labels: {app: x, tier: a}}
+    spec: {containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: b, namespace: shop}
+spec:
+  selector: {matchLabels: {app: x, tier: b}}
+  template:
+    metadata: {labels: {app: x, tier: b}}
+    spec: {containers: [{name: app, image: app, ports: [{containerPort: 8080}]}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: plain, namespace: shop}
+spec:
+  selector: {matchLabels: {tier: b}}
+  mtls: {mode: DISABLE}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: both, namespace: shop}
+spec:
+  selector: {matchLabels: {app: x}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/shop/sa/a]}}]
+  - to: [{operation: {paths: [/x]}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-both, namespace: shop}
+spec:
+  selector: {matchLabels: {app: x}}
+  action: DENY
+  rules: [{from: [{source: {namespaces: [ops]}}]}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-a, namespace: shop}
+spec:
+  selector: {matchLabels: {tier: a}}
+  rules: [{from: [{source: {principals: [cluster.local/ns/shop/sa/b]}}]}]
+"""
+
+
+def _meshes(tmp_path):
+    from tests.analyze.test_codes import BASE, FIXTURES
+
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(MIXED_MODES)
+    yield [SEED]
+    yield [FIXED]
+    yield [str(mixed)]
+    for code in sorted(p.name for p in FIXTURES.iterdir() if p.is_dir()):
+        for kind in ("fail", "pass"):
+            yield [BASE, str(FIXTURES / code / f"{kind}.yaml")]
+
+
+def test_notes_are_the_full_analysis_on_the_deciding_rules(tmp_path):
+    """The notes' analysis runs on the deciding rules only and skips what could only
+    be a remark: what they name is what the whole analysis says of those rules."""
+    from meshauthz.analyze.context import Context
+    from meshauthz.analyze.decision_notes import DecisionNotes
+    from meshauthz.analyze.run import CHECKS, annotation_suppresses
+    from meshauthz.decide.cause import DeniedByPolicy, Stage
+    from meshauthz.decide.decision import Decision
+    from meshauthz.mesh.loading import load_mesh
+
+    checked = 0
+    for paths in _meshes(tmp_path):
+        snapshot = load_mesh(paths).snapshot
+        full = Context(snapshot)
+        for check in CHECKS:
+            check(full)
+        for p in snapshot.authorization_policies:
+            for i in range(len(p.spec.rules)):
+                cause = DeniedByPolicy(Stage.DENY, p.key, i)
+                d = Decision("DENY", 403, Stage.DENY, cause, p.key, i)
+                prefix = f"spec.rules[{i}]"
+                expected: list[tuple[str, str, str]] = []
+                for f in full.findings:
+                    on_rule = f.field == prefix or f.field.startswith((prefix + ".", prefix + "["))
+                    if (
+                        f.resource_key == p.key
+                        and on_rule
+                        and f.severity != "info"
+                        and not annotation_suppresses(f)
+                        and all(code != f.code for code, _, _ in expected)
+                    ):
+                        expected.append((f.code, f.message, f.field))
+                got = [
+                    (f.code, f.message, f.field) for f in DecisionNotes(snapshot, [d]).findings(d)
+                ]
+                assert got == expected, (paths, p.key, i)
+                checked += bool(expected)
+    assert checked >= 5  # rules with a finding to name, MA2003's among them

@@ -418,3 +418,47 @@ def test_deciders_of_one_snapshot_share_the_chains_built(tmp_path):
     assert Decider(snap).prepare(req.destination, req.port, req.protocol) is p
     assert (deny.decide(req).verdict, allow.decide(req).verdict) == ("DENY", "ALLOW")
     assert deny.decide(req).verdict == "DENY"  # after the other, as before it
+
+
+def test_deciding_makes_no_cyclic_garbage(tmp_path):
+    """decide_many pauses the cyclic collector (each decision lives on, and a
+    collection would walk them all again): that is safe only because deciding,
+    traced or not, ambient or not, leaves nothing only the collector can free."""
+    import gc
+
+    from tests.conftest import REPO
+
+    examples = REPO / "examples"
+    meshes = [
+        (load_mesh([str(examples / name)]).snapshot, flows)
+        for name, flows in (
+            ("seed", [("default/frontend", "default/backend"), ("x", "default/frontend")]),
+            ("seed-ambient-waypoint", [("default/frontend", "default/backend")]),
+        )
+    ]
+    _, snap = decider(tmp_path, CUSTOM, MESH)
+    meshes.append((snap, [("ns/client", "ns/api:80")]))
+    gc.collect()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for snapshot, flows in meshes:
+            requests = [
+                resolve(
+                    request_from_data(
+                        {"from": src if "/" in src else {"plaintext": True}, "to": dst}
+                        | {"path": path, "method": method}
+                    ),
+                    snapshot,
+                )
+                for src, dst in flows
+                for path in ("/api/v1/data", "/ext/a", "/admin/../x", "/%2e%2e/y")
+                for method in ("GET", "POST")
+            ]
+            for kw in ({}, {"trace": True}, {"explain": True, "trace": True}):
+                decided = Decider(snapshot).decide_many(requests, **kw)
+                assert not any(d.internal_error for d in decided)
+        assert gc.collect() == 0
+    finally:
+        if enabled:
+            gc.enable()

@@ -72,6 +72,7 @@ class Tally:
     def __init__(self) -> None:
         self.generated = 0
         self.walked = 0
+        self.constant = 0  # of those, decided without running anything (PreparedRequest.constant)
         self.outcomes: set[tuple[str, str]] = set()
 
 
@@ -101,6 +102,11 @@ def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
         # the view as decided, with memos warm from the corpus so far, is the fresh one
         assert cold_view(pr.runner.p, pr.request) == pr.view, what
     untraced = pr.outcome()
+    if pr.constant is not None:
+        # known in advance: what running the chain (or refusing the request) gives
+        diffs = differences(pr.run(pr.args), pr.constant)
+        assert not diffs, f"{what}: run vs constant: " + "; ".join(diffs)
+        tally.constant += 1
     for kind, slow in (("traced", pr.outcome(trace=True)), ("explain", pr.outcome(explain=True))):
         diffs = differences(untraced, slow)
         assert not diffs, f"{what}: untraced vs {kind}: " + "; ".join(diffs)
@@ -316,6 +322,28 @@ def test_examples(tmp_path: Path, example: str, mtls: str | None) -> None:
         assert_one_path(decider.prepare_request(r), tally, r)
     assert tally.generated > 100
     assert {"ALLOW", "DENY"} <= {v for v, _ in tally.outcomes}
+    if example == "seed":  # deny-all-backend's empty rule, and the frontend without a policy
+        assert tally.constant > 100
+
+
+def test_a_chain_that_reads_nothing_is_decided_in_advance() -> None:
+    """A chain whose first DENY policy matches every request (the seed's backend)
+    or that has no policy (its frontend) reads nothing of the request: the
+    generated code stops at the policy that always matches, and the outcome is
+    computed once; the decisions are the walk's (``test_examples``)."""
+    snap = snapshot_of(EXAMPLES / "seed")
+    decider = Decider(snap)
+    for dest, stage in (("default/backend", Stage.DENY), ("default/frontend", Stage.DEFAULT)):
+        r = Request(
+            snap.workload(dest), 80, "http", "cluster.local/ns/x/sa/y", "x", "10.0.0.9", None
+        )
+        pr = decider.prepare_request(r)
+        g = pr.runner.generated if pr.runner is not None else None
+        assert g is not None and g.constant is not None and pr.args == ()
+        assert "ALLOW" not in g.source or stage is not Stage.DENY  # the rest is not written
+        assert decider.decide_prepared(pr) is pr.constant
+        assert pr.constant.stage is stage
+        assert decider.decide_prepared(pr, trace=True).stage is stage
 
 
 # --- the path of a new request: request format to Decision, memos warm or cold -------------

@@ -31,12 +31,18 @@ from meshauthz.resources.objects import (
 class Context:
     """``manifests`` is None when only the snapshot is known (a command that
     decides requests): the checks that need the objects as read are skipped.
-    ``only``: the AuthorizationPolicies ("namespace/name") to check; None: all."""
+    ``only``: the AuthorizationPolicies ("namespace/name") to check; None: all.
+    ``rules``: the (policy, rule) pairs whose findings are wanted (None: every
+    rule's) and ``info``: whether info findings are (a decision's notes show
+    neither the other rules' nor remarks): a check may skip a costly witness
+    that could only make a finding not wanted."""
 
     snapshot: MeshSnapshot
     manifests: Manifests | None = None
     warnings: tuple[Finding, ...] = ()
     only: frozenset[str] | None = None
+    rules: frozenset[tuple[str, int]] | None = None
+    info: bool = True
     findings: list[AnalysisFinding] = field(default_factory=list)
     _applies: dict[int, list[MeshWorkload]] = field(default_factory=dict, repr=False)
 
@@ -60,6 +66,9 @@ class Context:
     def witnesses(self) -> Witnesses:
         return Witnesses(self.snapshot)
 
+    def wants_rule(self, policy: str, rule: int) -> bool:
+        return self.rules is None or (policy, rule) in self.rules
+
     def add(self, finding: AnalysisFinding) -> None:
         self.findings.append(finding)
 
@@ -76,6 +85,24 @@ class Context:
         out: dict[str, MeshWorkload] = {}
         for w in self.snapshot.workloads:
             out.setdefault(w.namespace, w)
+        return out
+
+    @cached_property
+    def workloads_by_namespace(self) -> dict[str, list[MeshWorkload]]:
+        """The workloads of each namespace, in store order."""
+        out: dict[str, list[MeshWorkload]] = {}
+        for w in self.snapshot.workloads:
+            out.setdefault(w.namespace, []).append(w)
+        return out
+
+    @cached_property
+    def workloads_by_label(self) -> dict[tuple[str | None, str, str], list[MeshWorkload]]:
+        """The workloads with each label, by namespace and in all (None), in store order."""
+        out: dict[tuple[str | None, str, str], list[MeshWorkload]] = {}
+        for w in self.snapshot.workloads:
+            for k, v in w.labels.items():
+                out.setdefault((w.namespace, k, v), []).append(w)
+                out.setdefault((None, k, v), []).append(w)
         return out
 
     @cached_property
@@ -100,11 +127,21 @@ class Context:
         if hit is None:
             root = self.snapshot.root_namespace
             refs = target_refs(policy.spec.target_ref, policy.spec.target_refs)
+            # a policy outside the root namespace attaches only in its own; a
+            # selector without targetRefs only to workloads with its labels
+            where = None if policy.namespace == root else policy.namespace
+            sel = policy.spec.selector
+            if not refs and sel is not None and sel.match_labels:
+                label = next(iter(sel.match_labels.items()))
+                candidates = self.workloads_by_label.get((where, *label), [])
+            elif where is None:
+                candidates = self.snapshot.workloads
+            else:
+                candidates = self.workloads_by_namespace.get(where, [])
             hit = [
                 w
-                for w in self.snapshot.workloads
-                if policy.namespace in (root, w.namespace)
-                and should_attach(
+                for w in candidates
+                if should_attach(
                     PolicyMatcher.for_workload(w, root_namespace=root),
                     policy.namespace,
                     policy.spec.selector,

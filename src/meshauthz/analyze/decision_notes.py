@@ -17,7 +17,10 @@ class DecisionNotes:
     """Warnings and errors by (policy, rule), computed once for the policies that decided."""
 
     def __init__(self, snapshot: MeshSnapshot, decisions: Iterable[Decision]) -> None:
-        deciding = {(d.policy, d.rule) for d in decisions if d.policy and d.rule is not None}
+        deciding: set[tuple[str, int]] = set()
+        for d in decisions:
+            if d.policy and d.rule is not None:
+                deciding.add((d.policy, d.rule))
         self._by_rule: dict[tuple[str, int], list[AnalysisFinding]] = {}
         if not deciding:
             return
@@ -28,9 +31,9 @@ class DecisionNotes:
 
         rules_of: dict[str, list[int]] = {}
         for policy, rule in deciding:
-            assert policy is not None and rule is not None
             rules_of.setdefault(policy, []).append(rule)
-        ctx = Context(snapshot, only=frozenset(rules_of))
+        # only these rules' findings are shown, and no remark (see below)
+        ctx = Context(snapshot, only=frozenset(rules_of), rules=frozenset(deciding), info=False)
         for check in CHECKS:
             check(ctx)
         for f in ctx.findings:

@@ -17,6 +17,7 @@ from meshauthz.cli.common import (
     PathArg,
     input_options,
     load_mesh,
+    loading,
 )
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
@@ -199,23 +200,29 @@ def decide_all(
     snapshot = load_mesh(
         o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
-    try:  # a request file is read without positions: fast for many requests
-        specs = specs_from_options(o, positions=False)
-        resolved = resolve_all(specs, snapshot)
-    except MeshauthzError:
-        if not o["request_file"]:
-            raise
-        # again with positions, so that the error names its line
-        specs = specs_from_options(o)
-        resolved = resolve_all(specs, snapshot)
-    decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=ambient_flags(o["istiod_flags"]))
-    single = not o["request_file"] or len(specs) == 1
-    flat = [r for _, requests in resolved for r in requests]
-    decisions = iter(decider.decide_many(flat, trace=trace, explain=explain, progress=progress_bar))
-    groups = [
-        (render.target_as_written(s), [(r, next(decisions)) for r in requests])
-        for s, requests in resolved
-    ]
+    # the requests, resolved and decided, live until the command exits, as the
+    # mesh does: no cyclic collection walks them meanwhile, nor after (deciding
+    # makes no cyclic garbage)
+    with loading():
+        try:  # a request file is read without positions: fast for many requests
+            specs = specs_from_options(o, positions=False)
+            resolved = resolve_all(specs, snapshot)
+        except MeshauthzError:
+            if not o["request_file"]:
+                raise
+            # again with positions, so that the error names its line
+            specs = specs_from_options(o)
+            resolved = resolve_all(specs, snapshot)
+        flags = ambient_flags(o["istiod_flags"])
+        decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=flags)
+        single = not o["request_file"] or len(specs) == 1
+        flat = [r for _, requests in resolved for r in requests]
+        decided = decider.decide_many(flat, trace=trace, explain=explain, progress=progress_bar)
+        decisions = iter(decided)
+        groups = [
+            (render.target_as_written(s), [(r, next(decisions)) for r in requests])
+            for s, requests in resolved
+        ]
     return snapshot, groups, single
 
 

@@ -49,6 +49,7 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.resources.objects import ServiceEntry
+from meshauthz.resources.yamlload import paused_gc
 from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options
@@ -328,21 +329,27 @@ class Decider:
     ) -> list[Decision]:
         """``decide`` for each request; identical requests are decided once (a
         decision depends on the request and the mesh only). ``progress(total)``
-        may return a function told how many are done, now and then."""
+        may return a function told how many are done, now and then.
+
+        No cyclic collection meanwhile: every decision (and its view, its
+        destination's chain) lives on, and deciding makes no cyclic garbage
+        (tests/decide/test_engine.py), so a collector run would walk a growing
+        heap again and again for nothing."""
         seen: dict[Request, Decision] = {}
         out: list[Decision] = []
         tick = progress(len(requests)) if progress is not None else None
-        for i, r in enumerate(requests):
-            try:
-                d = seen.get(r)
-            except TypeError:  # a request holding unhashable values (JWT claims)
-                d = self.decide(r, trace=trace, explain=explain)
-            else:
-                if d is None:
-                    d = seen[r] = self.decide(r, trace=trace, explain=explain)
-            out.append(d)
-            if tick is not None and (i % 500 == 499 or i == len(requests) - 1):
-                tick(i + 1)
+        with paused_gc():
+            for i, r in enumerate(requests):
+                try:
+                    d = seen.get(r)
+                except TypeError:  # a request holding unhashable values (JWT claims)
+                    d = self.decide(r, trace=trace, explain=explain)
+                else:
+                    if d is None:
+                        d = seen[r] = self.decide(r, trace=trace, explain=explain)
+                out.append(d)
+                if tick is not None and (i % 500 == 499 or i == len(requests) - 1):
+                    tick(i + 1)
         return out
 
     def prepare_request(self, request: Request) -> PreparedRequest:
@@ -351,13 +358,13 @@ class Decider:
         dest = request.destination
         if not dest.has_proxy and dest.injection is not None:
             o = no_sidecar(request, NoSidecar(dest.key, dest.injection))
-            return PreparedRequest(request, lambda args: o)
+            return PreparedRequest(request, lambda args: o, constant=o)
         try:
             p = self.prepare(request.destination, request.port, request.protocol)
             return p.runner.bind(request_view(p, request), self.ext_authz)
         except Exception as e:  # fail closed, and say so, when it is decided
             error = internal_error(request, e)
-            return PreparedRequest(request, lambda args: error)
+            return PreparedRequest(request, lambda args: error, constant=error)
 
     def decide_prepared(
         self, pr: PreparedRequest, *, trace: bool = False, explain: bool = False
@@ -367,6 +374,9 @@ class Decider:
         Decision."""
         if trace or explain:
             return pr.outcome(trace=trace, explain=explain)
+        o = pr.constant
+        if o is not None:
+            return o
         try:
             return pr.run(pr.args)
         except Exception as e:  # fail closed, as every path does

@@ -130,9 +130,12 @@ def internal_error(request: Request, e: Exception) -> Outcome:
 
 class PreparedRequest:
     """A request with its per-request work done (the view, and the values the
-    generated chain reads): ``run(args)`` decides it untraced."""
+    generated chain reads): ``run(args)`` decides it untraced. ``constant``: the
+    untraced outcome when it is known without running anything (a chain that
+    reads nothing of the request, a request refused before the chain): what
+    ``run(args)`` returns, and ``decide_prepared`` returns it without the call."""
 
-    __slots__ = ("args", "ext_authz", "request", "run", "runner", "view")
+    __slots__ = ("args", "constant", "ext_authz", "request", "run", "runner", "view")
 
     def __init__(
         self,
@@ -143,6 +146,7 @@ class PreparedRequest:
         runner: ChainRunner | None = None,
         view: RequestView | None = None,
         ext_authz: ExtAuthzAssumption = "deny",
+        constant: Outcome | None = None,
     ) -> None:
         self.request = request
         self.run = run
@@ -150,6 +154,7 @@ class PreparedRequest:
         self.runner = runner
         self.view = view
         self.ext_authz = ext_authz
+        self.constant = constant
 
     def outcome(self, *, trace: bool = False, explain: bool = False) -> Outcome:
         """The request's outcome; traced (and with the unreached filters, for
@@ -157,6 +162,8 @@ class PreparedRequest:
         try:
             if (trace or explain) and self.runner is not None and self.view is not None:
                 return self.runner.outcome(self.view, self.ext_authz, trace=True, explain=explain)
+            if self.constant is not None:
+                return self.constant
             return self.run(self.args)
         except Exception as e:
             return internal_error(self.request, e)
@@ -193,10 +200,13 @@ class ChainRunner:
         if g is not None and view.inp is not None and view.rejected is None:
             intern = sys.intern  # the chain's sets hold interned strings
             args = tuple([intern(v) if type(v) is str else v for v in g.extract(view.inp)])
-            return PreparedRequest(r, g.run, args, runner=self, view=view, ext_authz=ext_authz)
+            return PreparedRequest(
+                r, g.run, args, runner=self, view=view, ext_authz=ext_authz, constant=g.constant
+            )
         kw: dict[str, Any] = {"runner": self, "view": view, "ext_authz": ext_authz}
         if view.rejected is not None:
-            return PreparedRequest(r, _constant(self.rejected(view, False)), **kw)
+            o = self.rejected(view, False)
+            return PreparedRequest(r, _constant(o), constant=o, **kw)
 
         def walk(args: Any) -> Outcome:
             return _Walk(self, view, ext_authz, trace=False, explain=False).run()
@@ -615,6 +625,9 @@ class Generated:
     run: Callable[[Any], Outcome]
     extract: Callable[[RbacInput], tuple[Any, ...]]
     noted_source: str  # the generated code with its notes marked (see ``source``)
+    # the chain reads nothing of the request (no policy, or each decides alike
+    # whatever comes: an empty DENY rule first, ...): run's one outcome
+    constant: Outcome | None = None
 
     @property
     def source(self) -> str:
@@ -682,7 +695,13 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         body += ["dr = ()", f"au = {em.constant(NOT_AUDITED)}"]
     sets_allowed = False
 
-    def branches(cases: list[tuple[str, str, list[str]]], otherwise: list[str]) -> None:
+    def branches(cases: list[tuple[str, str, list[str]]], otherwise: list[str]) -> bool:
+        """First match wins; whether every way through returns (what follows is
+        never reached, and not written)."""
+        for i, (_, cond, _) in enumerate(cases):
+            if cond == "True":  # matches every request: the policies after it never run
+                cases, otherwise = cases[: i + 1], []
+                break
         for i, (name, cond, code) in enumerate(cases):
             body.append(f"{'if' if i == 0 else 'elif'} {cond}:{_NOTE}{name}")
             body.extend(f"    {line}" for line in code or ["pass"])
@@ -692,6 +711,10 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
                 body.extend(f"    {line}" for line in otherwise)
             else:
                 body.extend(otherwise)
+        ways = [code for _, _, code in cases]
+        if not (cases and cases[-1][1] == "True"):
+            ways.append(otherwise)
+        return all(any(line.startswith("return ") for line in way) for way in ways)
 
     for n, stage in enumerate(stages):
         assert stage.compiled is not None
@@ -733,15 +756,18 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
 
         body.append(f"{_NOTE}{bf.stage}")
         policies = dict(engine.rbac.policies)
-        branches(
+        returns = branches(
             [
                 (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
                 for name in engine.names
             ],
             code(runner.effect(bf, engine.result_for(None))),
         )
-    default = em.constant(runner.default)
-    body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
+        if returns:  # the stages after this one are never reached
+            break
+    else:
+        default = em.constant(runner.default)
+        body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
     if sets_allowed:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")
@@ -767,7 +793,8 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker(_without_notes(source))(**consts)
-    return Generated(run, extract, source)
+    # reading nothing, the function is constant: its outcome, computed once
+    return Generated(run, extract, source, run(()) if not used else None)
 
 
 # Marks a note for people in the generated source; NUL never occurs in Python code

@@ -140,3 +140,25 @@ def test_emitted_policies_match_closures_and_trace():
             want = traced.evaluate(inp, trace=True).allowed
             assert bool(closure(inp)) == want, (policy, inp)
             assert emitted(inp) == want, (policy, inp, src)
+
+
+def test_fusion_keys_see_every_fusable_node():
+    """The fusion key dispatches on a node's exact class (it runs for every node of
+    every chain a mesh builds): exact only while the model's classes have no
+    subclasses; and each fusable kind has its key."""
+    from meshauthz.envoy.rbac import evaluate, model
+
+    nodes = [
+        c
+        for c in vars(model).values()
+        if isinstance(c, type) and c.__name__.startswith(("Perm", "Id"))
+    ]
+    assert len(nodes) >= 20
+    assert [c.__name__ for c in nodes if c.__subclasses__()] == []
+    path = model.StringMatcher("prefix", "/a")
+    assert evaluate._fusion_key(model.PermUrlPath(path)) == ("url_path",)
+    assert evaluate._fusion_key(model.IdUrlPath(path)) == ("url_path",)
+    assert evaluate._fusion_key(model.IdAuthenticated(path)) == ("authenticated",)
+    assert evaluate._fusion_key(model.IdAuthenticated(None)) is None
+    assert evaluate._fusion_key(model.IdFilterState("k", path)) == ("filter_state", "k")
+    assert evaluate._fusion_key(model.PermAny()) is None

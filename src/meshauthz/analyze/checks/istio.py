@@ -131,7 +131,14 @@ def check_no_matching_workloads(ctx: Context) -> None:
             if any(subset_of(labels, w.labels) for w in meshed_by_namespace.get(p.namespace, ())):
                 continue
             where = f"in namespace {p.namespace}"
-        candidates = snap.workloads if p.namespace == root else by_namespace.get(p.namespace, [])
+        if labels:  # only the workloads with the selector's first label can have them all
+            first = next(iter(labels.items()))
+            where_ns = None if p.namespace == root else p.namespace
+            candidates = ctx.workloads_by_label.get((where_ns, *first), [])
+        elif p.namespace == root:
+            candidates = snap.workloads
+        else:
+            candidates = by_namespace.get(p.namespace, [])
         outside = [w for w in candidates if subset_of(labels, w.labels)]
         if outside:
             message = (

@@ -151,6 +151,8 @@ def check_references(ctx: Context) -> None:
 def _check_hosts(ctx: Context, p: AuthorizationPolicy, i: int, j: int) -> None:
     op = p.spec.rules[i].to[j].operation
     assert op is not None
+    if not op.hosts and not op.not_hosts:
+        return
     workloads = ctx.workloads_of(p)
     # A gateway's hosts are names from outside the mesh, not Services.
     if not workloads or any(w.proxy != "sidecar" for w in workloads):

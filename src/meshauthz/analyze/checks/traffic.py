@@ -126,20 +126,34 @@ def check_plaintext(ctx: Context) -> None:
             continue
         for i, rule in enumerate(p.spec.rules):
             found = _identity_field(rule)
-            if found is None:
+            if found is None or not ctx.wants_rule(_key(p), i):
                 continue
             path, field = found
+            accepting = []  # the sidecars' ports that let a plaintext caller in
             for w in ctx.workloads_of(p):
-                if w.proxy != "sidecar":
-                    continue
-                port = _rule_port(rule) or ctx.default_port(w)
+                port = _sidecar_port(ctx, rule, w)
                 if port is None:
                     continue
                 mode = effective_mtls_mode(ctx.snapshot, w, port)
-                if mode not in ("PERMISSIVE", "DISABLE"):
-                    continue
+                if mode in ("PERMISSIVE", "DISABLE"):
+                    accepting.append((w, port, mode))
+            # an ALLOW rule's finding on a PERMISSIVE port is a remark: without
+            # remarks wanted and no port with mTLS disabled, no witness can matter
+            remarks_only = p.spec.action == "ALLOW" and all(
+                m == "PERMISSIVE" for *_, m in accepting
+            )
+            if remarks_only and not ctx.info:
+                continue
+            for w, port, mode in accepting:
                 if _plaintext_finding(ctx, p, i, rule, w, port, mode, path, field):
                     break
+
+
+def _sidecar_port(ctx: Context, rule: Rule, w: MeshWorkload) -> int | None:
+    """The port a plaintext witness to ``w`` goes to; None: ``w`` has no sidecar or no port."""
+    if w.proxy != "sidecar":
+        return None
+    return _rule_port(rule) or ctx.default_port(w)
 
 
 def _rule_port(rule: Rule) -> int | None:

@@ -229,25 +229,31 @@ def _value_matcher(h: HeaderMatcher) -> StringMatcher | None:
     return None
 
 
+_URL_PATH_KEY = ("url_path",)
+_URI_TEMPLATE_KEY = ("uri_template",)
+_AUTHENTICATED_KEY = ("authenticated",)
+
+
 def _fusion_key(node: Any) -> tuple[Any, ...] | None:
-    """Alternatives with the same key can be fused; None: not fusable."""
-    match node:
-        case PermHeader(header=h) | IdHeader(header=h):
-            if h.invert_match or h.treat_missing_header_as_empty:
-                return None
-            if _value_matcher(h) is not None:
-                return ("header", ascii_lower(h.name))
-        case PermUrlPath():
-            return ("url_path",)
-        case IdUrlPath():
-            return ("url_path",)
-        case PermUriTemplate():
-            return ("uri_template",)
-        case IdAuthenticated(principal_name=m):
-            if m is not None:
-                return ("authenticated",)
-        case IdFilterState(key=key):
-            return ("filter_state", key)
+    """Alternatives with the same key can be fused; None: not fusable. (By the
+    node's exact class: the model's node classes have no subclasses, and this
+    runs for every node of every chain a mesh builds.)"""
+    t = type(node)
+    if t is PermUrlPath or t is IdUrlPath:
+        return _URL_PATH_KEY
+    if t is PermHeader or t is IdHeader:
+        h = node.header
+        if h.invert_match or h.treat_missing_header_as_empty:
+            return None
+        if _value_matcher(h) is not None:
+            return ("header", ascii_lower(h.name))
+        return None
+    if t is IdAuthenticated:
+        return _AUTHENTICATED_KEY if node.principal_name is not None else None
+    if t is PermUriTemplate:
+        return _URI_TEMPLATE_KEY
+    if t is IdFilterState:
+        return ("filter_state", node.key)
     return None
 
 
