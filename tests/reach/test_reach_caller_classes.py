@@ -1,6 +1,7 @@
 """Workload callers a destination's chain cannot tell apart share one row's
 answer (``reach._caller_class``), and so do destinations whose formulas are
-the same (``Reacher._classes``: replicas, ports a policy treats alike): the
+the same (``Reacher._classes``: replicas, ports a policy treats alike; their
+chains are encoded once, ``Reacher.encoded``): the
 rows are the ones computed caller by caller and destination by destination,
 but for the witnesses' sender and receiver, and every witness is still
 decided by ``check`` as the row says."""
@@ -71,6 +72,7 @@ def _both_ways(
     with monkeypatch.context() as m:
         m.setattr(reach_module, "_caller_class", lambda c, reads: ("caller", c))
         m.setattr(reach_module.Reacher, "_classes", lambda self, *a: {})
+        m.setattr(reach_module, "chain_shape", lambda p: object())  # each encoded anew
         alone = reach(snap)
     return classes, alone, snap
 

@@ -259,7 +259,7 @@ def _reads_destination_ip(node: Any) -> bool:
     return False
 
 
-def _chain_shape(p: Prepared) -> tuple[Any, ...]:
+def chain_shape(p: Prepared) -> tuple[Any, ...]:
     """What the encoding and the ends of ``p``'s chain are made of, the
     destination workload aside: two destinations of one shape (replicas, pods of
     one app) have the same formulas over the same space. The workload's address
@@ -477,7 +477,7 @@ class Comparer:
             return
         http = dest.protocol == "http"
         self._seeds = []  # the requests found at this destination, both questions
-        shapes = (_chain_shape(po), _chain_shape(pn))
+        shapes = (chain_shape(po), chain_shape(pn))
         shape = (
             tuple(enforced),
             dest.port,

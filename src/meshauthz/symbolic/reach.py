@@ -62,6 +62,7 @@ from meshauthz.symbolic.compare import (
     MAX_NOT_NORMAL,
     SOLVER_TIMEOUT_MS,
     build_space,
+    chain_shape,
     destinations,
 )
 from meshauthz.symbolic.regex import Unencodable
@@ -545,6 +546,10 @@ class Reacher:
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
+        # each chain shape's encoding (``encoded``)
+        self._encoded: list[
+            tuple[tuple[Any, ...], tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable]
+        ] = []
         # the rows of each caller class, by destination shape (``_classes``)
         self._shapes: dict[
             tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
@@ -580,18 +585,12 @@ class Reacher:
                 yield Row(c, dest, "unknown" if mode.mode == "ambient" else "all", why)
             return
         p = self.prepared(dest)
-        try:
-            if dest.protocol == "http" and p.path_options.unmodelled():
-                raise Unencodable(str(p.path_options.unmodelled()))
-            space = build_space(dest.protocol == "http", (p,))
-            if any(c.principal is not None for c in callers):
-                space.use("principal")  # read by the callers' constraints
-            chain = encode_chain(p, space, self.ext_authz)
-            domain = space.domain()
-        except Unencodable as e:
+        encoded = self.encoded(p, dest, callers)
+        if isinstance(encoded, Unencodable):
             for c in callers:
-                yield Row(c, dest, "unknown", str(e))
+                yield Row(c, dest, "unknown", str(encoded))
             return
+        space, chain, domain = encoded
         host = default_host(self.snapshot, dest.workload)
         reads = read_of(
             [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
@@ -616,6 +615,35 @@ class Reacher:
                 yield row
             except Unencodable as e:
                 yield Row(c, dest, "unknown", str(e))
+
+    def encoded(
+        self, p: Prepared, dest: Destination, callers: list[Caller]
+    ) -> tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable:
+        """``p``'s chain encoded over its space, with the space's domain; one
+        encoding for destinations of one chain shape (``compare.chain_shape``:
+        replicas, pods of one app) on one port, whose formulas are the same."""
+        principal = any(c.principal is not None for c in callers)
+        shape = (chain_shape(p), dest.port, dest.protocol, principal)
+        # searched by equality: a shape holds the filters, which are not hashable
+        hit = next((found for key, found in self._encoded if key == shape), None)
+        if hit is not None:
+            return hit
+        try:
+            if dest.protocol == "http" and p.path_options.unmodelled():
+                raise Unencodable(str(p.path_options.unmodelled()))
+            space = build_space(dest.protocol == "http", (p,))
+            if principal:
+                space.use("principal")  # read by the callers' constraints
+            chain = encode_chain(p, space, self.ext_authz)
+            found: tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable = (
+                space,
+                chain,
+                space.domain(),
+            )
+        except Unencodable as e:
+            found = e
+        self._encoded.append((shape, found))
+        return found
 
     def _classes(
         self,
