@@ -83,7 +83,7 @@ CallerKind = Literal["workload", "gateway", "plaintext", "identity", "address"]
 PLAINTEXT = "plaintext"
 GATEWAY_PREFIX = "gateway:"
 # How long a question whether any request satisfies a formula is first asked
-# with no value fixed (``Reacher._sat``).
+# with no value fixed (``open_check``).
 OPEN_CHECK_MS = 1_000
 
 
@@ -387,6 +387,17 @@ def _hosts(f: z3.ExprRef, limit: int = 4) -> list[str]:
     return [s for s in _strings(f) if "." in s and "/" not in s and " " not in s][:limit]
 
 
+def open_check(solver: z3.Solver) -> z3.CheckSatResult:
+    """The solver's answer with no value fixed, for a short while only
+    (``OPEN_CHECK_MS``): where no request satisfies the constraints, this "no"
+    comes at once, while trying every familiar value in turn would take long.
+    The solver's timeout is ``SOLVER_TIMEOUT_MS`` after."""
+    solver.set("timeout", OPEN_CHECK_MS)
+    verdict = solver.check()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    return verdict
+
+
 def familiar_model(
     solver: z3.Solver, space: Space, host: str, caller: Caller, hint: z3.ExprRef | None = None
 ) -> z3.ModelRef | None:
@@ -394,11 +405,8 @@ def familiar_model(
     none. The solver is asked with the values given first, then with each of
     ``hint``'s paths: z3 answers string questions with every variable fixed
     far faster than open ones, but only where there is an answer: whether
-    there is none is asked first, as it is, for a short while."""
-    solver.set("timeout", OPEN_CHECK_MS)
-    verdict = solver.check()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    if verdict == z3.unsat:
+    there is none is asked first, as it is (``open_check``)."""
+    if open_check(solver) == z3.unsat:
         return None
     sets = _wishes(space, host, caller)
     if hint is not None and "path" in space.used:
@@ -857,7 +865,7 @@ class Reacher:
                 hop, space = gateway_hop(pg, p, caller, self.ext_authz)
                 self.domain = space.domain()
                 client = Caller(caller.label, "plaintext")
-                row = self.row(
+                row, _, _ = self.found_row(
                     client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
                 )
                 rows.append(replace(row, caller=caller, two_hops=True))
@@ -866,19 +874,6 @@ class Reacher:
                     caller, dest, "unknown", f"at the gateway {entry.workload}:{entry.port}: {e}"
                 )
         return _merge(rows, entries)
-
-    def row(
-        self,
-        caller: Caller,
-        dest: Destination,
-        p: Prepared,
-        space: Space,
-        chain: SymbolicChain,
-        domain: z3.BoolRef,
-        host: str,
-        hop: GatewayHop | None = None,
-    ) -> Row:
-        return self.found_row(caller, dest, p, space, chain, domain, host, hop)[0]
 
     def found_row(
         self,
@@ -890,8 +885,9 @@ class Reacher:
         domain: z3.BoolRef,
         host: str,
         hop: GatewayHop | None = None,
-    ) -> tuple[Row, Found | None, Found | None]:
-        """``row``, with the allowed and the denied witness found."""
+    ) -> RowFound:
+        """The row of ``caller`` to ``dest``, with the allowed and the denied
+        witness found (what ``same_as`` answers another caller of its class from)."""
         fixed = caller.fixed(space)
 
         def known(f: z3.BoolRef) -> z3.BoolRef:
@@ -1014,17 +1010,14 @@ class Reacher:
         return Found(end, req, t.onward)
 
     def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
-        """Whether some request satisfies ``formulas``: asked as it is first, for
-        a short while (no model is wanted, and with no value fixed an answer
-        "no" comes at once where every familiar value would be tried in turn),
-        then with the familiar values given (``familiar_model``)."""
+        """Whether some request satisfies ``formulas``: asked as it is first
+        (``open_check``: no model is wanted here, so a "yes" does as well as a
+        "no"), then with the familiar values given (``familiar_model``)."""
         solver = z3.Solver()
-        solver.set("timeout", OPEN_CHECK_MS)
         solver.add(*formulas)
-        verdict = solver.check()
+        verdict = open_check(solver)
         if verdict != z3.unknown:
             return bool(verdict == z3.sat)
-        solver.set("timeout", SOLVER_TIMEOUT_MS)
         return familiar_model(solver, space, host, caller, formulas[-1]) is not None
 
     def plain(
