@@ -14,7 +14,7 @@ import gc
 import json
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
@@ -267,12 +267,17 @@ class Document:
             p = p[:-1]
 
     def line_at(self, path: Path) -> int | None:
-        """``location(path).line``, without making the Location (for the many
-        notes a large mesh's filters carry)."""
+        """``location(path).line``, without making the Location."""
+        return self.line_finder()(path)
+
+    def line_finder(self) -> Callable[[Path], int | None]:
+        """``line_at`` as a function of the path (a tuple), looked up once for
+        the many notes a large mesh's filters carry: a document read from a
+        file answers from its ``Positions`` without a call in between."""
         positions = self.positions
         if type(positions) is Positions:
-            return positions.line(path)
-        return self.location(path).line
+            return positions.line
+        return lambda path: self.location(path).line
 
 
 def read_source(path: str) -> tuple[str, str]:

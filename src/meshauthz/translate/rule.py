@@ -51,7 +51,6 @@ from meshauthz.envoy.rbac.model import (
 from meshauthz.errors import Location
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
-from meshauthz.resources.yamlload import Positions
 from meshauthz.translate import matchers as m
 from meshauthz.translate.trustdomain import TrustDomainBundle
 
@@ -137,10 +136,6 @@ class Problem:
     http_only: str | None = None
 
 
-def _no_line(path: tuple[str | int, ...]) -> int | None:  # pragma: no cover - replaced
-    return None
-
-
 @dataclass(slots=True)
 class _Context:
     record: AuthorizationPolicy
@@ -156,16 +151,14 @@ class _Context:
     policy: str = ""  # namespace/name, one string for all of the rule's notes
     file: str = ""
     base: tuple[str | int, ...] = ()
-    line_at: Callable[[tuple[str | int, ...]], int | None] = _no_line
+    line_at: Callable[[tuple[str | int, ...]], int | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = f"{self.record.namespace}/{self.record.name}"
         doc = self.record.doc
         self.file = doc.file
         self.base = self.record.base
-        positions = doc.positions
-        # Positions.line is what Document.line_at calls for a document read from a file
-        self.line_at = positions.line if type(positions) is Positions else doc.line_at
+        self.line_at = doc.line_finder()
 
     def note(
         self,
