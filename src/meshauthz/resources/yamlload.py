@@ -155,7 +155,7 @@ class Positions(Mapping[Path, tuple[int, int]]):
             key_type = "q"
         if len(at) != len(keys):
             return {
-                path: (mark >> 32, mark & 0xFFFFFFFF)
+                path: (mark >> _WIDE_SHIFT, mark & _WIDE_COLUMN)
                 for path, mark in zip(_paths(data, ()), marks, strict=True)
             }
         ordered = sorted(at)
@@ -505,7 +505,7 @@ class _Builder:
             if mark is None:
                 mark = node.start_mark
             self.keys.append(hash(path))
-            self.marks.append((mark.line + 1) << 32 | (mark.column + 1))
+            self.marks.append((mark.line + 1) << _WIDE_SHIFT | (mark.column + 1))
         # type(), not isinstance: the composer makes these three classes, never subclasses
         if type(node) is yaml.ScalarNode:
             if node.tag == _STR_TAG:
