@@ -33,7 +33,7 @@ The library:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -135,18 +135,7 @@ class Caller:
 
     def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         """``given`` as the space's variables and z3 values."""
-        out: list[tuple[z3.ExprRef, z3.ExprRef]] = []
-        for name, value in self.given().items():
-            var = getattr(space, name)
-            if name == "plaintext":
-                out.append((var, z3.BoolVal(value)))
-            elif name == "principal":
-                out.append((var, z3.StringVal(value)))
-            elif name in ("src", "remote"):
-                out.append((var, ip_value(value)[0]))
-            else:
-                out.append((var, ip_value(value)[1]))
-        return out
+        return [(getattr(space, n), _CALLER_VALUES[n](v)) for n, v in self.given().items()]
 
     def constraint(self, space: Space) -> z3.BoolRef:
         """The requests this caller can send, over the destination's variables."""
@@ -601,9 +590,7 @@ class Reacher:
                 yield Row(c, dest, "unknown", str(e))
             return
         host = default_host(self.snapshot, dest.workload)
-        reads = read_of(
-            [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
-        )
+        reads = read_of([c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VALUES})
         classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
@@ -1181,8 +1168,17 @@ class Reacher:
         return out
 
 
-# The variables a caller fixes (``Caller.fixed``), by name.
-_CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
+# The variables a caller fixes (``Caller.given``), by name, with how each
+# value is written for z3 (``Caller.fixed``): an address is two variables, its
+# bits and whether it is IPv6.
+_CALLER_VALUES: dict[str, Callable[[Any], z3.ExprRef]] = {
+    "plaintext": z3.BoolVal,
+    "principal": z3.StringVal,
+    "src": lambda ip: ip_value(ip)[0],
+    "src_v6": lambda ip: ip_value(ip)[1],
+    "remote": lambda ip: ip_value(ip)[0],
+    "remote_v6": lambda ip: ip_value(ip)[1],
+}
 
 
 def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
@@ -1197,7 +1193,7 @@ def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
     return (
         caller.principal is None,
         caller.ip is None,
-        *(given.get(name) for name in _CALLER_VARIABLES if name in reads),
+        *(given.get(name) for name in _CALLER_VALUES if name in reads),
     )
 
 
