@@ -86,7 +86,7 @@ BUILD_TARGET_MS = 20.0
 PEER_RATIO_TARGET = 15.0  # the issue "One core": at least 15x the fastest peer
 # the issue "Fast on the path users run": the prepared path 20x regorus, a new
 # request 3x every peer, check --request 50,000 decisions/s on the mesh
-REGORUS = "regorus (RVM)"
+REGORUS = peer_engines.RegorusPeer.name
 REGORUS_RATIO_TARGET = 20.0
 NEW_REQUEST_RATIO_TARGET = 3.0
 THROUGHPUT_TARGET = 50_000
