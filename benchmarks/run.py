@@ -86,10 +86,14 @@ BUILD_TARGET_MS = 20.0
 PEER_RATIO_TARGET = 15.0  # the issue "One core": at least 15x the fastest peer
 # the issue "Fast on the path users run": the prepared path 20x regorus, a new
 # request 3x every peer, check --request 50,000 decisions/s on the mesh
-REGORUS = "regorus (RVM)"
+REGORUS = peer_engines.RegorusPeer.name
 REGORUS_RATIO_TARGET = 20.0
 NEW_REQUEST_RATIO_TARGET = 3.0
 THROUGHPUT_TARGET = 50_000
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
 class Disagreement(SystemExit):
@@ -442,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = max([peak_mib(), *CHILD_PEAKS])
     out.append(
         f"this benchmark's peak memory: {peak:,.0f} MiB (largest of this process and the "
-        f"peers' forked children; < 2 GiB: {'met' if peak < 2048 else 'NOT met'})"
+        f"peers' forked children; < 2 GiB: {_met(peak < 2048)})"
     )
     out.append("")
     out.append("targets:")
@@ -451,8 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         key = "seed" if s.name == "seed" else "mesh"
         goal = TARGETS[key]
         out.append(
-            f"  {key}: median {ours.median_us:.2f} µs <= {goal} µs: "
-            f"{'met' if ours.median_us <= goal else 'NOT met'}"
+            f"  {key}: median {ours.median_us:.2f} µs <= {goal} µs: {_met(ours.median_us <= goal)}"
         )
         out.append(
             f"  {key}: a new request end to end (request format -> Decision) median "
@@ -464,27 +467,27 @@ def main(argv: list[str] | None = None) -> int:
             peers_ok[t.engine] = peers_ok.get(t.engine, True) and ok
             out.append(
                 f"  {key}: {ratio:.1f}x faster than {t.engine} (>= {PEER_RATIO_TARGET:g}x): "
-                f"{'met' if ok else 'NOT met'}"
+                f"{_met(ok)}"
             )
             if t.engine == REGORUS:
                 out.append(
                     f"  {key}: the prepared path {ratio:.1f}x faster than {t.engine} "
                     f"(>= {REGORUS_RATIO_TARGET:g}x): "
-                    f"{'met' if ratio >= REGORUS_RATIO_TARGET else 'NOT met'}"
+                    f"{_met(ratio >= REGORUS_RATIO_TARGET)}"
                 )
             new_ratio = t.median_us / timings[1].median_us
             out.append(
                 f"  {key}: a new request {new_ratio:.1f}x faster than {t.engine} "
                 f"(>= {NEW_REQUEST_RATIO_TARGET:g}x): "
-                f"{'met' if new_ratio >= NEW_REQUEST_RATIO_TARGET else 'NOT met'}"
+                f"{_met(new_ratio >= NEW_REQUEST_RATIO_TARGET)}"
             )
     out.append(
         f"  check --request: {tput['per_second']:,.0f} decisions/s beyond start-up and load "
-        f">= {THROUGHPUT_TARGET:,}: {'met' if tput['per_second'] >= THROUGHPUT_TARGET else 'NOT met'}"
+        f">= {THROUGHPUT_TARGET:,}: {_met(tput['per_second'] >= THROUGHPUT_TARGET)}"
     )
     out.append(
         f"  build: {build_median:.2f} ms < {BUILD_TARGET_MS:g} ms: "
-        f"{'met' if build_median < BUILD_TARGET_MS else 'NOT met'}"
+        f"{_met(build_median < BUILD_TARGET_MS)}"
     )
     print("\n".join(out))
     return 0

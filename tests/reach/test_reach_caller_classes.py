@@ -8,6 +8,7 @@ decided by ``check`` as the row says."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -94,14 +95,15 @@ def assert_same_rows(classes: Reachability, alone: Reachability, snap: Any) -> N
         assert g == w
 
 
-def _shared(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the rows computed in full (the others are a class's)."""
-    calls = [0]
+def _shared(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the rows computed in full (the others are a class's), by the
+    destination's workload."""
+    calls: Counter[str] = Counter()
     found_row = reach_module.Reacher.found_row
 
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        return found_row(self, *args, **kwargs)
+    def counting(self: Any, caller: Any, dest: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[dest.workload] += 1
+        return found_row(self, caller, dest, *args, **kwargs)
 
     monkeypatch.setattr(reach_module.Reacher, "found_row", counting)
     return calls
@@ -167,12 +169,14 @@ def test_callers_of_one_class_are_answered_once(
         if r.destination.workload == "default/backend"
     ]
     by_caller = {r.caller.label: r.verdict for r in rows}
-    assert {k: by_caller[f"default/{k}"] for k in ("c1", "c2", "c3", "c4", "c6")} == {
-        "c1": "all", "c2": "all", "c3": "all", "c4": "none", "c6": "none",
+    assert by_caller == {
+        "default/frontend": "all", "default/c1": "all", "default/c2": "all", "default/c3": "all",
+        "default/c4": "none", "default/c5": "none", "default/backend": "none",
+        "default/c6": "none", "plaintext": "none",
     }  # fmt: skip
-    # backend's callers: frontend's identity (frontend, c1-c3), default's
-    # (c4, c5, backend itself), other's (c6), and plaintext
-    assert calls[0] < len(rows)
+    # backend's callers, four classes: frontend's identity (frontend, c1-c3),
+    # default's (c4, c5, backend itself), other's (c6), and plaintext
+    assert calls["default/backend"] == 4
 
 
 def test_destinations_of_one_shape_are_answered_once(
@@ -191,4 +195,4 @@ def test_destinations_of_one_shape_are_answered_once(
         assert r.allowed_witness["to"] == r.denied_witness["to"] == r.destination.workload
     # nothing reads the caller: per shape (the replicas', frontend's) one row
     # for the workloads and one for plaintext are computed, the others reused
-    assert len(rows) == 12 and calls[0] == 4
+    assert len(rows) == 12 and sum(calls.values()) == 4

@@ -3,6 +3,7 @@ to (istiod's selection, ``mesh.selection``), and the witness decider."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -127,20 +128,12 @@ class Context:
         if hit is None:
             root = self.snapshot.root_namespace
             refs = target_refs(policy.spec.target_ref, policy.spec.target_refs)
-            # a policy outside the root namespace attaches only in its own; a
-            # selector without targetRefs only to workloads with its labels
-            where = None if policy.namespace == root else policy.namespace
             sel = policy.spec.selector
-            if not refs and sel is not None and sel.match_labels:
-                label = next(iter(sel.match_labels.items()))
-                candidates = self.workloads_by_label.get((where, *label), [])
-            elif where is None:
-                candidates = self.snapshot.workloads
-            else:
-                candidates = self.workloads_by_namespace.get(where, [])
+            # targetRefs, when given, attach instead of the selector
+            labels = sel.match_labels if not refs and sel is not None else {}
             hit = [
                 w
-                for w in candidates
+                for w in self.candidates(policy.namespace, labels)
                 if should_attach(
                     PolicyMatcher.for_workload(w, root_namespace=root),
                     policy.namespace,
@@ -151,6 +144,18 @@ class Context:
             ]
             self._applies[id(policy)] = hit
         return hit
+
+    def candidates(self, namespace: str, labels: Mapping[str, str]) -> list[MeshWorkload]:
+        """The workloads a selector of ``labels`` in a policy of ``namespace`` can
+        select, in store order: a policy outside the root namespace selects only
+        in its own, and only a workload with the selector's first label can have
+        them all. A superset: the caller still matches each."""
+        where = None if namespace == self.snapshot.root_namespace else namespace
+        if labels:
+            return self.workloads_by_label.get((where, *next(iter(labels.items()))), [])
+        if where is None:
+            return self.snapshot.workloads
+        return self.workloads_by_namespace.get(where, [])
 
     def policies_of(self, w: MeshWorkload) -> list[AuthorizationPolicy]:
         return [

@@ -58,7 +58,8 @@ def loading() -> Iterator[None]:
         settle()
 
 
-# A count of young collections never reached: no full collection.
+# The collector's third threshold: how many collections of the middle
+# generation come before a full one; never reached, so no full collection.
 _NO_FULL_COLLECTION = 1 << 30
 
 

@@ -358,13 +358,13 @@ class Decider:
         dest = request.destination
         if not dest.has_proxy and dest.injection is not None:
             o = no_sidecar(request, NoSidecar(dest.key, dest.injection))
-            return PreparedRequest(request, lambda args: o, constant=o)
+            return PreparedRequest.known(request, o)
         try:
             p = self.prepare(request.destination, request.port, request.protocol)
             return p.runner.bind(request_view(p, request), self.ext_authz)
         except Exception as e:  # fail closed, and say so, when it is decided
             error = internal_error(request, e)
-            return PreparedRequest(request, lambda args: error, constant=error)
+            return PreparedRequest.known(request, error)
 
     def decide_prepared(
         self, pr: PreparedRequest, *, trace: bool = False, explain: bool = False

@@ -156,6 +156,27 @@ class PreparedRequest:
         self.ext_authz = ext_authz
         self.constant = constant
 
+    @classmethod
+    def known(
+        cls,
+        request: Request,
+        outcome: Outcome,
+        *,
+        runner: ChainRunner | None = None,
+        view: RequestView | None = None,
+        ext_authz: ExtAuthzAssumption = "deny",
+    ) -> PreparedRequest:
+        """A request whose untraced outcome is known before it is run: ``constant``,
+        which ``run`` returns too."""
+        return cls(
+            request,
+            lambda args: outcome,
+            runner=runner,
+            view=view,
+            ext_authz=ext_authz,
+            constant=outcome,
+        )
+
     def outcome(self, *, trace: bool = False, explain: bool = False) -> Outcome:
         """The request's outcome; traced (and with the unreached filters, for
         ``explain``) when asked. An internal error denies (fail closed)."""
@@ -171,10 +192,6 @@ class PreparedRequest:
     def __repr__(self) -> str:
         r = self.request
         return f"PreparedRequest({r.method} {r.path} to {r.destination.key}:{r.port})"
-
-
-def _constant(o: Outcome) -> Callable[[Any], Outcome]:
-    return lambda args: o
 
 
 class ChainRunner:
@@ -203,15 +220,14 @@ class ChainRunner:
             return PreparedRequest(
                 r, g.run, args, runner=self, view=view, ext_authz=ext_authz, constant=g.constant
             )
-        kw: dict[str, Any] = {"runner": self, "view": view, "ext_authz": ext_authz}
         if view.rejected is not None:
             o = self.rejected(view, False)
-            return PreparedRequest(r, _constant(o), constant=o, **kw)
+            return PreparedRequest.known(r, o, runner=self, view=view, ext_authz=ext_authz)
 
         def walk(args: Any) -> Outcome:
             return _Walk(self, view, ext_authz, trace=False, explain=False).run()
 
-        return PreparedRequest(r, walk, **kw)
+        return PreparedRequest(r, walk, runner=self, view=view, ext_authz=ext_authz)
 
     def outcome(
         self, view: RequestView, ext_authz: ExtAuthzAssumption, *, trace: bool, explain: bool

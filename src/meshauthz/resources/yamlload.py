@@ -14,7 +14,7 @@ import gc
 import json
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
@@ -155,7 +155,7 @@ class Positions(Mapping[Path, tuple[int, int]]):
             key_type = "q"
         if len(at) != len(keys):
             return {
-                path: (mark >> 32, mark & 0xFFFFFFFF)
+                path: (mark >> _WIDE_SHIFT, mark & _WIDE_COLUMN)
                 for path, mark in zip(_paths(data, ()), marks, strict=True)
             }
         ordered = sorted(at)
@@ -267,12 +267,17 @@ class Document:
             p = p[:-1]
 
     def line_at(self, path: Path) -> int | None:
-        """``location(path).line``, without making the Location (for the many
-        notes a large mesh's filters carry)."""
+        """``location(path).line``, without making the Location."""
+        return self.line_finder()(path)
+
+    def line_finder(self) -> Callable[[Path], int | None]:
+        """``line_at`` as a function of the path (a tuple), looked up once for
+        the many notes a large mesh's filters carry: a document read from a
+        file answers from its ``Positions`` without a call in between."""
         positions = self.positions
         if type(positions) is Positions:
-            return positions.line(path)
-        return self.location(path).line
+            return positions.line
+        return lambda path: self.location(path).line
 
 
 def read_source(path: str) -> tuple[str, str]:
@@ -500,7 +505,7 @@ class _Builder:
             if mark is None:
                 mark = node.start_mark
             self.keys.append(hash(path))
-            self.marks.append((mark.line + 1) << 32 | (mark.column + 1))
+            self.marks.append((mark.line + 1) << _WIDE_SHIFT | (mark.column + 1))
         # type(), not isinstance: the composer makes these three classes, never subclasses
         if type(node) is yaml.ScalarNode:
             if node.tag == _STR_TAG:

@@ -33,7 +33,7 @@ The library:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -84,7 +84,7 @@ CallerKind = Literal["workload", "gateway", "plaintext", "identity", "address"]
 PLAINTEXT = "plaintext"
 GATEWAY_PREFIX = "gateway:"
 # How long a question whether any request satisfies a formula is first asked
-# with no value fixed (``Reacher._sat``).
+# with no value fixed (``open_check``).
 OPEN_CHECK_MS = 1_000
 
 
@@ -136,18 +136,7 @@ class Caller:
 
     def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         """``given`` as the space's variables and z3 values."""
-        out: list[tuple[z3.ExprRef, z3.ExprRef]] = []
-        for name, value in self.given().items():
-            var = getattr(space, name)
-            if name == "plaintext":
-                out.append((var, z3.BoolVal(value)))
-            elif name == "principal":
-                out.append((var, z3.StringVal(value)))
-            elif name in ("src", "remote"):
-                out.append((var, ip_value(value)[0]))
-            else:
-                out.append((var, ip_value(value)[1]))
-        return out
+        return [(getattr(space, n), _CALLER_VALUES[n](v)) for n, v in self.given().items()]
 
     def constraint(self, space: Space) -> z3.BoolRef:
         """The requests this caller can send, over the destination's variables."""
@@ -388,6 +377,17 @@ def _hosts(f: z3.ExprRef, limit: int = 4) -> list[str]:
     return [s for s in _strings(f) if "." in s and "/" not in s and " " not in s][:limit]
 
 
+def open_check(solver: z3.Solver) -> z3.CheckSatResult:
+    """The solver's answer with no value fixed, for a short while only
+    (``OPEN_CHECK_MS``): where no request satisfies the constraints, this "no"
+    comes at once, while trying every familiar value in turn would take long.
+    The solver's timeout is ``SOLVER_TIMEOUT_MS`` after."""
+    solver.set("timeout", OPEN_CHECK_MS)
+    verdict = solver.check()
+    solver.set("timeout", SOLVER_TIMEOUT_MS)
+    return verdict
+
+
 def familiar_model(
     solver: z3.Solver, space: Space, host: str, caller: Caller, hint: z3.ExprRef | None = None
 ) -> z3.ModelRef | None:
@@ -395,11 +395,8 @@ def familiar_model(
     none. The solver is asked with the values given first, then with each of
     ``hint``'s paths: z3 answers string questions with every variable fixed
     far faster than open ones, but only where there is an answer: whether
-    there is none is asked first, as it is, for a short while."""
-    solver.set("timeout", OPEN_CHECK_MS)
-    verdict = solver.check()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    if verdict == z3.unsat:
+    there is none is asked first, as it is (``open_check``)."""
+    if open_check(solver) == z3.unsat:
         return None
     sets = _wishes(space, host, caller)
     if hint is not None and "path" in space.used:
@@ -592,9 +589,7 @@ class Reacher:
             return
         space, chain, domain = encoded
         host = default_host(self.snapshot, dest.workload)
-        reads = read_of(
-            [c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VARIABLES}
-        )
+        reads = read_of([c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VALUES})
         classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
@@ -885,7 +880,7 @@ class Reacher:
                 hop, space = gateway_hop(pg, p, caller, self.ext_authz)
                 self.domain = space.domain()
                 client = Caller(caller.label, "plaintext")
-                row = self.row(
+                row, _, _ = self.found_row(
                     client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
                 )
                 rows.append(replace(row, caller=caller, two_hops=True))
@@ -894,19 +889,6 @@ class Reacher:
                     caller, dest, "unknown", f"at the gateway {entry.workload}:{entry.port}: {e}"
                 )
         return _merge(rows, entries)
-
-    def row(
-        self,
-        caller: Caller,
-        dest: Destination,
-        p: Prepared,
-        space: Space,
-        chain: SymbolicChain,
-        domain: z3.BoolRef,
-        host: str,
-        hop: GatewayHop | None = None,
-    ) -> Row:
-        return self.found_row(caller, dest, p, space, chain, domain, host, hop)[0]
 
     def found_row(
         self,
@@ -918,8 +900,9 @@ class Reacher:
         domain: z3.BoolRef,
         host: str,
         hop: GatewayHop | None = None,
-    ) -> tuple[Row, Found | None, Found | None]:
-        """``row``, with the allowed and the denied witness found."""
+    ) -> RowFound:
+        """The row of ``caller`` to ``dest``, with the allowed and the denied
+        witness found (what ``same_as`` answers another caller of its class from)."""
         fixed = caller.fixed(space)
 
         def known(f: z3.BoolRef) -> z3.BoolRef:
@@ -1042,17 +1025,14 @@ class Reacher:
         return Found(end, req, t.onward)
 
     def _sat(self, formulas: list[z3.BoolRef], space: Space, host: str, caller: Caller) -> bool:
-        """Whether some request satisfies ``formulas``: asked as it is first, for
-        a short while (no model is wanted, and with no value fixed an answer
-        "no" comes at once where every familiar value would be tried in turn),
-        then with the familiar values given (``familiar_model``)."""
+        """Whether some request satisfies ``formulas``: asked as it is first
+        (``open_check``: no model is wanted here, so a "yes" does as well as a
+        "no"), then with the familiar values given (``familiar_model``)."""
         solver = z3.Solver()
-        solver.set("timeout", OPEN_CHECK_MS)
         solver.add(*formulas)
-        verdict = solver.check()
+        verdict = open_check(solver)
         if verdict != z3.unknown:
             return bool(verdict == z3.sat)
-        solver.set("timeout", SOLVER_TIMEOUT_MS)
         return familiar_model(solver, space, host, caller, formulas[-1]) is not None
 
     def plain(
@@ -1216,8 +1196,17 @@ class Reacher:
         return out
 
 
-# The variables a caller fixes (``Caller.fixed``), by name.
-_CALLER_VARIABLES = ("plaintext", "principal", "src", "src_v6", "remote", "remote_v6")
+# The variables a caller fixes (``Caller.given``), by name, with how each
+# value is written for z3 (``Caller.fixed``): an address is two variables, its
+# bits and whether it is IPv6.
+_CALLER_VALUES: dict[str, Callable[[Any], z3.ExprRef]] = {
+    "plaintext": z3.BoolVal,
+    "principal": z3.StringVal,
+    "src": lambda ip: ip_value(ip)[0],
+    "src_v6": lambda ip: ip_value(ip)[1],
+    "remote": lambda ip: ip_value(ip)[0],
+    "remote_v6": lambda ip: ip_value(ip)[1],
+}
 
 
 def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
@@ -1232,7 +1221,7 @@ def _caller_class(caller: Caller, reads: frozenset[str]) -> tuple[Any, ...]:
     return (
         caller.principal is None,
         caller.ip is None,
-        *(given.get(name) for name in _CALLER_VARIABLES if name in reads),
+        *(given.get(name) for name in _CALLER_VALUES if name in reads),
     )
 
 

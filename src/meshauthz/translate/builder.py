@@ -30,7 +30,7 @@ from meshauthz.translate.extauthz import (
     ext_authz_filter,
     resolve_providers,
 )
-from meshauthz.translate.rule import Problem
+from meshauthz.translate.rule import Leaves, Problem
 from meshauthz.translate.trustdomain import TrustDomainBundle
 
 TCP_STAT_PREFIX = "tcp."
@@ -197,9 +197,7 @@ class TranslationCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], _Translated] = {}
-        # Leaf matchers (a principal, a method, a path) by what they match: equal
-        # values written in many policies share one (see rule.generate).
-        self.leaves: dict[tuple[str, str], Any] = {}
+        self.leaves: Leaves = {}  # (see rule.generate)
 
     def get(self, key: tuple[Any, ...], policy: AuthorizationPolicy) -> _Translated | None:
         hit = self._entries.get(key)
@@ -256,7 +254,7 @@ def _translate(
     chain: Chain,
     options: BuildOptions,
     bundle: TrustDomainBundle,
-    leaves: dict[tuple[str, str], Any] | None = None,
+    leaves: Leaves | None = None,
 ) -> _Translated:
     key = _key(policy)
     problems: list[Problem] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from meshauthz.envoy.rbac.model import (
     Action,
@@ -51,7 +51,6 @@ from meshauthz.envoy.rbac.model import (
 from meshauthz.errors import Location
 from meshauthz.resources.istio import Rule
 from meshauthz.resources.objects import AuthorizationPolicy
-from meshauthz.resources.yamlload import Positions
 from meshauthz.translate import matchers as m
 from meshauthz.translate.trustdomain import TrustDomainBundle
 
@@ -137,8 +136,11 @@ class Problem:
     http_only: str | None = None
 
 
-def _no_line(path: tuple[str | int, ...]) -> int | None:  # pragma: no cover - replaced
-    return None
+# Leaf matchers (a principal, a method, a path) by kind and value, shared by
+# every rule of a mesh (``TranslationCache.leaves``): a value written in many
+# policies is then one object.
+Leaves = dict[tuple[str, str], Any]
+_Leaf = TypeVar("_Leaf")
 
 
 @dataclass(slots=True)
@@ -149,23 +151,18 @@ class _Context:
     for_tcp: bool
     use_authenticated: bool
     problems: list[Problem]
-    # Leaf matchers by what they are made of, shared by every rule of a mesh
-    # (``TranslationCache.leaves``): a principal or method written in many
-    # policies is then one object.
-    leaves: dict[tuple[str, str], Any] = field(default_factory=dict)
+    leaves: Leaves = field(default_factory=dict)
     policy: str = ""  # namespace/name, one string for all of the rule's notes
     file: str = ""
     base: tuple[str | int, ...] = ()
-    line_at: Callable[[tuple[str | int, ...]], int | None] = _no_line
+    line_at: Callable[[tuple[str | int, ...]], int | None] = field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = f"{self.record.namespace}/{self.record.name}"
         doc = self.record.doc
         self.file = doc.file
         self.base = self.record.base
-        positions = doc.positions
-        # Positions.line is what Document.line_at calls for a document read from a file
-        self.line_at = positions.line if type(positions) is Positions else doc.line_at
+        self.line_at = doc.line_finder()
 
     def note(
         self,
@@ -177,7 +174,7 @@ class _Context:
         line = self.line_at(self.base + path)
         return Note(self.policy, self.rule, section, field, value, self.file, line)
 
-    def leaf(self, kind: str, value: str, make: Callable[..., Any], *args: Any) -> Any:
+    def leaf(self, kind: str, value: str, make: Callable[..., _Leaf], *args: Any) -> _Leaf:
         """``make(*args)``, the leaf matcher of ``value`` as a ``kind``: made once."""
         key = (kind, value)
         hit = self.leaves.get(key)
@@ -358,7 +355,7 @@ def generate(
     for_tcp: bool,
     use_authenticated: bool = True,
     problems: list[Problem] | None = None,
-    leaves: dict[tuple[str, str], Any] | None = None,
+    leaves: Leaves | None = None,
 ) -> Policy:
     """The Envoy policy for a modelled rule. Raises RuleDropped when an ALLOW
     rule has a value that cannot be generated (for other actions the value is

@@ -52,7 +52,9 @@ class TrustDomainBundle:
             # Not an identity with a trust domain to enforce: keep as written.
             return [principal]
         td = parts[0]
-        if self.domains == (td,):  # the mesh's own trust domain, no aliases
+        if self.domains == (td,):
+            # the mesh's own trust domain and no alias (most meshes, for every
+            # principal): the loop below would give it back alone
             return [principal]
         if not (_matches_any(td, self.domains) or td == CLUSTER_LOCAL):
             return [principal]

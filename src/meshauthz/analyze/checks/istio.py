@@ -78,10 +78,7 @@ def check_no_matching_workloads(ctx: Context) -> None:
     meshed = [w for w in snap.workloads if in_mesh(ctx, w)]
     root = snap.root_namespace
     policies: list[AuthorizationPolicy] = ctx.authorization_policies
-    by_namespace: dict[str, list[MeshWorkload]] = {}
     meshed_by_namespace: dict[str, list[MeshWorkload]] = {}
-    for w in snap.workloads:
-        by_namespace.setdefault(w.namespace, []).append(w)
     for w in meshed:
         meshed_by_namespace.setdefault(w.namespace, []).append(w)
     for p in policies:
@@ -114,7 +111,7 @@ def check_no_matching_workloads(ctx: Context) -> None:
             why = (
                 " (its workloads get no sidecar: the namespace is not labelled "
                 "istio-injection=enabled)"
-                if injected is not None and by_namespace.get(p.namespace)
+                if injected is not None and ctx.workloads_by_namespace.get(p.namespace)
                 else ""
             )
             ctx.add(
@@ -131,15 +128,7 @@ def check_no_matching_workloads(ctx: Context) -> None:
             if any(subset_of(labels, w.labels) for w in meshed_by_namespace.get(p.namespace, ())):
                 continue
             where = f"in namespace {p.namespace}"
-        if labels:  # only the workloads with the selector's first label can have them all
-            first = next(iter(labels.items()))
-            where_ns = None if p.namespace == root else p.namespace
-            candidates = ctx.workloads_by_label.get((where_ns, *first), [])
-        elif p.namespace == root:
-            candidates = snap.workloads
-        else:
-            candidates = by_namespace.get(p.namespace, [])
-        outside = [w for w in candidates if subset_of(labels, w.labels)]
+        outside = [w for w in ctx.candidates(p.namespace, labels) if subset_of(labels, w.labels)]
         if outside:
             message = (
                 f"the workloads {where} with the labels {_selector_text(labels)} "
