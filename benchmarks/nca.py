@@ -59,11 +59,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+
+import ncapeer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -223,18 +224,6 @@ def process(argv: list[str]) -> tuple[str, float]:
     return proc.stdout, cpu
 
 
-def best(fn: Callable[[], object], repeat: int) -> float:
-    """The least CPU time of ``repeat`` runs after a warm-up (CPU, not wall: the
-    machine is shared, and both columns then measure the same thing)."""
-    fn()  # warm-up: first-use caches, z3's first contexts
-    times = []
-    for _ in range(repeat):
-        t = time.process_time()
-        fn()
-        times.append(time.process_time() - t)
-    return min(times)
-
-
 def quietly(fn: Callable[[], object]) -> Callable[[], object]:
     def run() -> object:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -246,27 +235,13 @@ def quietly(fn: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def import_nca() -> Callable[[list[str]], object] | None:
-    # this script and benchmarks/nca/ beside it would shadow NCA's own package
-    saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-    sys.modules.pop("nca", None)
-    try:
-        from nca.nca_cli import nca_main
-    except ImportError:
-        return None
-    finally:
-        sys.path[:] = saved
-    return nca_main  # type: ignore[no-any-return]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="in-process runs after a warm-up")
     ap.add_argument("--only", help="only the questions whose name contains this")
     args = ap.parse_args(argv)
     nca_bin = shutil.which("nca", path=str(BIN)) or shutil.which("nca")
-    nca_main = import_nca()
+    nca_main = ncapeer.nca_main()
     if nca_bin is None or nca_main is None:
         print("network-config-analyzer is not installed (pip install -e '.[bench]')")
         return 2
@@ -284,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
             ours_out, ours_cpu = process([str(BIN / "meshauthz"), *ours_argv])
             nca_out, nca_cpu = process([nca_bin, *case.nca])
             with contextlib.chdir(REPO):
-                ours_t = best(quietly(partial(meshauthz_main, ours_argv)), args.repeat)
-                nca_t = best(quietly(partial(nca_main, case.nca)), args.repeat)
+                ours_t = ncapeer.best(quietly(partial(meshauthz_main, ours_argv)), args.repeat)
+                nca_t = ncapeer.best(quietly(partial(nca_main, case.nca)), args.repeat)
             label = f"{case.name}: {case.kind}"
             print(
                 f"| {label} | meshauthz | {our_answer(case.kind, ours_out)} | {ours_cpu:.2f} | "

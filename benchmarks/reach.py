@@ -13,7 +13,8 @@ bookinfo-policy-test-principals-1.yaml) and online-boutique
 each). For each, in one run: meshauthz's load and ``reach`` over every caller
 and destination (in-process, witnesses confirmed by ``check`` as always), and
 NCA's ``--connectivity`` over the same directory (in-process through its
-``nca_main``); best of N runs after one warm-up, and the ratio.
+``nca_main``); the least CPU time of N runs after one warm-up, and the
+ratio.
 """
 
 from __future__ import annotations
@@ -21,26 +22,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+import ncapeer
 
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.symbolic.reach import reach
 
 INPUTS = Path(__file__).parent / "nca_inputs"
 CASES = ("bookinfo", "online_boutique")
-
-
-def best(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up: imports, z3's first contexts
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def meshauthz_reach(directory: Path) -> Callable[[], object]:
@@ -51,17 +42,9 @@ def meshauthz_reach(directory: Path) -> Callable[[], object]:
 
 
 def nca_connectivity(directory: Path) -> Callable[[], object] | None:
-    # benchmarks/nca.py, beside this script, would shadow NCA's own package
-    here = Path(__file__).resolve().parent
-    saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]
-    sys.modules.pop("nca", None)
-    try:
-        from nca.nca_cli import nca_main
-    except ImportError:
+    nca_main = ncapeer.nca_main()
+    if nca_main is None:
         return None
-    finally:
-        sys.path[:] = saved
 
     def run() -> object:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -78,9 +61,9 @@ def main() -> None:
     for case in CASES:
         d = INPUTS / case
         rows = len(meshauthz_reach(d)().rows)  # type: ignore[attr-defined]
-        ours = best(meshauthz_reach(d), args.repeat)
+        ours = ncapeer.best(meshauthz_reach(d), args.repeat)
         nca = nca_connectivity(d)
-        theirs = best(nca, args.repeat) if nca is not None else None
+        theirs = ncapeer.best(nca, args.repeat) if nca is not None else None
         ratio = f"{theirs / ours:6.1f}x" if theirs else "   n/a"
         shown = f"{theirs:16.3f}s" if theirs is not None else f"{'(not installed)':>17}"
         print(f"{case:<16} {rows:>5} {ours:15.3f}s {shown} {ratio}")
