@@ -128,8 +128,8 @@ def test_notes_are_the_full_analysis_on_the_deciding_rules(tmp_path):
     """The notes' analysis runs on the deciding rules only and skips what could only
     be a remark: what they name is what the whole analysis says of those rules."""
     from meshauthz.analyze.context import Context
-    from meshauthz.analyze.decision_notes import DecisionNotes
-    from meshauthz.analyze.run import CHECKS, annotation_suppresses
+    from meshauthz.analyze.decision_notes import DecisionNotes, notes_by_rule
+    from meshauthz.analyze.run import CHECKS
     from meshauthz.decide.cause import DeniedByPolicy, Stage
     from meshauthz.decide.decision import Decision
     from meshauthz.mesh.loading import load_mesh
@@ -144,18 +144,9 @@ def test_notes_are_the_full_analysis_on_the_deciding_rules(tmp_path):
             for i in range(len(p.spec.rules)):
                 cause = DeniedByPolicy(Stage.DENY, p.key, i)
                 d = Decision("DENY", 403, Stage.DENY, cause, p.key, i)
-                prefix = f"spec.rules[{i}]"
-                expected: list[tuple[str, str, str]] = []
-                for f in full.findings:
-                    on_rule = f.field == prefix or f.field.startswith((prefix + ".", prefix + "["))
-                    if (
-                        f.resource_key == p.key
-                        and on_rule
-                        and f.severity != "info"
-                        and not annotation_suppresses(f)
-                        and all(code != f.code for code, _, _ in expected)
-                    ):
-                        expected.append((f.code, f.message, f.field))
+                # what the whole analysis names of this rule
+                named = notes_by_rule(full.findings, {p.key: [i]}).get((p.key, i), [])
+                expected = [(f.code, f.message, f.field) for f in named]
                 got = [
                     (f.code, f.message, f.field) for f in DecisionNotes(snapshot, [d]).findings(d)
                 ]

@@ -43,6 +43,7 @@ from meshauthz.decide.request_spec import request_from_data
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.mesh.snapshot import TLS_MODE_LABEL
 
+from ..envoy.harness import _cluster as static_cluster
 from ..envoy_process import EnvoyProcess, free_port, require_envoy
 
 # tests/integration/security/pqc/main_test.go: the mesh-wide STRICT policy of its
@@ -192,31 +193,12 @@ def _cluster(name: str, port: int, tls_mode: str | None) -> dict[str, Any]:
     metadata = (
         {"filter_metadata": {"envoy.transport_socket_match": {"tlsMode": tls_mode}}}
         if tls_mode not in (None, "disabled")
-        else {}
+        else None
     )
     tls = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
     raw = "type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer"
     return {
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "2s",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
-                                }
-                            },
-                            "metadata": metadata,
-                        }
-                    ]
-                }
-            ],
-        },
+        **static_cluster(name, port, metadata=metadata),
         "transport_socket_matches": [
             {
                 "name": "tlsMode-istio",

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
-from meshauthz.decide.request import resolve
+from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import request_from_data
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.resources.meshconfig import MeshConfigError, mesh_config_from_data
@@ -78,7 +79,9 @@ data:
 """
 
 
-def _decide(tmp_path, to: str, xff: str, trusted: int | None):
+def _resolved(tmp_path, to: str, xff: str, trusted: int | None) -> tuple[Decider, Request]:
+    """A plaintext client's request with ``xff``, resolved against MESH with
+    ``trusted`` proxies in front of gateways (None: no mesh config)."""
     docs = [MESH] + ([_mesh_config(trusted)] if trusted is not None else [])
     (tmp_path / "m.yaml").write_text("\n---\n".join(docs))
     snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
@@ -87,7 +90,12 @@ def _decide(tmp_path, to: str, xff: str, trusted: int | None):
         "to": to,
         "headers": {"x-forwarded-for": xff},
     }
-    return Decider(snap).decide(resolve(request_from_data(req), snap))
+    return Decider(snap), resolve(request_from_data(req), snap)
+
+
+def _decide(tmp_path, to: str, xff: str, trusted: int | None) -> Decision:
+    d, r = _resolved(tmp_path, to, xff, trusted)
+    return d.decide(r)
 
 
 GATEWAY = "istio-system/istio-ingressgateway:80"
@@ -131,16 +139,7 @@ def test_mesh_config_reads_num_trusted_proxies():
     "xff", ["172.17.72.46", "172.17.72.46, 10.0.0.1", "10.0.0.1, 172.17.72.46"]
 )
 def test_the_fast_path_takes_the_same_remote_address(tmp_path, trusted, to, xff):
-    docs = [MESH] + ([_mesh_config(trusted)] if trusted is not None else [])
-    (tmp_path / "m.yaml").write_text("\n---\n".join(docs))
-    snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
-    req = {
-        "from": {"ip": "203.0.113.10", "plaintext": True},
-        "to": to,
-        "headers": {"x-forwarded-for": xff},
-    }
-    r = resolve(request_from_data(req), snap)
-    d = Decider(snap)
+    d, r = _resolved(tmp_path, to, xff, trusted)
     full = d.decide(r)
     fast = d.decide_prepared(d.prepare_request(r))
     assert (fast.verdict, fast.stage, fast.policy, fast.rule) == (

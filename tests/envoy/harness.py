@@ -631,27 +631,20 @@ def site_chain(envoy: Envoy, line: dict[str, Any]) -> str:
     return "http" if line.get("code") not in (None, 0, "0") else "tcp"
 
 
-def _cluster(name: str, port: int, http2: bool = False) -> dict[str, Any]:
+def _cluster(
+    name: str, port: int, http2: bool = False, metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A static cluster of one loopback endpoint (``metadata``: the endpoint's)."""
+    endpoint: dict[str, Any] = {
+        "endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}
+    }
+    if metadata:
+        endpoint["metadata"] = metadata
     c: dict[str, Any] = {
         "name": name,
         "connect_timeout": "1s",
         "type": "STATIC",
-        "load_assignment": {
-            "cluster_name": name,
-            "endpoints": [
-                {
-                    "lb_endpoints": [
-                        {
-                            "endpoint": {
-                                "address": {
-                                    "socket_address": {"address": "127.0.0.1", "port_value": port}
-                                }
-                            }
-                        }
-                    ]
-                }
-            ],
-        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [endpoint]}]},
     }
     if http2:
         c["typed_extension_protocol_options"] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from meshauthz.resources.loader import load
+from meshauthz.resources.objects import AuthorizationPolicy
 
 TEXT = """\
 apiVersion: security.istio.io/v1
@@ -31,12 +32,18 @@ spec:
 """
 
 
-def test_models_of_one_shape_share_the_set_of_fields_given(tmp_path: Path) -> None:
+def _policies(tmp_path: Path) -> tuple[AuthorizationPolicy, AuthorizationPolicy]:
+    """TEXT's two policies, loaded cleanly."""
     f = tmp_path / "p.yaml"
     f.write_text(TEXT)
     loaded = load([str(f)])
     assert not loaded.unreadable and not loaded.findings
     a, b = loaded.manifests.authorization_policies
+    return a, b
+
+
+def test_models_of_one_shape_share_the_set_of_fields_given(tmp_path: Path) -> None:
+    a, b = _policies(tmp_path)
     ra, rb, rb2 = a.spec.rules[0], b.spec.rules[0], b.spec.rules[1]
     assert a.spec.model_fields_set == {"selector", "rules"}
     assert b.spec.model_fields_set == {"action", "rules"}
@@ -56,11 +63,7 @@ def test_models_of_one_shape_share_the_set_of_fields_given(tmp_path: Path) -> No
 
 
 def test_objects_hold_their_metadata_and_strings_once(tmp_path: Path) -> None:
-    f = tmp_path / "p.yaml"
-    f.write_text(TEXT)
-    loaded = load([str(f)])
-    assert not loaded.unreadable and not loaded.findings
-    a, b = loaded.manifests.authorization_policies
+    a, b = _policies(tmp_path)
     assert a.labels == {"team": "x"} and b.labels == {} and b.annotations == {}
     pa = a.spec.rules[0].from_[0].source.principals[0]
     pb = b.spec.rules[0].from_[0].source.principals[0]

@@ -33,11 +33,10 @@ from typing import TYPE_CHECKING, Any
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
+from meshauthz.envoy.request_headers import FORWARDED_FOR
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Decider
-
-XFF = "x-forwarded-for"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +103,9 @@ def through_gateway(
                 authority = value
             elif not name.startswith(":"):
                 headers.setdefault(name, []).append(value)
-        headers[XFF] = [forwarded_for(headers.pop(XFF, []), r.source_ip, gateway.address)]
+        headers[FORWARDED_FOR] = [
+            forwarded_for(headers.pop(FORWARDED_FOR, []), r.source_ip, gateway.address)
+        ]
         onward.update(
             method=r.method,
             path=view.path,

@@ -29,6 +29,7 @@ from meshauthz.decide.cause import (
     ZtunnelDenied,
 )
 from meshauthz.mesh.injection import Injection, Why
+from meshauthz.mesh.snapshot import TLS_MODE_LABEL
 
 if TYPE_CHECKING:
     from meshauthz.decide.config_dump import ChainInfo
@@ -98,8 +99,8 @@ def caller_note(r: Request) -> str | None:
     if r.plaintext and not r.destination.auto_mtls:
         return (
             f"the caller {r.source_workload} sends plaintext to {r.destination.key}: its "
-            "sidecar originates Istio mTLS only to pods labelled "
-            "security.istio.io/tlsMode=istio, which gateway pods are not (where a "
+            f"sidecar originates Istio mTLS only to pods labelled {TLS_MODE_LABEL}=istio, "
+            "which gateway pods are not (where a "
             "DestinationRule sets ISTIO_MUTUAL, give the caller's principal)"
         )
     return None

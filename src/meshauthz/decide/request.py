@@ -189,13 +189,7 @@ def resolve(spec: RequestSpec, snapshot: MeshSnapshot) -> Request:
     """Resolve names against the mesh. Raises InputError naming what is missing, or
     LookupFailed (code "ambiguous") for a Service that selects several workloads."""
     source = _source(spec, snapshot)
-    memo = _resolved(snapshot)
-    key = (spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
-    dest = memo.get(key)
-    if dest is None:
-        with _named_at(spec, "to"):
-            target = resolve_target(snapshot, _target_ref(spec))
-        dest = memo[key] = _destination(spec, snapshot, target)
+    (dest,) = _destinations(spec, snapshot, each=False)
     return _request(spec, source, dest)
 
 
@@ -203,14 +197,21 @@ def resolve_each(spec: RequestSpec, snapshot: MeshSnapshot) -> list[Request]:
     """``resolve``, once for each workload the destination names: a Service that
     selects several workloads gives one request to each, in the snapshot's order."""
     source = _source(spec, snapshot)
+    return [_request(spec, source, d) for d in _destinations(spec, snapshot, each=True)]
+
+
+def _destinations(spec: RequestSpec, snapshot: MeshSnapshot, each: bool) -> list[_Destination]:
+    """The destination's workload (``each``: every workload it names), resolved once
+    per snapshot for the same destination fields."""
     memo = _resolved(snapshot)
-    key = ("each", spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
+    key = (each, spec.to, spec.to_port, spec.port, spec.protocol, spec.host is None)
     dests = memo.get(key)
     if dests is None:
+        ref = _target_ref(spec)
         with _named_at(spec, "to"):
-            targets = resolve_targets(snapshot, _target_ref(spec))
+            targets = resolve_targets(snapshot, ref) if each else [resolve_target(snapshot, ref)]
         dests = memo[key] = [_destination(spec, snapshot, t) for t in targets]
-    return [_request(spec, source, d) for d in dests]
+    return dests
 
 
 def _target_ref(spec: RequestSpec) -> str:

@@ -26,7 +26,7 @@ from meshauthz.envoy.hcm import (
     remote_address,
 )
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
-from meshauthz.envoy.request_headers import Downstream, request_headers
+from meshauthz.envoy.request_headers import FORWARDED_FOR, Downstream, request_headers
 from meshauthz.translate.rule import PEER_PRINCIPAL_FILTER_STATE
 
 if TYPE_CHECKING:
@@ -183,10 +183,10 @@ def _added_headers(
     headers = request_headers(p.header_settings, downstream, sent)
     # A request given with a remote address stands for a proxy that saw it: the
     # address arrives as X-Forwarded-For unless the client sent one.
-    if remote_ip is not None and not any(n == "x-forwarded-for" for n, _ in sent):
-        headers.append(("x-forwarded-for", remote_ip))
+    if remote_ip is not None and not any(n == FORWARDED_FOR for n, _ in sent):
+        headers.append((FORWARDED_FOR, remote_ip))
     if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
-        xff = [v for n, v in headers if n == "x-forwarded-for"]
+        xff = [v for n, v in headers if n == FORWARDED_FOR]
         remote_ip = remote_address(
             source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
         )

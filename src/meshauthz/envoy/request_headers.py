@@ -80,6 +80,7 @@ ForwardClientCert = Literal[
 
 REQUEST_ID = "x-request-id"
 FORWARDED_PROTO = "x-forwarded-proto"
+FORWARDED_FOR = "x-forwarded-for"
 CLIENT_CERT = "x-forwarded-client-cert"
 CLIENT_TRACE_ID = "x-client-trace-id"
 EXTERNAL_ADDRESS = "x-envoy-external-address"
@@ -319,7 +320,7 @@ def _request_headers(
 def _remote(settings: HeaderSettings, d: Downstream, sent: Sequence[tuple[str, str]]) -> str:
     if d.remote_ip is not None:
         return d.remote_ip
-    xff = [v for n, v in sent if n == "x-forwarded-for"]
+    xff = [v for n, v in sent if n == FORWARDED_FOR]
     return remote_address(
         d.direct_remote_ip, xff, settings.xff.xff_num_trusted_hops, settings.xff.use_remote_address
     )
@@ -413,6 +414,7 @@ def _stand_in_pem(digest: bytes) -> str:
 __all__ = [
     "CLIENT_CERT",
     "EDGE_ONLY",
+    "FORWARDED_FOR",
     "FORWARDED_PROTO",
     "HOP_BY_HOP",
     "INTERNAL_ONLY",

@@ -35,14 +35,8 @@ def _camel(name: str) -> str:
 
 
 class K8s(Loose):
-    model_config = ConfigDict(
-        extra="ignore",
-        strict=True,
-        frozen=True,
-        alias_generator=_camel,
-        populate_by_name=False,
-        defer_build=True,
-    )
+    # pydantic merges this into Loose's config: only the aliases differ
+    model_config = ConfigDict(alias_generator=_camel)
 
 
 class OwnerReference(K8s):
