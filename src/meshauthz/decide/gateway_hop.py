@@ -15,8 +15,8 @@ request from the gateway workload:
 - X-Forwarded-For: the client's entries, then the address of the gateway's
   peer, which a ``use_remote_address`` connection manager (every gateway's)
   appends; Envoy's own address (the pod's) when that peer is 127.0.0.1 or
-  ::1 (Envoy's ``ConnectionManagerUtility::mutateRequestHeaders``; observed
-  with Envoy 1.40: tests/envoy/test_gateway_forwarded_for.py). The
+  ::1 (Envoy's ``ConnectionManagerUtility::mutateRequestHeaders``; for
+  IPv4 peers observed with Envoy 1.40: tests/envoy/test_gateway_forwarded_for.py). The
   destination's sidecar takes the last entry as the remote address;
 - TCP: the destination sees the gateway's connection, nothing of the client.
 
@@ -58,7 +58,9 @@ class ThroughGateway:
 
 
 # The peers for which Envoy appends its own address (``isLoopbackAddress``:
-# 127.0.0.1 itself, not all of 127.0.0.0/8; observed with Envoy 1.40).
+# 127.0.0.1 itself, not all of 127.0.0.0/8, observed with Envoy 1.40; and ::1,
+# from Envoy's source/common/network/utility.cc, which compares an IPv6 peer
+# with in6addr_loopback: the tests' Envoy runs bind IPv4 only).
 LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
 
