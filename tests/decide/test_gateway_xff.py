@@ -148,3 +148,41 @@ def test_the_fast_path_takes_the_same_remote_address(tmp_path, trusted, to, xff)
         full.policy,
         full.rule,
     )
+
+
+XFF_POLICY = """\
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-by-header, namespace: %s}
+spec:
+  action: DENY
+  rules: [{when: [{key: "request.headers[x-forwarded-for]", values: ["%s"]}]}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("namespace", "to", "value", "verdict"),
+    [
+        # a gateway's filters see the peer (203.0.113.10) appended to what was
+        # sent (tests/envoy/test_added_headers.py and test_gateway_forwarded_for.py
+        # observe the header the filters see with Envoy 1.40)
+        ("istio-system", GATEWAY, "198.51.100.4,203.0.113.10", "DENY"),
+        ("istio-system", GATEWAY, "198.51.100.4", "ALLOW"),
+        # a sidecar's HCM (no use_remote_address) leaves it as sent
+        ("ns", "ns/api:80", "198.51.100.4", "DENY"),
+        ("ns", "ns/api:80", "198.51.100.4,203.0.113.10", "ALLOW"),
+    ],
+)
+def test_a_header_matcher_on_x_forwarded_for_sees_what_the_hcm_made_of_it(
+    tmp_path, namespace, to, value, verdict
+):
+    mesh = MESH + XFF_POLICY % (namespace, value)
+    (tmp_path / "m.yaml").write_text(mesh)
+    snap = load_mesh([str(tmp_path / "m.yaml")]).snapshot
+    req = {
+        "from": {"ip": "203.0.113.10", "plaintext": True},
+        "to": to,
+        "headers": {"x-forwarded-for": "198.51.100.4"},
+    }
+    assert Decider(snap).decide(resolve(request_from_data(req), snap)).verdict == verdict

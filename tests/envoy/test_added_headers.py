@@ -157,8 +157,7 @@ def _view(entries: list[tuple[str, str]], sent: list[tuple[str, str]]) -> list[t
     client_ids = {*sent_ids, ",".join(sent_ids)} if sent_ids else set()
     out = []
     for name, value in entries:
-        # x-forwarded-for: what a use_remote_address HCM appends is not modelled
-        if name in (":authority", ":path", ":method", "host", "x-forwarded-for"):
+        if name in (":authority", ":path", ":method", "host"):
             continue
         # a value that is no client-sent id (up to the trace mark) is generated
         if name == "x-request-id" and not any(

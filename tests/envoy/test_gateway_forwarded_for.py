@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshauthz.decide.gateway_hop import forwarded_for
+from meshauthz.envoy.request_headers import forwarded_for
 from meshauthz.translate.hcm_headers import gateway_headers
 
 from .harness import Probe, Site, running

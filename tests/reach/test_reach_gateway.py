@@ -26,7 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meshauthz.decide.engine import Decider
-from meshauthz.decide.gateway_hop import appended_peer, through_gateway
+from meshauthz.decide.gateway_hop import through_gateway
+from meshauthz.envoy.request_headers import appended_peer
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.symbolic.reach import Caller, Row, mesh_callers, reach

@@ -12,12 +12,11 @@ request from the gateway workload:
 - the method, the Host and the headers are those the gateway's filters saw
   (the client's, with what the gateway's connection manager added), the path
   as the gateway normalized it;
-- X-Forwarded-For: the client's entries, then the address of the gateway's
-  peer, which a ``use_remote_address`` connection manager (every gateway's)
-  appends; Envoy's own address (the pod's) when that peer is 127.0.0.1 or
-  ::1 (Envoy's ``ConnectionManagerUtility::mutateRequestHeaders``; for
-  IPv4 peers observed with Envoy 1.40: tests/envoy/test_gateway_forwarded_for.py). The
-  destination's sidecar takes the last entry as the remote address;
+- X-Forwarded-For as the gateway's filters saw it: the client's entries,
+  then the address of the gateway's peer, which a ``use_remote_address``
+  connection manager (every gateway's) appends before the filters run
+  (``envoy.request_headers``, rule 6). The destination's sidecar takes the
+  last entry as the remote address;
 - TCP: the destination sees the gateway's connection, nothing of the client.
 
 Routing (Gateway servers, VirtualServices) is not read: the destination and
@@ -26,14 +25,12 @@ the SNI the gateway's cluster presents are given.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data
-from meshauthz.envoy.request_headers import FORWARDED_FOR
 
 if TYPE_CHECKING:
     from meshauthz.decide.engine import Decider
@@ -55,24 +52,6 @@ class ThroughGateway:
     @property
     def decided_at_gateway(self) -> bool:
         return self.at_destination is None
-
-
-# The peers for which Envoy appends its own address (``isLoopbackAddress``:
-# 127.0.0.1 itself, not all of 127.0.0.0/8, observed with Envoy 1.40; and ::1,
-# from Envoy's source/common/network/utility.cc, which compares an IPv6 peer
-# with in6addr_loopback: the tests' Envoy runs bind IPv4 only).
-LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
-
-
-def appended_peer(peer: str, gateway_address: str) -> str:
-    """The address a ``use_remote_address`` HCM appends to X-Forwarded-For."""
-    return gateway_address if ipaddress.ip_address(peer) in LOOPBACK else peer
-
-
-def forwarded_for(sent: list[str], peer: str, gateway_address: str) -> str:
-    """The X-Forwarded-For a gateway's filters see and send on: the client's
-    entries (its header lines joined with ","), then the peer appended."""
-    return ",".join([*sent, appended_peer(peer, gateway_address)])
 
 
 def through_gateway(
@@ -105,9 +84,6 @@ def through_gateway(
                 authority = value
             elif not name.startswith(":"):
                 headers.setdefault(name, []).append(value)
-        headers[FORWARDED_FOR] = [
-            forwarded_for(headers.pop(FORWARDED_FOR, []), r.source_ip, gateway.address)
-        ]
         onward.update(
             method=r.method,
             path=view.path,
@@ -120,4 +96,4 @@ def through_gateway(
     return ThroughGateway(at_gateway, onward, at_destination)
 
 
-__all__ = ["LOOPBACK", "ThroughGateway", "appended_peer", "forwarded_for", "through_gateway"]
+__all__ = ["ThroughGateway", "through_gateway"]

@@ -179,14 +179,15 @@ def _added_headers(
         local_uri_sans=(p.workload.identity.spiffe_uri,),
         direct_remote_ip=source_ip,
         remote_ip=remote_ip,
+        local_ip=p.workload.address,
     )
-    headers = request_headers(p.header_settings, downstream, sent)
     # A request given with a remote address stands for a proxy that saw it: the
     # address arrives as X-Forwarded-For unless the client sent one.
     if remote_ip is not None and not any(n == FORWARDED_FOR for n, _ in sent):
-        headers.append((FORWARDED_FOR, remote_ip))
-    if remote_ip is None:  # from X-Forwarded-For, as the destination's HCM is set up
-        xff = [v for n, v in headers if n == FORWARDED_FOR]
+        sent = (*sent, (FORWARDED_FOR, remote_ip))
+    headers = request_headers(p.header_settings, downstream, sent)
+    if remote_ip is None:  # from X-Forwarded-For as sent, as the destination's HCM is set up
+        xff = [v for n, v in sent if n == FORWARDED_FOR]
         remote_ip = remote_address(
             source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
         )

@@ -50,15 +50,21 @@ block. Matchers on presence, on prefixes and suffixes made of the known parts
 (``By=``, ``URI=``, ``DNS=``, ``Subject=``), and on client-sent values decide
 as Envoy does; an exact match on a stand-in does not.
 
-Not modelled: what a ``use_remote_address`` HCM appends to
-``x-forwarded-for`` (the peer address; Envoy's own address when the peer is
-127.0.0.1), ``internal_address_config`` (internal requests),
+6. ``x-forwarded-for`` on an edge request: the client's lines joined with
+   ``,``, then the peer's address (`appended_peer`: Envoy's own address when
+   the peer is 127.0.0.1 or ::1), one header where the client's first was;
+   the remote address is derived from the client's entries alone
+   (``envoy.hcm.remote_address``). Otherwise it is left as sent.
+
+Not modelled: ``internal_address_config`` (internal requests),
 ``Connection``/``Upgrade``/``TE`` handling,
 ``set_current_client_cert_details.chain``, HTTP/2 requests (which carry a
 ``:scheme`` of their own): requests are HTTP/1.1, as meshauthz's request
 model is.
 
-Every rule above was observed with Envoy 1.40 (tests/envoy/test_added_headers.py).
+Every rule above was observed with Envoy 1.40 (tests/envoy/test_added_headers.py,
+tests/envoy/test_gateway_forwarded_for.py); the ::1 case of rule 6 is from
+Envoy's source (``Network::Utility::isLoopbackAddress``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -258,6 +265,28 @@ class Downstream:
     local_uri_sans: tuple[str, ...] = ()
     direct_remote_ip: str = "127.0.0.1"
     remote_ip: str | None = None
+    # this Envoy's own address, appended for a loopback peer on an edge
+    # request (None: the peer's own, for callers that never have one)
+    local_ip: str | None = None
+
+
+# The peers for which Envoy appends its own address to X-Forwarded-For
+# (``isLoopbackAddress``): 127.0.0.1 itself, not all of 127.0.0.0/8, observed
+# with Envoy 1.40; and ::1, from Envoy's source/common/network/utility.cc,
+# which compares an IPv6 peer with in6addr_loopback (the tests' Envoy runs
+# bind IPv4 only).
+LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def appended_peer(peer: str, local_ip: str) -> str:
+    """The address a ``use_remote_address`` HCM appends to X-Forwarded-For."""
+    return local_ip if ipaddress.ip_address(peer) in LOOPBACK else peer
+
+
+def forwarded_for(sent: Sequence[str], peer: str, local_ip: str) -> str:
+    """The X-Forwarded-For an edge request's filters see (and its upstream
+    gets): the client's lines joined with ",", then the peer appended."""
+    return ",".join([*sent, appended_peer(peer, local_ip)])
 
 
 def request_headers(
@@ -303,14 +332,19 @@ def _request_headers(
     else:
         joined[CLIENT_CERT] = xfcc
 
+    if edge:
+        xff = [v for n, v in kept if n == FORWARDED_FOR]
+        local = downstream.local_ip or downstream.direct_remote_ip
+        joined[FORWARDED_FOR] = forwarded_for(xff, downstream.direct_remote_ip, local)
+
     # A header the client sent keeps its first position; added ones go last.
     out: list[tuple[str, str]] = []
     for name, value in kept:
-        if name not in _JOINED:
+        if name not in _JOINED and not (edge and name == FORWARDED_FOR):
             out.append((name, value))
         elif name in joined:
             out.append((name, joined.pop(name)))
-    out += [(n, joined[n]) for n in _JOINED if n in joined]
+    out += [(n, joined[n]) for n in (FORWARDED_FOR, *_JOINED) if n in joined]
     if edge:
         out.append((EXTERNAL_ADDRESS, _remote(settings, downstream, sent)))
     lowered = proto.lower()
@@ -418,12 +452,15 @@ __all__ = [
     "FORWARDED_PROTO",
     "HOP_BY_HOP",
     "INTERNAL_ONLY",
+    "LOOPBACK",
     "REQUEST_ID",
     "ClientCertDetails",
     "Downstream",
     "ForwardClientCert",
     "HeaderSettings",
     "Tracing",
+    "appended_peer",
     "client_cert_element",
+    "forwarded_for",
     "request_headers",
 ]

@@ -48,11 +48,12 @@ from meshauthz.ambient.ztunnel_config import (
     ztunnel_workload,
 )
 from meshauthz.decide.engine import Decider, Prepared
-from meshauthz.decide.gateway_hop import LOOPBACK, through_gateway
+from meshauthz.decide.gateway_hop import through_gateway
 from meshauthz.decide.path import client_in_mesh
 from meshauthz.decide.request import DEFAULT_SOURCE_IP, resolve, resolve_source
 from meshauthz.decide.request_spec import RequestSpec, SourceSpec, request_from_data
 from meshauthz.decide.runner import ExtAuthzAssumption
+from meshauthz.envoy.request_headers import LOOPBACK
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.labels import match, subset_of
 from meshauthz.mesh.selection import select_policies
@@ -430,7 +431,7 @@ RowFound = tuple["Row", Found | None, Found | None]
 
 
 def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
-    """A peer for which the gateway appends its own address (``gateway_hop.LOOPBACK``)."""
+    """A peer for which the gateway appends its own address (``request_headers.LOOPBACK``)."""
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
 
 
