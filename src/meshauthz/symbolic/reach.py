@@ -134,6 +134,15 @@ class Caller:
                 out["remote"] = out["remote_v6"] = self.ip
         return out
 
+    def sender(self, ip: str) -> str | dict[str, Any]:
+        """The request's "from" for check: the workload itself, else this
+        principal or plaintext from ``ip``."""
+        if self.workload is not None:
+            return self.workload
+        if self.principal is None:
+            return {"plaintext": True, "ip": ip}
+        return {"principal": self.principal, "ip": ip}
+
     def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         """``given`` as the space's variables and z3 values."""
         return [(getattr(space, n), _CALLER_VALUES[n](v)) for n, v in self.given().items()]
@@ -740,13 +749,7 @@ class Reacher:
         domain: z3.BoolRef,
     ) -> Row:
         def request(ip: str) -> dict[str, Any]:
-            req: dict[str, Any] = {}
-            if caller.workload is not None:
-                req["from"] = caller.workload
-            elif caller.principal is None:
-                req["from"] = {"plaintext": True, "ip": ip}
-            else:
-                req["from"] = {"principal": caller.principal, "ip": ip}
+            req: dict[str, Any] = {"from": caller.sender(ip)}
             req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
             if dest.protocol == "http":
                 req.update(method="GET", path="/")
@@ -1106,12 +1109,7 @@ class Reacher:
             if space.http:
                 req.update(method=method, path=path, host=host_sent or host)
             return self.confirm_hop(hop, dest, req, "", end)
-        if caller.workload is not None:
-            req["from"] = caller.workload
-        elif caller.principal is None:
-            req["from"] = {"plaintext": True, "ip": ip}
-        else:
-            req["from"] = {"principal": caller.principal, "ip": ip}
+        req["from"] = caller.sender(ip)
         req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
         if space.http:
             req.update(method=method, path=path)
