@@ -75,6 +75,7 @@ from meshauthz.symbolic.witness import (
     default_host,
     path_is_normal,
     readable_model,
+    string_constants,
     witness_request,
 )
 from meshauthz.symbolic.ztunnel import ztunnel_ends
@@ -358,22 +359,8 @@ def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
         return hit[1]
     if len(_STRINGS) > 4096:
         _STRINGS.clear()
-    _STRINGS[f.get_id()] = (f, found := _walk_strings(f, limit))
+    _STRINGS[f.get_id()] = (f, found := string_constants([f], limit))
     return found
-
-
-def _walk_strings(f: z3.ExprRef, limit: int) -> list[str]:
-    out: dict[str, None] = {}
-    todo, seen = [f], set()
-    while todo and len(out) < limit:
-        e = todo.pop()
-        if e.get_id() in seen:
-            continue
-        seen.add(e.get_id())
-        if z3.is_string_value(e):
-            out[e.as_string()] = None
-        todo.extend(e.children())
-    return list(out)
 
 
 def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
