@@ -535,7 +535,6 @@ class Reacher:
         self.decider = Decider(snapshot, ext_authz=ext_authz)
         self.confirmer = Confirmer(snapshot, ext_authz)
         self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
-        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current row's space
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
@@ -592,7 +591,6 @@ class Reacher:
                 # the gateway's own filters decide first, on what its clients send
                 yield self.through_gateway(c, dest, p)
                 continue
-            self.domain = domain
             key = _caller_class(c, reads)
             try:
                 hit = classes.get(key)
@@ -868,10 +866,9 @@ class Reacher:
             try:
                 pg = self.prepared(entry)
                 hop, space = gateway_hop(pg, p, caller, self.ext_authz)
-                self.domain = space.domain()
                 client = Caller(caller.label, "plaintext")
                 row, _, _ = self.found_row(
-                    client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
+                    client, dest, hop.chain.prepared, space, hop.chain, space.domain(), host, hop
                 )
                 rows.append(replace(row, caller=caller, two_hops=True))
             except Unencodable as e:
@@ -933,7 +930,7 @@ class Reacher:
 
         # the plainest request first (GET / with the usual Host), decided on the
         # formulas with every variable given; then one of the other kind
-        first = self.plain(caller, dest, space, chain, fixed, host, hop=hop) or find([])
+        first = self.plain(caller, dest, space, chain, domain, fixed, host, hop=hop) or find([])
         if first is None:  # no request of this caller gets here at all
             none = Row(caller, dest, "none", "no request from this caller reaches the port")
             return none, None, None
@@ -942,7 +939,8 @@ class Reacher:
         second = None
         if other:
             want = z3.Or(*other)
-            second = self.guess(caller, dest, space, chain, fixed, host, want, hop) or find([want])
+            second = self.guess(caller, dest, space, chain, domain, fixed, host, want, hop)
+            second = second or find([want])
         if second is not None:
             found.append(second)
         allowed = [f for f in found if f.end.verdict == "ALLOW"]
@@ -953,7 +951,7 @@ class Reacher:
         def decides(c: z3.BoolRef) -> bool:
             return (
                 z3.is_true(c)
-                or self.guess(caller, dest, space, chain, fixed, host, c, hop) is not None
+                or self.guess(caller, dest, space, chain, domain, fixed, host, c, hop) is not None
                 or self._sat([*base(), c], space, host, caller)
             )
 
@@ -1031,6 +1029,7 @@ class Reacher:
         dest: Destination,
         space: Space,
         chain: SymbolicChain,
+        domain: z3.BoolRef,
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
         method: str = "GET",
@@ -1075,7 +1074,7 @@ class Reacher:
             v = model.eval(f, model_completion=False)
             return True if z3.is_true(v) else (False if z3.is_false(v) else None)
 
-        if not holds(self.domain):
+        if not holds(domain):
             return None
         if want is not None and not holds(want):
             return None
@@ -1111,6 +1110,7 @@ class Reacher:
         dest: Destination,
         space: Space,
         chain: SymbolicChain,
+        domain: z3.BoolRef,
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
         want: z3.BoolRef,
@@ -1127,7 +1127,18 @@ class Reacher:
             for method in _METHODS:
                 for path in paths:
                     hit = self.plain(
-                        caller, dest, space, chain, fixed, host, method, path, want, sent, hop
+                        caller,
+                        dest,
+                        space,
+                        chain,
+                        domain,
+                        fixed,
+                        host,
+                        method,
+                        path,
+                        want,
+                        sent,
+                        hop,
                     )
                     if hit is not None:
                         return hit
