@@ -27,6 +27,8 @@ from meshauthz.mesh.loading import load_mesh
 from meshauthz.symbolic.reach import Caller, Row, mesh_callers, reach
 from meshauthz.symbolic.witness import Confirmer, Destination
 from tests.conftest import EXAMPLES
+from tests.reach.test_reach_gateway import GATEWAY_PRINCIPAL, GATEWAY_YAML, gateway_row, policy
+from tests.reach.test_reach_gateway import confirm as confirm_hops
 
 AMBIENT = EXAMPLES / "seed-ambient"
 BACKEND = Destination("default/backend", 80, "http")
@@ -217,34 +219,22 @@ def test_soundness_at_ztunnel(ps: list[dict[str, Any]]) -> None:
 # ------------------------------------------------------------------ through a gateway
 
 
-GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
-
-
 @pytest.mark.parametrize("admits_gateway", [True, False])
 def test_through_a_gateway_with_its_own_policies(tmp_path: Path, admits_gateway: bool) -> None:
     """The gateway's chain decides its clients' requests; the destination's
     ztunnel decides every connection from the gateway alike."""
-    from tests.reach.test_reach_gateway import GATEWAY_YAML, gateway_row
-    from tests.reach.test_reach_gateway import confirm as confirm_hops
-
-    gateway_policy = {
-        "apiVersion": "security.istio.io/v1",
-        "kind": "AuthorizationPolicy",
-        "metadata": {"name": "public-only", "namespace": "istio-system"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "istio-ingressgateway"}},
-            "rules": [{"to": [{"operation": {"paths": ["/public/*"]}}]}],
-        },
-    }
-    allowed = GATEWAY_PRINCIPAL if admits_gateway else FRONTEND
-    d = tmp_path / "m"
-    write_mesh(
-        d,
-        [{"action": "ALLOW", "rules": [{"from": [{"source": {"principals": [allowed]}}]}]}],
-        [gateway_policy],
+    gateway_policy = policy(
+        "public-only",
+        "istio-system",
+        "istio-ingressgateway",
+        {"rules": [{"to": [{"operation": {"paths": ["/public/*"]}}]}]},
     )
-    (d / "gateway.yaml").write_text(GATEWAY_YAML)
-    snap = load_mesh((str(d),)).snapshot
+    allowed = GATEWAY_PRINCIPAL if admits_gateway else FRONTEND
+    snap = write_mesh(
+        tmp_path / "m",
+        [{"action": "ALLOW", "rules": [{"from": [{"source": {"principals": [allowed]}}]}]}],
+        [gateway_policy, *yaml.safe_load_all(GATEWAY_YAML)],
+    )
     row = gateway_row(snap)
     confirm_hops(snap, row)
     if admits_gateway:

@@ -41,48 +41,8 @@ GATEWAY_IP = "10.10.0.10"
 GATEWAY_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
 BACKEND = Destination("default/backend", 80, "http")
 
-GATEWAY_YAML = f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: istio-system}}
----
-apiVersion: v1
-kind: ServiceAccount
-metadata: {{name: istio-ingressgateway-service-account, namespace: istio-system}}
----
-apiVersion: v1
-kind: Pod
-metadata:
-  name: istio-ingressgateway
-  namespace: istio-system
-  labels: {{app: istio-ingressgateway, istio: ingressgateway}}
-spec:
-  serviceAccountName: istio-ingressgateway-service-account
-  containers:
-  - name: istio-proxy
-    image: istio/proxyv2
-    ports:
-    - {{containerPort: 8080}}
-status:
-  podIP: {GATEWAY_IP}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: istio-ingressgateway, namespace: istio-system}}
-spec:
-  selector: {{istio: ingressgateway}}
-  ports:
-  - {{name: http2, port: 80, targetPort: 8080}}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {{name: ingress, namespace: istio-system}}
-spec:
-  selector: {{istio: ingressgateway}}
-  servers:
-  - port: {{number: 80, name: http, protocol: HTTP}}
-    hosts: ["*"]
-"""
+# the ingress gateway of tests/reach/gateway, whose pod has GATEWAY_IP
+GATEWAY_YAML = (REPO / "tests" / "reach" / "gateway" / "gateway.yaml").read_text()
 
 
 def policy(name: str, namespace: str, app: str, spec: dict[str, Any]) -> dict[str, Any]:

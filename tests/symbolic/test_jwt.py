@@ -5,16 +5,14 @@ concrete path decides them, witnesses present the token as ``jwt`` claims that
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.symbolic import Comparison, compare_meshes
 from meshauthz.symbolic.witness import Confirmer
-from tests.conftest import EXAMPLES
+from tests.symbolic.test_compare import mesh_dir, policy
 
-SEED = EXAMPLES / "seed"
 ISSUER = "https://issuer.example"
 
 
@@ -30,32 +28,15 @@ spec:
 """
 
 
-def policy(name: str, action: str, rules: str) -> str:
-    return f"""apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {{name: {name}, namespace: default}}
-spec:
-  selector: {{matchLabels: {{app: backend}}}}
-  action: {action}
-  rules:
-{rules}
----
-"""
-
-
 def when(key: str, values: str, field: str = "values") -> str:
     return f'  - when: [{{key: "{key}", {field}: {values}}}]'
 
 
 def compare(tmp_path: Path, old: str, new: str) -> tuple[Comparison, Confirmer, Confirmer]:
     snaps = []
+    tmp_path.mkdir(parents=True, exist_ok=True)  # callers pass a subfolder per case
     for name, text in (("old", old), ("new", new)):
-        d = tmp_path / name
-        d.mkdir(parents=True)
-        for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
-            shutil.copy(SEED / f, d / f)
-        (d / "policies.yaml").write_text(text)
-        snaps.append(load_mesh((str(d),)).snapshot)
+        snaps.append(load_mesh((str(mesh_dir(tmp_path, name, text)),)).snapshot)
     result = compare_meshes(snaps[0], snaps[1])
     return result, Confirmer(snaps[0]), Confirmer(snaps[1])
 
@@ -162,11 +143,7 @@ def test_diff_text_says_the_jwt_filter_rejects(tmp_path: Path, capsys: Any) -> N
     from meshauthz.cli.main import main
 
     for name, text in (("old", ""), ("new", request_authn())):
-        d = tmp_path / name
-        d.mkdir()
-        for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
-            shutil.copy(SEED / f, d / f)
-        (d / "policies.yaml").write_text(text)
+        mesh_dir(tmp_path, name, text)
     with pytest.raises(SystemExit) as exc:
         main(["diff", str(tmp_path / "old"), str(tmp_path / "new")])
     lines = capsys.readouterr().out.splitlines()
@@ -240,12 +217,7 @@ def test_redundant_claim_rules(tmp_path: Path) -> None:
         + "\n"
         + when("request.auth.claims[groups]", '["admin", "dev"]'),
     )
-    d = tmp_path / "m"
-    d.mkdir()
-    for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
-        shutil.copy(SEED / f, d / f)
-    (d / "policies.yaml").write_text(text)
-    snap = load_mesh((str(d),)).snapshot
+    snap = load_mesh((str(mesh_dir(tmp_path, "m", text)),)).snapshot
     report = redundant(snap)
     assert not report.unknown
     assert [(f.policy, f.rule, f.reason) for f in report.findings] == [

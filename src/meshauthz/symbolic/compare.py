@@ -39,7 +39,7 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
-from meshauthz.symbolic.jwt import EXPIRED, add_jwt_space
+from meshauthz.symbolic.jwt import EXPIRED, add_jwt_space, chain_policies
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
@@ -240,12 +240,9 @@ def unenforced(p: Prepared) -> SymbolicChain:
 def _rbac_nodes(p: Prepared) -> Iterator[Any]:
     """Every permission and principal of the RBAC policies ``p``'s filters
     enforce or shadow."""
-    for stage in (*p.custom, *p.rest):
-        cf = stage.compiled
-        for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
-            for _, policy in engine.rbac.policies if engine is not None else ():
-                yield from policy.permissions
-                yield from policy.principals
+    for policy in chain_policies([p]):
+        yield from policy.permissions
+        yield from policy.principals
 
 
 def _reads_destination_ip(node: Any) -> bool:

@@ -11,7 +11,7 @@ constant value comes from the one implementation.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -404,28 +404,30 @@ def policy_formula(p: Policy, ctx: Context) -> z3.BoolRef:
     )
 
 
-def header_matchers(node: Any, out: Callable[[HeaderMatcher], None]) -> None:
-    """Report every header matcher in a permission or principal."""
+def _leaves(node: Any) -> Iterator[Any]:
+    """The matchers a permission or principal combines (below its and, or, not)."""
     match node:
         case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
             for s in subs:
-                header_matchers(s, out)
+                yield from _leaves(s)
         case PermNot(rule=sub) | IdNot(id=sub):
-            header_matchers(sub, out)
-        case PermHeader(header=h) | IdHeader(header=h):
-            out(h)
+            yield from _leaves(sub)
+        case _:
+            yield node
+
+
+def header_matchers(node: Any, out: Callable[[HeaderMatcher], None]) -> None:
+    """Report every header matcher in a permission or principal."""
+    for leaf in _leaves(node):
+        if isinstance(leaf, PermHeader | IdHeader):
+            out(leaf.header)
 
 
 def metadata_matchers(node: Any, out: Callable[[MetadataMatcher], None]) -> None:
     """Report every metadata matcher in a permission or principal."""
-    match node:
-        case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
-            for s in subs:
-                metadata_matchers(s, out)
-        case PermNot(rule=sub) | IdNot(id=sub):
-            metadata_matchers(sub, out)
-        case PermMetadata(metadata=m) | IdMetadata(metadata=m):
-            out(m)
+    for leaf in _leaves(node):
+        if isinstance(leaf, PermMetadata | IdMetadata):
+            out(leaf.metadata)
 
 
 __all__ = [

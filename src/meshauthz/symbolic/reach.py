@@ -76,6 +76,7 @@ from meshauthz.symbolic.witness import (
     default_host,
     path_is_normal,
     readable_model,
+    string_constants,
     witness_request,
 )
 from meshauthz.symbolic.ztunnel import ztunnel_ends
@@ -134,6 +135,15 @@ class Caller:
             if self.kind != "gateway":
                 out["remote"] = out["remote_v6"] = self.ip
         return out
+
+    def sender(self, ip: str) -> str | dict[str, Any]:
+        """The request's "from" for check: the workload itself, else this
+        principal or plaintext from ``ip``."""
+        if self.workload is not None:
+            return self.workload
+        if self.principal is None:
+            return {"plaintext": True, "ip": ip}
+        return {"principal": self.principal, "ip": ip}
 
     def fixed(self, space: Space) -> list[tuple[z3.ExprRef, z3.ExprRef]]:
         """``given`` as the space's variables and z3 values."""
@@ -350,22 +360,8 @@ def _strings(f: z3.ExprRef, limit: int = 64) -> list[str]:
         return hit[1]
     if len(_STRINGS) > 4096:
         _STRINGS.clear()
-    _STRINGS[f.get_id()] = (f, found := _walk_strings(f, limit))
+    _STRINGS[f.get_id()] = (f, found := string_constants([f], limit))
     return found
-
-
-def _walk_strings(f: z3.ExprRef, limit: int) -> list[str]:
-    out: dict[str, None] = {}
-    todo, seen = [f], set()
-    while todo and len(out) < limit:
-        e = todo.pop()
-        if e.get_id() in seen:
-            continue
-        seen.add(e.get_id())
-        if z3.is_string_value(e):
-            out[e.as_string()] = None
-        todo.extend(e.children())
-    return list(out)
 
 
 def _paths(f: z3.ExprRef, limit: int = 16) -> list[str]:
@@ -540,7 +536,6 @@ class Reacher:
         self.decider = Decider(snapshot, ext_authz=ext_authz)
         self.confirmer = Confirmer(snapshot, ext_authz)
         self.policies = {ap.key: ap for ap in snapshot.authorization_policies}
-        self.domain: z3.BoolRef = z3.BoolVal(True)  # the current row's space
         self._gateway_policy_keys: dict[str, list[str]] = {}
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
@@ -597,7 +592,6 @@ class Reacher:
                 # the gateway's own filters decide first, on what its clients send
                 yield self.through_gateway(c, dest, p)
                 continue
-            self.domain = domain
             key = _caller_class(c, reads)
             try:
                 hit = classes.get(key)
@@ -741,13 +735,7 @@ class Reacher:
         domain: z3.BoolRef,
     ) -> Row:
         def request(ip: str) -> dict[str, Any]:
-            req: dict[str, Any] = {}
-            if caller.workload is not None:
-                req["from"] = caller.workload
-            elif caller.principal is None:
-                req["from"] = {"plaintext": True, "ip": ip}
-            else:
-                req["from"] = {"principal": caller.principal, "ip": ip}
+            req: dict[str, Any] = {"from": caller.sender(ip)}
             req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
             if dest.protocol == "http":
                 req.update(method="GET", path="/")
@@ -879,10 +867,9 @@ class Reacher:
             try:
                 pg = self.prepared(entry)
                 hop, space = gateway_hop(pg, p, caller, self.ext_authz)
-                self.domain = space.domain()
                 client = Caller(caller.label, "plaintext")
                 row, _, _ = self.found_row(
-                    client, dest, hop.chain.prepared, space, hop.chain, self.domain, host, hop
+                    client, dest, hop.chain.prepared, space, hop.chain, space.domain(), host, hop
                 )
                 rows.append(replace(row, caller=caller, two_hops=True))
             except Unencodable as e:
@@ -944,7 +931,7 @@ class Reacher:
 
         # the plainest request first (GET / with the usual Host), decided on the
         # formulas with every variable given; then one of the other kind
-        first = self.plain(caller, dest, space, chain, fixed, host, hop=hop) or find([])
+        first = self.plain(caller, dest, space, chain, domain, fixed, host, hop=hop) or find([])
         if first is None:  # no request of this caller gets here at all
             none = Row(caller, dest, "none", "no request from this caller reaches the port")
             return none, None, None
@@ -953,7 +940,8 @@ class Reacher:
         second = None
         if other:
             want = z3.Or(*other)
-            second = self.guess(caller, dest, space, chain, fixed, host, want, hop) or find([want])
+            second = self.guess(caller, dest, space, chain, domain, fixed, host, want, hop)
+            second = second or find([want])
         if second is not None:
             found.append(second)
         allowed = [f for f in found if f.end.verdict == "ALLOW"]
@@ -964,7 +952,7 @@ class Reacher:
         def decides(c: z3.BoolRef) -> bool:
             return (
                 z3.is_true(c)
-                or self.guess(caller, dest, space, chain, fixed, host, c, hop) is not None
+                or self.guess(caller, dest, space, chain, domain, fixed, host, c, hop) is not None
                 or self._sat([*base(), c], space, host, caller)
             )
 
@@ -1042,6 +1030,7 @@ class Reacher:
         dest: Destination,
         space: Space,
         chain: SymbolicChain,
+        domain: z3.BoolRef,
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
         method: str = "GET",
@@ -1086,7 +1075,7 @@ class Reacher:
             v = model.eval(f, model_completion=False)
             return True if z3.is_true(v) else (False if z3.is_false(v) else None)
 
-        if not holds(self.domain):
+        if not holds(domain):
             return None
         if want is not None and not holds(want):
             return None
@@ -1107,12 +1096,7 @@ class Reacher:
             if space.http:
                 req.update(method=method, path=path, host=host_sent or host)
             return self.confirm_hop(hop, dest, req, "", end)
-        if caller.workload is not None:
-            req["from"] = caller.workload
-        elif caller.principal is None:
-            req["from"] = {"plaintext": True, "ip": ip}
-        else:
-            req["from"] = {"principal": caller.principal, "ip": ip}
+        req["from"] = caller.sender(ip)
         req.update(to=dest.workload, port=dest.port, protocol=dest.protocol)
         if space.http:
             req.update(method=method, path=path)
@@ -1127,6 +1111,7 @@ class Reacher:
         dest: Destination,
         space: Space,
         chain: SymbolicChain,
+        domain: z3.BoolRef,
         fixed: list[tuple[z3.ExprRef, z3.ExprRef]],
         host: str,
         want: z3.BoolRef,
@@ -1143,7 +1128,18 @@ class Reacher:
             for method in _METHODS:
                 for path in paths:
                     hit = self.plain(
-                        caller, dest, space, chain, fixed, host, method, path, want, sent, hop
+                        caller,
+                        dest,
+                        space,
+                        chain,
+                        domain,
+                        fixed,
+                        host,
+                        method,
+                        path,
+                        want,
+                        sent,
+                        hop,
                     )
                     if hit is not None:
                         return hit

@@ -30,8 +30,8 @@ from meshauthz.envoy.rbac.matchers import compile_header
 from meshauthz.envoy.rbac.model import HeaderMatcher
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.symbolic.chain import End
+from meshauthz.symbolic.jwt import chain_policies, witness_token
 from meshauthz.symbolic.jwt import wishes as jwt_wishes
-from meshauthz.symbolic.jwt import witness_token
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.space import METHODS, Space, ip_value, model_ip
 
@@ -220,13 +220,9 @@ def method_classes(prepared: Iterable[Prepared]) -> list[str]:
         if h.name.lower() == ":method":
             fns.append(compile_header(h))
 
-    for p in prepared:
-        for stage in (*p.custom, *p.rest):
-            cf = stage.compiled
-            for engine in (cf.shadow_engine, cf.engine) if cf is not None else ():
-                for _, policy in engine.rbac.policies if engine is not None else ():
-                    for node in (*policy.permissions, *policy.principals):
-                        header_matchers(node, add)
+    for policy in chain_policies(prepared):
+        for node in (*policy.permissions, *policy.principals):
+            header_matchers(node, add)
     out: dict[tuple[bool, ...], str] = {}
     for m in (*FAMILIAR_METHODS, *METHODS):
         out.setdefault(tuple(fn(RbacInput(headers=((":method", m),))) for fn in fns), m)

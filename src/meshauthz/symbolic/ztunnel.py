@@ -22,19 +22,16 @@ import z3
 from meshauthz.ambient.authorization import Address, Authorization, Match
 from meshauthz.ambient.evaluate import Connection, match_matches
 from meshauthz.decide.cause import Stage
+from meshauthz.envoy.rbac.model import CidrRange
 from meshauthz.symbolic.chain import End
+from meshauthz.symbolic.matchers import cidr_formula
 from meshauthz.symbolic.space import Space
 
 
 def contains(a: Address, space: Space) -> z3.BoolRef:
-    """``Address.contains`` of the source address: the same IP version and prefix."""
-    v6 = space.src_v6 if a.ip.version == 6 else z3.Not(space.src_v6)
-    if a.length == 0:
-        return v6
-    bits = 128 if a.ip.version == 6 else 32
-    net = int(a.network.network_address)
-    low = bits - a.length
-    return z3.And(v6, z3.Extract(bits - 1, low, space.src) == net >> low)
+    """``Address.contains`` of the source address: the same IP version and
+    prefix, as an RBAC CIDR range compares them (``matchers.cidr_formula``)."""
+    return cidr_formula(CidrRange(str(a.ip), a.length), space.src_v6, space.src)
 
 
 def _match(m: Match, conn: Connection, space: Space) -> z3.BoolRef:
