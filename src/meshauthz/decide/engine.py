@@ -44,8 +44,8 @@ from meshauthz.mesh import (
     MeshWorkload,
     PolicyMatcher,
     SelectedPolicy,
-    effective_mtls_mode,
     list_policies,
+    listener_mtls_mode,
     select_policies,
 )
 from meshauthz.resources.objects import ServiceEntry
@@ -172,11 +172,7 @@ class Decider:
             selected,
             result,
             jwt_rules,
-            # a gateway's listeners take their TLS from its Gateway servers alone, never
-            # from PeerAuthentication (gateway.go): what the caller presents reaches it
-            "PERMISSIVE"
-            if workload.proxy == "gateway"
-            else effective_mtls_mode(self.snapshot, workload, port),
+            listener_mtls_mode(self.snapshot, workload, port),
         )
         self._cache[key] = prepared
         return prepared

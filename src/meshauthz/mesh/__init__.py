@@ -19,6 +19,7 @@ from meshauthz.mesh.peerauthn import (
     compose_peer_authentication,
     effective_mtls,
     effective_mtls_mode,
+    listener_mtls_mode,
     namespace_mtls_mode,
 )
 from meshauthz.mesh.ports import (
@@ -97,6 +98,7 @@ __all__ = [
     "inbound_ports",
     "injection",
     "list_policies",
+    "listener_mtls_mode",
     "listener_protocol",
     "namespace_mtls_mode",
     "parse_protocol",

@@ -143,6 +143,17 @@ def effective_mtls_mode(
     return effective_mtls(snapshot, workload).mode_for_port(port)
 
 
+def listener_mtls_mode(snapshot: MeshSnapshot, workload: MeshWorkload, port: int) -> MtlsMode:
+    """The mTLS mode the workload's proxy enforces on ``port``: its sidecar's
+    (``effective_mtls_mode``); a gateway's listeners take their TLS from its
+    Gateway servers alone, never from PeerAuthentication (gateway.go), so what
+    the caller presents reaches it (tests/decide/test_gateway_mtls.py: Istio's
+    pqc TestIngress)."""
+    if workload.proxy == "gateway":
+        return "PERMISSIVE"
+    return effective_mtls_mode(snapshot, workload, port)
+
+
 def namespace_mtls_mode(snapshot: MeshSnapshot, namespace: str) -> MtlsMode | None:
     """``GetNamespaceMutualTLSMode``: the namespace-level mode (UNSET inheriting the
     mesh-level one, or PERMISSIVE), else the mesh-level mode, else None (unknown)."""
@@ -171,5 +182,6 @@ __all__ = [
     "compose_peer_authentication",
     "effective_mtls",
     "effective_mtls_mode",
+    "listener_mtls_mode",
     "namespace_mtls_mode",
 ]

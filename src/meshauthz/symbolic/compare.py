@@ -33,9 +33,9 @@ from meshauthz.envoy.rbac.model import (
 from meshauthz.mesh import (
     MeshSnapshot,
     MeshWorkload,
-    effective_mtls_mode,
     inbound_port,
     inbound_ports,
+    listener_mtls_mode,
     select_policies,
 )
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
@@ -465,8 +465,8 @@ class Comparer:
             all(enforced)
             and self.same_mesh_inputs
             and self._same_inputs(dest.workload)
-            and effective_mtls_mode(self.old, self.old.workload(dest.workload), dest.port)
-            == effective_mtls_mode(self.new, self.new.workload(dest.workload), dest.port)
+            and listener_mtls_mode(self.old, self.old.workload(dest.workload), dest.port)
+            == listener_mtls_mode(self.new, self.new.workload(dest.workload), dest.port)
         ):
             return
         po, pn = self._prepare(0, dest), self._prepare(1, dest)
