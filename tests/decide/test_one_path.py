@@ -339,11 +339,71 @@ def test_a_chain_that_reads_nothing_is_decided_in_advance() -> None:
         )
         pr = decider.prepare_request(r)
         g = pr.runner.generated if pr.runner is not None else None
-        assert g is not None and g.constant is not None and pr.args == ()
+        assert g is not None and g.constant is not None and pr.args == (g.constants,)  # no value
         assert "ALLOW" not in g.source or stage is not Stage.DENY  # the rest is not written
         assert decider.decide_prepared(pr) is pr.constant
         assert pr.constant.stage is stage
         assert decider.decide_prepared(pr, trace=True).stage is stage
+
+
+SHAPED_POLICY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: allow-{app}, namespace: ns}}
+spec:
+  selector: {{matchLabels: {{app: {app}}}}}
+  action: ALLOW
+  rules:
+  - from:
+    - source:
+        principals: ["cluster.local/ns/ns/sa/{caller}"]
+    to:
+    - operation:
+        methods: ["GET", "{method}"]
+        paths: ["/{app}/*"]
+    when:
+    - key: request.headers[v9]
+      values: ["{app}"]
+"""
+
+
+def test_chains_of_one_shape_share_their_code_and_requests_their_values(tmp_path: Path) -> None:
+    """Two destinations whose policies differ only in their values run one
+    generated function with their own constants, and the fast path's outcome is
+    the walk's. A header named like one of the generated code's variables ("v9")
+    is read as a header. Requests from one caller with one method share the
+    values the chain reads (one object each), whatever request they came from."""
+    docs = []
+    for app, caller, method in (("api", "a", "POST"), ("web", "b", "PUT")):
+        docs.append(API.replace("name: api", f"name: {app}").replace("app: api", f"app: {app}"))
+        docs.append(SHAPED_POLICY.format(app=app, caller=caller, method=method))
+    (tmp_path / "mesh.yaml").write_text("---".join(docs))
+    snap = snapshot_of(tmp_path)
+    decider = Decider(snap)
+    tally = Tally()
+    prepared: dict[tuple[str, str, str, str], PreparedRequest] = {}
+    for app in ("api", "web"):
+        for caller in ("a", "b"):
+            for method in ("GET", "POST", "PUT"):
+                for v9 in ("api", "web"):
+                    r = Request(
+                        snap.workload(f"ns/{app}"), 80, "http", f"cluster.local/ns/ns/sa/{caller}",
+                        "ns", "10.0.0.1", None, method=method, path=f"/{app}/{method}{v9}",
+                        headers=(("v9", v9),),
+                    )  # fmt: skip
+                    pr = prepared[app, caller, method, v9] = decider.prepare_request(r)
+                    assert_one_path(pr, tally, r)
+    assert tally.generated == 24
+    assert tally.outcomes == {("ALLOW", Stage.ALLOW), ("DENY", Stage.ALLOW)}
+    api, web = prepared["api", "a", "GET", "api"], prepared["web", "a", "GET", "api"]
+    assert decider.decide_prepared(api).verdict == "ALLOW"
+    assert decider.decide_prepared(prepared["web", "b", "PUT", "web"]).verdict == "ALLOW"
+    assert decider.decide_prepared(web).verdict == "DENY"
+    assert api.run is web.run and api.args[0] is not web.args[0]
+    # the paths differ; the method, the caller's names and the header are one object each
+    same = [(a, b) for a, b in zip(api.args[1:], web.args[1:], strict=True) if a == b]
+    assert len(same) == len(api.args) - 2 >= 3
+    assert all(a is b for a, b in same)
 
 
 # --- the path of a new request: request format to Decision, memos warm or cold -------------

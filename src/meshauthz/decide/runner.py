@@ -215,10 +215,14 @@ class ChainRunner:
         r = view.request
         g = self.generated
         if g is not None and view.inp is not None and view.rejected is None:
-            intern = sys.intern  # the chain's sets hold interned strings
-            args = tuple([intern(v) if type(v) is str else v for v in g.extract(view.inp)])
             return PreparedRequest(
-                r, g.run, args, runner=self, view=view, ext_authz=ext_authz, constant=g.constant
+                r,
+                g.run,
+                g.args(view.inp),
+                runner=self,
+                view=view,
+                ext_authz=ext_authz,
+                constant=g.constant,
             )
         if view.rejected is not None:
             o = self.rejected(view, False)
@@ -636,10 +640,18 @@ def _noted(root: MatchTrace, node: MatchTrace) -> MatchTrace:
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    """A chain as one function: ``run(extract(inp))`` is the walk's untraced outcome."""
+    """A chain as one function: ``run(args(inp))`` is the walk's untraced outcome.
+
+    ``run`` and ``extract`` are shared by every chain of the same shape (a mesh
+    of similar policies has one or a few): what is this chain's own, its sets,
+    prefixes and outcomes, is the tuple ``constants``, which ``args`` passes
+    first. One function for all makes its call site in ``decide_prepared`` one
+    the interpreter specializes, and a call touches one tuple of the chain's
+    instead of a closure cell per constant."""
 
     run: Callable[[Any], Outcome]
     extract: Callable[[RbacInput], tuple[Any, ...]]
+    constants: tuple[Any, ...]
     noted_source: str  # the generated code with its notes marked (see ``source``)
     # the chain reads nothing of the request (no policy, or each decides alike
     # whatever comes: an empty DENY rule first, ...): run's one outcome
@@ -649,6 +661,45 @@ class Generated:
     def source(self) -> str:
         """The generated code, for whoever wonders what runs (notes as comments)."""
         return _with_notes(self.noted_source)
+
+    def args(self, inp: RbacInput) -> tuple[Any, ...]:
+        """What ``run`` takes for ``inp``: the constants, then the values the
+        chain reads, each as the one object every request with that value shares
+        (``shared``)."""
+        return (self.constants, *[shared(v) for v in self.extract(inp)])
+
+
+# Values the generated chains read and the sets they test, one object per value
+# (bounded: emptied when full, which only ends the sharing so far).
+_SHARED: dict[tuple[str, ...] | frozenset[str], tuple[str, ...] | frozenset[str]] = {}
+_SHARED_MAX = 1 << 16
+
+
+def shared(value: Any) -> Any:
+    """``value`` as one object per value: a string interned (the chains' sets
+    hold interned strings, so a hit compares identities), a header's values
+    (a list) or the peer's names (a tuple) as one tuple of interned strings, a
+    set of strings as one set. Requests then share what they read (a caller's
+    names, a method) and chains the sets they test (a list of methods), and
+    deciding many touches less memory. The chain only iterates a header's
+    values, which a tuple does as its list does."""
+    t = type(value)
+    if t is str:
+        return sys.intern(value)
+    key: tuple[str, ...] | frozenset[str]
+    if t is tuple or t is list:
+        key = tuple(value)
+    elif t is frozenset:
+        key = value
+    else:
+        return value
+    got = _SHARED.get(key) if all(type(v) is str for v in key) else value
+    if got is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        interned = [sys.intern(v) for v in key]
+        got = _SHARED[key] = frozenset(interned) if t is frozenset else tuple(interned)
+    return got
 
 
 _WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
@@ -788,29 +839,27 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")
     text = _without_notes("\n".join(body))
-    used = sorted(set(re.findall(r"\bv\d+\b", text)), key=lambda v: int(v[1:]))
+    used = [v for v in em.reads() if re.search(rf"\b{v}\b", text)]
     if re.search(r"\binp\b", text):  # a compiled closure's call: it takes the input
         used.append("inp")
     values = "".join(f"{v}, " for v in used)
-    consts = {**em.constants(), "_finish": finish}
     source = "\n".join(
         [
-            f"def make({', '.join(consts)}):",
-            "  def extract(inp):",
-            *(f"    {line}" for line in em.prologue()),
-            f"    return ({values})",
-            "  def run(values):",
-            *([f"    {values} = values"] if used else []),
-            *(f"    {line}" for line in body),
-            "  return run, extract",
+            "def extract(inp):",
+            *(f"  {line}" for line in em.prologue()),
+            f"  return ({values})",
+            "def run(values):",
+            f"  k, {values}= values",
+            *(f"  {line}" for line in body),
             "",
         ]
     )
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
-    run, extract = _maker(_without_notes(source))(**consts)
+    run, extract = _maker(_without_notes(source))
+    k = tuple([shared(c) for c in em.constants()])
     # reading nothing, the function is constant: its outcome, computed once
-    return Generated(run, extract, source, run(()) if not used else None)
+    return Generated(run, extract, k, source, run((k,)) if not used else None)
 
 
 # Marks a note for people in the generated source; NUL never occurs in Python code
@@ -832,11 +881,10 @@ def _without_notes(source: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _maker(code: str) -> Callable[..., tuple[Callable[[Any], Outcome], Callable[[Any], Any]]]:
-    namespace: dict[str, Any] = {}
+def _maker(code: str) -> tuple[Callable[[Any], Outcome], Callable[[Any], Any]]:
+    namespace: dict[str, Any] = {"_finish": finish}
     exec(compile(code, "<meshauthz chain>", "exec"), namespace)
-    maker: Callable[..., tuple[Callable[[Any], Outcome], Callable[[Any], Any]]] = namespace["make"]
-    return maker
+    return namespace["run"], namespace["extract"]
 
 
 __all__ = [
@@ -848,4 +896,5 @@ __all__ = [
     "finish",
     "internal_error",
     "locate",
+    "shared",
 ]

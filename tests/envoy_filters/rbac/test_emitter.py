@@ -110,10 +110,9 @@ def _input(rng: random.Random) -> RbacInput:
 def _emitted(policy: Policy):
     em = PythonEmitter()
     expr = em.policy(policy)
-    consts = em.constants()
     src = "\n".join(
         [
-            f"def make({', '.join(consts)}):",
+            "def make(k):",
             "  def f(inp):",
             *(f"    {line}" for line in em.prologue()),
             f"    return bool({expr})",
@@ -122,7 +121,7 @@ def _emitted(policy: Policy):
     )
     ns: dict = {}
     exec(src, ns)
-    return ns["make"](**consts), src
+    return ns["make"](em.constants()), src
 
 
 def test_emitted_policies_match_closures_and_trace():

@@ -427,24 +427,27 @@ class PythonEmitter:
     closure. Matchers are pure, so the operands of an And (nested Ands
     flattened) are ordered cheapest first: path, then headers, then the peer,
     then calls, keeping the order of equals. Constants (sets, tuples, closures)
-    are named ``c<i>``, per-request reads (``inp.url_path``, a header's values,
-    the peer's names) ``v<i>``: ``prologue()`` assigns the reads,
-    ``constants()`` gives the values to bind to the constant names. Strings in
-    sets are interned: a caller that interns the strings it reads makes hits
-    identity comparisons.
+    are items of one tuple named ``k`` (``k[<i>]``), per-request reads
+    (``inp.url_path``, a header's values, the peer's names) ``v<i>``:
+    ``prologue()`` assigns the reads, ``constants()`` is the tuple to bind to
+    ``k``. Code that differs only in its constants is the same text, so one
+    compiled function serves every policy set of that shape. Strings in sets are
+    interned: a caller that interns the strings it reads makes hits identity
+    comparisons.
     """
 
     def __init__(self) -> None:
-        self._consts: dict[str, Any] = {}
+        self._consts: list[Any] = []
         self._const_ids: dict[int, str] = {}
         self._reads: dict[str, str] = {}  # source -> variable
 
     def constant(self, value: Any) -> str:
-        name = self._const_ids.get(id(value))
-        if name is None:
-            name = self._const_ids[id(value)] = f"c{len(self._consts)}"
-            self._consts[name] = value
-        return name
+        """``value`` in the code: its item of ``k``."""
+        expr = self._const_ids.get(id(value))
+        if expr is None:
+            expr = self._const_ids[id(value)] = f"k[{len(self._consts)}]"
+            self._consts.append(value)
+        return expr
 
     def read(self, source: str) -> str:
         var = self._reads.get(source)
@@ -452,8 +455,13 @@ class PythonEmitter:
             var = self._reads[source] = f"v{len(self._reads)}"
         return var
 
-    def constants(self) -> dict[str, Any]:
-        return dict(self._consts)
+    def constants(self) -> tuple[Any, ...]:
+        """The tuple the code names ``k``."""
+        return tuple(self._consts)
+
+    def reads(self) -> list[str]:
+        """The per-request variables, in the order of ``prologue()``."""
+        return list(self._reads.values())
 
     def prologue(self) -> list[str]:
         """Assignments of the reads, in order (a later read may use an earlier one)."""
