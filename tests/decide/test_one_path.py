@@ -606,3 +606,21 @@ def test_the_view_memos_are_bounded() -> None:
         assert len(p.view_memo.paths) <= view_module.DESTINATION_MEMO_SIZE
         if i % 97 == 0:
             assert cold_view(p, r) == view
+
+
+def test_the_shared_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The values requests share (``runner.shared``: a header's values or the
+    peer's names, as the set of them) are kept up to a bound; past it the
+    sharing starts over, and a value still holds what it held."""
+    from meshauthz.decide import runner
+
+    monkeypatch.setattr(runner, "_SHARED", {})
+    monkeypatch.setattr(runner, "_SHARED_MAX", 10)
+    first = runner.shared(["GET"])
+    assert first == frozenset({"GET"}) and runner.shared(("GET",)) is first
+    for i in range(25):
+        assert runner.shared([f"v{i}", "x", "x"]) == frozenset({f"v{i}", "x"})
+        assert runner._shared_constant(frozenset({f"s{i}"})) == frozenset({f"s{i}"})
+        assert len(runner._SHARED) <= 10
+    assert runner.shared(("a", 1)) == ("a", 1)  # not strings: as it came
+    assert runner.shared(7) == 7

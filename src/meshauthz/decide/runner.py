@@ -669,37 +669,52 @@ class Generated:
         return (self.constants, *[shared(v) for v in self.extract(inp)])
 
 
-# Values the generated chains read and the sets they test, one object per value
-# (bounded: emptied when full, which only ends the sharing so far).
-_SHARED: dict[tuple[str, ...] | frozenset[str], tuple[str, ...] | frozenset[str]] = {}
+# The sets the generated chains test and the values they read, one object per
+# value (bounded: emptied when full, which only ends the sharing so far).
+_SHARED: dict[frozenset[str], frozenset[str]] = {}
 _SHARED_MAX = 1 << 16
 
 
-def shared(value: Any) -> Any:
-    """``value`` as one object per value: a string interned (the chains' sets
-    hold interned strings, so a hit compares identities), a header's values
-    (a list) or the peer's names (a tuple) as one tuple of interned strings, a
-    set of strings as one set. Requests then share what they read (a caller's
-    names, a method) and chains the sets they test (a list of methods), and
-    deciding many touches less memory. The chain only iterates a header's
-    values, which a tuple does as its list does."""
-    t = type(value)
-    if t is str:
-        return sys.intern(value)
-    key: tuple[str, ...] | frozenset[str]
-    if t is tuple or t is list:
-        key = tuple(value)
-    elif t is frozenset:
-        key = value
-    else:
-        return value
-    got = _SHARED.get(key) if all(type(v) is str for v in key) else value
+def _one_set(values: Any) -> Any:
+    """The strings ``values`` as the one frozenset of interned strings every
+    caller shares; anything else as it came."""
+    if not all(type(v) is str for v in values):
+        return values
+    key = values if type(values) is frozenset else frozenset(values)
+    got = _SHARED.get(key)
     if got is None:
         if len(_SHARED) >= _SHARED_MAX:
             _SHARED.clear()
-        interned = [sys.intern(v) for v in key]
-        got = _SHARED[key] = frozenset(interned) if t is frozenset else tuple(interned)
+        got = _SHARED[key] = frozenset([sys.intern(v) for v in key])
     return got
+
+
+def shared(value: Any) -> Any:
+    """A value the generated chain reads as one object per value: a string
+    interned (the chains' sets hold interned strings, so a hit compares
+    identities); a header's values (a list) or the peer's names (a tuple) as
+    one frozenset. The chain only asks whether any of them is in a set or
+    matches (``not s.isdisjoint(v)``, ``any(map(f, v))``), which a frozenset
+    answers as the list does, and a set against a set without an iterator.
+    Requests then share what they read (a method, a caller's names), and
+    deciding many touches less memory."""
+    t = type(value)
+    if t is str:
+        return sys.intern(value)
+    if t is tuple or t is list:
+        return _one_set(value)
+    return value
+
+
+def _shared_constant(value: Any) -> Any:
+    """A chain's constant, as ``shared``: equal string sets of different chains
+    (a list of methods) are one object, strings interned."""
+    t = type(value)
+    if t is str:
+        return sys.intern(value)
+    if t is frozenset:
+        return _one_set(value)
+    return value
 
 
 _WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
@@ -857,7 +872,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker(_without_notes(source))
-    k = tuple([shared(c) for c in em.constants()])
+    k = tuple([_shared_constant(c) for c in em.constants()])
     # reading nothing, the function is constant: its outcome, computed once
     return Generated(run, extract, k, source, run((k,)) if not used else None)
 

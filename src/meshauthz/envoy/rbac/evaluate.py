@@ -522,7 +522,8 @@ class PythonEmitter:
             prefixes = [m.value for m in matchers if m.kind == "prefix" and not m.ignore_case]
             plain = [m for m in matchers if m.kind == "exact" and not m.ignore_case]
             if len(prefixes) + len(plain) == len(matchers) and len(prefixes) <= 4:
-                # the common short lists, inline: a set test and a startswith on a tuple
+                # the common short lists, inline: a set test and a startswith (on a
+                # tuple for several prefixes)
                 tests = []
                 if plain:
                     values = frozenset(_intern(m.value) for m in plain)
@@ -531,9 +532,14 @@ class PythonEmitter:
                         if len(values) == 1
                         else f"{up} in {self.constant(values)}"
                     )
-                if prefixes:
-                    arg = prefixes[0] if len(prefixes) == 1 else tuple(prefixes)
-                    tests.append(f"{up}.startswith({self.constant(arg)})")
+                if len(prefixes) == 1:
+                    # CPython 3.11 parses startswith's arguments as a tuple on every
+                    # call; a substring test is several times cheaper and rules out
+                    # most paths first
+                    p = self.constant(prefixes[0])
+                    tests.append(f"({p} in {up} and {up}.startswith({p}))")
+                elif prefixes:
+                    tests.append(f"{up}.startswith({self.constant(tuple(prefixes))})")
                 return 1, f"({up} is not None and ({' or '.join(tests)}))", None
             return 2, f"({up} is not None and {self.constant(string_set(matchers))}({up}))", None
         if key[0] == "filter_state":
