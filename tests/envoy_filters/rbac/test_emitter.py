@@ -4,6 +4,10 @@ the traced walk, on random RBAC trees: the three forms of a policy agree."""
 from __future__ import annotations
 
 import random
+import sys
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshauthz.envoy.rbac.evaluate import (
     PeerCertificate,
@@ -11,6 +15,7 @@ from meshauthz.envoy.rbac.evaluate import (
     RbacInput,
     compile_policy,
     compile_rbac,
+    prefix_bounds,
 )
 from meshauthz.envoy.rbac.model import (
     RBAC,
@@ -161,3 +166,26 @@ def test_fusion_keys_see_every_fusable_node():
     assert evaluate._fusion_key(model.IdAuthenticated(None)) is None
     assert evaluate._fusion_key(model.IdFilterState("k", path)) == ("filter_state", "k")
     assert evaluate._fusion_key(model.PermAny()) is None
+
+
+# characters around the edges of code point order, and a few ordinary ones
+_EDGE = st.sampled_from(["", "a", "b", "/", "\x00", "\x7f", "\x80", "\uffff", "\U00010000"])
+_CHARS = st.one_of(
+    _EDGE.filter(bool), st.just(chr(sys.maxunicode)), st.characters(), st.sampled_from("ab/")
+)
+_STRS = st.lists(_CHARS, max_size=5).map("".join)
+
+
+@given(prefix=_STRS, rest=_STRS, other=_STRS)
+def test_prefix_bounds_are_startswith(prefix: str, rest: str, other: str) -> None:
+    """The emitted prefix test (two comparisons) is str.startswith, for strings
+    that start with the prefix and strings that do not, at the edges of code
+    point order (the last character incremented, the last code point)."""
+    bounds = prefix_bounds(prefix)
+    if bounds is None:
+        assert prefix == "" or prefix[-1] == chr(sys.maxunicode)
+        return
+    lo, hi = bounds
+    near = [prefix + rest, other, prefix[:-1], hi, hi + rest, prefix[:-1] + other, other + prefix]
+    for s in near:
+        assert (lo <= s < hi) == s.startswith(prefix), (prefix, s)

@@ -411,6 +411,20 @@ def compile_policy(p: Policy) -> InputFn:
 # --- policies as Python source -------------------------------------------------------
 
 
+_LAST_CHAR = chr(sys.maxunicode)
+
+
+def prefix_bounds(prefix: str) -> tuple[str, str] | None:
+    """``(lo, hi)`` with ``s.startswith(prefix) == (lo <= s < hi)`` for every
+    string ``s``: in code point order, the strings that start with ``prefix``
+    run from ``prefix`` up to, not including, ``prefix`` with its last
+    character incremented. None for "" and a prefix ending in the last code
+    point (no such bound)."""
+    if not prefix or prefix[-1] == _LAST_CHAR:
+        return None
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def _intern(s: str) -> str:
     """Interned, a set lookup that hits compares identities (str subclasses are left as they are)."""
     return sys.intern(s) if type(s) is str else s
@@ -532,14 +546,15 @@ class PythonEmitter:
                         if len(values) == 1
                         else f"{up} in {self.constant(values)}"
                     )
-                if len(prefixes) == 1:
+                for prefix in prefixes:
                     # CPython 3.11 parses startswith's arguments as a tuple on every
-                    # call; a substring test is several times cheaper and rules out
-                    # most paths first
-                    p = self.constant(prefixes[0])
-                    tests.append(f"({p} in {up} and {up}.startswith({p}))")
-                elif prefixes:
-                    tests.append(f"{up}.startswith({self.constant(tuple(prefixes))})")
+                    # call: two comparisons are several times cheaper
+                    bounds = prefix_bounds(prefix)
+                    if bounds is None:
+                        tests.append(f"{up}.startswith({self.constant(prefix)})")
+                    else:
+                        lo, hi = (self.constant(_intern(b)) for b in bounds)
+                        tests.append(f"{lo} <= {up} < {hi}")
                 return 1, f"({up} is not None and ({' or '.join(tests)}))", None
             return 2, f"({up} is not None and {self.constant(string_set(matchers))}({up}))", None
         if key[0] == "filter_state":
