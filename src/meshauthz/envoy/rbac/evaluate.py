@@ -525,12 +525,13 @@ class PythonEmitter:
         matchers = [_string_of(n) for n in nodes]
         exact = _exact_values(matchers)
         if key[0] == "header":
-            # a header matcher matches if any of the header's entries matches
-            h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r})")
+            # a header matcher matches if any of the header's entries matches (an
+            # absent header: none, as no entry)
+            h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r}, ())")
             if exact is not None:
-                return 2, f"({h} is not None and not {self.constant(exact)}.isdisjoint({h}))", None
+                return 2, f"(not {self.constant(exact)}.isdisjoint({h}))", None
             fn = self.constant(string_set(matchers))
-            return 3, f"({h} is not None and any(map({fn}, {h})))", None
+            return 3, f"any(map({fn}, {h}))", None
         if key[0] == "url_path":
             up = self.read("inp.url_path")
             prefixes = [m.value for m in matchers if m.kind == "prefix" and not m.ignore_case]
@@ -560,16 +561,13 @@ class PythonEmitter:
         if key[0] == "filter_state":
             v = self.read(f"{self.read('inp.filter_state')}.get({key[1]!r})")
             return 3, f"({v} is not None and {self.constant(string_set(matchers))}({v}))", None
-        # an authenticated principal: one of the peer's names (RbacInput.peer_names)
-        peer = self.read("inp.peer_names")
+        # an authenticated principal: one of the peer's names (RbacInput.peer_names;
+        # no TLS peer: none)
+        peer = self.read("inp.peer_names or ()")
         if exact is not None:
-            return (
-                3,
-                f"({peer} is not None and not {self.constant(exact)}.isdisjoint({peer}))",
-                None,
-            )
+            return 3, f"(not {self.constant(exact)}.isdisjoint({peer}))", None
         fn = self.constant(string_set(matchers))
-        return 3, f"({peer} is not None and any(map({fn}, {peer})))", None
+        return 3, f"any(map({fn}, {peer}))", None
 
     def _node(self, node: Any) -> _Term:
         match node:
