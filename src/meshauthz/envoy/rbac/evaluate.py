@@ -537,8 +537,7 @@ class PythonEmitter:
             prefixes = [m.value for m in matchers if m.kind == "prefix" and not m.ignore_case]
             plain = [m for m in matchers if m.kind == "exact" and not m.ignore_case]
             if len(prefixes) + len(plain) == len(matchers) and len(prefixes) <= 4:
-                # the common short lists, inline: a set test and a startswith (on a
-                # tuple for several prefixes)
+                # the common short lists, inline: a set test and a range per prefix
                 tests = []
                 if plain:
                     values = frozenset(_intern(m.value) for m in plain)
