@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh.snapshot import MeshSnapshot, build_snapshot
 from meshauthz.resources.findings import Finding
@@ -201,11 +203,11 @@ def _inline_jwks(manifests: Manifests, jwks: Mapping[str, JwksSource]) -> None:
         changed = False
         for r in ra.spec.jwt_rules:
             if not r.jwks and r.jwks_url and r.jwks_url in jwks:
-                r = r.model_copy(update={"jwks": _jwks_text(r.jwks_url, jwks[r.jwks_url])})
+                r = msgspec.structs.replace(r, jwks=_jwks_text(r.jwks_url, jwks[r.jwks_url]))
                 changed = True
             rules.append(r)
         if changed:
-            ra.spec = ra.spec.model_copy(update={"jwt_rules": tuple(rules)})
+            ra.spec = msgspec.structs.replace(ra.spec, jwt_rules=tuple(rules))
 
 
 def _jwks_text(uri: str, src: JwksSource) -> str:
