@@ -70,6 +70,7 @@ def test_models_are_frozen_and_untracked_by_the_collector(tmp_path: Path) -> Non
 def test_objects_hold_their_metadata_and_strings_once(tmp_path: Path) -> None:
     a, b = _policies(tmp_path)
     assert a.labels == {"team": "x"} and b.labels == {} and b.annotations == {}
+    assert b.labels is a.annotations  # the maps not written: one empty map
     pa = a.spec.rules[0].from_[0].source.principals[0]
     pb = b.spec.rules[0].from_[0].source.principals[0]
     assert pa == pb == "cluster.local/ns/ns/sa/x" and pa is pb

@@ -9,7 +9,7 @@ webhook checks live in ``validation``.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -22,6 +22,15 @@ def camel(name: str) -> str:
 
 StrList = tuple[str, ...]
 StrMap = dict[str, str]
+
+# What a map field not written holds: one empty map for all, since nothing changes
+# a model's maps (loaded objects hold their metadata's maps, not copies). A mesh
+# has thousands of objects without labels or annotations.
+_NO_ENTRIES: dict[str, Any] = {}
+
+
+def no_entries() -> dict[str, Any]:
+    return _NO_ENTRIES
 
 
 class Strict(
@@ -44,7 +53,7 @@ class Strict(
 
 
 class WorkloadSelector(Strict, frozen=True):
-    match_labels: StrMap = {}
+    match_labels: StrMap = msgspec.field(default_factory=no_entries)
 
 
 class PolicyTargetReference(Strict, frozen=True, kw_only=True):
@@ -168,4 +177,4 @@ class PeerAuthenticationSpec(Strict, frozen=True):
     selector: WorkloadSelector | None = None
     mtls: MutualTls | None = None
     # Keys are port numbers written as map keys; YAML gives them to us as strings.
-    port_level_mtls: dict[str, MutualTls] = {}
+    port_level_mtls: dict[str, MutualTls] = msgspec.field(default_factory=no_entries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from meshauthz.resources.istio import StrMap, camel
+from meshauthz.resources.istio import StrMap, camel, no_entries
 
 
 class K8s(msgspec.Struct, frozen=True, rename=camel, omit_defaults=True, gc=False):
@@ -33,8 +33,8 @@ class ObjectMeta(K8s, frozen=True):
     generate_name: str = ""
     namespace: str = ""
     uid: str = ""
-    labels: StrMap = {}
-    annotations: StrMap = {}
+    labels: StrMap = msgspec.field(default_factory=no_entries)
+    annotations: StrMap = msgspec.field(default_factory=no_entries)
     owner_references: tuple[OwnerReference, ...] = ()
 
 
@@ -93,14 +93,14 @@ class ServicePort(K8s, frozen=True):
 
 
 class ServiceSpec(K8s, frozen=True):
-    selector: StrMap = {}
+    selector: StrMap = msgspec.field(default_factory=no_entries)
     ports: tuple[ServicePort, ...] = ()
     cluster_ip: str = msgspec.field(default="", name="clusterIP")
     type: str = "ClusterIP"
 
 
 class IstioGatewaySpec(K8s, frozen=True):
-    selector: StrMap = {}
+    selector: StrMap = msgspec.field(default_factory=no_entries)
 
 
 class ServiceEntryPort(K8s, frozen=True):
@@ -111,7 +111,7 @@ class ServiceEntryPort(K8s, frozen=True):
 
 
 class ServiceEntrySelector(K8s, frozen=True):
-    labels: StrMap = {}
+    labels: StrMap = msgspec.field(default_factory=no_entries)
 
 
 class ServiceEntrySpec(K8s, frozen=True):
