@@ -418,8 +418,25 @@ def _plain_json(text: str) -> Any:
         return _NOT_JSON
 
 
+class _Chunks:
+    """``text`` read piece by piece: the C parser then encodes each piece, not a
+    whole copy of a large file at once (a copy freed after parsing, often left
+    behind as a hole in the heap, which the process keeps)."""
+
+    __slots__ = ("_at", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at = 0
+
+    def read(self, size: int) -> str:
+        at = self._at
+        self._at = at + size
+        return self._text[at : at + size]
+
+
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = _Loader(text)
+    loader = _Loader(_Chunks(text))
     try:
         while loader.check_node():
             yield loader.get_node()
