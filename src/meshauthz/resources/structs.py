@@ -4,9 +4,9 @@ Structs of ``istio`` and ``k8s``, with every error of the document at once.
 msgspec converts in one pass and stops at the first error, while a user fixes a
 manifest in one round only when shown all of its errors. A value that does not
 convert is therefore walked against its Struct's fields and their types
-(``msgspec.structs.fields``): each problem is collected with its path in the document,
-fields in the order the Struct declares them and unknown fields after them in
-the order written, in Kubernetes' words. Values are not coerced (``methods:
+(``msgspec.structs.fields``): each problem is collected with its path in the
+document, fields in the order the Struct declares them and unknown fields after
+them in the order written, in Kubernetes' words. Values are not coerced (``methods:
 GET`` is not a list, ``port: "80"`` is not a number). The walk also gives
 Kubernetes' reading of null: a list or map written as null is one not written.
 """
@@ -14,6 +14,7 @@ Kubernetes' reading of null: a list or map written as null is one not written.
 from __future__ import annotations
 
 import types
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import msgspec
@@ -139,7 +140,8 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_SCALARS: dict[Any, tuple[str, Any]] = {
+# A scalar type: what a message calls it, and which values are one (bool is not an int).
+_SCALARS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
     str: ("a string", lambda v: isinstance(v, str)),
     int: ("an integer", _is_int),
     bool: ("a boolean", lambda v: isinstance(v, bool)),
