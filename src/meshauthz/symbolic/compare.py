@@ -306,6 +306,10 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
             header_matchers(node, add)
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
+    written = (
+        m.string.value if m.string is not None else m.value for m in matchers.get(":authority", ())
+    )
+    space.hosts_named = sorted({v for v in written if v})
     add_jwt_space(space, prepared)
     return space
 

@@ -1052,7 +1052,9 @@ class Reacher:
         if not space.http:
             return None
         paths = ["/", *_paths(want)] if "path" in space.used else ["/"]
-        hosts = [host, *_hosts(want)] if "host" in space.used else [host]
+        hosts = [host]
+        if "host" in space.used:  # the policies' own (case-insensitive matches hold no constant)
+            hosts = list(dict.fromkeys([host, *space.hosts_named[:4], *_hosts(want)]))
         for sent in hosts:
             for method in _METHODS:
                 for path in paths:
