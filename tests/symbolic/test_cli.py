@@ -82,7 +82,10 @@ def test_diff_text(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "diff", FIXED, SEED)
     assert out.splitlines()[0] == "opened (NEW allows, OLD denied): none"
     assert "closed (NEW denies, OLD allowed):" in out
-    assert "GET /api/v1/data from cluster.local/ns/default/sa/frontend" in out
+    assert (
+        "  principals cluster.local/ns/default/sa/frontend and methods GET and paths "
+        "/api/v1/data to default/backend:80\n" in out
+    )
 
 
 def test_diff_callers_workloads(capsys: pytest.CaptureFixture[str]) -> None:

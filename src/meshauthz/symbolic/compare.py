@@ -11,8 +11,7 @@ and direction).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,8 +37,10 @@ from meshauthz.mesh import (
     listener_mtls_mode,
     select_policies,
 )
+from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
-from meshauthz.symbolic.jwt import EXPIRED, add_jwt_space, chain_policies
+from meshauthz.symbolic.conditions import change_conditions
+from meshauthz.symbolic.jwt import add_jwt_space, chain_policies
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
@@ -305,6 +306,10 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
             header_matchers(node, add)
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
+    written = (
+        m.string.value if m.string is not None else m.value for m in matchers.get(":authority", ())
+    )
+    space.hosts_named = sorted({v for v in written if v})
     add_jwt_space(space, prepared)
     return space
 
@@ -347,26 +352,15 @@ def _callers_constraint(
     return (z3.Or(*options) if options else z3.BoolVal(False)), keys
 
 
-def describe(dest: Destination, witness: dict[str, Any]) -> str:
-    """A class of changed requests in the user's terms: what, from whom, to where
-    (the deciding policies on each side are the change's ``old`` and ``new``)."""
-    src = witness["from"]
-    if isinstance(src, str):
-        who = f"the workload {src}"
-    elif src.get("plaintext"):
-        who = f"a plaintext caller at {src['ip']}"
-    else:
-        who = src["principal"]
-    what = f"{witness['method']} {witness['path']}" if "method" in witness else "connections"
-    token = ""
-    if "jwt" in witness:
-        claims = witness["jwt"]
-        token = (
-            " with a JWT the filter rejects"
-            if claims.get("exp") == EXPIRED
-            else f" with a JWT {json.dumps(claims, sort_keys=True)}"
-        )
-    return f"{what} from {who}{token} to {dest.workload}:{dest.port}"
+def describe(dest: Destination, sides: Iterable[tuple[Policies, End]]) -> str:
+    """A class of changed requests in the user's terms: what each of its
+    requests meets (the deciding rules' matches on each side), and where to;
+    the change's ``old`` and ``new`` name those rules, its witness is one such
+    request."""
+    return f"{change_conditions(sides, dest.protocol == 'http')} to {dest.workload}:{dest.port}"
+
+
+Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
 
 
 class Comparer:
@@ -393,6 +387,10 @@ class Comparer:
             Confirmer(old, ext_authz, self.deciders[0]),
             Confirmer(new, ext_authz, self.deciders[1]),
         )
+        self.policies: tuple[Policies, Policies] = (
+            {ap.key: ap for ap in old.authorization_policies},
+            {ap.key: ap for ap in new.authorization_policies},
+        )
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
@@ -418,6 +416,10 @@ class Comparer:
             except Unencodable as e:
                 result.unknown.append(Unknown(dest, str(e)))
         return result
+
+    def change(self, dest: Destination, witness: dict[str, Any], old: End, new: End) -> Change:
+        sides = ((self.policies[0], old), (self.policies[1], new))
+        return Change(dest, describe(dest, sides), witness, old, new)
 
     def _prepare(self, i: int, dest: Destination) -> Prepared:
         snap = (self.old, self.new)[i]
@@ -538,7 +540,7 @@ class Comparer:
                     self.confirmers[1].confirm(witness, c.new)
                 except WitnessMismatch:
                     return None
-                into.append(Change(dest, describe(dest, witness), witness, c.old, c.new))
+                into.append(self.change(dest, witness, c.old, c.new))
         return out
 
     def classes(
@@ -583,7 +585,7 @@ class Comparer:
             old_end, new_end = chains[0].end_in(model), chains[1].end_in(model)
             self.confirmers[0].confirm(witness, old_end)
             self.confirmers[1].confirm(witness, new_end)
-            out.append(Change(dest, describe(dest, witness), witness, old_end, new_end))
+            out.append(self.change(dest, witness, old_end, new_end))
             solver.add(z3.Not(z3.And(chains[0].cond_of(old_end), chains[1].cond_of(new_end))))
         return out
 
