@@ -46,6 +46,7 @@ from meshauthz.resources.k8s import (
     ServiceSpec,
 )
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
+from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
 from meshauthz.resources.yamlload import (
     Document,
@@ -203,6 +204,7 @@ def load(
     namespace: str | None = None,
     mesh_config_file: str | None = None,
     exclude: Sequence[str] = (),
+    record: LoadRecord | None = None,
 ) -> LoadResult:
     """Load every object under ``paths``. Raises InputError for unusable input:
     no paths, a path that does not exist, or nothing found.
@@ -210,7 +212,8 @@ def load(
     ``namespace`` is ``kubectl apply -n``: the namespace of objects that name
     none, and an object naming another one is an error (finding
     ``namespace-mismatch``). Without it, objects without a namespace are in
-    ``default_namespace``. ``exclude``: globs, see ``excluded``."""
+    ``default_namespace``. ``exclude``: globs, see ``excluded``. ``record``:
+    what earlier loads made of the same documents, reused (``reuse``)."""
     paths = list(paths)
     if not paths:
         raise InputError("no input: give at least one file, directory or '-'")
@@ -236,20 +239,28 @@ def load(
         loader.manifests.files.append(display)
         action = _helm_action_line(text)
         try:
-            docs = parse_documents(text, display)
+            read = (
+                [(d, None) for d in parse_documents(text, display)]
+                if record is None
+                else record.parse(text, display)
+            )
         except InputError as e:
             if action is None:
                 unreadable.append(e)
                 continue
-            docs = []
+            read = []
+        docs = [d for d, _ in read]
         if action is not None and (not docs or _in_helm_chart(path) or _templated(docs)):
             loader.helm_template(display, action)
             continue
         if not docs:
             loader.skip(Location(display, 1), EMPTY_FILE)
             continue
-        for doc in docs:
-            loader.document(doc)
+        for doc, chunk in read:
+            if record is None:
+                loader.document(doc)
+            else:
+                record.document(loader, doc, chunk)
     if not loader.objects and not unreadable:
         skipped = loader.manifests.skipped
         if len(skipped) == 1 and skipped[0].reason == EMPTY_FILE:
