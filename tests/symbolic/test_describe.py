@@ -67,3 +67,18 @@ def test_a_reset_by_mutual_tls_reads_plaintext(tmp_path: Path) -> None:
         "plaintext to default/frontend:80",
     ]
     assert all(c.witness["from"].get("plaintext") is True for c in result.closed)
+
+
+def test_a_rule_naming_several_methods_is_described_by_those_that_changed(
+    tmp_path: Path,
+) -> None:
+    get_post = ANY_CALLER_GET.replace("methods: [GET]", "methods: [GET, POST, PUT]")
+    result = _changes(tmp_path, ANY_CALLER_GET, get_post)
+    # GET was allowed already: what opened is POST and PUT, through the same rule
+    assert not result.closed
+    assert {c.description for c in result.opened} == {"methods POST, PUT to default/backend:80"}
+    assert {c.witness["method"] for c in result.opened} <= {"POST", "PUT"}
+    # and the reverse closes them
+    (tmp_path / "back").mkdir()
+    back = _changes(tmp_path / "back", get_post, ANY_CALLER_GET)
+    assert {c.description for c in back.closed} == {"methods POST, PUT to default/backend:80"}

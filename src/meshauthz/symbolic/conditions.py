@@ -6,7 +6,7 @@ with the AuthorizationPolicy's own field names, from the rules that decide.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from meshauthz.decide.cause import Stage
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
@@ -39,14 +39,20 @@ IDENTITY_DECIDED = {"principals", "namespaces", "serviceAccounts", "trustDomains
 
 
 def _fields(
-    obj: Source | Operation, table: tuple[tuple[str, str, str], ...], skip: set[str]
+    obj: Source | Operation,
+    table: tuple[tuple[str, str, str], ...],
+    skip: set[str],
+    only: Collection[str] | None = None,
 ) -> str:
     parts = []
     for label, yes, no in table:
         if label in skip:
             continue
         if getattr(obj, yes):
-            parts.append(_values(label, getattr(obj, yes)))
+            values = getattr(obj, yes)
+            if label == "methods" and only is not None:
+                values = [v for v in values if v in only] or values
+            parts.append(_values(label, values))
         if getattr(obj, no):
             parts.append(_values(label, getattr(obj, no), negated=True))
     return " and ".join(parts)
@@ -68,13 +74,14 @@ def _any_of(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
-def rule_text(rule: Rule, skip: Iterable[str] = ()) -> str:
+def rule_text(rule: Rule, skip: Iterable[str] = (), methods: Collection[str] | None = None) -> str:
     """A rule's match in the AuthorizationPolicy's own field names, leaving out
     the source fields in ``skip`` (what a caller of fixed identity or address
-    decides by itself)."""
+    decides by itself); ``methods``: the only methods to name of those it lists
+    (those of a class of requests it matched)."""
     left_out = set(skip)
     sources = [_fields(f.source, _SOURCE_FIELDS, left_out) for f in rule.from_ if f.source]
-    ops = [_fields(t.operation, _OPERATION_FIELDS, set()) for t in rule.to if t.operation]
+    ops = [_fields(t.operation, _OPERATION_FIELDS, set(), methods) for t in rule.to if t.operation]
     parts = [
         _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
         _any_of(ops),
@@ -92,13 +99,23 @@ def end_rule(policies: Mapping[str, AuthorizationPolicy], end: End) -> Rule | No
     return ap.spec.rules[end.rule]
 
 
+def listed_methods(rules: Iterable[Rule]) -> list[str]:
+    """The methods the rules' operations list, each once."""
+    return list(
+        dict.fromkeys(m for r in rules for t in r.to if t.operation for m in t.operation.methods)
+    )
+
+
 def change_conditions(
-    ends: Iterable[tuple[Mapping[str, AuthorizationPolicy], End]], http: bool
+    ends: Iterable[tuple[Mapping[str, AuthorizationPolicy], End]],
+    http: bool,
+    methods: Collection[str] | None = None,
 ) -> str:
     """What every request of a changed class meets, from each side's end: the
     rule that decided it there (its match), plaintext where mutual TLS reset
     it, a token the JWT filter rejected. An end that names no rule (no ALLOW
-    policy matched, the default, no sidecar) adds nothing."""
+    policy matched, the default, no sidecar) adds nothing. ``methods``: the
+    class's methods, when known: a rule's list names only those."""
     parts: list[str] = []
     for policies, end in ends:
         if end.stage == Stage.MTLS:
@@ -108,7 +125,7 @@ def change_conditions(
         else:
             rule = end_rule(policies, end)
             if rule is not None:
-                parts.append(rule_text(rule))
+                parts.append(rule_text(rule, methods=methods))
     every = "any request" if http else "any connection"
     text = " and ".join(dict.fromkeys(p for p in parts if p != "any request"))
     return text or every

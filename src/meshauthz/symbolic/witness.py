@@ -221,6 +221,13 @@ class _Candidate:
         return True
 
 
+def holds_with(model: z3.ModelRef, formula: z3.BoolRef, changes: Assignment) -> bool:
+    """Whether ``formula`` is true of ``model``'s request with ``changes`` made
+    to it, by evaluation alone."""
+    trial = _Candidate._copy(model, changes)
+    return bool(z3.is_true(trial.eval(formula, model_completion=True)))
+
+
 def method_classes(prepared: Iterable[Prepared]) -> list[str]:
     """One method of each class of methods no ``:method`` matcher of the chains
     tells apart (the familiar ones first)."""
