@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 GENERATED_SEED = 20240611
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH")
 TRUST_DOMAIN = "cluster.local"
@@ -213,7 +215,7 @@ def _rule_of(rule: Any, where: str) -> Rule:
         raise ValueError(f"{where}: 'when' is not modelled for the peers")
     for f in rule.from_ or ():
         s = f.source
-        data = s.model_dump(exclude_defaults=True, by_alias=True) if s is not None else {}
+        data = msgspec.to_builtins(s) if s is not None else {}  # the fields written
         if set(data) - {"principals"}:
             raise ValueError(f"{where}: source fields {sorted(data)} are not modelled")
         if "principals" in data:
@@ -222,7 +224,7 @@ def _rule_of(rule: Any, where: str) -> Rule:
             principals = set(data["principals"])
     for t in rule.to or ():
         o = t.operation
-        data = o.model_dump(exclude_defaults=True, by_alias=True) if o is not None else {}
+        data = msgspec.to_builtins(o) if o is not None else {}
         if set(data) - {"methods", "paths"}:
             raise ValueError(f"{where}: operation fields {sorted(data)} are not modelled")
         if methods is not None or exact is not None:

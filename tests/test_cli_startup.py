@@ -1,6 +1,7 @@
 """The command line imports what the command it runs needs, nothing more:
 ``--version`` loads neither click nor a command, ``check`` not the others'
-modules, nor the symbolic engine (z3), nor the analysis unless a rule decided.
+modules, nor the symbolic engine (z3), nor the analysis unless a rule decided,
+and no command pydantic (the manifests' models are msgspec Structs).
 What a command imports is its start-up time (benchmarks/throughput.py
 ``startup()`` measures it); these tests fail when a heavy import comes back."""
 
@@ -68,7 +69,7 @@ def _heavy(mods: set[str], prefixes: tuple[str, ...]) -> list[str]:
 def test_version_imports_neither_click_nor_a_command() -> None:
     out, mods = _run("--version")
     assert out == f"meshauthz 0.1.0, modelling Istio {ISTIO}\n"
-    assert not _heavy(mods, ("click", "pydantic", "meshauthz.cli.group", "meshauthz.cli.check"))
+    assert not _heavy(mods, ("click", "meshauthz.cli.group", "meshauthz.cli.check"))
     assert not _heavy(mods, ("meshauthz.decide", *HEAVY))
 
 
@@ -116,6 +117,39 @@ def test_commands_that_decide_concretely_never_import_the_symbolic_engine(
     assert out, "the command printed nothing: it did not run"
     symbolic = ("z3", "meshauthz.symbolic", "meshauthz.analyze.checks.every_request")
     assert not _heavy(mods, (*symbolic, "meshauthz.runtime")), _heavy(mods, symbolic)
+
+
+def test_no_command_imports_pydantic(tmp_path) -> None:
+    # every command, run in one interpreter: what any of them imports stays loaded
+    code = (
+        "import sys; from meshauthz.cli.main import main\n"
+        "for args in sys.argv[1].split(' ; '):\n"
+        "    try:\n        main(args.split())\n    except SystemExit:\n        pass\n"
+        "print('\\n'.join(sys.modules), file=sys.stderr)"
+    )
+    suite = str(REPO / "examples" / "seed" / "seed.test.yaml")
+    runs = [
+        "--version",
+        f"validate {SEED}",
+        f"analyze {SEED}",
+        f"check -f {SEED} --from default/frontend --to default/backend",
+        f"explain -f {SEED} --from default/frontend --to default/backend",
+        f"build -f {SEED} --workload default/backend",
+        f"test {suite}",
+        f"diff {SEED} {SEED}",
+        f"equiv {SEED} {SEED}",
+        f"redundant {SEED}",
+        f"reach -f {SEED}",
+        f"mesh status --state-dir {tmp_path / 'none'}",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, " ; ".join(runs)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    mods = set(proc.stderr.split())
+    ran = ("meshauthz.cli.diff_cmd", "meshauthz.cli.reach_cmd", "meshauthz.cli.mesh_cmd", "z3")
+    assert set(ran) <= mods, "a command did not run"
+    assert not _heavy(mods, ("pydantic",)), _heavy(mods, ("pydantic",))
 
 
 def test_help_lists_every_command() -> None:

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from meshauthz.cli.main import main
@@ -501,16 +502,17 @@ def test_jwt_filter_read_from_a_dump_equals_the_one_built_from_the_request_authe
     """istiod's JSON for two rules with jwksUri (remote JWKS through a cluster)
     reads back as the filter meshauthz builds from the RequestAuthentication."""
     rules = [
-        JWTRule.model_validate(
+        msgspec.convert(
             {
                 "issuer": "b",
                 "jwksUri": "https://b.example/jwks",
                 "fromHeaders": [{"name": "X-Jwt", "prefix": "T "}],
                 "forwardOriginalToken": True,
-            }
+            },
+            JWTRule,
         ),
-        JWTRule.model_validate(
-            {"issuer": "a", "jwksUri": "https://a.example/jwks", "audiences": ["x"]}
+        msgspec.convert(
+            {"issuer": "a", "jwksUri": "https://a.example/jwks", "audiences": ["x"]}, JWTRule
         ),
     ]
     built = jwt_authentication(rules)

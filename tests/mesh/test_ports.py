@@ -11,6 +11,7 @@ Sources (istio/istio at the pinned commit):
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from meshauthz.mesh import (
@@ -26,7 +27,7 @@ from tests.mesh.mesh_builders import deployment, pod, service, snapshot
 
 
 def sp(**kw) -> ServicePort:
-    return ServicePort.model_validate(kw)
+    return msgspec.convert(kw, ServicePort)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ Sources (istio/istio at the pinned commit):
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from meshauthz.mesh import PolicyMatcher, ServiceRef, by_action, list_policies, should_attach
@@ -30,11 +31,11 @@ GW_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 
 def ref(kind: dict, name: str, namespace: str = "") -> PolicyTargetReference:
-    return PolicyTargetReference.model_validate({**kind, "name": name, "namespace": namespace})
+    return msgspec.convert({**kind, "name": name, "namespace": namespace}, PolicyTargetReference)
 
 
 def sel(labels: dict[str, str]) -> WorkloadSelector:
-    return WorkloadSelector.model_validate({"matchLabels": labels})
+    return msgspec.convert({"matchLabels": labels}, WorkloadSelector)
 
 
 # --------------------------------------------------------------------------- TestPolicyMatcher

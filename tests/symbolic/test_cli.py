@@ -82,7 +82,10 @@ def test_diff_text(capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(capsys, "diff", FIXED, SEED)
     assert out.splitlines()[0] == "opened (NEW allows, OLD denied): none"
     assert "closed (NEW denies, OLD allowed):" in out
-    assert "GET /api/v1/data from cluster.local/ns/default/sa/frontend" in out
+    assert (
+        "  principals cluster.local/ns/default/sa/frontend and methods GET and paths "
+        "/api/v1/data to default/backend:80\n" in out
+    )
 
 
 def test_diff_callers_workloads(capsys: pytest.CaptureFixture[str]) -> None:
@@ -154,3 +157,56 @@ def test_unusable_input_exits_2_with_a_json_error(
     code, out, _ = run(capsys, *args, "-o", "json")
     assert code == 2
     assert json.loads(out)["error"]["message"]
+
+
+EXT = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: ext
+  namespace: default
+spec:
+  selector:
+    matchLabels:
+      app: backend
+  action: CUSTOM
+  provider:
+    name: nowhere
+  rules:
+  - to:
+    - operation:
+        paths: ["/ext/*"]
+"""
+
+
+def test_diff_base_warns_at_the_working_trees_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NEW's documents that the revision has too are read once (what reading the
+    revision made of them is reused); what is said about them names the working
+    tree's file at the working tree's lines, as a fresh read does."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SEED, repo / "policies")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    policies = repo / "policies" / "ext.yaml"
+    policies.write_text(Path(SEED, "deny-all-backend.yaml").read_text() + "---\n" + EXT)
+    (repo / "policies" / "deny-all-backend.yaml").unlink()
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "x"],
+        cwd=repo,
+        check=True,
+    )
+    # the first document grows by three lines; the CUSTOM policy after it is the same text
+    text = policies.read_text()
+    policies.write_text("# one\n# two\n# three\n" + text)
+    monkeypatch.chdir(repo)
+    _, _, err = run(capsys, "diff", "--base", "HEAD", "policies", "-o", "json")
+    warnings = [line for line in err.splitlines() if "custom-provider-unknown" in line]
+    assert len(warnings) == 2  # one per side
+    _, out, _ = run(capsys, "validate", "policies")
+    (fresh,) = [line for line in out.splitlines() if "custom-provider-unknown" in line]
+    where = fresh.split(": ")[0]
+    assert where.startswith("policies/ext.yaml:")
+    assert warnings[1].startswith(where + ": ")
+    assert not warnings[0].startswith("policies/")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from meshauthz.envoy.jwt_authn import (
@@ -34,14 +35,14 @@ JWKS = json.dumps({"keys": [{"kty": "oct", "k": "c2VjcmV0", "alg": "HS256", "kid
 
 
 def rule(**kw: Any) -> JWTRule:
-    return JWTRule.model_validate({"issuer": "iss1", "jwks": JWKS, **kw})
+    return msgspec.convert({"issuer": "iss1", "jwks": JWKS, **kw}, JWTRule)
 
 
 class _RA:
     """A RequestAuthentication record stand-in (what the filter reads: .spec)."""
 
     def __init__(self, *rules: dict[str, Any]) -> None:
-        self.spec = RequestAuthenticationSpec.model_validate({"jwtRules": list(rules)})
+        self.spec = msgspec.convert({"jwtRules": list(rules)}, RequestAuthenticationSpec)
 
 
 def test_providers_sorted_by_issuer_across_policies() -> None:

@@ -13,6 +13,7 @@ import click
 
 from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
+from meshauthz.mesh.loading import LoadRecord
 from meshauthz.mesh.loading import load_mesh as load_checked
 from meshauthz.resources.yamlload import paused_gc
 from meshauthz.translate.provider_findings import mesh_findings
@@ -33,15 +34,22 @@ def load_mesh(
     *,
     namespace: str | None = None,
     exclude: Sequence[str] = (),
+    record: LoadRecord | None = None,
 ) -> MeshSnapshot:
     """The one loader; its errors (InvalidInput with the findings, other
     unusable input) are reported by the entry point, as every error is: exit 2.
     ``jwks``: local JWKS files by jwksUri (``--jwks``); ``namespace``,
-    ``exclude``: ``-n``, ``--exclude``. The warnings that change answers are
-    said on standard error."""
+    ``exclude``: ``-n``, ``--exclude``; ``record``: shared by the loads of a
+    command that reads two versions of its input (``diff``). The warnings that
+    change answers are said on standard error."""
     with loading():
         loaded = load_checked(
-            paths, mesh_config=mesh_config, jwks=jwks, namespace=namespace, exclude=exclude
+            paths,
+            mesh_config=mesh_config,
+            jwks=jwks,
+            namespace=namespace,
+            exclude=exclude,
+            record=record,
         )
     for f in (*loaded.findings, *mesh_findings(loaded.snapshot)):
         if f.code in ANSWER_WARNINGS:

@@ -19,6 +19,7 @@ import click
 from meshauthz.cli.common import MESH_CONFIG_OPTION, PathArg, load_mesh
 from meshauthz.cli.output import FORMAT_OPTION, emit_json
 from meshauthz.errors import EXIT_FAILED, EXIT_OK, InputError
+from meshauthz.mesh.loading import LoadRecord
 
 if TYPE_CHECKING:  # the engine (and z3) load only when a command that needs them runs
     from meshauthz.symbolic import Change, Comparison, End, Unknown
@@ -92,8 +93,10 @@ def _compare(
 ) -> Comparison:
     from meshauthz.symbolic import compare_meshes
 
-    old = load_mesh(old_paths, mesh_config)
-    new = load_mesh(new_paths, mesh_config)
+    # the documents NEW shares with OLD (most, in a review) are read once
+    record = LoadRecord()
+    old = load_mesh(old_paths, mesh_config, record=record)
+    new = load_mesh(new_paths, mesh_config, record=record)
     result = compare_meshes(old, new, callers=callers, ext_authz=ext_authz)
     if result.compared == 0:
         raise InputError(

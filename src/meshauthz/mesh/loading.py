@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+import msgspec
 
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh.snapshot import MeshSnapshot, build_snapshot
@@ -22,6 +24,7 @@ from meshauthz.resources.findings import Finding
 from meshauthz.resources.loader import LoadResult, load, load_documents
 from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.objects import Manifests, Skipped
+from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.validation import validate
 from meshauthz.resources.yamlload import Document, paused_gc
 
@@ -119,6 +122,7 @@ def read_manifests(
     mesh_config: MeshConfigArg = None,
     namespace: str | None = None,
     exclude: Sequence[str] = (),
+    record: LoadRecord | None = None,
 ) -> CheckedManifests:
     """Read and validate, without judging: ``meshauthz validate`` reports on this.
 
@@ -126,9 +130,11 @@ def read_manifests(
     MeshConfig that takes the place of any ``istio`` ConfigMap among the inputs.
     ``namespace``: ``kubectl apply -n``, the namespace of objects that name none
     (an object naming another is an error). ``exclude``: globs leaving out what
-    a directory holds (``resources.loader.excluded``). Raises InputError for
-    input that cannot be used at all (a missing path, nothing found, a bad mesh
-    config); a file that cannot be parsed is in ``unreadable``."""
+    a directory holds (``resources.loader.excluded``). ``record``: what loads
+    before this one made of the same documents, reused and added to
+    (``resources.reuse``: the answer is the same without it). Raises InputError
+    for input that cannot be used at all (a missing path, nothing found, a bad
+    mesh config); a file that cannot be parsed is in ``unreadable``."""
     names = [os.fspath(paths)] if isinstance(paths, str | os.PathLike) else list(paths)
     config_file = (
         None if mesh_config is None or isinstance(mesh_config, MeshConfig) else mesh_config
@@ -139,8 +145,9 @@ def read_manifests(
             mesh_config_file=None if config_file is None else os.fspath(config_file),
             namespace=namespace,
             exclude=exclude,
+            record=record,
         )
-        return _checked(result, mesh_config)
+        return _checked(result, mesh_config, record)
 
 
 def load_mesh(
@@ -150,18 +157,19 @@ def load_mesh(
     jwks: Mapping[str, JwksSource] | None = None,
     namespace: str | None = None,
     exclude: Sequence[str] = (),
+    record: LoadRecord | None = None,
 ) -> LoadedMesh:
     """Read, validate and build the snapshot. Raises InvalidInput when Istio would
     reject an object, UnreadableInput when a file cannot be parsed, InputError
-    when the input cannot be used. ``namespace`` and ``exclude`` as for
-    ``read_manifests``.
+    when the input cannot be used. ``namespace``, ``exclude`` and ``record`` as
+    for ``read_manifests``.
 
     ``jwks``: local JWKS files (or ``JwksText``) by ``jwksUri``; a JWT rule naming one of those URIs
     without inline keys gets the file's keys inline, as istiod's JWKS resolver
     inlines the keys it fetched."""
     with paused_gc():
         checked = read_manifests(
-            paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude
+            paths, mesh_config=mesh_config, namespace=namespace, exclude=exclude, record=record
         )
         return _snapshot(checked, jwks)
 
@@ -174,12 +182,14 @@ def load_mesh_documents(
         return _snapshot(_checked(load_documents(docs), mesh_config), None)
 
 
-def _checked(result: LoadResult, mesh_config: MeshConfigArg) -> CheckedManifests:
+def _checked(
+    result: LoadResult, mesh_config: MeshConfigArg, record: LoadRecord | None = None
+) -> CheckedManifests:
     if isinstance(mesh_config, MeshConfig):
         result.manifests.mesh_config = mesh_config
     return CheckedManifests(
         result.manifests,
-        (*result.findings, *validate(result.manifests)),
+        (*result.findings, *validate(result.manifests, record)),
         tuple(result.unreadable),
     )
 
@@ -196,16 +206,18 @@ def _snapshot(checked: CheckedManifests, jwks: Mapping[str, JwksSource] | None) 
 
 
 def _inline_jwks(manifests: Manifests, jwks: Mapping[str, JwksSource]) -> None:
-    for ra in manifests.request_authentications:
+    # a changed object is a new one: the one read may be in a LoadRecord
+    for i, ra in enumerate(manifests.request_authentications):
         rules = []
         changed = False
         for r in ra.spec.jwt_rules:
             if not r.jwks and r.jwks_url and r.jwks_url in jwks:
-                r = r.model_copy(update={"jwks": _jwks_text(r.jwks_url, jwks[r.jwks_url])})
+                r = msgspec.structs.replace(r, jwks=_jwks_text(r.jwks_url, jwks[r.jwks_url]))
                 changed = True
             rules.append(r)
         if changed:
-            ra.spec = ra.spec.model_copy(update={"jwt_rules": tuple(rules)})
+            spec = msgspec.structs.replace(ra.spec, jwt_rules=tuple(rules))
+            manifests.request_authentications[i] = replace(ra, spec=spec)
 
 
 def _jwks_text(uri: str, src: JwksSource) -> str:
@@ -224,6 +236,7 @@ __all__ = [
     "CheckedManifests",
     "InvalidInput",
     "JwksText",
+    "LoadRecord",
     "LoadedMesh",
     "UnreadableInput",
     "load_mesh",

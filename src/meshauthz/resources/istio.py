@@ -9,51 +9,61 @@ webhook checks live in ``validation``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from pydantic.alias_generators import to_camel
-
-
-def _none_is_empty(value: Any) -> Any:
-    # JSON null for a list or map means "not set" in Kubernetes.
-    if value is None:
-        return ()
-    # Strict mode takes a tuple only from a tuple; a YAML list is the same thing.
-    return tuple(value) if isinstance(value, list) else value
+import msgspec
 
 
-def _none_is_empty_map(value: Any) -> Any:
-    return {} if value is None else value
+def camel(name: str) -> str:
+    """A field's name in the manifest: ``not_ip_blocks`` is written ``notIpBlocks``."""
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
 
 
-StrList = Annotated[tuple[str, ...], BeforeValidator(_none_is_empty)]
-StrMap = Annotated[dict[str, str], BeforeValidator(_none_is_empty_map)]
+StrList = tuple[str, ...]
+StrMap = dict[str, str]
+
+# What a map field not written holds: one empty map for all, since nothing changes
+# a model's maps (loaded objects hold their metadata's maps, not copies). A mesh
+# has thousands of objects without labels or annotations.
+_NO_ENTRIES: dict[str, Any] = {}
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        frozen=True,
-        alias_generator=to_camel,
-        populate_by_name=False,
-        defer_build=True,
-    )
+def no_entries() -> dict[str, Any]:
+    return _NO_ENTRIES
 
 
-class WorkloadSelector(Strict):
-    match_labels: StrMap = {}
+class Strict(
+    msgspec.Struct,
+    forbid_unknown_fields=True,
+    frozen=True,
+    rename=camel,
+    omit_defaults=True,
+    gc=False,
+):
+    """A message of the CRD's schema: unknown fields are rejected.
+
+    Every Struct of the manifests is frozen (each class says so again, for type
+    checkers) and holds only strings, numbers, booleans, maps of strings, and
+    tuples or maps of such Structs: none can be part of a reference cycle, so
+    none is tracked by the garbage collector (``gc=False``), which would
+    otherwise walk a large mesh's hundreds of thousands of them at every full
+    collection. ``resources.structs`` converts a document's values into them,
+    reporting every error; a list or map written as null is one not written."""
 
 
-class PolicyTargetReference(Strict):
+class WorkloadSelector(Strict, frozen=True):
+    match_labels: StrMap = msgspec.field(default_factory=no_entries)
+
+
+class PolicyTargetReference(Strict, frozen=True, kw_only=True):
     group: str = ""
     kind: str
     name: str
     namespace: str = ""
 
 
-class Source(Strict):
+class Source(Strict, frozen=True):
     principals: StrList = ()
     not_principals: StrList = ()
     request_principals: StrList = ()
@@ -70,7 +80,7 @@ class Source(Strict):
     not_trust_domains: StrList = ()
 
 
-class Operation(Strict):
+class Operation(Strict, frozen=True):
     hosts: StrList = ()
     not_hosts: StrList = ()
     ports: StrList = ()
@@ -81,69 +91,65 @@ class Operation(Strict):
     not_paths: StrList = ()
 
 
-class From(Strict):
+class From(Strict, frozen=True):
     source: Source | None = None
 
 
-class To(Strict):
+class To(Strict, frozen=True):
     operation: Operation | None = None
 
 
-class Condition(Strict):
+class Condition(Strict, frozen=True):
     key: str
     values: StrList = ()
     not_values: StrList = ()
 
 
-class Rule(Strict):
-    from_: Annotated[tuple[From, ...], BeforeValidator(_none_is_empty)] = Field(
-        default=(), alias="from"
-    )
-    to: Annotated[tuple[To, ...], BeforeValidator(_none_is_empty)] = ()
-    when: Annotated[tuple[Condition, ...], BeforeValidator(_none_is_empty)] = ()
+class Rule(Strict, frozen=True):
+    from_: tuple[From, ...] = msgspec.field(default=(), name="from")
+    to: tuple[To, ...] = ()
+    when: tuple[Condition, ...] = ()
 
 
-class ExtensionProviderRef(Strict):
+class ExtensionProviderRef(Strict, frozen=True):
     name: str = ""
 
 
 Action = Literal["ALLOW", "DENY", "AUDIT", "CUSTOM"]
 
 
-class AuthorizationPolicySpec(Strict):
+class AuthorizationPolicySpec(Strict, frozen=True):
     selector: WorkloadSelector | None = None
     target_ref: PolicyTargetReference | None = None
-    target_refs: Annotated[tuple[PolicyTargetReference, ...], BeforeValidator(_none_is_empty)] = ()
-    rules: Annotated[tuple[Rule, ...], BeforeValidator(_none_is_empty)] = ()
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    rules: tuple[Rule, ...] = ()
     action: Action = "ALLOW"
     provider: ExtensionProviderRef | None = None
 
 
-class JwtHeader(Strict):
+class JwtHeader(Strict, frozen=True):
     name: str
     prefix: str = ""
 
 
-class ClaimToHeader(Strict):
+class ClaimToHeader(Strict, frozen=True):
     header: str
     claim: str
 
 
-class JWTRule(Strict):
+class JWTRule(Strict, frozen=True):
     issuer: str = ""
     audiences: StrList = ()
     jwks_uri: str = ""
     # The CRD also accepts the snake_case spelling of jwksUri.
-    jwks_uri_snake: str = Field(default="", alias="jwks_uri")
+    jwks_uri_snake: str = msgspec.field(default="", name="jwks_uri")
     jwks: str = ""
-    from_headers: Annotated[tuple[JwtHeader, ...], BeforeValidator(_none_is_empty)] = ()
+    from_headers: tuple[JwtHeader, ...] = ()
     from_params: StrList = ()
     from_cookies: StrList = ()
     output_payload_to_header: str = ""
     forward_original_token: bool = False
-    output_claim_to_headers: Annotated[
-        tuple[ClaimToHeader, ...], BeforeValidator(_none_is_empty)
-    ] = ()
+    output_claim_to_headers: tuple[ClaimToHeader, ...] = ()
     timeout: str = ""
     space_delimited_claims: StrList = ()
     presence: Literal["OPTIONAL", "REQUIRED"] | None = None
@@ -153,22 +159,22 @@ class JWTRule(Strict):
         return self.jwks_uri or self.jwks_uri_snake
 
 
-class RequestAuthenticationSpec(Strict):
+class RequestAuthenticationSpec(Strict, frozen=True):
     selector: WorkloadSelector | None = None
     target_ref: PolicyTargetReference | None = None
-    target_refs: Annotated[tuple[PolicyTargetReference, ...], BeforeValidator(_none_is_empty)] = ()
-    jwt_rules: Annotated[tuple[JWTRule, ...], BeforeValidator(_none_is_empty)] = ()
+    target_refs: tuple[PolicyTargetReference, ...] = ()
+    jwt_rules: tuple[JWTRule, ...] = ()
 
 
 MtlsMode = Literal["UNSET", "DISABLE", "PERMISSIVE", "STRICT"]
 
 
-class MutualTls(Strict):
+class MutualTls(Strict, frozen=True):
     mode: MtlsMode = "UNSET"
 
 
-class PeerAuthenticationSpec(Strict):
+class PeerAuthenticationSpec(Strict, frozen=True):
     selector: WorkloadSelector | None = None
     mtls: MutualTls | None = None
     # Keys are port numbers written as map keys; YAML gives them to us as strings.
-    port_level_mtls: Annotated[dict[str, MutualTls], BeforeValidator(_none_is_empty_map)] = {}
+    port_level_mtls: dict[str, MutualTls] = msgspec.field(default_factory=no_entries)

@@ -7,39 +7,17 @@ full schemas belong to Kubernetes. Values that are read are not coerced.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import msgspec
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-
-from meshauthz.resources.istio import StrMap
+from meshauthz.resources.istio import StrMap, camel, no_entries
 
 
-def _none_is_empty(value: Any) -> Any:
-    if value is None:
-        return ()
-    # Strict mode takes a tuple only from a tuple; a YAML list is the same thing.
-    return tuple(value) if isinstance(value, list) else value
+class K8s(msgspec.Struct, frozen=True, rename=camel, omit_defaults=True, gc=False):
+    """Reads the fields it names, strictly typed, and ignores the rest (see
+    ``istio.Strict`` for why it is frozen and untracked)."""
 
 
-class Loose(BaseModel):
-    """Reads the fields it names, strictly typed, and ignores the rest."""
-
-    model_config = ConfigDict(
-        extra="ignore", strict=True, frozen=True, populate_by_name=False, defer_build=True
-    )
-
-
-def _camel(name: str) -> str:
-    head, *rest = name.split("_")
-    return head + "".join(p.title() for p in rest)
-
-
-class K8s(Loose):
-    # pydantic merges this into Loose's config: only the aliases differ
-    model_config = ConfigDict(alias_generator=_camel)
-
-
-class OwnerReference(K8s):
+class OwnerReference(K8s, frozen=True):
     """``metadata.ownerReferences[]``: the object that made this one (a Pod's
     ReplicaSet, a ReplicaSet's Deployment)."""
 
@@ -50,65 +28,63 @@ class OwnerReference(K8s):
     controller: bool = False
 
 
-class ObjectMeta(K8s):
+class ObjectMeta(K8s, frozen=True):
     name: str = ""
     generate_name: str = ""
     namespace: str = ""
     uid: str = ""
-    labels: StrMap = {}
-    annotations: StrMap = {}
-    owner_references: Annotated[tuple[OwnerReference, ...], BeforeValidator(_none_is_empty)] = ()
+    labels: StrMap = msgspec.field(default_factory=no_entries)
+    annotations: StrMap = msgspec.field(default_factory=no_entries)
+    owner_references: tuple[OwnerReference, ...] = ()
 
 
-class ContainerPort(K8s):
+class ContainerPort(K8s, frozen=True):
     container_port: int
     name: str = ""
     protocol: str = "TCP"
 
 
-class Container(K8s):
+class Container(K8s, frozen=True):
     name: str = ""
-    ports: Annotated[tuple[ContainerPort, ...], BeforeValidator(_none_is_empty)] = ()
+    ports: tuple[ContainerPort, ...] = ()
 
 
-class PodSpec(K8s):
+class PodSpec(K8s, frozen=True):
     service_account_name: str = ""
     service_account: str = ""  # deprecated spelling, still honoured by Kubernetes
-    containers: Annotated[tuple[Container, ...], BeforeValidator(_none_is_empty)] = ()
+    containers: tuple[Container, ...] = ()
     host_network: bool = False
 
 
-class PodTemplate(K8s):
+class PodTemplate(K8s, frozen=True):
     metadata: ObjectMeta = ObjectMeta()
     spec: PodSpec = PodSpec()
 
 
-class PodIP(K8s):
+class PodIP(K8s, frozen=True):
     ip: str
 
 
-class PodStatus(K8s):
-    pod_ip: str = Field(default="", alias="podIP")
-    pod_ips: Annotated[tuple[PodIP, ...], BeforeValidator(_none_is_empty)] = Field(
-        default=(), alias="podIPs"
-    )
+class PodStatus(K8s, frozen=True):
+    pod_ip: str = msgspec.field(default="", name="podIP")
+    pod_ips: tuple[PodIP, ...] = msgspec.field(default=(), name="podIPs")
 
 
-class ControllerSpec(K8s):
+class ControllerSpec(K8s, frozen=True):
     """Deployment, StatefulSet, DaemonSet, ReplicaSet and Job share this shape."""
 
     template: PodTemplate = PodTemplate()
 
 
-class JobTemplate(K8s):
+class JobTemplate(K8s, frozen=True):
     spec: ControllerSpec = ControllerSpec()
 
 
-class CronJobSpec(K8s):
+class CronJobSpec(K8s, frozen=True):
     job_template: JobTemplate = JobTemplate()
 
 
-class ServicePort(K8s):
+class ServicePort(K8s, frozen=True):
     port: int
     name: str = ""
     target_port: int | str | None = None
@@ -116,44 +92,44 @@ class ServicePort(K8s):
     app_protocol: str = ""
 
 
-class ServiceSpec(K8s):
-    selector: StrMap = {}
-    ports: Annotated[tuple[ServicePort, ...], BeforeValidator(_none_is_empty)] = ()
-    cluster_ip: str = Field(default="", alias="clusterIP")
+class ServiceSpec(K8s, frozen=True):
+    selector: StrMap = msgspec.field(default_factory=no_entries)
+    ports: tuple[ServicePort, ...] = ()
+    cluster_ip: str = msgspec.field(default="", name="clusterIP")
     type: str = "ClusterIP"
 
 
-class IstioGatewaySpec(K8s):
-    selector: StrMap = {}
+class IstioGatewaySpec(K8s, frozen=True):
+    selector: StrMap = msgspec.field(default_factory=no_entries)
 
 
-class ServiceEntryPort(K8s):
+class ServiceEntryPort(K8s, frozen=True):
     number: int
     name: str = ""
     protocol: str = ""
     target_port: int | None = None
 
 
-class ServiceEntrySelector(K8s):
-    labels: StrMap = {}
+class ServiceEntrySelector(K8s, frozen=True):
+    labels: StrMap = msgspec.field(default_factory=no_entries)
 
 
-class ServiceEntrySpec(K8s):
+class ServiceEntrySpec(K8s, frozen=True):
     """networking.istio.io ServiceEntry (v1, v1beta1, v1alpha3): the fields that
     decide which workloads it names and which waypoint its hosts go through."""
 
-    hosts: Annotated[tuple[str, ...], BeforeValidator(_none_is_empty)] = ()
-    ports: Annotated[tuple[ServiceEntryPort, ...], BeforeValidator(_none_is_empty)] = ()
+    hosts: tuple[str, ...] = ()
+    ports: tuple[ServiceEntryPort, ...] = ()
     resolution: str = "NONE"
     workload_selector: ServiceEntrySelector | None = None
 
 
-class GatewayListener(K8s):
+class GatewayListener(K8s, frozen=True):
     name: str = ""
     port: int = 0
     protocol: str = ""
 
 
-class K8sGatewaySpec(K8s):
+class K8sGatewaySpec(K8s, frozen=True):
     gateway_class_name: str = ""
-    listeners: Annotated[tuple[GatewayListener, ...], BeforeValidator(_none_is_empty)] = ()
+    listeners: tuple[GatewayListener, ...] = ()

@@ -22,9 +22,9 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
+import msgspec
 
 from meshauthz.errors import InputError, Location
 from meshauthz.resources import objects as o
@@ -46,6 +46,8 @@ from meshauthz.resources.k8s import (
     ServiceSpec,
 )
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
+from meshauthz.resources.reuse import LoadRecord
+from meshauthz.resources.structs import convert
 from meshauthz.resources.yamlload import (
     Document,
     Path,
@@ -202,6 +204,7 @@ def load(
     namespace: str | None = None,
     mesh_config_file: str | None = None,
     exclude: Sequence[str] = (),
+    record: LoadRecord | None = None,
 ) -> LoadResult:
     """Load every object under ``paths``. Raises InputError for unusable input:
     no paths, a path that does not exist, or nothing found.
@@ -209,7 +212,8 @@ def load(
     ``namespace`` is ``kubectl apply -n``: the namespace of objects that name
     none, and an object naming another one is an error (finding
     ``namespace-mismatch``). Without it, objects without a namespace are in
-    ``default_namespace``. ``exclude``: globs, see ``excluded``."""
+    ``default_namespace``. ``exclude``: globs, see ``excluded``. ``record``:
+    what earlier loads made of the same documents, reused (``reuse``)."""
     paths = list(paths)
     if not paths:
         raise InputError("no input: give at least one file, directory or '-'")
@@ -235,20 +239,28 @@ def load(
         loader.manifests.files.append(display)
         action = _helm_action_line(text)
         try:
-            docs = parse_documents(text, display)
+            read = (
+                [(d, None) for d in parse_documents(text, display)]
+                if record is None
+                else record.parse(text, display)
+            )
         except InputError as e:
             if action is None:
                 unreadable.append(e)
                 continue
-            docs = []
+            read = []
+        docs = [d for d, _ in read]
         if action is not None and (not docs or _in_helm_chart(path) or _templated(docs)):
             loader.helm_template(display, action)
             continue
         if not docs:
             loader.skip(Location(display, 1), EMPTY_FILE)
             continue
-        for doc in docs:
-            loader.document(doc)
+        for doc, chunk in read:
+            if record is None:
+                loader.document(doc)
+            else:
+                record.document(loader, doc, chunk)
     if not loader.objects and not unreadable:
         skipped = loader.manifests.skipped
         if len(skipped) == 1 and skipped[0].reason == EMPTY_FILE:
@@ -498,7 +510,7 @@ class _Loader:
                 )
             if extra:
                 return
-            kinds: dict[str, tuple[type[BaseModel], Any, list[Any]]] = {
+            kinds: dict[str, tuple[type[msgspec.Struct], Any, list[Any]]] = {
                 "AuthorizationPolicy": (
                     AuthorizationPolicySpec,
                     o.AuthorizationPolicy,
@@ -639,30 +651,22 @@ class _Loader:
         base: Path,
         sub: Path,
         data: Any,
-        cls: type[BaseModel],
+        cls: type[msgspec.Struct],
         ident: dict[str, str],
     ) -> Any:
-        try:
-            return _shared_fields_sets(cls.model_validate(data))
-        except ValidationError as e:
-            seen: set[str] = set()
-            for err in e.errors():
-                path, message = _explain(data, sub, err)
-                key = f"{path}{message}"
-                if key in seen:
-                    continue
-                seen.add(key)
-                self.finding(
-                    doc,
-                    base + path,
-                    "schema",
-                    message,
-                    field=dotted(path),
-                    kind=ident.get("kind", ""),
-                    namespace=ident.get("namespace", ""),
-                    name=ident.get("name", ""),
-                )
-            return None
+        value, problems = convert(data, cls)
+        for path, message in problems:
+            self.finding(
+                doc,
+                base + sub + path,
+                "schema",
+                message,
+                field=dotted(sub + path),
+                kind=ident.get("kind", ""),
+                namespace=ident.get("namespace", ""),
+                name=ident.get("name", ""),
+            )
+        return value
 
     def finding(
         self,
@@ -689,108 +693,6 @@ class _Loader:
                 field,
             )
         )
-
-
-# One set object per distinct set of fields given (see _shared_fields_sets).
-_FIELDS_SETS: dict[frozenset[str], set[str]] = {}
-# Per model class: its fields whose values can hold models.
-_NESTED: dict[type[BaseModel], tuple[str, ...]] = {}
-
-
-def _holds_models(annotation: Any) -> bool:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return True
-    return any(_holds_models(a) for a in get_args(annotation))
-
-
-def _shared_fields_sets(model: BaseModel) -> BaseModel:
-    """``model`` and the models in it, each holding a shared set of the fields
-    given rather than a set of its own: a set is most of a small model's memory,
-    and a large mesh has hundreds of thousands of models with a few shapes. The
-    models are frozen, and pydantic copies the set when it copies a model, so no
-    one changes a shared set."""
-    fields = model.__pydantic_fields_set__
-    key = frozenset(fields)
-    shared = _FIELDS_SETS.get(key)
-    if shared is None:
-        shared = _FIELDS_SETS[key] = set(fields)
-    object.__setattr__(model, "__pydantic_fields_set__", shared)
-    cls = type(model)
-    nested = _NESTED.get(cls)
-    if nested is None:
-        nested = _NESTED[cls] = tuple(
-            name for name, f in cls.model_fields.items() if _holds_models(f.annotation)
-        )
-    values = model.__dict__
-    for name in nested:
-        value = values[name]
-        if isinstance(value, BaseModel):
-            _shared_fields_sets(value)
-        elif isinstance(value, tuple | dict):
-            for item in value.values() if isinstance(value, dict) else value:
-                if isinstance(item, BaseModel):
-                    _shared_fields_sets(item)
-    return model
-
-
-_TYPE_WORDS: dict[str, str] = {
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "string_type": "a string",
-    "int_type": "an integer",
-    "bool_type": "a boolean",
-    "dict_type": "a mapping",
-    "model_type": "a mapping",
-    "model_attributes_type": "a mapping",
-    "float_type": "a number",
-}
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f'a string ("{value}")'
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    if value is None:
-        return "null"
-    return type(value).__name__
-
-
-def _explain(data: Any, sub: Path, err: Any) -> tuple[Path, str]:
-    """A pydantic error as (path in the document, message in Kubernetes' terms)."""
-    path: list[str | int] = list(sub)
-    cur: Any = data
-    for part in err["loc"]:
-        if (isinstance(cur, dict) and isinstance(part, str) and part in cur) or (
-            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
-        ):
-            cur = cur[part]  # type: ignore[index]  # mypy loses the pairing of the isinstance tests
-            path.append(part)
-        elif err["type"] in ("extra_forbidden", "missing") and isinstance(part, str):
-            path.append(part)
-            break
-        # other parts (union member names, validators) are not in the document
-    kind = err["type"]
-    value = err.get("input")
-    if kind == "extra_forbidden":
-        return tuple(path), f'unknown field "{path[-1]}"'
-    if kind == "missing":
-        return tuple(path), "required field is missing"
-    if kind in _TYPE_WORDS:
-        return tuple(path), f"expected {_TYPE_WORDS[kind]}, got {_describe(value)}"
-    if kind == "literal_error":
-        expected = (
-            str(err.get("ctx", {}).get("expected", "")).replace("'", '"').replace(" or ", ", ")
-        )
-        shown = f'"{value}"' if isinstance(value, str) else _describe(value)
-        return tuple(path), f"unsupported value {shown}; supported values: {expected}"
-    return tuple(path), str(err.get("msg", "invalid value"))
 
 
 __all__ = ["LoadResult", "collect_files", "load", "load_documents", "load_mesh_config_file"]

@@ -12,9 +12,10 @@ import base64
 import datetime
 import gc
 import json
+import re
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
@@ -332,6 +333,103 @@ def parse_documents(text: str, file: str) -> list[Document]:
         return _parse_documents(text, file)
 
 
+@dataclass(frozen=True, slots=True)
+class ReadChunk:
+    """What reading one chunk of a stream alone made (see ``read_chunked``)."""
+
+    streamed: int  # documents of the stream it holds (an empty one counts): 0 or 1
+    nodes: int  # values its document expands to (bounded by the file's length)
+    doc: Document | None  # file "", lines counted from the chunk's first; None: empty
+
+
+# A document starts at a line that begins with "---" then a blank or the end:
+# libyaml's document indicator, which nothing can hold at column 0 (a block
+# scalar is indented by at least 1, a plain one ends there, a quoted one or a
+# flow collection is an error there). Each chunk between two holds at most one
+# document, and only its own text decides what that document is ...
+_DOCUMENT_START = re.compile(r"\n---(?=[ \t\n]|\Z)")  # "\n" rather than "^": 10 times faster
+# ... unless the stream has directives (which apply to the next document), an
+# end marker (kept out for good measure), a byte order mark, or line breaks
+# other than "\n" (which would count lines otherwise): such a stream is read whole.
+_MARKER = re.compile(r"\n(?:%|\.\.\.(?:[ \t\n]|\Z))")
+_NOT_CHUNKED = ("\r", "\x85", "\u2028", "\u2029", "\ufeff")
+
+
+def _chunk_starts(text: str) -> list[int] | None:
+    """Where each chunk of ``text`` starts, or None if it is read whole."""
+    head = "\n" + text[:4]  # the first line, as the patterns see the others
+    if any(c in text for c in _NOT_CHUNKED) or _MARKER.search(text) or _MARKER.match(head):
+        return None
+    return [0, *(m.start() + 1 for m in _DOCUMENT_START.finditer(text))]
+
+
+def read_chunked(
+    text: str, file: str, chunks: MutableMapping[str, ReadChunk]
+) -> list[tuple[Document, str]] | None:
+    """``parse_documents(text, file)``, each document with its chunk: its exact
+    text, from its ``---`` line to the next (the first one: from the start).
+    A chunk in ``chunks`` is not read again (its document is moved to its line
+    and file: the same data and positions); a chunk read is added to it. None
+    when the stream cannot be read in chunks alike (see ``_chunk_starts``) or a
+    chunk is not valid alone: then ``parse_documents`` reads it, and says what
+    is wrong, as it would have anyway."""
+    starts = _chunk_starts(text)
+    if starts is None:
+        return None
+    allowance = BASE_NODE_ALLOWANCE + len(text)
+    strings: dict[str, str] = {}
+    out: list[tuple[Document, str]] = []
+    index = line = 0  # documents of the stream, lines of the text, before the chunk
+    with paused_gc():
+        for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+            chunk = text[start:end]
+            read = chunks.get(chunk)
+            if read is None:
+                read = _read_chunk(chunk, allowance, strings)
+                if read is None:
+                    return None
+                chunks[chunk] = read
+            elif read.nodes > allowance:
+                return None
+            doc = read.doc
+            if doc is not None:
+                positions = doc.positions
+                moved = Document(file, index, doc.line + line, doc.data, _shifted(positions, line))
+                out.append((moved, chunk))
+            index += read.streamed
+            line += chunk.count("\n")
+    return out
+
+
+def _read_chunk(chunk: str, allowance: int, strings: dict[str, str]) -> ReadChunk | None:
+    """One chunk read alone, or None if it is not valid alone."""
+    streamed = nodes = 0
+    doc: Document | None = None
+    try:
+        for node in _compose_all(chunk):
+            streamed += 1
+            if node is None:
+                continue
+            builder = _Builder("", allowance, True, strings)
+            data = builder.build(node, 0)
+            nodes = max(nodes, builder.nodes)
+            if data is not None:
+                doc = Document("", 0, node.start_mark.line + 1, data, builder.positions(data))
+    except (InputError, _DuplicateKey, yaml.YAMLError, RecursionError):
+        return None
+    if streamed > 1:  # pragma: no cover - a chunk holds one document at most
+        return None
+    return ReadChunk(streamed, nodes, doc)
+
+
+def _shifted(
+    positions: Mapping[Path, tuple[int, int]], lines: int
+) -> Mapping[Path, tuple[int, int]]:
+    if type(positions) is Positions:
+        return positions.shifted(lines)
+    return {p: (ln + lines, col) for p, (ln, col) in positions.items()}
+
+
 def _parse_documents(text: str, file: str, *, record: bool = True) -> list[Document]:
     docs: list[Document] = []
     strings: dict[str, str] = {}
@@ -418,8 +516,25 @@ def _plain_json(text: str) -> Any:
         return _NOT_JSON
 
 
+class _Chunks:
+    """``text`` read piece by piece: the C parser then encodes each piece, not a
+    whole copy of a large file at once (a copy freed after parsing, often left
+    behind as a hole in the heap, which the process keeps)."""
+
+    __slots__ = ("_at", "_text")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at = 0
+
+    def read(self, size: int) -> str:
+        at = self._at
+        self._at = at + size
+        return self._text[at : at + size]
+
+
 def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = _Loader(text)
+    loader = _Loader(_Chunks(text))
     try:
         while loader.check_node():
             yield loader.get_node()

@@ -11,8 +11,7 @@ and direction).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,8 +37,10 @@ from meshauthz.mesh import (
     listener_mtls_mode,
     select_policies,
 )
+from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
-from meshauthz.symbolic.jwt import EXPIRED, add_jwt_space, chain_policies
+from meshauthz.symbolic.conditions import change_conditions, end_rule, listed_methods
+from meshauthz.symbolic.jwt import add_jwt_space, chain_policies
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space
@@ -49,6 +50,7 @@ from meshauthz.symbolic.witness import (
     WitnessMismatch,
     default_host,
     guess,
+    holds_with,
     method_classes,
     path_is_normal,
     readable_model,
@@ -58,6 +60,8 @@ from meshauthz.symbolic.witness import (
 Callers = Literal["any", "workloads"]
 # A question the solver has not settled in this time is answered unknown, never guessed.
 SOLVER_TIMEOUT_MS = 30_000
+# Naming a class's methods is for the reader: a method not settled in this time is named.
+NARROW_TIMEOUT_MS = 2_000
 MAX_NOT_NORMAL = 64  # witnesses whose path is no normalized path, set aside before giving up
 
 
@@ -70,6 +74,8 @@ class Change:
     witness: dict[str, Any]
     old: End
     new: End
+    # the class's methods among those the deciding rules list (None: not narrowed)
+    methods: frozenset[str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -305,6 +311,10 @@ def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
             header_matchers(node, add)
     for name, ms in sorted(matchers.items()):
         space.add_header(name, sum(1 for m in ms if m.kind != "present"))
+    written = (
+        m.string.value if m.string is not None else m.value for m in matchers.get(":authority", ())
+    )
+    space.hosts_named = sorted({v for v in written if v})
     add_jwt_space(space, prepared)
     return space
 
@@ -347,26 +357,20 @@ def _callers_constraint(
     return (z3.Or(*options) if options else z3.BoolVal(False)), keys
 
 
-def describe(dest: Destination, witness: dict[str, Any]) -> str:
-    """A class of changed requests in the user's terms: what, from whom, to where
-    (the deciding policies on each side are the change's ``old`` and ``new``)."""
-    src = witness["from"]
-    if isinstance(src, str):
-        who = f"the workload {src}"
-    elif src.get("plaintext"):
-        who = f"a plaintext caller at {src['ip']}"
-    else:
-        who = src["principal"]
-    what = f"{witness['method']} {witness['path']}" if "method" in witness else "connections"
-    token = ""
-    if "jwt" in witness:
-        claims = witness["jwt"]
-        token = (
-            " with a JWT the filter rejects"
-            if claims.get("exp") == EXPIRED
-            else f" with a JWT {json.dumps(claims, sort_keys=True)}"
-        )
-    return f"{what} from {who}{token} to {dest.workload}:{dest.port}"
+def describe(
+    dest: Destination,
+    sides: Iterable[tuple[Policies, End]],
+    methods: Collection[str] | None = None,
+) -> str:
+    """A class of changed requests in the user's terms: what each of its
+    requests meets (the deciding rules' matches on each side, naming of the
+    methods they list only ``methods``), and where to; the change's ``old``
+    and ``new`` name those rules, its witness is one such request."""
+    conditions = change_conditions(sides, dest.protocol == "http", methods)
+    return f"{conditions} to {dest.workload}:{dest.port}"
+
+
+Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
 
 
 class Comparer:
@@ -393,6 +397,10 @@ class Comparer:
             Confirmer(old, ext_authz, self.deciders[0]),
             Confirmer(new, ext_authz, self.deciders[1]),
         )
+        self.policies: tuple[Policies, Policies] = (
+            {ap.key: ap for ap in old.authorization_policies},
+            {ap.key: ap for ap in new.authorization_policies},
+        )
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
@@ -418,6 +426,49 @@ class Comparer:
             except Unencodable as e:
                 result.unknown.append(Unknown(dest, str(e)))
         return result
+
+    def change(
+        self,
+        dest: Destination,
+        witness: dict[str, Any],
+        old: End,
+        new: End,
+        methods: frozenset[str] | None = None,
+    ) -> Change:
+        sides = ((self.policies[0], old), (self.policies[1], new))
+        return Change(dest, describe(dest, sides, methods), witness, old, new, methods)
+
+    def class_methods(
+        self,
+        solver: z3.Solver,
+        space: Space,
+        chains: tuple[SymbolicChain, SymbolicChain],
+        ends: tuple[End, End],
+        model: z3.ModelRef,
+    ) -> frozenset[str] | None:
+        """Which of the methods the deciding rules list some request of the
+        class has (the solver holds the question): a rule that allows GET and
+        POST where only POST changed is described by POST. ``model``'s request
+        (the witness) with another method is tried first, by evaluation; a
+        method the solver cannot settle in time counts as in the class."""
+        rules = [end_rule(p, e) for p, e in zip(self.policies, ends, strict=True)]
+        listed = listed_methods(r for r in rules if r is not None)
+        if not listed or "method" not in space.used:
+            return None
+        conds = [chains[0].cond_of(ends[0]), chains[1].cond_of(ends[1])]
+        whole = z3.And(*solver.assertions(), *conds)
+
+        def in_class(m: str) -> bool:
+            value = z3.StringVal(m)
+            if holds_with(model, whole, [(space.method, value)]):
+                return True
+            return bool(solver.check(*conds, space.method == value) != z3.unsat)
+
+        solver.set("timeout", NARROW_TIMEOUT_MS)
+        try:
+            return frozenset(m for m in listed if in_class(m))
+        finally:
+            solver.set("timeout", SOLVER_TIMEOUT_MS)
 
     def _prepare(self, i: int, dest: Destination) -> Prepared:
         snap = (self.old, self.new)[i]
@@ -538,7 +589,7 @@ class Comparer:
                     self.confirmers[1].confirm(witness, c.new)
                 except WitnessMismatch:
                     return None
-                into.append(Change(dest, describe(dest, witness), witness, c.old, c.new))
+                into.append(self.change(dest, witness, c.old, c.new, c.methods))
         return out
 
     def classes(
@@ -583,7 +634,8 @@ class Comparer:
             old_end, new_end = chains[0].end_in(model), chains[1].end_in(model)
             self.confirmers[0].confirm(witness, old_end)
             self.confirmers[1].confirm(witness, new_end)
-            out.append(Change(dest, describe(dest, witness), witness, old_end, new_end))
+            named = self.class_methods(solver, space, chains, (old_end, new_end), model)
+            out.append(self.change(dest, witness, old_end, new_end, named))
             solver.add(z3.Not(z3.And(chains[0].cond_of(old_end), chains[1].cond_of(new_end))))
         return out
 

@@ -57,7 +57,6 @@ from meshauthz.envoy.request_headers import LOOPBACK
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.labels import match, subset_of
 from meshauthz.mesh.selection import select_policies
-from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import (
     MAX_NOT_NORMAL,
@@ -66,6 +65,7 @@ from meshauthz.symbolic.compare import (
     chain_shape,
     destinations,
 )
+from meshauthz.symbolic.conditions import IDENTITY_DECIDED, end_rule, rule_text
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space, ip_value, model_ip, read_of
 from meshauthz.symbolic.witness import (
@@ -251,77 +251,6 @@ class Reachability:
 
 
 # ------------------------------------------------------------------ conditions
-
-
-def _values(name: str, values: Iterable[str], negated: bool = False) -> str:
-    vs = ", ".join(values)
-    return f"{name} not {vs}" if negated else f"{name} {vs}"
-
-
-_SOURCE_FIELDS = (
-    ("principals", "principals", "not_principals"),
-    ("requestPrincipals", "request_principals", "not_request_principals"),
-    ("namespaces", "namespaces", "not_namespaces"),
-    ("serviceAccounts", "service_accounts", "not_service_accounts"),
-    ("ipBlocks", "ip_blocks", "not_ip_blocks"),
-    ("remoteIpBlocks", "remote_ip_blocks", "not_remote_ip_blocks"),
-    ("trustDomains", "trust_domains", "not_trust_domains"),
-)
-_OPERATION_FIELDS = (
-    ("methods", "methods", "not_methods"),
-    ("paths", "paths", "not_paths"),
-    ("hosts", "hosts", "not_hosts"),
-    ("ports", "ports", "not_ports"),
-)
-# What a caller of fixed identity (and address) decides by itself.
-_IDENTITY_DECIDED = {"principals", "namespaces", "serviceAccounts", "trustDomains"}
-
-
-def _fields(
-    obj: Source | Operation, table: tuple[tuple[str, str, str], ...], skip: set[str]
-) -> str:
-    parts = []
-    for label, yes, no in table:
-        if label in skip:
-            continue
-        if getattr(obj, yes):
-            parts.append(_values(label, getattr(obj, yes)))
-        if getattr(obj, no):
-            parts.append(_values(label, getattr(obj, no), negated=True))
-    return " and ".join(parts)
-
-
-def _when(c: Condition) -> str:
-    parts = []
-    if c.values:
-        parts.append(f"{c.key} in [{', '.join(c.values)}]")
-    if c.not_values:
-        parts.append(f"{c.key} not in [{', '.join(c.not_values)}]")
-    return " and ".join(parts)
-
-
-def _any_of(parts: list[str]) -> str:
-    parts = [p for p in parts if p]
-    if not parts:
-        return ""
-    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
-
-
-def rule_text(rule: Rule, caller: Caller) -> str:
-    """A rule's match in the AuthorizationPolicy's own field names, leaving out
-    what the caller decides by itself (its identity, and its address if fixed)."""
-    skip = set(_IDENTITY_DECIDED) if caller.principal is not None else set()
-    if caller.ip is not None:
-        skip.add("ipBlocks")
-    sources = [_fields(f.source, _SOURCE_FIELDS, skip) for f in rule.from_ if f.source]
-    ops = [_fields(t.operation, _OPERATION_FIELDS, set()) for t in rule.to if t.operation]
-    parts = [
-        _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
-        _any_of(ops),
-        *[_when(c) for c in rule.when],
-    ]
-    text = " and ".join(p for p in parts if p)
-    return text or "any request"
 
 
 # ------------------------------------------------------------------ the engine
@@ -1123,7 +1052,9 @@ class Reacher:
         if not space.http:
             return None
         paths = ["/", *_paths(want)] if "path" in space.used else ["/"]
-        hosts = [host, *_hosts(want)] if "host" in space.used else [host]
+        hosts = [host]
+        if "host" in space.used:  # the policies' own (case-insensitive matches hold no constant)
+            hosts = list(dict.fromkeys([host, *space.hosts_named[:4], *_hosts(want)]))
         for sent in hosts:
             for method in _METHODS:
                 for path in paths:
@@ -1167,10 +1098,15 @@ class Reacher:
         return Deciding(end, ap.file, ap.line)
 
     def _rule(self, end: End, caller: Caller) -> str | None:
-        ap = self.policies.get(end.policy) if end.policy else None
-        if ap is None or end.rule is None or end.rule >= len(ap.spec.rules):
+        """The deciding rule's match, leaving out what the caller decides by
+        itself (its identity, and its address if fixed)."""
+        rule = end_rule(self.policies, end)
+        if rule is None:
             return None
-        return rule_text(ap.spec.rules[end.rule], caller)
+        skip = set(IDENTITY_DECIDED) if caller.principal is not None else set()
+        if caller.ip is not None:
+            skip.add("ipBlocks")
+        return rule_text(rule, skip)
 
     def conditions(self, caller: Caller, ends: list[End]) -> str:
         """Allowed when one allowing rule matches, unless a DENY rule does."""
@@ -1275,7 +1211,6 @@ __all__ = [
     "Verdict",
     "mesh_callers",
     "reach",
-    "rule_text",
     "select_workloads",
 ]
 

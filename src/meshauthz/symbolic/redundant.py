@@ -37,6 +37,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import z3
 
 from meshauthz.ambient.topology import enrollment
@@ -123,7 +124,7 @@ def without_rule(
             kept.append(ap)
         elif rule is not None:
             rules = ap.spec.rules[:rule] + ap.spec.rules[rule + 1 :]
-            kept.append(dataclasses.replace(ap, spec=ap.spec.model_copy(update={"rules": rules})))
+            kept.append(dataclasses.replace(ap, spec=msgspec.structs.replace(ap.spec, rules=rules)))
     return MeshSnapshot(
         mesh_config=snapshot.mesh_config,
         namespaces=snapshot.namespaces,

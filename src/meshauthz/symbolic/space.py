@@ -183,6 +183,9 @@ class Space:
     # The string variables some matcher reads (the others keep their defaults
     # in witnesses and are left out of the constraints).
     used: set[str] = field(default_factory=set)
+    # The Host values the policies write, as written: a Host matched without
+    # regard to case reads best in a witness as the policy wrote it.
+    hosts_named: list[str] = field(default_factory=list)
 
     def use(self, name: str) -> z3.SeqRef:
         """The variable ``name`` (principal, sni, method, path, host), marked as read."""

@@ -158,6 +158,16 @@ def _plain_paths(solver: z3.Solver, limit: int = 16) -> list[str]:
     return list(out)[:limit]
 
 
+_PLAIN_HOST = re.compile(
+    r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]+)?"
+)
+
+
+def _plain_hosts(space: Space, limit: int = 8) -> list[str]:
+    """Host names the policies write, lower case (a name and maybe a port)."""
+    return [h for h in space.hosts_named if _PLAIN_HOST.fullmatch(h)][:limit]
+
+
 class _Wisher:
     """Checks of the solver's constraints with wishes assumed, within one budget."""
 
@@ -209,6 +219,13 @@ class _Candidate:
             return False
         self.model = trial
         return True
+
+
+def holds_with(model: z3.ModelRef, formula: z3.BoolRef, changes: Assignment) -> bool:
+    """Whether ``formula`` is true of ``model``'s request with ``changes`` made
+    to it, by evaluation alone."""
+    trial = _Candidate._copy(model, changes)
+    return bool(z3.is_true(trial.eval(formula, model_completion=True)))
 
 
 def method_classes(prepared: Iterable[Prepared]) -> list[str]:
@@ -271,8 +288,9 @@ def _evaluated_wishes(
         wish(*[[(space.method, z3.StringVal(m))] for m in FAMILIAR_METHODS])
         if "path" in space.used and not _PLAIN_PATH.fullmatch(_string(c.model, space.path)):
             wish(*[[(space.path, z3.StringVal(p))] for p in [*_plain_paths(solver), "/"]])
-        if host is not None and "host" in space.used:
-            wish([(space.host, z3.StringVal(host))])
+        if "host" in space.used:
+            hosts = [host] if host is not None else []
+            wish(*[[(space.host, z3.StringVal(h))] for h in [*hosts, *_plain_hosts(space)]])
         for h in space.headers.values():
             for sent in h.sent:
                 wish([(sent, z3.BoolVal(False))])
@@ -313,8 +331,10 @@ def readable_model(
     tail: list[list[z3.BoolRef]] = []
     if space.http:
         groups.append([space.method == z3.StringVal(m) for m in FAMILIAR_METHODS])
-        if host is not None and "host" in space.used:
-            tail.append([space.host == z3.StringVal(host)])
+        if "host" in space.used:
+            hosts = [*([host] if host is not None else []), *_plain_hosts(space)]
+            if hosts:
+                tail.append([space.host == z3.StringVal(h) for h in hosts])
         tail.extend([z3.Not(sent)] for h in space.headers.values() for sent in h.sent)
         if space.jwt is not None:
             tail.extend([wish] for wish in jwt_wishes(space.jwt))
@@ -339,8 +359,7 @@ def readable_model(
                 elif w.fits(*kept, _plain_path(space.path)):
                     kept.append(_plain_path(space.path))
         for group in tail:
-            if w.fits(*kept, group[0]):
-                kept.append(group[0])
+            kept.extend(next(([alt] for alt in group if w.fits(*kept, alt)), []))
         # out of time: the evaluated model, which does not depend on the machine's load
         return evaluated if w.out_of_time else w.model
     finally:

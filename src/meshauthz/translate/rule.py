@@ -626,12 +626,14 @@ def match_never(record: AuthorizationPolicy) -> Policy:
 def _clause_fields(
     obj: Any, table: tuple[_Spec, ...], section: str, holder: str, path: tuple[str | int, ...]
 ) -> list[_Field]:
-    """The set fields of one ``from.source`` or ``to.operation``, in ``table`` order."""
+    """The fields of one ``from.source`` or ``to.operation`` that hold values, in
+    ``table`` order: a field not written holds its default, no values, and an
+    empty list in a proto is the same as one not written."""
     fields: list[_Field] = []
     if obj is None:
         return fields
     p = (*path, holder)
-    for name, key, kind, not_name, attr, not_attr in _given(table, obj.model_fields_set):
+    for name, key, kind, not_name, attr, not_attr in table:
         vals = getattr(obj, attr)
         nots = getattr(obj, not_attr)
         if not vals and not nots:
@@ -650,17 +652,3 @@ def _clause_fields(
             )
         )
     return fields
-
-
-# Per field table and set of fields given: the table's rows for those fields.
-_GIVEN: dict[tuple[int, frozenset[str]], tuple[_Spec, ...]] = {}
-
-
-def _given(table: tuple[_Spec, ...], given: set[str]) -> tuple[_Spec, ...]:
-    """The rows of ``table`` (a module constant) whose field or negation is among
-    ``given``: a field not given holds its default, no values."""
-    key = (id(table), frozenset(given))
-    rows = _GIVEN.get(key)
-    if rows is None:
-        rows = _GIVEN[key] = tuple(r for r in table if r[4] in given or r[5] in given)
-    return rows

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from meshauthz.analyze.context import Context
 from meshauthz.analyze.finding import AnalysisFinding, at
 from meshauthz.analyze.requests import request_for_rule
@@ -29,7 +31,7 @@ def matches_everything(rule: Rule) -> bool:
         op = t.operation
         if op is None:
             continue
-        data = op.model_dump()
+        data = msgspec.structs.asdict(op)
         for name, values in data.items():
             if not values:
                 continue

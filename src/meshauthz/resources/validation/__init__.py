@@ -98,6 +98,8 @@ custom-provider-rejected                        warning   a CUSTOM policy's prov
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from meshauthz.resources.findings import Finding
 from meshauthz.resources.objects import (
     AuthorizationPolicy,
@@ -116,6 +118,9 @@ from meshauthz.resources.validation.releases import release_findings
 from meshauthz.resources.validation.report import Report, raw_object
 from meshauthz.resources.validation.workload import validate_workload
 
+if TYPE_CHECKING:
+    from meshauthz.resources.reuse import LoadRecord
+
 
 def validate_resource(resource: Resource) -> list[Finding]:
     """Findings (errors and warnings) for one security resource; [] for other kinds."""
@@ -132,17 +137,22 @@ def validate_resource(resource: Resource) -> list[Finding]:
     return report.findings
 
 
-def validate(manifests: Manifests) -> list[Finding]:
+def validate(manifests: Manifests, record: LoadRecord | None = None) -> list[Finding]:
     """Istio's validation of every AuthorizationPolicy, RequestAuthentication and
     PeerAuthentication in ``manifests``, in load order, the objects defined twice,
-    then meshauthz's notes about workloads."""
+    then meshauthz's notes about workloads. ``record``: the load's record, whose
+    objects validated before are not validated again (``resources.reuse``)."""
     findings: list[Finding] = []
     for resource in (
         *manifests.peer_authentications,
         *manifests.request_authentications,
         *manifests.authorization_policies,
     ):
-        findings.extend(validate_resource(resource))
+        findings.extend(
+            validate_resource(resource)
+            if record is None
+            else record.validated(resource, validate_resource)
+        )
     findings.extend(duplicates(manifests))
     findings.extend(release_findings(manifests))
     for workload in manifests.workloads:

@@ -1,0 +1,131 @@
+"""A rule's match and a class of requests in the user's terms.
+
+``reach`` and ``diff`` both say which requests a row or a change stands for:
+with the AuthorizationPolicy's own field names, from the rules that decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+
+from meshauthz.decide.cause import Stage
+from meshauthz.resources.istio import Condition, Operation, Rule, Source
+from meshauthz.resources.objects import AuthorizationPolicy
+from meshauthz.symbolic.chain import End
+
+
+def _values(name: str, values: Iterable[str], negated: bool = False) -> str:
+    vs = ", ".join(values)
+    return f"{name} not {vs}" if negated else f"{name} {vs}"
+
+
+_SOURCE_FIELDS = (
+    ("principals", "principals", "not_principals"),
+    ("requestPrincipals", "request_principals", "not_request_principals"),
+    ("namespaces", "namespaces", "not_namespaces"),
+    ("serviceAccounts", "service_accounts", "not_service_accounts"),
+    ("ipBlocks", "ip_blocks", "not_ip_blocks"),
+    ("remoteIpBlocks", "remote_ip_blocks", "not_remote_ip_blocks"),
+    ("trustDomains", "trust_domains", "not_trust_domains"),
+)
+_OPERATION_FIELDS = (
+    ("methods", "methods", "not_methods"),
+    ("paths", "paths", "not_paths"),
+    ("hosts", "hosts", "not_hosts"),
+    ("ports", "ports", "not_ports"),
+)
+# What a caller of fixed identity (and address) decides by itself.
+IDENTITY_DECIDED = {"principals", "namespaces", "serviceAccounts", "trustDomains"}
+
+
+def _fields(
+    obj: Source | Operation,
+    table: tuple[tuple[str, str, str], ...],
+    skip: set[str],
+    only: Collection[str] | None = None,
+) -> str:
+    parts = []
+    for label, yes, no in table:
+        if label in skip:
+            continue
+        if getattr(obj, yes):
+            values = getattr(obj, yes)
+            if label == "methods" and only is not None:
+                values = [v for v in values if v in only] or values
+            parts.append(_values(label, values))
+        if getattr(obj, no):
+            parts.append(_values(label, getattr(obj, no), negated=True))
+    return " and ".join(parts)
+
+
+def _when(c: Condition) -> str:
+    parts = []
+    if c.values:
+        parts.append(f"{c.key} in [{', '.join(c.values)}]")
+    if c.not_values:
+        parts.append(f"{c.key} not in [{', '.join(c.not_values)}]")
+    return " and ".join(parts)
+
+
+def _any_of(parts: list[str]) -> str:
+    parts = [p for p in parts if p]
+    if not parts:
+        return ""
+    return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
+
+
+def rule_text(rule: Rule, skip: Iterable[str] = (), methods: Collection[str] | None = None) -> str:
+    """A rule's match in the AuthorizationPolicy's own field names, leaving out
+    the source fields in ``skip`` (what a caller of fixed identity or address
+    decides by itself); ``methods``: the only methods to name of those it lists
+    (those of a class of requests it matched)."""
+    left_out = set(skip)
+    sources = [_fields(f.source, _SOURCE_FIELDS, left_out) for f in rule.from_ if f.source]
+    ops = [_fields(t.operation, _OPERATION_FIELDS, set(), methods) for t in rule.to if t.operation]
+    parts = [
+        _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
+        _any_of(ops),
+        *[_when(c) for c in rule.when],
+    ]
+    text = " and ".join(p for p in parts if p)
+    return text or "any request"
+
+
+def end_rule(policies: Mapping[str, AuthorizationPolicy], end: End) -> Rule | None:
+    """The AuthorizationPolicy rule an end names, if it names one."""
+    ap = policies.get(end.policy) if end.policy else None
+    if ap is None or end.rule is None or end.rule >= len(ap.spec.rules):
+        return None
+    return ap.spec.rules[end.rule]
+
+
+def listed_methods(rules: Iterable[Rule]) -> list[str]:
+    """The methods the rules' operations list, each once."""
+    return list(
+        dict.fromkeys(m for r in rules for t in r.to if t.operation for m in t.operation.methods)
+    )
+
+
+def change_conditions(
+    ends: Iterable[tuple[Mapping[str, AuthorizationPolicy], End]],
+    http: bool,
+    methods: Collection[str] | None = None,
+) -> str:
+    """What every request of a changed class meets, from each side's end: the
+    rule that decided it there (its match), plaintext where mutual TLS reset
+    it, a token the JWT filter rejected. An end that names no rule (no ALLOW
+    policy matched, the default, no sidecar) adds nothing. ``methods``: the
+    class's methods, when known: a rule's list names only those."""
+    parts: list[str] = []
+    for policies, end in ends:
+        if end.stage == Stage.MTLS:
+            parts.append("plaintext")
+        elif end.stage == Stage.JWT:
+            parts.append("a JWT the filter rejects")
+        else:
+            rule = end_rule(policies, end)
+            if rule is not None:
+                parts.append(rule_text(rule, methods=methods))
+    every = "any request" if http else "any connection"
+    text = " and ".join(dict.fromkeys(p for p in parts if p != "any request"))
+    return text or every
