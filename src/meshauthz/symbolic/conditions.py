@@ -120,7 +120,7 @@ def rule_text(
     ]
     parts = [
         _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
-        _any_of(ops) if all(ops) else "",  # an operation all left out: no condition
+        _any_of(ops) if all(ops) else "",  # one operation naming nothing (left): no condition
         *[_when(c, left_out) for c in rule.when],
     ]
     text = " and ".join(p for p in parts if p)
