@@ -233,3 +233,26 @@ def test_what_the_engine_cannot_encode_is_unknown_with_the_reason(
     assert r["verdict"] == "unknown"
     assert "x-forwarded-for" in r["conditions"]
     assert r["allowedWitness"] is None and r["deniedWitness"] is None
+
+
+def test_a_tcp_port_s_conditions_leave_out_the_http_only_fields_istiod_left_out(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # On TCP istiod leaves a DENY rule's methods out: it denies every
+    # connection from 10.0.0.0/8, which has no method.
+    d = tmp_path / "tcp"
+    d.mkdir()
+    for f in ("backend.yaml", "frontend.yaml", "namespace.yaml"):
+        text = (EXAMPLES / "seed" / f).read_text()
+        (d / f).write_text(text.replace("name: http\n", "name: tcp\n"))
+    (d / "deny.yaml").write_text(
+        "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\n"
+        "metadata: {name: deny-get, namespace: default}\n"
+        "spec:\n  selector: {matchLabels: {app: backend}}\n  action: DENY\n  rules:\n"
+        "  - from: [{source: {ipBlocks: [10.0.0.0/8]}}]\n"
+        "    to: [{operation: {methods: [GET]}}]\n"
+    )
+    caller = "principal=cluster.local/ns/other/sa/x"
+    got = cell(rows(capsys, "-f", str(d), "--caller", caller), caller, "default/backend")
+    assert got["protocol"] == "tcp" and got["verdict"] == "some"
+    assert got["conditions"] == "any request; unless ipBlocks 10.0.0.0/8 [default/deny-get rule 0]"

@@ -82,3 +82,26 @@ def test_a_rule_naming_several_methods_is_described_by_those_that_changed(
     (tmp_path / "back").mkdir()
     back = _changes(tmp_path / "back", get_post, ANY_CALLER_GET)
     assert {c.description for c in back.closed} == {"methods POST, PUT to default/backend:80"}
+
+
+def test_a_tcp_port_is_described_without_the_http_only_fields_left_out(
+    tmp_path: Path,
+) -> None:
+    # On TCP istiod leaves a DENY rule's HTTP-only fields out: it denies every
+    # connection from the namespace, which has no method, path or header.
+    deny = policy(
+        "deny-get",
+        "DENY",
+        "  - from: [{source: {namespaces: [default]}}]\n"
+        "    to: [{operation: {methods: [GET], notPaths: [/x]}}]\n"
+        '    when: [{key: "request.headers[x-a]", values: [a]}]',
+    )
+    dirs = [mesh_dir(tmp_path, name, p) for name, p in (("old", ""), ("new", deny))]
+    for d in dirs:
+        backend = d / "backend.yaml"
+        backend.write_text(backend.read_text().replace("name: http\n", "name: tcp\n"))
+    result = compare_meshes(snapshot(dirs[0]), snapshot(dirs[1]))
+    assert not result.opened and not result.unknown
+    (change,) = result.closed
+    assert change.destination.protocol == "tcp"
+    assert change.description == "namespaces default to default/backend:80"

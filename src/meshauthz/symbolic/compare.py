@@ -39,7 +39,13 @@ from meshauthz.mesh import (
 )
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
-from meshauthz.symbolic.conditions import change_conditions, end_rule, listed_methods
+from meshauthz.symbolic.conditions import (
+    LeftOut,
+    change_conditions,
+    end_rule,
+    left_out_fields,
+    listed_methods,
+)
 from meshauthz.symbolic.jwt import add_jwt_space, chain_policies
 from meshauthz.symbolic.matchers import header_matchers
 from meshauthz.symbolic.regex import Unencodable
@@ -359,13 +365,14 @@ def _callers_constraint(
 
 def describe(
     dest: Destination,
-    sides: Iterable[tuple[Policies, End]],
+    sides: Iterable[tuple[Policies, End, LeftOut]],
     methods: Collection[str] | None = None,
 ) -> str:
     """A class of changed requests in the user's terms: what each of its
-    requests meets (the deciding rules' matches on each side, naming of the
-    methods they list only ``methods``), and where to; the change's ``old``
-    and ``new`` name those rules, its witness is one such request."""
+    requests meets (the deciding rules' matches on each side as their chains
+    match, naming of the methods they list only ``methods``), and where to;
+    the change's ``old`` and ``new`` name those rules, its witness is one such
+    request."""
     conditions = change_conditions(sides, dest.protocol == "http", methods)
     return f"{conditions} to {dest.workload}:{dest.port}"
 
@@ -401,6 +408,8 @@ class Comparer:
             {ap.key: ap for ap in old.authorization_policies},
             {ap.key: ap for ap in new.authorization_policies},
         )
+        # per destination, what each side's chain left out of its rules
+        self._left_out: dict[Destination, tuple[LeftOut, LeftOut]] = {}
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
@@ -435,7 +444,8 @@ class Comparer:
         new: End,
         methods: frozenset[str] | None = None,
     ) -> Change:
-        sides = ((self.policies[0], old), (self.policies[1], new))
+        left_out = self._left_out.get(dest, ({}, {}))
+        sides = ((self.policies[0], old, left_out[0]), (self.policies[1], new, left_out[1]))
         return Change(dest, describe(dest, sides, methods), witness, old, new, methods)
 
     def class_methods(
@@ -523,6 +533,10 @@ class Comparer:
         po, pn = self._prepare(0, dest), self._prepare(1, dest)
         if all(enforced) and _same_chain(po, pn):
             return
+        self._left_out[dest] = (
+            left_out_fields(po.build.problems),
+            left_out_fields(pn.build.problems),
+        )
         http = dest.protocol == "http"
         self._seeds = []  # the requests found at this destination, both questions
         shapes = (chain_shape(po), chain_shape(pn))

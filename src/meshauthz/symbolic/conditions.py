@@ -12,6 +12,22 @@ from meshauthz.decide.cause import Stage
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import End
+from meshauthz.translate.rule import Problem
+
+# Per deciding rule ("namespace/name", index): the fields as written (e.g.
+# "to.operation.methods") the chain left out of it, which its match does not name.
+LeftOut = Mapping[tuple[str | None, int | None], Collection[str]]
+
+
+def left_out_fields(problems: Iterable[Problem]) -> dict[tuple[str | None, int | None], set[str]]:
+    """The HTTP-only fields a TCP chain's build left out of its non-ALLOW rules
+    (istiod's translation: the rule then matches every connection the other
+    fields match), by rule."""
+    out: dict[tuple[str | None, int | None], set[str]] = {}
+    for p in problems:
+        if p.http_only is not None:
+            out.setdefault((p.policy, p.rule), set()).add(p.http_only)
+    return out
 
 
 def _values(name: str, values: Iterable[str], negated: bool = False) -> str:
@@ -43,22 +59,28 @@ def _fields(
     table: tuple[tuple[str, str, str], ...],
     skip: set[str],
     only: Collection[str] | None = None,
+    written: tuple[str, Collection[str]] = ("", ()),
 ) -> str:
+    """``written``: the clause as written ("to.operation") and its fields left
+    out (see ``LeftOut``)."""
     parts = []
+    holder, left_out = written
     for label, yes, no in table:
         if label in skip:
             continue
-        if getattr(obj, yes):
+        if getattr(obj, yes) and f"{holder}.{label}" not in left_out:
             values = getattr(obj, yes)
             if label == "methods" and only is not None:
                 values = [v for v in values if v in only] or values
             parts.append(_values(label, values))
-        if getattr(obj, no):
+        if getattr(obj, no) and f"{holder}.not{label[0].upper()}{label[1:]}" not in left_out:
             parts.append(_values(label, getattr(obj, no), negated=True))
     return " and ".join(parts)
 
 
-def _when(c: Condition) -> str:
+def _when(c: Condition, left_out: Collection[str] = ()) -> str:
+    if f"when.{c.key}" in left_out:
+        return ""
     parts = []
     if c.values:
         parts.append(f"{c.key} in [{', '.join(c.values)}]")
@@ -74,18 +96,32 @@ def _any_of(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else "(" + " or ".join(parts) + ")"
 
 
-def rule_text(rule: Rule, skip: Iterable[str] = (), methods: Collection[str] | None = None) -> str:
+def rule_text(
+    rule: Rule,
+    skip: Iterable[str] = (),
+    methods: Collection[str] | None = None,
+    left_out: Collection[str] = (),
+) -> str:
     """A rule's match in the AuthorizationPolicy's own field names, leaving out
     the source fields in ``skip`` (what a caller of fixed identity or address
     decides by itself); ``methods``: the only methods to name of those it lists
-    (those of a class of requests it matched)."""
-    left_out = set(skip)
-    sources = [_fields(f.source, _SOURCE_FIELDS, left_out) for f in rule.from_ if f.source]
-    ops = [_fields(t.operation, _OPERATION_FIELDS, set(), methods) for t in rule.to if t.operation]
+    (those of a class of requests it matched); ``left_out``: the fields its
+    chain left out (see ``LeftOut``), which it does not match on."""
+    skipped = set(skip)
+    sources = [
+        _fields(f.source, _SOURCE_FIELDS, skipped, None, ("from.source", left_out))
+        for f in rule.from_
+        if f.source
+    ]
+    ops = [
+        _fields(t.operation, _OPERATION_FIELDS, set(), methods, ("to.operation", left_out))
+        for t in rule.to
+        if t.operation
+    ]
     parts = [
         _any_of(sources) if all(sources) else "",  # one source the caller meets: no condition
-        _any_of(ops),
-        *[_when(c) for c in rule.when],
+        _any_of(ops) if all(ops) else "",  # one operation naming nothing (left): no condition
+        *[_when(c, left_out) for c in rule.when],
     ]
     text = " and ".join(p for p in parts if p)
     return text or "any request"
@@ -107,7 +143,7 @@ def listed_methods(rules: Iterable[Rule]) -> list[str]:
 
 
 def change_conditions(
-    ends: Iterable[tuple[Mapping[str, AuthorizationPolicy], End]],
+    ends: Iterable[tuple[Mapping[str, AuthorizationPolicy], End, LeftOut]],
     http: bool,
     methods: Collection[str] | None = None,
 ) -> str:
@@ -115,9 +151,10 @@ def change_conditions(
     rule that decided it there (its match), plaintext where mutual TLS reset
     it, a token the JWT filter rejected. An end that names no rule (no ALLOW
     policy matched, the default, no sidecar) adds nothing. ``methods``: the
-    class's methods, when known: a rule's list names only those."""
+    class's methods, when known: a rule's list names only those. Each side's
+    ``LeftOut``: what its chain left out of its rules."""
     parts: list[str] = []
-    for policies, end in ends:
+    for policies, end, left_out in ends:
         if end.stage == Stage.MTLS:
             parts.append("plaintext")
         elif end.stage == Stage.JWT:
@@ -125,7 +162,8 @@ def change_conditions(
         else:
             rule = end_rule(policies, end)
             if rule is not None:
-                parts.append(rule_text(rule, methods=methods))
+                fields = left_out.get((end.policy, end.rule), ())
+                parts.append(rule_text(rule, methods=methods, left_out=fields))
     every = "any request" if http else "any connection"
     text = " and ".join(dict.fromkeys(p for p in parts if p != "any request"))
     return text or every

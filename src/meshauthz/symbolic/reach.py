@@ -65,7 +65,13 @@ from meshauthz.symbolic.compare import (
     chain_shape,
     destinations,
 )
-from meshauthz.symbolic.conditions import IDENTITY_DECIDED, end_rule, rule_text
+from meshauthz.symbolic.conditions import (
+    IDENTITY_DECIDED,
+    LeftOut,
+    end_rule,
+    left_out_fields,
+    rule_text,
+)
 from meshauthz.symbolic.regex import Unencodable
 from meshauthz.symbolic.space import Space, ip_value, model_ip, read_of
 from meshauthz.symbolic.witness import (
@@ -377,6 +383,8 @@ class GatewayHop:
     gateway_ends: list[End]  # the ends that are the gateway's decision
     gateway_allows: list[tuple[z3.BoolRef, End]]  # the gateway's ALLOW ends
     constraint: z3.BoolRef  # what the gateway's clients can send
+    # what the gateway's chain and the destination's left out of their rules
+    left_out: tuple[LeftOut, LeftOut]
 
     def at_gateway(self, end: End) -> bool:
         return any(end is e for e in self.gateway_ends)
@@ -452,6 +460,10 @@ def gateway_hop(
         [e for _, e in gends if e.verdict == "DENY"],
         [(c, e) for c, e in gends if e.verdict == "ALLOW"],
         z3.BoolVal(True) if hops else same,
+        (
+            left_out_fields(pg.build.problems),
+            {} if isinstance(p, End) else left_out_fields(p.build.problems),
+        ),
     )
     return hop, space
 
@@ -903,12 +915,12 @@ class Reacher:
         # solver's models decide)
         order = {e: i for i, (_, e) in enumerate(chain.ends)}
         ends.sort(key=lambda e: order.get(e, len(order)))
-        if hop is None:
-            conditions = self.conditions(caller, ends) if verdict_ == "some" else None
+        if verdict_ != "some":
+            conditions = None
+        elif hop is None:
+            conditions = self.conditions(caller, ends, left_out_fields(p.build.problems))
         else:
-            conditions = (
-                self.hop_conditions(hop, dest, ends, gateway_grants) if verdict_ == "some" else None
-            )
+            conditions = self.hop_conditions(hop, dest, ends, gateway_grants)
         row = Row(
             caller,
             dest,
@@ -1084,8 +1096,9 @@ class Reacher:
         at_gw = [*gateway_grants, *(e for e in ends if hop.at_gateway(e))]
         at_dest = [e for e in ends if not hop.at_gateway(e)]
         return (
-            f"at the gateway {hop.gateway.workload}: {self.conditions(client, at_gw)}; "
-            f"then at {dest.workload}: {self.conditions(hop.via, at_dest)}"
+            f"at the gateway {hop.gateway.workload}: "
+            f"{self.conditions(client, at_gw, hop.left_out[0])}; "
+            f"then at {dest.workload}: {self.conditions(hop.via, at_dest, hop.left_out[1])}"
         )
 
     def deciding(self, end: End) -> Deciding:
@@ -1097,22 +1110,24 @@ class Reacher:
             return Deciding(end, ap.file, loc.line or ap.line)
         return Deciding(end, ap.file, ap.line)
 
-    def _rule(self, end: End, caller: Caller) -> str | None:
-        """The deciding rule's match, leaving out what the caller decides by
-        itself (its identity, and its address if fixed)."""
+    def _rule(self, end: End, caller: Caller, left_out: LeftOut) -> str | None:
+        """The deciding rule's match as its chain matches (``left_out``), leaving
+        out what the caller decides by itself (its identity, and its address if
+        fixed)."""
         rule = end_rule(self.policies, end)
         if rule is None:
             return None
         skip = set(IDENTITY_DECIDED) if caller.principal is not None else set()
         if caller.ip is not None:
             skip.add("ipBlocks")
-        return rule_text(rule, skip)
+        return rule_text(rule, skip, left_out=left_out.get((end.policy, end.rule), ()))
 
-    def conditions(self, caller: Caller, ends: list[End]) -> str:
-        """Allowed when one allowing rule matches, unless a DENY rule does."""
+    def conditions(self, caller: Caller, ends: list[End], left_out: LeftOut) -> str:
+        """Allowed when one allowing rule matches, unless a DENY rule does;
+        ``left_out``: what the chain of ``ends`` left out of its rules."""
         grants: list[str] = []
         for end in (e for e in ends if e.verdict == "ALLOW"):
-            text = self._rule(end, caller)
+            text = self._rule(end, caller, left_out)
             if text is None:
                 grants.append("any request")
             else:
@@ -1120,7 +1135,7 @@ class Reacher:
         unless = []
         for end in (e for e in ends if e.verdict == "DENY"):
             if str(end.stage) == "DENY":
-                text = self._rule(end, caller)
+                text = self._rule(end, caller, left_out)
                 if text is not None:
                     unless.append(f"{text} [{end.policy} rule {end.rule}]")
         out = " or ".join(dict.fromkeys(grants)) or "any request"
