@@ -38,7 +38,8 @@ def test_a_rule_for_every_caller_is_described_without_the_witness_caller(
     assert not result.opened
     # allowing GET closes every other method, for every caller
     descriptions = {c.description for c in result.closed}
-    assert descriptions == {"any request to default/backend:80"}
+    # not "any request": GET is not among them
+    assert descriptions == {"requests to default/backend:80"}
     (change,) = result.closed
     assert change.witness["method"] != "GET"
     assert "principal" not in change.description

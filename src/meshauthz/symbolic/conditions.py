@@ -164,6 +164,8 @@ def change_conditions(
             if rule is not None:
                 fields = left_out.get((end.policy, end.rule), ())
                 parts.append(rule_text(rule, methods=methods, left_out=fields))
-    every = "any request" if http else "any connection"
+    # what every request meets, not all it takes: with no deciding rule to name,
+    # say "requests", never "any request" (the other side's rules take some away)
+    every = "requests" if http else "connections"
     text = " and ".join(dict.fromkeys(p for p in parts if p != "any request"))
     return text or every
