@@ -9,15 +9,17 @@ longer sets, for example) is flagged with the release it changed in.
 
 from __future__ import annotations
 
-from typing import NamedTuple
 
+# a plain class, neither a dataclass nor a NamedTuple: ``meshauthz --version``
+# imports this module, and the dataclasses module alone took a third of that
+# command's time, typing (with re) another third
+class IstioRelease:
+    __slots__ = ("commit", "date", "version")
 
-# a NamedTuple, not a dataclass: ``meshauthz --version`` imports this module, and
-# the dataclasses module alone took a third of that command's time
-class IstioRelease(NamedTuple):
-    version: str  # the release line: master between 1.30 and 1.31
-    commit: str  # istio/istio commit of the conformance data
-    date: str
+    def __init__(self, version: str, commit: str, date: str) -> None:
+        self.version = version  # the release line: master between 1.30 and 1.31
+        self.commit = commit  # istio/istio commit of the conformance data
+        self.date = date
 
     def __str__(self) -> str:
         return f"{self.version} (istio/istio {self.commit[:12]}, {self.date})"
