@@ -28,10 +28,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from meshauthz.collector import paused_gc
 from meshauthz.mesh.snapshot import build_snapshot
 from meshauthz.resources.loader import load
 from meshauthz.resources.validation import validate
-from meshauthz.resources.yamlload import paused_gc
 
 CLI = "import sys; from meshauthz.cli.main import main; sys.argv[0] = 'meshauthz'; main()"
 NAMESPACES = 50

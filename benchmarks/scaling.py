@@ -24,7 +24,7 @@ from pathlib import Path
 
 import meshgen
 
-from meshauthz.cli.common import settle
+from meshauthz.collector import settle
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import resolve
 from meshauthz.decide.request_spec import request_from_data

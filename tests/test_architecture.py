@@ -11,6 +11,7 @@ from tests.conftest import REPO
 PACKAGE = REPO / "src" / "meshauthz"
 ORDER = [
     "errors",
+    "collector",
     "resources",
     "mesh",
     "envoy",

@@ -165,7 +165,7 @@ def test_help_lists_every_command() -> None:
 def test_after_reading_its_mesh_a_command_leaves_it_to_no_full_collection() -> None:
     # what a command read is frozen and full collections are off, so that
     # building every workload's filters does not walk the whole heap again and
-    # again (cli.common.settle); young collections go on as before
+    # again (collector.settle); young collections go on as before
     code = (
         "import gc, sys; from meshauthz.cli.main import main\n"
         "young = gc.get_threshold()[0]\n"

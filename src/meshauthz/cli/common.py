@@ -3,7 +3,6 @@ types of their arguments (text, and file names that complete in the shell)."""
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -11,11 +10,11 @@ from typing import Any, TypeVar
 
 import click
 
+from meshauthz.collector import paused_gc, settle
 from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import LoadRecord
 from meshauthz.mesh.loading import load_mesh as load_checked
-from meshauthz.resources.yamlload import paused_gc
 from meshauthz.translate.provider_findings import mesh_findings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,24 +63,6 @@ def loading() -> Iterator[None]:
     with paused_gc():
         yield
         settle()
-
-
-# The collector's third threshold: how many collections of the middle
-# generation come before a full one; never reached, so no full collection.
-_NO_FULL_COLLECTION = 1 << 30
-
-
-def settle() -> None:
-    """After a command has read its mesh. The mesh lives until the command
-    exits, and so does most of what the command builds from it (each
-    workload's filters and chains, the answers): what was read is frozen
-    (``gc.freeze``), and the collector's full collections, each of which walks
-    every object alive, are left off; the young generations, where short-lived
-    cycles die, are collected as usual. Without this, building every workload
-    of a 10,000-policy mesh spent a third of its time in full collections."""
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, _NO_FULL_COLLECTION)
 
 
 class PathArg(click.Path):

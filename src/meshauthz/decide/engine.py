@@ -20,6 +20,7 @@ from typing import Any
 
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.ambient.topology import HBONE_PORT
+from meshauthz.collector import paused_gc
 from meshauthz.decide import render
 from meshauthz.decide.cause import NoSidecar, Stage
 from meshauthz.decide.decision import STATUS_OK, Decision, Enforcer, Hop, Outcome, TraceStep
@@ -49,7 +50,6 @@ from meshauthz.mesh import (
     select_policies,
 )
 from meshauthz.resources.objects import ServiceEntry
-from meshauthz.resources.yamlload import paused_gc
 from meshauthz.translate import BuildResult, BuiltFilter, Chain, build
 from meshauthz.translate.bootstrap import ISTIO_RUNTIME
 from meshauthz.translate.hcm import SIDECAR_INBOUND_XFF, gateway_xff, path_options

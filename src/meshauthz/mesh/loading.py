@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from meshauthz.collector import paused_gc
 from meshauthz.errors import InputError, Location
 from meshauthz.mesh.snapshot import MeshSnapshot, build_snapshot
 from meshauthz.resources.findings import Finding
@@ -26,7 +27,7 @@ from meshauthz.resources.meshconfig import MeshConfig
 from meshauthz.resources.objects import Manifests, Skipped
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.validation import validate
-from meshauthz.resources.yamlload import Document, paused_gc
+from meshauthz.resources.yamlload import Document
 
 PathArg = str | os.PathLike[str]
 MeshConfigArg = PathArg | MeshConfig | None

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import datetime
-import gc
 import json
 import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import reduce
 from operator import getitem, or_
@@ -24,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from meshauthz.collector import paused_gc
 from meshauthz.errors import InputError, Location
 
 _BaseLoader: type[yaml.SafeLoader] | type[yaml.CSafeLoader]
@@ -61,20 +60,6 @@ class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
 
 
 assert not _BaseLoader.yaml_path_resolvers and None not in _BaseLoader.yaml_implicit_resolvers
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """No cyclic garbage collection while a large input is read: every node,
-    value and position record is a new tracked object that lives on, so the
-    collector would walk them again and again for nothing."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 Path = tuple[str | int, ...]
