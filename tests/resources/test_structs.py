@@ -131,6 +131,36 @@ spec:
     ]
 
 
+def test_an_objects_spec_metadata_and_status_are_mappings_or_null(write) -> None:
+    # null is "not written", as for a map within them; any other value is an
+    # error, false ones (0, "", []) too
+    loaded, shown = _load(
+        write,
+        """\
+apiVersion: v1
+kind: Pod
+metadata: {name: a}
+spec: null
+status: null
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: b}
+spec: {}
+status: 0
+---
+apiVersion: v1
+kind: Namespace
+metadata: []
+""",
+    )
+    assert shown == [
+        "11:1 status: expected a mapping, got a number (0)",
+        "15:1 metadata: expected a mapping, got a list",
+    ]
+    assert [w.name for w in loaded.manifests.workloads] == ["a"]
+
+
 def test_from_and_both_spellings_of_jwks_uri(write) -> None:
     loaded, shown = _load(
         write,

@@ -440,9 +440,7 @@ class _Loader:
         if not known:
             self.skip_unread(doc, base, data, api_version, kind)
             return
-        meta = self.model(
-            doc, base, ("metadata",), data.get("metadata") or {}, ObjectMeta, {"kind": kind}
-        )
+        meta = self.model(doc, base, data, "metadata", ObjectMeta, {"kind": kind})
         if meta is None:
             return
         name = meta.name or meta.generate_name
@@ -483,8 +481,6 @@ class _Loader:
             doc=doc,
             base=base,
         )
-        spec = data.get("spec")
-        spec = {} if spec is None else spec
         m = self.manifests
 
         if group == "security.istio.io" and kind in (
@@ -528,7 +524,7 @@ class _Loader:
                 ),
             }
             model_cls, rec_cls, target = kinds[kind]
-            parsed = self.model(doc, base, ("spec",), spec, model_cls, ident)
+            parsed = self.model(doc, base, data, "spec", model_cls, ident)
             if parsed is not None:
                 target.append(rec_cls(**common, spec=parsed))
             return
@@ -538,24 +534,24 @@ class _Loader:
         elif group == "" and kind == "ServiceAccount":
             m.service_accounts.append(o.ServiceAccount(**common))
         elif group == "" and kind == "Service":
-            svc = self.model(doc, base, ("spec",), spec, ServiceSpec, ident)
+            svc = self.model(doc, base, data, "spec", ServiceSpec, ident)
             if svc is not None:
                 m.services.append(o.Service(**common, spec=svc))
         elif group == "" and kind == "Pod":
-            pod = self.model(doc, base, ("spec",), spec, PodSpec, ident)
-            status = self.model(doc, base, ("status",), data.get("status") or {}, PodStatus, ident)
+            pod = self.model(doc, base, data, "spec", PodSpec, ident)
+            status = self.model(doc, base, data, "status", PodStatus, ident)
             if pod is not None and status is not None:
                 ip = status.pod_ip or (status.pod_ips[0].ip if status.pod_ips else None)
                 m.workloads.append(self.workload(common, meta, meta, pod, (), ip))
         elif (group, kind) in _CONTROLLERS or (group == "batch" and kind == "CronJob"):
             if kind == "CronJob":
-                cj = self.model(doc, base, ("spec",), spec, CronJobSpec, ident)
+                cj = self.model(doc, base, data, "spec", CronJobSpec, ident)
                 if cj is None:
                     return
                 tpath: Path = ("spec", "jobTemplate", "spec", "template")
                 template = cj.job_template.spec.template
             else:
-                ctl = self.model(doc, base, ("spec",), spec, ControllerSpec, ident)
+                ctl = self.model(doc, base, data, "spec", ControllerSpec, ident)
                 if ctl is None:
                     return
                 template, tpath = ctl.template, ("spec", "template")
@@ -565,17 +561,17 @@ class _Loader:
         elif group == "" and kind == "ConfigMap":
             self.mesh_configmap(doc, base, data, ident)
         elif group == "networking.istio.io" and kind == "Gateway":
-            gw = self.model(doc, base, ("spec",), spec, IstioGatewaySpec, ident)
+            gw = self.model(doc, base, data, "spec", IstioGatewaySpec, ident)
             if gw is not None:
                 m.gateways.append(o.Gateway(**common, flavor="istio", selector=dict(gw.selector)))
         elif group == "gateway.networking.k8s.io" and kind == "Gateway":
-            gw2 = self.model(doc, base, ("spec",), spec, K8sGatewaySpec, ident)
+            gw2 = self.model(doc, base, data, "spec", K8sGatewaySpec, ident)
             if gw2 is not None:
                 m.gateways.append(
                     o.Gateway(**common, flavor="gateway-api", gateway_class=gw2.gateway_class_name)
                 )
         elif group == "networking.istio.io" and kind == "ServiceEntry":
-            se = self.model(doc, base, ("spec",), spec, ServiceEntrySpec, ident)
+            se = self.model(doc, base, data, "spec", ServiceEntrySpec, ident)
             if se is not None:
                 m.service_entries.append(o.ServiceEntry(**common, spec=se))
         else:  # pragma: no cover - every kind not read was skipped before
@@ -649,12 +645,17 @@ class _Loader:
         self,
         doc: Document,
         base: Path,
-        sub: Path,
-        data: Any,
+        data: dict[Any, Any],
+        key: str,
         cls: type[msgspec.Struct],
         ident: dict[str, str],
     ) -> Any:
-        value, problems = convert(data, cls)
+        """The object's ``key`` (``spec``, ``metadata``, ``status``) as a ``cls``,
+        or None with its problems reported. Written as null, it is one not
+        written (as a list or map within it is, ``resources.structs``)."""
+        part = data.get(key)
+        sub = (key,)
+        value, problems = convert({} if part is None else part, cls)
         for path, message in problems:
             self.finding(
                 doc,

@@ -16,28 +16,22 @@ file that cannot be read in chunks) is made afresh each time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from meshauthz.errors import Location
 from meshauthz.resources.findings import Finding
-from meshauthz.resources.objects import Resource, Skipped
+from meshauthz.resources.objects import Manifests, Resource, Skipped
 from meshauthz.resources.yamlload import Document, ReadChunk, parse_documents, read_chunked
 
 if TYPE_CHECKING:
     from meshauthz.resources.loader import _Loader
 
-# The lists of ``Manifests`` one document adds objects to.
-_KINDS = (
-    "authorization_policies",
-    "request_authentications",
-    "peer_authentications",
-    "namespaces",
-    "service_accounts",
-    "workloads",
-    "services",
-    "gateways",
-    "service_entries",
+# The lists of ``Manifests`` one document adds objects to: every field but
+# these, so that a kind added to ``Manifests`` is recorded too, not left out of
+# a reused document.
+_KINDS = tuple(
+    f.name for f in fields(Manifests) if f.name not in ("mesh_config", "skipped", "files")
 )
 
 

@@ -252,14 +252,11 @@ class Document:
                 return Location(self.file, self.line)
             p = p[:-1]
 
-    def line_at(self, path: Path) -> int | None:
-        """``location(path).line``, without making the Location."""
-        return self.line_finder()(path)
-
     def line_finder(self) -> Callable[[Path], int | None]:
-        """``line_at`` as a function of the path (a tuple), looked up once for
-        the many notes a large mesh's filters carry: a document read from a
-        file answers from its ``Positions`` without a call in between."""
+        """``location(path).line`` as a function of the path (a tuple), without
+        making the Location, looked up once for the many notes a large mesh's
+        filters carry: a document read from a file answers from its
+        ``Positions`` without a call in between."""
         positions = self.positions
         if type(positions) is Positions:
             return positions.line
