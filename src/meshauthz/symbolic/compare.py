@@ -12,6 +12,7 @@ and direction).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -122,6 +123,17 @@ class Comparison:
             "closed": [c.to_json() for c in self.closed],
             "unknown": [u.to_json() for u in self.unknown],
         }
+
+
+@contextmanager
+def short_timeout(solver: z3.Solver, ms: int) -> Iterator[z3.Solver]:
+    """``solver`` answering within ``ms`` for a while, then within
+    ``SOLVER_TIMEOUT_MS`` again: for the questions whose answer is only a help."""
+    solver.set("timeout", ms)
+    try:
+        yield solver
+    finally:
+        solver.set("timeout", SOLVER_TIMEOUT_MS)
 
 
 def sat(*formulas: z3.BoolRef) -> bool:
@@ -474,11 +486,8 @@ class Comparer:
                 return True
             return bool(solver.check(*conds, space.method == value) != z3.unsat)
 
-        solver.set("timeout", NARROW_TIMEOUT_MS)
-        try:
+        with short_timeout(solver, NARROW_TIMEOUT_MS):
             return frozenset(m for m in listed if in_class(m))
-        finally:
-            solver.set("timeout", SOLVER_TIMEOUT_MS)
 
     def _prepare(self, i: int, dest: Destination) -> Prepared:
         snap = (self.old, self.new)[i]

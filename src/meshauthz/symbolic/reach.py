@@ -64,6 +64,7 @@ from meshauthz.symbolic.compare import (
     build_space,
     chain_shape,
     destinations,
+    short_timeout,
 )
 from meshauthz.symbolic.conditions import (
     IDENTITY_DECIDED,
@@ -314,10 +315,8 @@ def open_check(solver: z3.Solver) -> z3.CheckSatResult:
     (``OPEN_CHECK_MS``): where no request satisfies the constraints, this "no"
     comes at once, while trying every familiar value in turn would take long.
     The solver's timeout is ``SOLVER_TIMEOUT_MS`` after."""
-    solver.set("timeout", OPEN_CHECK_MS)
-    verdict = solver.check()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    return verdict
+    with short_timeout(solver, OPEN_CHECK_MS):
+        return solver.check()
 
 
 def familiar_model(
