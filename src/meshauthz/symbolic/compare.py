@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import z3
 
@@ -313,6 +313,25 @@ def chain_shape(p: Prepared) -> tuple[Any, ...]:
     )
 
 
+_Answer = TypeVar("_Answer")
+
+
+class ByShape(Generic[_Answer]):
+    """Answers kept by chain shape (``chain_shape``), found by equality: a
+    shape holds the filters, which are not hashable."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: list[tuple[tuple[Any, ...], _Answer]] = []
+
+    def get(self, shape: tuple[Any, ...]) -> _Answer | None:
+        return next((answer for key, answer in self._items if key == shape), None)
+
+    def add(self, shape: tuple[Any, ...], answer: _Answer) -> None:
+        self._items.append((shape, answer))
+
+
 def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
     """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
     prepared = list(prepared)
@@ -425,7 +444,7 @@ class Comparer:
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
-        self._shapes: list[tuple[tuple[Any, ...], tuple[list[Change], list[Change]]]] = []
+        self._shapes: ByShape[tuple[list[Change], list[Change]]] = ByShape()
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
         self.changed = changed_namespaces(old, new)
         self.same_mesh_inputs = self.changed is not None
@@ -559,7 +578,7 @@ class Comparer:
             if http and (shapes[0][-1] or shapes[1][-1])
             else None,
         )
-        found = next((changes for key, changes in self._shapes if key == shape), None)
+        found = self._shapes.get(shape)
         if found is not None:
             reused = self._reuse(dest, found)
             if reused is not None:
@@ -595,7 +614,7 @@ class Comparer:
             changes = self.classes(solver, space, dest, running, (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
             answered.append(changes)
-        self._shapes.append((shape, (answered[0], answered[1])))
+        self._shapes.add(shape, (answered[0], answered[1]))
 
     def _reuse(
         self, dest: Destination, changes: tuple[list[Change], list[Change]]

@@ -61,6 +61,7 @@ from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import (
     MAX_NOT_NORMAL,
     SOLVER_TIMEOUT_MS,
+    ByShape,
     build_space,
     chain_shape,
     destinations,
@@ -480,9 +481,7 @@ class Reacher:
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
         # each chain shape's encoding (``encoded``)
-        self._encoded: list[
-            tuple[tuple[Any, ...], tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable]
-        ] = []
+        self._encoded: ByShape[tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable] = ByShape()
         # the rows of each caller class, by destination shape (``_classes``)
         self._shapes: dict[
             tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
@@ -554,8 +553,7 @@ class Reacher:
         replicas, pods of one app) on one port, whose formulas are the same."""
         principal = any(c.principal is not None for c in callers)
         shape = (chain_shape(p), dest.port, dest.protocol, principal)
-        # searched by equality: a shape holds the filters, which are not hashable
-        hit = next((found for key, found in self._encoded if key == shape), None)
+        hit = self._encoded.get(shape)
         if hit is not None:
             return hit
         try:
@@ -572,7 +570,7 @@ class Reacher:
             )
         except Unencodable as e:
             found = e
-        self._encoded.append((shape, found))
+        self._encoded.add(shape, found)
         return found
 
     def _classes(
