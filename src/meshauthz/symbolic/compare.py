@@ -394,6 +394,9 @@ def _callers_constraint(
     return (z3.Or(*options) if options else z3.BoolVal(False)), keys
 
 
+Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
+
+
 def describe(
     dest: Destination,
     sides: Iterable[tuple[Policies, End, LeftOut]],
@@ -406,9 +409,6 @@ def describe(
     request."""
     conditions = change_conditions(sides, dest.protocol == "http", methods)
     return f"{conditions} to {dest.workload}:{dest.port}"
-
-
-Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
 
 
 class Comparer:
