@@ -357,6 +357,9 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
+# A destination's chain over its space, the space's domain, and the caller
+# variables the chain's ends read (``Reacher.encoded``).
+Encoded = tuple[Space, SymbolicChain, z3.BoolRef, frozenset[str]]
 # A row with its allowed and denied witnesses as found.
 RowFound = tuple["Row", Found | None, Found | None]
 
@@ -481,7 +484,7 @@ class Reacher:
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
         # each chain shape's encoding (``encoded``)
-        self._encoded: ByShape[tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable] = ByShape()
+        self._encoded: ByShape[Encoded | Unencodable] = ByShape()
         # the rows of each caller class, by destination shape (``_classes``)
         self._shapes: dict[
             tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
@@ -522,9 +525,8 @@ class Reacher:
             for c in callers:
                 yield Row(c, dest, "unknown", str(encoded))
             return
-        space, chain, domain = encoded
+        space, chain, domain, reads = encoded
         host = default_host(self.snapshot, dest.workload)
-        reads = read_of([c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VALUES})
         classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
@@ -547,10 +549,11 @@ class Reacher:
 
     def encoded(
         self, p: Prepared, dest: Destination, callers: list[Caller]
-    ) -> tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable:
-        """``p``'s chain encoded over its space, with the space's domain; one
-        encoding for destinations of one chain shape (``compare.chain_shape``:
-        replicas, pods of one app) on one port, whose formulas are the same."""
+    ) -> Encoded | Unencodable:
+        """``p``'s chain encoded over its space, with the space's domain and the
+        caller variables its ends read (``_caller_class``); one encoding for
+        destinations of one chain shape (``compare.chain_shape``: replicas, pods
+        of one app) on one port, whose formulas are the same."""
         principal = any(c.principal is not None for c in callers)
         shape = (chain_shape(p), dest.port, dest.protocol, principal)
         hit = self._encoded.get(shape)
@@ -563,11 +566,9 @@ class Reacher:
             if principal:
                 space.use("principal")  # read by the callers' constraints
             chain = encode_chain(p, space, self.ext_authz)
-            found: tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable = (
-                space,
-                chain,
-                space.domain(),
-            )
+            variables = {n: getattr(space, n) for n in _CALLER_VALUES}
+            reads = read_of([c for c, _ in chain.ends], variables)
+            found: Encoded | Unencodable = (space, chain, space.domain(), reads)
         except Unencodable as e:
             found = e
         self._encoded.add(shape, found)
