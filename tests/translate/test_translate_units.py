@@ -601,7 +601,7 @@ def test_clause_fields_are_the_fields_holding_values_in_istiods_order(
     from meshauthz.translate import rule
 
     model, table = (
-        (Source, rule._SOURCE_FIELDS) if kind == "source" else (Operation, rule._OPERATION_FIELDS)
+        (Source, rule.SOURCE_FIELDS) if kind == "source" else (Operation, rule.OPERATION_FIELDS)
     )
     obj, problems = convert(data, model)
     assert not problems

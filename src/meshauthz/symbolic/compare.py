@@ -12,8 +12,9 @@ and direction).
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import z3
 
@@ -122,6 +123,17 @@ class Comparison:
             "closed": [c.to_json() for c in self.closed],
             "unknown": [u.to_json() for u in self.unknown],
         }
+
+
+@contextmanager
+def short_timeout(solver: z3.Solver, ms: int) -> Iterator[z3.Solver]:
+    """``solver`` answering within ``ms`` for a while, then within
+    ``SOLVER_TIMEOUT_MS`` again: for the questions whose answer is only a help."""
+    solver.set("timeout", ms)
+    try:
+        yield solver
+    finally:
+        solver.set("timeout", SOLVER_TIMEOUT_MS)
 
 
 def sat(*formulas: z3.BoolRef) -> bool:
@@ -301,6 +313,25 @@ def chain_shape(p: Prepared) -> tuple[Any, ...]:
     )
 
 
+_Answer = TypeVar("_Answer")
+
+
+class ByShape(Generic[_Answer]):
+    """Answers kept by chain shape (``chain_shape``), found by equality: a
+    shape holds the filters, which are not hashable."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self) -> None:
+        self._items: list[tuple[tuple[Any, ...], _Answer]] = []
+
+    def get(self, shape: tuple[Any, ...]) -> _Answer | None:
+        return next((answer for key, answer in self._items if key == shape), None)
+
+    def add(self, shape: tuple[Any, ...], answer: _Answer) -> None:
+        self._items.append((shape, answer))
+
+
 def build_space(http: bool, prepared: Iterable[Prepared]) -> Space:
     """The request variables for chains ``prepared`` (raises ``Unencodable``)."""
     prepared = list(prepared)
@@ -363,6 +394,9 @@ def _callers_constraint(
     return (z3.Or(*options) if options else z3.BoolVal(False)), keys
 
 
+Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
+
+
 def describe(
     dest: Destination,
     sides: Iterable[tuple[Policies, End, LeftOut]],
@@ -375,9 +409,6 @@ def describe(
     request."""
     conditions = change_conditions(sides, dest.protocol == "http", methods)
     return f"{conditions} to {dest.workload}:{dest.port}"
-
-
-Policies = Mapping[str, AuthorizationPolicy]  # by "namespace/name"
 
 
 class Comparer:
@@ -413,7 +444,7 @@ class Comparer:
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         # (shape, the changes found for a destination of that shape)
-        self._shapes: list[tuple[tuple[Any, ...], tuple[list[Change], list[Change]]]] = []
+        self._shapes: ByShape[tuple[list[Change], list[Change]]] = ByShape()
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
         self.changed = changed_namespaces(old, new)
         self.same_mesh_inputs = self.changed is not None
@@ -474,11 +505,8 @@ class Comparer:
                 return True
             return bool(solver.check(*conds, space.method == value) != z3.unsat)
 
-        solver.set("timeout", NARROW_TIMEOUT_MS)
-        try:
+        with short_timeout(solver, NARROW_TIMEOUT_MS):
             return frozenset(m for m in listed if in_class(m))
-        finally:
-            solver.set("timeout", SOLVER_TIMEOUT_MS)
 
     def _prepare(self, i: int, dest: Destination) -> Prepared:
         snap = (self.old, self.new)[i]
@@ -550,7 +578,7 @@ class Comparer:
             if http and (shapes[0][-1] or shapes[1][-1])
             else None,
         )
-        found = next((changes for key, changes in self._shapes if key == shape), None)
+        found = self._shapes.get(shape)
         if found is not None:
             reused = self._reuse(dest, found)
             if reused is not None:
@@ -586,7 +614,7 @@ class Comparer:
             changes = self.classes(solver, space, dest, running, (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
             answered.append(changes)
-        self._shapes.append((shape, (answered[0], answered[1])))
+        self._shapes.add(shape, (answered[0], answered[1]))
 
     def _reuse(
         self, dest: Destination, changes: tuple[list[Change], list[Change]]

@@ -12,7 +12,7 @@ from meshauthz.decide.cause import Stage
 from meshauthz.resources.istio import Condition, Operation, Rule, Source
 from meshauthz.resources.objects import AuthorizationPolicy
 from meshauthz.symbolic.chain import End
-from meshauthz.translate.rule import Problem
+from meshauthz.translate.rule import OPERATION_FIELDS, SOURCE_FIELDS, Problem, Spec
 
 # Per deciding rule ("namespace/name", index): the fields as written (e.g.
 # "to.operation.methods") the chain left out of it, which its match does not name.
@@ -35,28 +35,37 @@ def _values(name: str, values: Iterable[str], negated: bool = False) -> str:
     return f"{name} not {vs}" if negated else f"{name} {vs}"
 
 
-_SOURCE_FIELDS = (
-    ("principals", "principals", "not_principals"),
-    ("requestPrincipals", "request_principals", "not_request_principals"),
-    ("namespaces", "namespaces", "not_namespaces"),
-    ("serviceAccounts", "service_accounts", "not_service_accounts"),
-    ("ipBlocks", "ip_blocks", "not_ip_blocks"),
-    ("remoteIpBlocks", "remote_ip_blocks", "not_remote_ip_blocks"),
-    ("trustDomains", "trust_domains", "not_trust_domains"),
+# The fields (as written, negation as written, model attributes) in the order
+# the user reads them, not istiod's output order of translate.rule's tables.
+_Field = tuple[str, str, str, str]
+
+
+def _in_order(specs: tuple[Spec, ...], order: tuple[str, ...]) -> tuple[_Field, ...]:
+    by_name = {s[0]: (s[0], s[3], s[4], s[5]) for s in specs}
+    assert set(by_name) == set(order)
+    return tuple(by_name[name] for name in order)
+
+
+_SOURCE_FIELDS = _in_order(
+    SOURCE_FIELDS,
+    (
+        "principals",
+        "requestPrincipals",
+        "namespaces",
+        "serviceAccounts",
+        "ipBlocks",
+        "remoteIpBlocks",
+        "trustDomains",
+    ),
 )
-_OPERATION_FIELDS = (
-    ("methods", "methods", "not_methods"),
-    ("paths", "paths", "not_paths"),
-    ("hosts", "hosts", "not_hosts"),
-    ("ports", "ports", "not_ports"),
-)
+_OPERATION_FIELDS = _in_order(OPERATION_FIELDS, ("methods", "paths", "hosts", "ports"))
 # What a caller of fixed identity (and address) decides by itself.
 IDENTITY_DECIDED = {"principals", "namespaces", "serviceAccounts", "trustDomains"}
 
 
 def _fields(
     obj: Source | Operation,
-    table: tuple[tuple[str, str, str], ...],
+    table: tuple[_Field, ...],
     skip: set[str],
     only: Collection[str] | None = None,
     written: tuple[str, Collection[str]] = ("", ()),
@@ -65,7 +74,7 @@ def _fields(
     out (see ``LeftOut``)."""
     parts = []
     holder, left_out = written
-    for label, yes, no in table:
+    for label, not_label, yes, no in table:
         if label in skip:
             continue
         if getattr(obj, yes) and f"{holder}.{label}" not in left_out:
@@ -73,7 +82,7 @@ def _fields(
             if label == "methods" and only is not None:
                 values = [v for v in values if v in only] or values
             parts.append(_values(label, values))
-        if getattr(obj, no) and f"{holder}.not{label[0].upper()}{label[1:]}" not in left_out:
+        if getattr(obj, no) and f"{holder}.{not_label}" not in left_out:
             parts.append(_values(label, getattr(obj, no), negated=True))
     return " and ".join(parts)
 

@@ -61,9 +61,11 @@ from meshauthz.symbolic.chain import End, SymbolicChain, encode_chain
 from meshauthz.symbolic.compare import (
     MAX_NOT_NORMAL,
     SOLVER_TIMEOUT_MS,
+    ByShape,
     build_space,
     chain_shape,
     destinations,
+    short_timeout,
 )
 from meshauthz.symbolic.conditions import (
     IDENTITY_DECIDED,
@@ -314,10 +316,8 @@ def open_check(solver: z3.Solver) -> z3.CheckSatResult:
     (``OPEN_CHECK_MS``): where no request satisfies the constraints, this "no"
     comes at once, while trying every familiar value in turn would take long.
     The solver's timeout is ``SOLVER_TIMEOUT_MS`` after."""
-    solver.set("timeout", OPEN_CHECK_MS)
-    verdict = solver.check()
-    solver.set("timeout", SOLVER_TIMEOUT_MS)
-    return verdict
+    with short_timeout(solver, OPEN_CHECK_MS):
+        return solver.check()
 
 
 def familiar_model(
@@ -357,6 +357,9 @@ class Found:
     onward: dict[str, Any] | None = None
 
 
+# A destination's chain over its space, the space's domain, and the caller
+# variables the chain's ends read (``Reacher.encoded``).
+Encoded = tuple[Space, SymbolicChain, z3.BoolRef, frozenset[str]]
 # A row with its allowed and denied witnesses as found.
 RowFound = tuple["Row", Found | None, Found | None]
 
@@ -481,9 +484,7 @@ class Reacher:
         self._entries: dict[str, list[Destination]] | None = None
         self._istiod: IstiodAmbient | None = None
         # each chain shape's encoding (``encoded``)
-        self._encoded: list[
-            tuple[tuple[Any, ...], tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable]
-        ] = []
+        self._encoded: ByShape[Encoded | Unencodable] = ByShape()
         # the rows of each caller class, by destination shape (``_classes``)
         self._shapes: dict[
             tuple[Any, ...], tuple[SymbolicChain, z3.BoolRef, dict[tuple[Any, ...], RowFound]]
@@ -524,9 +525,8 @@ class Reacher:
             for c in callers:
                 yield Row(c, dest, "unknown", str(encoded))
             return
-        space, chain, domain = encoded
+        space, chain, domain, reads = encoded
         host = default_host(self.snapshot, dest.workload)
-        reads = read_of([c for c, _ in chain.ends], {n: getattr(space, n) for n in _CALLER_VALUES})
         classes = self._classes(dest, space, chain, domain, host, callers)
         for c in callers:
             if c.kind == "gateway" and c.workload is not None and self._gateway_policies(c):
@@ -549,14 +549,14 @@ class Reacher:
 
     def encoded(
         self, p: Prepared, dest: Destination, callers: list[Caller]
-    ) -> tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable:
-        """``p``'s chain encoded over its space, with the space's domain; one
-        encoding for destinations of one chain shape (``compare.chain_shape``:
-        replicas, pods of one app) on one port, whose formulas are the same."""
+    ) -> Encoded | Unencodable:
+        """``p``'s chain encoded over its space, with the space's domain and the
+        caller variables its ends read (``_caller_class``); one encoding for
+        destinations of one chain shape (``compare.chain_shape``: replicas, pods
+        of one app) on one port, whose formulas are the same."""
         principal = any(c.principal is not None for c in callers)
         shape = (chain_shape(p), dest.port, dest.protocol, principal)
-        # searched by equality: a shape holds the filters, which are not hashable
-        hit = next((found for key, found in self._encoded if key == shape), None)
+        hit = self._encoded.get(shape)
         if hit is not None:
             return hit
         try:
@@ -566,14 +566,12 @@ class Reacher:
             if principal:
                 space.use("principal")  # read by the callers' constraints
             chain = encode_chain(p, space, self.ext_authz)
-            found: tuple[Space, SymbolicChain, z3.BoolRef] | Unencodable = (
-                space,
-                chain,
-                space.domain(),
-            )
+            variables = {n: getattr(space, n) for n in _CALLER_VALUES}
+            reads = read_of([c for c, _ in chain.ends], variables)
+            found: Encoded | Unencodable = (space, chain, space.domain(), reads)
         except Unencodable as e:
             found = e
-        self._encoded.append((shape, found))
+        self._encoded.add(shape, found)
         return found
 
     def _classes(

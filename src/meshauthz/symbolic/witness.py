@@ -192,30 +192,35 @@ class _Wisher:
 Assignment = list[tuple[z3.ExprRef, z3.ExprRef]]
 
 
+def _changed(model: z3.ModelRef, changes: Assignment) -> z3.ModelRef:
+    """A copy of ``model`` with ``changes`` made to it (``model`` stays as it is)."""
+    ctx = model.ctx
+    out = z3.ModelRef(z3.Z3_mk_model(ctx.ref()), ctx)
+    for d in model.decls():
+        out.update_value(d, model[d])
+    for var, value in changes:
+        out.update_value(var, value)
+    return out
+
+
+def _true_of(model: z3.ModelRef, formula: z3.BoolRef) -> bool:
+    return bool(z3.is_true(model.eval(formula, model_completion=True)))
+
+
 class _Candidate:
     """A concrete request (a model) changed one wish at a time, each change
     kept only if the solver's constraints still evaluate to true: no search."""
 
     def __init__(self, solver: z3.Solver, model: z3.ModelRef | None = None) -> None:
         self.formula = z3.And(*solver.assertions())
-        self.model = self._copy(solver.model() if model is None else model, [])
-
-    @staticmethod
-    def _copy(model: z3.ModelRef, changes: Assignment) -> z3.ModelRef:
-        ctx = model.ctx
-        out = z3.ModelRef(z3.Z3_mk_model(ctx.ref()), ctx)
-        for d in model.decls():
-            out.update_value(d, model[d])
-        for var, value in changes:
-            out.update_value(var, value)
-        return out
+        self.model = _changed(solver.model() if model is None else model, [])
 
     def value(self, e: z3.ExprRef) -> z3.ExprRef:
         return self.model.eval(e, model_completion=True)
 
     def fits(self, changes: Assignment) -> bool:
-        trial = self._copy(self.model, changes)
-        if not z3.is_true(trial.eval(self.formula, model_completion=True)):
+        trial = _changed(self.model, changes)
+        if not _true_of(trial, self.formula):
             return False
         self.model = trial
         return True
@@ -224,8 +229,7 @@ class _Candidate:
 def holds_with(model: z3.ModelRef, formula: z3.BoolRef, changes: Assignment) -> bool:
     """Whether ``formula`` is true of ``model``'s request with ``changes`` made
     to it, by evaluation alone."""
-    trial = _Candidate._copy(model, changes)
-    return bool(z3.is_true(trial.eval(formula, model_completion=True)))
+    return _true_of(_changed(model, changes), formula)
 
 
 def method_classes(prepared: Iterable[Prepared]) -> list[str]:

@@ -199,10 +199,10 @@ def _not(name: str) -> str:
     return "not" + name[:1].upper() + name[1:]
 
 
-_Spec = tuple[str, str, str, str, str, str]
+Spec = tuple[str, str, str, str, str, str]
 
 
-def _fields(*table: tuple[str, str, str]) -> tuple[_Spec, ...]:
+def _fields(*table: tuple[str, str, str]) -> tuple[Spec, ...]:
     """(written field, attribute key, generator, its negation as written, and
     both as model attributes) for each of ``table``'s fields."""
     return tuple(
@@ -210,7 +210,7 @@ def _fields(*table: tuple[str, str, str]) -> tuple[_Spec, ...]:
     )
 
 
-_SOURCE_FIELDS = _fields(
+SOURCE_FIELDS = _fields(
     # (written field, attribute key, generator) in istiod's output order
     ("principals", SOURCE_PRINCIPAL, "principal"),
     ("requestPrincipals", REQUEST_PRINCIPAL, "request_principal"),
@@ -220,7 +220,7 @@ _SOURCE_FIELDS = _fields(
     ("remoteIpBlocks", REMOTE_IP, "remote_ip"),
     ("ipBlocks", SOURCE_IP, "source_ip"),
 )
-_OPERATION_FIELDS = _fields(
+OPERATION_FIELDS = _fields(
     ("hosts", HOST_KEY, "host"),
     ("methods", METHOD_KEY, "method"),
     ("paths", PATH_KEY, "path"),
@@ -295,7 +295,7 @@ def new_model(record: AuthorizationPolicy, index: int, rule: Rule) -> RuleModel:
 
     model = RuleModel()
     for j, frm in enumerate(rule.from_):
-        fields = _clause_fields(frm.source, _SOURCE_FIELDS, "from", "source", (*base, "from", j))
+        fields = _clause_fields(frm.source, SOURCE_FIELDS, "from", "source", (*base, "from", j))
         model.principals.append(fields + base_prin)
         model.principal_paths.append(((*base, "from", j), "from"))
     if not rule.from_:
@@ -303,9 +303,7 @@ def new_model(record: AuthorizationPolicy, index: int, rule: Rule) -> RuleModel:
         model.principal_paths.append((base, None))
 
     for j, to in enumerate(rule.to):
-        fields = _clause_fields(
-            to.operation, _OPERATION_FIELDS, "to", "operation", (*base, "to", j)
-        )
+        fields = _clause_fields(to.operation, OPERATION_FIELDS, "to", "operation", (*base, "to", j))
         model.permissions.append(fields + base_perm)
         model.permission_paths.append(((*base, "to", j), "to"))
     if not rule.to:
@@ -624,7 +622,7 @@ def match_never(record: AuthorizationPolicy) -> Policy:
 
 
 def _clause_fields(
-    obj: Any, table: tuple[_Spec, ...], section: str, holder: str, path: tuple[str | int, ...]
+    obj: Any, table: tuple[Spec, ...], section: str, holder: str, path: tuple[str | int, ...]
 ) -> list[_Field]:
     """The fields of one ``from.source`` or ``to.operation`` that hold values, in
     ``table`` order: a field not written holds its default, no values, and an
