@@ -14,6 +14,7 @@ import dataclasses
 import random
 from typing import Any
 
+import msgspec.structs
 import pytest
 import z3
 
@@ -50,7 +51,7 @@ def jwt_nodes(policy: Policy) -> list[IdMetadata | PermMetadata]:
             if node.metadata.filter == JWT_FILTER:
                 out.append(node)
         elif dataclasses.is_dataclass(node):
-            for f in dataclasses.fields(node):
+            for f in msgspec.structs.fields(node):
                 walk(getattr(node, f.name))
         elif isinstance(node, tuple):
             for n in node:

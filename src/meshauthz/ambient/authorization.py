@@ -18,10 +18,13 @@ a clause has matches (OR).
 from __future__ import annotations
 
 import base64
+import dataclasses
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from msgspec import Struct
+from msgspec.structs import fields
 
 Scope = Literal["GLOBAL", "NAMESPACE", "WORKLOAD_SELECTOR"]
 Action = Literal["ALLOW", "DENY"]
@@ -42,8 +45,7 @@ _MATCH_DUMP: dict[StringMatchKind, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StringMatch:
+class StringMatch(Struct, frozen=True):
     kind: StringMatchKind
     value: str = ""
 
@@ -80,8 +82,7 @@ class StringMatch:
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Struct, frozen=True):
     """``security.Address``: the address bytes and a prefix length, kept as
     written; ztunnel compares with the network they make (``IpNet::contains``)."""
 
@@ -102,8 +103,7 @@ class Address:
         return f"{self.ip}/{self.length}"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceAccountMatch:
+class ServiceAccountMatch(Struct, frozen=True):
     namespace: str
     service_account: str
 
@@ -116,8 +116,7 @@ class ServiceAccountMatch:
         return f"{self.namespace}/{self.service_account}"
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(Struct, frozen=True):
     """``security.Match`` / rbac.rs ``RbacMatch``: fields AND, values OR."""
 
     namespaces: tuple[StringMatch, ...] = ()
@@ -159,7 +158,7 @@ Clause = tuple[Match, ...]
 Rule = tuple[Clause, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Authorization:
     name: str
     namespace: str
@@ -169,10 +168,10 @@ class Authorization:
     dry_run: bool = False
     # Where it came from, for explanations: "AuthorizationPolicy ns/name",
     # "PeerAuthentication ns/name", or istiod's own policies.
-    source: str = field(default="", compare=False)
+    source: str = dataclasses.field(default="", compare=False)
     # For an AuthorizationPolicy: the index of each rule in the policy's own
     # rules (istiod drops ALLOW rules with HTTP fields, so they may differ).
-    origin_rules: tuple[int, ...] = field(default=(), compare=False)
+    origin_rules: tuple[int, ...] = dataclasses.field(default=(), compare=False)
 
     def origin_rule(self, index: int) -> int:
         return self.origin_rules[index] if index < len(self.origin_rules) else index

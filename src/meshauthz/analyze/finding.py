@@ -4,8 +4,9 @@ it is written, what it is about, and the request that shows it (``Witness``)."""
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from meshauthz.analyze.codes import CODES, Code
 from meshauthz.errors import Location
@@ -16,8 +17,7 @@ from meshauthz.resources.yamlload import dotted
 SEVERITY_RANK: dict[Severity, int] = {"info": 0, "warning": 1, "error": 2}
 
 
-@dataclass(frozen=True, slots=True)
-class Witness:
+class Witness(Struct, frozen=True):
     """A request that shows the finding, in the request format (``check --request``),
     with the decision the one decision path (``decide``) gave it."""
 
@@ -76,7 +76,7 @@ class Witness:
         }.get(self.stage, f"at the {self.stage} stage")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class AnalysisFinding:
     code: str  # a key of CODES, e.g. "MA2001"
     message: str

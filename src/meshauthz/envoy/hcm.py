@@ -71,8 +71,9 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from meshauthz.envoy.proto_json import as_int, get
 from meshauthz.envoy.runtime import VANILLA, EnvoyRuntime
@@ -103,8 +104,7 @@ class HcmConfigError(ValueError):
     """HCM options the model cannot hold or does not evaluate."""
 
 
-@dataclass(frozen=True, slots=True)
-class PathOptions:
+class PathOptions(Struct, frozen=True):
     """The HCM fields that decide the ``:path`` the filters see."""
 
     normalize_path: bool = False
@@ -144,8 +144,7 @@ class PathOptions:
         )
 
 
-@dataclass(frozen=True)
-class NormalizedPath:
+class NormalizedPath(Struct, frozen=True):
     """The ``:path`` the filters see, or Envoy's refusal.
 
     Exactly one of ``path`` and ``rejected_status`` is set. ``reason`` says in
@@ -165,8 +164,7 @@ class NormalizedPath:
         return NormalizedPath(None, status, reason)
 
 
-@dataclass(frozen=True, slots=True)
-class XffSettings:
+class XffSettings(Struct, frozen=True):
     """The two HCM fields that decide the remote address."""
 
     use_remote_address: bool = False
@@ -181,8 +179,7 @@ class XffSettings:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class HcmOptions:
+class HcmOptions(Struct, frozen=True):
     """What meshauthz models of an HttpConnectionManager's own options."""
 
     path: PathOptions = PathOptions()

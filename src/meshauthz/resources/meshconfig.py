@@ -28,11 +28,13 @@ its defaults); meshauthz stops with the field's location instead (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal, cast, get_args
+
+from msgspec import Struct
 
 from meshauthz.errors import Location
 
@@ -98,8 +100,7 @@ _PROVIDER_FIELDS: dict[str, dict[str, _Type]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ExtensionProvider:
+class ExtensionProvider(Struct, frozen=True):
     name: str
     kind: str  # the provider's field name, e.g. envoyExtAuthzHttp
     # The provider's configuration, JSON names and typed values (an ext_authz
@@ -117,7 +118,7 @@ BUILTIN_PROVIDERS: tuple[ExtensionProvider, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class MeshConfig:
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
@@ -130,7 +131,7 @@ class MeshConfig:
     # A pod's proxy.istio.io/config annotation can override it; not read.
     gateway_num_trusted_proxies: int = 0
     location: Location | None = None
-    source_fields: dict[str, Location] = field(default_factory=dict, compare=False)
+    source_fields: dict[str, Location] = dataclasses.field(default_factory=dict, compare=False)
 
     def provider(self, name: str) -> ExtensionProvider | None:
         for p in self.extension_providers:

@@ -16,8 +16,10 @@ file that cannot be read in chunks) is made afresh each time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
+from msgspec.structs import fields, replace
 
 from meshauthz.errors import Location
 from meshauthz.resources.findings import Finding
@@ -35,8 +37,7 @@ _KINDS = tuple(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Typed:
+class _Typed(Struct, frozen=True):
     """What the loader made of one document (``doc``)."""
 
     doc: Document
