@@ -5,7 +5,6 @@ workloads.go ``buildWorkloadPolicies`` and ``implicitWaypointPolicies``).
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from msgspec import Struct
@@ -35,15 +34,12 @@ from meshauthz.mesh.snapshot import MeshSnapshot, MeshWorkload, creation_time
 from meshauthz.resources.objects import AuthorizationPolicy, PeerAuthentication
 
 
-@dataclasses.dataclass
-class IstiodAmbient:
+class IstiodAmbient(Struct):
     """Everything istiod sends to ztunnels, with each AuthorizationPolicy's conversion."""
 
     store: PolicyStore
-    conversions: list[tuple[AuthorizationPolicy, Conversion]] = dataclasses.field(
-        default_factory=list
-    )
-    _by_key: dict[str, AuthorizationPolicy] | None = dataclasses.field(default=None, repr=False)
+    conversions: list[tuple[AuthorizationPolicy, Conversion]] = []
+    _by_key: dict[str, AuthorizationPolicy] | None = None
 
     def source_policy(self, key: str) -> AuthorizationPolicy | None:
         """The AuthorizationPolicy a ztunnel policy key was converted from."""

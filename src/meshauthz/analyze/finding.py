@@ -3,13 +3,13 @@ it is written, what it is about, and the request that shows it (``Witness``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from msgspec import Struct
 
 from meshauthz.analyze.codes import CODES, Code
 from meshauthz.errors import Location
+from meshauthz.records import Record
 from meshauthz.resources.findings import Severity
 from meshauthz.resources.objects import Resource
 from meshauthz.resources.yamlload import dotted
@@ -76,8 +76,7 @@ class Witness(Struct, frozen=True):
         }.get(self.stage, f"at the {self.stage} stage")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class AnalysisFinding:
+class AnalysisFinding(Record, frozen=True):
     code: str  # a key of CODES, e.g. "MA2001"
     message: str
     location: Location
@@ -88,7 +87,9 @@ class AnalysisFinding:
     fix: str = ""
     witness: Witness | None = None
     severity_override: Severity | None = None
-    annotations: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    annotations: dict[str, str] = {}
+
+    provenance = ("annotations",)
 
     @property
     def info(self) -> Code:

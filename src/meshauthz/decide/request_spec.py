@@ -8,13 +8,13 @@ is ``meshauthz/schemas/request.schema.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 from typing import Any
 
 from msgspec import Struct
 
 from meshauthz.errors import InputError, Location
+from meshauthz.records import Record
 from meshauthz.resources.yamlload import (
     Document,
     Path,
@@ -57,8 +57,7 @@ class JwtLocation(Struct, frozen=True):
     param: str | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class RequestSpec:
+class RequestSpec(Record, frozen=True):
     source: SourceSpec
     to: str  # "namespace/name" of a workload or Service, or a Service hostname
     to_port: int | None = None  # the ":port" written after "to" (a Service port)
@@ -74,7 +73,9 @@ class RequestSpec:
     token: str | None = None
     sni: str | None = None
     name: str | None = None
-    location: Location | None = dataclasses.field(default=None, compare=False)
+    location: Location | None = None
+
+    provenance = ("location",)
 
 
 def load_request_file(path: str, *, positions: bool = True) -> list[RequestSpec]:

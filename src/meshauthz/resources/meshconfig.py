@@ -28,7 +28,6 @@ its defaults); meshauthz stops with the field's location instead (exit 2).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable
 from fractions import Fraction
@@ -37,6 +36,7 @@ from typing import Any, Literal, cast, get_args
 from msgspec import Struct
 
 from meshauthz.errors import Location
+from meshauthz.records import Record
 
 PathNormalization = Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
 # ProxyPathNormalization.NormalizationType (istio/api mesh/v1alpha1/config.proto), by number.
@@ -118,8 +118,7 @@ BUILTIN_PROVIDERS: tuple[ExtensionProvider, ...] = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class MeshConfig:
+class MeshConfig(Record, frozen=True):
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     trust_domain_aliases: tuple[str, ...] = ()
@@ -131,7 +130,9 @@ class MeshConfig:
     # A pod's proxy.istio.io/config annotation can override it; not read.
     gateway_num_trusted_proxies: int = 0
     location: Location | None = None
-    source_fields: dict[str, Location] = dataclasses.field(default_factory=dict, compare=False)
+    source_fields: dict[str, Location] = {}
+
+    provenance = ("source_fields",)
 
     def provider(self, name: str) -> ExtensionProvider | None:
         for p in self.extension_providers:

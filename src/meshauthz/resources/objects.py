@@ -45,6 +45,11 @@ class Resource(Struct, eq=False):
         """Where ``path`` (relative to the object, e.g. "spec", "rules", 0) is written."""
         return self.doc.location(self.base + tuple(path))
 
+    def __repr__(self) -> str:
+        # without the document it was read from (its whole text and positions)
+        shown = (n for n in self.__struct_fields__ if n not in ("doc", "base"))
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in shown)})"
+
 
 class AuthorizationPolicy(Resource, eq=False):
     spec: AuthorizationPolicySpec = field(default_factory=AuthorizationPolicySpec)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
-from msgspec.structs import fields, replace
+from msgspec.structs import replace
 
 from meshauthz.errors import Location
 from meshauthz.resources.findings import Finding
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 # these, so that a kind added to ``Manifests`` is recorded too, not left out of
 # a reused document.
 _KINDS = tuple(
-    f.name for f in fields(Manifests) if f.name not in ("mesh_config", "skipped", "files")
+    n for n in Manifests.__struct_fields__ if n not in ("mesh_config", "skipped", "files")
 )
 
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import dataclasses
 import itertools
 import json
 import time
@@ -52,6 +51,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct, field
+from msgspec.structs import replace
+
+from meshauthz.records import Record
 
 # cryptography and PyJWT are imported where keys are read and signatures checked:
 # most commands never do, and importing them costs more than starting Python.
@@ -253,8 +255,7 @@ def _jwk(d: dict[str, Any]) -> _Key | None:
 # --------------------------------------------------------------------------- outcome
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class JwtOutcome:
+class JwtOutcome(Record, frozen=True):
     """What the jwt_authn filter does with a request.
 
     ``status`` None: the request goes on to the next filter (RBAC) with
@@ -280,8 +281,10 @@ class JwtOutcome:
     removed_headers: tuple[str, ...] = ()
     removed_params: tuple[str, ...] = ()
     trace: tuple[str, ...] = ()
-    error: Status | None = dataclasses.field(default=None, compare=False)
     payload: dict[str, Any] | None = None
+    error: Status | None = None
+
+    provenance = ("error",)
 
     @property
     def allowed(self) -> bool:
@@ -422,7 +425,7 @@ def apply_jwt_authn(
     if all(_same(first, r) for r in results[1:]):
         if unknown:
             note = "signature not checked offline (jwksUri only); the outcome does not depend on it"
-            return dataclasses.replace(first, trace=(*first.trace, note))
+            return replace(first, trace=(*first.trace, note))
         return first
     valid, invalid = results[0], results[-1]
     return JwtOutcome(

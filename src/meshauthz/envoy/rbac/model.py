@@ -9,12 +9,12 @@ tree parsed from Envoy's JSON.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from typing import Literal
 
 from msgspec import Struct
-from msgspec.structs import astuple
+
+from meshauthz.records import Record
 
 
 class Note(Struct, frozen=True):
@@ -29,17 +29,12 @@ class Note(Struct, frozen=True):
     line: int | None = None
 
 
-class Noted(Struct, frozen=True):
-    """A node with provenance: its last field, ``note``, is left out of
-    equality and hashing, so equal matchers from different rules are equal."""
+class Noted(Record, frozen=True):
+    """A node with provenance: its last field, ``note``, the user-level input
+    it was translated from, takes no part in equality, so equal matchers from
+    different rules are equal."""
 
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return astuple(self)[:-1] == astuple(other)[:-1]
-
-    def __hash__(self) -> int:
-        return hash(astuple(self)[:-1])
+    provenance = ("note",)
 
 
 # --- leaf matchers (envoy.type.matcher.v3) ---------------------------------
@@ -164,15 +159,16 @@ class PermRequestedServerName(Noted, frozen=True):
     note: Note | None = None
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class PermUriTemplate:
+class PermUriTemplate(Record, frozen=True):
     """``matcher`` with envoy.path.match.uri_template.v3.UriTemplateMatchConfig."""
 
     path_template: str
-    note: Note | None = dataclasses.field(default=None, compare=False, repr=False)
+    note: Note | None = None
     # The extension's instance name; Envoy picks the factory by type, so the
     # name carries no meaning and takes no part in equality.
-    name: str = dataclasses.field(default="uri-template", compare=False)
+    name: str = "uri-template"
+
+    provenance = ("note", "name")
 
 
 Permission = (
