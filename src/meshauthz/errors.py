@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 # Exit codes, documented in the README.
 EXIT_OK = 0
@@ -11,8 +11,7 @@ EXIT_INPUT = 2  # unusable input: unreadable file, bad YAML, bad flags
 EXIT_INTERNAL = 3  # a bug in meshauthz; decisions fail closed before this
 
 
-@dataclass(frozen=True, slots=True)
-class Location:
+class Location(Struct, frozen=True):
     file: str
     line: int | None = None
     column: int | None = None

@@ -6,10 +6,10 @@ request the codec refuses, and the headers the filters see of every other.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
+import msgspec.structs
 import pytest
 
 from meshauthz.decide.cause import MtlsRequired
@@ -62,7 +62,7 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> tuple[Prepared, Request
 
 
 def _as_sent(base: Request, row: dict[str, Any]) -> Request:
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         base,
         method=row["method"],
         path=row["path"],
@@ -101,7 +101,7 @@ def test_codec_as_envoy(sidecar: tuple[Prepared, Request], case: str) -> None:
 
 def _verdict(tmp_path: Path, policy: str, **request: Any) -> str:
     d, base = _mesh(tmp_path, policy)
-    return d.decide(dataclasses.replace(base, **request)).verdict
+    return d.decide(msgspec.structs.replace(base, **request)).verdict
 
 
 def test_whitespace_does_not_escape_a_deny(tmp_path: Path) -> None:
@@ -139,6 +139,6 @@ def test_a_refused_request_is_denied_with_envoys_status(
     tmp_path: Path, headers: tuple[tuple[str, str], ...], status: int
 ) -> None:
     d, base = _mesh(tmp_path)
-    decision = d.decide(dataclasses.replace(base, headers=headers))
+    decision = d.decide(msgspec.structs.replace(base, headers=headers))
     assert (decision.verdict, decision.status) == ("DENY", status)
     assert "codec refuses the request" in decision.reason

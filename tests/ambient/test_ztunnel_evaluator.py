@@ -4,10 +4,10 @@ src/state/policy.rs)."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
+import msgspec.structs
 import pytest
 import yaml
 
@@ -108,7 +108,7 @@ def test_rbac_change_scope() -> None:
     )
     store.insert(policy, "default/test_policy")
     assert policy.key in store.get_by_namespace("default")
-    store.insert(dataclasses.replace(policy, scope="WORKLOAD_SELECTOR"), "default/test_policy")
+    store.insert(msgspec.structs.replace(policy, scope="WORKLOAD_SELECTOR"), "default/test_policy")
     assert policy.key not in store.get_by_namespace("default")
 
 

@@ -11,7 +11,6 @@ meshauthz builds, so both must give the same answer.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import re
 import subprocess
@@ -572,7 +571,7 @@ def test_jwt_filter_read_from_a_dump_equals_the_one_built_from_the_request_authe
     for name in ("origins-0", "origins-1"):
         got, want = read.provider(name), built.provider(name)
         assert got is not None and want is not None and got.remote_jwks is not None
-        assert got == dataclasses.replace(want, remote_jwks=got.remote_jwks)
+        assert got == msgspec.structs.replace(want, remote_jwks=got.remote_jwks)
         assert got.remote_jwks.uri == want.jwks_location
 
 

@@ -23,6 +23,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import msgspec.structs
 import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
@@ -63,7 +64,7 @@ from tests.envoy.test_random_corpus import (
 from tests.envoy.test_random_corpus import WORKLOAD as RANDOM_WORKLOAD
 from tests.translate.test_golden import TESTDATA, _applies
 
-FIELDS = [f.name for f in dataclasses.fields(Outcome) if f.name != "trace"]
+FIELDS = [f.name for f in msgspec.structs.fields(Outcome) if f.name != "trace"]
 
 
 class Tally:
@@ -188,9 +189,11 @@ def test_decide_is_the_runner_and_the_decision_its_outcome(tmp_path: Path) -> No
         # decide() is the path: for a sidecar, its one hop around the same decision
         decided = decider.decide(r)
         assert [h.enforcer for h in decided.hops] == ["sidecar"]
-        assert dataclasses.replace(decided, hops=()) == Decision.of(outcome, r, pr.view)
+        assert msgspec.structs.replace(decided, hops=()) == Decision.of(outcome, r, pr.view)
         traced = decider.decide(r, trace=True)
-        assert dataclasses.replace(traced, trace=(), hops=()) == Decision.of(outcome, r, pr.view)
+        assert msgspec.structs.replace(traced, trace=(), hops=()) == Decision.of(
+            outcome, r, pr.view
+        )
 
 
 # --- corpus: Istio's builder goldens ----------------------------------------------------------
@@ -601,7 +604,7 @@ def test_the_view_memos_are_bounded() -> None:
     )
     p = decider.prepare(backend, 80, "http")
     for i in range(view_module.DESTINATION_MEMO_SIZE * 2 + 7):
-        r = dataclasses.replace(base, path=f"/api/v1/data/{i}")
+        r = msgspec.structs.replace(base, path=f"/api/v1/data/{i}")
         view = request_view(p, r)
         assert len(p.view_memo.paths) <= view_module.DESTINATION_MEMO_SIZE
         if i % 97 == 0:

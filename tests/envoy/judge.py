@@ -27,6 +27,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import msgspec.structs
+
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, Prepared, PreparedStage
 from meshauthz.decide.request import Request
@@ -62,7 +64,7 @@ def prepared_from_build(
         (custom if bf.stage == "CUSTOM" else rest).append(PreparedStage(bf, compiled))
     workload = base.workload
     if address is not None:
-        workload = dataclasses.replace(workload, address=address)
+        workload = msgspec.structs.replace(workload, address=address)
     return dataclasses.replace(
         base,
         workload=workload,

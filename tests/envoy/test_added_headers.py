@@ -18,11 +18,11 @@ Two judges:
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from msgspec.structs import replace
 
 from meshauthz.decide.engine import Decider
 from meshauthz.envoy.rbac.evaluate import PeerCertificate

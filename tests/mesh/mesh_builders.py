@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+import msgspec.structs
 
 from meshauthz.mesh import MeshSnapshot, build_snapshot
 from meshauthz.mesh.loading import LoadedMesh, load_mesh_documents
@@ -181,7 +182,7 @@ def loaded(
 ) -> LoadedMesh:
     """The objects through the one loader (objects Istio would reject raise)."""
     docs = [Document("test.yaml", i, 1, o, {}) for i, o in enumerate(objs)]
-    config = dataclasses.replace(MeshConfig(), root_namespace=root, trust_domain=trust_domain)
+    config = msgspec.structs.replace(MeshConfig(), root_namespace=root, trust_domain=trust_domain)
     return load_mesh_documents(docs, mesh_config=config)
 
 
@@ -209,7 +210,7 @@ def unvalidated_snapshot(
     result = load_documents(docs)
     assert not result.errors, [f.to_text() for f in result.errors]
     m = result.manifests
-    m.mesh_config = dataclasses.replace(
+    m.mesh_config = msgspec.structs.replace(
         MeshConfig(), root_namespace=root, trust_domain=trust_domain
     )
     return build_snapshot(m)

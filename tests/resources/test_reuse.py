@@ -41,20 +41,27 @@ def shape(value: Any, seen: dict[int, int] | None = None) -> Any:
     seen = {} if seen is None else seen
     if isinstance(value, Document):
         return ("Document", value.file, value.index, value.line, value.data, dict(value.positions))
-    if isinstance(value, msgspec.Struct | str | int | float | bool | type(None)):
+    if isinstance(value, str | int | float | bool | type(None)):
         return value
     if isinstance(value, dict):
         return {k: shape(v, seen) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         items = [shape(v, seen) for v in value]
         return items if not isinstance(value, set | frozenset) else sorted(map(repr, items))
+    if isinstance(value, msgspec.Struct) and value.__struct_config__.eq:
+        # a value: equal ones may be one object (reuse shares typed specs)
+        fields = {n: shape(getattr(value, n), seen) for n in value.__struct_fields__}
+        return (type(value).__name__, fields)
     if id(value) in seen:
         return ("seen", seen[id(value)])
     seen[id(value)] = len(seen)
-    if dataclasses.is_dataclass(value):
-        fields = {f.name: shape(getattr(value, f.name), seen) for f in dataclasses.fields(value)}
-        return (type(value).__name__, fields)
-    return value
+    if isinstance(value, msgspec.Struct):
+        names = value.__struct_fields__
+    elif dataclasses.is_dataclass(value):
+        names = tuple(f.name for f in dataclasses.fields(value))
+    else:
+        return value
+    return (type(value).__name__, {n: shape(getattr(value, n), seen) for n in names})
 
 
 def fresh_and_reused(

@@ -96,16 +96,21 @@ def _snapshot(tmp_path: Path) -> MeshSnapshot:
 def _alone(snapshot: MeshSnapshot, name: str, chain: Chain, **options: object) -> BuildResult:
     w = snapshot.workload(f"shop/{name}")
     policies = authorization_policies(select_policies(snapshot, w))
-    return build(policies, chain, dataclasses.replace(mesh_build_options(snapshot), **options))
+    return build(policies, chain, msgspec.structs.replace(mesh_build_options(snapshot), **options))
 
 
 def _notes(value: object) -> list[object]:
     """Every note in a built tree, depth first (notes take no part in equality)."""
     out: list[object] = []
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if f.name == "note":
+    names: tuple[str, ...] = ()
+    if isinstance(value, msgspec.Struct):
+        names = value.__struct_fields__
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = tuple(f.name for f in dataclasses.fields(value))
+    if names:
+        for name in names:
+            item = getattr(value, name)
+            if name == "note":
                 out.append(item)
             else:
                 out += _notes(item)
@@ -138,7 +143,7 @@ def test_workloads_share_the_rules_of_a_policy_and_not_across_chains(tmp_path: P
     snapshot = _snapshot(tmp_path)
 
     def rules(name: str, chain: Chain, **options: object) -> list[object]:
-        opts = dataclasses.replace(mesh_build_options(snapshot), **options)
+        opts = msgspec.structs.replace(mesh_build_options(snapshot), **options)
         _, result = build_for_workload(snapshot, snapshot.workload(f"shop/{name}"), chain, opts)
         out: list[object] = []
         for f in result.filters:

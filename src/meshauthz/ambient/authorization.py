@@ -20,8 +20,11 @@ from __future__ import annotations
 import base64
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+
+from msgspec import Struct
+
+from meshauthz.records import Record
 
 Scope = Literal["GLOBAL", "NAMESPACE", "WORKLOAD_SELECTOR"]
 Action = Literal["ALLOW", "DENY"]
@@ -42,8 +45,7 @@ _MATCH_DUMP: dict[StringMatchKind, str] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StringMatch:
+class StringMatch(Struct, frozen=True):
     kind: StringMatchKind
     value: str = ""
 
@@ -80,8 +82,7 @@ class StringMatch:
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
+class Address(Struct, frozen=True):
     """``security.Address``: the address bytes and a prefix length, kept as
     written; ztunnel compares with the network they make (``IpNet::contains``)."""
 
@@ -102,8 +103,7 @@ class Address:
         return f"{self.ip}/{self.length}"
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceAccountMatch:
+class ServiceAccountMatch(Struct, frozen=True):
     namespace: str
     service_account: str
 
@@ -116,8 +116,7 @@ class ServiceAccountMatch:
         return f"{self.namespace}/{self.service_account}"
 
 
-@dataclass(frozen=True, slots=True)
-class Match:
+class Match(Struct, frozen=True):
     """``security.Match`` / rbac.rs ``RbacMatch``: fields AND, values OR."""
 
     namespaces: tuple[StringMatch, ...] = ()
@@ -135,10 +134,10 @@ class Match:
 
     @property
     def is_empty(self) -> bool:
-        return not any(getattr(self, f.name) for f in fields(self))
+        return not any(getattr(self, n) for n in self.__struct_fields__)
 
     def _items(self) -> list[tuple[str, tuple[Any, ...]]]:
-        return [(_camel(f.name), getattr(self, f.name)) for f in fields(self)]
+        return [(_camel(n), getattr(self, n)) for n in self.__struct_fields__]
 
     def proto(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -159,8 +158,7 @@ Clause = tuple[Match, ...]
 Rule = tuple[Clause, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Authorization:
+class Authorization(Record, frozen=True):
     name: str
     namespace: str
     scope: Scope
@@ -169,10 +167,12 @@ class Authorization:
     dry_run: bool = False
     # Where it came from, for explanations: "AuthorizationPolicy ns/name",
     # "PeerAuthentication ns/name", or istiod's own policies.
-    source: str = field(default="", compare=False)
+    source: str = ""
     # For an AuthorizationPolicy: the index of each rule in the policy's own
     # rules (istiod drops ALLOW rules with HTTP fields, so they may differ).
-    origin_rules: tuple[int, ...] = field(default=(), compare=False)
+    origin_rules: tuple[int, ...] = ()
+
+    provenance = ("source", "origin_rules")
 
     def origin_rule(self, index: int) -> int:
         return self.origin_rules[index] if index < len(self.origin_rules) else index
@@ -231,7 +231,7 @@ _STRING_FIELDS = {"namespaces", "notNamespaces", "principals", "notPrincipals"}
 _SA_FIELDS = {"serviceAccounts", "notServiceAccounts"}
 _IP_FIELDS = {"sourceIps", "notSourceIps", "destinationIps", "notDestinationIps"}
 _PORT_FIELDS = {"destinationPorts", "notDestinationPorts"}
-_FIELD_OF = {_camel(f.name): f.name for f in fields(Match)}
+_FIELD_OF = {_camel(n): n for n in Match.__struct_fields__}
 
 
 def authorization_from_dump(data: Mapping[str, Any]) -> Authorization:

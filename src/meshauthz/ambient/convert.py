@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
+
+from msgspec import Struct
 
 from meshauthz.ambient.authorization import (
     Action,
@@ -73,16 +74,14 @@ L4_WHEN_KEYS = frozenset(
 _PRESENCE_ONLY_NOT_PRINCIPALS = Match(not_principals=(StringMatch("presence"),))
 
 
-@dataclass(frozen=True, slots=True)
-class StatusMessage:
+class StatusMessage(Struct, frozen=True):
     """``model.StatusMessage``: the reason and message of the ZtunnelAccepted condition."""
 
     reason: str
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class ZtunnelCondition:
+class ZtunnelCondition(Struct, frozen=True):
     """The ``ZtunnelAccepted`` condition istiod writes on an AuthorizationPolicy
     (``WorkloadAuthorization.GetConditions``): Bound is whether ztunnel gets it."""
 
@@ -91,8 +90,7 @@ class ZtunnelCondition:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class Conversion:
+class Conversion(Struct, frozen=True):
     """One AuthorizationPolicy as istiod hands it to ztunnel."""
 
     authorization: Authorization | None  # None: not sent to ztunnel

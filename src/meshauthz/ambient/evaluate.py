@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal, TypeVar
+
+from msgspec import Struct
 
 from meshauthz.ambient.authorization import Authorization, IPAddress, Match
 
@@ -33,8 +34,7 @@ Reason = Literal["explicitly-denied", "not-allowed", "no-allow-policies", "allow
 NOT_ALLOWED_TEXT = "allow policies exist, but none allowed"
 
 
-@dataclass(frozen=True, slots=True)
-class SpiffeIdentity:
+class SpiffeIdentity(Struct, frozen=True):
     """identity.rs ``Identity::Spiffe``."""
 
     trust_domain: str
@@ -53,8 +53,7 @@ class SpiffeIdentity:
         return SpiffeIdentity(parts[0], parts[2], parts[4])
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
+class Connection(Struct, frozen=True):
     """rbac.rs ``Connection`` (the network does not take part in matching)."""
 
     src_ip: IPAddress
@@ -120,14 +119,12 @@ def matches(policy: Authorization, conn: Connection) -> bool:
     return matching_rule(policy, conn) is not None
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyHit:
+class PolicyHit(Struct, frozen=True):
     policy: Authorization
     rule: int
 
 
-@dataclass(frozen=True, slots=True)
-class ZtunnelDecision:
+class ZtunnelDecision(Struct, frozen=True):
     verdict: Verdict
     reason: Reason
     deciding: PolicyHit | None  # the DENY or ALLOW that decided, if one did

@@ -6,7 +6,7 @@ commit of tests/conformance/istio).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 # Environment variable names, as istiod reads them.
 DRY_RUN_FLAG = "AMBIENT_ENABLE_DRY_RUN_AUTHORIZATION_POLICY"
@@ -14,8 +14,7 @@ AUTO_ALLOW_WAYPOINT_FLAG = "PILOT_AUTO_ALLOW_WAYPOINT_POLICY"
 LAYERED_WAYPOINT_FLAG = "ENABLE_LAYERED_WAYPOINT_AUTHORIZATION_POLICIES"
 
 
-@dataclass(frozen=True, slots=True)
-class AmbientFlags:
+class AmbientFlags(Struct, frozen=True):
     # features.EnableWdsDryRunAuthzPol: dry-run policies are sent to ztunnel
     # (which only logs them); off, they are not sent and get an UnsupportedValue status.
     dry_run_authorization: bool = False

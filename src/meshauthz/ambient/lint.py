@@ -21,8 +21,9 @@ library (``ambient_findings``) for the commands that report findings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from msgspec import Struct
 
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.ambient.topology import (
@@ -52,8 +53,7 @@ KIA0110 = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class AmbientFinding:
+class AmbientFinding(Struct, frozen=True):
     code: str
     policy: AuthorizationPolicy | RequestAuthentication
     message: str

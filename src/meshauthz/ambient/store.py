@@ -4,15 +4,15 @@ its policies apply to a destination workload (state.rs ``assert_rbac``)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+
+from msgspec import Struct, field
 
 from meshauthz.ambient.authorization import Authorization
 
 GLOBAL = ""  # the namespace key of GLOBAL-scoped policies
 
 
-@dataclass
-class PolicyStore:
+class PolicyStore(Struct):
     by_key: dict[str, Authorization] = field(default_factory=dict)
     by_namespace: dict[str, dict[str, None]] = field(default_factory=dict)
 

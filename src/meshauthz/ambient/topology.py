@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from meshauthz.mesh.injection import DATAPLANE_MODE_LABEL, Why
 from meshauthz.mesh.snapshot import (
@@ -48,8 +49,7 @@ Mode = Literal["ambient", "sidecar", "none", "waypoint", "gateway"]
 TrafficType = Literal["service", "workload", "all", "none"]
 
 
-@dataclass(frozen=True, slots=True)
-class Enrollment:
+class Enrollment(Struct, frozen=True):
     mode: Mode
     reason: str
 
@@ -114,8 +114,7 @@ def _enrollment(snapshot: MeshSnapshot, w: MeshWorkload) -> Enrollment:
 # --------------------------------------------------------------------------- waypoints
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Waypoint:
+class Waypoint(Struct, frozen=True, eq=False):
     gateway: Gateway
     traffic_type: str
     allowed_from: str  # All | Same | Selector
@@ -204,8 +203,7 @@ def _waypoints(snapshot: MeshSnapshot) -> dict[str, Waypoint]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
+class Binding(Struct, frozen=True):
     """Which waypoint traffic to a Service or workload goes through."""
 
     waypoint: Waypoint | None

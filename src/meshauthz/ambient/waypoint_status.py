@@ -11,7 +11,8 @@ class not.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from meshauthz.ambient.topology import service_waypoint, waypoints
 from meshauthz.mesh.selection import target_refs
@@ -25,8 +26,7 @@ ANCESTOR_NOT_BOUND = "AncestorNotBound"
 TARGET_NOT_FOUND = "TargetNotFound"
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyBinding:
+class PolicyBinding(Struct, frozen=True):
     """``model.PolicyBindingStatus`` of one targetRef."""
 
     ancestor: str  # "<Kind>.<group or core>:<namespace>/<name>"
@@ -35,8 +35,7 @@ class PolicyBinding:
     bound: bool
 
 
-@dataclass(frozen=True, slots=True)
-class WaypointCondition:
+class WaypointCondition(Struct, frozen=True):
     """The ``WaypointAccepted`` condition (``flattenConditions``)."""
 
     status: bool

@@ -5,8 +5,9 @@ workloads.go ``buildWorkloadPolicies`` and ``implicitWaypointPolicies``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct
 
 from meshauthz.ambient.authorization import Authorization
 from meshauthz.ambient.convert import (
@@ -33,13 +34,12 @@ from meshauthz.mesh.snapshot import MeshSnapshot, MeshWorkload, creation_time
 from meshauthz.resources.objects import AuthorizationPolicy, PeerAuthentication
 
 
-@dataclass
-class IstiodAmbient:
+class IstiodAmbient(Struct):
     """Everything istiod sends to ztunnels, with each AuthorizationPolicy's conversion."""
 
     store: PolicyStore
-    conversions: list[tuple[AuthorizationPolicy, Conversion]] = field(default_factory=list)
-    _by_key: dict[str, AuthorizationPolicy] | None = field(default=None, repr=False)
+    conversions: list[tuple[AuthorizationPolicy, Conversion]] = []
+    _by_key: dict[str, AuthorizationPolicy] | None = None
 
     def source_policy(self, key: str) -> AuthorizationPolicy | None:
         """The AuthorizationPolicy a ztunnel policy key was converted from."""
@@ -90,8 +90,7 @@ def istiod_ambient(snapshot: MeshSnapshot, flags: AmbientFlags = DEFAULT_FLAGS) 
     return out
 
 
-@dataclass
-class ZtunnelWorkload:
+class ZtunnelWorkload(Struct):
     """What the destination's ztunnel holds for one workload."""
 
     workload: MeshWorkload

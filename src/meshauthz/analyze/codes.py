@@ -9,7 +9,7 @@ traffic (each with a witness request where one exists).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 from meshauthz.resources.findings import Severity
 
@@ -17,8 +17,7 @@ from meshauthz.resources.findings import Severity
 DOCS_PAGE = "docs/analyze.md"
 
 
-@dataclass(frozen=True, slots=True)
-class Code:
+class Code(Struct, frozen=True):
     code: str
     name: str  # kebab-case, for people and SARIF rule names
     severity: Severity  # the default; a finding may say more or less

@@ -3,12 +3,13 @@ it is written, what it is about, and the request that shows it (``Witness``)."""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from meshauthz.analyze.codes import CODES, Code
 from meshauthz.errors import Location
+from meshauthz.records import Record
 from meshauthz.resources.findings import Severity
 from meshauthz.resources.objects import Resource
 from meshauthz.resources.yamlload import dotted
@@ -16,8 +17,7 @@ from meshauthz.resources.yamlload import dotted
 SEVERITY_RANK: dict[Severity, int] = {"info": 0, "warning": 1, "error": 2}
 
 
-@dataclass(frozen=True, slots=True)
-class Witness:
+class Witness(Struct, frozen=True):
     """A request that shows the finding, in the request format (``check --request``),
     with the decision the one decision path (``decide``) gave it."""
 
@@ -76,8 +76,7 @@ class Witness:
         }.get(self.stage, f"at the {self.stage} stage")
 
 
-@dataclass(frozen=True, slots=True)
-class AnalysisFinding:
+class AnalysisFinding(Record, frozen=True):
     code: str  # a key of CODES, e.g. "MA2001"
     message: str
     location: Location
@@ -88,7 +87,9 @@ class AnalysisFinding:
     fix: str = ""
     witness: Witness | None = None
     severity_override: Severity | None = None
-    annotations: dict[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    annotations: dict[str, str] = {}
+
+    provenance = ("annotations",)
 
     @property
     def info(self) -> Code:

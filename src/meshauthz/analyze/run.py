@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from meshauthz.analyze.checks import (
     ambient,
@@ -56,8 +57,7 @@ def deep_checks() -> tuple[Check, ...]:
     return (every_request.check_every_request,)
 
 
-@dataclass(frozen=True, slots=True)
-class Suppression:
+class Suppression(Struct, frozen=True):
     """``--suppress CODE[=RESOURCE]``: RESOURCE is a glob over the resource as
     istioctl names it (``Kind name.namespace``) or as meshauthz does
     (``Kind namespace/name``, ``namespace/name``); no RESOURCE: everywhere."""
@@ -131,8 +131,7 @@ def validation_warnings(ctx: Context) -> None:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Analysis:
+class Analysis(Struct, frozen=True):
     findings: tuple[AnalysisFinding, ...]  # shown, sorted by place
     suppressed: int
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz import __version__
 from meshauthz.analyze.codes import CODES
@@ -18,8 +19,7 @@ SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVEL: dict[Severity, str] = {"error": "error", "warning": "warning", "info": "note"}
 
 
-@dataclass(frozen=True, slots=True)
-class SarifRule:
+class SarifRule(Struct, frozen=True):
     id: str
     name: str
     short: str
@@ -45,8 +45,7 @@ class SarifRule:
         return doc
 
 
-@dataclass(frozen=True, slots=True)
-class SarifResult:
+class SarifResult(Struct, frozen=True):
     rule_id: str
     level: Severity
     message: str

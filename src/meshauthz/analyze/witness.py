@@ -5,8 +5,9 @@ what the finding claims."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from meshauthz.analyze.finding import Witness
 from meshauthz.decide.decision import Decision
@@ -17,8 +18,7 @@ from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import MeshSnapshot, MeshWorkload
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
+class Decided(Struct, frozen=True):
     witness: Witness
     decision: Decision
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import Any
 
 import click
 import yaml
+from msgspec.structs import replace
 
 from meshauthz.ambient.flags import AmbientFlags
 from meshauthz.ambient.ztunnel_config import ztunnel_workload

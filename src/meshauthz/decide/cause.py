@@ -7,7 +7,8 @@ The sentences a person reads are rendered from these in one place,
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from meshauthz.mesh.injection import Injection
 
@@ -27,8 +28,7 @@ class Stage(enum.StrEnum):
     ERROR = "error"
 
 
-@dataclass(frozen=True, slots=True)
-class NoSidecar:
+class NoSidecar(Struct, frozen=True):
     """The destination's pods have no sidecar: no Envoy, so no policy runs and the
     request reaches the application as sent."""
 
@@ -36,32 +36,28 @@ class NoSidecar:
     injection: Injection
 
 
-@dataclass(frozen=True, slots=True)
-class MtlsRequired:
+class MtlsRequired(Struct, frozen=True):
     """A plaintext caller on a port whose PeerAuthentication is STRICT."""
 
     workload: str  # "namespace/name"
     port: int
 
 
-@dataclass(frozen=True, slots=True)
-class PathRejected:
+class PathRejected(Struct, frozen=True):
     """The connection manager refused the request (method or path) before any filter."""
 
     reason: str
     status: int
 
 
-@dataclass(frozen=True, slots=True)
-class CodecRejected:
+class CodecRejected(Struct, frozen=True):
     """The HTTP/1.1 codec refused the request's header block before any filter."""
 
     reason: str
     status: int
 
 
-@dataclass(frozen=True, slots=True)
-class CustomDenied:
+class CustomDenied(Struct, frozen=True):
     """A CUSTOM policy sent the request to its ext_authz provider, assumed to deny."""
 
     provider: str | None
@@ -69,24 +65,21 @@ class CustomDenied:
     rule: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class JwtRejected:
+class JwtRejected(Struct, frozen=True):
     """The JWT filter answered the request itself (e.g. 401 for a bad token)."""
 
     source: str  # the RequestAuthentications the filter was built from
     body: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class JwtUnverifiable:
+class JwtUnverifiable(Struct, frozen=True):
     """A token whose keys are only at a jwksUri: not decided offline (fail closed)."""
 
     source: str
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class DeniedByPolicy:
+class DeniedByPolicy(Struct, frozen=True):
     """An RBAC filter's enforced rules denied: a DENY (or bad-CUSTOM) policy matched."""
 
     stage: Stage
@@ -95,31 +88,26 @@ class DeniedByPolicy:
     empty_rule: bool = False  # the rule is {}: it matches every request
 
 
-@dataclass(frozen=True, slots=True)
-class NoAllowMatched:
+class NoAllowMatched(Struct, frozen=True):
     """ALLOW policies apply to the workload and none of their rules matched."""
 
 
-@dataclass(frozen=True, slots=True)
-class AllowedByPolicy:
+class AllowedByPolicy(Struct, frozen=True):
     policy: str | None
     rule: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class DefaultAllow:
+class DefaultAllow(Struct, frozen=True):
     """No filter denied and no ALLOW policy applies: Envoy lets the request through."""
 
 
-@dataclass(frozen=True, slots=True)
-class InternalError:
+class InternalError(Struct, frozen=True):
     """meshauthz itself failed; the decision fails closed."""
 
     error: str  # "ExceptionType: message"
 
 
-@dataclass(frozen=True, slots=True)
-class ZtunnelDenied:
+class ZtunnelDenied(Struct, frozen=True):
     """The destination's ztunnel (ambient mode) refused the connection: a DENY
     policy matched (``policy``), or ALLOW policies exist and none matched."""
 
@@ -132,8 +120,7 @@ class ZtunnelDenied:
     via_waypoint: str | None = None  # the waypoint whose identity ztunnel saw
 
 
-@dataclass(frozen=True, slots=True)
-class ZtunnelAllowed:
+class ZtunnelAllowed(Struct, frozen=True):
     """The destination's ztunnel let the connection through (``policy`` None: no
     ALLOW policy applies)."""
 
@@ -142,8 +129,7 @@ class ZtunnelAllowed:
     rule: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class NotEvaluated:
+class NotEvaluated(Struct, frozen=True):
     """Not a cause but a condition on one: filters that run before the point of
     decision and that meshauthz does not run (Lua, Wasm, ext_proc, any filter it
     does not model). Each could answer the request itself or change it, so the

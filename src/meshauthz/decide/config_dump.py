@@ -56,12 +56,15 @@ empty rule ``{}`` is remembered so a decision can say why it matched.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import Decision
@@ -149,8 +152,7 @@ class ConfigDumpError(InputError):
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass(frozen=True, slots=True)
-class ChainInfo:
+class ChainInfo(Struct, frozen=True):
     """Where in the dump a request went: for the output and the trace."""
 
     file: str
@@ -186,8 +188,7 @@ class ChainInfo:
         }
 
 
-@dataclass(slots=True)
-class DumpChain:
+class DumpChain(Struct):
     """A request made ready for the engine: the prepared chain, the request as
     that chain sees it (its protocol follows the chain), and where it went."""
 
@@ -196,8 +197,7 @@ class DumpChain:
     info: ChainInfo
 
 
-@dataclass(slots=True)
-class ConfigDump:
+class ConfigDump(Struct):
     file: str
     listeners: list[Listener]  # dump order
     ecds: dict[str, dict[str, Any]]  # ECDS filter name -> typed_config
@@ -311,7 +311,7 @@ class ConfigDump:
         if req.protocol != prepared.protocol:
             req = replace(req, protocol=prepared.protocol)
         req = replace(req, destination=self.workload)
-        return DumpChain(replace(prepared, port=port), req, info)
+        return DumpChain(dataclasses.replace(prepared, port=port), req, info)
 
     # --- one chain -> Prepared ---------------------------------------------------------
 
@@ -582,8 +582,7 @@ class ConfigDump:
         return cfg
 
 
-@dataclass(slots=True)
-class _Placed:
+class _Placed(Struct):
     """A chain's filters: the authorization filters in order with their index in
     the filter list, the others not evaluated (by index), and the index of the
     last authorization filter configured (-1: none)."""

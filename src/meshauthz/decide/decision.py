@@ -8,8 +8,9 @@ about, as ``check`` and ``explain`` report it. Why is data (``stage`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from msgspec import Struct, field
 
 from meshauthz.decide import render
 from meshauthz.decide.cause import Cause, InternalError, NotEvaluated, Stage
@@ -28,8 +29,7 @@ STATUS_RESET = "connection reset"  # a TCP connection closed by the network RBAC
 DENIED_BODY = "RBAC: access denied"
 
 
-@dataclass(frozen=True, slots=True)
-class TraceStep:
+class TraceStep(Struct, frozen=True):
     """One step of the evaluation, mapped back to the user's policy where it can be."""
 
     stage: Stage
@@ -62,8 +62,7 @@ class TraceStep:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class DryRunResult:
+class DryRunResult(Struct, frozen=True):
     """A dry-run (shadow) policy's result: what it would have done."""
 
     stage: Stage  # ALLOW or DENY
@@ -85,8 +84,7 @@ class DryRunResult:
 Enforcer = Literal["sidecar", "waypoint", "ztunnel"]
 
 
-@dataclass(frozen=True, slots=True)
-class Hop:
+class Hop(Struct, frozen=True):
     """One enforcement point a request passes, in the order traffic passes them."""
 
     enforcer: Enforcer
@@ -107,8 +105,7 @@ class Hop:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """What the destination's path did with one request: the chain runner's
     answer, the same from its traced and untraced backends (``trace`` aside)."""
 
@@ -131,8 +128,7 @@ class Outcome:
         return self.verdict == "ALLOW"
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(Struct, frozen=True):
     verdict: Verdict
     status: int | str  # 200, 401, 403, 400, or "connection reset" for TCP
     stage: Stage  # the stage that decided

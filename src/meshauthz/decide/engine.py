@@ -13,10 +13,13 @@ normalization); every request to it is then seen as the filters see it
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from meshauthz.ambient.flags import DEFAULT_FLAGS, AmbientFlags
 from meshauthz.ambient.topology import HBONE_PORT
@@ -62,13 +65,12 @@ from meshauthz.translate.workload import (
 )
 
 
-@dataclass(slots=True)
-class PreparedStage:
+class PreparedStage(Struct):
     built: BuiltFilter
     compiled: CompiledFilter | None  # None for an ext_authz filter
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class Prepared:
     """Everything about one destination workload and port that does not depend
     on the request: built once, reused for every request."""
@@ -101,14 +103,18 @@ class Prepared:
     # not evaluated (a config dump's): an ALLOW holds only if they let the
     # request through; a denial at a stage only if those before its filter do.
     not_evaluated: tuple[str, ...] = ()
-    not_evaluated_before: dict[Stage, tuple[str, ...]] = field(default_factory=dict)
+    not_evaluated_before: dict[Stage, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     # A waypoint: the peer's identity reaches the filters as the filter state
     # HBONE termination sets (io.istio.peer_principal), as istiod builds for it.
     peer_filter_state: bool = False
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
-    runner_: ChainRunner | None = field(default=None, init=False, repr=False, compare=False)
+    runner_: ChainRunner | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
     # what request views to this destination computed, by their inputs (decide.view)
-    view_memo: ViewMemo = field(default_factory=ViewMemo, init=False, repr=False, compare=False)
+    view_memo: ViewMemo = dataclasses.field(
+        default_factory=ViewMemo, init=False, repr=False, compare=False
+    )
 
     @property
     def xff(self) -> XffSettings:

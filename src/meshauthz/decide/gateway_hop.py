@@ -25,8 +25,9 @@ the SNI the gateway's cluster presents are given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.request import resolve
@@ -36,8 +37,7 @@ if TYPE_CHECKING:
     from meshauthz.decide.engine import Decider
 
 
-@dataclass(frozen=True, slots=True)
-class ThroughGateway:
+class ThroughGateway(Struct, frozen=True):
     """Both hops of one request: the gateway's decision, and when it lets the
     request through, the onward request and the destination's decision."""
 

@@ -20,8 +20,10 @@ went through one (its upstream connection is refused).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from meshauthz.ambient.topology import (
     HBONE_PORT,
@@ -77,8 +79,7 @@ def walk(decider: Decider, r: Request, *, trace: bool = False, explain: bool = F
     return _ambient(decider, r, trace=trace, explain=explain)
 
 
-@dataclass
-class _Ambient:
+class _Ambient(Struct):
     """What a Decider keeps about ambient mode, computed on first use."""
 
     istiod: IstiodAmbient

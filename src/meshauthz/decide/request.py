@@ -10,8 +10,9 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.request_spec import RequestSpec
@@ -39,8 +40,7 @@ Transport = Literal["http", "tcp"]
 Inferred = Literal["undeclared", "unnamed"]
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(Struct, frozen=True):
     destination: MeshWorkload
     port: int
     protocol: Transport
@@ -76,8 +76,7 @@ def _namespace_of(principal: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ResolvedSource:
+class ResolvedSource(Struct, frozen=True):
     principal: str | None
     namespace: str | None
     ip: str
@@ -221,8 +220,7 @@ def _target_ref(spec: RequestSpec) -> str:
     return spec.to
 
 
-@dataclass(frozen=True, slots=True)
-class _Destination:
+class _Destination(Struct, frozen=True):
     """What a request's destination fields (to, port, protocol) resolve to;
     ``host``: the Host a client sends when the request gives none."""
 

@@ -9,10 +9,12 @@ is ``meshauthz/schemas/request.schema.json``.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Any
 
+from msgspec import Struct
+
 from meshauthz.errors import InputError, Location
+from meshauthz.records import Record
 from meshauthz.resources.yamlload import (
     Document,
     Path,
@@ -41,8 +43,7 @@ _FIELDS = {
 _FROM_FIELDS = {"principal", "namespace", "ip", "plaintext", "workload"}
 
 
-@dataclass(frozen=True, slots=True)
-class SourceSpec:
+class SourceSpec(Struct, frozen=True):
     workload: str | None = None  # "namespace/name" of a workload in the manifests
     principal: str | None = None  # "td/ns/x/sa/y" (a leading spiffe:// is accepted)
     namespace: str | None = None
@@ -50,15 +51,13 @@ class SourceSpec:
     plaintext: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class JwtLocation:
+class JwtLocation(Struct, frozen=True):
     header: str | None = None
     prefix: str = ""
     param: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RequestSpec:
+class RequestSpec(Record, frozen=True):
     source: SourceSpec
     to: str  # "namespace/name" of a workload or Service, or a Service hostname
     to_port: int | None = None  # the ":port" written after "to" (a Service port)
@@ -74,7 +73,9 @@ class RequestSpec:
     token: str | None = None
     sni: str | None = None
     name: str | None = None
-    location: Location | None = field(default=None, compare=False)
+    location: Location | None = None
+
+    provenance = ("location",)
 
 
 def load_request_file(path: str, *, positions: bool = True) -> list[RequestSpec]:

@@ -28,14 +28,17 @@ field by field over every corpus the project has).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import os
 import re
 import sys
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from meshauthz.decide import render
 from meshauthz.decide.cause import (
@@ -96,8 +99,7 @@ NOT_AUDITED: Audit = (False, None)
 Located = tuple[str | None, int | None, str | None]  # policy, rule, Envoy policy name
 
 
-@dataclass(frozen=True, slots=True)
-class Effect:
+class Effect(Struct, frozen=True):
     """What one RBAC filter's enforced answer does to the request."""
 
     stop: Outcome | None = None  # the chain ends here (denied)
@@ -500,7 +502,9 @@ class _Walk:
             self.headers = tuple(
                 h for h in self.headers or () if h[0] not in outcome.removed_headers
             )
-            self.inp = replace(self.inp, headers=self.headers, dynamic_metadata=self.metadata)
+            self.inp = dataclasses.replace(
+                self.inp, headers=self.headers, dynamic_metadata=self.metadata
+            )
         return None
 
     # --- trace -------------------------------------------------------------------------
@@ -638,8 +642,7 @@ def _noted(root: MatchTrace, node: MatchTrace) -> MatchTrace:
 # --- the generated backend ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Generated:
+class Generated(Struct, frozen=True):
     """A chain as one function: ``run(args(inp))`` is the walk's untraced outcome.
 
     ``run`` and ``extract`` are shared by every chain of the same shape (a mesh

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
 
 from meshauthz.decide.cause import CodecRejected, MtlsRequired, PathRejected
 from meshauthz.envoy.codec import CodecRefusal, Http1Request, http1_request
@@ -36,8 +37,7 @@ if TYPE_CHECKING:
 Headers = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RequestView:
+class RequestView(Struct, frozen=True):
     """One request at the destination, before its first filter.
 
     ``rejected``: refused before any filter (then the rest is not computed).

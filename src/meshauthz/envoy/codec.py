@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 # RFC 9110 tchar.
 _TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -101,16 +102,17 @@ JOINED_HEADERS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CodecLimits:
+class CodecLimits(Struct, frozen=True):
     """The HCM options that bound a request's header block (Envoy's defaults)."""
 
     max_request_headers_kb: int = 60
     max_headers_count: int = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Http1Request:
+ENVOY_DEFAULT_LIMITS = CodecLimits()
+
+
+class Http1Request(Struct, frozen=True):
     """The header block as the codec hands it on: ``authority`` is the Host
     (``:authority``), ``headers`` the other headers, names lower case."""
 
@@ -118,8 +120,7 @@ class Http1Request:
     headers: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class CodecRefusal:
+class CodecRefusal(Struct, frozen=True):
     """The codec answered the request itself."""
 
     status: int
@@ -139,7 +140,7 @@ def http1_request(
     path: str,
     host: str,
     headers: Iterable[tuple[str, str]],
-    limits: CodecLimits = CodecLimits(),
+    limits: CodecLimits = ENVOY_DEFAULT_LIMITS,
 ) -> Http1Request | CodecRefusal:
     """The codec's verdict on a request's header block (the request line is
     checked by ``meshauthz.envoy.hcm``)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 HTTP_EXT_AUTHZ_NAME = "envoy.filters.http.ext_authz"
 NETWORK_EXT_AUTHZ_NAME = "envoy.filters.network.ext_authz"
@@ -24,8 +25,7 @@ NETWORK_EXT_AUTHZ_TYPE = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class ExtAuthzFilter:
+class ExtAuthzFilter(Struct, frozen=True):
     """An Envoy ext_authz filter (HTTP or network).
 
     ``typed_config`` holds the filter's typed config in proto3 JSON with

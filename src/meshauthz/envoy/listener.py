@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from meshauthz.envoy.proto_json import as_int, get, get_int, str_list
 
@@ -31,8 +32,7 @@ SourceType = Literal["ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL"]
 _SOURCE_TYPES: tuple[SourceType, ...] = ("ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL")
 
 
-@dataclass(frozen=True, slots=True)
-class CidrRange:
+class CidrRange(Struct, frozen=True):
     address_prefix: str
     prefix_len: int
 
@@ -43,8 +43,7 @@ class CidrRange:
             return None
 
 
-@dataclass(frozen=True, slots=True)
-class FilterChainMatch:
+class FilterChainMatch(Struct, frozen=True):
     destination_port: int | None = None
     prefix_ranges: tuple[CidrRange, ...] = ()
     server_names: tuple[str, ...] = ()
@@ -110,8 +109,7 @@ def _cidrs(v: Any) -> tuple[CidrRange, ...]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class FilterChain:
+class FilterChain(Struct, frozen=True):
     name: str
     match: FilterChainMatch
     filters: tuple[Any, ...]  # the network filters' JSON, in order
@@ -159,34 +157,28 @@ class FilterChain:
 # --------------------------------------------------------------------------- predicates
 
 
-@dataclass(frozen=True, slots=True)
-class AnyMatch:
+class AnyMatch(Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class PortRange:
+class PortRange(Struct, frozen=True):
     start: int
     end: int  # exclusive
 
 
-@dataclass(frozen=True, slots=True)
-class OrMatch:
+class OrMatch(Struct, frozen=True):
     rules: tuple[Predicate, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AndMatch:
+class AndMatch(Struct, frozen=True):
     rules: tuple[Predicate, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class NotMatch:
+class NotMatch(Struct, frozen=True):
     rule: Predicate
 
 
-@dataclass(frozen=True, slots=True)
-class OtherMatch:
+class OtherMatch(Struct, frozen=True):
     """A predicate on something other than the destination port (e.g. the
     server name): taken as not matching."""
 
@@ -227,8 +219,7 @@ def predicate_matches(p: Predicate, port: int) -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class ListenerFilter:
+class ListenerFilter(Struct, frozen=True):
     name: str
     filter_disabled: Predicate | None = None
 
@@ -236,8 +227,7 @@ class ListenerFilter:
 # --------------------------------------------------------------------------- the listener
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
+class Listener(Struct, frozen=True):
     name: str
     port: int | None  # the bound socket address's port
     traffic_direction: str
@@ -278,8 +268,7 @@ class Listener:
         return False
 
 
-@dataclass(frozen=True, slots=True)
-class Connection:
+class Connection(Struct, frozen=True):
     """What the lookup knows of a connection (the client's port is unknown)."""
 
     port: int

@@ -74,8 +74,9 @@ import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
+
+from msgspec import Struct
 
 from meshauthz.envoy.hcm import XffSettings, remote_address
 from meshauthz.envoy.proto_json import get
@@ -145,8 +146,7 @@ _TRACE_FORCED, _TRACE_CLIENT, _TRACE_SAMPLED, _NO_TRACE = "a", "b", "9", "4"
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-@dataclass(frozen=True, slots=True)
-class ClientCertDetails:
+class ClientCertDetails(Struct, frozen=True):
     """``set_current_client_cert_details`` (``chain`` is not modelled)."""
 
     subject: bool = False
@@ -155,8 +155,7 @@ class ClientCertDetails:
     uri: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Tracing:
+class Tracing(Struct, frozen=True):
     """The HCM's ``tracing`` sampling percentages (Envoy's defaults: 100)."""
 
     client_sampling: float = 100.0
@@ -164,8 +163,7 @@ class Tracing:
     overall_sampling: float = 100.0
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderSettings:
+class HeaderSettings(Struct, frozen=True):
     """The HCM options that decide the headers the filters see (Envoy's defaults)."""
 
     xff: XffSettings = XffSettings(use_remote_address=False, xff_num_trusted_hops=0)
@@ -251,8 +249,7 @@ class HeaderSettings:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Downstream:
+class Downstream(Struct, frozen=True):
     """The connection the request arrived on.
 
     ``peer`` is the client certificate (None: plaintext, or TLS without one);

@@ -22,8 +22,9 @@ path matcher not listed above, cannot be resolved offline: ``RouteUnresolved``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from meshauthz.envoy.proto_json import get
 from meshauthz.envoy.rbac.matchers import ascii_lower, compile_regex
@@ -48,13 +49,11 @@ class RouteUnresolved(ValueError):
     """The route a request takes depends on what cannot be decided offline."""
 
 
-@dataclass(frozen=True, slots=True)
-class Disabled:
+class Disabled(Struct, frozen=True):
     """A per-route ``FilterConfig`` with ``disabled: true``: the filter is skipped."""
 
 
-@dataclass(frozen=True, slots=True)
-class RouteChoice:
+class RouteChoice(Struct, frozen=True):
     """The route a request takes and the per-filter configuration that applies there."""
 
     virtual_host: str

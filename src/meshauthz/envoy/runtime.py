@@ -16,8 +16,9 @@ default. The keys and their effect:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from msgspec import Struct
 
 FragmentAction = Literal["reject", "strip", "keep"]
 
@@ -39,8 +40,7 @@ def _as_bool(value: RuntimeValue | None, default: bool) -> bool:
     return bool(value)
 
 
-@dataclass(frozen=True, slots=True)
-class EnvoyRuntime:
+class EnvoyRuntime(Struct, frozen=True):
     """The static runtime layer of a proxy's bootstrap (no flags: Envoy's defaults)."""
 
     flags: tuple[tuple[str, RuntimeValue], ...] = ()

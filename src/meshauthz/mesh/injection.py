@@ -40,7 +40,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 NAMESPACE_LABEL = "istio-injection"  # the legacy namespace label
 REVISION_LABEL = "istio.io/rev"  # label.IoIstioRev
@@ -72,8 +73,7 @@ class Why(enum.StrEnum):
     SYSTEM_NAMESPACE = "system-namespace"
 
 
-@dataclass(frozen=True, slots=True)
-class Injection:
+class Injection(Struct, frozen=True):
     """Whether a workload's pods get a sidecar, and why.
 
     ``key``/``value``: the label or annotation that decided (None when none

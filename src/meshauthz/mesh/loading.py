@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 import msgspec
+from msgspec import Struct
+from msgspec.structs import replace
 
 from meshauthz.collector import paused_gc
 from meshauthz.errors import InputError, Location
@@ -33,8 +34,7 @@ PathArg = str | os.PathLike[str]
 MeshConfigArg = PathArg | MeshConfig | None
 
 
-@dataclass(frozen=True, slots=True)
-class JwksText:
+class JwksText(Struct, frozen=True):
     """Keys given as JWKS text (a test suite's inline ``jwks:``), not as a file."""
 
     text: str
@@ -90,8 +90,7 @@ class UnreadableInput(InputError):
         return [f"{p}" for p in self.problems]
 
 
-@dataclass(frozen=True, slots=True)
-class CheckedManifests:
+class CheckedManifests(Struct, frozen=True):
     """Manifests as read, with every finding (the loader's, then Istio's validation's)."""
 
     manifests: Manifests
@@ -103,8 +102,7 @@ class CheckedManifests:
         return tuple(f for f in self.findings if f.severity == "error")
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedMesh:
+class LoadedMesh(Struct, frozen=True):
     """A usable mesh: its snapshot, the manifests it was built from, the findings
     that did not reject anything (warnings) and the objects of kinds not read."""
 

@@ -20,8 +20,9 @@ PeerAuthentications ``getConfigsForWorkload`` selects
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
+
+from msgspec import Struct, field
 
 from meshauthz.mesh.selection import PolicyMatcher, list_policies, peer_authentication_store
 from meshauthz.mesh.snapshot import MeshSnapshot, MeshWorkload, creation_time
@@ -40,8 +41,7 @@ def _mode(mtls: MutualTls | None) -> MtlsMode:
     return mtls.mode
 
 
-@dataclass(frozen=True, slots=True)
-class EffectiveMtls:
+class EffectiveMtls(Struct, frozen=True):
     """MergedPeerAuthentication, with the policies that decided it."""
 
     mode: MtlsMode

@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import re
 import weakref
-from dataclasses import dataclass
 from typing import Literal
+
+from msgspec import Struct
 
 from meshauthz.mesh.labels import match
 from meshauthz.mesh.protocol import (
@@ -59,8 +60,7 @@ def resolve_target_port(workload: MeshWorkload, sp: ServicePort) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceTarget:
+class ServiceTarget(Struct, frozen=True):
     service: MeshService
     service_port: ServicePort
     target_port: int
@@ -85,8 +85,7 @@ def service_targets(snapshot: MeshSnapshot, workload: str | MeshWorkload) -> lis
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class InboundPort:
+class InboundPort(Struct, frozen=True):
     """How the sidecar treats traffic arriving on ``port`` of the workload."""
 
     port: int
@@ -157,8 +156,7 @@ def inbound_port(snapshot: MeshSnapshot, workload: str | MeshWorkload, port: int
 _PORT_RE = re.compile(r"^(?P<ref>[^:]+)(?::(?P<port>\d+))?$")
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Struct, frozen=True):
     """A resolved destination: the workload, the port it receives on, and how.
 
     ``via`` is "workload" (``ns/name`` named a workload; the port is the

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
+
+from msgspec import Struct, field
 
 from meshauthz.mesh.labels import subset_of
 from meshauthz.mesh.snapshot import (
@@ -49,8 +50,7 @@ Registry = Literal["Kubernetes", "External"]
 DEFAULT_SELECTOR_BASED_K8S_GATEWAY_POLICY = True
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceRef:
+class ServiceRef(Struct, frozen=True):
     """ServiceInfoForPolicyMatcher: the Service of a waypoint's service chain."""
 
     name: str
@@ -58,8 +58,7 @@ class ServiceRef:
     registry: Registry = "Kubernetes"
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyMatcher:
+class PolicyMatcher(Struct, frozen=True):
     """WorkloadPolicyMatcher: what istiod knows about the proxy when it selects."""
 
     namespace: str
@@ -83,8 +82,7 @@ class PolicyMatcher:
         return PolicyMatcher(w.namespace, w.labels, w.is_waypoint, services, root_namespace)
 
 
-@dataclass(frozen=True, slots=True)
-class SelectionReason:
+class SelectionReason(Struct, frozen=True):
     """Why a policy applies.
 
     * ``mesh-wide``: in the root namespace, no (or an empty) selector;
@@ -101,8 +99,7 @@ class SelectionReason:
     target_ref: PolicyTargetReference | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SelectedPolicy:
+class SelectedPolicy(Struct, frozen=True):
     policy: Policy
     reason: SelectionReason
 
@@ -413,8 +410,7 @@ def select_policies(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class ByAction:
+class ByAction(Struct, frozen=True):
     """``AuthorizationPoliciesResult``: the selected AuthorizationPolicies by action,
     each list in selection order."""
 

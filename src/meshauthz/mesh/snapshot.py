@@ -27,8 +27,10 @@ import datetime
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import msgspec.structs
+from msgspec import Struct
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh.injection import (
@@ -123,8 +125,7 @@ def sanitize_trust_domain(td: str) -> str:
 # --------------------------------------------------------------------------- records
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(Struct, frozen=True):
     """A workload's mTLS identity (pkg/spiffe ``genSpiffeURI``)."""
 
     trust_domain: str
@@ -145,8 +146,7 @@ class Identity:
         return f"spiffe://{self.principal}"
 
 
-@dataclass(frozen=True, slots=True)
-class MeshNamespace:
+class MeshNamespace(Struct, frozen=True):
     name: str
     labels: Mapping[str, str]
     resource: Namespace | None = None  # None: implied by an object in it
@@ -156,8 +156,7 @@ class MeshNamespace:
         return self.resource is not None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class MeshWorkload:
+class MeshWorkload(Struct, frozen=True, eq=False):
     """A workload (Pod or pod controller), or the stand-in for a gateway's pods."""
 
     kind: str
@@ -218,8 +217,7 @@ class MeshWorkload:
         return f"MeshWorkload({self.kind} {self.key}, proxy={self.proxy})"
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class MeshService:
+class MeshService(Struct, frozen=True, eq=False):
     name: str
     namespace: str
     hostname: str
@@ -253,7 +251,7 @@ class MeshService:
 # --------------------------------------------------------------------------- snapshot
 
 
-@dataclass(eq=False)
+@dataclasses.dataclass(eq=False)
 class MeshSnapshot:
     mesh_config: MeshConfig
     namespaces: dict[str, MeshNamespace]
@@ -265,16 +263,18 @@ class MeshSnapshot:
     request_authentications: list[RequestAuthentication]
     peer_authentications: list[PeerAuthentication]
     domain_suffix: str = DEFAULT_DOMAIN_SUFFIX
-    service_entries: list[ServiceEntry] = field(default_factory=list)
-    _by_key: dict[str, list[MeshWorkload]] = field(default_factory=dict, repr=False)
-    _svc_by_key: dict[str, MeshService] = field(default_factory=dict, repr=False)
-    _svc_by_host: dict[str, MeshService] = field(default_factory=dict, repr=False)
+    service_entries: list[ServiceEntry] = dataclasses.field(default_factory=list)
+    _by_key: dict[str, list[MeshWorkload]] = dataclasses.field(default_factory=dict, repr=False)
+    _svc_by_key: dict[str, MeshService] = dataclasses.field(default_factory=dict, repr=False)
+    _svc_by_host: dict[str, MeshService] = dataclasses.field(default_factory=dict, repr=False)
     # By namespace, each in its list's order: selecting for one workload reads its
     # namespaces' entries instead of scanning the mesh (which, for every workload of
     # a large mesh, would be quadratic).
-    _svc_by_ns: dict[str, list[MeshService]] = field(default_factory=dict, repr=False)
-    _authz_by_ns: dict[str, list[AuthorizationPolicy]] = field(default_factory=dict, repr=False)
-    _reqauthn_by_ns: dict[str, list[RequestAuthentication]] = field(
+    _svc_by_ns: dict[str, list[MeshService]] = dataclasses.field(default_factory=dict, repr=False)
+    _authz_by_ns: dict[str, list[AuthorizationPolicy]] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    _reqauthn_by_ns: dict[str, list[RequestAuthentication]] = dataclasses.field(
         default_factory=dict, repr=False
     )
 
@@ -481,9 +481,9 @@ def build_snapshot(
                 and not dataplane_labelled(home.labels, labels),
             )
             if inj.why is Why.ASSUMED and not by_default:
-                inj = dataclasses.replace(inj, why=Why.UNDECLARED_NAMESPACE)
+                inj = msgspec.structs.replace(inj, why=Why.UNDECLARED_NAMESPACE)
             elif inj.why is Why.NO_LABEL and by_default and dataplane_labelled(home.labels, labels):
-                inj = dataclasses.replace(inj, why=Why.DATAPLANE_LABEL)
+                inj = msgspec.structs.replace(inj, why=Why.DATAPLANE_LABEL)
         # A controller has no address of its own: its first pod's (by name), if given.
         ip = w.ip or next((m.ip for m in sorted(members, key=lambda m: m.name) if m.ip), None)
         drafts.append(

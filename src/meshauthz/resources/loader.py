@@ -21,10 +21,10 @@ import fnmatch
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from msgspec import Struct, field
 
 from meshauthz.errors import InputError, Location
 from meshauthz.resources import objects as o
@@ -96,8 +96,7 @@ _CONTROLLERS = {
 }
 
 
-@dataclass(slots=True)
-class LoadResult:
+class LoadResult(Struct):
     manifests: o.Manifests
     findings: list[Finding] = field(default_factory=list)
     # Files that could not be read or parsed: the others were read all the same.

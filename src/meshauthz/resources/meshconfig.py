@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal, cast, get_args
 
+from msgspec import Struct
+
 from meshauthz.errors import Location
+from meshauthz.records import Record
 
 PathNormalization = Literal["NONE", "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"]
 # ProxyPathNormalization.NormalizationType (istio/api mesh/v1alpha1/config.proto), by number.
@@ -98,8 +100,7 @@ _PROVIDER_FIELDS: dict[str, dict[str, _Type]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ExtensionProvider:
+class ExtensionProvider(Struct, frozen=True):
     name: str
     kind: str  # the provider's field name, e.g. envoyExtAuthzHttp
     # The provider's configuration, JSON names and typed values (an ext_authz
@@ -117,8 +118,7 @@ BUILTIN_PROVIDERS: tuple[ExtensionProvider, ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MeshConfig:
+class MeshConfig(Record, frozen=True):
     root_namespace: str = DEFAULT_ROOT_NAMESPACE
     trust_domain: str = DEFAULT_TRUST_DOMAIN
     trust_domain_aliases: tuple[str, ...] = ()
@@ -130,7 +130,9 @@ class MeshConfig:
     # A pod's proxy.istio.io/config annotation can override it; not read.
     gateway_num_trusted_proxies: int = 0
     location: Location | None = None
-    source_fields: dict[str, Location] = field(default_factory=dict, compare=False)
+    source_fields: dict[str, Location] = {}
+
+    provenance = ("source_fields",)
 
     def provider(self, name: str) -> ExtensionProvider | None:
         for p in self.extension_providers:

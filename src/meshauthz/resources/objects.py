@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Literal
+
+from msgspec import Struct, field
 
 from meshauthz.errors import Location
 from meshauthz.resources.istio import (
@@ -18,16 +19,15 @@ from meshauthz.resources.yamlload import Document, Path
 DRY_RUN_ANNOTATION = "istio.io/dry-run"
 
 
-@dataclass(slots=True, eq=False)
-class Resource:
+class Resource(Struct, eq=False):
     kind: str
     api_version: str
     name: str
     namespace: str
     labels: dict[str, str]
     annotations: dict[str, str]
-    doc: Document = field(repr=False)
-    base: Path = field(repr=False)  # this object's path inside its document
+    doc: Document
+    base: Path  # this object's path inside its document
 
     @property
     def file(self) -> str:
@@ -45,9 +45,13 @@ class Resource:
         """Where ``path`` (relative to the object, e.g. "spec", "rules", 0) is written."""
         return self.doc.location(self.base + tuple(path))
 
+    def __repr__(self) -> str:
+        # without the document it was read from (its whole text and positions)
+        shown = (n for n in self.__struct_fields__ if n not in ("doc", "base"))
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in shown)})"
 
-@dataclass(slots=True, eq=False)
-class AuthorizationPolicy(Resource):
+
+class AuthorizationPolicy(Resource, eq=False):
     spec: AuthorizationPolicySpec = field(default_factory=AuthorizationPolicySpec)
 
     @property
@@ -63,28 +67,23 @@ class AuthorizationPolicy(Resource):
         )
 
 
-@dataclass(slots=True, eq=False)
-class RequestAuthentication(Resource):
+class RequestAuthentication(Resource, eq=False):
     spec: RequestAuthenticationSpec = field(default_factory=RequestAuthenticationSpec)
 
 
-@dataclass(slots=True, eq=False)
-class PeerAuthentication(Resource):
+class PeerAuthentication(Resource, eq=False):
     spec: PeerAuthenticationSpec = field(default_factory=PeerAuthenticationSpec)
 
 
-@dataclass(slots=True, eq=False)
-class Namespace(Resource):
+class Namespace(Resource, eq=False):
     pass
 
 
-@dataclass(slots=True, eq=False)
-class ServiceAccount(Resource):
+class ServiceAccount(Resource, eq=False):
     pass
 
 
-@dataclass(slots=True, eq=False)
-class Workload(Resource):
+class Workload(Resource, eq=False):
     """A Pod, or a controller that makes pods (their template is what counts)."""
 
     pod_labels: dict[str, str] = field(default_factory=dict)
@@ -98,25 +97,21 @@ class Workload(Resource):
     owners: tuple[OwnerReference, ...] = ()  # metadata.ownerReferences
 
 
-@dataclass(slots=True, eq=False)
-class Service(Resource):
+class Service(Resource, eq=False):
     spec: ServiceSpec = field(default_factory=ServiceSpec)
 
 
-@dataclass(slots=True, eq=False)
-class ServiceEntry(Resource):
+class ServiceEntry(Resource, eq=False):
     spec: ServiceEntrySpec = field(default_factory=ServiceEntrySpec)
 
 
-@dataclass(slots=True, eq=False)
-class Gateway(Resource):
+class Gateway(Resource, eq=False):
     flavor: Literal["istio", "gateway-api"] = "istio"
     selector: dict[str, str] = field(default_factory=dict)  # Istio Gateway only
     gateway_class: str = ""  # Gateway API only
 
 
-@dataclass(slots=True, eq=False)
-class Skipped:
+class Skipped(Struct, eq=False):
     kind: str
     api_version: str
     name: str
@@ -131,8 +126,7 @@ class Skipped:
         return f"skipped {self.kind} {who} ({self.api_version}): {self.reason}"
 
 
-@dataclass(slots=True)
-class Manifests:
+class Manifests(Struct):
     """Everything loaded from a set of paths."""
 
     authorization_policies: list[AuthorizationPolicy] = field(default_factory=list)

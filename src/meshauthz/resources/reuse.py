@@ -16,8 +16,10 @@ file that cannot be read in chunks) is made afresh each time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from meshauthz.errors import Location
 from meshauthz.resources.findings import Finding
@@ -31,12 +33,11 @@ if TYPE_CHECKING:
 # these, so that a kind added to ``Manifests`` is recorded too, not left out of
 # a reused document.
 _KINDS = tuple(
-    f.name for f in fields(Manifests) if f.name not in ("mesh_config", "skipped", "files")
+    n for n in Manifests.__struct_fields__ if n not in ("mesh_config", "skipped", "files")
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Typed:
+class _Typed(Struct, frozen=True):
     """What the loader made of one document (``doc``)."""
 
     doc: Document

@@ -15,12 +15,12 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, field
 from functools import reduce
 from operator import getitem, or_
 from typing import Any
 
 import yaml
+from msgspec import Struct, field
 
 from meshauthz.collector import paused_gc
 from meshauthz.errors import InputError, Location
@@ -225,8 +225,7 @@ def _paths(data: Any, path: Path) -> Iterator[Path]:
             yield from _paths(v, (*path, n))
 
 
-@dataclass(slots=True)
-class Document:
+class Document(Struct):
     """One YAML document of a file."""
 
     file: str
@@ -315,8 +314,7 @@ def parse_documents(text: str, file: str) -> list[Document]:
         return _parse_documents(text, file)
 
 
-@dataclass(frozen=True, slots=True)
-class ReadChunk:
+class ReadChunk(Struct, frozen=True):
     """What reading one chunk of a stream alone made (see ``read_chunked``)."""
 
     streamed: int  # documents of the stream it holds (an empty one counts): 0 or 1

@@ -19,7 +19,8 @@ import contextlib
 import re
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from meshauthz.runtime.envoy_config import ResourceType
 
@@ -43,8 +44,7 @@ def stat_prefix(sub: Subscription) -> str:
     return f"extension_config_discovery.http_filter.{name}"  # the mesh's ECDS are HTTP filters
 
 
-@dataclass(frozen=True)
-class EnvoyStats:
+class EnvoyStats(Struct, frozen=True):
     """The update stats of one Envoy, as read once."""
 
     values: dict[str, str]
@@ -77,8 +77,7 @@ def read_stats(ip: str, admin_port: int, timeout: float = 1.0) -> EnvoyStats | N
     return EnvoyStats(values)
 
 
-@dataclass
-class Expected:
+class Expected(Struct):
     """What one sidecar should hold: per subscription, the version delivered and
     its Envoy's failure count just before that delivery (0 for an Envoy not yet
     answering: it starts counting from 0)."""
@@ -87,8 +86,7 @@ class Expected:
     baseline: dict[Subscription, int]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(Struct, frozen=True):
     confirmed: bool
     refused: dict[Subscription, str]  # subscription -> why
     pending: tuple[Subscription, ...]

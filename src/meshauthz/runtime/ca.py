@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from msgspec import Struct
 
 ROOT_LIFETIME = datetime.timedelta(days=3650)
 DEFAULT_WORKLOAD_TTL = datetime.timedelta(hours=1)
@@ -57,8 +57,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class WorkloadCert:
+class WorkloadCert(Struct, frozen=True):
     spiffe_id: str
     cert_pem: bytes
     key_pem: bytes

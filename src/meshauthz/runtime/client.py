@@ -24,10 +24,11 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import MeshSnapshot, inbound_port
@@ -44,8 +45,7 @@ class CurlError(MeshauthzError):
     pass
 
 
-@dataclass
-class Target:
+class Target(Struct):
     """Where a URL leads: the Service, its port, the workload and the port it receives on."""
 
     host: str
@@ -57,8 +57,7 @@ class Target:
     protocol: str  # "http" or "tcp" (the inbound chain)
 
 
-@dataclass
-class Response:
+class Response(Struct):
     status: int | str  # an HTTP status, or "connection reset"
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)

@@ -50,9 +50,10 @@ import time
 import traceback
 import urllib.request
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import load_mesh
@@ -184,8 +185,7 @@ def load_plan_snapshot(plan: MeshPlan) -> MeshSnapshot:
 # --------------------------------------------------------------------------- processes
 
 
-@dataclass
-class Child:
+class Child(Struct):
     name: str
     argv: list[str]
     log: Path

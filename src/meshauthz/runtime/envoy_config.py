@@ -56,9 +56,10 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+
+from msgspec import Struct
 
 from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.hcm import HcmOptions
@@ -131,8 +132,7 @@ Resource = dict[str, Any]
 """One Envoy resource in proto3 JSON form, with its ``@type`` and ``name``."""
 
 
-@dataclass(frozen=True)
-class ResourceSet:
+class ResourceSet(Struct, frozen=True):
     """One proxy's configuration as an xDS server holds it: per type, the
     resources by name, and the version they make up together."""
 
@@ -165,8 +165,7 @@ class ConfigSources(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class TlsMaterial:
+class TlsMaterial(Struct, frozen=True):
     """A workload's certificate chain and private key, and the mesh root (PEM)."""
 
     cert_chain: bytes

@@ -23,9 +23,10 @@ import json
 import os
 import re
 import urllib.parse
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from msgspec import Struct, field
 
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.decision import DryRunResult
@@ -52,8 +53,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _LOGGED_DRY_RUN = ("DENY", "ALLOW")
 
 
-@dataclass(frozen=True, slots=True)
-class MeshAnswer:
+class MeshAnswer(Struct, frozen=True):
     """What the mesh did with a case's request. ``observed`` names the fields
     (the suite-file names) that the client and the access log established."""
 
@@ -80,8 +80,7 @@ class MeshAnswer:
         return out
 
 
-@dataclass(slots=True)
-class MeshCaseResult:
+class MeshCaseResult(Struct):
     suite: SuiteResult
     case: CaseResult
     outcome: MeshOutcome
@@ -100,8 +99,7 @@ class MeshCaseResult:
         }
 
 
-@dataclass(slots=True)
-class MeshRun:
+class MeshRun(Struct):
     plan: MeshPlan
     cases: list[MeshCaseResult]
     # suite file -> a note: its manifests are not the ones the mesh runs

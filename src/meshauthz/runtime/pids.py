@@ -22,15 +22,15 @@ import json
 import os
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 VERSION = 2
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessIdentity:
+class ProcessIdentity(Struct, frozen=True):
     pid: int
     start: str  # clock ticks since boot (Linux); ps's lstart elsewhere
     cmdline: tuple[str, ...]
@@ -110,8 +110,7 @@ def send_signal(rec: ProcessIdentity, sig: int) -> bool:
     return True
 
 
-@dataclass
-class PidsFile:
+class PidsFile(Struct):
     pgid: int | None = None
     processes: dict[str, ProcessIdentity] = field(default_factory=dict)
     # Entries that cannot be checked (no identity recorded, malformed): never signalled.

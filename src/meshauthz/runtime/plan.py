@@ -25,9 +25,10 @@ import random
 import secrets
 import shutil
 import socket
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field, to_builtins
 
 from meshauthz.mesh import MeshSnapshot, MeshWorkload, inbound_ports, service_port_protocol
 from meshauthz.mesh.protocol import listener_protocol
@@ -98,8 +99,7 @@ def choose_ip_block(rng: random.Random | None = None) -> str:
     return "127.0.0"  # only 127.0.0.1 usable (e.g. macOS): every workload shares it
 
 
-@dataclass
-class WorkloadPlan:
+class WorkloadPlan(Struct):
     key: str
     namespace: str
     name: str
@@ -122,8 +122,7 @@ class WorkloadPlan:
         return self.ip, self.inbound[port]
 
 
-@dataclass
-class MeshPlan:
+class MeshPlan(Struct):
     name: str
     manifests: str
     state_dir: str
@@ -166,7 +165,7 @@ class MeshPlan:
     def save(self) -> None:
         path = self.state / "plan.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        tmp.write_text(json.dumps(to_builtins(self), indent=2, sort_keys=True))
         os.replace(tmp, path)
 
     @classmethod

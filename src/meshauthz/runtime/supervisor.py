@@ -23,9 +23,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.errors import MeshauthzError
 from meshauthz.runtime import pids
@@ -242,8 +243,7 @@ def _tail(path: Path, n: int = 4000) -> str:
         return "(no log)"
 
 
-@dataclass
-class DownResult:
+class DownResult(Struct):
     killed: list[int] = field(default_factory=list)  # needed SIGKILL
     skipped: list[str] = field(default_factory=list)  # stale records, never signalled
     removed: bool = False

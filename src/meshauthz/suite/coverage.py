@@ -14,8 +14,9 @@ reached) do not count: Envoy never ran them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.decide.decision import Decision
 from meshauthz.mesh import MeshSnapshot
@@ -24,8 +25,7 @@ from meshauthz.resources.objects import AuthorizationPolicy
 _RULE_STAGES = ("CUSTOM", "AUDIT", "DENY", "ALLOW")
 
 
-@dataclass(slots=True)
-class RuleCoverage:
+class RuleCoverage(Struct):
     index: int
     file: str
     line: int | None
@@ -71,8 +71,7 @@ class RuleCoverage:
         }
 
 
-@dataclass(slots=True)
-class PolicyCoverage:
+class PolicyCoverage(Struct):
     policy: str  # namespace/name
     action: str
     file: str

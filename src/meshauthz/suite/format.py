@@ -28,8 +28,10 @@ import glob
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from meshauthz.decide.request_spec import RequestSpec, parse_request
 from meshauthz.envoy.jwt_authn import jwks_problem
@@ -78,8 +80,7 @@ _STAGES = (
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class DryRunExpectation:
+class DryRunExpectation(Struct, frozen=True):
     """One dry-run (shadow) result a case expects, as ``check -o json`` lists
     them: the stage whose filter carried the dry-run policies, what they would
     have done (``allowed``/``denied``; None: not checked) and which policy
@@ -117,8 +118,7 @@ class DryRunExpectation:
         return text
 
 
-@dataclass(frozen=True, slots=True)
-class Expectation:
+class Expectation(Struct, frozen=True):
     """What a case expects. Fields left unset are not checked; ``policy`` and
     ``rule`` may be pinned to None (no policy decided). ``dry_run`` (when set)
     is every dry-run result, one per stage (``()``: no dry-run policy was
@@ -220,8 +220,7 @@ class Expectation:
         return ", ".join(parts)
 
 
-@dataclass(frozen=True, slots=True)
-class Case:
+class Case(Struct, frozen=True):
     name: str
     request: RequestSpec
     expect: Expectation
@@ -229,8 +228,7 @@ class Case:
     ext_authz: str | None = None  # "allow" | "deny": the CUSTOM provider's assumed answer
 
 
-@dataclass(slots=True)
-class Suite:
+class Suite(Struct):
     file: str
     name: str
     resources: list[str]  # the manifest files and directories, resolved

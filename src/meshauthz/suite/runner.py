@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from msgspec import Struct, field
 
 from meshauthz.decide.decision import Decision, DryRunResult
 from meshauthz.decide.engine import Decider
@@ -35,8 +36,7 @@ from meshauthz.suite.format import (
 from meshauthz.suite.select import CaseSelector, full_name
 
 
-@dataclass(slots=True)
-class CaseResult:
+class CaseResult(Struct):
     case: Case
     # "pass" | "fail" | "error" (the case cannot be used) | "internal-error" (meshauthz
     # failed deciding it: its DENY is fail-closed, so it meets no expectation)
@@ -52,8 +52,7 @@ class CaseResult:
         return self.outcome == "pass"
 
 
-@dataclass(slots=True)
-class SuiteResult:
+class SuiteResult(Struct):
     file: str
     suite: Suite | None
     cases: list[CaseResult] = field(default_factory=list)
@@ -69,8 +68,7 @@ class SuiteResult:
         return sum(1 for c in self.cases if c.outcome == outcome)
 
 
-@dataclass(slots=True)
-class RunResult:
+class RunResult(Struct):
     suites: list[SuiteResult]
     coverage: Coverage | None = None
     threshold: float | None = None  # the rule coverage (percent) required

@@ -23,10 +23,10 @@ request space, each ``End`` saying what ``check`` would report.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Literal
 
 import z3
+from msgspec import Struct, field
 
 from meshauthz.decide.cause import Stage
 from meshauthz.decide.engine import Prepared, PreparedStage
@@ -43,8 +43,7 @@ from meshauthz.translate import BuiltFilter
 Verdict = Literal["ALLOW", "DENY"]
 
 
-@dataclass(frozen=True, slots=True)
-class End:
+class End(Struct, frozen=True):
     """How the chain ends for a class of requests: what ``check`` reports."""
 
     verdict: Verdict
@@ -57,8 +56,7 @@ class End:
         return {"decision": self.verdict, "policy": self.policy, "rule": self.rule}
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyMatch:
+class PolicyMatch(Struct, frozen=True):
     """One Envoy policy of one filter: when it matches, and when a request
     reaches its filter at all (what the chain let through before it)."""
 
@@ -69,8 +67,7 @@ class PolicyMatch:
     reached: z3.BoolRef
 
 
-@dataclass(slots=True)
-class SymbolicChain:
+class SymbolicChain(Struct):
     prepared: Prepared
     ends: list[tuple[z3.BoolRef, End]] = field(default_factory=list)
     policies: list[PolicyMatch] = field(default_factory=list)

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, TypeVar
 
 import z3
+from msgspec import Struct, field
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.cause import Stage
@@ -72,8 +72,7 @@ NARROW_TIMEOUT_MS = 2_000
 MAX_NOT_NORMAL = 64  # witnesses whose path is no normalized path, set aside before giving up
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
+class Change(Struct, frozen=True):
     """A class of requests one side allows and the other denies."""
 
     destination: Destination
@@ -94,8 +93,7 @@ class Change:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Unknown:
+class Unknown(Struct, frozen=True):
     """A destination the engine cannot answer for exactly, and why."""
 
     destination: Destination
@@ -105,8 +103,7 @@ class Unknown:
         return {**self.destination.to_json(), "reason": self.reason}
 
 
-@dataclass(slots=True)
-class Comparison:
+class Comparison(Struct):
     opened: list[Change] = field(default_factory=list)
     closed: list[Change] = field(default_factory=list)
     unknown: list[Unknown] = field(default_factory=list)

@@ -10,12 +10,13 @@ constant value comes from the one implementation.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import z3
+from msgspec import Struct, field
 
 from meshauthz.envoy.jwt_authn import JWT_FILTER
 from meshauthz.envoy.rbac.evaluate import RbacInput, compile_node
@@ -61,8 +62,7 @@ _ALL = z3.AllChar(z3.ReSort(z3.StringSort()))
 _FULL = z3.Star(_ALL)
 
 
-@dataclass(slots=True)
-class Writes:
+class Writes(Struct):
     """Dynamic metadata written by the filters run so far: for each
     (namespace, key) the writes in order, each (condition, value)."""
 
@@ -87,7 +87,7 @@ class Writes:
         return out
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class Context:
     """What the matchers of one chain read: the request variables, whether a
     peer certificate reaches the filters, the destination, the metadata so far."""
@@ -96,10 +96,10 @@ class Context:
     peer: z3.BoolRef
     destination_ip: str
     destination_port: int
-    writes: Writes = field(default_factory=Writes)
+    writes: Writes = dataclasses.field(default_factory=Writes)
     # when the JWT filter has run: the requests it passes with a payload
     jwt_payload: z3.BoolRef | None = None
-    concrete: RbacInput = field(init=False)
+    concrete: RbacInput = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         # what a leaf that reads no request variable sees

@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import z3
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from meshauthz.ambient.evaluate import Connection, SpiffeIdentity
 from meshauthz.ambient.topology import enrollment, service_waypoint, workload_waypoint
@@ -98,8 +99,7 @@ GATEWAY_PREFIX = "gateway:"
 OPEN_CHECK_MS = 1_000
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(Struct, frozen=True):
     """Who sends the requests of one row."""
 
     label: str  # what rows show as "from"
@@ -197,8 +197,7 @@ def mesh_callers(snapshot: MeshSnapshot) -> list[Caller]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Deciding:
+class Deciding(Struct, frozen=True):
     """A policy rule that decides some of a row's requests, and where it is written."""
 
     end: End
@@ -216,8 +215,7 @@ class Deciding:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(Struct, frozen=True):
     caller: Caller
     destination: Destination
     verdict: Verdict
@@ -250,8 +248,7 @@ class Row:
         return out
 
 
-@dataclass(slots=True)
-class Reachability:
+class Reachability(Struct):
     rows: list[Row] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -347,8 +344,7 @@ def familiar_model(
     return readable_model(solver, space, host, SOLVER_TIMEOUT_MS)
 
 
-@dataclass(frozen=True, slots=True)
-class Found:
+class Found(Struct, frozen=True):
     """A request of a row, the end the formulas give it, confirmed by ``check``
     (through a gateway: the client's request, and the request sent on)."""
 
@@ -369,8 +365,7 @@ def _loopback(v6: z3.BoolRef, ip: z3.BitVecRef) -> z3.BoolRef:
     return z3.Or(*[z3.And(v6 if a.version == 6 else z3.Not(v6), ip == int(a)) for a in LOOPBACK])
 
 
-@dataclass(slots=True)
-class GatewayHop:
+class GatewayHop(Struct):
     """A row through a gateway whose own policies take part (``decide.gateway_hop``):
     the client's request decided at the gateway, then the onward request at the
     destination, both chains over one space. The space's caller variables are

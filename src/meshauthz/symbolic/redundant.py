@@ -33,12 +33,11 @@ The library (for ``analyze`` and other front ends):
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgspec
 import z3
+from msgspec import Struct, field
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.engine import Decider, Prepared
@@ -65,8 +64,7 @@ Reason = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Redundant:
+class Redundant(Struct, frozen=True):
     policy: str  # "namespace/name"
     rule: int | None  # None: the whole policy
     reason: Reason
@@ -85,8 +83,7 @@ class Redundant:
         }
 
 
-@dataclass(slots=True)
-class RedundancyReport:
+class RedundancyReport(Struct):
     findings: list[Redundant] = field(default_factory=list)
     unknown: list[Unknown] = field(default_factory=list)
 
@@ -97,8 +94,7 @@ class RedundancyReport:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Always:
+class Always(Struct, frozen=True):
     destination: Destination
     kind: Literal["always-denies", "always-allows"]
     policies: tuple[str, ...]  # the policies that apply there
@@ -124,7 +120,9 @@ def without_rule(
             kept.append(ap)
         elif rule is not None:
             rules = ap.spec.rules[:rule] + ap.spec.rules[rule + 1 :]
-            kept.append(dataclasses.replace(ap, spec=msgspec.structs.replace(ap.spec, rules=rules)))
+            kept.append(
+                msgspec.structs.replace(ap, spec=msgspec.structs.replace(ap.spec, rules=rules))
+            )
     return MeshSnapshot(
         mesh_config=snapshot.mesh_config,
         namespaces=snapshot.namespaces,

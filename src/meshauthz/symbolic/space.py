@@ -31,9 +31,9 @@ What the space holds, and why it is exact:
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 
 import z3
+from msgspec import Struct, field
 
 from meshauthz.envoy.codec import JOINED_HEADERS
 from meshauthz.envoy.hcm import HTTP1_METHODS
@@ -106,8 +106,7 @@ CLAIM_CHAR = z3.Range("\x00", "\ud7ff")
 OTHER, STRING, LIST = 0, 1, 2
 
 
-@dataclass(slots=True)
-class ClaimVar:
+class ClaimVar(Struct):
     """The value at one path of the JWT payload (below its metadata key):
     ``kind`` OTHER (absent, a number, a bool, null or an object: no string or
     list matcher matches it), STRING (``string``) or LIST (the strings
@@ -123,8 +122,7 @@ class ClaimVar:
         return [self.string, *self.items]
 
 
-@dataclass(slots=True)
-class JwtSpace:
+class JwtSpace(Struct):
     """The token a request presents to the destination's JWT filter: ``token``
     (one is presented where a provider reads), ``accepted`` (a provider
     accepts it; its payload is then the claims), and each claim a matcher reads."""
@@ -150,8 +148,7 @@ class JwtSpace:
         return var
 
 
-@dataclass(slots=True)
-class HeaderVar:
+class HeaderVar(Struct):
     """One request header: up to ``len(values)`` entries, entry i sent iff ``sent[i]``."""
 
     name: str
@@ -162,8 +159,7 @@ class HeaderVar:
         return z3.Or(*self.sent) if len(self.sent) > 1 else self.sent[0]
 
 
-@dataclass(slots=True)
-class Space:
+class Space(Struct):
     """The request variables for one destination (shared by both sides of a comparison)."""
 
     http: bool

@@ -14,10 +14,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import z3
+from msgspec import Struct
 
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider, Prepared
@@ -43,8 +43,7 @@ class WitnessMismatch(AssertionError):
     """The concrete decision of a witness is not the one the engine derived (a bug)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Destination:
+class Destination(Struct, frozen=True):
     workload: str  # "namespace/name"
     port: int
     protocol: str  # "http" | "tcp"

@@ -15,9 +15,9 @@ policies only log.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 
 import z3
+from msgspec.structs import replace
 
 from meshauthz.ambient.authorization import Address, Authorization, Match
 from meshauthz.ambient.evaluate import Connection, match_matches

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from msgspec import Struct, field
 
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
@@ -56,8 +57,7 @@ class Chain(enum.Enum):
         return self is Chain.TCP
 
 
-@dataclass(frozen=True, slots=True)
-class BuildOptions:
+class BuildOptions(Struct, frozen=True):
     """What istiod knows besides the policies.
 
     ``trust_domains``: the mesh trust domain followed by its aliases. The
@@ -94,8 +94,7 @@ class BuildOptions:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
+class Placement(Struct, frozen=True):
     """Where one AuthorizationPolicy went in a filter."""
 
     policy: str  # namespace/name
@@ -104,8 +103,7 @@ class Placement:
     dry_run: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class BuiltFilter:
+class BuiltFilter(Struct, frozen=True):
     filter: Filter
     stage: Stage
     provider: str | None = None  # CUSTOM only
@@ -119,8 +117,7 @@ class BuiltFilter:
         return filter_to_dict(self.filter, style)
 
 
-@dataclass(slots=True)
-class BuildResult:
+class BuildResult(Struct):
     filters: list[BuiltFilter] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
@@ -164,8 +161,7 @@ def _key(p: AuthorizationPolicy) -> str:
     return f"{p.namespace}/{p.name}"
 
 
-@dataclass(slots=True)
-class _RuleSet:
+class _RuleSet(Struct):
     """The policies of one RBAC rule set being filled, with their provenance."""
 
     policies: dict[str, Policy] = field(default_factory=dict)
@@ -176,8 +172,7 @@ class _RuleSet:
         return RBAC(action, tuple(((rename or str)(n), p) for n, p in self.policies.items()))
 
 
-@dataclass(frozen=True, slots=True)
-class _Translated:
+class _Translated(Struct, frozen=True):
     """One policy's rules as one action builds them on one kind of chain: what
     ``_fill`` adds to a rule set. It depends on the policy, not on the workload
     it is built for, so every workload the policy selects shares it."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.envoy.ext_authz import (
     HTTP_EXT_AUTHZ_NAME,
@@ -109,8 +110,7 @@ def _namespaces_of(registry: ServiceRegistry, hostname: str) -> list[str]:
     return sorted({ns for ns, host in registry if host == hostname})
 
 
-@dataclass(slots=True)
-class ResolvedProvider:
+class ResolvedProvider(Struct):
     """A provider after istiod's checks: typed configs or the errors found."""
 
     name: str

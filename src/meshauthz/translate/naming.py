@@ -15,8 +15,9 @@ Everything that writes or reads these names goes through this module.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal
+
+from msgspec import Struct
 
 from meshauthz.envoy.rbac.model import Action, HttpRbacFilter, NetworkRbacFilter
 
@@ -32,8 +33,7 @@ BAD_CUSTOM_SUFFIX = "-deny-due-to-bad-CUSTOM-action"
 FilterStage = Literal["CUSTOM", "AUDIT", "DENY", "ALLOW"]
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyName:
+class PolicyName(Struct, frozen=True):
     """An Envoy policy name istiod wrote, taken apart."""
 
     namespace: str

@@ -13,9 +13,11 @@ Every node carries a Note that points at the field in the user's file.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from msgspec import Struct, field
 
 from meshauthz.envoy.rbac.model import (
     Action,
@@ -98,14 +100,12 @@ class HttpOnly(m.GenerationError):
 # --- the model ----------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Value:
+class _Value(Struct):
     text: str
     index: int  # position in the list as written (for the note's line)
 
 
-@dataclass(slots=True)
-class _Field:
+class _Field(Struct):
     """One attribute of a from/to/when element with its values and not-values.
     Objects for `when` conditions are shared by every conjunction of their
     side, as in istiod (this matters for trust-domain rewriting)."""
@@ -121,8 +121,7 @@ class _Field:
     not_path: tuple[str | int, ...]
 
 
-@dataclass(slots=True)
-class Problem:
+class Problem(Struct):
     """Something istiod logs while translating (and then skips or ignores)."""
 
     severity: str  # "error": istiod logs an error; "info": a debug-level note
@@ -143,7 +142,7 @@ Leaves = dict[tuple[str, str], Any]
 _Leaf = TypeVar("_Leaf")
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class _Context:
     record: AuthorizationPolicy
     rule: int
@@ -151,11 +150,11 @@ class _Context:
     for_tcp: bool
     use_authenticated: bool
     problems: list[Problem]
-    leaves: Leaves = field(default_factory=dict)
+    leaves: Leaves = dataclasses.field(default_factory=dict)
     policy: str = ""  # namespace/name, one string for all of the rule's notes
     file: str = ""
     base: tuple[str | int, ...] = ()
-    line_at: Callable[[tuple[str | int, ...]], int | None] = field(init=False)
+    line_at: Callable[[tuple[str | int, ...]], int | None] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.policy = f"{self.record.namespace}/{self.record.name}"
@@ -183,8 +182,7 @@ class _Context:
         return hit
 
 
-@dataclass(slots=True)
-class RuleModel:
+class RuleModel(Struct):
     permissions: list[list[_Field]] = field(default_factory=list)
     principals: list[list[_Field]] = field(default_factory=list)
     permission_paths: list[tuple[tuple[str | int, ...], str | None]] = field(default_factory=list)

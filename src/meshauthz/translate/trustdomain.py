@@ -8,7 +8,8 @@ The bundle is the mesh's trust domain followed by its aliases
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 CLUSTER_LOCAL = "cluster.local"
 
@@ -34,8 +35,7 @@ def _matches_any(a: str, domains: Sequence[str]) -> bool:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class TrustDomainBundle:
+class TrustDomainBundle(Struct, frozen=True):
     """``domains``: the trust domain first, then its aliases. An empty bundle
     is what istiod's own builder tests use (no mesh trust domain at all)."""
 

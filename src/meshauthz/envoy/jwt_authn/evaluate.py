@@ -46,10 +46,14 @@ import json
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
+
+from msgspec import Struct, field
+from msgspec.structs import replace
+
+from meshauthz.records import Record
 
 # cryptography and PyJWT are imported where keys are read and signatures checked:
 # most commands never do, and importing them costs more than starting Python.
@@ -124,8 +128,7 @@ class Status(Enum):
 # --------------------------------------------------------------------------- input
 
 
-@dataclass(frozen=True, slots=True)
-class JwtPresented:
+class JwtPresented(Struct, frozen=True):
     """A JWT a client sends: its claims (taken as validly signed) or a raw token.
 
     It travels in ``Authorization: Bearer <t>`` unless ``header`` (with an
@@ -189,8 +192,7 @@ def _claims_token(claims: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- providers
 
 
-@dataclass(frozen=True, slots=True)
-class _Key:
+class _Key(Struct, frozen=True):
     kty: str
     kid: str
     alg: str
@@ -253,8 +255,7 @@ def _jwk(d: dict[str, Any]) -> _Key | None:
 # --------------------------------------------------------------------------- outcome
 
 
-@dataclass(frozen=True, slots=True)
-class JwtOutcome:
+class JwtOutcome(Record, frozen=True):
     """What the jwt_authn filter does with a request.
 
     ``status`` None: the request goes on to the next filter (RBAC) with
@@ -280,8 +281,10 @@ class JwtOutcome:
     removed_headers: tuple[str, ...] = ()
     removed_params: tuple[str, ...] = ()
     trace: tuple[str, ...] = ()
-    error: Status | None = field(default=None, compare=False)
     payload: dict[str, Any] | None = None
+    error: Status | None = None
+
+    provenance = ("error",)
 
     @property
     def allowed(self) -> bool:
@@ -530,15 +533,13 @@ def requirement_for(config: JwtAuthentication, path: str) -> Requirement | None:
     return None
 
 
-@dataclass(slots=True)
-class _Token:
+class _Token(Struct):
     text: str
     kind: str  # "header" | "param" | "cookie"
     name: str
 
 
-@dataclass(slots=True)
-class _Context:
+class _Context(Struct):
     config: JwtAuthentication
     headers: list[tuple[str, str]]
     params: list[tuple[str, str]]
@@ -753,8 +754,7 @@ def _unverifiable(
 # --------------------------------------------------------------------------- the JWT
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJwt:
+class ParsedJwt(Struct, frozen=True):
     header: dict[str, Any]
     payload: dict[str, Any]
     alg: str

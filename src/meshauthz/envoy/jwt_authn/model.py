@@ -6,22 +6,20 @@ proto (caches, retry policies, claim-to-header copies) is not read.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from msgspec import Struct
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 JWT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderLocation:
+class HeaderLocation(Struct, frozen=True):
     """JwtHeader: a header holding the token after ``value_prefix``."""
 
     name: str
     value_prefix: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteJwks:
+class RemoteJwks(Struct, frozen=True):
     """RemoteJwks: keys fetched from ``uri`` (through ``cluster``)."""
 
     uri: str
@@ -29,8 +27,7 @@ class RemoteJwks:
     timeout: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class JwtProvider:
+class JwtProvider(Struct, frozen=True):
     """One entry of ``providers`` (its map key is ``name``).
 
     Exactly one JWKS source is set: ``local_jwks`` (``local_jwks.inline_string``),
@@ -63,36 +60,30 @@ class JwtProvider:
         return self.remote_jwks.uri if self.remote_jwks is not None else ""
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderName:
+class ProviderName(Struct, frozen=True):
     name: str
 
 
-@dataclass(frozen=True, slots=True)
-class RequiresAny:
+class RequiresAny(Struct, frozen=True):
     requirements: tuple[Requirement, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class RequiresAll:
+class RequiresAll(Struct, frozen=True):
     requirements: tuple[Requirement, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class AllowMissing:
+class AllowMissing(Struct, frozen=True):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class AllowMissingOrFailed:
+class AllowMissingOrFailed(Struct, frozen=True):
     pass
 
 
 Requirement = ProviderName | RequiresAny | RequiresAll | AllowMissing | AllowMissingOrFailed
 
 
-@dataclass(frozen=True, slots=True)
-class RequirementRule:
+class RequirementRule(Struct, frozen=True):
     """One entry of ``rules``: a route match (a path prefix) and its requirement
     (None: requests it matches are not verified)."""
 
@@ -100,8 +91,7 @@ class RequirementRule:
     requires: Requirement | None
 
 
-@dataclass(frozen=True, slots=True)
-class JwtAuthentication:
+class JwtAuthentication(Struct, frozen=True):
     providers: tuple[JwtProvider, ...] = ()
     rules: tuple[RequirementRule, ...] = ()
     # Selected by per-route configuration only; written and read, not evaluated.

@@ -8,12 +8,14 @@ whose nodes point at the model nodes and therefore at their notes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, cast
+
+from msgspec import Struct
 
 from .matchers import (
     InputFn,
@@ -66,8 +68,7 @@ from .uri_template import strip_query_and_fragment, template_set
 # --- the request as the filter sees it ---------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PeerCertificate:
+class PeerCertificate(Struct, frozen=True):
     """The downstream TLS peer. ``PeerCertificate()`` (no SANs, empty subject)
     is a TLS connection without a client certificate: Envoy 1.40 still counts
     it as authenticated and matches its subject as ""."""
@@ -85,7 +86,7 @@ def _ip(s: str | None) -> tuple[int, int] | None:
     return (a.version, int(a))
 
 
-@dataclass(slots=True)
+@dataclasses.dataclass(slots=True)
 class RbacInput:
     """What the RBAC filter reads from the connection and the request.
 
@@ -110,20 +111,22 @@ class RbacInput:
     requested_server_name: str = ""
     peer: PeerCertificate | None = None
     headers: Sequence[tuple[str, str]] | None = None
-    dynamic_metadata: Mapping[str, Any] = field(default_factory=dict)
-    filter_state: Mapping[str, str] = field(default_factory=dict)
+    dynamic_metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    filter_state: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # derived once, read by the matchers
-    header_map: dict[str, list[str]] = field(init=False, repr=False)
-    path: str | None = field(init=False, repr=False)
-    url_path: str | None = field(init=False, repr=False)  # path without query and fragment
-    ip_direct: tuple[int, int] | None = field(init=False, repr=False)
-    ip_remote: tuple[int, int] | None = field(init=False, repr=False)
-    ip_source: tuple[int, int] | None = field(init=False, repr=False)
-    ip_destination: tuple[int, int] | None = field(init=False, repr=False)
+    header_map: dict[str, list[str]] = dataclasses.field(init=False, repr=False)
+    path: str | None = dataclasses.field(init=False, repr=False)
+    url_path: str | None = dataclasses.field(
+        init=False, repr=False
+    )  # path without query and fragment
+    ip_direct: tuple[int, int] | None = dataclasses.field(init=False, repr=False)
+    ip_remote: tuple[int, int] | None = dataclasses.field(init=False, repr=False)
+    ip_source: tuple[int, int] | None = dataclasses.field(init=False, repr=False)
+    ip_destination: tuple[int, int] | None = dataclasses.field(init=False, repr=False)
     # What a principal_name is matched against, in Envoy 1.40's order: each URI
     # SAN, then each DNS SAN, then the subject; the first match wins, so a
     # subject can match even when the cert has SANs (verified). None: no TLS peer.
-    peer_names: tuple[str, ...] | None = field(init=False, repr=False)
+    peer_names: tuple[str, ...] | None = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         hm: dict[str, list[str]] = {}
@@ -590,8 +593,7 @@ class PythonEmitter:
 # --- traces ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class MatchTrace:
+class MatchTrace(Struct, frozen=True):
     """Whether one model node matched, with its children's traces."""
 
     node: Any
@@ -612,8 +614,7 @@ class MatchTrace:
         return self
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyTrace:
+class PolicyTrace(Struct, frozen=True):
     name: str
     policy: Policy
     matched: bool
@@ -670,8 +671,7 @@ def _trace(node: Any, leaves: _Leaves, inp: RbacInput) -> MatchTrace:
 # --- the engine ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class EngineResult:
+class EngineResult(Struct, frozen=True):
     """One engine's answer. ``allowed`` is the engine's verdict (always True for
     LOG); ``effective_policy_id`` the first matching policy in Envoy's order;
     ``should_log`` is set for LOG (Envoy's access_log_hint)."""
@@ -775,8 +775,7 @@ ALLOWED = "allowed"
 DENIED = "denied"
 
 
-@dataclass(frozen=True, slots=True)
-class FilterResult:
+class FilterResult(Struct, frozen=True):
     """What an RBAC filter does with one request or connection.
 
     ``allowed`` is the enforcement decision (True when there are no enforced

@@ -10,12 +10,14 @@ tree parsed from Envoy's JSON.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
 from typing import Literal
 
+from msgspec import Struct
 
-@dataclass(frozen=True, slots=True)
-class Note:
+from meshauthz.records import Record
+
+
+class Note(Struct, frozen=True):
     """Provenance of a node: the user-level input it was translated from."""
 
     policy: str | None = None  # "namespace/name"
@@ -27,9 +29,12 @@ class Note:
     line: int | None = None
 
 
-def _note() -> Note | None:
-    # dataclasses' field() is typed to return the field's value type, so this checks
-    return field(default=None, compare=False, repr=False)
+class Noted(Record, frozen=True):
+    """A node with provenance: its last field, ``note``, the user-level input
+    it was translated from, takes no part in equality, so equal matchers from
+    different rules are equal."""
+
+    provenance = ("note",)
 
 
 # --- leaf matchers (envoy.type.matcher.v3) ---------------------------------
@@ -37,15 +42,13 @@ def _note() -> Note | None:
 StringKind = Literal["exact", "prefix", "suffix", "contains", "safe_regex"]
 
 
-@dataclass(frozen=True, slots=True)
-class StringMatcher:
+class StringMatcher(Struct, frozen=True):
     kind: StringKind
     value: str
     ignore_case: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Int64Range:
+class Int64Range(Struct, frozen=True):
     start: int
     end: int  # exclusive, as in Envoy
 
@@ -55,8 +58,7 @@ HeaderKind = Literal[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class HeaderMatcher:
+class HeaderMatcher(Struct, frozen=True):
     """config.route.v3.HeaderMatcher. ``kind`` says which oneof was set:
     the deprecated ``exact_match``..``contains_match`` and ``safe_regex_match``
     (stored in ``value``), ``present_match`` (``present``), ``string_match``
@@ -72,8 +74,7 @@ class HeaderMatcher:
     treat_missing_header_as_empty: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class CidrRange:
+class CidrRange(Struct, frozen=True):
     address_prefix: str
     # None (unset) is 0 in Envoy, i.e. the whole address family (verified, 1.40)
     prefix_len: int | None = None
@@ -82,8 +83,7 @@ class CidrRange:
 ValueKind = Literal["null", "double", "string", "bool", "present", "list", "or"]
 
 
-@dataclass(frozen=True, slots=True)
-class ValueMatcher:
+class ValueMatcher(Struct, frozen=True):
     kind: ValueKind
     string: StringMatcher | None = None
     boolean: bool = False
@@ -94,8 +94,7 @@ class ValueMatcher:
     or_matchers: tuple[ValueMatcher, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class MetadataMatcher:
+class MetadataMatcher(Struct, frozen=True):
     filter: str
     path: tuple[str, ...]
     value: ValueMatcher
@@ -105,81 +104,71 @@ class MetadataMatcher:
 # --- permissions (what the request does) -----------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PermAny:
-    note: Note | None = _note()
+class PermAny(Noted, frozen=True):
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermAnd:
+class PermAnd(Noted, frozen=True):
     rules: tuple[Permission, ...]
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermOr:
+class PermOr(Noted, frozen=True):
     rules: tuple[Permission, ...]
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermNot:
+class PermNot(Noted, frozen=True):
     rule: Permission
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermHeader:
+class PermHeader(Noted, frozen=True):
     header: HeaderMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermUrlPath:
+class PermUrlPath(Noted, frozen=True):
     path: StringMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermDestinationIp:
+class PermDestinationIp(Noted, frozen=True):
     cidr: CidrRange
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermDestinationPort:
+class PermDestinationPort(Noted, frozen=True):
     port: int
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermDestinationPortRange:
+class PermDestinationPortRange(Noted, frozen=True):
     start: int
     end: int  # exclusive, as Envoy's Int32Range
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermMetadata:
+class PermMetadata(Noted, frozen=True):
     metadata: MetadataMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermRequestedServerName:
+class PermRequestedServerName(Noted, frozen=True):
     name: StringMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PermUriTemplate:
+class PermUriTemplate(Record, frozen=True):
     """``matcher`` with envoy.path.match.uri_template.v3.UriTemplateMatchConfig."""
 
     path_template: str
-    note: Note | None = _note()
+    note: Note | None = None
     # The extension's instance name; Envoy picks the factory by type, so the
     # name carries no meaning and takes no part in equality.
-    name: str = field(default="uri-template", compare=False)
+    name: str = "uri-template"
+
+    provenance = ("note", "name")
 
 
 Permission = (
@@ -201,80 +190,68 @@ Permission = (
 # --- principals (who sends it) ----------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class IdAny:
-    note: Note | None = _note()
+class IdAny(Noted, frozen=True):
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdAnd:
+class IdAnd(Noted, frozen=True):
     ids: tuple[Principal, ...]
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdOr:
+class IdOr(Noted, frozen=True):
     ids: tuple[Principal, ...]
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdNot:
+class IdNot(Noted, frozen=True):
     id: Principal
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdAuthenticated:
+class IdAuthenticated(Noted, frozen=True):
     """Matches a TLS peer; ``principal_name`` None means any authenticated peer."""
 
     principal_name: StringMatcher | None = None
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdSourceIp:
+class IdSourceIp(Noted, frozen=True):
     """Deprecated ``source_ip``: the downstream connection's address."""
 
     cidr: CidrRange
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdDirectRemoteIp:
+class IdDirectRemoteIp(Noted, frozen=True):
     cidr: CidrRange
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdRemoteIp:
+class IdRemoteIp(Noted, frozen=True):
     cidr: CidrRange
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdHeader:
+class IdHeader(Noted, frozen=True):
     header: HeaderMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdUrlPath:
+class IdUrlPath(Noted, frozen=True):
     path: StringMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdMetadata:
+class IdMetadata(Noted, frozen=True):
     metadata: MetadataMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class IdFilterState:
+class IdFilterState(Noted, frozen=True):
     key: str
     string: StringMatcher
-    note: Note | None = _note()
+    note: Note | None = None
 
 
 Principal = (
@@ -302,15 +279,13 @@ class Action(enum.Enum):
     LOG = "LOG"
 
 
-@dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(Noted, frozen=True):
     permissions: tuple[Permission, ...]
     principals: tuple[Principal, ...]
-    note: Note | None = _note()
+    note: Note | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RBAC:
+class RBAC(Struct, frozen=True):
     """config.rbac.v3.RBAC. ``policies`` keeps insertion order; the engine
     decides the order in which it is evaluated."""
 
@@ -318,8 +293,7 @@ class RBAC:
     policies: tuple[tuple[str, Policy], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRbacFilter:
+class HttpRbacFilter(Struct, frozen=True):
     """envoy.filters.http.rbac (extensions.filters.http.rbac.v3.RBAC)."""
 
     rules: RBAC | None = None
@@ -330,8 +304,7 @@ class HttpRbacFilter:
     name: str = "envoy.filters.http.rbac"
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkRbacFilter:
+class NetworkRbacFilter(Struct, frozen=True):
     """envoy.filters.network.rbac (extensions.filters.network.rbac.v3.RBAC)."""
 
     stat_prefix: str

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
+
+from msgspec import Struct, field
 
 from meshauthz.resources.objects import Resource
 from meshauthz.resources.validation.gosyntax import cel_url_scheme, parse_duration
@@ -25,8 +26,7 @@ from meshauthz.resources.validation.report import FieldPath, Report, field_name
 CelRule = tuple[Callable[[Any], bool | None], str, str]
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(Struct, frozen=True):
     props: dict[str, Node] = field(default_factory=dict)
     items: Node | None = None
     values: Node | None = None  # additionalProperties

@@ -13,8 +13,9 @@ import base64
 import binascii
 import ipaddress
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 _MAX_UINT32 = (1 << 32) - 1
 _MAX_INT64 = (1 << 63) - 1
@@ -148,8 +149,7 @@ def parse_duration(text: str) -> int | None:
 # --- URLs (net/url) ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class GoURL:
+class GoURL(Struct, frozen=True):
     scheme: str
     host: str  # host[:port] as written
 
@@ -309,8 +309,7 @@ def _b64(value: str) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class JwkSet:
+class JwkSet(Struct, frozen=True):
     keys: tuple[dict[str, Any], ...]
 
     def private_key_indexes(self) -> list[int]:
