@@ -92,6 +92,8 @@ def test_check_imports_neither_other_commands_nor_z3() -> None:
     assert "meshauthz.cli.check" in mods and "meshauthz.analyze.run" in mods
     assert not _heavy(mods, HEAVY), _heavy(mods, HEAVY)
     assert not _heavy(mods, AMBIENT), _heavy(mods, AMBIENT)  # the seed has sidecars only
+    # nor RE2 (the seed has no regex or path template) nor socket (no address to parse)
+    assert not {"re2", "socket"} & mods, {"re2", "socket"} & mods
 
 
 def test_check_without_a_deciding_rule_imports_no_analysis() -> None:

@@ -8,8 +8,6 @@ is what the reports print, ``<suite>: <case>``. The expression is RE2 too
 
 from __future__ import annotations
 
-import re2
-
 
 def full_name(suite: str, case: str) -> str:
     """A case as reports name it (FAIL lines, coverage's matchedBy)."""
@@ -20,6 +18,8 @@ class CaseSelector:
     """Raises ValueError, with RE2's message, for an expression RE2 rejects."""
 
     def __init__(self, regex: str) -> None:
+        import re2  # here: only --run needs it
+
         options = re2.Options()
         options.log_errors = False  # the message is the error's, not a log line
         try:

@@ -245,7 +245,8 @@ def method_classes(prepared: Iterable[Prepared]) -> list[str]:
             header_matchers(node, add)
     out: dict[tuple[bool, ...], str] = {}
     for m in (*FAMILIAR_METHODS, *METHODS):
-        out.setdefault(tuple(fn(RbacInput(headers=((":method", m),))) for fn in fns), m)
+        inp = RbacInput(headers=((":method", m),))
+        out.setdefault(tuple(fn(inp) for fn in fns), m)
     return list(out.values())
 
 

@@ -11,8 +11,6 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
-import re2
-
 from .model import (
     CidrRange,
     HeaderMatcher,
@@ -43,6 +41,8 @@ _regex_cache: dict[str, Any] = {}
 def compile_regex(regex: str) -> Any:
     r = _regex_cache.get(regex)
     if r is None:
+        import re2  # here: most meshes have no regex, and start-up is shorter without it
+
         r = _regex_cache[regex] = re2.compile(regex)
     return r
 

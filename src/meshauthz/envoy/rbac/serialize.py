@@ -16,8 +16,6 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, cast
 
-import re2
-
 from meshauthz.envoy.runtime import VANILLA, EnvoyRuntime
 
 from .errors import RbacConfigError
@@ -215,6 +213,8 @@ def _int(v: Any, path: str, lo: int, hi: int) -> int:
 def check_regex(regex: str, path: str, max_program_size: int | None) -> None:
     """Reject what Envoy's RE2 wrapper rejects: bad syntax, and a program larger
     than the proxy's ``re2.max_program_size.error_level`` (None: not checked)."""
+    import re2  # here: most meshes have no regex, and start-up is shorter without it
+
     try:
         compiled = re2.compile(regex)
     except re2.error as e:

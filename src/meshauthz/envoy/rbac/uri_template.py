@@ -21,22 +21,37 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import re2
-
 _PCHARS = "a-zA-Z0-9-._~%!$&'()+,;:@"
 # a template's literals may not hold "*" and "=" (they are its syntax); paths may
 _GLOB_CHARS = _PCHARS + "*="
 _PATH_GLOB = f"[{_GLOB_CHARS}]+"
 _TEXT_GLOB = f"[{_GLOB_CHARS}/]*"
-_LITERAL = re2.compile(f"[{_PCHARS}]+")
-_VAR_NAME = re2.compile("[a-zA-Z][a-zA-Z0-9_]*")
-_PRINTABLE = re2.compile("/[[:graph:]]*")
 _MAX_VARS = 5
 _MAX_VAR_NAME = 16
 
 
 class UriTemplateError(ValueError):
     pass
+
+
+@functools.cache
+def _re2() -> Any:
+    # RE2 is loaded when a template is first read: a mesh without one (and a
+    # command's start-up) does without it
+    import re2
+
+    return re2
+
+
+@functools.cache
+def _syntax() -> tuple[Any, Any, Any]:
+    """The patterns of a template's literal, variable name and whole text."""
+    re2 = _re2()
+    return (
+        re2.compile(f"[{_PCHARS}]+"),
+        re2.compile("[a-zA-Z][a-zA-Z0-9_]*"),
+        re2.compile("/[[:graph:]]*"),
+    )
 
 
 def _escape(literal: str) -> str:
@@ -48,7 +63,7 @@ def _escape(literal: str) -> str:
 
 def _literal(text: str) -> tuple[str, str]:
     lit = text.split("/", 1)[0]
-    if not _LITERAL.fullmatch(lit):
+    if not _syntax()[0].fullmatch(lit):
         raise UriTemplateError(f"invalid literal {lit!r}")
     return lit, text[len(lit) :]
 
@@ -68,7 +83,7 @@ def _variable(text: str) -> tuple[tuple[str, list[str]], str]:
         raise UriTemplateError("unmatched variable bracket")
     body, rest = text[1:].split("}", 1)
     name, eq, pattern = body.partition("=")
-    if not _VAR_NAME.fullmatch(name):
+    if not _syntax()[1].fullmatch(name):
         raise UriTemplateError(f"invalid variable name {name!r}")
     parts: list[str] = []
     if eq:
@@ -88,7 +103,7 @@ Segment = Any  # "*" | "**" | ("lit", str) | (name, [parts])
 
 
 def _parse(template: str) -> tuple[list[Segment], str]:
-    if not _PRINTABLE.fullmatch(template):
+    if not _syntax()[2].fullmatch(template):
         raise UriTemplateError(f"invalid pattern {template!r}")
     rest = template[1:]
     segments: list[Segment] = []
@@ -162,7 +177,7 @@ def compile_uri_template(template: str) -> Any:
     """The compiled RE2 regex for a template; raises UriTemplateError if Envoy would."""
     segments, suffix = _parse(template)
     _validate(segments)
-    return re2.compile("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
+    return _re2().compile("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
 
 
 def template_set(templates: list[str]) -> Any:
