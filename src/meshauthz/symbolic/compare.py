@@ -597,6 +597,19 @@ class Comparer:
             encode_chain(p, space, self.ext_authz) if on else unenforced(p) for p, on in sides
         )
         domain = space.domain()
+        # One question first: where a change touches every destination's chain
+        # (a mesh-wide policy), most of them still decide every request alike,
+        # and one unsatisfiable question answers both. A request it finds starts
+        # the search of the two questions below.
+        either = z3.Solver()
+        either.set("timeout", SOLVER_TIMEOUT_MS)
+        either.add(domain, z3.Xor(co.allowed, cn.allowed))
+        verdict = either.check()
+        if verdict == z3.unsat:
+            self._shapes.add(shape, ([], []))
+            return
+        if verdict == z3.sat:
+            self._seeds.append(either.model())
         answered: list[list[Change]] = []
         for opened in (True, False):
             question = (
