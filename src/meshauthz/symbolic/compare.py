@@ -440,6 +440,7 @@ class Comparer:
         self._left_out: dict[Destination, tuple[LeftOut, LeftOut]] = {}
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
+        self._encoded = 0  # destinations whose chains were encoded and asked about
         # (shape, the changes found for a destination of that shape)
         self._shapes: ByShape[tuple[list[Change], list[Change]]] = ByShape()
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
@@ -597,6 +598,23 @@ class Comparer:
             encode_chain(p, space, self.ext_authz) if on else unenforced(p) for p, on in sides
         )
         domain = space.domain()
+        self._encoded += 1
+        if self._encoded > 1:
+            # A change that reaches many destinations' chains (a mesh-wide or
+            # namespace-wide policy) mostly changes no decision: one question then
+            # answers both directions where it is unsatisfiable, and a request it
+            # finds starts the search of the two below. A change to one workload's
+            # policies reaches one destination, where the extra question would only
+            # cost time (it is slower to satisfy than either direction).
+            either = z3.Solver()
+            either.set("timeout", SOLVER_TIMEOUT_MS)
+            either.add(domain, z3.Xor(co.allowed, cn.allowed))
+            verdict = either.check()
+            if verdict == z3.unsat:
+                self._shapes.add(shape, ([], []))
+                return
+            if verdict == z3.sat:
+                self._seeds.append(either.model())
         answered: list[list[Change]] = []
         for opened in (True, False):
             question = (
