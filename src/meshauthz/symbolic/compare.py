@@ -441,6 +441,7 @@ class Comparer:
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         self._encoded = 0  # destinations whose chains were encoded and asked about
+        self._either = [0, 0]  # the one question's answers so far: [unsat, sat]
         # (shape, the changes found for a destination of that shape)
         self._shapes: ByShape[tuple[list[Change], list[Change]]] = ByShape()
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
@@ -599,21 +600,24 @@ class Comparer:
         )
         domain = space.domain()
         self._encoded += 1
-        if self._encoded > 1:
+        if self._encoded > 1 and 4 * self._either[1] <= self._either[0]:
             # A change that reaches many destinations' chains (a mesh-wide or
             # namespace-wide policy) mostly changes no decision: one question then
             # answers both directions where it is unsatisfiable, and a request it
-            # finds starts the search of the two below. A change to one workload's
-            # policies reaches one destination, where the extra question would only
-            # cost time (it is slower to satisfy than either direction).
+            # finds starts the search of the two below. Where it is satisfiable it
+            # costs more than either direction, so it is asked only while at least
+            # four in five of its answers have been "no change", and not at the
+            # first destination: a change to one workload's policies reaches one.
             either = z3.Solver()
             either.set("timeout", SOLVER_TIMEOUT_MS)
             either.add(domain, z3.Xor(co.allowed, cn.allowed))
             verdict = either.check()
             if verdict == z3.unsat:
+                self._either[0] += 1
                 self._shapes.add(shape, ([], []))
                 return
             if verdict == z3.sat:
+                self._either[1] += 1
                 self._seeds.append(either.model())
         answered: list[list[Change]] = []
         for opened in (True, False):
