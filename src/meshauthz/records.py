@@ -12,10 +12,18 @@ its repr.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from msgspec import Struct
 from msgspec.structs import astuple
+
+
+def repr_of(value: Struct, names: Iterable[str]) -> str:
+    """``Name(field=value, ...)`` over the fields ``names``: a Struct's repr
+    without the fields a reader does not need."""
+    shown = ", ".join(f"{n}={getattr(value, n)!r}" for n in names)
+    return f"{type(value).__name__}({shown})"
 
 
 class Record(Struct, frozen=True):
@@ -37,5 +45,4 @@ class Record(Struct, frozen=True):
         return hash(astuple(self)[: self._compared])
 
     def __repr__(self) -> str:
-        names = self.__struct_fields__[: self._compared]
-        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in names)})"
+        return repr_of(self, self.__struct_fields__[: self._compared])

@@ -27,7 +27,8 @@ from typing import Any
 from msgspec import Struct
 
 from meshauthz.envoy.proto_json import get
-from meshauthz.envoy.rbac.matchers import ascii_lower, compile_regex
+from meshauthz.envoy.rbac.matchers import ascii_lower
+from meshauthz.envoy.rbac.regex import compile_regex
 
 FILTER_CONFIG_TYPE = "type.googleapis.com/envoy.config.route.v3.FilterConfig"
 # Route match fields beyond the path: each makes the route's choice depend on

@@ -7,6 +7,7 @@ from typing import Literal
 from msgspec import Struct, field
 
 from meshauthz.errors import Location
+from meshauthz.records import repr_of
 from meshauthz.resources.istio import (
     AuthorizationPolicySpec,
     PeerAuthenticationSpec,
@@ -47,8 +48,7 @@ class Resource(Struct, eq=False):
 
     def __repr__(self) -> str:
         # without the document it was read from (its whole text and positions)
-        shown = (n for n in self.__struct_fields__ if n not in ("doc", "base"))
-        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in shown)})"
+        return repr_of(self, (n for n in self.__struct_fields__ if n not in ("doc", "base")))
 
 
 class AuthorizationPolicy(Resource, eq=False):

@@ -441,7 +441,8 @@ class Comparer:
         self._inputs: dict[str, bool] = {}
         self._seeds: list[z3.ModelRef] = []
         self._encoded = 0  # destinations whose chains were encoded and asked about
-        self._either = [0, 0]  # the one question's answers so far: [unsat, sat]
+        # the answers of the one question so far (see ``destination``)
+        self._unchanged = self._changed = 0
         # (shape, the changes found for a destination of that shape)
         self._shapes: ByShape[tuple[list[Change], list[Change]]] = ByShape()
         # mesh-wide inputs (mesh config, authentication policies) the same on both sides
@@ -600,7 +601,7 @@ class Comparer:
         )
         domain = space.domain()
         self._encoded += 1
-        if self._encoded > 1 and 4 * self._either[1] <= self._either[0]:
+        if self._encoded > 1 and 4 * self._changed <= self._unchanged:
             # A change that reaches many destinations' chains (a mesh-wide or
             # namespace-wide policy) mostly changes no decision: one question then
             # answers both directions where it is unsatisfiable, and a request it
@@ -613,11 +614,11 @@ class Comparer:
             either.add(domain, z3.Xor(co.allowed, cn.allowed))
             verdict = either.check()
             if verdict == z3.unsat:
-                self._either[0] += 1
+                self._unchanged += 1
                 self._shapes.add(shape, ([], []))
                 return
             if verdict == z3.sat:
-                self._either[1] += 1
+                self._changed += 1
                 self._seeds.append(either.model())
         answered: list[list[Change]] = []
         for opened in (True, False):

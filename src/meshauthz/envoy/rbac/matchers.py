@@ -19,6 +19,7 @@ from .model import (
     StringMatcher,
     ValueMatcher,
 )
+from .regex import compile_regex
 from .uri_template import compile_uri_template
 
 if TYPE_CHECKING:
@@ -33,18 +34,6 @@ _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrst
 
 def ascii_lower(s: str) -> str:
     return s.translate(_ASCII_LOWER)
-
-
-_regex_cache: dict[str, Any] = {}
-
-
-def compile_regex(regex: str) -> Any:
-    r = _regex_cache.get(regex)
-    if r is None:
-        import re2  # here: most meshes have no regex, and start-up is shorter without it
-
-        r = _regex_cache[regex] = re2.compile(regex)
-    return r
 
 
 def compile_string(m: StringMatcher) -> StrFn:

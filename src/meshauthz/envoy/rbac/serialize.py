@@ -61,6 +61,7 @@ from .model import (
     StringMatcher,
     ValueMatcher,
 )
+from .regex import compile_regex, re2_module
 from .uri_template import UriTemplateError, compile_uri_template
 
 Style = Literal["camel", "snake"]
@@ -213,11 +214,9 @@ def _int(v: Any, path: str, lo: int, hi: int) -> int:
 def check_regex(regex: str, path: str, max_program_size: int | None) -> None:
     """Reject what Envoy's RE2 wrapper rejects: bad syntax, and a program larger
     than the proxy's ``re2.max_program_size.error_level`` (None: not checked)."""
-    import re2  # here: most meshes have no regex, and start-up is shorter without it
-
     try:
-        compiled = re2.compile(regex)
-    except re2.error as e:
+        compiled = compile_regex(regex)
+    except re2_module().error as e:
         raise RbacConfigError(path, f"invalid RE2 regex {regex!r}: {e}") from None
     if max_program_size is not None and compiled.programsize > max_program_size:
         raise RbacConfigError(

@@ -21,37 +21,22 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from .regex import compile_regex
+
 _PCHARS = "a-zA-Z0-9-._~%!$&'()+,;:@"
 # a template's literals may not hold "*" and "=" (they are its syntax); paths may
 _GLOB_CHARS = _PCHARS + "*="
 _PATH_GLOB = f"[{_GLOB_CHARS}]+"
 _TEXT_GLOB = f"[{_GLOB_CHARS}/]*"
+_LITERAL = f"[{_PCHARS}]+"
+_VAR_NAME = "[a-zA-Z][a-zA-Z0-9_]*"
+_PRINTABLE = "/[[:graph:]]*"
 _MAX_VARS = 5
 _MAX_VAR_NAME = 16
 
 
 class UriTemplateError(ValueError):
     pass
-
-
-@functools.cache
-def _re2() -> Any:
-    # RE2 is loaded when a template is first read: a mesh without one (and a
-    # command's start-up) does without it
-    import re2
-
-    return re2
-
-
-@functools.cache
-def _syntax() -> tuple[Any, Any, Any]:
-    """The patterns of a template's literal, variable name and whole text."""
-    re2 = _re2()
-    return (
-        re2.compile(f"[{_PCHARS}]+"),
-        re2.compile("[a-zA-Z][a-zA-Z0-9_]*"),
-        re2.compile("/[[:graph:]]*"),
-    )
 
 
 def _escape(literal: str) -> str:
@@ -63,7 +48,7 @@ def _escape(literal: str) -> str:
 
 def _literal(text: str) -> tuple[str, str]:
     lit = text.split("/", 1)[0]
-    if not _syntax()[0].fullmatch(lit):
+    if not compile_regex(_LITERAL).fullmatch(lit):
         raise UriTemplateError(f"invalid literal {lit!r}")
     return lit, text[len(lit) :]
 
@@ -83,7 +68,7 @@ def _variable(text: str) -> tuple[tuple[str, list[str]], str]:
         raise UriTemplateError("unmatched variable bracket")
     body, rest = text[1:].split("}", 1)
     name, eq, pattern = body.partition("=")
-    if not _syntax()[1].fullmatch(name):
+    if not compile_regex(_VAR_NAME).fullmatch(name):
         raise UriTemplateError(f"invalid variable name {name!r}")
     parts: list[str] = []
     if eq:
@@ -103,7 +88,7 @@ Segment = Any  # "*" | "**" | ("lit", str) | (name, [parts])
 
 
 def _parse(template: str) -> tuple[list[Segment], str]:
-    if not _syntax()[2].fullmatch(template):
+    if not compile_regex(_PRINTABLE).fullmatch(template):
         raise UriTemplateError(f"invalid pattern {template!r}")
     rest = template[1:]
     segments: list[Segment] = []
@@ -177,7 +162,7 @@ def compile_uri_template(template: str) -> Any:
     """The compiled RE2 regex for a template; raises UriTemplateError if Envoy would."""
     segments, suffix = _parse(template)
     _validate(segments)
-    return _re2().compile("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
+    return compile_regex("/" + "/".join(_regex(s) for s in segments) + _escape(suffix))
 
 
 def template_set(templates: list[str]) -> Any:
