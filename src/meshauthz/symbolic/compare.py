@@ -133,12 +133,19 @@ def short_timeout(solver: z3.Solver, ms: int) -> Iterator[z3.Solver]:
         solver.set("timeout", SOLVER_TIMEOUT_MS)
 
 
-def sat(*formulas: z3.BoolRef) -> bool:
-    """Whether ``formulas`` have a model; the solver giving up is ``Unencodable``
-    (an unknown answer, never a guess)."""
+def question(*formulas: z3.BoolRef) -> z3.Solver:
+    """A fresh solver holding ``formulas``, with the engine's timeout (z3 is much
+    slower on a question once push/pop have made it incremental)."""
     solver = z3.Solver()
     solver.set("timeout", SOLVER_TIMEOUT_MS)
     solver.add(*formulas)
+    return solver
+
+
+def sat(*formulas: z3.BoolRef) -> bool:
+    """Whether ``formulas`` have a model; the solver giving up is ``Unencodable``
+    (an unknown answer, never a guess)."""
+    solver = question(*formulas)
     verdict = solver.check()
     if verdict == z3.unknown:
         raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
@@ -609,9 +616,7 @@ class Comparer:
             # costs more than either direction, so it is asked only while at least
             # four in five of its answers have been "no change", and not at the
             # first destination: a change to one workload's policies reaches one.
-            either = z3.Solver()
-            either.set("timeout", SOLVER_TIMEOUT_MS)
-            either.add(domain, z3.Xor(co.allowed, cn.allowed))
+            either = question(domain, z3.Xor(co.allowed, cn.allowed))
             verdict = either.check()
             if verdict == z3.unsat:
                 self._unchanged += 1
@@ -622,15 +627,12 @@ class Comparer:
                 self._seeds.append(either.model())
         answered: list[list[Change]] = []
         for opened in (True, False):
-            question = (
+            asked = (
                 z3.And(z3.Not(co.allowed), cn.allowed)
                 if opened
                 else z3.And(co.allowed, z3.Not(cn.allowed))
             )
-            # a fresh solver per question: z3 is much slower once push/pop make it incremental
-            solver = z3.Solver()
-            solver.set("timeout", SOLVER_TIMEOUT_MS)
-            solver.add(domain, question)
+            solver = question(domain, asked)
             changes = self.classes(solver, space, dest, running, (co, cn), keys)
             (result.opened if opened else result.closed).extend(changes)
             answered.append(changes)

@@ -66,6 +66,7 @@ from meshauthz.symbolic.compare import (
     build_space,
     chain_shape,
     destinations,
+    question,
     short_timeout,
 )
 from meshauthz.symbolic.conditions import (
@@ -713,9 +714,7 @@ class Reacher:
             """The default address if it satisfies ``cond``, else one that does."""
             if z3.is_true(z3.simplify(z3.substitute(cond, *at_ip0))):
                 return ip0
-            solver = z3.Solver()
-            solver.set("timeout", SOLVER_TIMEOUT_MS)
-            solver.add(domain, cond)
+            solver = question(domain, cond)
             verdict = solver.check()
             if verdict == z3.unknown:
                 raise Unencodable(f"the solver gave up ({solver.reason_unknown()})")
@@ -843,9 +842,7 @@ class Reacher:
 
         def find(extra: list[z3.BoolRef]) -> Found | None:
             """A request of the caller satisfying ``extra``, as a confirmed witness."""
-            solver = z3.Solver()
-            solver.set("timeout", SOLVER_TIMEOUT_MS)
-            solver.add(*base(), *extra)
+            solver = question(*base(), *extra)
             for _ in range(MAX_NOT_NORMAL + 1):
                 model = familiar_model(solver, space, host, caller, z3.And(*extra))
                 if model is None:
