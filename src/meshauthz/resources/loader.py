@@ -48,11 +48,14 @@ from meshauthz.resources.k8s import (
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
+from meshauthz.resources.validation import object_findings
 from meshauthz.resources.yamlload import (
     Document,
+    NotInChunks,
     Path,
     Positions,
     dotted,
+    iter_chunked,
     parse_documents,
     read_source,
 )
@@ -96,11 +99,27 @@ _CONTROLLERS = {
 }
 
 
+# The lists of ``Manifests`` a document adds to: first those whose objects are
+# validated one by one (``object_findings``), then the others.
+_VALIDATED = (
+    "peer_authentications",
+    "request_authentications",
+    "authorization_policies",
+    "workloads",
+)
+_ADDED = (
+    *_VALIDATED,
+    *(n for n in o.Manifests.__struct_fields__ if n not in (*_VALIDATED, "mesh_config", "files")),
+)
+
+
 class LoadResult(Struct):
     manifests: o.Manifests
     findings: list[Finding] = field(default_factory=list)
     # Files that could not be read or parsed: the others were read all the same.
     unreadable: list[InputError] = field(default_factory=list)
+    # validation.object_findings of the objects whose documents were released
+    validated: dict[o.Resource, list[Finding]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -237,6 +256,8 @@ def load(
             continue
         loader.manifests.files.append(display)
         action = _helm_action_line(text)
+        if record is None and action is None and loader.released(text, display):
+            continue
         try:
             read = (
                 [(d, None) for d in parse_documents(text, display)]
@@ -274,7 +295,7 @@ def load(
         )
     if mesh_config_file is not None:
         loader.standalone_mesh_config(mesh_config_file)
-    return LoadResult(loader.manifests, loader.findings, unreadable)
+    return LoadResult(loader.manifests, loader.findings, unreadable, loader.validated)
 
 
 def load_documents(docs: Iterable[Document], *, default_namespace: str = "default") -> LoadResult:
@@ -367,6 +388,48 @@ class _Loader:
         self.findings: list[Finding] = []
         self.objects = 0  # Kubernetes objects seen, read or not
         self._mesh_config_seen: Location | None = None
+        self.validated: dict[o.Resource, list[Finding]] = {}
+
+    def released(self, text: str, file: str) -> bool:
+        """Read a file's documents one at a time (``iter_chunked``), each typed,
+        its objects validated (``object_findings``: what reads the object as
+        written), then released (``Document.release``): a large mesh's parsed
+        data is then never held all at once. False, with nothing of the file
+        kept, when it cannot be read so: it is then read whole."""
+        docs = iter_chunked(text, file)
+        if docs is None:
+            return False
+        m = self.manifests
+        before = self._counts()
+        mesh_config = (self._mesh_config_seen, m.mesh_config)
+        read = 0
+        try:
+            for doc in docs:
+                read += 1
+                counts = self._counts()
+                self.document(doc)
+                for kind, n in zip(_VALIDATED, counts, strict=False):
+                    for r in getattr(m, kind)[n:]:
+                        self.validated[r] = object_findings(r)
+                doc.release()
+        except NotInChunks:  # nothing of the file is kept: it is read whole
+            for kind, n in zip(_VALIDATED, before, strict=False):
+                for r in getattr(m, kind)[n:]:
+                    self.validated.pop(r, None)
+            for kind, n in zip(_ADDED, before, strict=False):
+                del getattr(m, kind)[n:]
+            del self.findings[before[-2] :]
+            self.objects = before[-1]
+            self._mesh_config_seen, m.mesh_config = mesh_config
+            return False
+        if not read:
+            self.skip(Location(file, 1), EMPTY_FILE)
+        return True
+
+    def _counts(self) -> tuple[int, ...]:
+        m = self.manifests
+        lists = [len(getattr(m, kind)) for kind in _ADDED]
+        return (*lists, len(self.findings), self.objects)
 
     def skip(self, location: Location, reason: str, kind: str = "", api_version: str = "") -> None:
         self.manifests.skipped.append(o.Skipped(kind, api_version, "", "", location, reason=reason))
@@ -469,6 +532,7 @@ class _Loader:
                 **ident,
             )
             return
+        created = raw_meta.get("creationTimestamp") if isinstance(raw_meta, dict) else None
         common: dict[str, Any] = dict(
             kind=kind,
             api_version=api_version,
@@ -479,6 +543,7 @@ class _Loader:
             annotations=meta.annotations,
             doc=doc,
             base=base,
+            created=created if isinstance(created, str) else "",
         )
         m = self.manifests
 

@@ -29,6 +29,9 @@ class Resource(Struct, eq=False):
     annotations: dict[str, str]
     doc: Document
     base: Path  # this object's path inside its document
+    # metadata.creationTimestamp as written ("" if not a string): read after the
+    # document's data is released (istiod orders policies by it)
+    created: str = ""
 
     @property
     def file(self) -> str:
@@ -48,7 +51,9 @@ class Resource(Struct, eq=False):
 
     def __repr__(self) -> str:
         # without the document it was read from (its whole text and positions)
-        return repr_of(self, (n for n in self.__struct_fields__ if n not in ("doc", "base")))
+        return repr_of(
+            self, (n for n in self.__struct_fields__ if n not in ("doc", "base", "created"))
+        )
 
 
 class AuthorizationPolicy(Resource, eq=False):
