@@ -97,7 +97,7 @@ def test_loaded_documents_read_again_as_they_were_read(tmp_path: Path) -> None:
     assert len(resources) == 10
     for r in resources:
         doc = r.doc
-        assert doc.text is not None  # released: its data is read again from its text
+        assert doc.source is not None  # released: its data is read again from its text
         whole = parse_documents(Path(doc.file).read_text(), doc.file)[doc.index]
         assert doc.data == whole.data
         assert doc.line == whole.line
@@ -157,3 +157,23 @@ def test_a_load_keeps_a_few_times_its_yaml(tmp_path: Path) -> None:
     load_mesh([str(_mesh(tmp_path / "warm", 3))])  # modules and caches of a first load
     ratio = _retained_per_yaml_byte(_mesh(tmp_path / "mesh", 300))
     assert ratio < 6.0, ratio
+
+
+def test_an_object_read_from_a_file_of_others_keeps_its_own_text_only(tmp_path: Path) -> None:
+    big = "".join(
+        f"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  k: v{i}\n"
+        for i in range(50)
+    )
+    one = "---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: ns1\n"
+    f = tmp_path / "bundle.yaml"
+    f.write_text(big + one)
+    (namespace,) = read_manifests([str(f)]).manifests.namespaces
+    source = namespace.doc.source
+    assert source is not None
+    assert source.text == one  # not the whole file's text
+    assert namespace.doc.data == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "ns1"},
+    }
+    assert namespace.location("metadata", "name").line == f.read_text().count("\n")  # the last

@@ -99,18 +99,23 @@ _CONTROLLERS = {
 }
 
 
-# The lists of ``Manifests`` a document adds to: first those whose objects are
-# validated one by one (``object_findings``), then the others.
+# The lists of ``Manifests`` a document adds to: first those of objects validated
+# one by one (``object_findings``), then the other objects', then the skipped.
 _VALIDATED = (
     "peer_authentications",
     "request_authentications",
     "authorization_policies",
     "workloads",
 )
-_ADDED = (
+_OBJECTS = (
     *_VALIDATED,
-    *(n for n in o.Manifests.__struct_fields__ if n not in (*_VALIDATED, "mesh_config", "files")),
+    *(
+        n
+        for n in o.Manifests.__struct_fields__
+        if n not in (*_VALIDATED, "mesh_config", "files", "skipped")
+    ),
 )
+_ADDED = (*_OBJECTS, "skipped")
 
 
 class LoadResult(Struct):
@@ -403,6 +408,7 @@ class _Loader:
         before = self._counts()
         mesh_config = (self._mesh_config_seen, m.mesh_config)
         read = 0
+        kept: list[Document] = []  # the documents objects were made of
         try:
             for doc in docs:
                 read += 1
@@ -411,6 +417,8 @@ class _Loader:
                 for kind, n in zip(_VALIDATED, counts, strict=False):
                     for r in getattr(m, kind)[n:]:
                         self.validated[r] = object_findings(r)
+                if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
+                    kept.append(doc)
                 doc.release()
         except NotInChunks:  # nothing of the file is kept: it is read whole
             for kind, n in zip(_VALIDATED, before, strict=False):
@@ -424,6 +432,9 @@ class _Loader:
             return False
         if not read:
             self.skip(Location(file, 1), EMPTY_FILE)
+        if 2 * sum(d.text_size() for d in kept) < len(text):
+            for d in kept:  # not the whole text for a few of its documents
+                d.own_text()
         return True
 
     def _counts(self) -> tuple[int, ...]:

@@ -133,17 +133,17 @@ class Positions(Mapping[Path, tuple[int, int]]):
 
     @staticmethod
     def of(
-        data: Any, keys: list[int], marks: list[int], text: str | None = None
+        data: Any, keys: list[int], marks: list[int], source: _Text | None = None
     ) -> Positions | dict[Path, tuple[int, int]]:
         """``keys`` (each path's hash) and ``marks`` (``line << 32 | column``) in
         the order the values were read (depth first, a mapping's keys in order, as
-        ``data`` holds them). ``text``: the document alone, when the positions are
-        to hold it rather than the data (see ``Document.release``)."""
+        ``data`` holds them). ``source``: the document's text, when the positions
+        are to hold it rather than the data (see ``Document.release``)."""
         # the hashes' low 32 bits when they tell the paths apart (as they do in
         # all but large documents) and the data is kept to check a path, else all 64
         at = (
             {}
-            if text is not None
+            if source is not None
             else dict(zip([k & _NARROW_KEY for k in keys], marks, strict=True))
         )
         key_type = "I"
@@ -157,7 +157,7 @@ class Positions(Mapping[Path, tuple[int, int]]):
             }
         ordered = sorted(at)
         ms = list(map(at.__getitem__, ordered))
-        held = data if text is None else _Text(text)
+        held = data if source is None else source
         bits = reduce(or_, ms, 0)  # the widest line and column, or-ed
         if (
             bits >> _WIDE_SHIFT < 1 << (32 - _NARROW_SHIFT)
@@ -241,17 +241,26 @@ def _paths(data: Any, path: Path) -> Iterator[Path]:
 
 
 class _Text:
-    """A document's own text (its chunk of a stream, which reads alone as it
-    reads in the stream: see ``read_chunked``), read again for its data."""
+    """A document's own text: its chunk of a stream (``text[start:end]``, which
+    reads alone as it reads in the stream: see ``read_chunked``), read again
+    for its data. The stream's text is held once, by all its documents."""
 
-    __slots__ = ("text",)
+    __slots__ = ("end", "start", "text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, start: int, end: int) -> None:
         self.text = text
+        self.start = start
+        self.end = end
+
+    def own(self) -> None:
+        """Hold the chunk alone rather than the stream's whole text."""
+        self.text = self.text[self.start : self.end]
+        self.start, self.end = 0, len(self.text)
 
     def read(self) -> Any:
         # unbounded: the text was read once within the bounds of its file
-        (doc,) = _parse_documents(self.text, "", record=False, max_nodes=_UNBOUNDED)
+        chunk = self.text[self.start : self.end]
+        (doc,) = _parse_documents(chunk, "", record=False, max_nodes=_UNBOUNDED)
         return doc.value
 
 
@@ -268,15 +277,15 @@ class Document(Struct):
     # Each path's (line, column): ``Positions`` from the reader, or any mapping
     # (a document built in memory; empty when positions are unknown).
     positions: Mapping[Path, tuple[int, int]] = field(default_factory=dict)
-    # The document alone (its chunk of the stream), when it can be read again.
-    text: str | None = None
+    # The document's own text, when it can be read again (see release).
+    source: _Text | None = None
 
     @property
     def data(self) -> Any:
         """The document's values: plain dicts, lists, strings, numbers."""
         value = self.value
-        if value is _RELEASED:
-            return _Text(self.text or "").read()
+        if value is _RELEASED and self.source is not None:
+            return self.source.read()
         return value
 
     def release(self) -> None:
@@ -285,8 +294,19 @@ class Document(Struct):
         large mesh takes several times its text, and the few readers after that
         (``analyze``, the local mesh's plan) read it again. A document without
         its own text keeps its data."""
-        if self.text is not None:
+        if self.source is not None:
             self.value = _RELEASED
+
+    def text_size(self) -> int:
+        """The length of the document's own text (0 without one)."""
+        source = self.source
+        return 0 if source is None else source.end - source.start
+
+    def own_text(self) -> None:
+        """Hold its chunk alone rather than its stream's whole text: for a
+        document kept from a stream whose other documents are not."""
+        if self.source is not None:
+            self.source.own()
 
     def location(self, path: Path = ()) -> Location:
         """The nearest known position of ``path`` (or of its closest parent)."""
@@ -434,14 +454,16 @@ def read_chunked(
 
 
 def _read_chunk(
-    chunk: str, allowance: int, strings: dict[str, str], own_text: bool = False
+    chunk: str, allowance: int, strings: dict[str, str], source: _Text | None = None
 ) -> ReadChunk | None:
-    """One chunk read alone, or None if it is not valid alone. ``own_text``: the
-    document keeps the chunk, to be released (``Document.release``)."""
+    """One chunk read alone, or None if it is not valid alone. ``source``: the
+    chunk as part of its stream's text (``chunk`` is then not read), which the
+    document keeps, to be released (``Document.release``)."""
     streamed = nodes = 0
     doc: Document | None = None
+    pieces = _Chunks(chunk) if source is None else _Chunks(source.text, source.start, source.end)
     try:
-        for node in _compose_all(chunk):
+        for node in _compose_all(pieces):
             streamed += 1
             if node is None:
                 continue
@@ -449,9 +471,8 @@ def _read_chunk(
             data = builder.build(node, 0)
             nodes = max(nodes, builder.nodes)
             if data is not None:
-                text = chunk if own_text else None
-                positions = Positions.of(data, builder.keys, builder.marks, text)
-                doc = Document("", 0, node.start_mark.line + 1, data, positions, text)
+                positions = Positions.of(data, builder.keys, builder.marks, source)
+                doc = Document("", 0, node.start_mark.line + 1, data, positions, source)
     except (InputError, _DuplicateKey, yaml.YAMLError, RecursionError):
         return None
     if streamed > 1:  # pragma: no cover - a chunk holds one document at most
@@ -481,18 +502,18 @@ def _iter_chunked(text: str, file: str, starts: list[int]) -> Iterator[Document]
     strings: dict[str, str] = {}
     index = line = 0  # documents of the stream, lines of the text, before the chunk
     for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-        chunk = text[start:end]
+        source = _Text(text, start, end)
         with paused_gc():
-            read = _read_chunk(chunk, allowance, strings, own_text=True)
+            read = _read_chunk("", allowance, strings, source)
         if read is None or read.nodes > allowance:
             raise NotInChunks
         doc = read.doc
         if doc is not None:
             yield Document(
-                file, index, doc.line + line, doc.value, _shifted(doc.positions, line), chunk
+                file, index, doc.line + line, doc.value, _shifted(doc.positions, line), source
             )
         index += read.streamed
-        line += chunk.count("\n")
+        line += text.count("\n", start, end)
 
 
 def _shifted(
@@ -598,20 +619,21 @@ class _Chunks:
     whole copy of a large file at once (a copy freed after parsing, often left
     behind as a hole in the heap, which the process keeps)."""
 
-    __slots__ = ("_at", "_text")
+    __slots__ = ("_at", "_end", "_text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, start: int = 0, end: int | None = None) -> None:
         self._text = text
-        self._at = 0
+        self._at = start
+        self._end = len(text) if end is None else end  # read text[start:end] only
 
     def read(self, size: int) -> str:
         at = self._at
-        self._at = at + size
-        return self._text[at : at + size]
+        self._at = min(at + size, self._end)
+        return self._text[at : self._at]
 
 
-def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = _Loader(_Chunks(text))
+def _compose_all(text: str | _Chunks) -> Iterator[yaml.Node | None]:
+    loader = _Loader(_Chunks(text) if isinstance(text, str) else text)
     try:
         while loader.check_node():
             yield loader.get_node()
