@@ -133,12 +133,17 @@ class Positions(Mapping[Path, tuple[int, int]]):
 
     @staticmethod
     def of(
-        data: Any, keys: list[int], marks: list[int], source: _Text | None = None
+        data: Any,
+        keys: list[int],
+        marks: list[int],
+        source: _Text | None = None,
+        arrays: dict[int, array[int]] | None = None,
     ) -> Positions | dict[Path, tuple[int, int]]:
         """``keys`` (each path's hash) and ``marks`` (``line << 32 | column``) in
         the order the values were read (depth first, a mapping's keys in order, as
         ``data`` holds them). ``source``: the document's text, when the positions
-        are to hold it rather than the data (see ``Document.release``)."""
+        are to hold it rather than the data (see ``Document.release``).
+        ``arrays``: the arrays of documents read before, shared when equal."""
         # the hashes' low 32 bits when they tell the paths apart (as they do in
         # all but large documents) and the data is kept to check a path, else all 64
         at = (
@@ -166,8 +171,16 @@ class Positions(Mapping[Path, tuple[int, int]]):
             narrow = array(
                 "I", [m >> (_WIDE_SHIFT - _NARROW_SHIFT) | m & _NARROW_COLUMN for m in ms]
             )
-            return Positions(held, array(key_type, ordered), narrow, 0, _NARROW_SHIFT)
-        return Positions(held, array(key_type, ordered), array("Q", ms))
+            return Positions(
+                held,
+                _shared(array(key_type, ordered), arrays),
+                _shared(narrow, arrays),
+                0,
+                _NARROW_SHIFT,
+            )
+        return Positions(
+            held, _shared(array(key_type, ordered), arrays), _shared(array("Q", ms), arrays)
+        )
 
     def shifted(self, lines: int) -> Positions:
         """The same positions ``lines`` further down (a document read from a string
@@ -227,6 +240,17 @@ class Positions(Mapping[Path, tuple[int, int]]):
     def __reduce__(self) -> tuple[Any, ...]:
         # the keys hold str hashes, which differ from one process to another
         return (dict, (dict(self),))
+
+
+def _shared(values: array[int], arrays: dict[int, array[int]] | None) -> array[int]:
+    """``values``, or an equal array of a document read before: documents of
+    one shape (a chart's Deployments, a generator's policies) have the same
+    paths, so the same keys, and often the same marks. Arrays are never
+    changed once made."""
+    if arrays is None:
+        return values
+    found = arrays.setdefault(hash(values.tobytes()), values)
+    return found if found.typecode == values.typecode and found == values else values
 
 
 def _paths(data: Any, path: Path) -> Iterator[Path]:
@@ -454,11 +478,16 @@ def read_chunked(
 
 
 def _read_chunk(
-    chunk: str, allowance: int, strings: dict[str, str], source: _Text | None = None
+    chunk: str,
+    allowance: int,
+    strings: dict[str, str],
+    source: _Text | None = None,
+    arrays: dict[int, array[int]] | None = None,
 ) -> ReadChunk | None:
     """One chunk read alone, or None if it is not valid alone. ``source``: the
     chunk as part of its stream's text (``chunk`` is then not read), which the
-    document keeps, to be released (``Document.release``)."""
+    document keeps, to be released (``Document.release``); ``arrays``: see
+    ``Positions.of``."""
     streamed = nodes = 0
     doc: Document | None = None
     pieces = _Chunks(chunk) if source is None else _Chunks(source.text, source.start, source.end)
@@ -471,7 +500,7 @@ def _read_chunk(
             data = builder.build(node, 0)
             nodes = max(nodes, builder.nodes)
             if data is not None:
-                positions = Positions.of(data, builder.keys, builder.marks, source)
+                positions = Positions.of(data, builder.keys, builder.marks, source, arrays)
                 doc = Document("", 0, node.start_mark.line + 1, data, positions, source)
     except (InputError, _DuplicateKey, yaml.YAMLError, RecursionError):
         return None
@@ -500,11 +529,12 @@ def iter_chunked(text: str, file: str) -> Iterator[Document] | None:
 def _iter_chunked(text: str, file: str, starts: list[int]) -> Iterator[Document]:
     allowance = BASE_NODE_ALLOWANCE + len(text)
     strings: dict[str, str] = {}
+    arrays: dict[int, array[int]] = {}
     index = line = 0  # documents of the stream, lines of the text, before the chunk
     for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
         source = _Text(text, start, end)
         with paused_gc():
-            read = _read_chunk("", allowance, strings, source)
+            read = _read_chunk("", allowance, strings, source, arrays)
         if read is None or read.nodes > allowance:
             raise NotInChunks
         doc = read.doc
