@@ -6,6 +6,7 @@ the memory a load keeps per byte of YAML stays bounded."""
 
 from __future__ import annotations
 
+import pickle
 import tracemalloc
 from pathlib import Path
 
@@ -110,6 +111,9 @@ def test_loaded_documents_read_again_as_they_were_read(tmp_path: Path) -> None:
         assert r.location("spec", "selector") == whole.location(("spec", "selector"))
     policy = mesh.manifests.authorization_policies[3]
     assert creation_time(policy).isoformat() == "2024-01-04T00:00:00+00:00"
+    copy = pickle.loads(pickle.dumps(policy))
+    assert copy.doc.data == policy.doc.data
+    assert copy.location("spec", "rules", 1) == policy.location("spec", "rules", 1)
 
 
 def test_a_document_without_its_own_text_keeps_its_data() -> None:

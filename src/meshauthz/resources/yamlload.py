@@ -288,7 +288,17 @@ class _Text:
         return doc.value
 
 
-_RELEASED: Any = object()
+class _Released:
+    """A released document's value (see ``Document.release``): one object,
+    pickled as itself."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_RELEASED"
+
+
+_RELEASED: Any = _Released()
 
 
 class Document(Struct):
