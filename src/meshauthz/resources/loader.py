@@ -124,7 +124,7 @@ class LoadResult(Struct):
     # Files that could not be read or parsed: the others were read all the same.
     unreadable: list[InputError] = field(default_factory=list)
     # validation.object_findings of the objects whose documents were released
-    validated: dict[o.Resource, list[Finding]] = field(default_factory=dict)
+    validated: dict[o.Resource, Sequence[Finding]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -393,7 +393,7 @@ class _Loader:
         self.findings: list[Finding] = []
         self.objects = 0  # Kubernetes objects seen, read or not
         self._mesh_config_seen: Location | None = None
-        self.validated: dict[o.Resource, list[Finding]] = {}
+        self.validated: dict[o.Resource, Sequence[Finding]] = {}
 
     def released(self, text: str, file: str) -> bool:
         """Read a file's documents one at a time (``iter_chunked``), each typed,
@@ -416,7 +416,7 @@ class _Loader:
                 self.document(doc)
                 for kind, n in zip(_VALIDATED, counts, strict=False):
                     for r in getattr(m, kind)[n:]:
-                        self.validated[r] = object_findings(r)
+                        self.validated[r] = object_findings(r) or ()
                 if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
                     kept.append(doc)
                 doc.release()

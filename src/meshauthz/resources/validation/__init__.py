@@ -98,7 +98,7 @@ custom-provider-rejected                        warning   a CUSTOM policy's prov
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from meshauthz.resources.findings import Finding
@@ -153,7 +153,7 @@ def object_findings(resource: Resource) -> list[Finding]:
 def validate(
     manifests: Manifests,
     record: LoadRecord | None = None,
-    known: Mapping[Resource, list[Finding]] | None = None,
+    known: Mapping[Resource, Sequence[Finding]] | None = None,
 ) -> list[Finding]:
     """Istio's validation of every AuthorizationPolicy, RequestAuthentication and
     PeerAuthentication in ``manifests``, in load order, the objects defined twice,
