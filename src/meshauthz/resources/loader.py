@@ -385,6 +385,19 @@ def _at(data: Any, path: Path) -> Any:
     return data
 
 
+def _proxy_container(data: Any, template: Path) -> bool:
+    """Whether the pod (template) at ``template`` in ``data``, as written, has a
+    container or init container named istio-proxy (istioctl's ``PodInMesh``)."""
+    for part in (*template, "spec"):
+        if not isinstance(data, dict):
+            return False
+        data = data.get(part)
+    if not isinstance(data, dict):
+        return False
+    containers = [*(data.get("containers") or []), *(data.get("initContainers") or [])]
+    return any(isinstance(c, dict) and c.get("name") == o.PROXY_CONTAINER for c in containers)
+
+
 class _Loader:
     def __init__(self, default_namespace: str, *, enforce_namespace: bool = False) -> None:
         self.default_namespace = default_namespace
@@ -617,7 +630,7 @@ class _Loader:
             status = self.model(doc, base, data, "status", PodStatus, ident)
             if pod is not None and status is not None:
                 ip = status.pod_ip or (status.pod_ips[0].ip if status.pod_ips else None)
-                m.workloads.append(self.workload(common, meta, meta, pod, (), ip))
+                m.workloads.append(self.workload(common, meta, meta, pod, (), ip, data))
         elif (group, kind) in _CONTROLLERS or (group == "batch" and kind == "CronJob"):
             if kind == "CronJob":
                 cj = self.model(doc, base, data, "spec", CronJobSpec, ident)
@@ -631,7 +644,7 @@ class _Loader:
                     return
                 template, tpath = ctl.template, ("spec", "template")
             m.workloads.append(
-                self.workload(common, meta, template.metadata, template.spec, tpath, None)
+                self.workload(common, meta, template.metadata, template.spec, tpath, None, data)
             )
         elif group == "" and kind == "ConfigMap":
             self.mesh_configmap(doc, base, data, ident)
@@ -679,8 +692,10 @@ class _Loader:
         pod: PodSpec,
         tpath: Path,
         ip: str | None,
+        data: dict[str, Any],
     ) -> o.Workload:
-        """``meta``: the object's metadata; ``pod_meta``: its pods' (the template's)."""
+        """``meta``: the object's metadata; ``pod_meta``: its pods' (the template's);
+        ``data``: the object as written."""
         sa = pod.service_account_name or pod.service_account or "default"
         ports = tuple(p for c in pod.containers for p in c.ports)
         return o.Workload(
@@ -694,6 +709,7 @@ class _Loader:
             host_network=pod.host_network,
             uid=meta.uid,
             owners=meta.owner_references,
+            proxy_container=_proxy_container(data, tpath),
         )
 
     def mesh_configmap(

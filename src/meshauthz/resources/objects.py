@@ -88,6 +88,10 @@ class ServiceAccount(Resource, eq=False):
     pass
 
 
+# The sidecar's container name in an injected pod.
+PROXY_CONTAINER = "istio-proxy"
+
+
 class Workload(Resource, eq=False):
     """A Pod, or a controller that makes pods (their template is what counts)."""
 
@@ -100,6 +104,9 @@ class Workload(Resource, eq=False):
     host_network: bool = False
     uid: str = ""
     owners: tuple[OwnerReference, ...] = ()  # metadata.ownerReferences
+    # a container or init container of its pods is named istio-proxy (read
+    # when loaded: the document's data is not kept)
+    proxy_container: bool = False
 
 
 class Service(Resource, eq=False):
