@@ -457,6 +457,7 @@ class PythonEmitter:
         self._consts: list[Any] = []
         self._const_ids: dict[int, str] = {}
         self._reads: dict[str, str] = {}  # source -> variable
+        self._headers: set[str] = set()  # the header names the code reads
 
     def constant(self, value: Any) -> str:
         """``value`` in the code: its item of ``k``."""
@@ -479,6 +480,11 @@ class PythonEmitter:
     def reads(self) -> list[str]:
         """The per-request variables, in the order of ``prologue()``."""
         return list(self._reads.values())
+
+    def header_names(self) -> frozenset[str]:
+        """The names of the headers the code reads (besides ``:path``, read as
+        ``inp.url_path``); a compiled closure (``(inp)`` in the code) may read any."""
+        return frozenset(self._headers)
 
     def prologue(self) -> list[str]:
         """Assignments of the reads, in order (a later read may use an earlier one)."""
@@ -530,6 +536,7 @@ class PythonEmitter:
         if key[0] == "header":
             # a header matcher matches if any of the header's entries matches (an
             # absent header: none, as no entry)
+            self._headers.add(key[1])
             h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r}, ())")
             if exact is not None:
                 return 2, f"(not {self.constant(exact)}.isdisjoint({h}))", None
