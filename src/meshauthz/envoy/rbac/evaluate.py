@@ -136,9 +136,12 @@ class RbacInput:
         paths = hm.get(":path")
         self.path = paths[0] if paths else None
         self.url_path = strip_query_and_fragment(self.path) if self.path is not None else None
-        self.ip_direct = _ip(self.direct_remote_ip)
-        self.ip_remote = _ip(self.remote_ip) if self.remote_ip else self.ip_direct
-        self.ip_source = _ip(self.source_ip) if self.source_ip else self.ip_direct
+        direct = self.direct_remote_ip
+        self.ip_direct = ip = _ip(direct)
+        # most requests: one address for all three (no X-Forwarded-For, no proxy between)
+        remote, source = self.remote_ip, self.source_ip
+        self.ip_remote = ip if not remote or remote == direct else _ip(remote)
+        self.ip_source = ip if not source or source == direct else _ip(source)
         self.ip_destination = _ip(self.destination_ip)
         p = self.peer
         self.peer_names = None if p is None else (*p.uri_sans, *p.dns_sans, p.subject)
