@@ -76,15 +76,9 @@ from meshauthz.envoy.rbac.evaluate import (
     RbacInput,
 )
 from meshauthz.envoy.rbac.model import (
-    IdAnd,
     IdMetadata,
-    IdNot,
-    IdOr,
     Note,
-    PermAnd,
     PermMetadata,
-    PermNot,
-    PermOr,
 )
 from meshauthz.resources.objects import AuthorizationPolicy
 
@@ -740,19 +734,11 @@ def _shared_constant(value: Any) -> Any:
     return value
 
 
-_WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
-
-
-def _reads_filter_metadata(node: Any) -> bool:
-    """Whether a permission or principal reads metadata that RBAC filters write."""
-    match node:
-        case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
-            return any(_reads_filter_metadata(s) for s in subs)
-        case PermNot(rule=sub) | IdNot(id=sub):
-            return _reads_filter_metadata(sub)
-        case PermMetadata(metadata=m) | IdMetadata(metadata=m):
-            return m.filter in _WRITTEN_BY_FILTERS
-    return False
+# The filters whose dynamic metadata an RBAC filter writes: a matcher reading it
+# reads what an earlier filter of the chain wrote.
+_WRITTEN_BY_FILTERS = frozenset(
+    ["envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common"]
+)
 
 
 def _generate(runner: ChainRunner) -> Generated | None:
@@ -766,13 +752,6 @@ def _generate(runner: ChainRunner) -> Generated | None:
     for stage in p.rest:
         if stage.compiled is None or Stage(stage.built.stage) is Stage.CUSTOM:
             return None
-        engines = (stage.compiled.shadow_engine, stage.compiled.engine)
-        for engine in engines:
-            for _, policy in engine.rbac.policies if engine is not None else ():
-                if any(
-                    _reads_filter_metadata(n) for n in (*policy.permissions, *policy.principals)
-                ):
-                    return None
         stages.append(stage)
     try:
         return _emit(runner, stages)
@@ -780,7 +759,7 @@ def _generate(runner: ChainRunner) -> Generated | None:
         return None
 
 
-def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
+def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
     em = PythonEmitter()
     collects = any(
         s.compiled is not None
@@ -873,6 +852,8 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     else:
         default = em.constant(runner.default)
         body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
+    if not em.metadata_filters().isdisjoint(_WRITTEN_BY_FILTERS):
+        return None  # it reads what an RBAC filter writes, which only the walk does
     if sets_allowed:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")

@@ -461,6 +461,7 @@ class PythonEmitter:
         self._const_ids: dict[int, str] = {}
         self._reads: dict[str, str] = {}  # source -> variable
         self._headers: set[str] = set()  # the header names the code reads
+        self._metadata: set[str] = set()  # the filters whose dynamic metadata it reads
 
     def constant(self, value: Any) -> str:
         """``value`` in the code: its item of ``k``."""
@@ -488,6 +489,10 @@ class PythonEmitter:
         """The names of the headers the code reads (besides ``:path``, read as
         ``inp.url_path``); a compiled closure (``(inp)`` in the code) may read any."""
         return frozenset(self._headers)
+
+    def metadata_filters(self) -> frozenset[str]:
+        """The filter names whose dynamic metadata the code reads."""
+        return frozenset(self._metadata)
 
     def prologue(self) -> list[str]:
         """Assignments of the reads, in order (a later read may use an earlier one)."""
@@ -597,6 +602,8 @@ class PythonEmitter:
         key = _fusion_key(node)
         if key is not None:
             return self._fused(key, [node])
+        if type(node) is PermMetadata or type(node) is IdMetadata:
+            self._metadata.add(node.metadata.filter)
         return 10, f"{self.constant(compile_node(node))}(inp)", None
 
 
