@@ -188,7 +188,7 @@ def _checked(
         result.manifests.mesh_config = mesh_config
     return CheckedManifests(
         result.manifests,
-        (*result.findings, *validate(result.manifests, record)),
+        (*result.findings, *validate(result.manifests, record, result.validated)),
         tuple(result.unreadable),
     )
 

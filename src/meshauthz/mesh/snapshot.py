@@ -95,14 +95,8 @@ class LookupFailed(MeshauthzError):
 def creation_time(obj: Resource) -> datetime.datetime:
     """``metadata.creationTimestamp`` (RFC 3339); unset or unreadable = Go's zero time,
     which sorts before every set time, as in istiod."""
-    data: Any = obj.doc.data
-    try:
-        for p in obj.base:
-            data = data[p]
-        raw = data.get("metadata", {}).get("creationTimestamp")
-    except (KeyError, IndexError, TypeError, AttributeError):
-        return _ZERO_TIME
-    if not isinstance(raw, str) or not raw:
+    raw = obj.created
+    if not raw:
         return _ZERO_TIME
     try:
         t = datetime.datetime.fromisoformat(raw)

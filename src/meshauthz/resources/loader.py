@@ -48,11 +48,14 @@ from meshauthz.resources.k8s import (
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
+from meshauthz.resources.validation import object_findings
 from meshauthz.resources.yamlload import (
     Document,
+    NotInChunks,
     Path,
     Positions,
     dotted,
+    iter_chunked,
     parse_documents,
     read_source,
 )
@@ -96,11 +99,32 @@ _CONTROLLERS = {
 }
 
 
+# The lists of ``Manifests`` a document adds to: first those of objects validated
+# one by one (``object_findings``), then the other objects', then the skipped.
+_VALIDATED = (
+    "peer_authentications",
+    "request_authentications",
+    "authorization_policies",
+    "workloads",
+)
+_OBJECTS = (
+    *_VALIDATED,
+    *(
+        n
+        for n in o.Manifests.__struct_fields__
+        if n not in (*_VALIDATED, "mesh_config", "files", "skipped")
+    ),
+)
+_ADDED = (*_OBJECTS, "skipped")
+
+
 class LoadResult(Struct):
     manifests: o.Manifests
     findings: list[Finding] = field(default_factory=list)
     # Files that could not be read or parsed: the others were read all the same.
     unreadable: list[InputError] = field(default_factory=list)
+    # validation.object_findings of the objects whose documents were released
+    validated: dict[o.Resource, Sequence[Finding]] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -237,6 +261,8 @@ def load(
             continue
         loader.manifests.files.append(display)
         action = _helm_action_line(text)
+        if record is None and action is None and loader.released(text, display):
+            continue
         try:
             read = (
                 [(d, None) for d in parse_documents(text, display)]
@@ -274,7 +300,7 @@ def load(
         )
     if mesh_config_file is not None:
         loader.standalone_mesh_config(mesh_config_file)
-    return LoadResult(loader.manifests, loader.findings, unreadable)
+    return LoadResult(loader.manifests, loader.findings, unreadable, loader.validated)
 
 
 def load_documents(docs: Iterable[Document], *, default_namespace: str = "default") -> LoadResult:
@@ -359,6 +385,19 @@ def _at(data: Any, path: Path) -> Any:
     return data
 
 
+def _proxy_container(data: Any, template: Path) -> bool:
+    """Whether the pod (template) at ``template`` in ``data``, as written, has a
+    container or init container named istio-proxy (istioctl's ``PodInMesh``)."""
+    for part in (*template, "spec"):
+        if not isinstance(data, dict):
+            return False
+        data = data.get(part)
+    if not isinstance(data, dict):
+        return False
+    containers = [*(data.get("containers") or []), *(data.get("initContainers") or [])]
+    return any(isinstance(c, dict) and c.get("name") == o.PROXY_CONTAINER for c in containers)
+
+
 class _Loader:
     def __init__(self, default_namespace: str, *, enforce_namespace: bool = False) -> None:
         self.default_namespace = default_namespace
@@ -367,6 +406,54 @@ class _Loader:
         self.findings: list[Finding] = []
         self.objects = 0  # Kubernetes objects seen, read or not
         self._mesh_config_seen: Location | None = None
+        self.validated: dict[o.Resource, Sequence[Finding]] = {}
+
+    def released(self, text: str, file: str) -> bool:
+        """Read a file's documents one at a time (``iter_chunked``), each typed,
+        its objects validated (``object_findings``: what reads the object as
+        written), then released (``Document.release``): a large mesh's parsed
+        data is then never held all at once. False, with nothing of the file
+        kept, when it cannot be read so: it is then read whole."""
+        docs = iter_chunked(text, file)
+        if docs is None:
+            return False
+        m = self.manifests
+        before = self._counts()
+        mesh_config = (self._mesh_config_seen, m.mesh_config)
+        read = 0
+        kept: list[Document] = []  # the documents objects were made of
+        try:
+            for doc in docs:
+                read += 1
+                counts = self._counts()
+                self.document(doc)
+                for kind, n in zip(_VALIDATED, counts, strict=False):
+                    for r in getattr(m, kind)[n:]:
+                        self.validated[r] = object_findings(r) or ()
+                if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
+                    kept.append(doc)
+                doc.release()
+        except NotInChunks:  # nothing of the file is kept: it is read whole
+            for kind, n in zip(_VALIDATED, before, strict=False):
+                for r in getattr(m, kind)[n:]:
+                    self.validated.pop(r, None)
+            for kind, n in zip(_ADDED, before, strict=False):
+                del getattr(m, kind)[n:]
+            del self.findings[before[-2] :]
+            self.objects = before[-1]
+            self._mesh_config_seen, m.mesh_config = mesh_config
+            return False
+        if not read:
+            self.skip(Location(file, 1), EMPTY_FILE)
+        if 2 * sum(d.text_size() for d in kept) < len(text):
+            for d in kept:  # not the whole text for a few of its documents
+                d.own_text()
+        return True
+
+    def _counts(self) -> tuple[int, ...]:
+        m = self.manifests
+        lists = [len(getattr(m, kind)) for kind in _ADDED]
+        return (*lists, len(self.findings), self.objects)
 
     def skip(self, location: Location, reason: str, kind: str = "", api_version: str = "") -> None:
         self.manifests.skipped.append(o.Skipped(kind, api_version, "", "", location, reason=reason))
@@ -469,6 +556,7 @@ class _Loader:
                 **ident,
             )
             return
+        created = raw_meta.get("creationTimestamp") if isinstance(raw_meta, dict) else None
         common: dict[str, Any] = dict(
             kind=kind,
             api_version=api_version,
@@ -479,6 +567,7 @@ class _Loader:
             annotations=meta.annotations,
             doc=doc,
             base=base,
+            created=created if isinstance(created, str) else "",
         )
         m = self.manifests
 
@@ -541,7 +630,7 @@ class _Loader:
             status = self.model(doc, base, data, "status", PodStatus, ident)
             if pod is not None and status is not None:
                 ip = status.pod_ip or (status.pod_ips[0].ip if status.pod_ips else None)
-                m.workloads.append(self.workload(common, meta, meta, pod, (), ip))
+                m.workloads.append(self.workload(common, meta, meta, pod, (), ip, data))
         elif (group, kind) in _CONTROLLERS or (group == "batch" and kind == "CronJob"):
             if kind == "CronJob":
                 cj = self.model(doc, base, data, "spec", CronJobSpec, ident)
@@ -555,7 +644,7 @@ class _Loader:
                     return
                 template, tpath = ctl.template, ("spec", "template")
             m.workloads.append(
-                self.workload(common, meta, template.metadata, template.spec, tpath, None)
+                self.workload(common, meta, template.metadata, template.spec, tpath, None, data)
             )
         elif group == "" and kind == "ConfigMap":
             self.mesh_configmap(doc, base, data, ident)
@@ -603,8 +692,10 @@ class _Loader:
         pod: PodSpec,
         tpath: Path,
         ip: str | None,
+        data: dict[str, Any],
     ) -> o.Workload:
-        """``meta``: the object's metadata; ``pod_meta``: its pods' (the template's)."""
+        """``meta``: the object's metadata; ``pod_meta``: its pods' (the template's);
+        ``data``: the object as written."""
         sa = pod.service_account_name or pod.service_account or "default"
         ports = tuple(p for c in pod.containers for p in c.ports)
         return o.Workload(
@@ -618,6 +709,7 @@ class _Loader:
             host_network=pod.host_network,
             uid=meta.uid,
             owners=meta.owner_references,
+            proxy_container=_proxy_container(data, tpath),
         )
 
     def mesh_configmap(

@@ -29,6 +29,9 @@ class Resource(Struct, eq=False):
     annotations: dict[str, str]
     doc: Document
     base: Path  # this object's path inside its document
+    # metadata.creationTimestamp as written ("" if not a string): read after the
+    # document's data is released (istiod orders policies by it)
+    created: str = ""
 
     @property
     def file(self) -> str:
@@ -48,7 +51,9 @@ class Resource(Struct, eq=False):
 
     def __repr__(self) -> str:
         # without the document it was read from (its whole text and positions)
-        return repr_of(self, (n for n in self.__struct_fields__ if n not in ("doc", "base")))
+        return repr_of(
+            self, (n for n in self.__struct_fields__ if n not in ("doc", "base", "created"))
+        )
 
 
 class AuthorizationPolicy(Resource, eq=False):
@@ -83,6 +88,10 @@ class ServiceAccount(Resource, eq=False):
     pass
 
 
+# The sidecar's container name in an injected pod.
+PROXY_CONTAINER = "istio-proxy"
+
+
 class Workload(Resource, eq=False):
     """A Pod, or a controller that makes pods (their template is what counts)."""
 
@@ -95,6 +104,9 @@ class Workload(Resource, eq=False):
     host_network: bool = False
     uid: str = ""
     owners: tuple[OwnerReference, ...] = ()  # metadata.ownerReferences
+    # a container or init container of its pods is named istio-proxy (read
+    # when loaded: the document's data is not kept)
+    proxy_container: bool = False
 
 
 class Service(Resource, eq=False):

@@ -69,6 +69,7 @@ MAX_FILE_BYTES = 32 * 1024 * 1024
 # have more values than its text has characters.
 BASE_NODE_ALLOWANCE = 100_000
 MAX_DEPTH = 200
+_UNBOUNDED = 1 << 62
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _CORE = "tag:yaml.org,2002:"
@@ -106,8 +107,11 @@ class Positions(Mapping[Path, tuple[int, int]]):
     in 2**64 per pair) make it keep a plain mapping instead (``Positions.of``); a
     path that leads nowhere is never taken for a value (one that reads as if it
     did, through a negative index or into a string, needs the same chance again).
-    A mapping's value is where its key is written; a list's item and the
-    document itself, where the item begins."""
+    The positions of a document that keeps only its text (``Document.release``)
+    do not hold its data: their keys are then always the paths' 64-bit hashes,
+    and a path that leads nowhere is taken for a value only if its hash is a
+    value's (that chance again). A mapping's value is where its key is written;
+    a list's item and the document itself, where the item begins."""
 
     __slots__ = ("_data", "_key_mask", "_keys", "_line_shift", "_marks", "_offset")
 
@@ -119,7 +123,7 @@ class Positions(Mapping[Path, tuple[int, int]]):
         offset: int = 0,
         line_shift: int = _WIDE_SHIFT,
     ) -> None:
-        self._data = data
+        self._data = data  # or the document's text (_Text): then not checked
         self._keys = keys
         # 32-bit keys are a hash's low bits
         self._key_mask = _NARROW_KEY if keys.typecode == "I" else -1
@@ -128,13 +132,25 @@ class Positions(Mapping[Path, tuple[int, int]]):
         self._offset = offset  # added to every line (a document inside a string)
 
     @staticmethod
-    def of(data: Any, keys: list[int], marks: list[int]) -> Positions | dict[Path, tuple[int, int]]:
+    def of(
+        data: Any,
+        keys: list[int],
+        marks: list[int],
+        source: _Text | None = None,
+        arrays: dict[int, array[int]] | None = None,
+    ) -> Positions | dict[Path, tuple[int, int]]:
         """``keys`` (each path's hash) and ``marks`` (``line << 32 | column``) in
         the order the values were read (depth first, a mapping's keys in order, as
-        ``data`` holds them)."""
+        ``data`` holds them). ``source``: the document's text, when the positions
+        are to hold it rather than the data (see ``Document.release``).
+        ``arrays``: the arrays of documents read before, shared when equal."""
         # the hashes' low 32 bits when they tell the paths apart (as they do in
-        # all but large documents), else all 64
-        at = dict(zip([k & _NARROW_KEY for k in keys], marks, strict=True))
+        # all but large documents) and the data is kept to check a path, else all 64
+        at = (
+            {}
+            if source is not None
+            else dict(zip([k & _NARROW_KEY for k in keys], marks, strict=True))
+        )
         key_type = "I"
         if len(at) != len(keys):
             at = dict(zip(keys, marks, strict=True))
@@ -146,6 +162,7 @@ class Positions(Mapping[Path, tuple[int, int]]):
             }
         ordered = sorted(at)
         ms = list(map(at.__getitem__, ordered))
+        held = data if source is None else source
         bits = reduce(or_, ms, 0)  # the widest line and column, or-ed
         if (
             bits >> _WIDE_SHIFT < 1 << (32 - _NARROW_SHIFT)
@@ -154,8 +171,16 @@ class Positions(Mapping[Path, tuple[int, int]]):
             narrow = array(
                 "I", [m >> (_WIDE_SHIFT - _NARROW_SHIFT) | m & _NARROW_COLUMN for m in ms]
             )
-            return Positions(data, array(key_type, ordered), narrow, 0, _NARROW_SHIFT)
-        return Positions(data, array(key_type, ordered), array("Q", ms))
+            return Positions(
+                held,
+                _shared(array(key_type, ordered), arrays),
+                _shared(narrow, arrays),
+                0,
+                _NARROW_SHIFT,
+            )
+        return Positions(
+            held, _shared(array(key_type, ordered), arrays), _shared(array("Q", ms), arrays)
+        )
 
     def shifted(self, lines: int) -> Positions:
         """The same positions ``lines`` further down (a document read from a string
@@ -176,6 +201,8 @@ class Positions(Mapping[Path, tuple[int, int]]):
         i = bisect_left(keys, key)
         if i == len(keys) or keys[i] != key:
             return -1
+        if type(self._data) is _Text:
+            return i
         try:  # the path leads somewhere in the data
             reduce(getitem, path, self._data)
         except (KeyError, IndexError, TypeError):
@@ -204,7 +231,8 @@ class Positions(Mapping[Path, tuple[int, int]]):
         return self._mark(i)
 
     def __iter__(self) -> Iterator[Path]:
-        return _paths(self._data, ())
+        data = self._data
+        return _paths(data.read() if type(data) is _Text else data, ())
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -212,6 +240,17 @@ class Positions(Mapping[Path, tuple[int, int]]):
     def __reduce__(self) -> tuple[Any, ...]:
         # the keys hold str hashes, which differ from one process to another
         return (dict, (dict(self),))
+
+
+def _shared(values: array[int], arrays: dict[int, array[int]] | None) -> array[int]:
+    """``values``, or an equal array of a document read before: documents of
+    one shape (a chart's Deployments, a generator's policies) have the same
+    paths, so the same keys, and often the same marks. Arrays are never
+    changed once made."""
+    if arrays is None:
+        return values
+    found = arrays.setdefault(hash(values.tobytes()), values)
+    return found if found.typecode == values.typecode and found == values else values
 
 
 def _paths(data: Any, path: Path) -> Iterator[Path]:
@@ -225,16 +264,83 @@ def _paths(data: Any, path: Path) -> Iterator[Path]:
             yield from _paths(v, (*path, n))
 
 
+class _Text:
+    """A document's own text: its chunk of a stream (``text[start:end]``, which
+    reads alone as it reads in the stream: see ``read_chunked``), read again
+    for its data. The stream's text is held once, by all its documents."""
+
+    __slots__ = ("end", "start", "text")
+
+    def __init__(self, text: str, start: int, end: int) -> None:
+        self.text = text
+        self.start = start
+        self.end = end
+
+    def own(self) -> None:
+        """Hold the chunk alone rather than the stream's whole text."""
+        self.text = self.text[self.start : self.end]
+        self.start, self.end = 0, len(self.text)
+
+    def read(self) -> Any:
+        # unbounded: the text was read once within the bounds of its file
+        chunk = self.text[self.start : self.end]
+        (doc,) = _parse_documents(chunk, "", record=False, max_nodes=_UNBOUNDED)
+        return doc.value
+
+
+class _Released:
+    """A released document's value (see ``Document.release``): one object,
+    pickled as itself."""
+
+    __slots__ = ()
+
+    def __reduce__(self) -> str:
+        return "_RELEASED"
+
+
+_RELEASED: Any = _Released()
+
+
 class Document(Struct):
     """One YAML document of a file."""
 
     file: str
     index: int  # 0-based position in the file's stream
     line: int  # 1-based line where the document's content starts
-    data: Any
+    value: Any  # its data (``data``), until released
     # Each path's (line, column): ``Positions`` from the reader, or any mapping
     # (a document built in memory; empty when positions are unknown).
     positions: Mapping[Path, tuple[int, int]] = field(default_factory=dict)
+    # The document's own text, when it can be read again (see release).
+    source: _Text | None = None
+
+    @property
+    def data(self) -> Any:
+        """The document's values: plain dicts, lists, strings, numbers."""
+        value = self.value
+        if value is _RELEASED and self.source is not None:
+            return self.source.read()
+        return value
+
+    def release(self) -> None:
+        """Keep the text only, once what is read of the document when it is loaded
+        has been read (its objects typed and validated): the parsed data of a
+        large mesh takes several times its text, and the few readers after that
+        (``analyze``, the local mesh's plan) read it again. A document without
+        its own text keeps its data."""
+        if self.source is not None:
+            self.value = _RELEASED
+
+    def text_size(self) -> int:
+        """The length of the document's own text (0 without one)."""
+        source = self.source
+        return 0 if source is None else source.end - source.start
+
+    def own_text(self) -> None:
+        """Hold its chunk alone rather than its stream's whole text: for a
+        document kept from a stream whose other documents are not."""
+        if self.source is not None:
+            self.source.own()
 
     def location(self, path: Path = ()) -> Location:
         """The nearest known position of ``path`` (or of its closest parent)."""
@@ -374,19 +480,29 @@ def read_chunked(
             doc = read.doc
             if doc is not None:
                 positions = doc.positions
-                moved = Document(file, index, doc.line + line, doc.data, _shifted(positions, line))
+                moved = Document(file, index, doc.line + line, doc.value, _shifted(positions, line))
                 out.append((moved, chunk))
             index += read.streamed
             line += chunk.count("\n")
     return out
 
 
-def _read_chunk(chunk: str, allowance: int, strings: dict[str, str]) -> ReadChunk | None:
-    """One chunk read alone, or None if it is not valid alone."""
+def _read_chunk(
+    chunk: str,
+    allowance: int,
+    strings: dict[str, str],
+    source: _Text | None = None,
+    arrays: dict[int, array[int]] | None = None,
+) -> ReadChunk | None:
+    """One chunk read alone, or None if it is not valid alone. ``source``: the
+    chunk as part of its stream's text (``chunk`` is then not read), which the
+    document keeps, to be released (``Document.release``); ``arrays``: see
+    ``Positions.of``."""
     streamed = nodes = 0
     doc: Document | None = None
+    pieces = _Chunks(chunk) if source is None else _Chunks(source.text, source.start, source.end)
     try:
-        for node in _compose_all(chunk):
+        for node in _compose_all(pieces):
             streamed += 1
             if node is None:
                 continue
@@ -394,12 +510,50 @@ def _read_chunk(chunk: str, allowance: int, strings: dict[str, str]) -> ReadChun
             data = builder.build(node, 0)
             nodes = max(nodes, builder.nodes)
             if data is not None:
-                doc = Document("", 0, node.start_mark.line + 1, data, builder.positions(data))
+                positions = Positions.of(data, builder.keys, builder.marks, source, arrays)
+                doc = Document("", 0, node.start_mark.line + 1, data, positions, source)
     except (InputError, _DuplicateKey, yaml.YAMLError, RecursionError):
         return None
     if streamed > 1:  # pragma: no cover - a chunk holds one document at most
         return None
     return ReadChunk(streamed, nodes, doc)
+
+
+class NotInChunks(Exception):
+    """A chunk of the stream is not valid alone (see ``iter_chunked``)."""
+
+
+def iter_chunked(text: str, file: str) -> Iterator[Document] | None:
+    """``parse_documents(text, file)`` one document at a time, each keeping its
+    chunk (its own text: ``Document.release`` can then drop its data), so that
+    a large file's data need not be held all at once. None when the stream
+    cannot be read in chunks alike (see ``_chunk_starts``); the iteration raises
+    ``NotInChunks`` at a chunk not valid alone (then ``parse_documents`` reads
+    the file, and says what is wrong, as it would have anyway)."""
+    starts = _chunk_starts(text)
+    if starts is None:
+        return None
+    return _iter_chunked(text, file, starts)
+
+
+def _iter_chunked(text: str, file: str, starts: list[int]) -> Iterator[Document]:
+    allowance = BASE_NODE_ALLOWANCE + len(text)
+    strings: dict[str, str] = {}
+    arrays: dict[int, array[int]] = {}
+    index = line = 0  # documents of the stream, lines of the text, before the chunk
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        source = _Text(text, start, end)
+        with paused_gc():
+            read = _read_chunk("", allowance, strings, source, arrays)
+        if read is None or read.nodes > allowance:
+            raise NotInChunks
+        doc = read.doc
+        if doc is not None:
+            yield Document(
+                file, index, doc.line + line, doc.value, _shifted(doc.positions, line), source
+            )
+        index += read.streamed
+        line += text.count("\n", start, end)
 
 
 def _shifted(
@@ -410,14 +564,18 @@ def _shifted(
     return {p: (ln + lines, col) for p, (ln, col) in positions.items()}
 
 
-def _parse_documents(text: str, file: str, *, record: bool = True) -> list[Document]:
+def _parse_documents(
+    text: str, file: str, *, record: bool = True, max_nodes: int | None = None
+) -> list[Document]:
     docs: list[Document] = []
     strings: dict[str, str] = {}
+    if max_nodes is None:
+        max_nodes = BASE_NODE_ALLOWANCE + len(text)
     try:
         for index, node in enumerate(_compose_all(text)):
             if node is None:
                 continue
-            builder = _Builder(file, BASE_NODE_ALLOWANCE + len(text), record, strings)
+            builder = _Builder(file, max_nodes, record, strings)
             data = builder.build(node, 0)
             if data is None:
                 continue
@@ -501,20 +659,21 @@ class _Chunks:
     whole copy of a large file at once (a copy freed after parsing, often left
     behind as a hole in the heap, which the process keeps)."""
 
-    __slots__ = ("_at", "_text")
+    __slots__ = ("_at", "_end", "_text")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, start: int = 0, end: int | None = None) -> None:
         self._text = text
-        self._at = 0
+        self._at = start
+        self._end = len(text) if end is None else end  # read text[start:end] only
 
     def read(self, size: int) -> str:
         at = self._at
-        self._at = at + size
-        return self._text[at : at + size]
+        self._at = min(at + size, self._end)
+        return self._text[at : self._at]
 
 
-def _compose_all(text: str) -> Iterator[yaml.Node | None]:
-    loader = _Loader(_Chunks(text))
+def _compose_all(text: str | _Chunks) -> Iterator[yaml.Node | None]:
+    loader = _Loader(_Chunks(text) if isinstance(text, str) else text)
     try:
         while loader.check_node():
             yield loader.get_node()

@@ -19,21 +19,6 @@ from meshauthz.resources.objects import AuthorizationPolicy
 INJECT = "sidecar.istio.io/inject"
 INJECTION_NAMESPACE_LABEL = "istio-injection"
 AMBIENT_REDIRECTION = "ambient.istio.io/redirection"
-PROXY_CONTAINER = "istio-proxy"
-
-
-def _template(w: MeshWorkload) -> dict[str, Any]:
-    """The pod (template) as written: metadata and spec."""
-    r = w.resource
-    if r is None:
-        return {}
-    data: Any = r.doc.data
-    try:
-        for part in (*r.base, *r.template_path):
-            data = data[part]
-    except (KeyError, IndexError, TypeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def in_mesh(ctx: Context, w: MeshWorkload) -> bool:
@@ -43,16 +28,13 @@ def in_mesh(ctx: Context, w: MeshWorkload) -> bool:
     A namespace the input does not declare cannot say: meshauthz takes such a
     workload as in the mesh, as every command does (istioctl, which would look
     the namespace up in a cluster, takes it as out)."""
-    if w.resource is None or w.proxy != "sidecar":
+    r = w.resource
+    if r is None or w.proxy != "sidecar":
         return True  # a gateway's pods run a proxy
-    pod = _template(w)
-    meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
-    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-    if any(isinstance(c, dict) and c.get("name") == PROXY_CONTAINER for c in containers):
+    if r.proxy_container:
         return True
     labels = w.labels
-    annotations = meta.get("annotations") or {}
+    annotations = r.pod_annotations
     if annotations.get(AMBIENT_REDIRECTION) == "enabled":
         return True
     # the CNI sets that annotation in a cluster; manifests carry what makes ztunnel
@@ -61,8 +43,8 @@ def in_mesh(ctx: Context, w: MeshWorkload) -> bool:
         return True
     if INJECT in labels:
         return labels[INJECT] == "true"
-    if isinstance(annotations, dict) and INJECT in annotations:
-        return bool(annotations[INJECT] == "true")
+    if INJECT in annotations:
+        return annotations[INJECT] == "true"
     ns = ctx.snapshot.namespace(w.namespace)
     if ns is None or not ns.declared:
         return True

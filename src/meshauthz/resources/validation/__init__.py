@@ -98,6 +98,7 @@ custom-provider-rejected                        warning   a CUSTOM policy's prov
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from meshauthz.resources.findings import Finding
@@ -107,6 +108,7 @@ from meshauthz.resources.objects import (
     PeerAuthentication,
     RequestAuthentication,
     Resource,
+    Workload,
 )
 from meshauthz.resources.validation.authn import (
     validate_peer_authentication,
@@ -137,28 +139,47 @@ def validate_resource(resource: Resource) -> list[Finding]:
     return report.findings
 
 
-def validate(manifests: Manifests, record: LoadRecord | None = None) -> list[Finding]:
+def object_findings(resource: Resource) -> list[Finding]:
+    """What ``validate`` finds about one object alone (a security resource, or a
+    workload's notes): the part of validation that reads the object as written,
+    which the loader runs while a document's data is at hand."""
+    if isinstance(resource, Workload):
+        report = Report(resource)
+        validate_workload(resource, report)
+        return report.findings
+    return validate_resource(resource)
+
+
+def validate(
+    manifests: Manifests,
+    record: LoadRecord | None = None,
+    known: Mapping[Resource, Sequence[Finding]] | None = None,
+) -> list[Finding]:
     """Istio's validation of every AuthorizationPolicy, RequestAuthentication and
     PeerAuthentication in ``manifests``, in load order, the objects defined twice,
     then meshauthz's notes about workloads. ``record``: the load's record, whose
-    objects validated before are not validated again (``resources.reuse``)."""
+    objects validated before are not validated again (``resources.reuse``).
+    ``known``: ``object_findings`` of objects the loader validated already."""
+    known = known or {}
     findings: list[Finding] = []
     for resource in (
         *manifests.peer_authentications,
         *manifests.request_authentications,
         *manifests.authorization_policies,
     ):
-        findings.extend(
-            validate_resource(resource)
-            if record is None
-            else record.validated(resource, validate_resource)
-        )
+        found = known.get(resource)
+        if found is None:
+            found = (
+                validate_resource(resource)
+                if record is None
+                else record.validated(resource, validate_resource)
+            )
+        findings.extend(found)
     findings.extend(duplicates(manifests))
     findings.extend(release_findings(manifests))
     for workload in manifests.workloads:
-        report = Report(workload)
-        validate_workload(workload, report)
-        findings.extend(report.findings)
+        found = known.get(workload)
+        findings.extend(object_findings(workload) if found is None else found)
     return findings
 
 
@@ -194,4 +215,4 @@ def is_rejected(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
 
 
-__all__ = ["duplicates", "is_rejected", "validate", "validate_resource"]
+__all__ = ["duplicates", "is_rejected", "object_findings", "validate", "validate_resource"]
