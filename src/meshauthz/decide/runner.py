@@ -33,7 +33,6 @@ import functools
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -121,6 +120,8 @@ def finish(
 
 def internal_error(request: Request, e: Exception) -> Outcome:
     if os.environ.get("MESHAUTHZ_DEBUG"):  # the details for a report; the decision says the rest
+        import traceback  # start-up: needed only here
+
         traceback.print_exception(e, file=sys.stderr)
     return Outcome(
         verdict="DENY",

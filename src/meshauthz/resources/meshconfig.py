@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any, Literal, cast, get_args
 
 from msgspec import Struct
@@ -219,6 +218,8 @@ def go_duration_nanos(text: str) -> int | None:
         return 0
     if not s:
         return None
+    from fractions import Fraction  # start-up: only a mesh config with durations needs it
+
     total = Fraction(0)
     pos = 0
     while pos < len(s):

@@ -25,7 +25,6 @@ RBAC filters (``pilot/pkg/security/authn/policy_applier.go``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any, Literal, Protocol
@@ -133,6 +132,8 @@ def _provider(name: str, r: _JwtRuleLike, unresolved: UnresolvedJwks) -> JwtProv
 def fake_jwks() -> str:
     """What istiod inlines when it cannot fetch a jwksUri (``CreateFakeJwks``): a
     valid public key that signs nothing, so every token of the issuer fails."""
+    import json  # start-up: as the key, imported only when one is made
+
     from cryptography.hazmat.primitives.asymmetric import rsa
     from jwt.algorithms import RSAAlgorithm
 
