@@ -49,8 +49,9 @@ ANALYSIS = ("meshauthz.analyze.run", "meshauthz.analyze.checks", "meshauthz.anal
 # standard modules imported where they are used, for inputs the seed does not
 # have: JSON (-o json, --jwt-claims, JWKS), a JWT's query parameters and --jwks
 # files (urllib.parse, pathlib), durations in a mesh config (fractions), a bug's
-# traceback; a few milliseconds each, together a tenth of check's own imports
-LAZY_STDLIB = {"json", "urllib.parse", "pathlib", "fractions", "traceback"}
+# traceback: together 4% of what check on the seed executed; and hashlib, whose
+# import loads OpenSSL (2%), for hashes CPython has its own code for
+LAZY_STDLIB = {"json", "urllib.parse", "pathlib", "fractions", "traceback", "hashlib"}
 
 
 def _run(*args: str) -> tuple[str, set[str]]:

@@ -23,10 +23,9 @@ Synthetic addresses (documented contract):
 from __future__ import annotations
 
 import datetime
-import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec.structs
 from msgspec import Struct
@@ -54,6 +53,17 @@ from meshauthz.resources.objects import (
     ServiceEntry,
     Workload,
 )
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:  # CPython's own SHA-256 if it has one: hashlib's loads OpenSSL, 2% of check's start-up
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12+
+        except ImportError:
+            from hashlib import sha256
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
 SYNTHETIC_POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
@@ -713,7 +723,7 @@ def _synthetic_address(
     net: ipaddress.IPv4Network, seed: str, used: set[ipaddress.IPv4Address]
 ) -> ipaddress.IPv4Address:
     hosts = net.num_addresses - 2  # without the network and broadcast addresses
-    h = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % hosts
+    h = int.from_bytes(sha256(seed.encode()).digest()[:8], "big") % hosts
     for i in range(hosts):
         addr = net.network_address + 1 + (h + i) % hosts
         if addr not in used:
