@@ -11,12 +11,16 @@ from typing import Any
 
 import msgspec.structs
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshauthz.decide.cause import MtlsRequired
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import request_from_data
 from meshauthz.decide.view import request_view
+from meshauthz.envoy import codec as codec_module
+from meshauthz.envoy.codec import ENVOY_DEFAULT_LIMITS, CodecRefusal, Http1Request, http1_request
 from meshauthz.mesh.loading import load_mesh
 from tests.adversarial.codec_probe import load_corpus
 
@@ -142,3 +146,41 @@ def test_a_refused_request_is_denied_with_envoys_status(
     decision = d.decide(msgspec.structs.replace(base, headers=headers))
     assert (decision.verdict, decision.status) == ("DENY", status)
     assert "codec refuses the request" in decision.reason
+
+
+# --- the memo of header blocks is the line-by-line check ------------------------------------
+
+_BLOCKS = [
+    (),
+    (("x-user", "alice"),),
+    (("x-user", "a" * 30_000), ("x-other", "b" * 31_000)),  # near the 60 KiB limit alone
+    (("bad name", "x"),),  # refused whatever the request line
+    (("content-length", "1"), ("transfer-encoding", "chunked")),
+]
+
+
+@given(
+    block=st.sampled_from(_BLOCKS),
+    path_length=st.integers(min_value=1, max_value=62_000),
+    host=st.sampled_from(["api", "api:80", "bad host"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_memoized_block_verdicts_are_the_line_by_line_ones(
+    block: tuple[tuple[str, str], ...], path_length: int, host: str
+) -> None:
+    # the request line counts towards the block's size: a block accepted alone
+    # is refused (431) behind a long enough path, with the first refusal's reason
+    path = "/" + "p" * (path_length - 1)
+    expected = codec_module._checked(len("GET") + len(path) + 14, host, block, ENVOY_DEFAULT_LIMITS)
+    assert http1_request("GET", path, host, block) == expected
+
+
+def test_a_path_pushes_an_accepted_block_over_the_limit() -> None:
+    block = (("x-user", "a" * 1000),)
+    size = codec_module._block("api", block, ENVOY_DEFAULT_LIMITS)[1]
+    room = 60 * 1024 - size - len("GET") - 14  # the path that fills the limit exactly
+    assert isinstance(http1_request("GET", "/" * room, "api", block), Http1Request)
+    over = http1_request("GET", "/" * (room + 1), "api", block)
+    assert over == CodecRefusal(431, "request line and headers over 60 KiB")
+    # the same block behind a short path, after: still accepted
+    assert isinstance(http1_request("GET", "/", "api", block), Http1Request)

@@ -38,6 +38,7 @@ from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import parse_request, request_from_data
 from meshauthz.decide.runner import PreparedRequest
 from meshauthz.decide.view import RequestView, ViewMemo, request_view
+from meshauthz.envoy import codec as codec_module
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
@@ -74,6 +75,7 @@ class Tally:
         self.generated = 0
         self.walked = 0
         self.constant = 0  # of those, decided without running anything (PreparedRequest.constant)
+        self.lean = 0  # requests to a chain that decides lean views (no added headers)
         self.outcomes: set[tuple[str, str]] = set()
 
 
@@ -90,7 +92,7 @@ def cold_view(p: Prepared, r: Request) -> RequestView:
     the destination's normalized paths and added headers) holds anything."""
     saved = p.view_memo
     p.view_memo = ViewMemo()
-    view_module._codec.cache_clear()
+    codec_module._block.cache_clear()
     view_module._peer.cache_clear()
     try:
         return request_view(p, r)
@@ -99,10 +101,14 @@ def cold_view(p: Prepared, r: Request) -> RequestView:
 
 
 def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
+    untraced = pr.outcome()
     if pr.runner is not None and pr.view is not None:
         # the view as decided, with memos warm from the corpus so far, is the fresh one
-        assert cold_view(pr.runner.p, pr.request) == pr.view, what
-    untraced = pr.outcome()
+        full = cold_view(pr.runner.p, pr.request)
+        assert full == pr.full_view(), what
+        if pr.runner.lean:
+            assert_lean_is_full(pr, full, untraced, what)
+            tally.lean += 1
     if pr.constant is not None:
         # known in advance: what running the chain (or refusing the request) gives
         diffs = differences(pr.run(pr.args), pr.constant)
@@ -118,6 +124,27 @@ def assert_one_path(pr: PreparedRequest, tally: Tally, what: Any) -> Outcome:
         tally.walked += 1
     tally.outcomes.add((untraced.verdict, untraced.stage))
     return untraced
+
+
+def assert_lean_is_full(
+    pr: PreparedRequest, full: RequestView, untraced: Outcome, what: Any
+) -> None:
+    """A lean view (no headers the connection manager adds) is the complete one
+    in all the generated chain reads, and decides alike."""
+    assert pr.runner is not None
+    lean = request_view(pr.runner.p, pr.request, lean=True)
+    if full.rejected is not None or full.headers is None:  # refused, or TCP: the same view
+        assert lean == full, what
+    else:
+        assert lean.inp is not None and full.headers is not None and not lean.complete
+        assert lean.headers == full.headers[:3], what  # the pseudo headers, first in both
+        assert {n for n, _ in lean.headers} == view_module.PSEUDO_HEADERS
+        same = msgspec.structs.replace(lean, headers=full.headers, inp=full.inp, complete=True)
+        assert same == full, what
+        for name in ("remote_ip", "ip_remote", "url_path", "peer_names", "filter_state"):
+            assert getattr(lean.inp, name) == getattr(full.inp, name), (what, name)
+    diffs = differences(untraced, pr.runner.bind(lean, pr.ext_authz).outcome())
+    assert not diffs, f"{what}: complete vs lean view: " + "; ".join(diffs)
 
 
 def bind(prepared: Prepared, request: Request, ext_authz: Any = "deny") -> PreparedRequest:
@@ -231,6 +258,7 @@ def test_istio_golden_corpus(tmp_path: Path) -> None:
             for ext_authz in ("deny", "allow") if provider else ("deny",):
                 assert_one_path(bind(prep, r, ext_authz), tally, (name, probe, ext_authz))
     assert tally.generated > 1000 and tally.walked > 100
+    assert 500 < tally.lean < tally.generated  # header rules are not lean
     assert {("DENY", Stage.DENY), ("DENY", Stage.ALLOW), ("ALLOW", Stage.ALLOW)} <= tally.outcomes
     assert ("DENY", Stage.CUSTOM) in tally.outcomes
 
@@ -323,7 +351,7 @@ def test_examples(tmp_path: Path, example: str, mtls: str | None) -> None:
     tally = Tally()
     for r in random_requests(snap, random.Random(example), 1500):
         assert_one_path(decider.prepare_request(r), tally, r)
-    assert tally.generated > 100
+    assert tally.generated > 100 and tally.lean > 100
     assert {"ALLOW", "DENY"} <= {v for v, _ in tally.outcomes}
     if example == "seed":  # deny-all-backend's empty rule, and the frontend without a policy
         assert tally.constant > 100
@@ -457,7 +485,7 @@ def decided_json(snap: Any, decider: Decider, data: dict[str, Any], *, cold: boo
     try:
         if cold:
             request_module._RESOLVED.pop(snap, None)
-            view_module._codec.cache_clear()
+            codec_module._block.cache_clear()
             view_module._peer.cache_clear()
             spec = parse_request(Document("<request>", 0, 1, data, {}), ())
             return Decider(snap).decide(resolve(spec, snap)).to_json()

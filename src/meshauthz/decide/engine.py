@@ -363,7 +363,8 @@ class Decider:
             return PreparedRequest.known(request, o)
         try:
             p = self.prepare(request.destination, request.port, request.protocol)
-            return p.runner.bind(request_view(p, request), self.ext_authz)
+            runner = p.runner
+            return runner.bind(request_view(p, request, runner.lean), self.ext_authz)
         except Exception as e:  # fail closed, and say so, when it is decided
             error = internal_error(request, e)
             return PreparedRequest.known(request, error)

@@ -75,7 +75,7 @@ def through_gateway(
     gateway = r.destination
     onward: dict[str, Any] = {"from": gateway.key, "to": to, "port": port, "protocol": protocol}
     if protocol == "http":
-        view = decider.prepare_request(r).view
+        view = decider.prepare_request(r).full_view()
         assert view is not None and view.headers is not None  # allowed over HTTP
         headers: dict[str, list[str]] = {}
         authority = r.host

@@ -63,7 +63,7 @@ from meshauthz.decide.decision import (
     Outcome,
     TraceStep,
 )
-from meshauthz.decide.view import RequestView
+from meshauthz.decide.view import PSEUDO_HEADERS, RequestView, request_view
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.jwt_authn import JWT_FILTER
 from meshauthz.envoy.rbac.evaluate import (
@@ -75,15 +75,9 @@ from meshauthz.envoy.rbac.evaluate import (
     RbacInput,
 )
 from meshauthz.envoy.rbac.model import (
-    IdAnd,
     IdMetadata,
-    IdNot,
-    IdOr,
     Note,
-    PermAnd,
     PermMetadata,
-    PermNot,
-    PermOr,
 )
 from meshauthz.resources.objects import AuthorizationPolicy
 
@@ -136,7 +130,8 @@ class PreparedRequest:
     generated chain reads): ``run(args)`` decides it untraced. ``constant``: the
     untraced outcome when it is known without running anything (a chain that
     reads nothing of the request, a request refused before the chain): what
-    ``run(args)`` returns, and ``decide_prepared`` returns it without the call."""
+    ``run(args)`` returns, and ``decide_prepared`` returns it without the call.
+    ``view`` may be lean (``request_view``): ``full_view()`` is the complete one."""
 
     __slots__ = ("args", "constant", "ext_authz", "request", "run", "runner", "view")
 
@@ -185,12 +180,23 @@ class PreparedRequest:
         ``explain``) when asked. An internal error denies (fail closed)."""
         try:
             if (trace or explain) and self.runner is not None and self.view is not None:
-                return self.runner.outcome(self.view, self.ext_authz, trace=True, explain=explain)
+                view = self.full_view()
+                assert view is not None
+                return self.runner.outcome(view, self.ext_authz, trace=True, explain=explain)
             if self.constant is not None:
                 return self.constant
             return self.run(self.args)
         except Exception as e:
             return internal_error(self.request, e)
+
+    def full_view(self) -> RequestView | None:
+        """The request view with every header the filters see (worked out now,
+        and kept, when the view bound was lean)."""
+        view = self.view
+        if view is not None and not view.complete:
+            assert self.runner is not None
+            view = self.view = request_view(self.runner.p, self.request)
+        return view
 
     def __repr__(self) -> str:
         r = self.request
@@ -210,6 +216,9 @@ class ChainRunner:
         }
         self.default = self.allow(Stage.DEFAULT, DefaultAllow(), (None, None, None))
         self.generated: Generated | None = _generate(self)
+        # its requests' views may be lean (``request_view``): the generated chain
+        # decides them, and reads no header the connection manager adds
+        self.lean = self.generated is not None and self.generated.lean
 
     # --- running ---------------------------------------------------------------------
 
@@ -217,6 +226,8 @@ class ChainRunner:
         """The request ready to be decided untraced by the fastest backend that can."""
         r = view.request
         g = self.generated
+        if not view.complete and not self.lean:  # only the generated chain reads a lean one
+            view = request_view(self.p, r)
         if g is not None and view.inp is not None and view.rejected is None:
             return PreparedRequest(
                 r,
@@ -378,7 +389,7 @@ class _Walk:
         explain: bool,
         metadata: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        assert view.inp is not None
+        assert view.inp is not None and view.complete  # the walk may read any header
         self.runner = runner
         self.p = runner.p
         self.view = view
@@ -660,6 +671,9 @@ class Generated(Struct, frozen=True):
     extract: Callable[[RbacInput], tuple[Any, ...]]
     constants: tuple[Any, ...]
     noted_source: str  # the generated code with its notes marked (see ``source``)
+    # reads no header the connection manager adds or rewrites (``request_view``'s
+    # ``lean``): only the pseudo headers, the peer, addresses and ports
+    lean: bool
     # the chain reads nothing of the request (no policy, or each decides alike
     # whatever comes: an empty DENY rule first, ...): run's one outcome
     constant: Outcome | None = None
@@ -724,19 +738,11 @@ def _shared_constant(value: Any) -> Any:
     return value
 
 
-_WRITTEN_BY_FILTERS = ("envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common")
-
-
-def _reads_filter_metadata(node: Any) -> bool:
-    """Whether a permission or principal reads metadata that RBAC filters write."""
-    match node:
-        case PermAnd(rules=subs) | PermOr(rules=subs) | IdAnd(ids=subs) | IdOr(ids=subs):
-            return any(_reads_filter_metadata(s) for s in subs)
-        case PermNot(rule=sub) | IdNot(id=sub):
-            return _reads_filter_metadata(sub)
-        case PermMetadata(metadata=m) | IdMetadata(metadata=m):
-            return m.filter in _WRITTEN_BY_FILTERS
-    return False
+# The filters whose dynamic metadata an RBAC filter writes: a matcher reading it
+# reads what an earlier filter of the chain wrote.
+_WRITTEN_BY_FILTERS = frozenset(
+    ["envoy.filters.http.rbac", "envoy.filters.network.rbac", "envoy.common"]
+)
 
 
 def _generate(runner: ChainRunner) -> Generated | None:
@@ -750,13 +756,6 @@ def _generate(runner: ChainRunner) -> Generated | None:
     for stage in p.rest:
         if stage.compiled is None or Stage(stage.built.stage) is Stage.CUSTOM:
             return None
-        engines = (stage.compiled.shadow_engine, stage.compiled.engine)
-        for engine in engines:
-            for _, policy in engine.rbac.policies if engine is not None else ():
-                if any(
-                    _reads_filter_metadata(n) for n in (*policy.permissions, *policy.principals)
-                ):
-                    return None
         stages.append(stage)
     try:
         return _emit(runner, stages)
@@ -764,7 +763,7 @@ def _generate(runner: ChainRunner) -> Generated | None:
         return None
 
 
-def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
+def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
     em = PythonEmitter()
     collects = any(
         s.compiled is not None
@@ -857,6 +856,8 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     else:
         default = em.constant(runner.default)
         body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
+    if not em.metadata_filters().isdisjoint(_WRITTEN_BY_FILTERS):
+        return None  # it reads what an RBAC filter writes, which only the walk does
     if sets_allowed:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")
@@ -880,8 +881,9 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated:
     # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker(_without_notes(source))
     k = tuple([_shared_constant(c) for c in em.constants()])
+    lean = "inp" not in used and em.header_names() <= PSEUDO_HEADERS
     # reading nothing, the function is constant: its outcome, computed once
-    return Generated(run, extract, k, source, run((k,)) if not used else None)
+    return Generated(run, extract, k, source, lean, run((k,)) if not used else None)
 
 
 # Marks a note for people in the generated source; NUL never occurs in Python code

@@ -44,7 +44,9 @@ class RequestView(Struct, frozen=True):
     ``peer_hidden``: mTLS is DISABLEd on the port, so a caller's certificate
     does not reach the filters. ``path`` is the path after normalization
     (``original_path`` as sent); ``headers`` is Envoy's header map (None for
-    TCP); ``inp`` what an RBAC filter reads, without any filter's metadata."""
+    TCP); ``inp`` what an RBAC filter reads, without any filter's metadata.
+    ``complete`` is False for a lean view (``request_view``'s ``lean``), whose
+    headers are the pseudo headers alone."""
 
     request: Request
     rejected: MtlsRequired | PathRejected | CodecRejected | None
@@ -52,6 +54,7 @@ class RequestView(Struct, frozen=True):
     path: str = "/"
     headers: Headers | None = None
     inp: RbacInput | None = None
+    complete: bool = True
 
     @property
     def normalized(self) -> bool:
@@ -59,15 +62,15 @@ class RequestView(Struct, frozen=True):
 
 
 # A stream of requests repeats its paths, header blocks and callers: what a view
-# computes is the one implementation's answer, kept by its inputs. The codec's
-# verdict depends on the request alone; the rest on the destination's settings
-# too, so it is kept per destination (``ViewMemo``), keyed by strings only.
+# computes is the one implementation's answer, kept by its inputs. The codec
+# keeps its verdicts on header blocks itself (``meshauthz.envoy.codec``); the
+# rest depends on the destination's settings too, so it is kept per destination
+# (``ViewMemo``), keyed by strings only.
 MEMO_SIZE = 8192
 # Per destination, smaller: a mesh's every destination has its own (beside its chain).
 DESTINATION_MEMO_SIZE = 512
 
 
-@functools.lru_cache(maxsize=MEMO_SIZE)
 def _codec(
     method: str, path: str, host: str, headers: Headers
 ) -> tuple[NormalizedPath | None, Http1Request | CodecRefusal | None]:
@@ -95,8 +98,19 @@ class ViewMemo:
         self.added: dict[tuple[str | None, str, str | None, Headers], tuple[Headers, str]] = {}
 
 
-def request_view(p: Prepared, r: Request) -> RequestView:
-    """``r`` as the filters of the destination ``p`` see it."""
+# What a lean view's header map holds: the request line and Host, which the
+# connection manager neither adds nor rewrites.
+PSEUDO_HEADERS = frozenset([":authority", ":method", ":path"])
+
+
+def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
+    """``r`` as the filters of the destination ``p`` see it.
+
+    ``lean``: for a reader of the pseudo headers (``PSEUDO_HEADERS``), the peer,
+    addresses and ports only (a generated chain that reads no other header):
+    the headers the connection manager adds, rewrites and drops are not worked
+    out, and the view's header map holds the pseudo headers alone. All else,
+    rejections included, is as in the complete view."""
     if p.mtls_mode == "STRICT" and r.plaintext:
         # the TLS handshake fails: no filter ever sees the request
         return RequestView(r, MtlsRequired(p.workload.key, p.port))
@@ -127,15 +141,20 @@ def request_view(p: Prepared, r: Request) -> RequestView:
             return RequestView(r, CodecRejected(block.reason, block.status), peer_hidden)
         assert block is not None
         path = norm.path
-        key = (uri, r.source_ip, r.remote_ip, block.headers)
-        got = memo.added.get(key)
-        if got is None:
-            got = _added_headers(p, peer, r.source_ip, r.remote_ip, block.headers)
-            _keep(memo.added, key, got)
         # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
         pseudo = ((":authority", block.authority), (":method", r.method), (":path", path))
-        headers = pseudo + got[0]
-        remote_ip = got[1]
+        if lean:
+            headers = pseudo
+            if remote_ip is None:
+                remote_ip = _forwarded_remote(p, r.source_ip, block.headers)
+        else:
+            key = (uri, r.source_ip, r.remote_ip, block.headers)
+            got = memo.added.get(key)
+            if got is None:
+                got = _added_headers(p, peer, r.source_ip, r.remote_ip, block.headers)
+                _keep(memo.added, key, got)
+            headers = pseudo + got[0]
+            remote_ip = got[1]
     elif remote_ip is None:  # no headers: the socket's peer
         xff = p.xff
         remote_ip = remote_address(
@@ -153,7 +172,8 @@ def request_view(p: Prepared, r: Request) -> RequestView:
         dynamic_metadata={},
         filter_state=filter_state,
     )
-    return RequestView(r, None, peer_hidden, path, headers, inp)
+    # over TCP there are no headers: a lean view is the complete one
+    return RequestView(r, None, peer_hidden, path, headers, inp, not lean or headers is None)
 
 
 def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
@@ -186,12 +206,16 @@ def _added_headers(
     if remote_ip is not None and not any(n == FORWARDED_FOR for n, _ in sent):
         sent = (*sent, (FORWARDED_FOR, remote_ip))
     headers = request_headers(p.header_settings, downstream, sent)
-    if remote_ip is None:  # from X-Forwarded-For as sent, as the destination's HCM is set up
-        xff = [v for n, v in sent if n == FORWARDED_FOR]
-        remote_ip = remote_address(
-            source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address
-        )
+    if remote_ip is None:
+        remote_ip = _forwarded_remote(p, source_ip, sent)
     return tuple(headers), remote_ip
 
 
-__all__ = ["RequestView", "ViewMemo", "request_view"]
+def _forwarded_remote(p: Prepared, source_ip: str, sent: Headers) -> str:
+    """The remote address from X-Forwarded-For as sent, as the destination's
+    HCM is set up (a request given no remote address)."""
+    xff = [v for n, v in sent if n == FORWARDED_FOR]
+    return remote_address(source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address)
+
+
+__all__ = ["PSEUDO_HEADERS", "RequestView", "ViewMemo", "request_view"]

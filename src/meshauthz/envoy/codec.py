@@ -33,6 +33,7 @@ header. For that block the codec (pinned against a real Envoy by
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -144,8 +145,32 @@ def http1_request(
 ) -> Http1Request | CodecRefusal:
     """The codec's verdict on a request's header block (the request line is
     checked by ``meshauthz.envoy.hcm``)."""
+    line = _utf8_length(method) + _utf8_length(path) + 14  # " ", " HTTP/1.1\r\n\r\n"
+    headers = tuple(headers)
+    verdict, size = _block(host, headers, limits)
+    # A block accepted alone is accepted after any request line that keeps the
+    # whole under the size limit (no other check reads the request line); else
+    # line by line, for the refusal the codec gives first.
+    if type(verdict) is Http1Request and line + size <= limits.max_request_headers_kb * 1024:
+        return verdict
+    return _checked(line, host, headers, limits)
+
+
+@functools.lru_cache(maxsize=8192)  # a stream of requests repeats its few header blocks
+def _block(
+    host: str, headers: tuple[tuple[str, str], ...], limits: CodecLimits
+) -> tuple[Http1Request | CodecRefusal, int]:
+    """The verdict on the header block after an empty request line, and the
+    block's size on the wire."""
+    size = sum(_utf8_length(n) + _utf8_length(v) + 4 for n, v in wire_headers(host, headers))
+    return _checked(0, host, headers, limits), size
+
+
+def _checked(
+    size: int, host: str, headers: tuple[tuple[str, str], ...], limits: CodecLimits
+) -> Http1Request | CodecRefusal:
+    """The verdict on the header block after a request line of ``size`` bytes."""
     lines = wire_headers(host, headers)
-    size = _utf8_length(method) + _utf8_length(path) + 14  # " ", " HTTP/1.1\r\n\r\n"
     for count, (name, value) in enumerate(lines, 1):
         if count > limits.max_headers_count:
             return CodecRefusal(431, f"more than {limits.max_headers_count} header lines")

@@ -597,6 +597,8 @@ def remote_address(
     """
     if num_trusted_hops < 0:
         raise ValueError("xff_num_trusted_hops cannot be negative")
+    if not xff:  # most requests: the socket's peer, whatever the settings
+        return direct_ip
     value = _forwarded_for(xff)
     if use_remote_address:
         found = _xff_entry(value, num_trusted_hops - 1) if num_trusted_hops > 0 else None

@@ -29,15 +29,18 @@ from meshauthz.envoy.rbac.model import (
     IdNot,
     IdOr,
     IdRemoteIp,
+    MetadataMatcher,
     PermAnd,
     PermAny,
     PermDestinationPort,
     PermHeader,
+    PermMetadata,
     PermNot,
     PermOr,
     PermUrlPath,
     Policy,
     StringMatcher,
+    ValueMatcher,
 )
 
 
@@ -189,3 +192,36 @@ def test_prefix_bounds_are_startswith(prefix: str, rest: str, other: str) -> Non
     near = [prefix + rest, other, prefix[:-1], hi, hi + rest, prefix[:-1] + other, other + prefix]
     for s in near:
         assert (lo <= s < hi) == s.startswith(prefix), (prefix, s)
+
+
+def test_the_emitter_names_the_headers_and_metadata_its_code_reads():
+    # what decides whether a chain's code may take a lean request view, and
+    # whether it reads what an earlier RBAC filter wrote (then only the walk runs it)
+    rbac_written = MetadataMatcher(
+        "envoy.filters.http.rbac",
+        ("shadow_effective_policy_id",),
+        ValueMatcher("string", string=StringMatcher("exact", "p")),
+    )
+    em = PythonEmitter()
+    em.policy(
+        Policy(
+            permissions=(
+                PermAnd(
+                    (
+                        PermHeader(
+                            HeaderMatcher(":method", "string", string=StringMatcher("exact", "GET"))
+                        ),
+                        PermNot(PermMetadata(rbac_written)),
+                    )
+                ),
+            ),
+            principals=(
+                IdHeader(HeaderMatcher("X-User", "string", string=StringMatcher("exact", "a"))),
+            ),
+        )
+    )
+    assert em.header_names() == {":method", "x-user"}
+    assert em.metadata_filters() == {"envoy.filters.http.rbac"}
+    plain = PythonEmitter()
+    plain.policy(Policy(permissions=(PermAny(),), principals=(IdAny(),)))
+    assert plain.header_names() == set() and plain.metadata_filters() == set()

@@ -135,9 +135,12 @@ class RbacInput:
         paths = hm.get(":path")
         self.path = paths[0] if paths else None
         self.url_path = strip_query_and_fragment(self.path) if self.path is not None else None
-        self.ip_direct = _ip(self.direct_remote_ip)
-        self.ip_remote = _ip(self.remote_ip) if self.remote_ip else self.ip_direct
-        self.ip_source = _ip(self.source_ip) if self.source_ip else self.ip_direct
+        direct = self.direct_remote_ip
+        self.ip_direct = ip = _ip(direct)
+        # most requests: one address for all three (no X-Forwarded-For, no proxy between)
+        remote, source = self.remote_ip, self.source_ip
+        self.ip_remote = ip if not remote or remote == direct else _ip(remote)
+        self.ip_source = ip if not source or source == direct else _ip(source)
         self.ip_destination = _ip(self.destination_ip)
         p = self.peer
         self.peer_names = None if p is None else (*p.uri_sans, *p.dns_sans, p.subject)
@@ -456,6 +459,8 @@ class PythonEmitter:
         self._consts: list[Any] = []
         self._const_ids: dict[int, str] = {}
         self._reads: dict[str, str] = {}  # source -> variable
+        self._headers: set[str] = set()  # the header names the code reads
+        self._metadata: set[str] = set()  # the filters whose dynamic metadata it reads
 
     def constant(self, value: Any) -> str:
         """``value`` in the code: its item of ``k``."""
@@ -478,6 +483,15 @@ class PythonEmitter:
     def reads(self) -> list[str]:
         """The per-request variables, in the order of ``prologue()``."""
         return list(self._reads.values())
+
+    def header_names(self) -> frozenset[str]:
+        """The names of the headers the code reads (besides ``:path``, read as
+        ``inp.url_path``); a compiled closure (``(inp)`` in the code) may read any."""
+        return frozenset(self._headers)
+
+    def metadata_filters(self) -> frozenset[str]:
+        """The filter names whose dynamic metadata the code reads."""
+        return frozenset(self._metadata)
 
     def prologue(self) -> list[str]:
         """Assignments of the reads, in order (a later read may use an earlier one)."""
@@ -529,6 +543,7 @@ class PythonEmitter:
         if key[0] == "header":
             # a header matcher matches if any of the header's entries matches (an
             # absent header: none, as no entry)
+            self._headers.add(key[1])
             h = self.read(f"{self.read('inp.header_map')}.get({key[1]!r}, ())")
             if exact is not None:
                 return 2, f"(not {self.constant(exact)}.isdisjoint({h}))", None
@@ -586,6 +601,8 @@ class PythonEmitter:
         key = _fusion_key(node)
         if key is not None:
             return self._fused(key, [node])
+        if type(node) is PermMetadata or type(node) is IdMetadata:
+            self._metadata.add(node.metadata.filter)
         return 10, f"{self.constant(compile_node(node))}(inp)", None
 
 

@@ -193,6 +193,8 @@ def template_set(templates: list[str]) -> Any:
 
 def strip_query_and_fragment(path: str) -> str:
     """Envoy's PathUtil::removeQueryAndFragment: cut at the first '?' or '#'."""
+    if "?" not in path and "#" not in path:  # most paths: two scans, no new string
+        return path
     return path.partition("?")[0].partition("#")[0]
 
 
