@@ -6,7 +6,6 @@ answer."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from meshauthz.mesh.loading import (
     load_mesh,
     read_manifests,
 )
+from meshauthz.mesh.snapshot import MeshSnapshot
 from meshauthz.resources.yamlload import Document, parse_documents, read_chunked
 from tests.conftest import REPO
 
@@ -57,8 +57,8 @@ def shape(value: Any, seen: dict[int, int] | None = None) -> Any:
     seen[id(value)] = len(seen)
     if isinstance(value, msgspec.Struct):
         names = value.__struct_fields__
-    elif dataclasses.is_dataclass(value):
-        names = tuple(f.name for f in dataclasses.fields(value))
+    elif isinstance(value, MeshSnapshot):  # a plain class: its attributes
+        names = tuple(vars(value))
     else:
         return value
     return (type(value).__name__, {n: shape(getattr(value, n), seen) for n in names})

@@ -4,7 +4,6 @@ to (istiod's selection, ``mesh.selection``), and the witness decider."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 
 from meshauthz.analyze.finding import AnalysisFinding
@@ -28,7 +27,6 @@ from meshauthz.resources.objects import (
 )
 
 
-@dataclass(eq=False)
 class Context:
     """``manifests`` is None when only the snapshot is known (a command that
     decides requests): the checks that need the objects as read are skipped.
@@ -36,16 +34,28 @@ class Context:
     ``rules``: the (policy, rule) pairs whose findings are wanted (None: every
     rule's) and ``info``: whether info findings are (a decision's notes show
     neither the other rules' nor remarks): a check may skip a costly witness
-    that could only make a finding not wanted."""
+    that could only make a finding not wanted.
 
-    snapshot: MeshSnapshot
-    manifests: Manifests | None = None
-    warnings: tuple[Finding, ...] = ()
-    only: frozenset[str] | None = None
-    rules: frozenset[tuple[str, int]] | None = None
-    info: bool = True
-    findings: list[AnalysisFinding] = field(default_factory=list)
-    _applies: dict[int, list[MeshWorkload]] = field(default_factory=dict, repr=False)
+    A plain class, not a dataclass: a dataclass's methods are compiled when its
+    module is imported, and check imports this one (start-up)."""
+
+    def __init__(
+        self,
+        snapshot: MeshSnapshot,
+        manifests: Manifests | None = None,
+        warnings: tuple[Finding, ...] = (),
+        only: frozenset[str] | None = None,
+        rules: frozenset[tuple[str, int]] | None = None,
+        info: bool = True,
+    ) -> None:
+        self.snapshot = snapshot
+        self.manifests = manifests
+        self.warnings = warnings
+        self.only = only
+        self.rules = rules
+        self.info = info
+        self.findings: list[AnalysisFinding] = []
+        self._applies: dict[int, list[MeshWorkload]] = {}
 
     @staticmethod
     def of(loaded: LoadedMesh) -> Context:

@@ -12,8 +12,9 @@ from meshauthz.analyze.context import Context
 from meshauthz.mesh import MeshWorkload
 from meshauthz.resources.istio import Rule
 
-_CLAIM = re.compile(r"^request\.auth\.claims\[([^\]]+)\]$")
-_HEADER = re.compile(r"^request\.headers\[([^\]]+)\]$")
+# compiled on first use (re's cache), not at import: start-up
+_CLAIM = r"^request\.auth\.claims\[([^\]]+)\]$"
+_HEADER = r"^request\.headers\[([^\]]+)\]$"
 
 
 def concrete_path(pattern: str) -> str:
@@ -105,9 +106,9 @@ def request_for_rule(
         if not c.values:
             continue
         v = c.values[0].replace("*", "x")
-        if h := _HEADER.match(c.key):
+        if h := re.match(_HEADER, c.key):
             headers[h.group(1)] = v
-        elif cl := _CLAIM.match(c.key):
+        elif cl := re.match(_CLAIM, c.key):
             claims[cl.group(1)] = v
         elif c.key == "destination.port":
             with contextlib.suppress(ValueError):

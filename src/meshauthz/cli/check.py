@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -175,6 +174,8 @@ def specs_from_options(o: dict[str, Any], *, positions: bool = True) -> list[Req
             hdrs.setdefault(name.strip(), []).append(value.strip())
         data["headers"] = hdrs
     if o["jwt_claims"]:
+        import json  # here, not at the top: only --jwt-claims reads JSON (start-up)
+
         try:
             claims = json.loads(o["jwt_claims"])
         except json.JSONDecodeError as e:

@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 import click
 
 from meshauthz.collector import paused_gc, settle
-from meshauthz.envoy.jwt_authn import jwks_problem
 from meshauthz.mesh import MeshSnapshot
 from meshauthz.mesh.loading import LoadRecord
 from meshauthz.mesh.loading import load_mesh as load_checked
@@ -164,6 +163,9 @@ def parse_jwks(items: tuple[str, ...] | list[str]) -> dict[str, str]:
             )
         if not os.path.isfile(path):
             raise click.BadParameter(f"{uri}={path}: no such file", param_hint="--jwks")
+        # here, not at the top: only --jwks reads keys (start-up)
+        from meshauthz.envoy.jwt_authn import jwks_problem
+
         try:
             with open(path, encoding="utf-8") as f:
                 problem = jwks_problem(f.read())

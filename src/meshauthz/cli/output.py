@@ -8,7 +8,6 @@ standard error and, with ``-o json``, the error object on standard output
 from __future__ import annotations
 
 import io
-import json
 import re
 import sys
 from collections.abc import Callable, Collection, Sequence
@@ -47,12 +46,16 @@ def emit_json(value: Any) -> None:
     which Istio release it models (``istioVersion``)."""
     if isinstance(value, dict) and set(value) != {"error"}:
         value = {**value, ISTIO_VERSION_KEY: ISTIO.version}
+    import json  # here, not at the top: only -o json needs it (start-up of text output)
+
     json.dump(value, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
 
 def emit_sarif(log: dict[str, Any]) -> None:
     """Print a SARIF log as it is: its schema allows no other top-level key."""
+    import json  # start-up: only SARIF output needs it
+
     json.dump(log, sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from msgspec import Struct
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.request_spec import RequestSpec
-from meshauthz.envoy.jwt_authn import JwtPresented
 from meshauthz.errors import InputError
 from meshauthz.mesh import (
     InboundPort,
@@ -31,6 +30,9 @@ from meshauthz.mesh import (
     resolve_targets,
     service_targets,
 )
+
+if TYPE_CHECKING:
+    from meshauthz.envoy.jwt_authn import JwtPresented
 
 # The address of a caller given only by identity (documentation range, RFC 5737).
 DEFAULT_SOURCE_IP = "192.0.2.10"
@@ -261,11 +263,12 @@ def _destination(spec: RequestSpec, snapshot: MeshSnapshot, target: Target) -> _
 
 
 def _request(spec: RequestSpec, source: ResolvedSource, d: _Destination) -> Request:
-    jwt = (
-        None
-        if spec.jwt is None and spec.token is None
-        else JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
-    )
+    jwt: JwtPresented | None = None
+    if spec.jwt is not None or spec.token is not None:
+        # here, not at the top: the JWT evaluation is imported when a request carries one
+        from meshauthz.envoy.jwt_authn import JwtPresented
+
+        jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     principal = source.principal
     if principal is not None and not d.workload.auto_mtls and spec.source.principal is None:
         principal = None  # its proxy sends plaintext there; a given principal stands for mTLS

@@ -33,7 +33,6 @@ import functools
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -66,7 +65,7 @@ from meshauthz.decide.decision import (
 )
 from meshauthz.decide.view import PSEUDO_HEADERS, RequestView, request_view
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
-from meshauthz.envoy.jwt_authn import JWT_FILTER, apply_jwt_authn
+from meshauthz.envoy.jwt_authn import JWT_FILTER
 from meshauthz.envoy.rbac.evaluate import (
     EngineResult,
     FilterResult,
@@ -115,6 +114,8 @@ def finish(
 
 def internal_error(request: Request, e: Exception) -> Outcome:
     if os.environ.get("MESHAUTHZ_DEBUG"):  # the details for a report; the decision says the rest
+        import traceback  # start-up: needed only here
+
         traceback.print_exception(e, file=sys.stderr)
     return Outcome(
         verdict="DENY",
@@ -494,6 +495,9 @@ class _Walk:
         return self.runner.deny(Stage.CUSTOM, cause, located)
 
     def jwt(self) -> Outcome | None:
+        # here, not at the top: chains without a JWT filter never import it (start-up)
+        from meshauthz.envoy.jwt_authn import apply_jwt_authn
+
         r, p = self.r, self.p
         headers = [h for h in self.headers or () if not h[0].startswith(":")]
         outcome = apply_jwt_authn(p.jwt, r.jwt, headers, self.view.path, method=r.method)

@@ -71,16 +71,27 @@ from __future__ import annotations
 
 import base64
 import functools
-import hashlib
 import ipaddress
+from _blake2 import blake2b  # what hashlib.blake2b is, without hashlib's OpenSSL
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from msgspec import Struct
 
 from meshauthz.envoy.hcm import XffSettings, remote_address
 from meshauthz.envoy.proto_json import get
 from meshauthz.envoy.rbac.evaluate import PeerCertificate
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:  # as in mesh.snapshot: without OpenSSL when CPython has its own
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12+
+        except ImportError:
+            from hashlib import sha256
 
 ForwardClientCert = Literal[
     "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY"
@@ -362,7 +373,7 @@ def _stand_in_request_id(d: Downstream, sent: Sequence[tuple[str, str]]) -> str:
     key = "\n".join(
         [d.direct_remote_ip, *(d.peer.uri_sans if d.peer else ()), *(f"{n}:{v}" for n, v in sent)]
     )
-    h = hashlib.blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
+    h = blake2b(key.encode("utf-8", "surrogateescape"), digest_size=16).hexdigest()
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
@@ -432,7 +443,7 @@ def client_cert_element(details: ClientCertDetails, d: Downstream) -> str:
 def _certificate_digest(peer: PeerCertificate) -> bytes:
     """Stands in for the SHA-256 of the peer certificate's DER."""
     text = "\n".join([peer.subject, *peer.uri_sans, "", *peer.dns_sans])
-    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+    return sha256(text.encode("utf-8", "surrogateescape")).digest()
 
 
 def _stand_in_pem(digest: bytes) -> str:

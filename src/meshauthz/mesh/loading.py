@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import msgspec
 from msgspec import Struct
@@ -222,6 +221,8 @@ def _inline_jwks(manifests: Manifests, jwks: Mapping[str, JwksSource]) -> None:
 def _jwks_text(uri: str, src: JwksSource) -> str:
     if isinstance(src, JwksText):
         return src.text
+    from pathlib import Path  # start-up: only --jwks files are read this way
+
     try:
         return Path(src).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:

@@ -22,12 +22,10 @@ Synthetic addresses (documented contract):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
-import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec.structs
 from msgspec import Struct
@@ -55,6 +53,17 @@ from meshauthz.resources.objects import (
     ServiceEntry,
     Workload,
 )
+
+if TYPE_CHECKING:
+    from hashlib import sha256
+else:  # CPython's own SHA-256 if it has one: hashlib's loads OpenSSL, 2% of check's start-up
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12+
+        except ImportError:
+            from hashlib import sha256
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
 SYNTHETIC_POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")
@@ -245,34 +254,44 @@ class MeshService(Struct, frozen=True, eq=False):
 # --------------------------------------------------------------------------- snapshot
 
 
-@dataclasses.dataclass(eq=False)
 class MeshSnapshot:
-    mesh_config: MeshConfig
-    namespaces: dict[str, MeshNamespace]
-    workloads: list[MeshWorkload]
-    services: list[MeshService]
-    gateways: list[Gateway]
-    # Policies, each list in istiod's store order (creation time, name, namespace).
-    authorization_policies: list[AuthorizationPolicy]
-    request_authentications: list[RequestAuthentication]
-    peer_authentications: list[PeerAuthentication]
-    domain_suffix: str = DEFAULT_DOMAIN_SUFFIX
-    service_entries: list[ServiceEntry] = dataclasses.field(default_factory=list)
-    _by_key: dict[str, list[MeshWorkload]] = dataclasses.field(default_factory=dict, repr=False)
-    _svc_by_key: dict[str, MeshService] = dataclasses.field(default_factory=dict, repr=False)
-    _svc_by_host: dict[str, MeshService] = dataclasses.field(default_factory=dict, repr=False)
-    # By namespace, each in its list's order: selecting for one workload reads its
-    # namespaces' entries instead of scanning the mesh (which, for every workload of
-    # a large mesh, would be quadratic).
-    _svc_by_ns: dict[str, list[MeshService]] = dataclasses.field(default_factory=dict, repr=False)
-    _authz_by_ns: dict[str, list[AuthorizationPolicy]] = dataclasses.field(
-        default_factory=dict, repr=False
-    )
-    _reqauthn_by_ns: dict[str, list[RequestAuthentication]] = dataclasses.field(
-        default_factory=dict, repr=False
-    )
+    """The mesh as istiod sees it, with its lookups. A plain class, not a
+    dataclass: a dataclass's methods are compiled when its module is imported,
+    and every command imports this one (start-up)."""
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        mesh_config: MeshConfig,
+        namespaces: dict[str, MeshNamespace],
+        workloads: list[MeshWorkload],
+        services: list[MeshService],
+        gateways: list[Gateway],
+        authorization_policies: list[AuthorizationPolicy],
+        request_authentications: list[RequestAuthentication],
+        peer_authentications: list[PeerAuthentication],
+        domain_suffix: str = DEFAULT_DOMAIN_SUFFIX,
+        service_entries: list[ServiceEntry] | None = None,
+    ) -> None:
+        self.mesh_config = mesh_config
+        self.namespaces = namespaces
+        self.workloads = workloads
+        self.services = services
+        self.gateways = gateways
+        # Policies, each list in istiod's store order (creation time, name, namespace).
+        self.authorization_policies = authorization_policies
+        self.request_authentications = request_authentications
+        self.peer_authentications = peer_authentications
+        self.domain_suffix = domain_suffix
+        self.service_entries = [] if service_entries is None else service_entries
+        self._by_key: dict[str, list[MeshWorkload]] = {}
+        self._svc_by_key: dict[str, MeshService] = {}
+        self._svc_by_host: dict[str, MeshService] = {}
+        # By namespace, each in its list's order: selecting for one workload reads its
+        # namespaces' entries instead of scanning the mesh (which, for every workload of
+        # a large mesh, would be quadratic).
+        self._svc_by_ns: dict[str, list[MeshService]] = {}
+        self._authz_by_ns: dict[str, list[AuthorizationPolicy]] = {}
+        self._reqauthn_by_ns: dict[str, list[RequestAuthentication]] = {}
         for w in self.workloads:
             self._by_key.setdefault(w.key, []).append(w)
         # A member's own name (a Pod's, a ReplicaSet's) names its workload too.
@@ -698,7 +717,7 @@ def _synthetic_address(
     net: ipaddress.IPv4Network, seed: str, used: set[ipaddress.IPv4Address]
 ) -> ipaddress.IPv4Address:
     hosts = net.num_addresses - 2  # without the network and broadcast addresses
-    h = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:8], "big") % hosts
+    h = int.from_bytes(sha256(seed.encode()).digest()[:8], "big") % hosts
     for i in range(hosts):
         addr = net.network_address + 1 + (h + i) % hosts
         if addr not in used:

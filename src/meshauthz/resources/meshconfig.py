@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from fractions import Fraction
 from typing import Any, Literal, cast, get_args
 
 from msgspec import Struct
@@ -164,7 +163,8 @@ def _field(data: dict[str, Any], json_name: str) -> tuple[str, Any] | None:
     return None
 
 
-_JSON_INT = re.compile(r"\s*(-?(?:0|[1-9][0-9]*))\s*")
+# compiled on first use (re's cache), not at import: start-up
+_JSON_INT = r"\s*(-?(?:0|[1-9][0-9]*))\s*"
 _INT_RANGES = {"uint32": (0, 2**32 - 1), "int32": (-(2**31), 2**31 - 1)}
 
 
@@ -181,7 +181,7 @@ def _integer(value: Any, kind: str, path: FieldPath) -> int:
         text = value
     else:
         text = None
-    m = _JSON_INT.fullmatch(text) if text is not None else None
+    m = re.fullmatch(_JSON_INT, text) if text is not None else None
     lo, hi = _INT_RANGES[kind]
     if m is None or not lo <= int(m.group(1)) <= hi:
         shown = f'"{value}"' if isinstance(value, str) else _type_name(value)
@@ -203,7 +203,7 @@ _GO_DURATION_UNITS = {
     "m": 60 * 10**9,
     "h": 3600 * 10**9,
 }
-_GO_DURATION_PART = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION_PART = r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)"  # as _JSON_INT
 _MAX_NANOS = 2**63 - 1
 
 
@@ -219,10 +219,13 @@ def go_duration_nanos(text: str) -> int | None:
         return 0
     if not s:
         return None
+    from fractions import Fraction  # start-up: only a mesh config with durations needs it
+
     total = Fraction(0)
     pos = 0
+    part = re.compile(_GO_DURATION_PART)
     while pos < len(s):
-        m = _GO_DURATION_PART.match(s, pos)
+        m = part.match(s, pos)
         if m is None or m.group(1) in ("", "."):
             return None
         number = m.group(1).rstrip(".")

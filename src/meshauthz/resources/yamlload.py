@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 import re
 from array import array
 from bisect import bisect_left
@@ -643,6 +642,8 @@ def _not_yaml(literal: str) -> Any:
 def _plain_json(text: str) -> Any:
     if "\\ud" in text.lower():
         return _NOT_JSON  # escaped surrogates: the readers differ
+    import json  # here, not at the top: manifests are read as YAML (start-up)
+
     try:
         return json.loads(
             text,
@@ -691,6 +692,8 @@ def _parse_json_fallback(text: str, file: str, yaml_message: str, loc: Location)
                 raise InputError(f"duplicate key {k!r}", location=Location(file))
             out[k] = v
         return out
+
+    import json  # start-up, as in _plain_json
 
     try:
         data = json.loads(text, object_pairs_hook=no_duplicates)

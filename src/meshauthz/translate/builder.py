@@ -20,7 +20,6 @@ from msgspec import Struct, field
 
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.rbac.model import RBAC, Action, HttpRbacFilter, NetworkRbacFilter, Policy
-from meshauthz.envoy.rbac.serialize import filter_to_dict
 from meshauthz.resources.meshconfig import DEFAULT_TRUST_DOMAIN, ExtensionProvider, MeshConfig
 from meshauthz.resources.objects import DRY_RUN_ANNOTATION, AuthorizationPolicy
 from meshauthz.translate import naming
@@ -114,6 +113,9 @@ class BuiltFilter(Struct, frozen=True):
     def to_dict(self, style: Literal["camel", "snake"] = "camel") -> dict[str, Any]:
         if isinstance(self.filter, ExtAuthzFilter):
             return self.filter.to_dict(style)
+        # here, not at the top: deciding never writes Envoy's JSON (start-up)
+        from meshauthz.envoy.rbac.serialize import filter_to_dict
+
         return filter_to_dict(self.filter, style)
 
 

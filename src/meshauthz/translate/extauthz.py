@@ -121,12 +121,13 @@ class ResolvedProvider(Struct):
 
 # --- value checks ----------------------------------------------------------------
 
-_DNS1123_LABEL = re.compile(r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?")
-_WILDCARD_LABEL = re.compile(r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)")
+# Compiled on first use (re's cache), not at import: start-up.
+_DNS1123_LABEL = r"[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?"
+_WILDCARD_LABEL = r"(\*|(\*|\*-)?[a-zA-Z0-9](?:[-a-zA-Z0-9]*[a-zA-Z0-9])?)"
 
 
 def _is_label(s: str) -> bool:
-    return len(s) <= 63 and _DNS1123_LABEL.fullmatch(s) is not None
+    return len(s) <= 63 and re.fullmatch(_DNS1123_LABEL, s) is not None
 
 
 def _dns_labels_error(domain: str) -> str | None:
@@ -158,7 +159,7 @@ def _wildcard_domain_error(domain: str) -> str | None:
     if err := _precondition_error(domain):
         return err
     first, dot, rest = domain.partition(".")
-    if not (len(first) <= 63 and _WILDCARD_LABEL.fullmatch(first)):
+    if not (len(first) <= 63 and re.fullmatch(_WILDCARD_LABEL, first)):
         return f"domain name {domain!r} invalid (label {first!r} invalid)"
     return _dns_labels_error(rest) if dot else None
 
@@ -242,14 +243,14 @@ def _status(config: Mapping[str, Any], errs: list[str]) -> dict[str, Any] | None
     return {"code": STATUS_CODES[code]} if code else {}
 
 
-_DURATION = re.compile(r"(-)?([0-9]+)(?:\.([0-9]{1,9}))?s")
+_DURATION = r"(-)?([0-9]+)(?:\.([0-9]{1,9}))?s"  # as _DNS1123_LABEL
 
 
 def _timeout(config: Mapping[str, Any], errs: list[str]) -> str:
     raw = config.get("timeout")
     nanos = DEFAULT_TIMEOUT_NANOS
     if raw is not None:
-        match = _DURATION.fullmatch(raw) if isinstance(raw, str) else None
+        match = re.fullmatch(_DURATION, raw) if isinstance(raw, str) else None
         if match is None:
             errs.append(f"invalid timeout {raw!r}: expected a duration such as 0.5s")
             return format_duration(nanos)

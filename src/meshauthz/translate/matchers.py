@@ -138,12 +138,13 @@ def contains_path_template(v: str) -> bool:
     return "{*}" in v or "{**}" in v
 
 
-_DIGITS = re.compile(r"[0-9]+")
+# compiled on first use (re's cache), not at import: start-up
+_DIGITS = r"[0-9]+"
 
 
 def parse_port(v: str) -> int:
     """A port written as a base-10 unsigned number no greater than 65535."""
-    if not _DIGITS.fullmatch(v) or int(v) > 65535:
+    if not re.fullmatch(_DIGITS, v) or int(v) > 65535:
         raise GenerationError(f"invalid port {v}")
     return int(v)
 
@@ -170,7 +171,7 @@ def parse_cidr(v: str) -> CidrRange:
         if "/" in v:
             addr_s, bits_s = v.split("/", 1)
             addr = _go_addr(addr_s)
-            if not _DIGITS.fullmatch(bits_s) or (len(bits_s) > 1 and bits_s[0] == "0"):
+            if not re.fullmatch(_DIGITS, bits_s) or (len(bits_s) > 1 and bits_s[0] == "0"):
                 raise ValueError("bad prefix length")
             bits = int(bits_s)
             if bits > addr.max_prefixlen:

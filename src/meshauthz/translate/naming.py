@@ -69,7 +69,8 @@ def bad_custom(envoy_name: str) -> str:
     return envoy_name + BAD_CUSTOM_SUFFIX
 
 
-_POLICY_NAME = re.compile(
+# compiled on first use (re's cache), not at import: start-up
+_POLICY_NAME = (
     r"(?:" + re.escape(CUSTOM_PREFIX) + r"-(?:(?P<provider>.+?)-)?)?"
     r"ns\[(?P<ns>[^\]]*)\]-policy\[(?P<name>[^\]]*)\]-rule\[(?P<rule>\d+)\]"
     r"(?P<bad>" + re.escape(BAD_CUSTOM_SUFFIX) + r")?"
@@ -79,7 +80,7 @@ _POLICY_NAME = re.compile(
 def parse_policy_name(envoy_name: str) -> PolicyName | None:
     """The inverse of ``policy_name`` (and of the CUSTOM and bad-CUSTOM forms);
     None for a name istiod did not write."""
-    m = _POLICY_NAME.fullmatch(envoy_name)
+    m = re.fullmatch(_POLICY_NAME, envoy_name)
     if m is None:
         return None
     custom = envoy_name.startswith(CUSTOM_PREFIX + "-")

@@ -25,17 +25,14 @@ RBAC filters (``pilot/pkg/security/authn/policy_applier.go``,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from meshauthz.envoy.jwt_authn import (
     AllowMissing,
     HeaderLocation,
     JwtAuthentication,
-    JwtOutcome,
-    JwtPresented,
     JwtProvider,
     ProviderName,
     RemoteJwks,
@@ -43,8 +40,10 @@ from meshauthz.envoy.jwt_authn import (
     RequirementRule,
     RequiresAll,
     RequiresAny,
-    apply_jwt_authn,
 )
+
+if TYPE_CHECKING:
+    from meshauthz.envoy.jwt_authn import JwtOutcome, JwtPresented
 
 PAYLOAD_KEY = "payload"  # filters.EnvoyJwtFilterPayload
 DEFAULT_SPACE_DELIMITED_CLAIMS = ("permission", "scope")  # buildSpaceDelimitedClaims
@@ -133,6 +132,8 @@ def _provider(name: str, r: _JwtRuleLike, unresolved: UnresolvedJwks) -> JwtProv
 def fake_jwks() -> str:
     """What istiod inlines when it cannot fetch a jwksUri (``CreateFakeJwks``): a
     valid public key that signs nothing, so every token of the issuer fails."""
+    import json  # start-up: as the key, imported only when one is made
+
     from cryptography.hazmat.primitives.asymmetric import rsa
     from jwt.algorithms import RSAAlgorithm
 
@@ -152,6 +153,9 @@ def apply_request_authentication(
     now: int | None = None,
 ) -> JwtOutcome:
     """Run the request through the jwt_authn filter istiod builds from ``rules``."""
+    # here, not at the top: the evaluation is imported when a request needs it (start-up)
+    from meshauthz.envoy.jwt_authn import apply_jwt_authn
+
     return apply_jwt_authn(
         jwt_authentication(rules), presented, headers, query, method=method, now=now
     )

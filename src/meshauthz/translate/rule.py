@@ -13,7 +13,6 @@ Every node carries a Note that points at the field in the user's file.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -142,26 +141,46 @@ Leaves = dict[tuple[str, str], Any]
 _Leaf = TypeVar("_Leaf")
 
 
-@dataclasses.dataclass(slots=True)
 class _Context:
-    record: AuthorizationPolicy
-    rule: int
-    action: Action
-    for_tcp: bool
-    use_authenticated: bool
-    problems: list[Problem]
-    leaves: Leaves = dataclasses.field(default_factory=dict)
-    policy: str = ""  # namespace/name, one string for all of the rule's notes
-    file: str = ""
-    base: tuple[str | int, ...] = ()
-    line_at: Callable[[tuple[str | int, ...]], int | None] = dataclasses.field(init=False)
+    """One rule's translation. A plain class, not a dataclass: a dataclass's
+    methods are compiled when its module is imported (start-up)."""
 
-    def __post_init__(self) -> None:
-        self.policy = f"{self.record.namespace}/{self.record.name}"
-        doc = self.record.doc
+    __slots__ = (
+        "action",
+        "base",
+        "file",
+        "for_tcp",
+        "leaves",
+        "line_at",
+        "policy",
+        "problems",
+        "record",
+        "rule",
+        "use_authenticated",
+    )
+
+    def __init__(
+        self,
+        record: AuthorizationPolicy,
+        rule: int,
+        action: Action,
+        for_tcp: bool,
+        use_authenticated: bool,
+        problems: list[Problem],
+        leaves: Leaves,
+    ) -> None:
+        self.record = record
+        self.rule = rule
+        self.action = action
+        self.for_tcp = for_tcp
+        self.use_authenticated = use_authenticated
+        self.problems = problems
+        self.leaves = leaves
+        self.policy = f"{record.namespace}/{record.name}"  # one string for all notes
+        doc = record.doc
         self.file = doc.file
-        self.base = self.record.base
-        self.line_at = doc.line_finder()
+        self.base: tuple[str | int, ...] = record.base
+        self.line_at: Callable[[tuple[str | int, ...]], int | None] = doc.line_finder()
 
     def note(
         self,

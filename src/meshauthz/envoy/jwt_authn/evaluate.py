@@ -42,9 +42,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
-import json
 import time
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 from functools import lru_cache
@@ -181,6 +179,8 @@ def _b64url(data: bytes) -> str:
 
 
 def _claims_token(claims: Mapping[str, Any]) -> str:
+    import json  # here, not at the top: start-up of commands that send no claims
+
     try:
         body = json.dumps(dict(claims), separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -234,6 +234,8 @@ def _jwk(d: dict[str, Any]) -> _Key | None:
         return None
     if kty == "OKP" and d.get("crv") != "Ed25519":
         return None
+    import json  # start-up, as above
+
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     from jwt.algorithms import ECAlgorithm, HMACAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -483,12 +485,14 @@ def _query_params(query: Query) -> list[tuple[str, str]]:
     elif q.startswith("?"):
         q = q[1:]
     q = q.partition("#")[0]
+    from urllib.parse import unquote  # start-up: only JWT filters read the query
+
     out: list[tuple[str, str]] = []
     for part in q.split("&"):
         if not part:
             continue
         k, _, v = part.partition("=")
-        out.append((urllib.parse.unquote(k), urllib.parse.unquote(v)))
+        out.append((unquote(k), unquote(v)))
     return out
 
 

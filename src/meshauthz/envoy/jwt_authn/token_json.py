@@ -23,6 +23,7 @@ nor Python's ``json``. Observed with Envoy 1.40 (each case is pinned in
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Any
@@ -30,8 +31,8 @@ from typing import Any
 MAX_DEPTH = 100  # protobuf's JSON ParseOptions::kDefaultDepth
 
 _WS = b" \t\r\n"
-_NUMBER = re.compile(rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
-_BAREWORD = re.compile(rb"[A-Za-z0-9_]+")
+_NUMBER = rb"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?"
+_BAREWORD = rb"[A-Za-z0-9_]+"
 _SIMPLE_ESCAPES = {
     ord('"'): '"',
     ord("\\"): "\\",
@@ -44,7 +45,13 @@ _SIMPLE_ESCAPES = {
     ord("'"): "'",
 }
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-_STRING_STOP = {ord('"'): re.compile(rb'["\\]'), ord("'"): re.compile(rb"['\\]")}
+_STRING_STOP = {ord('"'): rb'["\\]', ord("'"): rb"['\\]"}
+
+
+@functools.cache  # compiled on first use, not at import: most commands read no token (start-up)
+def _patterns() -> tuple[re.Pattern[bytes], re.Pattern[bytes], dict[int, re.Pattern[bytes]]]:
+    stops = {quote: re.compile(p) for quote, p in _STRING_STOP.items()}
+    return re.compile(_NUMBER), re.compile(_BAREWORD), stops
 
 
 class TokenJsonError(ValueError):
@@ -72,6 +79,7 @@ class _Parser:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.pos = 0
+        self.number_re, self.bareword_re, self.string_stop = _patterns()
 
     def error(self, why: str) -> TokenJsonError:
         return TokenJsonError(f"{why} at byte {self.pos}")
@@ -149,7 +157,7 @@ class _Parser:
                 return out
 
     def bareword(self) -> str:
-        m = _BAREWORD.match(self.data, self.pos)
+        m = self.bareword_re.match(self.data, self.pos)
         word = m.group() if m else b""
         if not word or word[:1].isdigit() or word in (b"null", b"true", b"false"):
             raise self.error("expected a key")
@@ -157,7 +165,7 @@ class _Parser:
         return word.decode("ascii")
 
     def number(self) -> int | float:
-        m = _NUMBER.match(self.data, self.pos)
+        m = self.number_re.match(self.data, self.pos)
         if m is None:
             raise self.error("expected a number")
         d = float(m.group())
@@ -191,7 +199,7 @@ class _Parser:
     def string(self) -> str:
         quote = self.data[self.pos]
         self.pos += 1
-        stop = _STRING_STOP[quote]
+        stop = self.string_stop[quote]
         parts: list[str] = []
         while True:
             m = stop.search(self.data, self.pos)

@@ -62,7 +62,6 @@ from .model import (
     StringKind,
     StringMatcher,
 )
-from .serialize import check_network_rules
 from .uri_template import strip_query_and_fragment, template_set
 
 # --- the request as the filter sees it ---------------------------------------------
@@ -821,6 +820,8 @@ class CompiledFilter:
         self.filter = f
         self._is_http = isinstance(f, HttpRbacFilter)
         if not self._is_http:
+            from .serialize import check_network_rules  # start-up: HTTP chains never need it
+
             check_network_rules(f.rules, "rules")
             check_network_rules(f.shadow_rules, "shadowRules")
         self._meta_ns = "envoy.filters.http.rbac" if self._is_http else "envoy.filters.network.rbac"

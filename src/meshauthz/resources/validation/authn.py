@@ -16,7 +16,8 @@ from meshauthz.resources.validation.gosyntax import (
 )
 from meshauthz.resources.validation.report import Report
 
-STRICT_HEADER_NAME = re.compile(r"[-_A-Za-z0-9]+")
+# compiled on first use (re's cache), not at import: start-up
+STRICT_HEADER_NAME = r"[-_A-Za-z0-9]+"
 MILLISECOND = 1_000_000  # in nanoseconds
 
 
@@ -89,7 +90,7 @@ def _check_jwt_rule(rule: JWTRule, report: Report, path: tuple[str | int, ...]) 
                 f"{where}.outputClaimToHeaders[{k}]: header and claim must both be set",
                 *cpath,
             )
-        elif not STRICT_HEADER_NAME.fullmatch(c2h.header):
+        elif not re.fullmatch(STRICT_HEADER_NAME, c2h.header):
             report.error(
                 "invalid-output-claim-to-header",
                 f"{where}.outputClaimToHeaders[{k}].header: {c2h.header!r} is not a valid "

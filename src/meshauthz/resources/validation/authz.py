@@ -78,8 +78,9 @@ MAX_SERVICE_ACCOUNTS = 16
 MAX_SERVICE_ACCOUNT_BYTES = 320
 MATCH_ONE = "{*}"
 MATCH_ANY = "{**}"
-# A path segment next to a template must be an RFC 3986 pchar string.
-_PCHAR_LITERAL = re.compile(r"[A-Za-z0-9\-._~%!$&'()+,;:@=]+")
+# A path segment next to a template must be an RFC 3986 pchar string (compiled on
+# first use, re's cache, not at import: start-up).
+_PCHAR_LITERAL = r"[A-Za-z0-9\-._~%!$&'()+,;:@=]+"
 
 
 def _camel(attr: str) -> str:
@@ -367,7 +368,7 @@ def check_ports(
 
 def is_valid_literal(segment: str) -> bool:
     """A path segment that may sit next to a template: RFC 3986 pchars (no '*')."""
-    return _PCHAR_LITERAL.fullmatch(segment) is not None
+    return re.fullmatch(_PCHAR_LITERAL, segment) is not None
 
 
 def path_template_error(path: str) -> str | None:

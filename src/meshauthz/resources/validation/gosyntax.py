@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-import json
 from typing import Any
 
 from msgspec import Struct
@@ -323,6 +322,8 @@ class JwkSet(Struct, frozen=True):
 
 def parse_jwks(text: str) -> JwkSet | str:
     """A JWK set (or one JWK) as Istio's JWK library reads it; an error message if not."""
+    import json  # here, not at the top: only inline JWKS are JSON (start-up)
+
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as e:
