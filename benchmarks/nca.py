@@ -239,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=5, help="in-process runs after a warm-up")
     ap.add_argument("--only", help="only the questions whose name contains this")
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time what any answer must do first: read and validate the inputs "
+        "(meshauthz validate, in-process) and start Python with z3 imported (a process)",
+    )
     args = ap.parse_args(argv)
     nca_bin = shutil.which("nca", path=str(BIN)) or shutil.which("nca")
     nca_main = ncapeer.nca_main()
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "| question | tool | answer | process CPU s | NCA/ours | in-process CPU s | NCA/ours |\n"
         "|---|---|---|---:|---:|---:|---:|"
     )
+    floors: list[tuple[str, float, float, float]] = []
     with tempfile.TemporaryDirectory(prefix="meshauthz-nca-") as tmp:
         for case in cases(Path(tmp)):
             if args.only and args.only not in case.name:
@@ -271,7 +278,39 @@ def main(argv: list[str] | None = None) -> int:
                 f"{nca_cpu / ours_cpu:.1f} | {nca_t:.3f} | {nca_t / ours_t:.1f} |"
             )
             sys.stdout.flush()
+            if args.floor:
+                floors.append((label, nca_cpu, nca_t, _inputs_only(case, args.repeat)))
+    if args.floor:
+        _print_floors(floors)
     return 0
+
+
+def _inputs_only(case: Case, repeat: int) -> float:
+    """CPU seconds of ``meshauthz validate`` on the question's files, in this
+    process: reading, typing and validating them, which every answer does first."""
+    from meshauthz.cli.main import main as meshauthz_main
+
+    files = [a for a in case.ours[1:] if a != "-f"]
+    with contextlib.chdir(REPO):
+        return ncapeer.best(
+            quietly(partial(meshauthz_main, ["validate", *files, "-o", "json"])), repeat
+        )
+
+
+def _print_floors(floors: list[tuple[str, float, float, float]]) -> None:
+    """What 10 times NCA's speed leaves, beside what comes before any answer."""
+    _, start = process([sys.executable, "-c", "pass"])
+    _, z3_start = process([sys.executable, "-c", "import z3"])
+    print(
+        f"\nfloors: a process of Python alone {start:.3f} CPU s, with z3 imported "
+        f"{z3_start:.3f} s\n"
+        "| question | NCA process / 10 | Python + z3 | NCA in-process / 10 | "
+        "meshauthz reading and validating the inputs |\n|---|---:|---:|---:|---:|"
+    )
+    for label, nca_cpu, nca_t, inputs in floors:
+        print(
+            f"| {label} | {nca_cpu / 10:.3f} | {z3_start:.3f} | {nca_t / 10:.4f} | {inputs:.4f} |"
+        )
 
 
 if __name__ == "__main__":
