@@ -33,7 +33,7 @@ import yaml
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.mesh.loading import load_mesh
 from meshauthz.translate import BuildOptions, Chain, build
-from tests.envoy_process import free_port
+from tests.envoy_process import refusing_port
 from tests.translate.test_golden import HTTP_CASES, TCP_CASES, TESTDATA, _applies
 
 from .harness import Probe, Site, running
@@ -292,14 +292,15 @@ def test_golden_outputs_in_real_envoy(test_ca: Any, tmp_path: Path) -> None:
                 )
             cases.append((site.name, probe, prepared[key], has_custom))
 
-    unreachable = free_port()  # nothing listens here: ext_authz calls fail (fail open)
     from .harness import _cluster
 
-    cluster = _cluster(EXT_AUTHZ_CLUSTER, unreachable)
-    cluster2 = _cluster(EXT_AUTHZ_CLUSTER.replace("9000", "9001"), unreachable)
     t0 = time.monotonic()
-    with running(sites, test_ca, extra_clusters=[cluster, cluster2]) as envoy:
-        observed = envoy.run([c[1] for c in cases])
+    # nothing listens there: ext_authz calls fail (fail open)
+    with refusing_port() as unreachable:
+        cluster = _cluster(EXT_AUTHZ_CLUSTER, unreachable)
+        cluster2 = _cluster(EXT_AUTHZ_CLUSTER.replace("9000", "9001"), unreachable)
+        with running(sites, test_ca, extra_clusters=[cluster, cluster2]) as envoy:
+            observed = envoy.run([c[1] for c in cases])
     failures = []
     for (name, probe, prep, has_custom), got in zip(cases, observed, strict=True):
         req = request_for(probe, prep.workload, prep.protocol)
