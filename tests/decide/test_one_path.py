@@ -646,12 +646,16 @@ def test_the_shared_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from meshauthz.decide import runner
 
     monkeypatch.setattr(runner, "_SHARED", {})
+    monkeypatch.setattr(runner, "_BY_VALUES", {})
     monkeypatch.setattr(runner, "_SHARED_MAX", 10)
     first = runner.shared(["GET"])
     assert first == frozenset({"GET"}) and runner.shared(("GET",)) is first
+    # the same values in another order or repeated: the same set
+    assert runner.shared(["b", "a", "b"]) is runner.shared(("a", "b"))
     for i in range(25):
         assert runner.shared([f"v{i}", "x", "x"]) == frozenset({f"v{i}", "x"})
         assert runner._shared_constant(frozenset({f"s{i}"})) == frozenset({f"s{i}"})
-        assert len(runner._SHARED) <= 10
+        assert len(runner._SHARED) <= 10 and len(runner._BY_VALUES) <= 10
     assert runner.shared(("a", 1)) == ("a", 1)  # not strings: as it came
+    assert runner.shared(["a", {}]) == ["a", {}]  # not hashable: as it came
     assert runner.shared(7) == 7

@@ -723,8 +723,25 @@ def shared(value: Any) -> Any:
     if t is str:
         return sys.intern(value)
     if t is tuple or t is list:
-        return _one_set(value)
+        # by the values as read: a dict lookup, where making the set to look it
+        # up by costs several times that (a request's method, its caller's names)
+        key = value if t is tuple else tuple(value)
+        try:
+            got = _BY_VALUES.get(key)
+        except TypeError:  # a value that is not hashable: no set of strings either
+            return _one_set(value)
+        if got is None:
+            got = _one_set(value)
+            if type(got) is frozenset:
+                if len(_BY_VALUES) >= _SHARED_MAX:
+                    _BY_VALUES.clear()
+                _BY_VALUES[key] = got
+        return got
     return value
+
+
+# ``shared``'s sets by the values read (a tuple of them, in the order read)
+_BY_VALUES: dict[tuple[Any, ...], frozenset[str]] = {}
 
 
 def _shared_constant(value: Any) -> Any:
