@@ -156,10 +156,7 @@ def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
             headers = pseudo + got[0]
             remote_ip = got[1]
     elif remote_ip is None:  # no headers: the socket's peer
-        xff = p.xff
-        remote_ip = remote_address(
-            r.source_ip, [], xff.xff_num_trusted_hops, xff.use_remote_address
-        )
+        remote_ip = _forwarded_remote(p, r.source_ip, ())
     inp = RbacInput(
         direct_remote_ip=r.source_ip,
         remote_ip=remote_ip,
