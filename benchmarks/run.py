@@ -82,7 +82,6 @@ from meshauthz.decide import view  # noqa: E402
 from meshauthz.decide.engine import Decider  # noqa: E402
 from meshauthz.decide.request import resolve  # noqa: E402
 from meshauthz.decide.request_spec import request_from_data  # noqa: E402
-from meshauthz.envoy import codec  # noqa: E402
 from meshauthz.mesh.loading import load_mesh  # noqa: E402
 
 EXAMPLES = HERE.parent / "examples"
@@ -237,12 +236,8 @@ def forget(s: Scenario) -> None:
     new request is timed as one: a pass still hits what its own earlier
     requests left, as any stream does. Names resolved and filters built stay:
     those are per caller and destination, which a stream keeps meeting."""
-    codec._block.cache_clear()
-    view._peer.cache_clear()
-    for key in {(r.destination, r.port, r.protocol) for r in s.resolved}:
-        memo = s.decider.prepare(*key).view_memo
-        memo.paths.clear()
-        memo.added.clear()
+    keys = {(r.destination, r.port, r.protocol) for r in s.resolved}
+    view.forget_inputs(s.decider.prepare(*key) for key in keys)
 
 
 def timer_cost() -> float:

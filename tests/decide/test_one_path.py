@@ -37,8 +37,7 @@ from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import parse_request, request_from_data
 from meshauthz.decide.runner import PreparedRequest
-from meshauthz.decide.view import RequestView, ViewMemo, request_view
-from meshauthz.envoy import codec as codec_module
+from meshauthz.decide.view import RequestView, request_view
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh import build_snapshot
 from meshauthz.resources.loader import load
@@ -91,9 +90,7 @@ def cold_view(p: Prepared, r: Request) -> RequestView:
     """``r``'s view computed afresh: none of the view's memos (the codec's verdicts,
     the destination's normalized paths and added headers) holds anything."""
     saved = p.view_memo
-    p.view_memo = ViewMemo()
-    codec_module._block.cache_clear()
-    view_module._peer.cache_clear()
+    view_module.forget_inputs([p])
     try:
         return request_view(p, r)
     finally:
@@ -485,8 +482,7 @@ def decided_json(snap: Any, decider: Decider, data: dict[str, Any], *, cold: boo
     try:
         if cold:
             request_module._RESOLVED.pop(snap, None)
-            codec_module._block.cache_clear()
-            view_module._peer.cache_clear()
+            view_module.forget_inputs()
             spec = parse_request(Document("<request>", 0, 1, data, {}), ())
             return Decider(snap).decide(resolve(spec, snap)).to_json()
         return decider.decide(resolve(request_from_data(data), snap)).to_json()

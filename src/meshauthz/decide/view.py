@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
 from meshauthz.decide.cause import CodecRejected, MtlsRequired, PathRejected
-from meshauthz.envoy.codec import CodecRefusal, Http1Request, http1_request
+from meshauthz.envoy.codec import CodecRefusal, Http1Request, forget_blocks, http1_request
 from meshauthz.envoy.hcm import (
     NormalizedPath,
     check_method,
@@ -173,6 +174,17 @@ def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
     return RequestView(r, None, peer_hidden, path, headers, inp, not lean or headers is None)
 
 
+def forget_inputs(prepared: Iterable[Prepared] = ()) -> None:
+    """Empty what views keep by their inputs: the codec's verdicts on header
+    blocks, the peers' certificates, and ``prepared``'s normalized paths and
+    added headers; the next view of a request is then computed afresh (for
+    whoever times or checks that: the benchmark, the tests)."""
+    forget_blocks()
+    _peer.cache_clear()
+    for p in prepared:
+        p.view_memo = ViewMemo()
+
+
 def _keep(memo: dict[Any, Any], key: Any, value: Any) -> None:
     if len(memo) >= DESTINATION_MEMO_SIZE:
         memo.clear()  # bounded: a long stream of distinct requests starts afresh
@@ -215,4 +227,4 @@ def _forwarded_remote(p: Prepared, source_ip: str, sent: Headers) -> str:
     return remote_address(source_ip, xff, p.xff.xff_num_trusted_hops, p.xff.use_remote_address)
 
 
-__all__ = ["PSEUDO_HEADERS", "RequestView", "ViewMemo", "request_view"]
+__all__ = ["PSEUDO_HEADERS", "RequestView", "ViewMemo", "forget_inputs", "request_view"]

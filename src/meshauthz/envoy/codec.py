@@ -166,6 +166,11 @@ def _block(
     return _checked(0, host, headers, limits), size
 
 
+def forget_blocks() -> None:
+    """Empty the verdicts kept by header block (``http1_request`` computes them afresh)."""
+    _block.cache_clear()
+
+
 def _checked(
     size: int, host: str, headers: tuple[tuple[str, str], ...], limits: CodecLimits
 ) -> Http1Request | CodecRefusal:
@@ -232,6 +237,7 @@ __all__ = [
     "CodecLimits",
     "CodecRefusal",
     "Http1Request",
+    "forget_blocks",
     "http1_request",
     "wire_headers",
 ]
