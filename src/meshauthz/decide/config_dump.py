@@ -901,8 +901,6 @@ def resolve_for_dump(
             svc = target.service or next(iter(snapshot.services_for(target.workload)), None)
         host = svc.hostname if svc is not None else (target.workload.name if target else None)
         host = host or str(dump.workload.labels.get("app") or dump.workload.name)
-    from meshauthz.envoy.jwt_authn import JwtPresented
-
     return (
         Request(
             destination=dump.workload,
@@ -917,7 +915,7 @@ def resolve_for_dump(
             path=spec.path,
             host=host,
             headers=spec.headers,
-            jwt=JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token),
+            jwt=jwt_authn.JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token),
             sni=spec.sni or "",
             name=spec.name,
         ),

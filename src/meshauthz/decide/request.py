@@ -16,6 +16,7 @@ from msgspec import Struct
 
 from meshauthz.ambient.topology import enrollment
 from meshauthz.decide.request_spec import RequestSpec
+from meshauthz.envoy import jwt_authn
 from meshauthz.errors import InputError
 from meshauthz.mesh import (
     InboundPort,
@@ -265,10 +266,7 @@ def _destination(spec: RequestSpec, snapshot: MeshSnapshot, target: Target) -> _
 def _request(spec: RequestSpec, source: ResolvedSource, d: _Destination) -> Request:
     jwt: JwtPresented | None = None
     if spec.jwt is not None or spec.token is not None:
-        # here, not at the top: the JWT evaluation is imported when a request carries one
-        from meshauthz.envoy.jwt_authn import JwtPresented
-
-        jwt = JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
+        jwt = jwt_authn.JwtPresented.from_request(spec.jwt, spec.jwt_location, spec.token)
     principal = source.principal
     if principal is not None and not d.workload.auto_mtls and spec.source.principal is None:
         principal = None  # its proxy sends plaintext there; a given principal stands for mTLS

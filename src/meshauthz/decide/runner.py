@@ -64,6 +64,7 @@ from meshauthz.decide.decision import (
     TraceStep,
 )
 from meshauthz.decide.view import PSEUDO_HEADERS, RequestView, request_view
+from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.ext_authz import ExtAuthzFilter
 from meshauthz.envoy.jwt_authn import JWT_FILTER
 from meshauthz.envoy.rbac.evaluate import (
@@ -495,12 +496,9 @@ class _Walk:
         return self.runner.deny(Stage.CUSTOM, cause, located)
 
     def jwt(self) -> Outcome | None:
-        # here, not at the top: chains without a JWT filter never import it (start-up)
-        from meshauthz.envoy.jwt_authn import apply_jwt_authn
-
         r, p = self.r, self.p
         headers = [h for h in self.headers or () if not h[0].startswith(":")]
-        outcome = apply_jwt_authn(p.jwt, r.jwt, headers, self.view.path, method=r.method)
+        outcome = jwt_authn.apply_jwt_authn(p.jwt, r.jwt, headers, self.view.path, method=r.method)
         source = ", ".join(s.key for s in p.jwt_rules) or p.jwt_source
         if not outcome.decided:
             cause: Cause = JwtUnverifiable(source, outcome.reason)

@@ -72,26 +72,15 @@ from __future__ import annotations
 import base64
 import functools
 import ipaddress
-from _blake2 import blake2b  # what hashlib.blake2b is, without hashlib's OpenSSL
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
 from msgspec import Struct
 
+from meshauthz.digests import blake2b, sha256
 from meshauthz.envoy.hcm import XffSettings, remote_address
 from meshauthz.envoy.proto_json import get
 from meshauthz.envoy.rbac.evaluate import PeerCertificate
-
-if TYPE_CHECKING:
-    from hashlib import sha256
-else:  # as in mesh.snapshot: without OpenSSL when CPython has its own
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
 
 ForwardClientCert = Literal[
     "SANITIZE", "FORWARD_ONLY", "APPEND_FORWARD", "SANITIZE_SET", "ALWAYS_FORWARD_ONLY"

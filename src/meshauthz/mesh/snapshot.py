@@ -25,11 +25,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec.structs
 from msgspec import Struct
 
+from meshauthz.digests import sha256
 from meshauthz.errors import MeshauthzError
 from meshauthz.mesh.injection import (
     Injection,
@@ -53,17 +54,6 @@ from meshauthz.resources.objects import (
     ServiceEntry,
     Workload,
 )
-
-if TYPE_CHECKING:
-    from hashlib import sha256
-else:  # CPython's own SHA-256 if it has one: hashlib's loads OpenSSL, 2% of check's start-up
-    try:
-        from _sha256 import sha256  # Python 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256  # Python 3.12+
-        except ImportError:
-            from hashlib import sha256
 
 DEFAULT_DOMAIN_SUFFIX = "cluster.local"
 SYNTHETIC_POD_CIDR = ipaddress.IPv4Network("10.244.0.0/16")

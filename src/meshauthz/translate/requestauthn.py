@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from meshauthz.envoy import jwt_authn
 from meshauthz.envoy.jwt_authn import (
     AllowMissing,
     HeaderLocation,
@@ -153,9 +154,6 @@ def apply_request_authentication(
     now: int | None = None,
 ) -> JwtOutcome:
     """Run the request through the jwt_authn filter istiod builds from ``rules``."""
-    # here, not at the top: the evaluation is imported when a request needs it (start-up)
-    from meshauthz.envoy.jwt_authn import apply_jwt_authn
-
-    return apply_jwt_authn(
+    return jwt_authn.apply_jwt_authn(
         jwt_authentication(rules), presented, headers, query, method=method, now=now
     )

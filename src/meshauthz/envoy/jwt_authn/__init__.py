@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 
 # The evaluation and the JSON reader and writer are imported on first use (PEP
 # 562): a mesh without RequestAuthentication needs the model only (start-up).
+# Code that runs per request reads them as attributes of the package imported at
+# its top (``jwt_authn.apply_jwt_authn``): a plain attribute once loaded, where a
+# function-level ``from ... import`` costs 0.4 us a call.
 _WHERE = {
     **dict.fromkeys(
         (
