@@ -48,7 +48,7 @@ from meshauthz.resources.k8s import (
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
-from meshauthz.resources.validation import object_findings
+from meshauthz.resources.validation import validate_resource
 from meshauthz.resources.yamlload import (
     Document,
     NotInChunks,
@@ -100,12 +100,11 @@ _CONTROLLERS = {
 
 
 # The lists of ``Manifests`` a document adds to: first those of objects validated
-# one by one (``object_findings``), then the other objects', then the skipped.
+# one by one (``validate_resource``), then the other objects', then the skipped.
 _VALIDATED = (
     "peer_authentications",
     "request_authentications",
     "authorization_policies",
-    "workloads",
 )
 _OBJECTS = (
     *_VALIDATED,
@@ -123,7 +122,7 @@ class LoadResult(Struct):
     findings: list[Finding] = field(default_factory=list)
     # Files that could not be read or parsed: the others were read all the same.
     unreadable: list[InputError] = field(default_factory=list)
-    # validation.object_findings of the objects whose documents were released
+    # validate_resource of the objects whose documents were released
     validated: dict[o.Resource, Sequence[Finding]] = field(default_factory=dict)
 
     @property
@@ -410,7 +409,7 @@ class _Loader:
 
     def released(self, text: str, file: str) -> bool:
         """Read a file's documents one at a time (``iter_chunked``), each typed,
-        its objects validated (``object_findings``: what reads the object as
+        its objects validated (``validate_resource``: what reads the object as
         written), then released (``Document.release``): a large mesh's parsed
         data is then never held all at once. False, with nothing of the file
         kept, when it cannot be read so: it is then read whole."""
@@ -429,7 +428,7 @@ class _Loader:
                 self.document(doc)
                 for kind, n in zip(_VALIDATED, counts, strict=False):
                     for r in getattr(m, kind)[n:]:
-                        self.validated[r] = object_findings(r) or ()
+                        self.validated[r] = validate_resource(r) or ()
                 if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
                     kept.append(doc)
                 doc.release()
