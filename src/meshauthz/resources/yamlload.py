@@ -287,26 +287,13 @@ class _Text:
         return doc.value
 
 
-class _Released:
-    """A released document's value (see ``Document.release``): one object,
-    pickled as itself."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> str:
-        return "_RELEASED"
-
-
-_RELEASED: Any = _Released()
-
-
 class Document(Struct):
     """One YAML document of a file."""
 
     file: str
     index: int  # 0-based position in the file's stream
     line: int  # 1-based line where the document's content starts
-    value: Any  # its data (``data``), until released
+    value: Any  # its data (``data``), or once released its text (``_Text``)
     # Each path's (line, column): ``Positions`` from the reader, or any mapping
     # (a document built in memory; empty when positions are unknown).
     positions: Mapping[Path, tuple[int, int]] = field(default_factory=dict)
@@ -317,18 +304,16 @@ class Document(Struct):
     def data(self) -> Any:
         """The document's values: plain dicts, lists, strings, numbers."""
         value = self.value
-        if value is _RELEASED and self.source is not None:
-            return self.source.read()
-        return value
+        return value.read() if type(value) is _Text else value
 
     def release(self) -> None:
         """Keep the text only, once what is read of the document when it is loaded
         has been read (its objects typed and validated): the parsed data of a
         large mesh takes several times its text, and the few readers after that
-        (``analyze``, the local mesh's plan) read it again. A document without
-        its own text keeps its data."""
+        (ambient's waypoints: a Gateway's listeners and status) read it again.
+        A document without its own text keeps its data."""
         if self.source is not None:
-            self.value = _RELEASED
+            self.value = self.source
 
     def text_size(self) -> int:
         """The length of the document's own text (0 without one)."""
