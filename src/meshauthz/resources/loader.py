@@ -99,22 +99,8 @@ _CONTROLLERS = {
 }
 
 
-# The lists of ``Manifests`` a document adds to: first those of objects validated
-# one by one (``validate_resource``), then the other objects', then the skipped.
-_VALIDATED = (
-    "peer_authentications",
-    "request_authentications",
-    "authorization_policies",
-)
-_OBJECTS = (
-    *_VALIDATED,
-    *(
-        n
-        for n in o.Manifests.__struct_fields__
-        if n not in (*_VALIDATED, "mesh_config", "files", "skipped")
-    ),
-)
-_ADDED = (*_OBJECTS, "skipped")
+# The objects validated as their documents are read (``_Loader.released``).
+_VALIDATED = (o.PeerAuthentication, o.RequestAuthentication, o.AuthorizationPolicy)
 
 
 class LoadResult(Struct):
@@ -397,6 +383,17 @@ def _proxy_container(data: Any, template: Path) -> bool:
     return any(isinstance(c, dict) and c.get("name") == o.PROXY_CONTAINER for c in containers)
 
 
+class _Mark(Struct, frozen=True):
+    """What a loader holds at one point (``_Loader.mark``)."""
+
+    sizes: tuple[int, ...]  # of each list of ``OBJECT_LISTS``
+    skipped: int
+    findings: int
+    objects: int
+    mesh_config_seen: Location | None
+    mesh_config: MeshConfig
+
+
 class _Loader:
     def __init__(self, default_namespace: str, *, enforce_namespace: bool = False) -> None:
         self.default_namespace = default_namespace
@@ -416,32 +413,26 @@ class _Loader:
         docs = iter_chunked(text, file)
         if docs is None:
             return False
-        m = self.manifests
-        before = self._counts()
-        mesh_config = (self._mesh_config_seen, m.mesh_config)
-        read = 0
+        start = self.mark()
+        validated: dict[o.Resource, Sequence[Finding]] = {}
         kept: list[Document] = []  # the documents objects were made of
+        read = 0
         try:
             for doc in docs:
                 read += 1
-                counts = self._counts()
+                before = self.mark()
                 self.document(doc)
-                for kind, n in zip(_VALIDATED, counts, strict=False):
-                    for r in getattr(m, kind)[n:]:
-                        self.validated[r] = validate_resource(r) or ()
-                if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
+                made = [r for added in self.added(before) for r in added]
+                if made:
                     kept.append(doc)
+                for r in made:
+                    if isinstance(r, _VALIDATED):
+                        validated[r] = validate_resource(r) or ()
                 doc.release()
         except NotInChunks:  # nothing of the file is kept: it is read whole
-            for kind, n in zip(_VALIDATED, before, strict=False):
-                for r in getattr(m, kind)[n:]:
-                    self.validated.pop(r, None)
-            for kind, n in zip(_ADDED, before, strict=False):
-                del getattr(m, kind)[n:]
-            del self.findings[before[-2] :]
-            self.objects = before[-1]
-            self._mesh_config_seen, m.mesh_config = mesh_config
+            self.undo(start)
             return False
+        self.validated.update(validated)
         if not read:
             self.skip(Location(file, 1), EMPTY_FILE)
         if 2 * sum(d.text_size() for d in kept) < len(text):
@@ -449,10 +440,33 @@ class _Loader:
                 d.own_text()
         return True
 
-    def _counts(self) -> tuple[int, ...]:
+    def mark(self) -> _Mark:
+        """What the loader holds so far: to tell what it adds after (``added``),
+        or to take that back (``undo``)."""
         m = self.manifests
-        lists = [len(getattr(m, kind)) for kind in _ADDED]
-        return (*lists, len(self.findings), self.objects)
+        return _Mark(
+            tuple(len(getattr(m, kind)) for kind in o.OBJECT_LISTS),
+            len(m.skipped),
+            len(self.findings),
+            self.objects,
+            self._mesh_config_seen,
+            m.mesh_config,
+        )
+
+    def added(self, mark: _Mark) -> list[list[o.Resource]]:
+        """The objects added since ``mark``, per list of ``OBJECT_LISTS``."""
+        m = self.manifests
+        return [getattr(m, kind)[n:] for kind, n in zip(o.OBJECT_LISTS, mark.sizes, strict=True)]
+
+    def undo(self, mark: _Mark) -> None:
+        """Take back everything added since ``mark``."""
+        m = self.manifests
+        for kind, n in zip(o.OBJECT_LISTS, mark.sizes, strict=True):
+            del getattr(m, kind)[n:]
+        del m.skipped[mark.skipped :]
+        del self.findings[mark.findings :]
+        self.objects = mark.objects
+        self._mesh_config_seen, m.mesh_config = mark.mesh_config_seen, mark.mesh_config
 
     def skip(self, location: Location, reason: str, kind: str = "", api_version: str = "") -> None:
         self.manifests.skipped.append(o.Skipped(kind, api_version, "", "", location, reason=reason))

@@ -166,3 +166,11 @@ class Manifests(Struct):
             *self.request_authentications,
             *self.authorization_policies,
         ]
+
+
+# The lists of ``Manifests`` that documents add objects to: every field but the
+# mesh config, the skipped and the files, so that a kind added to ``Manifests``
+# is counted wherever what a document added is (the loader, ``resources.reuse``).
+OBJECT_LISTS = tuple(
+    n for n in Manifests.__struct_fields__ if n not in ("mesh_config", "skipped", "files")
+)
