@@ -116,7 +116,7 @@ from meshauthz.resources.validation.authn import (
 from meshauthz.resources.validation.authz import validate_authorization_policy
 from meshauthz.resources.validation.crd import validate_crd
 from meshauthz.resources.validation.releases import release_findings
-from meshauthz.resources.validation.report import Report, raw_object
+from meshauthz.resources.validation.report import Report
 from meshauthz.resources.validation.workload import validate_workload
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ def validate_resource(resource: Resource) -> list[Finding]:
         validate_peer_authentication(resource, report)
     else:
         return []
-    validate_crd(resource, report, raw_object(resource))
+    validate_crd(resource, report, resource.written())
     return report.findings
 
 
