@@ -386,7 +386,7 @@ def _proxy_container(data: Any, template: Path) -> bool:
 class _Mark(Struct, frozen=True):
     """What a loader holds at one point (``_Loader.mark``)."""
 
-    sizes: tuple[int, ...]  # of each list of ``OBJECT_LISTS``
+    sizes: list[int]  # of each list of ``OBJECT_LISTS``
     skipped: int
     findings: int
     objects: int
@@ -445,7 +445,7 @@ class _Loader:
         or to take that back (``undo``)."""
         m = self.manifests
         return _Mark(
-            tuple(len(getattr(m, kind)) for kind in o.OBJECT_LISTS),
+            [len(getattr(m, kind)) for kind in o.OBJECT_LISTS],
             len(m.skipped),
             len(self.findings),
             self.objects,
