@@ -8,8 +8,9 @@ Generates one file of N workloads (default 4,000), each an AuthorizationPolicy
 (one ALLOW rule), a Deployment, a Service and a ServiceAccount, spread over 50
 namespaces; then the same at 2x and 4x. For each size it times, in this
 process, ``load_mesh`` split into its steps (read: YAML, typing and each
-object's own validation, made while its document's data is at hand; validate:
-the rest of Istio's validation; snapshot: ``build_snapshot``), and one ``check`` of a
+security object's own validation, made while its document's data is at hand;
+validate: the rest of Istio's validation and the workloads' notes; snapshot:
+``build_snapshot``), and one ``check`` of a
 request end to end (load, then ``Decider`` for one workload and its decision),
 and prints the time per object, which stays flat when loading is linear.
 

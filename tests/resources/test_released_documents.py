@@ -1,8 +1,8 @@
 """A loaded document keeps its text, not its parsed data (``Document.release``):
 the data of a large mesh takes several times its text. What reads a document
-after loading (``analyze``, the local mesh's plan, ambient's waypoints, the
-positions of every finding and note) reads the same values and positions, and
-the memory a load keeps per byte of YAML stays bounded."""
+after loading (ambient's waypoints, the positions of every finding and note)
+reads the same values and positions, analyze and the local mesh's plan read
+none again, and the memory a load keeps per byte of YAML stays bounded."""
 
 from __future__ import annotations
 
@@ -184,3 +184,35 @@ def test_an_object_read_from_a_file_of_others_keeps_its_own_text_only(tmp_path: 
         "metadata": {"name": "ns1"},
     }
     assert namespace.location("metadata", "name").line == f.read_text().count("\n")  # the last
+
+
+def test_analyze_and_the_mesh_plan_read_no_document_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After loading, analyze and the local mesh's plan read what the loader
+    kept (annotations, istio-proxy containers, creation times), not a
+    document's text again: that was one more parse per workload."""
+    from meshauthz.analyze.run import analyze
+    from meshauthz.resources import yamlload
+    from meshauthz.runtime.plan import make_plan
+
+    d = _mesh(tmp_path / "mesh", 20)
+    mesh = load_mesh([str(d)])
+    reads: list[object] = []
+    read = yamlload._Text.read
+
+    def counted(text: yamlload._Text) -> object:
+        reads.append(text)
+        return read(text)
+
+    monkeypatch.setattr(yamlload._Text, "read", counted)
+    analyze(mesh)
+    plan = make_plan(
+        mesh.snapshot,
+        name="m",
+        manifests=str(d),
+        state_dir=tmp_path / "state",
+        cert_ttl_seconds=3600,
+    )
+    assert len(plan.workloads) == 20
+    assert reads == []

@@ -42,6 +42,59 @@ def test_kubectl_get_all_plans_one_envoy(tmp_path: Path) -> None:
     assert list(plan.workloads) == ["foo/httpbin"]
 
 
+def test_the_command_comes_from_the_pod_template_then_the_object(tmp_path: Path) -> None:
+    """mesh.meshauthz.io/command: a pod template's annotation over its
+    Deployment's own; a Pod's own."""
+    d = tmp_path / "manifests"
+    d.mkdir()
+    (d / "workloads.yaml").write_text(
+        """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: foo
+  annotations: {mesh.meshauthz.io/command: "from the deployment"}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {mesh.meshauthz.io/command: "from the template"}
+    spec:
+      containers: [{name: web, image: x, ports: [{containerPort: 8080}]}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  namespace: foo
+  annotations: {mesh.meshauthz.io/command: "from the deployment"}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers: [{name: api, image: x, ports: [{containerPort: 8080}]}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: tool
+  namespace: foo
+  annotations: {mesh.meshauthz.io/command: "from the pod"}
+spec:
+  containers: [{name: tool, image: x}]
+"""
+    )
+    plan = _plan(d, tmp_path / "state")
+    assert {k: w.command for k, w in plan.workloads.items()} == {
+        "foo/api": "from the deployment",
+        "foo/tool": "from the pod",
+        "foo/web": "from the template",
+    }
+
+
 def test_mesh_enforces_injection_as_check_decides(mesh_runner, tmp_path: Path) -> None:
     """Real Envoys: the caller in the namespace labelled istio-injection: disabled
     connects without a sidecar and the STRICT destination resets it, as check says;

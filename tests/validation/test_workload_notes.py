@@ -55,6 +55,18 @@ def test_command_annotation_on_a_pod() -> None:
     assert (w.code, w.name, w.location.line) == ("mesh-command-annotation", "tool", 7)
 
 
+def test_command_annotation_on_a_deployment_and_its_template() -> None:
+    text = DEPLOYMENT.replace(
+        "  namespace: foo\n", '  namespace: foo\n  annotations: {mesh.meshauthz.io/command: "a"}\n'
+    )
+    _, findings = check_text(text)
+    assert [(w.field, w.location.line) for w in warnings(findings)] == [
+        ("metadata.annotations.mesh.meshauthz.io/command", 6),
+        ("spec.template.metadata.annotations.mesh.meshauthz.io/command", 13),
+    ]
+    assert "'a'" in warnings(findings)[0].message
+
+
 def test_no_annotation_no_note() -> None:
     text = DEPLOYMENT.replace('        mesh.meshauthz.io/command: "python3 -m http.server"\n', "")
     text = text.replace("      annotations:\n", "")

@@ -36,7 +36,7 @@ from meshauthz.mesh.snapshot import (
     MeshSnapshot,
     MeshWorkload,
 )
-from meshauthz.resources.objects import Gateway, Resource, ServiceEntry
+from meshauthz.resources.objects import Gateway, ServiceEntry
 
 USE_WAYPOINT_LABEL = "istio.io/use-waypoint"
 USE_WAYPOINT_NAMESPACE_LABEL = "istio.io/use-waypoint-namespace"
@@ -56,13 +56,6 @@ class Enrollment(Struct, frozen=True):
 
 def _pod_annotations(w: MeshWorkload) -> Mapping[str, str]:
     return w.resource.pod_annotations if w.resource is not None else {}
-
-
-def _raw(obj: Resource) -> Any:
-    data: Any = obj.doc.data
-    for p in obj.base:
-        data = data[p]
-    return data
 
 
 _ENROLLMENT: weakref.WeakKeyDictionary[MeshSnapshot, dict[int, Enrollment]] = (
@@ -182,10 +175,10 @@ def _waypoints(snapshot: MeshSnapshot) -> dict[str, Waypoint]:
     for g in snapshot.gateways:
         if g.flavor != "gateway-api":
             continue
-        raw = _raw(g)
-        status = raw.get("status") if isinstance(raw, dict) else None
+        raw = g.written()
+        status = raw.get("status")
         ready = status is None or bool(isinstance(status, dict) and status.get("addresses"))
-        spec = raw.get("spec") if isinstance(raw, dict) else None
+        spec = raw.get("spec")
         allowed_from, selector = _allowed_routes(spec if isinstance(spec, dict) else {})
         pods = tuple(
             w

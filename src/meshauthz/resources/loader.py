@@ -48,7 +48,7 @@ from meshauthz.resources.k8s import (
 from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_config_from_data
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
-from meshauthz.resources.validation import object_findings
+from meshauthz.resources.validation import validate_resource
 from meshauthz.resources.yamlload import (
     Document,
     NotInChunks,
@@ -99,23 +99,8 @@ _CONTROLLERS = {
 }
 
 
-# The lists of ``Manifests`` a document adds to: first those of objects validated
-# one by one (``object_findings``), then the other objects', then the skipped.
-_VALIDATED = (
-    "peer_authentications",
-    "request_authentications",
-    "authorization_policies",
-    "workloads",
-)
-_OBJECTS = (
-    *_VALIDATED,
-    *(
-        n
-        for n in o.Manifests.__struct_fields__
-        if n not in (*_VALIDATED, "mesh_config", "files", "skipped")
-    ),
-)
-_ADDED = (*_OBJECTS, "skipped")
+# The objects validated as their documents are read (``_Loader.released``).
+_VALIDATED = (o.PeerAuthentication, o.RequestAuthentication, o.AuthorizationPolicy)
 
 
 class LoadResult(Struct):
@@ -123,7 +108,7 @@ class LoadResult(Struct):
     findings: list[Finding] = field(default_factory=list)
     # Files that could not be read or parsed: the others were read all the same.
     unreadable: list[InputError] = field(default_factory=list)
-    # validation.object_findings of the objects whose documents were released
+    # validate_resource of the objects whose documents were released
     validated: dict[o.Resource, Sequence[Finding]] = field(default_factory=dict)
 
     @property
@@ -398,6 +383,17 @@ def _proxy_container(data: Any, template: Path) -> bool:
     return any(isinstance(c, dict) and c.get("name") == o.PROXY_CONTAINER for c in containers)
 
 
+class _Mark(Struct, frozen=True):
+    """What a loader holds at one point (``_Loader.mark``)."""
+
+    sizes: list[int]  # of each list of ``OBJECT_LISTS``
+    skipped: int
+    findings: int
+    objects: int
+    mesh_config_seen: Location | None
+    mesh_config: MeshConfig
+
+
 class _Loader:
     def __init__(self, default_namespace: str, *, enforce_namespace: bool = False) -> None:
         self.default_namespace = default_namespace
@@ -410,39 +406,33 @@ class _Loader:
 
     def released(self, text: str, file: str) -> bool:
         """Read a file's documents one at a time (``iter_chunked``), each typed,
-        its objects validated (``object_findings``: what reads the object as
+        its objects validated (``validate_resource``: what reads the object as
         written), then released (``Document.release``): a large mesh's parsed
         data is then never held all at once. False, with nothing of the file
         kept, when it cannot be read so: it is then read whole."""
         docs = iter_chunked(text, file)
         if docs is None:
             return False
-        m = self.manifests
-        before = self._counts()
-        mesh_config = (self._mesh_config_seen, m.mesh_config)
-        read = 0
+        start = self.mark()
+        validated: dict[o.Resource, Sequence[Finding]] = {}
         kept: list[Document] = []  # the documents objects were made of
+        read = 0
         try:
             for doc in docs:
                 read += 1
-                counts = self._counts()
+                before = self.mark()
                 self.document(doc)
-                for kind, n in zip(_VALIDATED, counts, strict=False):
-                    for r in getattr(m, kind)[n:]:
-                        self.validated[r] = object_findings(r) or ()
-                if any(len(getattr(m, k)) != n for k, n in zip(_OBJECTS, counts, strict=False)):
+                made = [r for added in self.added(before) for r in added]
+                if made:
                     kept.append(doc)
+                for r in made:
+                    if isinstance(r, _VALIDATED):
+                        validated[r] = validate_resource(r) or ()
                 doc.release()
         except NotInChunks:  # nothing of the file is kept: it is read whole
-            for kind, n in zip(_VALIDATED, before, strict=False):
-                for r in getattr(m, kind)[n:]:
-                    self.validated.pop(r, None)
-            for kind, n in zip(_ADDED, before, strict=False):
-                del getattr(m, kind)[n:]
-            del self.findings[before[-2] :]
-            self.objects = before[-1]
-            self._mesh_config_seen, m.mesh_config = mesh_config
+            self.undo(start)
             return False
+        self.validated.update(validated)
         if not read:
             self.skip(Location(file, 1), EMPTY_FILE)
         if 2 * sum(d.text_size() for d in kept) < len(text):
@@ -450,10 +440,33 @@ class _Loader:
                 d.own_text()
         return True
 
-    def _counts(self) -> tuple[int, ...]:
+    def mark(self) -> _Mark:
+        """What the loader holds so far: to tell what it adds after (``added``),
+        or to take that back (``undo``)."""
         m = self.manifests
-        lists = [len(getattr(m, kind)) for kind in _ADDED]
-        return (*lists, len(self.findings), self.objects)
+        return _Mark(
+            [len(getattr(m, kind)) for kind in o.OBJECT_LISTS],
+            len(m.skipped),
+            len(self.findings),
+            self.objects,
+            self._mesh_config_seen,
+            m.mesh_config,
+        )
+
+    def added(self, mark: _Mark) -> list[list[o.Resource]]:
+        """The objects added since ``mark``, per list of ``OBJECT_LISTS``."""
+        m = self.manifests
+        return [getattr(m, kind)[n:] for kind, n in zip(o.OBJECT_LISTS, mark.sizes, strict=True)]
+
+    def undo(self, mark: _Mark) -> None:
+        """Take back everything added since ``mark``."""
+        m = self.manifests
+        for kind, n in zip(o.OBJECT_LISTS, mark.sizes, strict=True):
+            del getattr(m, kind)[n:]
+        del m.skipped[mark.skipped :]
+        del self.findings[mark.findings :]
+        self.objects = mark.objects
+        self._mesh_config_seen, m.mesh_config = mark.mesh_config_seen, mark.mesh_config
 
     def skip(self, location: Location, reason: str, kind: str = "", api_version: str = "") -> None:
         self.manifests.skipped.append(o.Skipped(kind, api_version, "", "", location, reason=reason))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from msgspec import Struct, field
 
@@ -48,6 +48,15 @@ class Resource(Struct, eq=False):
     def location(self, *path: str | int) -> Location:
         """Where ``path`` (relative to the object, e.g. "spec", "rules", 0) is written."""
         return self.doc.location(self.base + tuple(path))
+
+    def written(self) -> dict[str, Any]:
+        """The object as written (plain data), for what its model does not hold:
+        its document is read again when released (``Document.release``), so
+        this is for a reader once per object, not per request."""
+        data: Any = self.doc.data
+        for part in self.base:
+            data = data[part]
+        return data if isinstance(data, dict) else {}
 
     def __repr__(self) -> str:
         # without the document it was read from (its whole text and positions)
@@ -166,3 +175,11 @@ class Manifests(Struct):
             *self.request_authentications,
             *self.authorization_policies,
         ]
+
+
+# The lists of ``Manifests`` that documents add objects to: every field but the
+# mesh config, the skipped and the files, so that a kind added to ``Manifests``
+# is counted wherever what a document added is (the loader, ``resources.reuse``).
+OBJECT_LISTS = tuple(
+    n for n in Manifests.__struct_fields__ if n not in ("mesh_config", "skipped", "files")
+)

@@ -23,18 +23,11 @@ from msgspec.structs import replace
 
 from meshauthz.errors import Location
 from meshauthz.resources.findings import Finding
-from meshauthz.resources.objects import Manifests, Resource, Skipped
+from meshauthz.resources.objects import OBJECT_LISTS, Resource, Skipped
 from meshauthz.resources.yamlload import Document, ReadChunk, parse_documents, read_chunked
 
 if TYPE_CHECKING:
     from meshauthz.resources.loader import _Loader
-
-# The lists of ``Manifests`` one document adds objects to: every field but
-# these, so that a kind added to ``Manifests`` is recorded too, not left out of
-# a reused document.
-_KINDS = tuple(
-    n for n in Manifests.__struct_fields__ if n not in ("mesh_config", "skipped", "files")
-)
 
 
 class _Typed(Struct, frozen=True):
@@ -42,7 +35,7 @@ class _Typed(Struct, frozen=True):
 
     doc: Document
     objects: int  # Kubernetes objects seen, read or not
-    added: tuple[tuple[Resource, ...], ...]  # per list of ``_KINDS``
+    added: tuple[tuple[Resource, ...], ...]  # per list of ``OBJECT_LISTS``
     skipped: tuple[Skipped, ...]
     findings: tuple[Finding, ...]
 
@@ -76,19 +69,16 @@ class LoadRecord:
         if typed is not None:
             self._copy(loader, typed, doc)
             return
-        m = loader.manifests
-        sizes = [len(getattr(m, kind)) for kind in _KINDS]
-        skipped, findings, objects = len(m.skipped), len(loader.findings), loader.objects
-        mesh_config = loader._mesh_config_seen
+        mark = loader.mark()
         loader.document(doc)
-        if key is None or loader._mesh_config_seen is not mesh_config:
+        if key is None or loader._mesh_config_seen is not mark.mesh_config_seen:
             return  # the mesh config: one per input, checked across documents
         typed = _Typed(
             doc,
-            loader.objects - objects,
-            tuple(tuple(getattr(m, kind)[n:]) for kind, n in zip(_KINDS, sizes, strict=True)),
-            tuple(m.skipped[skipped:]),
-            tuple(loader.findings[findings:]),
+            loader.objects - mark.objects,
+            tuple(map(tuple, loader.added(mark))),
+            tuple(loader.manifests.skipped[mark.skipped :]),
+            tuple(loader.findings[mark.findings :]),
         )
         places = [s.location for s in typed.skipped] + [f.location for f in typed.findings]
         if all(p.file == doc.file for p in places):
@@ -97,7 +87,7 @@ class LoadRecord:
     def _copy(self, loader: _Loader, typed: _Typed, doc: Document) -> None:
         move = _mover(typed.doc, doc)
         m = loader.manifests
-        for kind, objects in zip(_KINDS, typed.added, strict=True):
+        for kind, objects in zip(OBJECT_LISTS, typed.added, strict=True):
             if objects:
                 target: list[Any] = getattr(m, kind)
                 for obj in objects:

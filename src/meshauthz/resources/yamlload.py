@@ -16,7 +16,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from functools import reduce
 from operator import getitem, or_
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from msgspec import Struct, field
@@ -287,26 +287,13 @@ class _Text:
         return doc.value
 
 
-class _Released:
-    """A released document's value (see ``Document.release``): one object,
-    pickled as itself."""
-
-    __slots__ = ()
-
-    def __reduce__(self) -> str:
-        return "_RELEASED"
-
-
-_RELEASED: Any = _Released()
-
-
 class Document(Struct):
     """One YAML document of a file."""
 
     file: str
     index: int  # 0-based position in the file's stream
     line: int  # 1-based line where the document's content starts
-    value: Any  # its data (``data``), until released
+    value: Any  # its data (``data``), or once released its text (``_Text``)
     # Each path's (line, column): ``Positions`` from the reader, or any mapping
     # (a document built in memory; empty when positions are unknown).
     positions: Mapping[Path, tuple[int, int]] = field(default_factory=dict)
@@ -317,18 +304,16 @@ class Document(Struct):
     def data(self) -> Any:
         """The document's values: plain dicts, lists, strings, numbers."""
         value = self.value
-        if value is _RELEASED and self.source is not None:
-            return self.source.read()
-        return value
+        return value.read() if type(value) is _Text else value
 
     def release(self) -> None:
         """Keep the text only, once what is read of the document when it is loaded
         has been read (its objects typed and validated): the parsed data of a
         large mesh takes several times its text, and the few readers after that
-        (``analyze``, the local mesh's plan) read it again. A document without
-        its own text keeps its data."""
+        (ambient's waypoints: a Gateway's listeners and status) read it again.
+        A document without its own text keeps its data."""
         if self.source is not None:
-            self.value = _RELEASED
+            self.value = self.source
 
     def text_size(self) -> int:
         """The length of the document's own text (0 without one)."""
@@ -463,43 +448,39 @@ def read_chunked(
         return None
     allowance = BASE_NODE_ALLOWANCE + len(text)
     strings: dict[str, str] = {}
-    out: list[tuple[Document, str]] = []
-    index = line = 0  # documents of the stream, lines of the text, before the chunk
+
+    def read(start: int, end: int) -> tuple[ReadChunk | None, str]:
+        chunk = text[start:end]
+        found = chunks.get(chunk)
+        if found is None:
+            found = _read_chunk(chunk, allowance, strings)
+            if found is not None:
+                chunks[chunk] = found
+        return found, chunk
+
     with paused_gc():
-        for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-            chunk = text[start:end]
-            read = chunks.get(chunk)
-            if read is None:
-                read = _read_chunk(chunk, allowance, strings)
-                if read is None:
-                    return None
-                chunks[chunk] = read
-            elif read.nodes > allowance:
-                return None
-            doc = read.doc
-            if doc is not None:
-                positions = doc.positions
-                moved = Document(file, index, doc.line + line, doc.value, _shifted(positions, line))
-                out.append((moved, chunk))
-            index += read.streamed
-            line += chunk.count("\n")
-    return out
+        try:
+            return list(_chunked(text, file, starts, read))
+        except NotInChunks:
+            return None
 
 
 def _read_chunk(
-    chunk: str,
+    chunk: str | _Text,
     allowance: int,
     strings: dict[str, str],
-    source: _Text | None = None,
     arrays: dict[int, array[int]] | None = None,
 ) -> ReadChunk | None:
-    """One chunk read alone, or None if it is not valid alone. ``source``: the
-    chunk as part of its stream's text (``chunk`` is then not read), which the
-    document keeps, to be released (``Document.release``); ``arrays``: see
-    ``Positions.of``."""
+    """One chunk read alone, or None if it is not valid alone. A chunk given as
+    its place in its stream's text (``_Text``) is kept by its document, to be
+    released (``Document.release``); ``arrays``: see ``Positions.of``."""
     streamed = nodes = 0
     doc: Document | None = None
-    pieces = _Chunks(chunk) if source is None else _Chunks(source.text, source.start, source.end)
+    if isinstance(chunk, _Text):
+        source: _Text | None = chunk
+        pieces = _Chunks(chunk.text, chunk.start, chunk.end)
+    else:
+        source, pieces = None, _Chunks(chunk)
     try:
         for node in _compose_all(pieces):
             streamed += 1
@@ -532,26 +513,40 @@ def iter_chunked(text: str, file: str) -> Iterator[Document] | None:
     starts = _chunk_starts(text)
     if starts is None:
         return None
-    return _iter_chunked(text, file, starts)
-
-
-def _iter_chunked(text: str, file: str, starts: list[int]) -> Iterator[Document]:
     allowance = BASE_NODE_ALLOWANCE + len(text)
     strings: dict[str, str] = {}
     arrays: dict[int, array[int]] = {}
+
+    def read(start: int, end: int) -> tuple[ReadChunk | None, None]:
+        with paused_gc():
+            return _read_chunk(_Text(text, start, end), allowance, strings, arrays), None
+
+    return (doc for doc, _ in _chunked(text, file, starts, read))
+
+
+_Piece = TypeVar("_Piece")
+
+
+def _chunked(
+    text: str,
+    file: str,
+    starts: list[int],
+    read: Callable[[int, int], tuple[ReadChunk | None, _Piece]],
+) -> Iterator[tuple[Document, _Piece]]:
+    """Each document of ``text``, its chunk (``text[start:end]``) read alone by
+    ``read``, which also gives what goes with the document. Raises
+    ``NotInChunks`` at a chunk not valid alone."""
+    allowance = BASE_NODE_ALLOWANCE + len(text)
     index = line = 0  # documents of the stream, lines of the text, before the chunk
     for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-        source = _Text(text, start, end)
-        with paused_gc():
-            read = _read_chunk("", allowance, strings, source, arrays)
-        if read is None or read.nodes > allowance:
+        found, piece = read(start, end)
+        if found is None or found.nodes > allowance:
             raise NotInChunks
-        doc = read.doc
+        doc = found.doc
         if doc is not None:
-            yield Document(
-                file, index, doc.line + line, doc.value, _shifted(doc.positions, line), source
-            )
-        index += read.streamed
+            positions = _shifted(doc.positions, line)
+            yield Document(file, index, doc.line + line, doc.value, positions, doc.source), piece
+        index += found.streamed
         line += text.count("\n", start, end)
 
 

@@ -18,7 +18,6 @@ so no mistyped name or path can make ``mesh down`` delete anything else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -26,7 +25,6 @@ import secrets
 import shutil
 import socket
 from pathlib import Path
-from typing import Any
 
 from msgspec import Struct, field, to_builtins
 
@@ -218,20 +216,12 @@ def remove_state_dir(path: Path) -> bool:
 
 
 def _annotations(w: MeshWorkload) -> dict[str, str]:
-    """The workload's annotations: the object's, then its pod template's."""
-    out: dict[str, str] = {}
+    """The workload's annotations: the object's, then its pod template's (as
+    loaded: its document is not read again)."""
     res = w.resource
     if res is None:
-        return out
-    out.update(res.annotations)
-    with contextlib.suppress(Exception):
-        data: Any = res.doc.data
-        for p in res.base:
-            data = data[p]
-        for p in res.template_path:
-            data = data[p]
-        out.update((data.get("metadata") or {}).get("annotations") or {})
-    return out
+        return {}
+    return {**res.annotations, **res.pod_annotations}
 
 
 def workload_ports(snapshot: MeshSnapshot, w: MeshWorkload) -> list[int]:

@@ -108,7 +108,6 @@ from meshauthz.resources.objects import (
     PeerAuthentication,
     RequestAuthentication,
     Resource,
-    Workload,
 )
 from meshauthz.resources.validation.authn import (
     validate_peer_authentication,
@@ -117,7 +116,7 @@ from meshauthz.resources.validation.authn import (
 from meshauthz.resources.validation.authz import validate_authorization_policy
 from meshauthz.resources.validation.crd import validate_crd
 from meshauthz.resources.validation.releases import release_findings
-from meshauthz.resources.validation.report import Report, raw_object
+from meshauthz.resources.validation.report import Report
 from meshauthz.resources.validation.workload import validate_workload
 
 if TYPE_CHECKING:
@@ -135,19 +134,8 @@ def validate_resource(resource: Resource) -> list[Finding]:
         validate_peer_authentication(resource, report)
     else:
         return []
-    validate_crd(resource, report, raw_object(resource))
+    validate_crd(resource, report, resource.written())
     return report.findings
-
-
-def object_findings(resource: Resource) -> list[Finding]:
-    """What ``validate`` finds about one object alone (a security resource, or a
-    workload's notes): the part of validation that reads the object as written,
-    which the loader runs while a document's data is at hand."""
-    if isinstance(resource, Workload):
-        report = Report(resource)
-        validate_workload(resource, report)
-        return report.findings
-    return validate_resource(resource)
 
 
 def validate(
@@ -159,7 +147,7 @@ def validate(
     PeerAuthentication in ``manifests``, in load order, the objects defined twice,
     then meshauthz's notes about workloads. ``record``: the load's record, whose
     objects validated before are not validated again (``resources.reuse``).
-    ``known``: ``object_findings`` of objects the loader validated already."""
+    ``known``: ``validate_resource`` of objects the loader validated already."""
     known = known or {}
     findings: list[Finding] = []
     for resource in (
@@ -178,8 +166,9 @@ def validate(
     findings.extend(duplicates(manifests))
     findings.extend(release_findings(manifests))
     for workload in manifests.workloads:
-        found = known.get(workload)
-        findings.extend(object_findings(workload) if found is None else found)
+        report = Report(workload)
+        validate_workload(workload, report)
+        findings.extend(report.findings)
     return findings
 
 
@@ -215,4 +204,4 @@ def is_rejected(findings: list[Finding]) -> bool:
     return any(f.severity == "error" for f in findings)
 
 
-__all__ = ["duplicates", "is_rejected", "object_findings", "validate", "validate_resource"]
+__all__ = ["duplicates", "is_rejected", "validate", "validate_resource"]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from meshauthz.resources.findings import Finding, Severity
 from meshauthz.resources.objects import Resource
 from meshauthz.resources.yamlload import dotted
@@ -44,14 +42,6 @@ class Report:
 
     def warning(self, code: str, message: str, *path: str | int) -> None:
         self.add("warning", code, message, path)
-
-
-def raw_object(resource: Resource) -> dict[str, Any]:
-    """The object as written (plain JSON-like data), for presence-sensitive checks."""
-    data: Any = resource.doc.data
-    for part in resource.base:
-        data = data[part]
-    return data if isinstance(data, dict) else {}
 
 
 def field_name(path: FieldPath) -> str:

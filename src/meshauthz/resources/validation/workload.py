@@ -8,34 +8,23 @@ found in a manifest is something a reader of the manifests should know about
 
 from __future__ import annotations
 
-from typing import Any
-
 from meshauthz.resources.objects import Workload
-from meshauthz.resources.validation.report import Report, raw_object
+from meshauthz.resources.validation.report import Report
 
 COMMAND_ANNOTATION = "mesh.meshauthz.io/command"
 
 
 def validate_workload(resource: Workload, report: Report) -> None:
-    data: Any = raw_object(resource)
-    bases: list[tuple[str | int, ...]] = [()]
+    # the annotations as loaded (the object's, its pods'), which are those
+    # written: a map of strings, or the object is not loaded
+    places: list[tuple[tuple[str | int, ...], dict[str, str]]] = [((), resource.annotations)]
     if resource.template_path:
-        bases.append(tuple(resource.template_path))
-    for base in bases:
-        node: Any = data
-        for part in base:
-            if isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                node = node[part]
-            else:
-                node = None
-        meta = node.get("metadata") if isinstance(node, dict) else None
-        annotations = meta.get("annotations") if isinstance(meta, dict) else None
-        if isinstance(annotations, dict) and COMMAND_ANNOTATION in annotations:
+        places.append((resource.template_path, resource.pod_annotations))
+    for base, written in places:
+        if COMMAND_ANNOTATION in written:
             report.warning(
                 "mesh-command-annotation",
-                f"'meshauthz mesh up' runs this command ({annotations[COMMAND_ANNOTATION]!r}) as "
+                f"'meshauthz mesh up' runs this command ({written[COMMAND_ANNOTATION]!r}) as "
                 "the workload's application only when given --run-commands (as the user "
                 "running the mesh, without a shell); Istio ignores the annotation",
                 *base,
