@@ -7,11 +7,13 @@ What a command imports is its start-up time (benchmarks/throughput.py
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
+from meshauthz.cli.lean_imports import NON_PRINTABLE, PYYAML_NON_PRINTABLE
 from meshauthz.resources.istio_release import ISTIO
 from tests.conftest import REPO
 
@@ -61,6 +63,9 @@ ANALYSIS = ("meshauthz.analyze.run", "meshauthz.analyze.checks", "meshauthz.anal
 # traceback: together 4% of what check on the seed executed; and hashlib, whose
 # import loads OpenSSL (2%), for hashes CPython has its own code for
 LAZY_STDLIB = {"json", "urllib.parse", "pathlib", "fractions", "traceback", "hashlib"}
+# installed by the test tools, read by msgspec only for forms typing has on 3.11+
+# (cli/lean_imports.py): a tenth of check's start-up
+NOT_FOR_MSGSPEC = {"typing_extensions"}
 
 
 def _run(*args: str) -> tuple[str, set[str]]:
@@ -111,6 +116,7 @@ def test_check_imports_neither_other_commands_nor_z3() -> None:
     # nor RE2 (the seed has no regex or path template) nor socket (no address to parse)
     assert not {"re2", "socket"} & mods, {"re2", "socket"} & mods
     assert not LAZY_STDLIB & mods, LAZY_STDLIB & mods
+    assert not NOT_FOR_MSGSPEC & mods
 
 
 def test_check_without_a_deciding_rule_imports_no_analysis() -> None:
@@ -203,3 +209,33 @@ def test_after_reading_its_mesh_a_command_leaves_it_to_no_full_collection() -> N
     assert same_young == "True"
     assert int(full) >= 1 << 30
     assert int(frozen) > 1000
+
+
+def test_pyyaml_reader_pattern_is_the_seeded_one_and_matches_the_same() -> None:
+    # a command's yaml import finds PyYAML's NON_PRINTABLE compiled, as its
+    # complement (cli/lean_imports.py); if PyYAML changes the pattern's text,
+    # the seed no longer applies and this fails
+    code = (
+        "import sys; from meshauthz.cli.lean_imports import prepare; prepare()\n"
+        "import yaml, msgspec, typing_extensions, msgspec._utils as u\n"
+        "print(ascii(yaml.reader.Reader.NON_PRINTABLE.pattern))\n"
+        "print(u._get_type_hints.__module__, typing_extensions.__name__)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    seeded, hints = proc.stdout.splitlines()
+    assert seeded == ascii(NON_PRINTABLE)
+    # msgspec reads hints with typing's reader, and typing_extensions still imports
+    assert hints == "typing typing_extensions"
+    # the two patterns match the same characters, over all of Unicode
+    everything = "".join(map(chr, range(0x110000)))
+    ours = re.compile(NON_PRINTABLE).findall(everything)
+    assert ours == re.compile(PYYAML_NON_PRINTABLE).findall(everything)
+    assert len(ours) == 9 + 2 + 18 + 6 + 26 + 2048 + 2  # what the complement lists
+    # and PyYAML compiles that very text when nothing seeded it
+    code = "import yaml; print(ascii(yaml.reader.Reader.NON_PRINTABLE.pattern))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.stdout.strip() == ascii(PYYAML_NON_PRINTABLE)
