@@ -7,11 +7,13 @@ What a command imports is its start-up time (benchmarks/throughput.py
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
+from meshauthz.cli.lean_imports import NON_PRINTABLE, PYYAML_NON_PRINTABLE
 from meshauthz.resources.istio_release import ISTIO
 from tests.conftest import REPO
 
@@ -203,3 +205,29 @@ def test_after_reading_its_mesh_a_command_leaves_it_to_no_full_collection() -> N
     assert same_young == "True"
     assert int(full) >= 1 << 30
     assert int(frozen) > 1000
+
+
+def test_pyyaml_reader_pattern_is_the_seeded_one_and_matches_the_same() -> None:
+    # a command's yaml import finds PyYAML's NON_PRINTABLE compiled, as its
+    # complement (cli/lean_imports.py); if PyYAML changes the pattern's text,
+    # the seed no longer applies and this fails
+    code = (
+        "import sys; from meshauthz.cli.main import main\n"
+        "try:\n    main(['validate', sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+        "import yaml; print(ascii(yaml.reader.Reader.NON_PRINTABLE.pattern))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, SEED], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.stdout.splitlines()[-1] == ascii(NON_PRINTABLE)
+    # the two patterns match the same characters, over all of Unicode
+    everything = "".join(map(chr, range(0x110000)))
+    ours = re.compile(NON_PRINTABLE).findall(everything)
+    assert ours == re.compile(PYYAML_NON_PRINTABLE).findall(everything)
+    assert len(ours) == 9 + 2 + 18 + 6 + 26 + 2048 + 2  # what the complement lists
+    # and PyYAML compiles that very text when nothing seeded it
+    code = "import yaml; print(ascii(yaml.reader.Reader.NON_PRINTABLE.pattern))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
+    assert proc.stdout.strip() == ascii(PYYAML_NON_PRINTABLE)

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None, prog_name: str = "meshauthz") -> None:
         except BrokenPipeError:
             sys.exit(0)
         return
+    from meshauthz.cli.lean_imports import prepare
+
+    prepare()
     import click
 
     from meshauthz.cli.group import cli, value_options
