@@ -28,6 +28,18 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+@contextmanager
+def starting() -> Iterator[None]:
+    """Around a command's imports: no cyclic collection meanwhile, and what they
+    made frozen after. Their classes, functions and constants live until the
+    command exits; collected as they come, they cost 45 collections, a tenth
+    of ``check``'s start-up on the seed, and left unfrozen, the first young
+    collection after them walks every one."""
+    with paused_gc():
+        yield
+        gc.freeze()
+
+
 # The collector's third threshold: how many collections of the middle
 # generation come before a full one; never reached, so no full collection.
 _NO_FULL_COLLECTION = 1 << 30
@@ -46,4 +58,4 @@ def settle() -> None:
     gc.set_threshold(young, middle, _NO_FULL_COLLECTION)
 
 
-__all__ = ["paused_gc", "settle"]
+__all__ = ["paused_gc", "settle", "starting"]

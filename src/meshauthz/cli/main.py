@@ -27,21 +27,23 @@ def main(argv: list[str] | None = None, prog_name: str = "meshauthz") -> None:
             sys.exit(0)
         return
     from meshauthz.cli.lean_imports import prepare
+    from meshauthz.collector import starting
 
-    prepare()
-    import click
+    with starting():  # the command's modules: imported without collections
+        prepare()
+        import click
 
-    from meshauthz.cli.group import cli, value_options
-    from meshauthz.cli.output import (
-        printable_streams,
-        report_error,
-        report_internal_error,
-        report_usage_error,
-        requested_format,
-    )
-    from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
+        from meshauthz.cli.group import cli, value_options
+        from meshauthz.cli.output import (
+            printable_streams,
+            report_error,
+            report_internal_error,
+            report_usage_error,
+            requested_format,
+        )
+        from meshauthz.errors import EXIT_INPUT, EXIT_INTERNAL, MeshauthzError
 
-    fmt = requested_format(args, value_options(args))
+        fmt = requested_format(args, value_options(args))
     printable_streams()
     try:
         cli.main(args=args, prog_name=prog_name, standalone_mode=False)
