@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
             1 if args.quick else 2,
         )
     big = big_rules.rule_timings(*((500, 100, 100) if args.quick else (10_000, 1_000, 500)))
-    start = throughput.startup(2 if args.quick else 5)
+    start = throughput.startup(2 if args.quick else 15)
     sizes = (50, 100) if args.quick else (100, 1_000, 10_000)
     scaling = [
         json.loads(
