@@ -46,18 +46,30 @@ def emit_json(value: Any) -> None:
     which Istio release it models (``istioVersion``)."""
     if isinstance(value, dict) and set(value) != {"error"}:
         value = {**value, ISTIO_VERSION_KEY: ISTIO.version}
-    import json  # here, not at the top: only -o json needs it (start-up of text output)
-
-    json.dump(value, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+    sys.stdout.write(indented_json(value) + "\n")
 
 
 def emit_sarif(log: dict[str, Any]) -> None:
     """Print a SARIF log as it is: its schema allows no other top-level key."""
-    import json  # start-up: only SARIF output needs it
+    sys.stdout.write(indented_json(log) + "\n")
 
-    json.dump(log, sys.stdout, indent=2, sort_keys=False)
-    sys.stdout.write("\n")
+
+def indented_json(value: Any) -> str:
+    """``json.dumps(value, indent=2)``, the text every JSON output is, made fast.
+    With an indent, ``json`` encodes in pure Python: ``check -o json`` on 24,000
+    requests spent 11 of its 14.6 s there. The standard library's C encoder
+    writes the text compact, and msgspec indents it, copying every token as
+    written (tests/test_cli_output.py checks the two texts are equal)."""
+    import json  # here, not at the top: only -o json needs it (start-up of text output)
+
+    from msgspec import DecodeError
+    from msgspec.json import format as indent
+
+    compact = json.dumps(value)
+    try:
+        return indent(compact, indent=2)
+    except DecodeError:  # NaN or an infinity: json writes them, JSON has no such token
+        return json.dumps(value, indent=2)
 
 
 def with_istio_version(doc: dict[str, Any]) -> dict[str, Any]:
