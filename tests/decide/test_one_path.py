@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from meshauthz.decide import request as request_module
+from meshauthz.decide import runner as runner_module
 from meshauthz.decide import view as view_module
 from meshauthz.decide.cause import AllowedByPolicy, NoAllowMatched, Stage
 from meshauthz.decide.decision import Decision, Outcome
@@ -719,3 +721,13 @@ def test_the_shared_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.shared(("a", 1)) == ("a", 1)  # not strings: as it came
     assert runner.shared(["a", {}]) == ["a", {}]  # not hashable: as it came
     assert runner.shared(7) == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="v12inp_ (é.", max_size=30))
+def test_the_names_the_generated_code_reads_are_whole_words(text: str) -> None:
+    """The reads a chain's code uses are found as a word-boundary regex finds them:
+    "v1" is not in "v12" nor in "xv1"."""
+    names = ["v1", "v12", "v2", "inp"]
+    want = [n for n in names if re.search(rf"\b{n}\b", text)]
+    assert runner_module._names_in(text, names) == want

@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -322,7 +321,7 @@ class ChainRunner:
 
     def effect(self, bf: BuiltFilter, result: EngineResult) -> Effect:
         """What an RBAC filter's enforced answer does to the request at its stage."""
-        stage = Stage(bf.stage)
+        stage = _stage(bf.stage)
         located = locate(bf, result.effective_policy_id)
         audit: Audit | None = None
         if stage is Stage.AUDIT and result.should_log:
@@ -346,7 +345,7 @@ class ChainRunner:
         """What a filter's shadow (dry-run) rules would have done."""
         policy, rule, envoy_policy = locate(bf, result.effective_policy_id)
         verdict: Literal["allowed", "denied"] = "allowed" if result.allowed else "denied"
-        return DryRunResult(Stage(bf.stage), verdict, policy, rule, envoy_policy)
+        return DryRunResult(_stage(bf.stage), verdict, policy, rule, envoy_policy)
 
     def empty_rule(self, policy: str, rule: int | None) -> bool:
         if (policy, rule) in self.p.empty_rules:  # e.g. from a config dump
@@ -364,6 +363,15 @@ class ChainRunner:
             if envoy_policy in stage.built.sources:
                 return locate(stage.built, envoy_policy)
         return None, None, envoy_policy
+
+
+# a filter's stage by its name: Stage(name), without the enum's call (building a
+# chain asks for each of its filters, and for each policy's outcome)
+_STAGES = {s.value: s for s in Stage}
+
+
+def _stage(name: str) -> Stage:
+    return _STAGES.get(name) or Stage(name)
 
 
 def _condition(names: tuple[str, ...]) -> NotEvaluated | None:
@@ -775,7 +783,7 @@ def _generate(runner: ChainRunner) -> Generated | None:
         return None
     stages = []
     for stage in p.rest:
-        if stage.compiled is None or Stage(stage.built.stage) is Stage.CUSTOM:
+        if stage.compiled is None or _stage(stage.built.stage) is Stage.CUSTOM:
             return None
         stages.append(stage)
     try:
@@ -812,7 +820,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
         s.compiled is not None
         and (
             s.compiled.shadow_engine is not None
-            or (Stage(s.built.stage) is Stage.AUDIT and s.compiled.engine is not None)
+            or (_stage(s.built.stage) is Stage.AUDIT and s.compiled.engine is not None)
         )
         for s in stages
     )
@@ -922,11 +930,9 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")
     code = _code_lines(body)
-    # the names the code reads, in one pass (a read's name is v<i>)
-    names = set(_NAMES.findall("\n".join(code)))
-    used = [v for v in em.reads() if v in names]
-    if "inp" in names:  # a compiled closure's call: it takes the input
-        used.append("inp")
+    # the per-request reads the code uses, and the input itself when it calls a
+    # compiled closure (which takes it)
+    used = _names_in("\n".join(code), [*em.reads(), "inp"])
     values = "".join(f"{v}, " for v in used)
     head = [
         "def extract(inp):",
@@ -969,8 +975,21 @@ def _code_lines(lines: list[str]) -> list[str]:
     return [line for line in cut if line.strip()]
 
 
-# a per-request read (``v<i>``) or the input itself, named in the code
-_NAMES = re.compile(r"\b(?:v\d+|inp)\b")
+def _names_in(text: str, names: list[str]) -> list[str]:
+    """Those of ``names`` that ``text`` holds as a whole word (as a regex's
+    ``\bname\b`` finds it: "v1" is not in "v12"), in their order."""
+    out = []
+    for name in names:
+        i = text.find(name)
+        while i >= 0:
+            j = i + len(name)
+            before = text[i - 1] if i else " "
+            after = text[j] if j < len(text) else " "
+            if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+                out.append(name)
+                break
+            i = text.find(name, i + 1)
+    return out
 
 
 @functools.lru_cache(maxsize=1024)

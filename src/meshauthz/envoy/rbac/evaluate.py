@@ -545,6 +545,10 @@ class PythonEmitter:
         return sum(c for c, _ in flat), expr, tuple(flat)
 
     def _alternatives(self, nodes: tuple[Any, ...]) -> _Term:
+        if len(nodes) == 1:  # one value: its term (a "True" one is (0, "True", None))
+            n = nodes[0]
+            key = _fusion_key(n)
+            return self._node(n) if key is None else self._fused(key, [n])
         terms: list[PythonEmitter._Term] = [
             self._node(group[0]) if key is None else self._fused(key, group)
             for key, group in _grouped(nodes)
