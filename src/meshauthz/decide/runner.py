@@ -711,8 +711,9 @@ _SHARED_MAX = 1 << 16
 def _one_set(values: Any) -> Any:
     """The strings ``values`` as the one frozenset of interned strings every
     caller shares; anything else as it came."""
-    if not all(type(v) is str for v in values):
-        return values
+    for v in values:  # (a loop: all() over a generator costs more for a few values)
+        if type(v) is not str:
+            return values
     key = values if type(values) is frozenset else frozenset(values)
     got = _SHARED.get(key)
     if got is None:

@@ -520,16 +520,7 @@ def _http_only(f: _Field, ctx: _Context) -> None:
 
 
 def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
-    match f.kind:
-        case "destination_ip":
-            return PermDestinationIp(m.parse_cidr(v), note=note)
-        case "port":
-            return PermDestinationPort(m.parse_port(v), note=note)
-        case "sni":
-            return PermRequestedServerName(m.string_matcher(v), note=note)
-        case "host":
-            _http_only(f, ctx)
-            return PermHeader(ctx.leaf("host", v, m.host_matcher, v), note=note)
+    match f.kind:  # the most written first: a match tries its cases in turn
         case "method":
             _http_only(f, ctx)
             return PermHeader(ctx.leaf("method", v, m.header_matcher, METHOD_KEY, v), note=note)
@@ -538,6 +529,15 @@ def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
             if m.contains_path_template(v):
                 return PermUriTemplate(m.path_template(v), note=note)
             return PermUrlPath(ctx.leaf("path", v, m.string_matcher, v), note=note)
+        case "host":
+            _http_only(f, ctx)
+            return PermHeader(ctx.leaf("host", v, m.host_matcher, v), note=note)
+        case "port":
+            return PermDestinationPort(m.parse_port(v), note=note)
+        case "destination_ip":
+            return PermDestinationIp(m.parse_cidr(v), note=note)
+        case "sni":
+            return PermRequestedServerName(m.string_matcher(v), note=note)
     raise m.GenerationError("unimplemented")
 
 
@@ -567,7 +567,9 @@ def _peer(s: StringMatcher, ctx: _Context, note: Note) -> Principal:
 
 
 def _principal_one(f: _Field, v: str, ctx: _Context, note: Note) -> Principal:
-    match f.kind:
+    match f.kind:  # the most written first: a match tries its cases in turn
+        case "principal":
+            return _peer(ctx.leaf("principal", v, m.string_matcher, v, m.SPIFFE_PREFIX), ctx, note)
         case "source_ip":
             return IdDirectRemoteIp(m.parse_cidr(v), note=note)
         case "remote_ip":
@@ -590,8 +592,6 @@ def _principal_one(f: _Field, v: str, ctx: _Context, note: Note) -> Principal:
                 a, _, b = v.partition("*")
                 s = m.regex(f"spiffe://{m.quote_meta(a)}[^/]*{m.quote_meta(b)}/.*")
             return _peer(s, ctx, note)
-        case "principal":
-            return _peer(ctx.leaf("principal", v, m.string_matcher, v, m.SPIFFE_PREFIX), ctx, note)
         case "header":
             _http_only(f, ctx)
             name = m.name_in_brackets(f.key.removeprefix(REQUEST_HEADERS))
