@@ -944,8 +944,7 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
     ]
     source = "\n".join([*head, *(f"  {line}" for line in body), ""])
     # Chains of the same shape (a mesh of similar policies) share one compiled
-    # function: only the constants differ, so the notes naming policies are left out
-    # (``_without_notes(source)``, made from the parts already without them).
+    # function: only the constants differ, so the notes naming policies are left out.
     run, extract = _maker("\n".join([*head, *(f"  {line}" for line in code), ""]))
     k = tuple([_shared_constant(c) for c in em.constants()])
     lean = "inp" not in used and em.header_names() <= PSEUDO_HEADERS
@@ -964,10 +963,6 @@ def _with_notes(source: str) -> str:
         line.replace(_NOTE, "# " if line.lstrip().startswith(_NOTE) else "  # ")
         for line in source.split("\n")
     )
-
-
-def _without_notes(source: str) -> str:
-    return "\n".join(_code_lines(source.splitlines())) + "\n"
 
 
 def _code_lines(lines: list[str]) -> list[str]:
