@@ -49,6 +49,7 @@ from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_con
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
 from meshauthz.resources.validation import validate_resource
+from meshauthz.resources.validation.objectmeta import metadata_problems
 from meshauthz.resources.yamlload import (
     Document,
     NotInChunks,
@@ -546,6 +547,10 @@ class _Loader:
         cluster_scoped = kind == "Namespace" and group == ""
         namespace = "" if cluster_scoped else (meta.namespace or self.default_namespace)
         ident = dict(kind=kind, namespace=namespace, name=name)
+        if isinstance(raw_meta, dict) and self.refused_metadata(
+            doc, base, group, kind, raw_meta, ident
+        ):
+            return
         if self.enforce_namespace and not cluster_scoped and namespace != self.default_namespace:
             # kubectl apply -n: "the namespace from the provided object does not match"
             self.finding(
@@ -744,6 +749,31 @@ class _Loader:
         self.manifests.mesh_config = load_mesh_config_file(path)
 
     # --- helpers ------------------------------------------------------------
+
+    def refused_metadata(
+        self,
+        doc: Document,
+        base: Path,
+        group: str,
+        kind: str,
+        meta: dict[str, Any],
+        ident: dict[str, str],
+    ) -> bool:
+        """Report what the API server refuses in the object's metadata; True when
+        it refuses something (the object is then left out)."""
+        problems = metadata_problems(group, kind, meta, namespaced=ident["namespace"] != "")
+        for path, code, message in problems:
+            self.finding(
+                doc,
+                base + path,
+                code,
+                message,
+                field=dotted(path),
+                kind=ident["kind"],
+                namespace=ident["namespace"],
+                name=ident["name"],
+            )
+        return bool(problems)
 
     def model(
         self,
