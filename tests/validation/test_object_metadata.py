@@ -389,3 +389,53 @@ def test_validate_reports_each_metadata_error(
         ("invalid-namespace", "metadata.namespace", 5),
         ("schema", "metadata.labelz", 6),
     ]
+
+
+# A pod template's labels and annotations are checked as an object's
+# (kubernetes pkg/apis/core/validation/validation.go ValidatePodTemplateSpec:
+# ValidateLabels and ValidateAnnotations on the template's metadata), its unknown
+# fields as strict field validation reports them; its name and namespace are not.
+def deployment(template_meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "ns"},
+        "spec": {"template": {"metadata": template_meta, "spec": {"containers": []}}},
+    }
+
+
+@pytest.mark.parametrize("v", cases("TestIsValidLabelValue", "invalid"), ids=ids)
+def test_a_pod_template_label_value_kubernetes_refuses_is_refused(v: str) -> None:
+    obj = deployment({"labels": {"app": v}})
+    error = only_error(obj)
+    assert (error.code, error.field) == ("invalid-label", "spec.template.metadata.labels.app")
+    assert error.location.line == line_of(obj, "app:")
+
+
+def test_a_pod_template_annotation_key_and_unknown_field_are_refused() -> None:
+    _, findings = check_object(
+        deployment({"annotations": {"only/one/slash": "x"}, "labelz": {"app": "a"}})
+    )
+    assert sorted((f.code, f.field) for f in errors(findings)) == [
+        ("invalid-annotation", "spec.template.metadata.annotations.only/one/slash"),
+        ("schema", "spec.template.metadata.labelz"),
+    ]
+
+
+def test_a_cron_job_template_is_checked_at_its_path() -> None:
+    obj = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": "ns"},
+        "spec": {
+            "schedule": "0 0 * * *",
+            "jobTemplate": {"spec": {"template": {"metadata": {"labels": {"app": "Bad Value"}}}}},
+        },
+    }
+    error = only_error(obj)
+    assert error.field == "spec.jobTemplate.spec.template.metadata.labels.app"
+
+
+def test_a_pod_template_name_is_not_checked() -> None:
+    loaded, findings = check_object(deployment({"name": "Any_Name", "labels": {"app": "web"}}))
+    assert not errors(findings) and len(loaded.manifests.workloads) == 1

@@ -143,9 +143,6 @@ def metadata_problems(
     """What the API server refuses in ``meta`` (the object's metadata as written,
     its modelled fields already of the right types) for an object of ``kind``."""
     out: list[Problem] = []
-    for key in meta:
-        if key not in OBJECT_META_FIELDS:
-            out.append((("metadata", key), "schema", f'unknown field "{key}"'))
     valid, rule = _NAME_RULES.get((group, kind), _DEFAULT_NAME_RULE)
     name = meta.get("name") or ""
     generate_name = meta.get("generateName") or ""
@@ -193,13 +190,29 @@ def metadata_problems(
                 f"server requires {LABEL_RULE}{_suggestion(namespace, is_dns1123_label)}",
             )
         )
+    return out + _fields_labels_annotations(meta, ())
+
+
+def template_metadata_problems(meta: Mapping[str, Any], at: Path) -> list[Problem]:
+    """What the API server refuses in a pod template's metadata (at ``at``, e.g.
+    ("spec", "template")): its labels, annotations and unknown fields; a
+    template's name and namespace are not checked (ValidatePodTemplateSpec)."""
+    return _fields_labels_annotations(meta, at)
+
+
+def _fields_labels_annotations(meta: Mapping[str, Any], at: Path) -> list[Problem]:
+    out: list[Problem] = [
+        ((*at, "metadata", key), "schema", f'unknown field "{key}"')
+        for key in meta
+        if key not in OBJECT_META_FIELDS
+    ]
     labels = meta.get("labels") or {}
     for key, value in labels.items():
         why = qualified_name_problem(key)
         if why is not None:
             out.append(
                 (
-                    ("metadata", "labels", key),
+                    (*at, "metadata", "labels", key),
                     "invalid-label",
                     f'label key "{key}" is not valid: {why}',
                 )
@@ -207,7 +220,7 @@ def metadata_problems(
         if not is_label_value(value):
             out.append(
                 (
-                    ("metadata", "labels", key),
+                    (*at, "metadata", "labels", key),
                     "invalid-label",
                     f'label value "{value}" is not valid: a label value must be empty or '
                     f"{_NAME_PART_RULE}",
@@ -221,7 +234,7 @@ def metadata_problems(
         if why is not None:
             out.append(
                 (
-                    ("metadata", "annotations", key),
+                    (*at, "metadata", "annotations", key),
                     "invalid-annotation",
                     f'annotation key "{key}" is not valid: {why}',
                 )
@@ -229,7 +242,7 @@ def metadata_problems(
     if size > ANNOTATIONS_MAX_BYTES:
         out.append(
             (
-                ("metadata", "annotations"),
+                (*at, "metadata", "annotations"),
                 "invalid-annotation",
                 f"the annotations hold {size} bytes (keys and values): the API server allows "
                 f"at most {ANNOTATIONS_MAX_BYTES}",
@@ -246,4 +259,5 @@ __all__ = [
     "is_label_value",
     "metadata_problems",
     "qualified_name_problem",
+    "template_metadata_problems",
 ]
