@@ -97,6 +97,7 @@ def is_dns1035_label(value: str) -> bool:
     return len(value) <= LABEL_MAX and _patterns()["dns1035"].fullmatch(value) is not None
 
 
+@functools.lru_cache(maxsize=4096)  # a mesh repeats its few label and annotation keys
 def qualified_name_problem(key: str) -> str | None:
     """Why ``key`` is not a qualified name (a label or annotation key), or None."""
     parts = key.split("/")
@@ -116,6 +117,7 @@ def qualified_name_problem(key: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_label_value(value: str) -> bool:
     return value == "" or (
         len(value) <= LABEL_MAX and _patterns()["name_part"].fullmatch(value) is not None
