@@ -14,8 +14,12 @@ ValidateObjectMetaAccessor with NameIsDNSSubdomain); a Service's a DNS-1035 labe
 a Namespace's a DNS-1123 label, a Pod's and a ServiceAccount's a DNS-1123 subdomain
 (kubernetes/kubernetes 000f26050b9be6fb3d79fae95e06b47fc96128cd,
 pkg/apis/core/validation/validation.go: ValidateServiceName, ValidateNamespaceName,
-ValidatePodName, ValidateServiceAccountName). ObjectMeta's fields are its JSON
-names in apimachinery's pkg/apis/meta/v1/types.go.
+ValidatePodName, ValidateServiceAccountName); a StatefulSet's a DNS-1123 subdomain,
+and its pod template's labels and annotations checked as an object's
+(kubernetes/kubernetes 00010901c746f9ad7ae204b123615c2880d6f2fd,
+pkg/apis/apps/validation/validation.go: ValidateStatefulSetName,
+ValidatePodTemplateSpecForStatefulSet). ObjectMeta's fields are its JSON names in
+apimachinery's pkg/apis/meta/v1/types.go.
 """
 
 from __future__ import annotations
@@ -160,6 +164,7 @@ KIND_RULES = [
     ("v1", "Service", "TestIsDNS1035Label"),
     ("v1", "Pod", "TestIsDNS1123Subdomain"),
     ("v1", "ServiceAccount", "TestIsDNS1123Subdomain"),
+    ("apps/v1", "StatefulSet", "TestIsDNS1123Subdomain"),
     ("security.istio.io/v1", "PeerAuthentication", "TestIsDNS1123Subdomain"),
     ("networking.istio.io/v1", "ServiceEntry", "TestIsDNS1123Subdomain"),
 ]
@@ -391,10 +396,11 @@ def test_validate_reports_each_metadata_error(
     ]
 
 
-# A pod template's labels and annotations are checked as an object's
-# (kubernetes pkg/apis/core/validation/validation.go ValidatePodTemplateSpec:
-# ValidateLabels and ValidateAnnotations on the template's metadata), its unknown
-# fields as strict field validation reports them; its name and namespace are not.
+# A pod template's labels and annotations are checked as an object's (ValidateLabels
+# and ValidateAnnotations on the template's metadata: kubernetes' apps validation,
+# ValidatePodTemplateSpecForStatefulSet, cited above; core's ValidatePodTemplateSpec
+# for the other controllers), its unknown fields as strict field validation reports
+# them; its name and namespace are not.
 def deployment(template_meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
