@@ -918,3 +918,16 @@ def test_a_deny_for_an_unusable_custom_provider_says_why(tmp_path, capsys):
     assert (d["decision"], d["stage"], d["policy"]) == ("DENY", "CUSTOM", "default/ext")
     assert "istiod cannot use the CUSTOM provider(s)" in d["reason"]
     assert "no-such-provider" in err  # the warning names it
+
+
+def test_the_host_shown_is_the_host_sent(capsys):
+    # the request's own Host header replaces the default one: the decision used
+    # it, so the text and the JSON show it too
+    args = ["check", "-f", SEED, "--plaintext", "--to", "default/backend", "-H", "Host: evil.com"]
+    _, out, _ = run(capsys, *args)
+    assert out.splitlines()[0].endswith("(Host: evil.com)"), out
+    _, out, _ = run(capsys, *args, "-o", "json")
+    assert json.loads(out)["request"]["host"] == "evil.com"
+    # without one, the default
+    _, out, _ = run(capsys, *args[:-2])
+    assert out.splitlines()[0].endswith("(Host: backend.default.svc.cluster.local)"), out

@@ -15,7 +15,9 @@ Cases: whitespace around values and the Host; every byte inside a header name,
 a value (start, middle, end) and the Host, except CR and LF (a request in the
 request format cannot put them on the wire inside a header) and ``:`` in a
 name (it ends the name on the wire); repeated headers of many names;
-Content-Length and Transfer-Encoding; the header count and size limits.
+Content-Length and Transfer-Encoding; the header count and size limits; request
+targets in every form (origin, absolute, authority, asterisk), with each
+printable byte in each part of a URL.
 
     .venv/bin/python -m tests.adversarial.codec_probe           # re-record
     .venv/bin/python -m tests.adversarial.codec_probe --check   # compare only
@@ -202,6 +204,70 @@ def cases() -> list[dict[str, Any]]:
         for extra in (0, 1):
             rows.append(_row("header bytes", [("x-big", "v" * (LIMIT - fixed + extra))], path=path))
     rows.append(_row("request line bytes", [], path="/" + "a" * LIMIT))
+    rows += target_cases()
+    return rows
+
+
+def _target(
+    case: str, path: str, method: str = "GET", headers: list[tuple[str, str]] | None = None
+) -> dict[str, Any]:
+    return {**_row(case, headers or [], path=path), "method": method}
+
+
+# URLs in absolute form: the schemes, the authority's parts, the path's ends
+ABSOLUTE = [
+    "http://other.example/x?y=1", "https://h2:8443/p", "http://h3", "http://h3?q", "http://h4/",
+    "HTTP://H5/P", "HtTpS://h", "http://user@h6/p", "http://a:b@h/p", "http://@h/p",
+    "ftp://h7/p", "ws://h/p", "http:/x", "http:h/p", "https:/h/p", "http://", "http:///p",
+    "http://h8/a/../b", "http://h9/a//b", "http://h/p/../../..", "http://h14/%2e%2e/x",
+    "http://h/a%2Fb", "http://h/p%zz", "http://h/%00", "http://h16/p q",
+    "http://h10/p#frag", "http://h#f", "http://h/p?q#f", "http://h/#", "http://h?#",
+    "http://h?q", "http://h/?q", "http://h:8080?x", "http://h/p?", "http://h:8080/p?",
+    "http://[::1]:80/p", "http://[::1]/p", "http://[::ffff:1.2.3.4]:8/p", "http://[::1/p",
+    "http://[v1.x]/p", "http://[fe80::1%25eth0]/p", "http://1.2.3.4/p",
+    "http://h11:abc/p", "http://h12:/p", "http://h:0/p", "http://h:1/p", "http://h:080/p",
+    "http://h:65535/p", "http://h:65536/p", "http://h:99999999999/p", "http://h:80",
+    "http://-h/p", "http://h./p", "http://h_x/p", "http://h%41/p", "http://\u00e4/p",
+    "http://h/\u00e4", "http://h\\p", "//h13/p", "*",
+]  # fmt: skip
+
+
+def target_cases() -> list[dict[str, Any]]:
+    """Request targets in every form (RFC 9112 section 3.2): meshauthz.envoy.request_target."""
+    rows = [_target("absolute target", p) for p in ABSOLUTE]
+    for b in range(0x21, 0x7F):  # each printable byte in each part of a URL
+        c = chr(b)
+        rows.append(_target("absolute target host byte", f"http://a{c}b/p"))
+        rows.append(_target("absolute target path byte", f"http://h/a{c}b"))
+        rows.append(_target("absolute target user info byte", f"http://u{c}v@h/p"))
+        rows.append(_target("absolute target query byte", f"http://h/p?a{c}b"))
+        rows.append(_target("authority target byte", f"a{c}b:443", "CONNECT"))
+    # the Host header and x-forwarded-proto beside an absolute URL
+    rows.append(
+        _target("absolute target and headers", "http://other.example/x", headers=[("x-a", "1")])
+    )
+    rows.append(_target("absolute target and headers", "http://h/p", headers=[("host", "x")]))
+    for url, proto in (("http://h/p", "https"), ("https://h/p", "http"), ("https://h/p", "ftp")):
+        rows.append(
+            _target("absolute target and headers", url, headers=[("x-forwarded-proto", proto)])
+        )
+    rows.append(
+        _target("absolute target and headers", "/p", headers=[("x-forwarded-proto", "HTTPS")])
+    )
+    rows.append(
+        _target("absolute target and headers", "http://h21/p", "POST", [("content-length", "0")])
+    )
+    # CONNECT's authority form, and the asterisk form
+    for t in ("h18:80", "h:443", "h:0", "h:65535", "h:65536", "[::1]:443", "h19", "h:abc", "h:",
+              "a@h:443", "*", "http://h20:80", "/x"):  # fmt: skip
+        rows.append(_target("authority target", t, "CONNECT"))
+    rows.append(_target("asterisk target", "*", "OPTIONS"))
+    rows.append(_target("asterisk target", "*", "OPTIONS", [("content-length", "0")]))
+    rows.append(_target("asterisk target", "/*", "OPTIONS"))
+    rows.append(_target("asterisk target", "http://h17", "OPTIONS"))
+    for m in ("GET", "HEAD"):
+        rows.append(_target("asterisk target", "*", m))
+    rows.append(_target("asterisk target", "*", "POST", [("content-length", "0")]))
     return rows
 
 

@@ -88,7 +88,7 @@ def _outcome(p: Prepared, r: Request) -> tuple[int | None, dict[str, list[str]] 
 
 
 def test_corpus_covers_refusals_and_joins() -> None:
-    assert {r["status"] for r in ROWS} == {None, 400, 431, 501}
+    assert {r["status"] for r in ROWS} == {None, 400, 404, 431, 501}
     assert len(ROWS) > 1300
 
 
@@ -184,3 +184,15 @@ def test_a_path_pushes_an_accepted_block_over_the_limit() -> None:
     assert over == CodecRefusal(431, "request line and headers over 60 KiB")
     # the same block behind a short path, after: still accepted
     assert isinstance(http1_request("GET", "/", "api", block), Http1Request)
+
+
+def test_an_absolute_url_sets_the_authority_a_hosts_rule_sees(tmp_path: Path) -> None:
+    # Envoy takes :authority from the URL (the codec corpus's "absolute target"
+    # rows): a DENY on its host matches, one on the Host header sent beside it not
+    url = "http://other.example/x"
+    assert _verdict(tmp_path, _deny_hosts("other.example"), path=url, host="h") == "DENY"
+    assert _verdict(tmp_path, _deny_hosts("h"), path=url, host="h") == "ALLOW"
+    # before: refused with 400 as "not an absolute path", no filter ran
+    d, base = _mesh(tmp_path)
+    decision = d.decide(msgspec.structs.replace(base, method="OPTIONS", path="*"))
+    assert (decision.verdict, decision.status) == ("DENY", 404)

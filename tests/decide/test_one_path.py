@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from meshauthz.decide import request as request_module
+from meshauthz.decide import runner as runner_module
 from meshauthz.decide import view as view_module
 from meshauthz.decide.cause import AllowedByPolicy, NoAllowMatched, Stage
 from meshauthz.decide.decision import Decision, Outcome
@@ -434,6 +436,70 @@ def test_chains_of_one_shape_share_their_code_and_requests_their_values(tmp_path
     assert all(a is b for a, b in same)
 
 
+MESH_DENY = """
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-admin, namespace: istio-system}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: ["/admin*"]}
+"""
+DENY_ADMIN = "istio-system/deny-admin"
+DRY_RUN = (
+    "metadata: {{name: allow-{app}, namespace: ns, annotations: {{istio.io/dry-run: 'true'}}}}"
+)
+
+
+def test_a_shared_first_stage_is_written_once_in_each_chain_s_context(tmp_path: Path) -> None:
+    """Destinations that a mesh-wide DENY selects share its filter and the code
+    written for it; a chain whose code differs from its first stage on (here:
+    it collects the dry-run results of its ALLOW policy, which "web" runs in
+    dry-run) gets code of its own, and every chain decides as the walk does."""
+    apps = {"api": "a", "web": "a", "db": None, "shop": "a"}  # app: caller its ALLOW allows
+    docs = [MESH_DENY]
+    for app, caller in apps.items():
+        docs.append(API.replace("name: api", f"name: {app}").replace("app: api", f"app: {app}"))
+        if caller is not None:
+            policy = SHAPED_POLICY.format(app=app, caller=caller, method="GET")
+            if app == "web":
+                policy = policy.replace(
+                    f"metadata: {{name: allow-{app}, namespace: ns}}", DRY_RUN.format(app=app)
+                )
+            docs.append(policy)
+    (tmp_path / "mesh.yaml").write_text("---".join(docs))
+    snap = snapshot_of(tmp_path)
+    decider = Decider(snap)
+    tally = Tally()
+    got: dict[tuple[str, str], Outcome] = {}
+    for app in apps:  # api's chain first: web's starts with the same filter
+        for path in (f"/{app}/x", "/admin/x"):
+            r = Request(
+                snap.workload(f"ns/{app}"), 80, "http", "cluster.local/ns/ns/sa/a", "ns",
+                "10.0.0.1", None, method="GET", path=path, headers=(("v9", app),),
+            )  # fmt: skip
+            got[app, path] = assert_one_path(decider.prepare_request(r), tally, r)
+    assert tally.generated == 8
+    stages = {app: decider.prepare(snap.workload(f"ns/{app}"), 80, "http").rest for app in apps}
+    deny = stages["api"][0].built
+    assert all(s[0].built is deny for s in stages.values())  # one filter, compiled once
+    assert all(s[0].compiled is stages["api"][0].compiled for s in stages.values())
+    for app in apps:
+        assert (got[app, "/admin/x"].verdict, got[app, "/admin/x"].policy) == ("DENY", DENY_ADMIN)
+    assert (got["api", "/api/x"].verdict, got["shop", "/shop/x"].verdict) == ("ALLOW", "ALLOW")
+    web = got["web", "/web/x"]  # allowed by default, its ALLOW policy's verdict recorded
+    assert (web.verdict, web.stage) == ("ALLOW", Stage.DEFAULT)
+    assert [(d.result, d.policy) for d in web.dry_run] == [("allowed", "ns/allow-web")]
+    # shop took up api's code for the DENY filter: the same outcome object, not an equal one
+    generated = {app: decider.prepare(snap.workload(f"ns/{app}"), 80, "http").runner.generated
+                 for app in ("api", "shop")}  # fmt: skip
+    api, shop = generated["api"], generated["shop"]
+    assert api is not None and shop is not None
+    denied = [c for c in api.constants if isinstance(c, Outcome) and c.policy == DENY_ADMIN]
+    assert len(denied) == 1 and any(c is denied[0] for c in shop.constants)
+
+
 # --- the path of a new request: request format to Decision, memos warm or cold -------------
 
 NEW_FROM = [
@@ -655,3 +721,13 @@ def test_the_shared_values_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.shared(("a", 1)) == ("a", 1)  # not strings: as it came
     assert runner.shared(["a", {}]) == ["a", {}]  # not hashable: as it came
     assert runner.shared(7) == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="v12inp_ (é.", max_size=30))
+def test_the_names_the_generated_code_reads_are_whole_words(text: str) -> None:
+    """The reads a chain's code uses are found as a word-boundary regex finds them:
+    "v1" is not in "v12" nor in "xv1"."""
+    names = ["v1", "v12", "v2", "inp"]
+    want = [n for n in names if re.search(rf"\b{n}\b", text)]
+    assert runner_module._names_in(text, names) == want

@@ -223,3 +223,41 @@ def test_equal_values_of_different_policies_share_their_leaf_matchers(tmp_path: 
     for value in ("GET", "/api/*", "host", "front"):
         assert a[value] is b[value], value
     assert a["own path"] != b["own path"]
+
+
+def test_workloads_of_the_same_policies_share_a_stage_filter_in_its_context(
+    tmp_path: Path,
+) -> None:
+    """A stage's whole filter is built once for the workloads its policies select
+    alike (a mesh-wide DENY), and again for whatever changes it: the chain, the
+    peer identities, the trust domains, a dry-run annotation changed."""
+    snapshot = _snapshot(tmp_path)
+
+    def deny(name: str, chain: Chain = Chain.HTTP, **options: object) -> object:
+        opts = msgspec.structs.replace(mesh_build_options(snapshot), **options)
+        _, result = build_for_workload(snapshot, snapshot.workload(f"shop/{name}"), chain, opts)
+        _same(result, _alone(snapshot, name, chain, **options))
+        return result.stage("DENY")[0]
+
+    a = deny("a")
+    assert deny("b") is a
+    contexts: list[tuple[Chain, dict[str, object]]] = [
+        (Chain.TCP, {}),
+        (Chain.HTTP_FOR_TCP, {}),
+        (Chain.HTTP, {"use_filter_state": True}),
+        (Chain.HTTP, {"trust_domains": ("cluster.local", "old.td")}),
+    ]
+    built = [deny("b", chain, **options) for chain, options in contexts]
+    assert all(b is not a for b in built)
+    assert deny("c", Chain.TCP) is built[0]
+    # the DENY policy in dry-run: its rules go to the filter's shadow rules
+    policy = next(p for p in snapshot.authorization_policies if p.name == "deny-admin")
+    policy.annotations = {"istio.io/dry-run": "true"}
+    dry = deny("c")
+    assert dry is not a and dry.placements[0].dry_run  # type: ignore[attr-defined]
+    # an unparseable value: enforced, with istiod's error each time it is built
+    policy.annotations = {"istio.io/dry-run": "maybe"}
+    for name in ("a", "b"):
+        _, result = build_for_workload(snapshot, snapshot.workload(f"shop/{name}"), Chain.HTTP)
+        assert [p.message for p in result.problems if "maybe" in p.message]
+        _same(result, _alone(snapshot, name, Chain.HTTP))

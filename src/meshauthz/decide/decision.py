@@ -14,6 +14,7 @@ from msgspec import Struct, field
 
 from meshauthz.decide import render
 from meshauthz.decide.cause import Cause, InternalError, NotEvaluated, Stage
+from meshauthz.envoy.codec import sent_host
 
 if TYPE_CHECKING:
     from meshauthz.decide.request import Request
@@ -253,7 +254,7 @@ def request_summary(r: Request, view: RequestView | None = None) -> dict[str, An
             {
                 "method": r.method,
                 "path": r.path,
-                "host": r.host,
+                "host": sent_host(r.host, r.headers),
                 "headers": [list(h) for h in r.headers],
             }
             if r.protocol == "http"

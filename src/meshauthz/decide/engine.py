@@ -107,6 +107,11 @@ class Prepared:
     # A waypoint: the peer's identity reaches the filters as the filter state
     # HBONE termination sets (io.istio.peer_principal), as istiod builds for it.
     peer_filter_state: bool = False
+    # the code of chains' first stages, shared by the destinations of a snapshot
+    # (decide.runner._emit); None: not shared
+    emitted: dict[tuple[Any, ...], Any] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
     # not copied by dataclasses.replace: a changed Prepared gets its own runner
     runner_: ChainRunner | None = dataclasses.field(
         default=None, init=False, repr=False, compare=False
@@ -129,10 +134,28 @@ class Prepared:
         return self.runner_
 
 
-_PREPARED: weakref.WeakKeyDictionary[
-    MeshSnapshot,
-    tuple[dict[tuple[str, int, str], Prepared], dict[tuple[str, str, int, str], Prepared]],
-] = weakref.WeakKeyDictionary()
+class _Shared:
+    """What every Decider of one snapshot shares: the chains built, by destination
+    and port, and the filters compiled, by the filter (the translation shares a
+    stage's filter among the workloads its policies select: a mesh-wide DENY)."""
+
+    __slots__ = ("compiled", "emitted", "prepared", "waypoints")
+
+    def __init__(self) -> None:
+        self.prepared: dict[tuple[str, int, str], Prepared] = {}
+        self.waypoints: dict[tuple[str, str, int, str], Prepared] = {}
+        # id of the filter -> (the filter, kept so that the id stays its own; compiled)
+        self.compiled: dict[int, tuple[Any, CompiledFilter]] = {}
+        self.emitted: dict[tuple[Any, ...], Any] = {}  # (see Prepared.emitted)
+
+    def compile(self, f: HttpRbacFilter | NetworkRbacFilter) -> CompiledFilter:
+        hit = self.compiled.get(id(f))
+        if hit is None or hit[0] is not f:
+            hit = self.compiled[id(f)] = (f, compile_filter(f))
+        return hit[1]
+
+
+_PREPARED: weakref.WeakKeyDictionary[MeshSnapshot, _Shared] = weakref.WeakKeyDictionary()
 
 
 class Decider:
@@ -153,9 +176,10 @@ class Decider:
         # snapshot (check's, the analysis' witnesses') shares the chains built.
         shared = _PREPARED.get(snapshot)
         if shared is None:
-            shared = _PREPARED[snapshot] = ({}, {})
-        self._cache: dict[tuple[str, int, str], Prepared] = shared[0]
-        self._waypoint_cache: dict[tuple[str, str, int, str], Prepared] = shared[1]
+            shared = _PREPARED[snapshot] = _Shared()
+        self._shared = shared
+        self._cache = shared.prepared
+        self._waypoint_cache = shared.waypoints
         self.options = mesh_build_options(snapshot)
         self.ambient_: Any = None  # the ambient state, built on first use (decide.path)
 
@@ -251,7 +275,7 @@ class Decider:
         for bf in result.filters:
             compiled = None
             if isinstance(bf.filter, HttpRbacFilter | NetworkRbacFilter):
-                compiled = compile_filter(bf.filter)
+                compiled = self._shared.compile(bf.filter)
             (custom if bf.stage == "CUSTOM" else rest).append(PreparedStage(bf, compiled))
         mode = self.snapshot.mesh_config.path_normalization
         gateway = workload.proxy == "gateway"
@@ -275,6 +299,7 @@ class Decider:
             path_options=path_options(mode),
             header_settings=header_settings(gateway, xff),
             peer_filter_state=peer_filter_state,
+            emitted=self._shared.emitted,
         )
 
     def decide(self, request: Request, *, trace: bool = False, explain: bool = False) -> Decision:

@@ -28,6 +28,7 @@ from meshauthz.decide.cause import (
     ZtunnelAllowed,
     ZtunnelDenied,
 )
+from meshauthz.envoy.codec import sent_host
 from meshauthz.mesh.injection import Injection, Why
 from meshauthz.mesh.snapshot import TLS_MODE_LABEL
 
@@ -313,7 +314,9 @@ def protocol_inferred(r: Request) -> str | None:
 
 def request_line(r: Request) -> str:
     """``describe_request`` with the Host header the request carries (HTTP)."""
-    return describe_request(r) + (f" (Host: {r.host})" if r.protocol == "http" else "")
+    if r.protocol != "http":
+        return describe_request(r)
+    return f"{describe_request(r)} (Host: {sent_host(r.host, r.headers)})"
 
 
 def target_as_written(spec: RequestSpec) -> str:

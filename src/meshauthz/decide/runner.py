@@ -31,7 +31,6 @@ import copy
 import dataclasses
 import functools
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -216,6 +215,12 @@ class ChainRunner:
             stage: _condition(names) for stage, names in prepared.not_evaluated_before.items()
         }
         self.default = self.allow(Stage.DEFAULT, DefaultAllow(), (None, None, None))
+        # the code of a first stage may be shared with other chains (``_emit``) only
+        # when its outcomes depend on the filter alone: no filter not evaluated
+        # before it, no empty rules known besides the policies' own
+        self.shares_code = not (
+            prepared.not_evaluated or prepared.not_evaluated_before or prepared.empty_rules
+        )
         self.generated: Generated | None = _generate(self)
         # its requests' views may be lean (``request_view``): the generated chain
         # decides them, and reads no header the connection manager adds
@@ -316,7 +321,7 @@ class ChainRunner:
 
     def effect(self, bf: BuiltFilter, result: EngineResult) -> Effect:
         """What an RBAC filter's enforced answer does to the request at its stage."""
-        stage = Stage(bf.stage)
+        stage = _stage(bf.stage)
         located = locate(bf, result.effective_policy_id)
         audit: Audit | None = None
         if stage is Stage.AUDIT and result.should_log:
@@ -340,7 +345,7 @@ class ChainRunner:
         """What a filter's shadow (dry-run) rules would have done."""
         policy, rule, envoy_policy = locate(bf, result.effective_policy_id)
         verdict: Literal["allowed", "denied"] = "allowed" if result.allowed else "denied"
-        return DryRunResult(Stage(bf.stage), verdict, policy, rule, envoy_policy)
+        return DryRunResult(_stage(bf.stage), verdict, policy, rule, envoy_policy)
 
     def empty_rule(self, policy: str, rule: int | None) -> bool:
         if (policy, rule) in self.p.empty_rules:  # e.g. from a config dump
@@ -358,6 +363,15 @@ class ChainRunner:
             if envoy_policy in stage.built.sources:
                 return locate(stage.built, envoy_policy)
         return None, None, envoy_policy
+
+
+# a filter's stage by its name: Stage(name), without the enum's call (building a
+# chain asks for each of its filters, and for each policy's outcome)
+_STAGES = {s.value: s for s in Stage}
+
+
+def _stage(name: str) -> Stage:
+    return _STAGES.get(name) or Stage(name)
 
 
 def _condition(names: tuple[str, ...]) -> NotEvaluated | None:
@@ -697,8 +711,9 @@ _SHARED_MAX = 1 << 16
 def _one_set(values: Any) -> Any:
     """The strings ``values`` as the one frozenset of interned strings every
     caller shares; anything else as it came."""
-    if not all(type(v) is str for v in values):
-        return values
+    for v in values:  # (a loop: all() over a generator costs more for a few values)
+        if type(v) is not str:
+            return values
     key = values if type(values) is frozenset else frozenset(values)
     got = _SHARED.get(key)
     if got is None:
@@ -769,7 +784,7 @@ def _generate(runner: ChainRunner) -> Generated | None:
         return None
     stages = []
     for stage in p.rest:
-        if stage.compiled is None or Stage(stage.built.stage) is Stage.CUSTOM:
+        if stage.compiled is None or _stage(stage.built.stage) is Stage.CUSTOM:
             return None
         stages.append(stage)
     try:
@@ -778,13 +793,35 @@ def _generate(runner: ChainRunner) -> Generated | None:
         return None
 
 
+class _Prefix(Struct, frozen=True):
+    """A chain's code up to the end of its first stage, to take up again for
+    every chain that starts with the same filter (``_prefix_key``)."""
+
+    built: BuiltFilter  # kept: the key holds its id
+    emitter: PythonEmitter  # its state then (copied before use)
+    body: tuple[str, ...]
+    sets_allowed: bool
+    returns: bool  # every way through the stage returns: nothing follows
+
+
+def _prefix_key(
+    runner: ChainRunner, first: BuiltFilter, collects: bool, last: bool
+) -> tuple[Any, ...]:
+    """What the code of a chain's first stage depends on besides the filter: whether
+    the chain collects dry-run results and audit marks, whether the stage is the
+    last, HTTP or TCP (the statuses), and which of its rules are empty ``{}``
+    (the causes; ``ChainRunner.empty_rule`` reads the destination's policies)."""
+    empty = tuple([runner.empty_rule(policy, rule) for policy, rule in first.sources.values()])
+    return (id(first), collects, last, runner.http, empty)
+
+
 def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
     em = PythonEmitter()
     collects = any(
         s.compiled is not None
         and (
             s.compiled.shadow_engine is not None
-            or (Stage(s.built.stage) is Stage.AUDIT and s.compiled.engine is not None)
+            or (_stage(s.built.stage) is Stage.AUDIT and s.compiled.engine is not None)
         )
         for s in stages
     )
@@ -819,9 +856,11 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
             ways.append(otherwise)
         return all(any(line.startswith("return ") for line in way) for way in ways)
 
-    for n, stage in enumerate(stages):
+    def emit_stage(stage: PreparedStage, last: bool) -> bool:
+        """One filter's code; whether every way through it returns (the stages
+        after it are never reached)."""
         assert stage.compiled is not None
-        bf, last = stage.built, n == len(stages) - 1
+        bf = stage.built
         shadow, engine = stage.compiled.shadow_engine, stage.compiled.engine
         if shadow is not None:
             body.append(f"{_NOTE}{bf.stage}: dry-run rules")
@@ -840,9 +879,9 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
                 [f"dr = (*dr, {em.constant(runner.dry_run_entry(bf, shadow.result_for(None)))})"],
             )
         if engine is None:
-            continue
+            return False
 
-        def code(effect: Effect, last: bool = last) -> list[str]:
+        def code(effect: Effect) -> list[str]:
             nonlocal sets_allowed
             lines = []
             if effect.audit is not None:
@@ -859,16 +898,31 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
 
         body.append(f"{_NOTE}{bf.stage}")
         policies = dict(engine.rbac.policies)
-        returns = branches(
+        return branches(
             [
                 (name, em.policy(policies[name]), code(runner.effect(bf, engine.result_for(name))))
                 for name in engine.names
             ],
             code(runner.effect(bf, engine.result_for(None))),
         )
-        if returns:  # the stages after this one are never reached
-            break
-    else:
+
+    # A first stage shared with other chains (a mesh-wide DENY policy's filter) is
+    # written once: the code so far and the emitter's state, taken up again.
+    n, ended = 0, False
+    prefixes, key = runner.p.emitted, None
+    if prefixes is not None and stages and runner.shares_code:
+        first = stages[0].built
+        key = _prefix_key(runner, first, collects, len(stages) == 1)
+        hit = prefixes.get(key)
+        if hit is not None and hit.built is first:
+            em, body = hit.emitter.copy(), list(hit.body)
+            sets_allowed, ended, n, key = hit.sets_allowed, hit.returns, 1, None
+    while not ended and n < len(stages):
+        ended = emit_stage(stages[n], n == len(stages) - 1)
+        if n == 0 and key is not None and prefixes is not None:
+            prefixes[key] = _Prefix(stages[0].built, em.copy(), tuple(body), sets_allowed, ended)
+        n += 1
+    if not ended:
         default = em.constant(runner.default)
         body.append(returned(f"al if al is not None else {default}" if sets_allowed else default))
     if not em.metadata_filters().isdisjoint(_WRITTEN_BY_FILTERS):
@@ -876,25 +930,22 @@ def _emit(runner: ChainRunner, stages: list[PreparedStage]) -> Generated | None:
     if sets_allowed:
         body.insert(0, "al = None")
     # the code only: a note quotes policy names, which may read like a value ("v2-get")
-    text = _without_notes("\n".join(body))
-    used = [v for v in em.reads() if re.search(rf"\b{v}\b", text)]
-    if re.search(r"\binp\b", text):  # a compiled closure's call: it takes the input
-        used.append("inp")
+    code = _code_lines(body)
+    # the per-request reads the code uses, and the input itself when it calls a
+    # compiled closure (which takes it)
+    used = _names_in("\n".join(code), [*em.reads(), "inp"])
     values = "".join(f"{v}, " for v in used)
-    source = "\n".join(
-        [
-            "def extract(inp):",
-            *(f"  {line}" for line in em.prologue()),
-            f"  return ({values})",
-            "def run(values):",
-            f"  k, {values}= values",
-            *(f"  {line}" for line in body),
-            "",
-        ]
-    )
+    head = [
+        "def extract(inp):",
+        *(f"  {line}" for line in em.prologue()),
+        f"  return ({values})",
+        "def run(values):",
+        f"  k, {values}= values",
+    ]
+    source = "\n".join([*head, *(f"  {line}" for line in body), ""])
     # Chains of the same shape (a mesh of similar policies) share one compiled
     # function: only the constants differ, so the notes naming policies are left out.
-    run, extract = _maker(_without_notes(source))
+    run, extract = _maker("\n".join([*head, *(f"  {line}" for line in code), ""]))
     k = tuple([_shared_constant(c) for c in em.constants()])
     lean = "inp" not in used and em.header_names() <= PSEUDO_HEADERS
     # reading nothing, the function is constant: its outcome, computed once
@@ -914,9 +965,27 @@ def _with_notes(source: str) -> str:
     )
 
 
-def _without_notes(source: str) -> str:
-    lines = (line.split(_NOTE, 1)[0] for line in source.splitlines())
-    return "\n".join(line for line in lines if line.strip()) + "\n"
+def _code_lines(lines: list[str]) -> list[str]:
+    """The lines without their notes, those left blank left out."""
+    cut = (line.split(_NOTE, 1)[0] if _NOTE in line else line for line in lines)
+    return [line for line in cut if line.strip()]
+
+
+def _names_in(text: str, names: list[str]) -> list[str]:
+    """Those of ``names`` that ``text`` holds as a whole word (as a regex's
+    ``\bname\b`` finds it: "v1" is not in "v12"), in their order."""
+    out = []
+    for name in names:
+        i = text.find(name)
+        while i >= 0:
+            j = i + len(name)
+            before = text[i - 1] if i else " "
+            after = text[j] if j < len(text) else " "
+            if not (before.isalnum() or before == "_" or after.isalnum() or after == "_"):
+                out.append(name)
+                break
+            i = text.find(name, i + 1)
+    return out
 
 
 @functools.lru_cache(maxsize=1024)

@@ -29,6 +29,7 @@ from meshauthz.envoy.hcm import (
 )
 from meshauthz.envoy.rbac.evaluate import PeerCertificate, RbacInput
 from meshauthz.envoy.request_headers import FORWARDED_FOR, Downstream, request_headers
+from meshauthz.envoy.request_target import Target, request_target
 from meshauthz.translate.rule import PEER_PRINCIPAL_FILTER_STATE
 
 if TYPE_CHECKING:
@@ -130,10 +131,24 @@ def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
     if r.protocol == "http":
         memo = p.view_memo
         refused, block = _codec(r.method, r.path, r.host, r.headers)
-        norm = refused or memo.paths.get(r.path)
-        if norm is None:
-            norm = normalize_path(r.path, p.path_options, p.runtime)
-            _keep(memo.paths, r.path, norm)
+        target: Target | None = None  # another form than "/path": it may set more
+        target_path: str | None = r.path
+        if refused is None and (r.method == "CONNECT" or not r.path.startswith("/")):
+            got_target = request_target(r.method, r.path)
+            if isinstance(got_target, NormalizedPath):
+                refused = got_target
+            else:
+                target, target_path = got_target, got_target.path
+        if refused is not None:
+            norm = refused
+        elif target_path is None:  # CONNECT: no :path
+            norm = NormalizedPath(r.path)
+        else:
+            kept = memo.paths.get(target_path)
+            if kept is None:
+                kept = normalize_path(target_path, p.path_options, p.runtime)
+                _keep(memo.paths, target_path, kept)
+            norm = kept
         if norm.path is None:
             return RequestView(
                 r, PathRejected(norm.reason or "", norm.rejected_status or 400), peer_hidden
@@ -142,8 +157,14 @@ def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
             return RequestView(r, CodecRejected(block.reason, block.status), peer_hidden)
         assert block is not None
         path = norm.path
-        # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the latter.
-        pseudo = ((":authority", block.authority), (":method", r.method), (":path", path))
+        # HTTP/1.1's Host header is HTTP/2's :authority; Envoy keeps only the
+        # latter, which an absolute URL or CONNECT's target sets instead.
+        authority = (":authority", (target and target.authority) or block.authority)
+        pseudo: Headers = (
+            (authority, (":method", r.method))
+            if target_path is None
+            else (authority, (":method", r.method), (":path", path))
+        )
         if lean:
             headers = pseudo
             if remote_ip is None:
@@ -154,7 +175,11 @@ def request_view(p: Prepared, r: Request, lean: bool = False) -> RequestView:
             if got is None:
                 got = _added_headers(p, peer, r.source_ip, r.remote_ip, block.headers)
                 _keep(memo.added, key, got)
-            headers = pseudo + got[0]
+            added = got[0]
+            if target is not None and target.scheme is not None:
+                # the URL's: the connection manager keeps a :scheme already set
+                added = ((":scheme", target.scheme), *added[1:])
+            headers = pseudo + added
             remote_ip = got[1]
     elif remote_ip is None:  # no headers: the socket's peer
         remote_ip = _forwarded_remote(p, r.source_ip, ())

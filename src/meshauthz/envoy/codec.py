@@ -136,6 +136,13 @@ def wire_headers(host: str, headers: Iterable[tuple[str, str]]) -> list[tuple[st
     return (hosts or [("host", host)]) + [(n, v) for n, v in sent if n.lower() != "host"]
 
 
+def sent_host(host: str, headers: Iterable[tuple[str, str]]) -> str:
+    """The Host a client sends, as ``wire_headers`` lays it out: the request's
+    own ``host`` headers (joined with ", " when there are several), else ``host``."""
+    hosts = [v for n, v in headers if n.lower() == "host"]
+    return ", ".join(hosts) if hosts else host
+
+
 def http1_request(
     method: str,
     path: str,

@@ -228,9 +228,11 @@ _CANONICAL = re.compile(r"[^.%\\" + re.escape("".join(sorted(_ESCAPED))) + "]*")
 
 # Request methods Envoy 1.40's HTTP/1.1 codec accepts (checked against the
 # binary by tests/envoy): any other token, including lowercase spellings,
-# M-SEARCH and PRI, is refused with 400 before any filter runs.
+# M-SEARCH and PRI, is refused with 400 before any filter runs. CONNECT only
+# with an authority target (meshauthz.envoy.request_target).
 HTTP1_METHODS = frozenset(
     [
+        "CONNECT",
         "GET",
         "HEAD",
         "POST",
@@ -269,13 +271,10 @@ HTTP1_METHODS = frozenset(
 
 
 def check_method(method: str, headers: Iterable[tuple[str, str]] = ()) -> NormalizedPath | None:
-    """The HTTP/1.1 codec's verdict on the method of a request with a path
-    target: None if the request reaches the filters, else Envoy's refusal.
-
-    CONNECT needs an authority target (``host:port``), so with a path it is
-    refused (``http1.invalid_url``); QUERY needs a Content-Type header."""
-    if method == "CONNECT":
-        return NormalizedPath.reject(400, "CONNECT needs an authority (host:port) target")
+    """The HTTP/1.1 codec's verdict on a request's method: None if the request
+    reaches the filters, else Envoy's refusal. QUERY needs a Content-Type
+    header; CONNECT's target is checked with the others
+    (``meshauthz.envoy.request_target``)."""
     if method not in HTTP1_METHODS:
         return NormalizedPath.reject(
             400, f"the HTTP/1.1 codec does not accept the method {method!r}"
@@ -326,16 +325,25 @@ def normalize_path(
 
 
 def _check_request_target(path: str) -> NormalizedPath | None:
-    """The HTTP/1.1 codec's verdict on the request target, None if accepted."""
-    if path.isascii() and path.isprintable() and " " not in path:  # all of "!".."~"
-        return None if path.startswith("/") else _NOT_ABSOLUTE
-    for i, ch in enumerate(path):
+    """The HTTP/1.1 codec's verdict on an origin-form request target, None if accepted."""
+    refused = target_characters(path)
+    if refused is not None:
+        return refused
+    return None if path.startswith("/") else _NOT_ABSOLUTE
+
+
+def target_characters(target: str) -> NormalizedPath | None:
+    """The codec's verdict on the request target's characters (all of "!".."~"),
+    None if accepted."""
+    if target.isascii() and target.isprintable() and " " not in target:
+        return None
+    for i, ch in enumerate(target):
         if "!" <= ch <= "~":
             continue
-        if ch == "\n" or (ch == "\r" and path[i + 1 : i + 2] == "\n"):
+        if ch == "\n" or (ch == "\r" and target[i + 1 : i + 2] == "\n"):
             return NormalizedPath.reject(426, "line break ends the request line (no HTTP version)")
         return NormalizedPath.reject(400, f"invalid character {ch!r} in request target")
-    return None if path.startswith("/") else _NOT_ABSOLUTE
+    return None
 
 
 _NOT_ABSOLUTE = NormalizedPath.reject(400, "request target is not an absolute path")

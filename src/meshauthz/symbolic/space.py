@@ -90,8 +90,9 @@ def char_class(chars: str) -> z3.ReRef:
 
 
 _PATH_CHAR = _path_char()
-# The methods a request in the space carries (a CONNECT with a path is refused
-# before the filters, hcm.check_method).
+# The methods a request in the space carries: every request in it has a :path.
+# CONNECT has none (its target is host:port, envoy.request_target; with a path
+# it is refused before the filters), so it is left out.
 METHODS: tuple[str, ...] = tuple(sorted(HTTP1_METHODS - {"CONNECT"}))
 
 # A JWT claim's characters: U+0000 to U+D7FF. A payload holds any code point

@@ -185,16 +185,43 @@ class _Translated(Struct, frozen=True):
     problems: tuple[Problem, ...]
 
 
+class _Stage(Struct, frozen=True):
+    """One AUDIT, DENY or ALLOW filter as built from its policies: what
+    ``_build_action`` returns and the problems it records. It depends on the
+    policies (the objects, their specs, their dry-run annotations), the chain
+    and the options, not on the workload: workloads selected by the same
+    policies of a stage (a mesh-wide DENY) share one filter."""
+
+    policies: tuple[AuthorizationPolicy, ...]  # kept: the cache key holds their ids
+    specs: tuple[Any, ...]  # the specs built (a policy whose spec was replaced is built again)
+    built: BuiltFilter
+    problems: tuple[Problem, ...]
+
+
 class TranslationCache:
     """Translated policies, for building many workloads' filters from one set of
     policies (``build``'s ``cache``). Keyed by the policy object, the action, the
-    CUSTOM provider, the chain's kind and the options that change a rule."""
+    CUSTOM provider, the chain's kind and the options that change a rule; a
+    stage's whole filter by its policies, the chain and those options."""
 
-    __slots__ = ("_entries", "leaves")
+    __slots__ = ("_entries", "_stages", "leaves")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], _Translated] = {}
+        self._stages: dict[tuple[Any, ...], _Stage] = {}
         self.leaves: Leaves = {}  # (see rule.generate)
+
+    def stage(self, key: tuple[Any, ...], policies: Sequence[AuthorizationPolicy]) -> _Stage | None:
+        hit = self._stages.get(key)
+        if hit is None or len(hit.policies) != len(policies):
+            return None
+        for p, q, spec in zip(policies, hit.policies, hit.specs, strict=True):
+            if p is not q or p.spec is not spec:
+                return None
+        return hit
+
+    def put_stage(self, key: tuple[Any, ...], value: _Stage) -> None:
+        self._stages[key] = value
 
     def get(self, key: tuple[Any, ...], policy: AuthorizationPolicy) -> _Translated | None:
         hit = self._entries.get(key)
@@ -334,6 +361,43 @@ def _build_action(
 ) -> BuiltFilter | None:
     if not policies:
         return None
+    if cache is None:
+        return _build_stage(policies, stage, action, chain, options, bundle, problems)
+    # everything the filter depends on besides the policies' objects and specs
+    # (``TranslationCache.stage`` checks those): the dry-run annotations as
+    # written, the chain (a network filter or not, TCP rules or not), the
+    # options a rule's translation reads (``_fill``'s key)
+    key = (
+        stage,
+        action,
+        chain,
+        options.use_filter_state,
+        bundle.domains,
+        tuple([(id(p), p.annotations.get(DRY_RUN_ANNOTATION)) for p in policies]),
+    )
+    hit = cache.stage(key, policies)
+    if hit is None:
+        start = len(problems)
+        built = _build_stage(policies, stage, action, chain, options, bundle, problems, cache)
+        hit = _Stage(
+            tuple(policies), tuple([p.spec for p in policies]), built, tuple(problems[start:])
+        )
+        cache.put_stage(key, hit)
+    else:
+        problems.extend(hit.problems)
+    return hit.built
+
+
+def _build_stage(
+    policies: Sequence[AuthorizationPolicy],
+    stage: Stage,
+    action: Action,
+    chain: Chain,
+    options: BuildOptions,
+    bundle: TrustDomainBundle,
+    problems: list[Problem],
+    cache: TranslationCache | None = None,
+) -> BuiltFilter:
     enforce, shadow = _RuleSet(), _RuleSet()
     has_enforce = has_shadow = False
     for p in policies:

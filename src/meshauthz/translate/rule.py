@@ -192,6 +192,10 @@ class _Context:
         line = self.line_at(self.base + path)
         return Note(self.policy, self.rule, section, field, value, self.file, line)
 
+    def note_at(self, path: tuple[str | int, ...], section: str, field: str, value: str) -> Note:
+        """``note`` of a path already inside the document (``base`` + the path)."""
+        return Note(self.policy, self.rule, section, field, value, self.file, self.line_at(path))
+
     def leaf(self, kind: str, value: str, make: Callable[..., _Leaf], *args: Any) -> _Leaf:
         """``make(*args)``, the leaf matcher of ``value`` as a ``kind``: made once."""
         key = (kind, value)
@@ -344,7 +348,14 @@ def migrate_trust_domain(model: RuleModel, bundle: TrustDomainBundle) -> None:
 
 
 def _replace(values: list[_Value], bundle: TrustDomainBundle) -> list[_Value]:
-    return [_Value(t, v.index) for v in values for t in bundle.replace_aliases(v.text)]
+    out: list[_Value] = []
+    for v in values:
+        texts = bundle.replace_aliases(v.text)
+        if len(texts) == 1 and texts[0] is v.text:  # as written (most principals)
+            out.append(v)
+        else:
+            out.extend(_Value(t, v.index) for t in texts)
+    return out
 
 
 def _expand(values: list[_Value], bundle: TrustDomainBundle) -> list[_Value]:
@@ -407,23 +418,29 @@ def _attempt(ctx: _Context, f: _Field, negated: bool, fn: Callable[..., Any], *a
     try:
         return fn(*args)
     except m.GenerationError as e:
-        name = f.not_name if negated else f.name
-        written = name if name.startswith(f.section) else f"{f.section}.{name}"
-        http_only = written if isinstance(e, HttpOnly) else None
-        if ctx.action is Action.ALLOW:
-            raise RuleDropped(str(e), http_only) from None
-        loc = ctx.record.location(*(f.not_path if negated else f.path))
-        ctx.problems.append(
-            Problem(
-                "info",
-                f"{name}: {e}; left out, so the rule matches more requests",
-                ctx.policy,
-                ctx.rule,
-                loc,
-                http_only=http_only,
-            )
-        )
+        _left_out(ctx, f, negated, e)
         return None
+
+
+def _left_out(ctx: _Context, f: _Field, negated: bool, e: m.GenerationError) -> None:
+    """A value that cannot be generated: istiod drops an ALLOW rule (RuleDropped),
+    and leaves the value out of any other."""
+    name = f.not_name if negated else f.name
+    written = name if name.startswith(f.section) else f"{f.section}.{name}"
+    http_only = written if isinstance(e, HttpOnly) else None
+    if ctx.action is Action.ALLOW:
+        raise RuleDropped(str(e), http_only) from None
+    loc = ctx.record.location(*(f.not_path if negated else f.path))
+    ctx.problems.append(
+        Problem(
+            "info",
+            f"{name}: {e}; left out, so the rule matches more requests",
+            ctx.policy,
+            ctx.rule,
+            loc,
+            http_only=http_only,
+        )
+    )
 
 
 def _value_note(ctx: _Context, f: _Field, v: _Value, negated: bool) -> Note:
@@ -457,11 +474,14 @@ def _permissions(f: _Field, ctx: _Context) -> list[Permission]:
                 out.append(PermNot(p, note=wrap_note) if negated else p)
             continue
         ors: list[Permission] = []
+        path = ctx.base + (f.not_path if negated else f.path)
+        name = f.not_name if negated else f.name
         for v in values:
-            note = _value_note(ctx, f, v, negated)
-            p = _attempt(ctx, f, negated, _permission_one, f, v.text, ctx, note)
-            if p is not None:
-                ors.append(p)
+            note = ctx.note_at((*path, v.index), f.section, name, v.text)
+            try:
+                ors.append(_permission_one(f, v.text, ctx, note))
+            except m.GenerationError as e:
+                _left_out(ctx, f, negated, e)
         if ors:
             o = PermOr(tuple(ors), note=wrap_note)
             out.append(PermNot(o, note=wrap_note) if negated else o)
@@ -480,11 +500,14 @@ def _principals(f: _Field, ctx: _Context) -> list[Principal]:
                 out.append(IdNot(p, note=wrap_note) if negated else p)
             continue
         ors: list[Principal] = []
+        path = ctx.base + (f.not_path if negated else f.path)
+        name = f.not_name if negated else f.name
         for v in values:
-            note = _value_note(ctx, f, v, negated)
-            p = _attempt(ctx, f, negated, _principal_one, f, v.text, ctx, note)
-            if p is not None:
-                ors.append(p)
+            note = ctx.note_at((*path, v.index), f.section, name, v.text)
+            try:
+                ors.append(_principal_one(f, v.text, ctx, note))
+            except m.GenerationError as e:
+                _left_out(ctx, f, negated, e)
         if ors:
             o = IdOr(tuple(ors), note=wrap_note)
             out.append(IdNot(o, note=wrap_note) if negated else o)
@@ -497,16 +520,7 @@ def _http_only(f: _Field, ctx: _Context) -> None:
 
 
 def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
-    match f.kind:
-        case "destination_ip":
-            return PermDestinationIp(m.parse_cidr(v), note=note)
-        case "port":
-            return PermDestinationPort(m.parse_port(v), note=note)
-        case "sni":
-            return PermRequestedServerName(m.string_matcher(v), note=note)
-        case "host":
-            _http_only(f, ctx)
-            return PermHeader(ctx.leaf("host", v, m.host_matcher, v), note=note)
+    match f.kind:  # the most written first: a match tries its cases in turn
         case "method":
             _http_only(f, ctx)
             return PermHeader(ctx.leaf("method", v, m.header_matcher, METHOD_KEY, v), note=note)
@@ -515,6 +529,15 @@ def _permission_one(f: _Field, v: str, ctx: _Context, note: Note) -> Permission:
             if m.contains_path_template(v):
                 return PermUriTemplate(m.path_template(v), note=note)
             return PermUrlPath(ctx.leaf("path", v, m.string_matcher, v), note=note)
+        case "host":
+            _http_only(f, ctx)
+            return PermHeader(ctx.leaf("host", v, m.host_matcher, v), note=note)
+        case "port":
+            return PermDestinationPort(m.parse_port(v), note=note)
+        case "destination_ip":
+            return PermDestinationIp(m.parse_cidr(v), note=note)
+        case "sni":
+            return PermRequestedServerName(m.string_matcher(v), note=note)
     raise m.GenerationError("unimplemented")
 
 
@@ -544,7 +567,9 @@ def _peer(s: StringMatcher, ctx: _Context, note: Note) -> Principal:
 
 
 def _principal_one(f: _Field, v: str, ctx: _Context, note: Note) -> Principal:
-    match f.kind:
+    match f.kind:  # the most written first: a match tries its cases in turn
+        case "principal":
+            return _peer(ctx.leaf("principal", v, m.string_matcher, v, m.SPIFFE_PREFIX), ctx, note)
         case "source_ip":
             return IdDirectRemoteIp(m.parse_cidr(v), note=note)
         case "remote_ip":
@@ -567,8 +592,6 @@ def _principal_one(f: _Field, v: str, ctx: _Context, note: Note) -> Principal:
                 a, _, b = v.partition("*")
                 s = m.regex(f"spiffe://{m.quote_meta(a)}[^/]*{m.quote_meta(b)}/.*")
             return _peer(s, ctx, note)
-        case "principal":
-            return _peer(ctx.leaf("principal", v, m.string_matcher, v, m.SPIFFE_PREFIX), ctx, note)
         case "header":
             _http_only(f, ctx)
             name = m.name_in_brackets(f.key.removeprefix(REQUEST_HEADERS))

@@ -263,24 +263,34 @@ def _fusion_key(node: Any) -> tuple[Any, ...] | None:
 
 
 def _string_of(node: Any) -> StringMatcher:
-    """The string matcher of a fusable node (see ``_fusion_key``)."""
-    match node:
-        case PermHeader(header=h) | IdHeader(header=h):
-            m = _value_matcher(h)
-            assert m is not None
-            return m
-        case PermUrlPath(path=m) | IdUrlPath(path=m) | IdFilterState(string=m):
-            return m
-        case IdAuthenticated(principal_name=m) if m is not None:
-            return m
-    raise TypeError(node)
+    """The string matcher of a fusable node (see ``_fusion_key``; by exact class,
+    as there: this runs for every value of every list a mesh's chains hold)."""
+    t = type(node)
+    m: StringMatcher | None
+    if t is IdAuthenticated:
+        m = node.principal_name
+    elif t is PermUrlPath or t is IdUrlPath:
+        m = node.path
+    elif t is PermHeader or t is IdHeader:
+        m = _value_matcher(node.header)
+    elif t is IdFilterState:
+        m = node.string
+    else:
+        m = None
+    if m is None:
+        raise TypeError(node)
+    return m
 
 
 def _exact_values(matchers: list[StringMatcher]) -> frozenset[str] | None:
     """The values, when every matcher is a case-sensitive exact match."""
-    if all(m.kind == "exact" and not m.ignore_case for m in matchers):
-        return frozenset(_intern(m.value) for m in matchers)
-    return None
+    values = []
+    for m in matchers:
+        if m.kind != "exact" or m.ignore_case:
+            return None
+        v = m.value
+        values.append(sys.intern(v) if type(v) is str else v)
+    return frozenset(values)
 
 
 def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
@@ -311,6 +321,9 @@ def _fused(key: tuple[Any, ...], nodes: list[Any]) -> InputFn:
 def _grouped(nodes: tuple[Any, ...]) -> list[tuple[tuple[Any, ...] | None, list[Any]]]:
     """An Or's alternatives in order, those with the same fusion key gathered at
     the first one's place: (key, [nodes]), or (None, [node]) for one not fusable."""
+    if len(nodes) == 1:  # most lists of a rule: one value
+        n = nodes[0]
+        return [(_fusion_key(n), [n])]
     out: list[tuple[tuple[Any, ...] | None, list[Any]]] = []
     groups: dict[tuple[Any, ...], list[Any]] = {}
     for n in nodes:
@@ -462,6 +475,16 @@ class PythonEmitter:
         self._headers: set[str] = set()  # the header names the code reads
         self._metadata: set[str] = set()  # the filters whose dynamic metadata it reads
 
+    def copy(self) -> PythonEmitter:
+        """An emitter in this one's state, to go on from there (this one unchanged)."""
+        em = PythonEmitter.__new__(PythonEmitter)
+        em._consts = list(self._consts)
+        em._const_ids = dict(self._const_ids)
+        em._reads = dict(self._reads)
+        em._headers = set(self._headers)
+        em._metadata = set(self._metadata)
+        return em
+
     def constant(self, value: Any) -> str:
         """``value`` in the code: its item of ``k``."""
         expr = self._const_ids.get(id(value))
@@ -522,6 +545,10 @@ class PythonEmitter:
         return sum(c for c, _ in flat), expr, tuple(flat)
 
     def _alternatives(self, nodes: tuple[Any, ...]) -> _Term:
+        if len(nodes) == 1:  # one value: its term (a "True" one is (0, "True", None))
+            n = nodes[0]
+            key = _fusion_key(n)
+            return self._node(n) if key is None else self._fused(key, [n])
         terms: list[PythonEmitter._Term] = [
             self._node(group[0]) if key is None else self._fused(key, group)
             for key, group in _grouped(nodes)
@@ -586,18 +613,23 @@ class PythonEmitter:
         return 3, f"any(map({fn}, {peer}))", None
 
     def _node(self, node: Any) -> _Term:
-        match node:
-            case PermAny() | IdAny():
-                return 0, "True", None
-            case PermAnd(rules=subs) | IdAnd(ids=subs):
-                return self._and([self._node(s) for s in subs])
-            case PermOr(rules=subs) | IdOr(ids=subs):
-                return self._alternatives(subs)
-            case PermNot(rule=sub) | IdNot(id=sub):
-                cost, expr, _ = self._node(sub)
-                return cost, f"(not {expr})", None
-            case PermDestinationPort(port=port) if type(port) is int:
-                return 1, f"({self.read('inp.destination_port')} == {port!r})", None
+        # by exact class, as ``_fusion_key``: every node of every chain a mesh builds
+        t = type(node)
+        if t is PermAnd:
+            return self._and([self._node(s) for s in node.rules])
+        if t is IdAnd:
+            return self._and([self._node(s) for s in node.ids])
+        if t is PermOr:
+            return self._alternatives(node.rules)
+        if t is IdOr:
+            return self._alternatives(node.ids)
+        if t is PermAny or t is IdAny:
+            return 0, "True", None
+        if t is PermNot or t is IdNot:
+            cost, expr, _ = self._node(node.rule if t is PermNot else node.id)
+            return cost, f"(not {expr})", None
+        if t is PermDestinationPort and type(node.port) is int:
+            return 1, f"({self.read('inp.destination_port')} == {node.port!r})", None
         key = _fusion_key(node)
         if key is not None:
             return self._fused(key, [node])
