@@ -1,7 +1,10 @@
 """PeerAuthentication composition, pinned with Istio's test table.
 
 Source: pilot/pkg/security/authn/policy_applier_test.go TestComposePeerAuthentication
-(root namespace "root-namespace"; "now" is any fixed time).
+(root namespace "root-namespace"; "now" is any fixed time). Istio's policies named
+"second ago" and "second later" are "second-ago" and "second-later" here: the API
+server refuses a name with a space (not a DNS-1123 subdomain). The two sort by
+name as before, which decides between policies created at the same time.
 """
 
 from __future__ import annotations
@@ -56,8 +59,8 @@ COMPOSE_CASES = [
         "multiple mesh policy",
         [
             pa("now", ROOT, mode="DISABLE", created=NOW),
-            pa("second ago", ROOT, mode="PERMISSIVE", created=SECOND_AGO),
-            pa("second later", ROOT, mode="STRICT", created=SECOND_AGO),
+            pa("second-ago", ROOT, mode="PERMISSIVE", created=SECOND_AGO),
+            pa("second-later", ROOT, mode="STRICT", created=SECOND_AGO),
         ],
         "PERMISSIVE",
         {},
@@ -66,8 +69,8 @@ COMPOSE_CASES = [
         "multiple namespace policy",
         [
             pa("now", "my-ns", mode="DISABLE", created=NOW),
-            pa("second ago", "my-ns", mode="PERMISSIVE", created=SECOND_AGO),
-            pa("second later", "my-ns", mode="STRICT", created=SECOND_AGO),
+            pa("second-ago", "my-ns", mode="PERMISSIVE", created=SECOND_AGO),
+            pa("second-later", "my-ns", mode="STRICT", created=SECOND_AGO),
         ],
         "PERMISSIVE",
         {},
@@ -77,14 +80,14 @@ COMPOSE_CASES = [
         [
             pa("now", "my-ns", selector={"app": "foo"}, mode="DISABLE", created=NOW),
             pa(
-                "second ago",
+                "second-ago",
                 "my-ns",
                 selector={"app": "foo"},
                 mode="PERMISSIVE",
                 created=SECOND_AGO,
             ),
             pa(
-                "second later",
+                "second-later",
                 "my-ns",
                 selector={"stage": "prod"},
                 mode="STRICT",
@@ -148,11 +151,11 @@ def test_compose_reports_what_decided_and_what_was_ignored():
         ROOT,
         pas(
             pa("now", ROOT, mode="DISABLE", created=NOW),
-            pa("second ago", ROOT, mode="PERMISSIVE", created=SECOND_AGO),
+            pa("second-ago", ROOT, mode="PERMISSIVE", created=SECOND_AGO),
             pa("sel", ROOT, selector={"app": "x"}, mode="STRICT"),
         ),
     )
-    assert got.mesh_policy is not None and got.mesh_policy.name == "second ago"
+    assert got.mesh_policy is not None and got.mesh_policy.name == "second-ago"
     ignored = {p.name: why for p, why in got.ignored}
     assert set(ignored) == {"now", "sel"}
     assert "root namespace" in ignored["sel"]

@@ -49,6 +49,10 @@ from meshauthz.resources.meshconfig import MeshConfig, MeshConfigError, mesh_con
 from meshauthz.resources.reuse import LoadRecord
 from meshauthz.resources.structs import convert
 from meshauthz.resources.validation import validate_resource
+from meshauthz.resources.validation.objectmeta import (
+    metadata_problems,
+    template_metadata_problems,
+)
 from meshauthz.resources.yamlload import (
     Document,
     NotInChunks,
@@ -546,6 +550,10 @@ class _Loader:
         cluster_scoped = kind == "Namespace" and group == ""
         namespace = "" if cluster_scoped else (meta.namespace or self.default_namespace)
         ident = dict(kind=kind, namespace=namespace, name=name)
+        if isinstance(raw_meta, dict) and self.refused_metadata(
+            doc, base, group, kind, raw_meta, ident
+        ):
+            return
         if self.enforce_namespace and not cluster_scoped and namespace != self.default_namespace:
             # kubectl apply -n: "the namespace from the provided object does not match"
             self.finding(
@@ -656,6 +664,8 @@ class _Loader:
                 if ctl is None:
                     return
                 template, tpath = ctl.template, ("spec", "template")
+            if self.refused_template_metadata(doc, base, data, tpath, ident):
+                return
             m.workloads.append(
                 self.workload(common, meta, template.metadata, template.spec, tpath, None, data)
             )
@@ -744,6 +754,51 @@ class _Loader:
         self.manifests.mesh_config = load_mesh_config_file(path)
 
     # --- helpers ------------------------------------------------------------
+
+    def refused_metadata(
+        self,
+        doc: Document,
+        base: Path,
+        group: str,
+        kind: str,
+        meta: dict[str, Any],
+        ident: dict[str, str],
+    ) -> bool:
+        """Report what the API server refuses in the object's metadata; True when
+        it refuses something (the object is then left out)."""
+        problems = metadata_problems(group, kind, meta, namespaced=ident["namespace"] != "")
+        return self.report_problems(doc, base, problems, ident)
+
+    def refused_template_metadata(
+        self, doc: Document, base: Path, data: dict[str, Any], at: Path, ident: dict[str, str]
+    ) -> bool:
+        """``refused_metadata`` for the pod template at ``at`` (its model already read)."""
+        meta: Any = data
+        for key in (*at, "metadata"):
+            meta = meta.get(key) if isinstance(meta, dict) else None
+        if not isinstance(meta, dict):
+            return False
+        return self.report_problems(doc, base, template_metadata_problems(meta, at), ident)
+
+    def report_problems(
+        self,
+        doc: Document,
+        base: Path,
+        problems: list[tuple[Path, str, str]],
+        ident: dict[str, str],
+    ) -> bool:
+        for path, code, message in problems:
+            self.finding(
+                doc,
+                base + path,
+                code,
+                message,
+                field=dotted(path),
+                kind=ident["kind"],
+                namespace=ident["namespace"],
+                name=ident["name"],
+            )
+        return bool(problems)
 
     def model(
         self,

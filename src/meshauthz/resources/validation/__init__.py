@@ -89,6 +89,16 @@ Findings from the loader (``resources.loader``) and from the built mesh
 namespace-mismatch                              error     an object's namespace differs from
                                                           -n/--namespace
 helm-template                                   info      an unrendered Helm template, skipped
+invalid-name                                    error     metadata.name or generateName that the
+                                                          API server refuses for the kind, or a
+                                                          generateName without a name
+                                                          (``objectmeta``)
+invalid-namespace                               error     metadata.namespace not a DNS-1123 label
+invalid-label                                   error     a label key or value Kubernetes refuses
+invalid-annotation                              error     an annotation key Kubernetes refuses, or
+                                                          annotations over 256 KiB in all
+schema                                          error     a wrong type, a missing required field
+                                                          or an unknown field (metadata's too)
 custom-provider-unknown                         warning   a CUSTOM policy's provider is not in
                                                           the mesh config
 custom-provider-rejected                        warning   a CUSTOM policy's provider is one
