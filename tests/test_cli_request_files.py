@@ -324,3 +324,12 @@ def test_what_the_schema_allows_is_decided(capsys, tmp_path, request_):
     path.write_text(json.dumps(request_))
     code, _, err = run(capsys, "check", "-f", SEED, "--request", str(path))
     assert code == 0, err
+
+
+def test_the_python_api_names_its_outcomes_as_check_does():
+    import meshauthz
+
+    mesh = meshauthz.load(SEED)
+    named, unnamed = mesh.check([{**GOOD, "name": "n1"}, GOOD])
+    assert named.to_json()["name"] == "n1" and "name" not in unnamed.to_json()
+    assert named.explain().startswith("n1: GET /api/v1/data from default/frontend")

@@ -283,18 +283,13 @@ def group_json(
     request as written, whether their decisions differ, and each decision. A
     named request's documents begin with its name."""
     if len(g) == 1:
-        return named(g[0][0], doc(*g[0]))
-    return named(g[0][0], {}) | {
+        return render.named_json(g[0][0], doc(*g[0]))
+    return render.named_json(g[0][0], {}) | {
         "to": to,
         "workloads": [r.destination.key for r, _ in g],
         "differ": render.decisions_differ([d for _, d in g]),
-        "decisions": [named(r, doc(r, d)) for r, d in g],
+        "decisions": [render.named_json(r, doc(r, d)) for r, d in g],
     }
-
-
-def named(r: Request, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with the request's ``name`` first, when the request has one."""
-    return doc if r.name is None else {"name": r.name, **doc}
 
 
 def progress_bar(total: int) -> Callable[[int], None] | None:
@@ -406,8 +401,6 @@ def echo_text(
             out.append(render.several_workloads(to, g))
         for r, d in g:
             lines = lines_of(r, d)
-            if r.name is not None:  # which request of a file this is
-                lines[0] = f"{r.name}: {lines[0]}"
             if mark and misses(d, expect):
                 lines[0] += f"  {render.expectation_missed(expect or '')}"
             out += lines
@@ -446,7 +439,7 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
         results, single, where = decide_with_dump(o)
         if o["fmt"] == "json":
             docs = [
-                named(r, d.to_json()) | ({"configDump": w.to_json()} if w else {})
+                render.named_json(r, d.to_json()) | ({"configDump": w.to_json()} if w else {})
                 for (r, d), w in zip(results, where, strict=True)
             ]
             emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
