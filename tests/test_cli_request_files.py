@@ -14,10 +14,13 @@ from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
 
 from meshauthz.cli.main import main
+from meshauthz.errors import InputError
 from meshauthz.resources.yamlload import MAX_FILE_BYTES
 from tests.conftest import EXAMPLES
+from tests.decide.test_request_spec import _parsed, _request_data
 
 SEED = str(EXAMPLES / "seed")
 GOOD = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
@@ -282,6 +285,9 @@ def test_a_request_file_over_the_limit_says_so(capsys, tmp_path):
 # --- 7. the parser takes what the schema takes ------------------------------------------
 
 SCHEMA = json.loads(files("meshauthz").joinpath("schemas/request.schema.json").read_text())
+SCHEMA_VALIDATOR = jsonschema.Draft202012Validator(
+    SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+)
 
 AGAINST_THE_SCHEMA = [
     ({**GOOD, "protocol": "HTTP"}, "protocol", 'expected "http" or "tcp", got \'HTTP\''),
@@ -333,3 +339,29 @@ def test_the_python_api_names_its_outcomes_as_check_does():
     named, unnamed = mesh.check([{**GOOD, "name": "n1"}, GOOD])
     assert named.to_json()["name"] == "n1" and "name" not in unnamed.to_json()
     assert named.explain().startswith("n1: GET /api/v1/data from default/frontend")
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field"),
+    [
+        ("from: default/frontend\nto: default/backend\nhost:\n", 3, "host"),
+        ("from: default/frontend\nto: default/backend\nport: null\n", 3, "port"),
+        ("from: {workload: default/frontend, ip: ~}\nto: default/backend\n", 1, "from.ip"),
+    ],
+)
+def test_a_field_without_a_value_is_refused(capsys, tmp_path, text, line, field):
+    """The schema has no null values: a field written without one is an
+    error at its line, not taken as left out."""
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    code, _, err = run(capsys, "check", "-f", SEED, "--request", str(path))
+    assert code == 2 and f"{path}:{line}:" in err
+    assert f"{field}: no value (null): give one, or leave the field out" in err, err
+
+
+@settings(max_examples=1500, deadline=None, derandomize=True, database=None)
+@given(data=_request_data())
+def test_the_parser_takes_what_the_schema_takes(data: Any) -> None:
+    """Requests near every edge of the format (the fast path's corpus): the
+    parser accepts one exactly when the JSON schema does (its formats checked)."""
+    assert SCHEMA_VALIDATOR.is_valid(data) == (not isinstance(_parsed(data), InputError)), data

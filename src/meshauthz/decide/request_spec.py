@@ -156,7 +156,7 @@ def _plain_request(data: Any, location: Location) -> RequestSpec | None:
     header values), parsed without ``_Parser``'s per-field bookkeeping: the same
     RequestSpec as ``_Parser.request``. None for anything else, which the parser
     reads (and reports, naming the field)."""
-    if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS:
+    if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS or None in data.values():
         return None
     to = data.get("to")
     src = data.get("from")
@@ -247,6 +247,7 @@ class _Parser:
                 (unknown[0],),
                 f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FIELDS))}',
             )
+        self.no_nulls(data, ())
         if "from" not in data:
             raise self.fail(
                 (),
@@ -318,8 +319,18 @@ class _Parser:
             else (),
         )
 
+    def no_nulls(self, data: dict[str, Any], path: Path) -> None:
+        """A field written without a value (``host:`` in YAML, ``null``): the
+        schema has no null values; a field not meant is left out."""
+        for key, value in data.items():
+            if value is None:
+                raise self.fail((*path, key), "no value (null): give one, or leave the field out")
+
     def port(self, value: Any, path: Path) -> int:
-        """A port number, written as a number (as the schema says: not "9080")."""
+        """A port number, written as a number (as the schema says: not "9080";
+        80.0 is the number 80 to JSON Schema, so it is here)."""
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
             raise self.fail(path, f"expected a port number 1-65535, got {_kind(value)}")
         return value
@@ -343,6 +354,7 @@ class _Parser:
                 ("from", unknown[0]),
                 f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FROM_FIELDS))}',
             )
+        self.no_nulls(value, ("from",))
         plaintext = value.get("plaintext", False)
         if not isinstance(plaintext, bool):
             raise self.fail(("from", "plaintext"), f"expected true or false, got {plaintext!r}")
@@ -363,6 +375,10 @@ class _Parser:
         workload = value.get("workload")
         if workload is not None:
             workload = self.string(workload, ("from", "workload"))
+            if workload.count("/") != 1 or not all(workload.split("/")):
+                raise self.fail(
+                    ("from", "workload"), f'expected a workload "namespace/name", got {workload!r}'
+                )
         return SourceSpec(
             workload=workload, principal=principal, namespace=namespace, ip=ip, plaintext=plaintext
         )
@@ -393,6 +409,7 @@ class _Parser:
                 ("jwtLocation", unknown[0]),
                 f'unknown field "{unknown[0]}"; use header (with prefix) or param',
             )
+        self.no_nulls(value, ("jwtLocation",))
         header = value.get("header")
         param = value.get("param")
         if (header is None) == (param is None):
