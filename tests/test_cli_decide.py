@@ -835,17 +835,21 @@ def test_kubectl_get_all_output_is_one_workload(capsys):
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_check_request_file_errors_name_their_line(capsys, tmp_path, suffix):
     """A request file is read without positions for speed; an error found in it,
-    or a name the mesh does not hold, is still reported with its line."""
+    or a name the mesh does not hold, is still reported with its line: the
+    line and column of the field that holds the name, not of the request."""
     good = {"from": "default/frontend", "to": "default/backend", "path": "/api/v1/data"}
     many = [good] * 3 + [{**good, "to": "default/nope"}] + [good]
     path = tmp_path / f"requests{suffix}"
     text = json.dumps(many, indent=1) if suffix == ".json" else yaml.safe_dump(many)
     path.write_text(text)
-    where = load_request_file(str(path))[3].location  # the request's own line
-    assert where is not None and where.line is not None and where.line > 1
+    lines = text.splitlines()
+    (line,) = [n for n, t in enumerate(lines, 1) if "default/nope" in t]
+    column = lines[line - 1].index('"to"' if suffix == ".json" else "to:") + 1
+    request = load_request_file(str(path))[3].location
+    assert request is not None and request.line != line  # the field is not the request's line
     code, _, err = run(capsys, "check", "-f", SEED, "--request", str(path))
     assert code == 2 and "default/nope" in err
-    assert f"{where}: to: no workload or service default/nope" in err, err
+    assert f"{path}:{line}:{column}: to: no workload or service default/nope" in err, err
     many[1] = {**good, "method": 7}  # a malformed request: read again with positions
     text = json.dumps(many, indent=1) if suffix == ".json" else yaml.safe_dump(many)
     path.write_text(text)

@@ -113,7 +113,7 @@ class _Checked:
     def to_json(self) -> dict[str, Any]:
         """The document ``meshauthz check -o json`` prints (its trace only when
         checked with ``trace=True``)."""
-        return self.decision.to_json()
+        return render.named_json(self.request, self.decision.to_json())
 
     def __repr__(self) -> str:
         at = f" by {self.policy} rule {self.rule}" if self.policy else ""
@@ -146,7 +146,9 @@ class Outcome(_Checked):
         """The document ``meshauthz check -o json`` prints (its trace only when
         checked with ``trace=True``), with the analyzer's findings on the deciding rule."""
         notes = DecisionNotes(self._mesh.snapshot, [self.decision])
-        return self.decision.to_json() | {"findings": notes.to_json(self.decision)}
+        return render.named_json(self.request, self.decision.to_json()) | {
+            "findings": notes.to_json(self.decision)
+        }
 
 
 class Mesh:
@@ -246,7 +248,9 @@ class ProxyOutcome(_Checked):
 
     def to_json(self) -> dict[str, Any]:
         """The document ``meshauthz check --config-dump -o json`` prints."""
-        return self.decision.to_json() | {"configDump": self.chain.to_json()}
+        return render.named_json(self.request, self.decision.to_json()) | {
+            "configDump": self.chain.to_json()
+        }
 
 
 class Proxy:

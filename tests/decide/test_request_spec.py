@@ -65,7 +65,7 @@ def test_defaults_and_peer_forms():
             "from": {"plaintext": True, "ip": "10.0.0.1"},
             "to": "ns/w",
             "port": 8080,
-            "protocol": "TCP",
+            "protocol": "tcp",
         }
     )
     assert (
@@ -142,7 +142,7 @@ _GOOD = {
     "path": st.sampled_from(["/", "/api?x=1", "/a/../b", "x"]),
     "host": st.sampled_from(["a.example", "b:80", " "]),
     "name": st.sampled_from(["case 1", "n"]),
-    "protocol": st.sampled_from(["http", "TCP"]),
+    "protocol": st.sampled_from(["http", "tcp"]),
     "sni": st.sampled_from(["", "x"]),
     "headers": st.dictionaries(
         st.sampled_from(["X-A", "x-a", "Host", "x-forwarded-for"]), _STRINGS, max_size=3

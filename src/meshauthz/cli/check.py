@@ -17,13 +17,19 @@ from meshauthz.cli.common import (
     input_options,
     load_mesh,
     loading,
+    stdin_read_once,
 )
 from meshauthz.cli.output import FORMAT_OPTION, emit_json, with_istio_version
 from meshauthz.decide import render
 from meshauthz.decide.decision import Decision
 from meshauthz.decide.engine import Decider
 from meshauthz.decide.request import Request, resolve_each
-from meshauthz.decide.request_spec import RequestSpec, load_request_file, request_from_data
+from meshauthz.decide.request_spec import (
+    RequestSpec,
+    read_request_file,
+    request_from_data,
+    requests_from_text,
+)
 from meshauthz.errors import EXIT_FAILED, EXIT_INTERNAL, EXIT_OK, MeshauthzError
 from meshauthz.mesh import MeshSnapshot
 
@@ -114,26 +120,41 @@ def request_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
-def specs_from_options(o: dict[str, Any], *, positions: bool = True) -> list[RequestSpec]:
+def request_source(o: dict[str, Any]) -> tuple[str, str] | None:
+    """The request file's name and text, read once (standard input and pipes
+    cannot be read again), or None without ``--request``."""
+    return _read_request_file(o) if o["request_file"] else None
+
+
+def _read_request_file(o: dict[str, Any]) -> tuple[str, str]:
+    flags = [
+        k
+        for k in (
+            "from_",
+            "principal",
+            "to",
+            "port",
+            "method",
+            "path",
+            "host",
+            "jwt_claims",
+            "sni",
+        )
+        if o[k]
+    ]
+    if flags or o["headers"] or o["plaintext"]:
+        raise click.UsageError("give either --request FILE or request flags, not both")
+    return read_request_file(o["request_file"])
+
+
+def specs_from_options(
+    o: dict[str, Any], *, positions: bool = True, file: tuple[str, str] | None = None
+) -> list[RequestSpec]:
+    """The requests the options give; ``file``: the request file as
+    ``request_source`` read it (read here when not given)."""
     if o["request_file"]:
-        flags = [
-            k
-            for k in (
-                "from_",
-                "principal",
-                "to",
-                "port",
-                "method",
-                "path",
-                "host",
-                "jwt_claims",
-                "sni",
-            )
-            if o[k]
-        ]
-        if flags or o["headers"] or o["plaintext"]:
-            raise click.UsageError("give either --request FILE or request flags, not both")
-        return load_request_file(o["request_file"], positions=positions)
+        display, text = file or _read_request_file(o)
+        return requests_from_text(text, display, positions=positions)
     if not o["to"]:
         raise click.UsageError(
             "give --to (and --from or --principal or --plaintext), or --request FILE"
@@ -198,6 +219,9 @@ def decide_all(
 ) -> tuple[MeshSnapshot, list[Group], bool]:
     if not o["paths"]:
         raise click.UsageError("Missing option '-f' / '--filename'.")
+    stdin_read_once(
+        {"-f": o["paths"], "--request": o["request_file"], "--mesh-config": o["mesh_config"]}
+    )
     snapshot = load_mesh(
         o["paths"], o["mesh_config"], o["jwks"], namespace=o["namespace"], exclude=o["exclude"]
     )
@@ -205,14 +229,15 @@ def decide_all(
     # mesh does: no cyclic collection walks them meanwhile, nor after (deciding
     # makes no cyclic garbage)
     with loading():
+        source = request_source(o)
         try:  # a request file is read without positions: fast for many requests
-            specs = specs_from_options(o, positions=False)
+            specs = specs_from_options(o, positions=False, file=source)
             resolved = resolve_all(specs, snapshot)
         except MeshauthzError:
-            if not o["request_file"]:
+            if source is None:
                 raise
-            # again with positions, so that the error names its line
-            specs = specs_from_options(o)
+            # its text parsed again with positions, so that the error names its line
+            specs = specs_from_options(o, file=source)
             resolved = resolve_all(specs, snapshot)
         flags = ambient_flags(o["istiod_flags"])
         decider = Decider(snapshot, ext_authz=o["ext_authz"], flags=flags)
@@ -255,14 +280,15 @@ def group_json(
     to: str, g: list[tuple[Request, Decision]], doc: Callable[[Request, Decision], Any]
 ) -> Any:
     """One workload: its decision's document, as for any request. Several: the
-    request as written, whether their decisions differ, and each decision."""
+    request as written, whether their decisions differ, and each decision. A
+    named request's documents begin with its name."""
     if len(g) == 1:
-        return doc(*g[0])
-    return {
+        return render.named_json(g[0][0], doc(*g[0]))
+    return render.named_json(g[0][0], {}) | {
         "to": to,
         "workloads": [r.destination.key for r, _ in g],
         "differ": render.decisions_differ([d for _, d in g]),
-        "decisions": [doc(r, d) for r, d in g],
+        "decisions": [render.named_json(r, doc(r, d)) for r, d in g],
     }
 
 
@@ -285,6 +311,14 @@ def decide_with_dump(
     o: dict[str, Any],
 ) -> tuple[list[tuple[Request, Decision]], bool, list[ChainInfo | None]]:
     """check --config-dump: the requests against the proxy the dump comes from."""
+    stdin_read_once(
+        {
+            "-f": o["paths"],
+            "--request": o["request_file"],
+            "--mesh-config": o["mesh_config"],
+            "--config-dump": o["config_dump"],
+        }
+    )
     if o["mesh_config"] and not o["paths"]:
         raise click.UsageError(
             "--mesh-config needs -f; with --config-dump the dump holds the proxy's settings"
@@ -405,8 +439,8 @@ def check_command(expect: str | None, show_trace: bool, **o: Any) -> None:
         results, single, where = decide_with_dump(o)
         if o["fmt"] == "json":
             docs = [
-                d.to_json() | ({"configDump": w.to_json()} if w else {})
-                for (_, d), w in zip(results, where, strict=True)
+                render.named_json(r, d.to_json()) | ({"configDump": w.to_json()} if w else {})
+                for (r, d), w in zip(results, where, strict=True)
             ]
             emit_json(docs[0] if single else [with_istio_version(d) for d in docs])
         else:

@@ -55,6 +55,22 @@ def load_mesh(
     return loaded.snapshot
 
 
+def stdin_read_once(given: Mapping[str, str | Sequence[str] | None]) -> None:
+    """Standard input can be read once: refuse '-' given to more than one
+    option, or twice to one (``given``: each option's value, by its name)."""
+    readers = [
+        option
+        for option, value in given.items()
+        for v in ((value,) if value is None or isinstance(value, str) else value)
+        if v == "-"
+    ]
+    if len(readers) > 1:
+        raise click.UsageError(
+            f"'-' (standard input) is given more than once ({', '.join(readers)}): "
+            "standard input can be read only once"
+        )
+
+
 @contextmanager
 def loading() -> Iterator[None]:
     """Around a command's reading of its input: no cyclic collection meanwhile,

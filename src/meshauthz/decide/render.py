@@ -319,6 +319,17 @@ def request_line(r: Request) -> str:
     return f"{describe_request(r)} (Host: {sent_host(r.host, r.headers)})"
 
 
+def named(r: Request, line: str) -> str:
+    """A request's first line, led by its name when it has one (a request
+    file's ``name``): which of many requests this is."""
+    return line if r.name is None else f"{r.name}: {line}"
+
+
+def named_json(r: Request, doc: dict[str, Any]) -> dict[str, Any]:
+    """A decision's JSON document with the request's ``name`` first, when it has one."""
+    return doc if r.name is None else {"name": r.name, **doc}
+
+
 def target_as_written(spec: RequestSpec) -> str:
     """The destination as the request names it (``ns/name[:port]``)."""
     return f"{spec.to}:{spec.to_port}" if spec.to_port else spec.to
@@ -370,7 +381,7 @@ def check_lines(
     r: Request, d: Decision, chain: ChainInfo | None = None, *, trace: bool = False
 ) -> list[str]:
     """``check``'s text for one decision."""
-    lines = [f"{verdict(d)} ({d.status}) {request_line(r)}", f"  {d.reason}"]
+    lines = [named(r, f"{verdict(d)} ({d.status}) {request_line(r)}"), f"  {d.reason}"]
     if (note := caller_note(r)) is not None:
         lines.append(f"  {note}")
     if (inferred := protocol_inferred(r)) is not None:
@@ -398,7 +409,7 @@ def explain_lines(r: Request, d: Decision, applicable: list[dict[str, Any]]) -> 
     """``explain``'s text for one decision (decided with ``explain=True``);
     ``applicable``: the policies that apply to the destination, as ``explain --format json``
     lists them."""
-    lines = [request_line(r), f"=> {d.verdict} ({d.status}): {d.reason}"]
+    lines = [named(r, request_line(r)), f"=> {d.verdict} ({d.status}): {d.reason}"]
     lines += path_lines(d)
     if (note := caller_note(r)) is not None:
         lines.append(note)

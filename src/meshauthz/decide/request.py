@@ -95,7 +95,8 @@ def _named_at(spec: RequestSpec, field: str) -> Iterator[None]:
         yield
     except LookupFailed as e:
         if e.location is None:
-            e.location, e.field = spec.location, e.field or field
+            e.field = e.field or field
+            e.location = spec.at(e.field)
         raise
 
 
@@ -112,7 +113,7 @@ def resolve_source(spec: RequestSpec, snapshot: MeshSnapshot | None) -> Resolved
             raise InputError(
                 f"the caller {src.workload} is a workload: give the manifests that define it "
                 "(-f), or its identity (--principal, from.principal) or --plaintext",
-                location=spec.location,
+                location=spec.at("from"),
                 field="from",
             )
         with _named_at(spec, "from"):

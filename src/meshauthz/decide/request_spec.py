@@ -74,18 +74,43 @@ class RequestSpec(Record, frozen=True):
     sni: str | None = None
     name: str | None = None
     location: Location | None = None
+    # Where each field is written, when read with positions: an error about a
+    # value (a name the mesh does not hold) names its field's line.
+    fields: tuple[tuple[str, Location], ...] = ()
 
-    provenance = ("location",)
+    provenance = ("location", "fields")
+
+    def at(self, field: str) -> Location | None:
+        """Where ``field`` is written, else where the request is."""
+        for name, where in self.fields:
+            if name == field:
+                return where
+        return self.location
+
+
+def read_request_file(path: str) -> tuple[str, str]:
+    """A request file's display name and text (``-``: standard input), read
+    once: standard input and a pipe (``--request <(...)``) cannot be read again."""
+    return read_source(
+        path,
+        "a request file",
+        "split its requests into several files and check each",
+    )
 
 
 def load_request_file(path: str, *, positions: bool = True) -> list[RequestSpec]:
-    """Read a YAML or JSON file holding one request or a list of requests.
+    """Read a YAML or JSON file holding one request or a list of requests."""
+    display, text = read_request_file(path)
+    return requests_from_text(text, display, positions=positions)
+
+
+def requests_from_text(text: str, display: str, *, positions: bool = True) -> list[RequestSpec]:
+    """The requests of a request file's text (``read_request_file``).
 
     ``positions=False`` reads the data alone (fast, for large files): a request
     then has no line (its location is the file); an error found while reading
     is reported after reading again with positions, so it names its line. A
-    caller that finds an error later reads the file again with positions."""
-    display, text = read_source(path)
+    caller that finds an error later reads the text again with positions."""
     if not positions:
         try:
             return _requests(parse_plain(text, display), display)
@@ -95,8 +120,6 @@ def load_request_file(path: str, *, positions: bool = True) -> list[RequestSpec]
 
 
 def _requests(docs: list[Document], display: str) -> list[RequestSpec]:
-    if not docs:
-        raise InputError("the request file is empty", location=Location(display, 1))
     out: list[RequestSpec] = []
     for doc in docs:
         if isinstance(doc.data, list):
@@ -108,6 +131,9 @@ def _requests(docs: list[Document], display: str) -> list[RequestSpec]:
             out.extend(parse_request(doc, (i,)) for i in range(len(doc.data)))
         else:
             out.append(parse_request(doc, ()))
+    if not out:  # nothing, null, comments, or an empty list: a run that checks nothing
+        where = docs[0].location() if docs else Location(display, 1)
+        raise InputError("the request file is empty: it holds no requests", location=where)
     return out
 
 
@@ -130,7 +156,7 @@ def _plain_request(data: Any, location: Location) -> RequestSpec | None:
     header values), parsed without ``_Parser``'s per-field bookkeeping: the same
     RequestSpec as ``_Parser.request``. None for anything else, which the parser
     reads (and reports, naming the field)."""
-    if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS:
+    if type(data) is not dict or not data.keys() <= _PLAIN_FIELDS or None in data.values():
         return None
     to = data.get("to")
     src = data.get("from")
@@ -221,6 +247,7 @@ class _Parser:
                 (unknown[0],),
                 f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FIELDS))}',
             )
+        self.no_nulls(data, ())
         if "from" not in data:
             raise self.fail(
                 (),
@@ -232,22 +259,22 @@ class _Parser:
                 'a request needs "to" (a workload or Service "namespace/name", optionally ":port")',
             )
         to = self.string(data["to"], ("to",))
-        target = to.rsplit(":", 1)[0]
+        target, colon, written_port = to.partition(":")
         is_host = "/" not in target and "." in target  # <svc>.<ns>.svc.cluster.local
-        if not is_host and (target.count("/") != 1 or not all(target.split("/"))):
+        if ":" in written_port or (
+            not is_host and (target.count("/") != 1 or not all(target.split("/")))
+        ):
             raise self.fail(
                 ("to",),
                 f'expected "namespace/name" or a Service hostname, optionally with ":port", got {to!r}',
             )
-        to_port = self.port(to.rsplit(":", 1)[1], ("to",)) if ":" in to else None
+        to_port = self.port_text(written_port, ("to",)) if colon else None
         port = self.port(data["port"], ("port",)) if data.get("port") is not None else None
         protocol = None
         if data.get("protocol") is not None:
-            protocol = self.string(data["protocol"], ("protocol",)).lower()
+            protocol = self.string(data["protocol"], ("protocol",))
             if protocol not in ("http", "tcp"):
-                raise self.fail(
-                    ("protocol",), f'expected "http" or "tcp", got {data["protocol"]!r}'
-                )
+                raise self.fail(("protocol",), f'expected "http" or "tcp", got {protocol!r}')
         method = self.string(data.get("method", "GET"), ("method",))
         path = self.string(data.get("path", "/"), ("path",))
         host = self.string(data["host"], ("host",)) if data.get("host") is not None else None
@@ -287,14 +314,32 @@ class _Parser:
             sni=sni,
             name=name,
             location=self.doc.location(self.base),
+            fields=tuple((k, self.doc.location((*self.base, k))) for k in data)
+            if self.doc.positions
+            else (),
         )
 
+    def no_nulls(self, data: dict[str, Any], path: Path) -> None:
+        """A field written without a value (``host:`` in YAML, ``null``): the
+        schema has no null values; a field not meant is left out."""
+        for key, value in data.items():
+            if value is None:
+                raise self.fail((*path, key), "no value (null): give one, or leave the field out")
+
     def port(self, value: Any, path: Path) -> int:
-        if isinstance(value, str) and value.isdigit():
+        """A port number, written as a number (as the schema says: not "9080";
+        80.0 is the number 80 to JSON Schema, so it is here)."""
+        if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-            raise self.fail(path, f"expected a port number 1-65535, got {value!r}")
+            raise self.fail(path, f"expected a port number 1-65535, got {_kind(value)}")
         return value
+
+    def port_text(self, text: str, path: Path) -> int:
+        """The port written after ``to``'s ``:``: digits without a leading zero."""
+        if not text.isascii() or not text.isdigit() or text.startswith("0"):
+            raise self.fail(path, f"expected a port number 1-65535 after ':', got {text!r}")
+        return self.port(int(text), path)
 
     def source(self, value: Any) -> SourceSpec:
         if isinstance(value, str):
@@ -309,6 +354,7 @@ class _Parser:
                 ("from", unknown[0]),
                 f'unknown field "{unknown[0]}"; known fields: {", ".join(sorted(_FROM_FIELDS))}',
             )
+        self.no_nulls(value, ("from",))
         plaintext = value.get("plaintext", False)
         if not isinstance(plaintext, bool):
             raise self.fail(("from", "plaintext"), f"expected true or false, got {plaintext!r}")
@@ -329,6 +375,10 @@ class _Parser:
         workload = value.get("workload")
         if workload is not None:
             workload = self.string(workload, ("from", "workload"))
+            if workload.count("/") != 1 or not all(workload.split("/")):
+                raise self.fail(
+                    ("from", "workload"), f'expected a workload "namespace/name", got {workload!r}'
+                )
         return SourceSpec(
             workload=workload, principal=principal, namespace=namespace, ip=ip, plaintext=plaintext
         )
@@ -359,6 +409,7 @@ class _Parser:
                 ("jwtLocation", unknown[0]),
                 f'unknown field "{unknown[0]}"; use header (with prefix) or param',
             )
+        self.no_nulls(value, ("jwtLocation",))
         header = value.get("header")
         param = value.get("param")
         if (header is None) == (param is None):

@@ -153,6 +153,18 @@ def collect_files(paths: Iterable[str], exclude: Sequence[str] = ()) -> list[str
     return out
 
 
+def _file_identity(path: str) -> object:
+    """What tells files apart however they are named (links, ``..``, a
+    directory and a file in it): the device and inode, else the resolved path."""
+    if path == "-":
+        return path
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):  # read_source says what is wrong with it
+        return os.path.realpath(path)
+    return (st.st_dev, st.st_ino)
+
+
 def excluded(directory: str, relative: str, patterns: Sequence[str]) -> bool:
     """Whether ``--exclude`` leaves out a file or directory found under
     ``directory`` (``relative``: its path below it). As conftest's ``--ignore``
@@ -229,7 +241,12 @@ def load(
     paths = list(paths)
     if not paths:
         raise InputError("no input: give at least one file, directory or '-'")
+    if paths.count("-") + (mesh_config_file == "-") > 1:
+        raise InputError(
+            "'-' (standard input) is given more than once: standard input can be read only once"
+        )
     files: list[str] = []
+    seen: set[object] = set()
     for p in paths:
         found = collect_files([p], exclude)
         if not found:  # a directory without manifests: empty, or not the one meant
@@ -239,7 +256,13 @@ def load(
                 + (", and --exclude leaves out what matches it)" if exclude else ")"),
                 location=Location(p),
             )
-        files.extend(found)
+        # a file reached again (-f DIR -f DIR/file.yaml) is read once, as applying
+        # it again changes nothing; two files defining one object still clash
+        for f in found:
+            key = _file_identity(f)
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     loader = _Loader(namespace or default_namespace, enforce_namespace=namespace is not None)
     unreadable: list[InputError] = []
     for path in files:
@@ -306,7 +329,7 @@ def load_mesh_config_file(path: str) -> MeshConfig:
     """A MeshConfig YAML file, or the ``istio`` ConfigMap that holds one under
     ``data.mesh`` (as ``kubectl get cm istio -o yaml`` prints it, alone or in a
     List)."""
-    display, text = read_source(path)
+    display, text = read_source(path, "a mesh config")
     docs = parse_documents(text, display)
     doc = docs[0] if docs else Document(display, 0, 1, {}, {})
     found = _configmap_in(doc.data, ())

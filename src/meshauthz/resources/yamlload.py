@@ -352,8 +352,10 @@ class Document(Struct):
         return lambda path: self.location(path).line
 
 
-def read_source(path: str) -> tuple[str, str]:
-    """Read a file (or stdin for ``-``) as text; returns (display name, text)."""
+def read_source(path: str, what: str = "a manifest", too_large: str = "") -> tuple[str, str]:
+    """Read a file (or stdin for ``-``) as text; returns (display name, text).
+    ``what``: what the file holds, and ``too_large``: what to do about one over
+    the size limit, for its message."""
     import sys
 
     display = "<stdin>" if path == "-" else path
@@ -371,7 +373,8 @@ def read_source(path: str) -> tuple[str, str]:
         raise InputError(f"cannot read: {e.strerror or e}", location=Location(display)) from None
     if len(raw) > MAX_FILE_BYTES:
         raise InputError(
-            f"file is larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB limit for a manifest",
+            f"file is larger than the {MAX_FILE_BYTES // (1024 * 1024)} MiB limit for {what}"
+            + (f": {too_large}" if too_large else ""),
             location=Location(display),
         )
     return display, decode_text(raw, display)

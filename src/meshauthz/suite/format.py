@@ -278,7 +278,7 @@ def find_suites(paths: list[str], exclude: Sequence[str] = ()) -> list[str]:
 
 def load_suite(path: str) -> Suite:
     """Read and check one suite file. Raises InputError naming file, line and field."""
-    display, text = read_source(path)
+    display, text = read_source(path, "a test suite")
     docs = parse_documents(text, display)
     if not docs:
         raise InputError("the suite file is empty", location=Location(display, 1))
