@@ -139,6 +139,8 @@ def wire_headers(host: str, headers: Iterable[tuple[str, str]]) -> list[tuple[st
 def sent_host(host: str, headers: Iterable[tuple[str, str]]) -> str:
     """The Host a client sends, as ``wire_headers`` lays it out: the request's
     own ``host`` headers (joined with ", " when there are several), else ``host``."""
+    if not headers:  # most requests: summarized for every decision
+        return host
     hosts = [v for n, v in headers if n.lower() == "host"]
     return ", ".join(hosts) if hosts else host
 
