@@ -26,7 +26,7 @@ spec:
   - from: [{source: {ipBlocks: ["10.0.0.300"]}}]
 """
 SUMMARY = (
-    "1 object error(s): Istio would reject these objects; "
+    "1 object error(s): the cluster would reject these objects (Istio or the API server); "
     "fix them first (meshauthz validate shows every finding)"
 )
 FINDING = (

@@ -165,7 +165,7 @@ def test_up_on_manifests_istio_rejects_exits_2_with_the_findings(tmp_path: Path)
     p.write_text(p.read_text().replace('methods: ["GET"]', 'methods: "GET"'))
     r = meshauthz("mesh", "up", str(d), state_home=tmp_path / "home")
     assert r.returncode == 2, r.stderr
-    assert "Istio would reject these objects" in r.stderr
+    assert "the cluster would reject these objects (Istio or the API server)" in r.stderr
     assert "allow-frontend-get-data.yaml:" in r.stderr and "expected a list" in r.stderr
     assert "this is a bug" not in r.stderr
     assert not (tmp_path / "home" / "bad").exists()

@@ -98,7 +98,11 @@ def test_unusable_cases_and_suites_exit_2(capsys, write, tmp_path):
         resources=os.path.dirname(bad) + "/bad.yaml",
     )
     code, out, _ = run(capsys, "test", p2)
-    assert code == 2 and "Istio would reject these objects" in out and "methods" in out
+    assert (
+        code == 2
+        and "the cluster would reject these objects (Istio or the API server)" in out
+        and "methods" in out
+    )
     code, _, err = run(capsys, "test", str(tmp_path / "nothing"))
     assert code == 2 and "no such file or directory" in err
     os.makedirs(tmp_path / "empty")

@@ -100,7 +100,9 @@ def print_text(result: RunResult, verbose: bool, coverage: bool) -> None:
             click.echo(f"ERROR {s.file}: {s.error}")
             continue
         if s.findings:
-            click.echo(f"ERROR {s.file}: Istio would reject these objects:")
+            click.echo(
+                f"ERROR {s.file}: the cluster would reject these objects (Istio or the API server):"
+            )
             for f in s.findings:
                 click.echo(f"  {f.to_text()}")
             continue
@@ -150,7 +152,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
         elif s.findings:
             doc["error"] = {
                 "code": "invalid",
-                "message": "Istio would reject these objects",
+                "message": "the cluster would reject these objects (Istio or the API server)",
                 "file": s.file,
                 "line": None,
                 "column": None,

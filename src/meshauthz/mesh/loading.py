@@ -54,8 +54,8 @@ class InvalidInput(InputError):
         self.findings: tuple[Finding, ...] = tuple(findings)
         self.errors: tuple[Finding, ...] = tuple(f for f in self.findings if f.severity == "error")
         super().__init__(
-            f"{len(self.errors)} object error(s): Istio would reject these objects; "
-            "fix them first (meshauthz validate shows every finding)",
+            f"{len(self.errors)} object error(s): the cluster would reject these objects "
+            "(Istio or the API server); fix them first (meshauthz validate shows every finding)",
             code="rejected",
         )
 

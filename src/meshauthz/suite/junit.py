@@ -28,7 +28,11 @@ def junit_xml(result: RunResult, explain: Callable[[CaseResult], list[str]]) -> 
         total, failures, errors = total + n, failures + n_fail, errors + n_err
         if s.error is not None or s.findings:
             tc = ET.SubElement(el, "testcase", name="(load)", classname=s.name, file=s.file)
-            message = str(s.error) if s.error is not None else "Istio would reject these objects"
+            message = (
+                str(s.error)
+                if s.error is not None
+                else "the cluster would reject these objects (Istio or the API server)"
+            )
             err = ET.SubElement(tc, "error", message=message, type="unusable input")
             err.text = "\n".join(f.to_text() for f in s.findings) or message
         for c in s.cases:

@@ -57,7 +57,9 @@ class SuiteResult(Struct):
     suite: Suite | None
     cases: list[CaseResult] = field(default_factory=list)
     error: MeshauthzError | None = None  # the suite could not be used at all
-    findings: list[Finding] = field(default_factory=list)  # Istio would reject these objects
+    findings: list[Finding] = field(
+        default_factory=list
+    )  # the cluster would reject these objects (Istio or the API server)
     snapshot: MeshSnapshot | None = None
 
     @property
