@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshauthz.decide.cause import MtlsRequired
+from meshauthz.decide.cause import MtlsRequired, Stage
 from meshauthz.decide.engine import Decider, Prepared
 from meshauthz.decide.request import Request, resolve
 from meshauthz.decide.request_spec import request_from_data
@@ -196,3 +196,15 @@ def test_an_absolute_url_sets_the_authority_a_hosts_rule_sees(tmp_path: Path) ->
     d, base = _mesh(tmp_path)
     decision = d.decide(msgspec.structs.replace(base, method="OPTIONS", path="*"))
     assert (decision.verdict, decision.status) == ("DENY", 404)
+
+
+def test_a_trace_says_where_an_absolute_urls_authority_came_from(tmp_path: Path) -> None:
+    d, base = _mesh(tmp_path, _deny_hosts("h"))
+    r = msgspec.structs.replace(base, path="http://other.example/a/../x", host="h")
+    decision = d.decide(r, trace=True)
+    assert decision.verdict == "ALLOW"  # the DENY names the Host sent, which Envoy drops
+    steps = [s.message for s in decision.trace if s.stage is Stage.NORMALIZATION]
+    assert steps == [
+        "absolute URL 'http://other.example/a/../x': Envoy takes :authority 'other.example' "
+        "from it, in place of the Host header, and :path '/x' (BASE normalization)"
+    ]

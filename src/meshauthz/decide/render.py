@@ -202,6 +202,14 @@ def path_normalized(normalization: str, before: str, after: str) -> str:
     return f"path normalized ({normalization}): {before!r} -> {after!r}"
 
 
+def absolute_url(normalization: str, url: str, authority: str, path: str) -> str:
+    """A request target in absolute form, as the codec and the HCM read it."""
+    return (
+        f"absolute URL {url!r}: Envoy takes :authority {authority!r} from it, in place of "
+        f"the Host header, and :path {path!r} ({normalization} normalization)"
+    )
+
+
 def custom_not_sent(provider: str | None) -> str:
     return f"no CUSTOM policy of provider {provider} matched: not sent to it"
 

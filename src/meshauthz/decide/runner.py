@@ -425,10 +425,13 @@ class _Walk:
         if view.peer_hidden:
             self.step(Stage.MTLS, render.MTLS_DISABLED)
         if view.normalized:
-            self.step(
-                Stage.NORMALIZATION,
-                render.path_normalized(p.normalization, self.r.path, view.path),
-            )
+            target = self.r.path
+            if target.startswith("/"):
+                message = render.path_normalized(p.normalization, target, view.path)
+            else:  # an absolute URL (envoy.request_target): it set :authority too
+                authority = next((v for n, v in view.headers or () if n == ":authority"), "")
+                message = render.absolute_url(p.normalization, target, authority, view.path)
+            self.step(Stage.NORMALIZATION, message)
         # "If there are any CUSTOM policies that match the request, evaluate and deny
         # the request if the evaluation result is deny." (istio.io, Authorization Policy)
         for i, stage in enumerate(p.custom):
