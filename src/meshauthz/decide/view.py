@@ -2,8 +2,10 @@
 
 Before any filter runs, the connection and the HTTP connection manager have
 shaped the request: mTLS (PeerAuthentication) decides whether there is a peer
-certificate at all, the codec checks the method and the path is normalized
-(``meshauthz.envoy.hcm``, following the proxy's runtime flags), the codec
+certificate at all, the codec checks the method and reads the request target
+(``meshauthz.envoy.request_target``: an absolute URL sets ``:authority`` and
+``:scheme``), the path is normalized (``meshauthz.envoy.hcm``, following the
+proxy's runtime flags), the codec
 checks, trims and joins the header block (``meshauthz.envoy.codec``), Host
 becomes ``:authority``, and the remote
 address is derived from X-Forwarded-For as the destination's HCM is set up.

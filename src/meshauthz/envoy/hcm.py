@@ -329,7 +329,7 @@ def _check_request_target(path: str) -> NormalizedPath | None:
     refused = target_characters(path)
     if refused is not None:
         return refused
-    return None if path.startswith("/") else _NOT_ABSOLUTE
+    return None if path.startswith("/") else NOT_A_TARGET
 
 
 def target_characters(target: str) -> NormalizedPath | None:
@@ -346,7 +346,8 @@ def target_characters(target: str) -> NormalizedPath | None:
     return None
 
 
-_NOT_ABSOLUTE = NormalizedPath.reject(400, "request target is not an absolute path")
+# A target in none of the forms the codec reads (``meshauthz.envoy.request_target``).
+NOT_A_TARGET = NormalizedPath.reject(400, "request target is neither a path nor an http(s) URL")
 
 
 def _unescape_slashes(part: str) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from msgspec import Struct
 
-from meshauthz.envoy.hcm import NormalizedPath, target_characters
+from meshauthz.envoy.hcm import NOT_A_TARGET, NormalizedPath, target_characters
 
 
 class Target(Struct, frozen=True):
@@ -39,7 +39,6 @@ class Target(Struct, frozen=True):
     scheme: str | None = None
 
 
-_NOT_A_TARGET = NormalizedPath.reject(400, "request target is neither a path nor an http(s) URL")
 _BAD_URL = NormalizedPath.reject(400, "request target is not a valid http(s) URL")
 _CONNECT = NormalizedPath.reject(400, "CONNECT needs an authority (host:port) target")
 _NOT_RELATIVE = NormalizedPath.reject(
@@ -65,11 +64,11 @@ def request_target(method: str, target: str) -> Target | NormalizedPath:
     if target.startswith("/"):
         return Target(target)
     if target == "*":
-        return _NOT_RELATIVE if method == "OPTIONS" else _NOT_A_TARGET
+        return _NOT_RELATIVE if method == "OPTIONS" else NOT_A_TARGET
     head = target[:8].lower()
     scheme = "https" if head == "https://" else "http" if head[:7] == "http://" else None
     if scheme is None:
-        return _NOT_A_TARGET
+        return NOT_A_TARGET
     rest = target[len(scheme) + 3 :]
     end = len(rest)
     for stop in "/?#":
